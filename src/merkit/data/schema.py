@@ -5,9 +5,10 @@ Columns
 dataset : str
     Database name, e.g. ``"CASME2"``, ``"SMIC_HS"``, ``"SMIC_VIS"``, ``"SMIC_NIR"``.
 subject : str
-    Always ``"<dataset family>/<id>"`` (e.g. ``"CASME2/01"``, ``"SMIC/s3"``) so that
-    subjects never collide across databases. The SMIC cameras share one family
-    because the same people were recorded by the three cameras.
+    Always ``"<dataset>/<id>"`` (e.g. ``"CASME2/01"``, ``"SMIC_HS/s3"``) so that
+    subjects never collide across databases. (SMIC-VIS/NIR record a subset of the
+    SMIC-HS people: ``"SMIC_VIS/s3"`` is the same person as ``"SMIC_HS/s3"``, as in
+    the published cross-camera CDMER tasks.)
 clip : str
     Clip name inside its subject (``"EP02_01f"``, ``"s3_po_05"``).
 frames_dir, video_path : str or None
