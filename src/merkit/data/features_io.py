@@ -1,0 +1,288 @@
+"""Loaders for published feature files: the CDMER benchmark's LBP-TOP features.
+
+The benchmark (Zong et al., IEEE TKDE 2022, doi:10.1109/TKDE.2020.3018470) released
+``CrossCorpus_LBPTOP_R3P8_<DB>_112by112.mat`` per database, holding
+``<DB>_micro_feature`` (LBP-TOP, R = 3, P = 8, 59 uniform bins, 1x1 + 2x2 + 4x4 + 8x8
+grids of a 16-frame 112x112 clip: 85 blocks x 3 planes x 59 = 15045 columns) and
+``<DB>_micro_label`` (1 = negative, 2 = positive, 3 = surprise). Both MATLAB v7.3
+(HDF5, read with h5py) and v5 (scipy.io.loadmat) files are accepted.
+
+Column layout (measured on the released CASME2 and SMIC_VIS files, see
+:func:`cdmer_lbptop_layout`): levels in the order 1, 2, 4, 8; inside a level the XY
+histograms of all its blocks come first, then all XT, then all YT (each 59 bins);
+blocks inside a plane are in MATLAB column-major order. ``FeatureSet.blocks`` maps
+each column to a row-major block id (the :class:`~merkit.data.schema.FeatureSet`
+convention), so block 1 is the top-right cell of the 2x2 grid.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from merkit.data.schema import FeatureSet
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CDMER_CLASSES",
+    "CDMER_LEVELS",
+    "canonical_dataset",
+    "cdmer_lbptop_layout",
+    "load_cdmer_dir",
+    "load_cdmer_features",
+]
+
+#: class names of the CDMER benchmark, indexed by y = file label - 1
+CDMER_CLASSES: tuple[str, ...] = ("negative", "positive", "surprise")
+#: grid levels of the released features
+CDMER_LEVELS: tuple[int, ...] = (1, 2, 4, 8)
+_BINS = 59
+_PLANES = 3
+
+_FILE_RE = re.compile(r"^CrossCorpus_.+?_R\d+P\d+_(?P<db>.+?)_\d+by\d+$", re.IGNORECASE)
+_CANONICAL = {
+    "CASME2": "CASME2",
+    "CASMEII": "CASME2",
+    "CASME_II": "CASME2",
+    "SMIC_HS": "SMIC_HS",
+    "SMICHS": "SMIC_HS",
+    "HS": "SMIC_HS",
+    "SMIC_VIS": "SMIC_VIS",
+    "SMICVIS": "SMIC_VIS",
+    "VIS": "SMIC_VIS",
+    "SMIC_NIR": "SMIC_NIR",
+    "SMICNIR": "SMIC_NIR",
+    "NIR": "SMIC_NIR",
+}
+
+
+def cdmer_lbptop_layout(
+    levels: tuple[int, ...] = CDMER_LEVELS, n_bins: int = _BINS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Block and plane of every column of the benchmark's multi-scale LBP-TOP vector.
+
+    Layout: for each level ``L`` (``L x L`` blocks) in order, ``[XY of every block,
+    XT of every block, YT of every block]``, each ``n_bins`` long, blocks in
+    column-major order. Measured on the released files: within every level the
+    first ``L*L`` histograms have the XY signature (mean of bin 4 2.8-4.7 times
+    lower than in the XT/YT histograms), and the third plane's histograms are nearly
+    equal for left/right mirror blocks when those are ``L`` apart in storage order
+    (a YT histogram does not change under a left-right flip, so the slow storage
+    index is the horizontal one: column-major).
+
+    Returns
+    -------
+    blocks : int64 ndarray of shape (D,)
+        Block id 0..sum(L*L)-1: levels in order, row-major inside a level.
+    planes : int64 ndarray of shape (D,)
+        0 = XY, 1 = XT, 2 = YT.
+    """
+    blocks, planes = [], []
+    first = 0
+    for L in levels:
+        nb = L * L
+        k = np.arange(nb)
+        row, col = k % L, k // L  # storage index k is column-major
+        rowmajor = row * L + col
+        for p in range(_PLANES):
+            blocks.append(np.repeat(first + rowmajor, n_bins))
+            planes.append(np.full(nb * n_bins, p))
+        first += nb
+    return np.concatenate(blocks).astype(np.int64), np.concatenate(planes).astype(np.int64)
+
+
+def _db_from_filename(path: Path) -> str | None:
+    m = _FILE_RE.match(path.stem)
+    return m["db"] if m else None
+
+
+def canonical_dataset(db: str) -> str:
+    """merkit dataset name of a database token from a file name (``"SMIC_VIS"``...)."""
+    key = db.strip().upper().replace("-", "_")
+    name = _CANONICAL.get(key)
+    if name is None:
+        log.info("database %r is not one of the CDMER databases; using it verbatim", db)
+        return db
+    return name
+
+
+def _read_variables(path: Path) -> dict[str, np.ndarray]:
+    """All numeric top-level variables of a MATLAB file, in MATLAB orientation.
+
+    h5py shows a v7.3 array with its dimensions reversed (MATLAB is column-major);
+    they are reversed back here so that both formats give MATLAB's ``size()``.
+    """
+    import h5py
+
+    if h5py.is_hdf5(path):
+        out = {}
+        with h5py.File(path, "r") as f:
+            for k, v in f.items():
+                if isinstance(v, h5py.Dataset) and not k.startswith("#"):
+                    out[k] = np.asarray(v[()]).T
+        return out
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+
+    try:
+        raw = loadmat(path)
+    except (MatReadError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable MATLAB .mat file ({err})") from err
+    return {k: v for k, v in raw.items() if not k.startswith("__")}
+
+
+def _find_var(variables: dict[str, np.ndarray], suffix: str, db: str | None, path: Path) -> str:
+    if db is not None and f"{db}{suffix}" in variables:
+        return f"{db}{suffix}"
+    cands = [k for k in variables if k.endswith(suffix)]
+    if db is None and len(cands) == 1:
+        return cands[0]
+    want = f"'{db}{suffix}'" if db else f"one variable '*{suffix}'"
+    raise ValueError(f"{path}: expected {want}; variables present: {sorted(variables)}")
+
+
+def load_cdmer_features(path: str | Path, *, name: str | None = None) -> FeatureSet:
+    """Load one released CDMER feature file.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``CrossCorpus_LBPTOP_R3P8_<DB>_112by112.mat`` (MATLAB v7.3 or v5).
+    name : str, optional
+        Dataset name to use (default: from ``<DB>`` in the file name, mapped to
+        merkit's names: ``CASME2``, ``SMIC_HS``, ``SMIC_VIS``, ``SMIC_NIR``).
+
+    Returns
+    -------
+    FeatureSet
+        ``X`` (n, D) float32 in the file's sample order; ``table`` with columns
+        ``dataset, subject ("<dataset>/unknown": the files carry no subject ids),
+        clip ("0001".. in file order), emotion, label, y``; ``classes`` =
+        ``("negative", "positive", "surprise")``; ``blocks``/``levels`` when D = 15045.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        Variables missing (those present are listed), labels outside 1..3 or not
+        integers, feature/label sizes that do not match, non-finite features.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CDMER feature file not found: {path}")
+    db = _db_from_filename(path)
+    variables = _read_variables(path)
+    fkey = _find_var(variables, "_micro_feature", db, path)
+    lkey = _find_var(variables, "_micro_label", db, path)
+    if db is None:
+        db = fkey[: -len("_micro_feature")]
+    dataset = name or canonical_dataset(db)
+
+    labels = np.asarray(variables[lkey], dtype=np.float64)
+    if labels.ndim > 2 or (labels.ndim == 2 and min(labels.shape) != 1):
+        raise ValueError(f"{path}: {lkey} must be a vector, got shape {labels.shape}")
+    labels = labels.ravel()
+    n = labels.size
+    if not np.isfinite(labels).all() or not np.array_equal(labels, np.round(labels)):
+        raise ValueError(f"{path}: {lkey} must hold integer labels 1..3")
+    bad = ~np.isin(labels, (1, 2, 3))
+    if bad.any():
+        raise ValueError(
+            f"{path}: {lkey} has labels outside 1..3 (1 negative, 2 positive, 3 surprise): "
+            f"values {np.unique(labels[bad]).astype(int).tolist()} at samples "
+            f"{(np.flatnonzero(bad)[:10] + 1).tolist()}"
+        )
+
+    feats = np.asarray(variables[fkey])
+    if feats.ndim != 2:
+        raise ValueError(f"{path}: {fkey} must be a 2-D matrix, got shape {feats.shape}")
+    # MATLAB orientation: samples are the rows; detect from the label count
+    if feats.shape[0] == n:
+        X = feats
+    elif feats.shape[1] == n:
+        log.debug("%s: %s stored as (D, n) = %s, transposing", path.name, fkey, feats.shape)
+        X = feats.T
+    else:
+        raise ValueError(
+            f"{path}: {fkey} has shape {feats.shape} but {lkey} has {n} labels; "
+            "one dimension of the features must equal the number of labels"
+        )
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if not np.isfinite(X).all():
+        rows = np.flatnonzero(~np.isfinite(X).all(axis=1))
+        raise ValueError(
+            f"{path}: {fkey} has non-finite values in samples {(rows[:10] + 1).tolist()}"
+        )
+
+    y = labels.astype(np.int64) - 1
+    table = pd.DataFrame(
+        {
+            "dataset": dataset,
+            "subject": f"{dataset}/unknown",
+            "clip": [f"{i + 1:04d}" for i in range(n)],
+            "emotion": [CDMER_CLASSES[v] for v in y],
+            "label": [CDMER_CLASSES[v] for v in y],
+            "y": y,
+        }
+    )
+    blocks, levels = None, None
+    expected_d = sum(L * L for L in CDMER_LEVELS) * _PLANES * _BINS
+    if X.shape[1] == expected_d:
+        blocks, _ = cdmer_lbptop_layout()
+        levels = CDMER_LEVELS
+    else:
+        log.info(
+            "%s: %d columns, not the benchmark's %d; no block layout recorded",
+            path.name,
+            X.shape[1],
+            expected_d,
+        )
+    fs = FeatureSet(X, table, name=dataset, classes=CDMER_CLASSES, blocks=blocks, levels=levels)
+    log.info(
+        "loaded %s: %s, classes %s",
+        path.name,
+        fs,
+        dict(zip(CDMER_CLASSES, np.bincount(y, minlength=3).tolist(), strict=True)),
+    )
+    return fs
+
+
+def load_cdmer_dir(folder: str | Path, pattern: str = "CrossCorpus_*.mat") -> dict[str, FeatureSet]:
+    """Load every released CDMER feature file of a folder.
+
+    Returns
+    -------
+    dict
+        Dataset name -> FeatureSet, in sorted file-name order.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder is missing or holds no file matching ``pattern``.
+    ValueError
+        Two files give the same dataset name.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"CDMER feature folder not found: {folder}")
+    files = sorted(folder.glob(pattern))
+    if not files:
+        raise FileNotFoundError(
+            f"no CDMER feature files matching {pattern!r} in {folder} "
+            "(expected e.g. CrossCorpus_LBPTOP_R3P8_CASME2_112by112.mat)"
+        )
+    out: dict[str, FeatureSet] = {}
+    origin: dict[str, Path] = {}
+    for f in files:
+        fs = load_cdmer_features(f)
+        if fs.name in out:
+            raise ValueError(f"{f} and {origin[fs.name]} both hold dataset {fs.name!r}")
+        out[fs.name] = fs
+        origin[fs.name] = f
+    return out

@@ -1,0 +1,251 @@
+"""Paper-format tables of CDMER results: "mean-F1 / accuracy" per task.
+
+Rows are methods (and their selection / params when those vary), columns the tasks
+``Exp.1`` .. ``Exp.12`` in experiment order (only those present, or all twelve),
+then the ``TYPE-I`` and ``TYPE-II`` averages: the mean of mean-F1 and of accuracy
+over the tasks of that type shown in the table. A row missing one of those tasks
+gets no average ("-") rather than an average over a different set of tasks.
+Several seeds of one row are averaged. Output as a pandas DataFrame of strings,
+Markdown (a built-in pipe-table writer) or a :class:`rich.table.Table`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from merkit.protocols.cdmer import TASKS, TYPES, CdmerTask, get_task
+
+log = logging.getLogger(__name__)
+
+__all__ = ["cdmer_scores", "cdmer_table", "to_markdown", "to_rich"]
+
+_ROW_LEVELS = ("method", "selection", "params")
+_MISSING = "-"
+
+
+def _task_columns(results: pd.DataFrame, all_tasks: bool, tasks) -> list[CdmerTask]:
+    if tasks is not None:
+        return sorted({get_task(t) for t in tasks}, key=lambda t: t.exp)
+    if all_tasks:
+        return list(TASKS)
+    present = {get_task(t) for t in results["task"].unique()}
+    return sorted(present, key=lambda t: t.exp)
+
+
+def cdmer_scores(
+    results: pd.DataFrame,
+    *,
+    tasks: Iterable | None = None,
+    all_tasks: bool = False,
+    averages: bool = True,
+    protocol: str | None = "cdmer",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Numeric mean-F1 and accuracy tables.
+
+    Parameters
+    ----------
+    results : DataFrame
+        Results rows (:meth:`merkit.results.store.ResultStore.results` or the return of
+        :func:`merkit.protocols.runner.run_cdmer`).
+    tasks : iterable, optional
+        Task columns to show (default: the tasks present in ``results``).
+    all_tasks : bool
+        Show all 12 task columns, NaN where there is no result.
+    averages : bool
+        Add ``TYPE-I`` / ``TYPE-II`` columns for the types with a shown task.
+    protocol : str or None
+        Keep only rows of this protocol (None: all rows).
+
+    Returns
+    -------
+    mean_f1, accuracy : DataFrame
+        Index (method, selection, params) with constant levels dropped (method is
+        always kept); columns ``Exp.n`` then the averages. mean-F1 in 0..1, accuracy in %.
+    """
+    if protocol is not None and "protocol" in results.columns:
+        results = results[results["protocol"] == protocol]
+    if results.empty:
+        raise ValueError(f"no results rows to tabulate (protocol {protocol!r})")
+    df = results.copy()
+    for c in _ROW_LEVELS:
+        if c not in df.columns:
+            df[c] = "none" if c == "selection" else ("{}" if c == "params" else "")
+    cols = _task_columns(df, all_tasks, tasks)
+    df["_task"] = [get_task(t).name for t in df["task"]]
+    grouped = df.groupby([*_ROW_LEVELS, "_task"], sort=False)[["mean_f1", "accuracy"]].mean()
+    n_seeds = df.groupby([*_ROW_LEVELS, "_task"], sort=False).size()
+    if (n_seeds > 1).any():
+        log.info("averaging over seeds for %d cells", int((n_seeds > 1).sum()))
+    names = [t.name for t in cols]
+    out = []
+    for metric in ("mean_f1", "accuracy"):
+        wide = grouped[metric].unstack("_task").reindex(columns=names)
+        if averages:
+            for typ in TYPES:
+                of_type = [t.name for t in cols if t.type == typ]
+                if of_type:
+                    # mean over the shown tasks of this type; NaN if a row lacks one
+                    wide[typ] = wide[of_type].mean(axis=1, skipna=False)
+        out.append(wide)
+    f1, acc = out
+    order = _row_order(f1.index)
+    f1, acc = f1.loc[order], acc.loc[order]
+    drop = [lvl for lvl in ("selection", "params") if f1.index.get_level_values(lvl).nunique() == 1]
+    if drop:
+        f1 = f1.droplevel(drop)
+        acc = acc.droplevel(drop)
+    f1.columns.name = acc.columns.name = None
+    return f1, acc
+
+
+def _row_order(index: pd.MultiIndex) -> list:
+    """Methods in order of first appearance ('svm' first), then selection, params."""
+    methods = list(dict.fromkeys(index.get_level_values("method")))
+    if "svm" in methods:
+        methods.remove("svm")
+        methods.insert(0, "svm")
+    rank = {m: i for i, m in enumerate(methods)}
+    return sorted(index, key=lambda k: (rank[k[0]], str(k[1]) != "none", str(k[1]), str(k[2])))
+
+
+def cdmer_table(
+    results: pd.DataFrame,
+    *,
+    tasks: Iterable | None = None,
+    all_tasks: bool = False,
+    averages: bool = True,
+    bold_best: bool = False,
+    protocol: str | None = "cdmer",
+    f1_digits: int = 4,
+    acc_digits: int = 2,
+) -> pd.DataFrame:
+    """Paper-format table: cells ``"0.5367 / 53.08"`` (mean-F1 / accuracy %).
+
+    Parameters
+    ----------
+    results, tasks, all_tasks, averages, protocol
+        As in :func:`cdmer_scores`.
+    bold_best : bool
+        Wrap the best mean-F1 and the best accuracy of each column in ``**..**``
+        (each number separately; ties are all marked).
+    f1_digits, acc_digits : int
+        Decimals of mean-F1 and accuracy.
+
+    Returns
+    -------
+    DataFrame of str
+        Same index and columns as :func:`cdmer_scores`; ``"-"`` where no result.
+    """
+    f1, acc = cdmer_scores(
+        results, tasks=tasks, all_tasks=all_tasks, averages=averages, protocol=protocol
+    )
+    f1r = f1.round(f1_digits)
+    accr = acc.round(acc_digits)
+    best_f1 = f1r.max(axis=0)
+    best_acc = accr.max(axis=0)
+    data = {}
+    for col in f1.columns:
+        column = []
+        for a, b in zip(f1r[col].to_numpy(), accr[col].to_numpy(), strict=True):
+            if np.isnan(a) or np.isnan(b):
+                column.append(_MISSING)
+                continue
+            sa, sb = f"{a:.{f1_digits}f}", f"{b:.{acc_digits}f}"
+            if bold_best and len(f1) > 1:
+                if a == best_f1[col]:
+                    sa = f"**{sa}**"
+                if b == best_acc[col]:
+                    sb = f"**{sb}**"
+            column.append(f"{sa} / {sb}")
+        data[col] = column
+    return pd.DataFrame(data, index=f1.index, columns=list(f1.columns), dtype=object)
+
+
+def _index_labels(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    if isinstance(df.index, pd.MultiIndex):
+        names = [str(n) if n is not None else "" for n in df.index.names]
+        rows = [[str(v) for v in k] for k in df.index]
+    else:
+        names = [str(df.index.name) if df.index.name is not None else ""]
+        rows = [[str(k)] for k in df.index]
+    return names, rows
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(df: pd.DataFrame, *, index: bool = True) -> str:
+    """A GitHub pipe table of a DataFrame (no tabulate needed); numbers right-aligned."""
+    header = [str(c) for c in df.columns]
+    body = [[("" if pd.isna(v) else str(v)) for v in row] for row in df.itertuples(index=False)]
+    align = ["right" if pd.api.types.is_numeric_dtype(df[c]) else "left" for c in df.columns]
+    for j in range(len(header)):
+        if body and all(_looks_numeric(r[j]) or r[j] in ("", _MISSING) for r in body):
+            align[j] = "right"
+    if index:
+        names, labels = _index_labels(df)
+        header = names + header
+        body = [lab + row for lab, row in zip(labels, body, strict=True)]
+        align = ["left"] * len(names) + align
+    header = [_md_escape(h) for h in header]
+    body = [[_md_escape(c) for c in row] for row in body]
+    widths = [max([len(header[j]), 3, *(len(r[j]) for r in body)]) for j in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        parts = [
+            c.rjust(w) if a == "right" else c.ljust(w)
+            for c, w, a in zip(cells, widths, align, strict=True)
+        ]
+        return "| " + " | ".join(parts) + " |"
+
+    sep = (
+        "| "
+        + " | ".join(
+            ("-" * (w - 1) + ":") if a == "right" else "-" * w
+            for w, a in zip(widths, align, strict=True)
+        )
+        + " |"
+    )
+    return "\n".join([line(header), sep, *(line(r) for r in body)]) + "\n"
+
+
+_NUM = re.compile(r"^[\s*]*[-+]?\d+(\.\d+)?[\s*]*(/[\s*]*[-+]?\d+(\.\d+)?[\s*]*)?$")
+
+
+def _looks_numeric(s: str) -> bool:
+    return bool(_NUM.match(s))
+
+
+def to_rich(df: pd.DataFrame, *, title: str | None = None, index: bool = True):
+    """A :class:`rich.table.Table` of a DataFrame; ``**x**`` cells are shown bold."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, show_lines=False)
+    names, labels = _index_labels(df)
+    if index:
+        for n in names:
+            table.add_column(n, style="bold cyan", no_wrap=True)
+    for c in df.columns:
+        table.add_column(str(c), justify="right", no_wrap=True)
+    for lab, row in zip(labels, df.itertuples(index=False), strict=True):
+        cells = [Text(x) for x in lab] if index else []
+        for v in row:
+            cells.append(_bold_text("" if pd.isna(v) else str(v)))
+        table.add_row(*cells)
+    return table
+
+
+def _bold_text(s: str):
+    from rich.text import Text
+
+    text = Text()
+    for i, part in enumerate(s.split("**")):
+        text.append(part, style="bold" if i % 2 else "")
+    return text
