@@ -85,7 +85,10 @@ def empty_table() -> pd.DataFrame:
 
 
 def _row_name(row: pd.Series) -> str:
-    return f"{row.get('dataset')}/{row.get('subject')}/{row.get('clip')}"
+    subject = str(row.get("subject"))
+    if "/" not in subject:
+        subject = f"{row.get('dataset')}/{subject}"
+    return f"{subject}/{row.get('clip')}"
 
 
 def _describe(table: pd.DataFrame, mask: pd.Series, why: str, limit: int = 10) -> str:
@@ -128,6 +131,8 @@ def validate(
     for c in COLUMNS:
         if c not in table.columns:
             table[c] = None
+    extra = [c for c in table.columns if c not in COLUMNS]
+    table = table[list(COLUMNS) + extra]
     for c in ("aus", "au_sides", "au_intensities"):
         table[c] = [tuple(v) if isinstance(v, (tuple, list)) else () for v in table[c]]
 
@@ -167,7 +172,8 @@ def validate(
                 absent.append(i)
         if absent:
             mask = table.index.isin(absent)
-            problems.append(_describe(table, pd.Series(mask, index=table.index), "frames missing on disk"))
+            absent_rows = pd.Series(mask, index=table.index)
+            problems.append(_describe(table, absent_rows, "frames missing on disk"))
     if problems:
         raise SchemaError(f"invalid Sample table{where}:\n  " + "\n  ".join(problems))
 

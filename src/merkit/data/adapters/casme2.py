@@ -1,0 +1,336 @@
+"""CASME II (Yan et al. 2014, doi:10.1371/journal.pone.0086041).
+
+Layout read here::
+
+    <root>/CASME2/                     (or the CASME2 folder itself)
+        CASME2-coding-20140508.xlsx    coding sheet(s); the newest date in the name wins
+        Cropped/sub01/EP02_01f/img46.jpg ...
+
+The frame folder is the first of :data:`FRAME_DIRS` that exists (``frames=`` overrides);
+frame files are ``img{N}`` or ``reg_img{N}`` (N = native frame number) with any image
+suffix. One row per coding-sheet line: dataset ``"CASME2"``, subject ``"CASME2/01"``,
+clip = Filename, fps 200, camera ``"colour"`` (CASME II is a single colour high-speed
+camera; the name says what kind of image it is, like ``"nir"`` in SMIC), emotion =
+"Estimated Emotion" lower case, AUs parsed by :func:`merkit.data.labels.parse_aus`, and
+``objective_class`` (int, the 2019 sheet's "Objective Classes", NA on the 2014 sheet).
+
+Known quirks handled: columns are matched by header name (the sheets have blank unnamed
+columns), Subject is text ``'01'`` or a number, ApexFrame ``'/'`` (sub04 EP12_01f) gives
+a missing apex with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from merkit.data.adapters._common import (
+    check_missing_policy,
+    frame_numbers,
+    missing_frames,
+    ranges,
+    report,
+)
+from merkit.data.labels import parse_aus
+from merkit.data.schema import SchemaError, validate
+
+log = logging.getLogger(__name__)
+
+DATASET = "CASME2"
+FPS = 200.0
+CAMERA = "colour"
+SHEET_GLOB = "CASME2-coding-*.xlsx"
+#: frame folders tried in this order
+FRAME_DIRS: tuple[str, ...] = (
+    "Cropped",
+    "CASME2_Cropped",
+    "CASME2_RAW_selected",
+    "CASME2_RAW",
+    "CASME2-RAW",
+)
+#: normalised header -> column of the returned sheet table
+HEADERS: dict[str, str] = {
+    "subject": "subject",
+    "filename": "clip",
+    "onsetframe": "onset",
+    "apexframe": "apex",
+    "offsetframe": "offset",
+    "actionunits": "aus_text",
+    "estimatedemotion": "emotion",
+    "objectiveclasses": "objective_class",
+}
+REQUIRED_HEADERS = ("subject", "filename", "onsetframe", "apexframe", "offsetframe",
+                    "actionunits", "estimatedemotion")  # fmt: skip
+_MISSING_APEX = frozenset({"/", "-", "?", ""})
+
+
+def _norm_header(value: object) -> str:
+    return re.sub(r"[^a-z]", "", str(value).lower())
+
+
+def find_root(root: str | Path) -> Path:
+    """The CASME2 folder: ``<root>/CASME2`` if it exists, else ``root`` if it holds a sheet.
+
+    Raises
+    ------
+    FileNotFoundError
+        One sentence naming the path and the expected layout.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"CASME II root {root} does not exist or is not a folder")
+    sub = root / "CASME2"
+    if sub.is_dir():
+        return sub
+    if any(root.glob(SHEET_GLOB)):
+        return root
+    raise FileNotFoundError(
+        f"no CASME II data in {root}: expected a folder {sub} or a coding sheet "
+        f"{SHEET_GLOB} in {root}"
+    )
+
+
+def _sheet_date(path: Path) -> str:
+    m = re.search(r"(\d{8})", path.stem)
+    return m.group(1) if m else ""
+
+
+def find_sheet(casme2_dir: Path, sheet: str | Path | None = None) -> Path:
+    """The coding sheet: ``sheet`` if given (absolute or relative to the CASME2 folder),
+    else the newest ``CASME2-coding-<yyyymmdd>.xlsx`` by the date in its name."""
+    if sheet is not None:
+        p = Path(sheet)
+        if not p.is_absolute() and not p.exists():
+            p = casme2_dir / p
+        if not p.is_file():
+            raise FileNotFoundError(f"CASME II coding sheet {p} does not exist")
+        return p
+    sheets = sorted(casme2_dir.glob(SHEET_GLOB), key=lambda p: (_sheet_date(p), p.name))
+    if not sheets:
+        raise FileNotFoundError(f"no CASME II coding sheet {SHEET_GLOB} in {casme2_dir}")
+    if len(sheets) > 1:
+        log.info(
+            "CASME II: %d coding sheets in %s, using the newest %s (pass sheet= to choose)",
+            len(sheets),
+            casme2_dir,
+            sheets[-1].name,
+        )
+    return sheets[-1]
+
+
+def _subject_id(value: object, where: str) -> str:
+    text = str(value).strip()
+    m = re.fullmatch(r"(?:sub)?0*(\d+)(?:\.0+)?", text, flags=re.IGNORECASE)
+    if not m:
+        raise SchemaError(f"{where}: Subject {value!r} is not a subject number like '01' or 1")
+    return f"{int(m.group(1)):02d}"
+
+
+def _frame_value(value: object, column: str, where: str, *, allow_missing: bool) -> object:
+    if isinstance(value, bool):
+        raise SchemaError(f"{where}: {column} {value!r} is not a frame number")
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        text = ""
+    elif isinstance(value, numbers.Number):
+        if float(value).is_integer():
+            return int(value)
+        raise SchemaError(f"{where}: {column} {value!r} is not a whole frame number")
+    else:
+        text = str(value).strip()
+        if re.fullmatch(r"\d+(?:\.0+)?", text):
+            return int(float(text))
+    if allow_missing and text in _MISSING_APEX:
+        return pd.NA
+    raise SchemaError(f"{where}: {column} {value!r} is not a frame number")
+
+
+def read_coding_sheet(path: str | Path) -> pd.DataFrame:
+    """Read a CASME II coding sheet into tidy columns.
+
+    Returns
+    -------
+    DataFrame
+        ``subject`` (2-digit str), ``clip``, ``onset``, ``apex`` (``pd.NA`` if the sheet
+        has ``/``), ``offset``, ``emotion`` (lower case), ``aus``, ``au_sides``,
+        ``au_intensities``, ``objective_class`` (Int64, NA when the sheet has none) and
+        ``sheet_row`` (1-based Excel row).
+    """
+    path = Path(path)
+    raw = pd.read_excel(path, sheet_name=None, header=None, dtype=object)
+    header_row = None
+    for sheet_name, frame in raw.items():
+        for i in range(min(len(frame), 30)):
+            names = {_norm_header(v) for v in frame.iloc[i].tolist()}
+            if {"subject", "filename"} <= names:
+                header_row, data, used_sheet = i, frame, sheet_name
+                break
+        if header_row is not None:
+            break
+    if header_row is None:
+        raise SchemaError(
+            f"{path}: no header row with 'Subject' and 'Filename' in sheets {list(raw)}"
+        )
+    headers = [_norm_header(v) for v in data.iloc[header_row].tolist()]
+    missing = [h for h in REQUIRED_HEADERS if h not in headers]
+    if missing:
+        found = [str(v) for v in data.iloc[header_row].tolist() if pd.notna(v)]
+        raise SchemaError(f"{path} sheet {used_sheet!r}: missing columns {missing}; found {found}")
+    col_of = {h: headers.index(h) for h in HEADERS if h in headers}
+
+    records = []
+    for i in range(header_row + 1, len(data)):
+        row = data.iloc[i]
+        vals = {HEADERS[h]: row.iloc[j] for h, j in col_of.items()}
+        if all(pd.isna(v) for v in vals.values()):
+            continue  # blank line
+        excel_row = i + 1
+        clip = str(vals["clip"]).strip()
+        where = f"{path.name} row {excel_row} ({clip})"
+        subject = _subject_id(vals["subject"], where)
+        where = f"{path.name} row {excel_row} (sub{subject}/{clip})"
+        apex = _frame_value(vals["apex"], "ApexFrame", where, allow_missing=True)
+        if apex is pd.NA:
+            log.warning("%s: ApexFrame %r -> apex missing (clip kept)", where, vals["apex"])
+        aus, sides, intens = parse_aus(vals["aus_text"], where)
+        emotion = vals["emotion"]
+        if pd.isna(emotion) or not str(emotion).strip():
+            raise SchemaError(f"{where}: Estimated Emotion is empty")
+        obj = vals.get("objective_class", None)
+        records.append(
+            {
+                "subject": subject,
+                "clip": clip,
+                "onset": _frame_value(vals["onset"], "OnsetFrame", where, allow_missing=False),
+                "apex": apex,
+                "offset": _frame_value(vals["offset"], "OffsetFrame", where, allow_missing=False),
+                "emotion": str(emotion).strip().lower(),
+                "aus": aus,
+                "au_sides": sides,
+                "au_intensities": intens,
+                "objective_class": (
+                    pd.NA
+                    if obj is None or pd.isna(obj)
+                    else _frame_value(obj, "Objective Classes", where, allow_missing=False)
+                ),
+                "sheet_row": excel_row,
+            }
+        )
+    table = pd.DataFrame.from_records(records)
+    if table.empty:
+        raise SchemaError(f"{path}: the coding sheet has no clips")
+    table["objective_class"] = table["objective_class"].astype("Int64")
+    log.info("CASME II: %d clips in %s", len(table), path.name)
+    return table
+
+
+def _frames_dir(casme2_dir: Path, frames: str | Path | None) -> Path:
+    if frames is not None:
+        p = Path(frames)
+        p = p if p.is_absolute() else casme2_dir / p
+        if not p.is_dir():
+            raise FileNotFoundError(f"CASME II frame folder {p} does not exist")
+        return p
+    for name in FRAME_DIRS:
+        p = casme2_dir / name
+        if p.is_dir():
+            return p
+    raise FileNotFoundError(
+        f"no CASME II frame folder in {casme2_dir}: expected one of {list(FRAME_DIRS)} "
+        "holding sub<NN>/<Filename>/img<N>.jpg"
+    )
+
+
+def load_casme2(
+    root: str | Path,
+    *,
+    sheet: str | Path | None = None,
+    frames: str | Path | None = None,
+    missing: str = "raise",
+) -> pd.DataFrame:
+    """Load CASME II as a validated Sample table.
+
+    Parameters
+    ----------
+    root : path
+        Folder holding ``CASME2/``, or the CASME2 folder itself.
+    sheet : path, optional
+        Coding sheet to use (default: the newest ``CASME2-coding-*.xlsx`` in the folder).
+    frames : path, optional
+        Frame folder holding ``sub<NN>/<Filename>/`` (a relative path is taken inside the
+        CASME2 folder; default: the first of :data:`FRAME_DIRS` that exists).
+    missing : {"raise", "skip"}
+        A clip whose frames do not cover ``[onset, offset]`` on disk raises a
+        :class:`~merkit.data.schema.SchemaError` naming the clip and the missing frames,
+        or (``"skip"``) is left out with a warning.
+
+    Returns
+    -------
+    DataFrame
+        Sample table (see :mod:`merkit.data.schema`) plus ``objective_class``; every
+        kept clip has all frames ``onset..offset`` on disk (checked here, so the schema's
+        weaker "any frame present" check is not repeated). ``attrs["source"]`` is the sheet.
+    """
+    check_missing_policy(missing)
+    try:
+        casme2_dir = find_root(root)
+    except FileNotFoundError:
+        if sheet is None or not Path(root).is_dir():
+            raise
+        casme2_dir = Path(root)  # the CASME2 folder itself, with the sheet given explicitly
+    sheet_path = find_sheet(casme2_dir, sheet)
+    frames_root = _frames_dir(casme2_dir, frames)
+    coded = read_coding_sheet(sheet_path)
+
+    problems: list[str] = []
+    keep: list[bool] = []
+    frames_dirs: list[str] = []
+    n_frames: list[int] = []
+    for r in coded.itertuples(index=False):
+        folder = frames_root / f"sub{r.subject}" / r.clip
+        nums = frame_numbers(folder)
+        frames_dirs.append(str(folder))
+        n_frames.append(int(nums.size))
+        if nums.size == 0:
+            problems.append(f"sub{r.subject}/{r.clip}: no frames in {folder}")
+            keep.append(False)
+            continue
+        gone = missing_frames(nums, int(r.onset), int(r.offset))
+        if gone.size:
+            problems.append(
+                f"sub{r.subject}/{r.clip}: frames {ranges(gone)} of [{r.onset}, {r.offset}] "
+                f"missing in {folder} (on disk: {ranges(nums)})"
+            )
+            keep.append(False)
+            continue
+        keep.append(True)
+    report(problems, what=f"CASME II frames missing under {frames_root}", missing=missing)
+
+    table = pd.DataFrame(
+        {
+            "dataset": DATASET,
+            "subject": [f"{DATASET}/{s}" for s in coded["subject"]],
+            "clip": coded["clip"],
+            "frames_dir": frames_dirs,
+            "video_path": None,
+            "n_frames": n_frames,
+            "fps": FPS,
+            "onset": coded["onset"],
+            "apex": coded["apex"],
+            "offset": coded["offset"],
+            "emotion": coded["emotion"],
+            "aus": coded["aus"],
+            "au_sides": coded["au_sides"],
+            "au_intensities": coded["au_intensities"],
+            "camera": CAMERA,
+            "objective_class": coded["objective_class"],
+        }
+    )
+    table = table[keep]
+    table = validate(table, check_frames=False, source=str(sheet_path))
+    table.attrs["source"] = str(sheet_path)
+    log.info("CASME II: %d clips loaded from %s", len(table), casme2_dir)
+    return table
