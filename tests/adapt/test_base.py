@@ -158,3 +158,17 @@ def test_sklearn_estimator_checks() -> None:
     # integer class labels only: -1 is reserved for unlabelled target rows
     expected = {"check_classifiers_classes": "string class labels are not supported"}
     check_estimator(SVMBaseline(), expected_failed_checks=expected)
+
+
+def test_registry_names_every_benchmark_method_and_fixes_iw_svm_weighting():
+    from sklearn.base import clone
+
+    expected = {"svm", "kmm", "kliep", "ulsif", "tca", "gfk", "sa", "tkl", "tsrg", "drfs_t",
+                "drls", "tgsr"}
+    assert set(METHODS) == expected
+    for name in expected:
+        est = make_method(name)
+        assert clone(est).get_params() == est.get_params()
+    assert make_method("kliep").get_params()["weighting"] == "kliep"
+    with pytest.raises(ValueError, match=r"method 'kmm' fixes \['weighting'\]"):
+        make_method("kmm", weighting="ulsif")

@@ -13,12 +13,38 @@ from merkit.adapt.base import (
     check_da_inputs,
     split_source_target,
 )
+from merkit.adapt.regenerate import (
+    DomainRegenerationLabelSpace,
+    DomainRegenerationTarget,
+    TargetSampleRegenerator,
+)
+from merkit.adapt.reweight import KLIEP, KMM, ULSIF, ImportanceWeightedSVM
+from merkit.adapt.subspace import (
+    GeodesicFlowKernel,
+    SubspaceAlignment,
+    TransferComponentAnalysis,
+    TransferKernelLearning,
+)
+from merkit.adapt.tgsr import TransferGroupSparseRegression
 
 __all__ = [
+    "KLIEP",
+    "KMM",
     "MASKED_LABEL",
     "METHODS",
+    "PRESETS",
+    "ULSIF",
     "DomainAdaptationClassifier",
+    "DomainRegenerationLabelSpace",
+    "DomainRegenerationTarget",
+    "GeodesicFlowKernel",
+    "ImportanceWeightedSVM",
     "SVMBaseline",
+    "SubspaceAlignment",
+    "TargetSampleRegenerator",
+    "TransferComponentAnalysis",
+    "TransferGroupSparseRegression",
+    "TransferKernelLearning",
     "check_da_inputs",
     "make_method",
     "split_source_target",
@@ -27,6 +53,24 @@ __all__ = [
 #: registry name (the paper abbreviation, lower case) -> estimator class
 METHODS: dict[str, type] = {
     "svm": SVMBaseline,
+    "kmm": ImportanceWeightedSVM,
+    "kliep": ImportanceWeightedSVM,
+    "ulsif": ImportanceWeightedSVM,
+    "tca": TransferComponentAnalysis,
+    "gfk": GeodesicFlowKernel,
+    "sa": SubspaceAlignment,
+    "tkl": TransferKernelLearning,
+    "tsrg": TargetSampleRegenerator,
+    "drfs_t": DomainRegenerationTarget,
+    "drls": DomainRegenerationLabelSpace,
+    "tgsr": TransferGroupSparseRegression,
+}
+
+#: fixed constructor parameters of a registry name (IW-SVM with a given weighting)
+PRESETS: dict[str, dict] = {
+    "kmm": {"weighting": "kmm"},
+    "kliep": {"weighting": "kliep"},
+    "ulsif": {"weighting": "ulsif"},
 }
 
 
@@ -57,4 +101,8 @@ def make_method(name: str, **params) -> DomainAdaptationClassifier:
             f"method {key!r} ({cls.__name__}) has no parameter(s) {bad}; "
             f"its parameters are {list(valid)}"
         )
-    return cls(**params)
+    preset = PRESETS.get(key, {})
+    clash = sorted(set(preset) & set(params))
+    if clash:
+        raise ValueError(f"method {key!r} fixes {clash}; use another registry name to change it")
+    return cls(**preset, **params)

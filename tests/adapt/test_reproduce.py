@@ -1,0 +1,99 @@
+"""Published CDMER numbers (C -> V = Exp.9, V -> C = Exp.10) reproduced at the best grid point.
+
+The best points were found with the oracle protocol of the papers (best mean-F1 over the
+published grid, scored with target labels; see docs/da-reproduction.md and
+benchmarks/cdmer_reproduce.py). Here each is refitted once and must give the published
+mean-F1 within 0.02 (0.05 for TKL). Skips when the shared data folder is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from merkit.adapt.base import SVMBaseline
+from merkit.adapt.regenerate import DomainRegenerationLabelSpace
+from merkit.adapt.subspace import (
+    GeodesicFlowKernel,
+    SubspaceAlignment,
+    TransferComponentAnalysis,
+    TransferKernelLearning,
+)
+from merkit.adapt.tgsr import TransferGroupSparseRegression
+from merkit.results.metrics import accuracy, uf1
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cdmer_lbptop_r3p8"
+FILES = {"C": "CrossCorpus_LBPTOP_R3P8_CASME2_112by112.mat",
+         "V": "CrossCorpus_LBPTOP_R3P8_SMIC_VIS_112by112.mat"}
+
+
+@pytest.fixture(scope="module")
+def feats():
+    if not all((DATA / f).exists() for f in FILES.values()):
+        pytest.skip(f"CDMER feature files not found under {DATA}")
+    from merkit.data.features_io import load_cdmer_features
+
+    out = {}
+    for k, f in FILES.items():
+        fs = load_cdmer_features(DATA / f)
+        out[k] = (np.asarray(fs.X, dtype=np.float64), np.asarray(fs.table["y"], dtype=int))
+    return out
+
+
+def _run(feats, task: str, est) -> tuple[float, float]:
+    (Xs, ys), (Xt, yt) = feats[task[0]], feats[task[1]]
+    X = np.vstack([Xs, Xt])
+    y = np.r_[ys, -np.ones(len(Xt), dtype=int)]
+    sd = np.r_[np.ones(len(Xs), dtype=int), -np.ones(len(Xt), dtype=int)]
+    pred = est.fit(X, y, sd).predict(Xt)
+    return uf1(yt, pred), 100 * accuracy(yt, pred)
+
+
+# (task, estimator, published mean-F1, published accuracy, tolerance on mean-F1)
+CASES = [
+    ("CV", lambda: SVMBaseline(), 0.4701, 50.70, 0.02),
+    ("VC", lambda: SVMBaseline(), 0.5367, 53.08, 0.001),
+    ("CV", lambda: TransferComponentAnalysis(n_components=24), 0.6834, 69.01, 0.02),
+    ("VC", lambda: TransferComponentAnalysis(n_components=20), 0.5789, 59.23, 0.02),
+    ("CV", lambda: SubspaceAlignment(n_components=31), 0.5939, 59.15, 0.02),
+    ("VC", lambda: SubspaceAlignment(n_components=60), 0.5243, 51.54, 0.001),
+    ("CV", lambda: GeodesicFlowKernel(n_components=42), 0.6361, 66.20, 0.02),
+    ("VC", lambda: GeodesicFlowKernel(n_components=42), 0.6056, 61.50, 0.001),
+    ("CV", lambda: TransferKernelLearning(damping=1.0), 0.6042, 60.56, 0.05),
+    ("VC", lambda: TransferKernelLearning(damping=0.1), 0.5378, 53.08, 0.05),
+    ("CV", lambda: DomainRegenerationLabelSpace(lam=10, mu=0.6), 0.5757, 57.75, 0.001),
+    ("VC", lambda: DomainRegenerationLabelSpace(lam=100, mu=0.5), 0.5942, 60.00, 0.001),
+    ("CV", lambda: TransferGroupSparseRegression(kappa=85, xi=0.003), 0.5906, 59.15, 0.001),
+    ("VC", lambda: TransferGroupSparseRegression(kappa=85, xi=0.028), 0.6403, 63.85, 0.001),
+]
+
+
+@pytest.mark.parametrize("task,make,f1_pub,acc_pub,tol", CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_published_point(feats, task, make, f1_pub, acc_pub, tol):
+    f1, acc = _run(feats, task, make())
+    assert abs(f1 - f1_pub) <= tol, (task, f1, acc, f1_pub, acc_pub)
+
+
+def test_sa_vc_exact_and_svm_cv_known_gap(feats):
+    # SA V->C matches the published number to the fourth decimal; the SVM baseline
+    # with CASME II as source is a known LibSVM-version gap (0.4800 vs 0.4701).
+    assert _run(feats, "VC", SubspaceAlignment(n_components=60)) == pytest.approx((0.5243, 51.54),
+                                                                                  abs=5e-3)
+    f1, acc = _run(feats, "CV", SVMBaseline())
+    assert f1 == pytest.approx(0.4800, abs=1e-4) and acc == pytest.approx(52.11, abs=0.01)
+
+
+def test_tgsr_small_grid_best_is_all_blocks(feats):
+    # a small kappa grid at the published xi: kappa = 85 (all blocks) stays the best
+    from merkit.adapt.tgsr import block_ids, tgsr_path
+
+    (Xs, ys), (Xt, yt) = feats["C"], feats["V"]
+    kappas = [10, 40, 84, 85]
+    C, n_iter = tgsr_path(Xs, np.eye(3)[ys], Xt, block_ids(Xs.shape[1]), kappas, 0.003)
+    scores = [uf1(yt, (Xt @ c).argmax(1)) for c in C]
+    assert n_iter[-1] == 1  # kappa = K: lambda = 0, one ridge step
+    assert scores[-1] == pytest.approx(0.5906, abs=1e-4)
+    assert max(scores) == scores[-1]

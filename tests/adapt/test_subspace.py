@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.linalg import null_space
+from sklearn.base import clone
+
+from merkit.adapt.kernels import kernel_matrix, median_heuristic_gamma
+from merkit.adapt.subspace import (
+    GeodesicFlowKernel,
+    SubspaceAlignment,
+    TransferComponentAnalysis,
+    TransferKernelLearning,
+    gfk_factors,
+    pca_basis,
+    tca_components,
+    tkl_spectrum,
+)
+from tests.adapt._synth import shifted_blobs
+
+EST = [TransferComponentAnalysis(n_components=5), SubspaceAlignment(n_components=5),
+       GeodesicFlowKernel(n_components=5), TransferKernelLearning()]
+
+
+@pytest.mark.parametrize("est", EST, ids=lambda e: type(e).__name__)
+def test_fit_predict_clone_params(est):
+    X, y, sd, yt = shifted_blobs()
+    pred = clone(est).fit(X, y, sd).predict(X[sd < 0])
+    assert pred.shape == (60,) and set(pred) <= {0, 1, 2}
+    assert np.mean(pred == yt) >= 0.8
+    p = est.get_params()
+    assert clone(est).set_params(**p).get_params() == p
+
+
+def test_n_components_error():
+    X, y, sd, _ = shifted_blobs()
+    with pytest.raises(ValueError, match="exceeds the maximum 59"):
+        SubspaceAlignment(n_components=60).fit(X, y, sd)
+    with pytest.raises(ValueError, match="positive int"):
+        TransferComponentAnalysis(n_components=0).fit(X, y, sd)
+
+
+def test_target_rows_required():
+    X, y, sd, _ = shifted_blobs()
+    with pytest.raises(ValueError, match="target"):
+        GeodesicFlowKernel(3).fit(X[sd > 0], y[sd > 0], sd[sd > 0])
+
+
+def test_tca_generalised_eigenproblem():
+    X, y, sd, _ = shifted_blobs(n=20, d=6)
+    K = kernel_matrix(X, kernel="rbf", gamma=median_heuristic_gamma(X))
+    vals, W = tca_components(K, 20, mu=0.5)
+    n = len(K)
+    e = np.r_[np.full(20, 1 / 20), np.full(20, -1 / 20)]
+    A = K @ (np.eye(n) - 1 / n) @ K
+    B = K @ np.outer(e, e) @ K + 0.5 * np.eye(n)
+    assert np.allclose(W.T @ B @ W, np.eye(n), atol=1e-8)
+    assert np.allclose(A @ W[:, :3], B @ W[:, :3] * vals[:3], atol=1e-8)
+    assert np.all(np.diff(vals) <= 1e-12)
+
+
+def test_gfk_low_rank_equals_full_closed_form():
+    rng = np.random.default_rng(3)
+    Xs, Xt = rng.normal(size=(15, 9)), rng.normal(size=(12, 9)) + 0.5
+    k = 3
+    Ps, Pt = pca_basis(Xs, k), pca_basis(Xt, k)
+    F, Mh = gfk_factors(Ps, Pt)
+    G_low = F @ Mh @ Mh.T @ F.T
+    # reference: Gong et al.'s formula with the explicit complement Rs
+    Rs = null_space(Ps.T)
+    U1, g, Vh = np.linalg.svd(Ps.T @ Pt)
+    th = np.arccos(np.clip(g, -1, 1))
+    U2 = -(Rs.T @ Pt @ Vh.T) / np.sin(th)
+    b1 = 0.5 * (1 + np.sin(2 * th) / (2 * th))
+    b2 = 0.5 * (np.cos(2 * th) - 1) / (2 * th)
+    b3 = 0.5 * (1 - np.sin(2 * th) / (2 * th))
+    Om = np.hstack([Ps @ U1, Rs @ U2])
+    G_ref = Om @ np.block([[np.diag(b1), np.diag(b2)], [np.diag(b2), np.diag(b3)]]) @ Om.T
+    assert np.allclose(G_low, G_ref, atol=1e-10)
+
+
+def test_tkl_spectrum_constraints_and_fit():
+    rng = np.random.default_rng(0)
+    Phi, _ = np.linalg.qr(rng.normal(size=(20, 5)))
+    lam_true = np.array([5.0, 3.0, 2.0, 1.0, 0.5])
+    Ks = Phi @ np.diag(lam_true) @ Phi.T
+    assert np.allclose(tkl_spectrum(Phi, Ks, 1.0), lam_true, atol=1e-6)
+    lam = tkl_spectrum(Phi, Ks, 2.0)  # forces l_i >= 2 l_{i+1}
+    assert np.all(lam[:-1] >= 2.0 * lam[1:] - 1e-9) and lam[-1] >= 0
