@@ -352,8 +352,8 @@ def test_registry_descriptor_computes_features() -> None:
 
 
 def test_registry_errors_and_describe() -> None:
-    with pytest.raises(KeyError, match="unknown descriptor 'lpq_top'.*available: .*lbp_top"):
-        registry.get_descriptor("lpq_top:r3")
+    with pytest.raises(KeyError, match="unknown descriptor 'sift_top'.*available: .*lbp_top"):
+        registry.get_descriptor("sift_top:r3")
     with pytest.raises(ValueError, match="expected 'r<R>p<P>'"):
         registry.get_descriptor("lbp_top:r3")
     with pytest.raises(ValueError, match="mapping name"):
@@ -364,7 +364,7 @@ def test_registry_errors_and_describe() -> None:
     assert "lbp_top:r3p8" in text and "85 blocks x 177 values = 15045" in text
     assert "85 blocks x 45 values = 3825" in registry.describe("lbp_top:r1p4")
     with pytest.raises(KeyError, match="available"):
-        registry.describe("hog_top")
+        registry.describe("sift_top")
 
 
 def test_registering_a_new_family(monkeypatch) -> None:

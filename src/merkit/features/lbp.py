@@ -359,7 +359,7 @@ def _plane_codes(data: np.ndarray, plane: str, points: int, radii) -> np.ndarray
 
 # --------------------------------------------------------------------------- histograms
 @lru_cache(maxsize=32)
-def _cells(grid: Grid, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def grid_cells(grid: Grid, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Cells (intersections of the blocks of all levels) of a ``height x width`` code map.
 
     Returns the cell index of every pixel (int32 [H, W]) and the 0/1 matrix
@@ -430,7 +430,7 @@ def lbp_top(
     for plane, p, nb in zip(PLANES, points, nbs, strict=True):
         codes = _plane_codes(data, plane, p, radii_t)
         bins = map_codes(codes, p, mapping)
-        cell, agg = _cells(grid, ch, cw)
+        cell, agg = grid_cells(grid, ch, cw)
         idx = (cell * np.int32(nb))[None] + bins.astype(np.int32)
         cell_hist = np.bincount(idx.ravel(), minlength=agg.shape[1] * nb)
         hist = agg @ cell_hist.reshape(agg.shape[1], nb).astype(np.float64)

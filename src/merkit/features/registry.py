@@ -234,3 +234,210 @@ def _lbp_top_cdmer(params: str, options: tuple[str, ...]) -> Descriptor:
     grid = _lbp.cdmer_grid()
     kwargs = {"radii": radii, "points": points, "grid": grid, "mapping": mapping, "layout": "cdmer"}
     return Descriptor(name, "lbp_top_cdmer", kwargs, _lbp.lbp_top, dpb, grid, "level_plane", 3)
+
+
+# --------------------------------------------------------------------------- LBP-SIP
+_RADII_SPEC = re.compile(r"^(?:r(?P<r>\d+)|rx(?P<rx>\d+)ry(?P<ry>\d+)rt(?P<rt>\d+))$")
+
+
+@register(
+    "lbp_sip",
+    summary=(
+        "LBP with six intersection points (Wang et al. 2014): 16-bin spatial + 4-bin "
+        "temporal histograms over 1x1..8x8 blocks; spec r<R> or rx<Rx>ry<Ry>rt<Rt> "
+        "(integer radii)"
+    ),
+    example="lbp_sip:r1",
+)
+def _lbp_sip(params: str, options: tuple[str, ...]) -> Descriptor:
+    from merkit.features import lbpsip
+
+    params = params or "r1"
+    m = _RADII_SPEC.match(params)
+    if not m:
+        raise ValueError(
+            f"lbp_sip parameters {params!r}: expected 'r<R>' (e.g. r1, r3) or "
+            f"'rx<Rx>ry<Ry>rt<Rt>' with positive integer radii"
+        )
+    if options:
+        raise ValueError(f"lbp_sip takes no options, got {':'.join(options)!r}")
+    if m["r"] is not None:
+        radii = (int(m["r"]),) * 3
+    else:
+        radii = (int(m["rx"]), int(m["ry"]), int(m["rt"]))
+    if min(radii) < 1:
+        raise ValueError(f"lbp_sip parameters {params!r}: radii must be positive")
+    rx, ry, rt = radii
+    name = f"lbp_sip:r{rx}" if rx == ry == rt else f"lbp_sip:rx{rx}ry{ry}rt{rt}"
+    grid = Grid((1, 2, 4, 8))
+    kwargs = {"radii": radii, "grid": grid}
+    dpb = lbpsip.DIM_PER_BLOCK
+    return Descriptor(name, "lbp_sip", kwargs, lbpsip.lbp_sip, dpb, grid, "block", 2)
+
+
+# --------------------------------------------------------------------------- LPQ-TOP
+_WINDOW_SPEC = re.compile(r"^(?:w(?P<w>\d+)|wx(?P<wx>\d+)wy(?P<wy>\d+)wt(?P<wt>\d+))$")
+_RHO_SPEC = re.compile(
+    r"^(?:rho(?P<rho>\d+(?:\.\d+)?)|rhos(?P<rs>\d+(?:\.\d+)?)rhot(?P<rt>\d+(?:\.\d+)?))$"
+)
+
+
+@register(
+    "lpq_top",
+    summary=(
+        "LPQ-TOP (Päivärinta et al. 2011): 256-bin local phase quantization codes on XY, "
+        "XT, YT over 1x1..8x8 blocks; spec w<W> or wx<Wx>wy<Wy>wt<Wt> (odd windows), "
+        "option rho<r> (decorrelation rho_s = rho_t = r, default 0.1; rho0: none) or "
+        "rhos<a>rhot<b>"
+    ),
+    example="lpq_top:w5",
+)
+def _lpq_top(params: str, options: tuple[str, ...]) -> Descriptor:
+    from merkit.features import lpq
+
+    params = params or "w5"
+    m = _WINDOW_SPEC.match(params)
+    if not m:
+        raise ValueError(
+            f"lpq_top parameters {params!r}: expected 'w<W>' (e.g. w5) or "
+            f"'wx<Wx>wy<Wy>wt<Wt>' with odd window sizes >= 3"
+        )
+    if m["w"] is not None:
+        window = (int(m["w"]),) * 3
+    else:
+        window = (int(m["wx"]), int(m["wy"]), int(m["wt"]))
+    if any(w < 3 or w % 2 == 0 for w in window):
+        raise ValueError(f"lpq_top parameters {params!r}: window sizes must be odd and >= 3")
+    rho: tuple[float, float] = (0.1, 0.1)
+    if len(options) > 1:
+        raise ValueError(f"lpq_top takes one option (rho), got {':'.join(options)!r}")
+    for opt in options:
+        r = _RHO_SPEC.match(opt)
+        if not r:
+            raise ValueError(
+                f"lpq_top option {opt!r}: expected 'rho<r>' (e.g. rho0.1, rho0) or 'rhos<a>rhot<b>'"
+            )
+        rho = (float(r["rho"]),) * 2 if r["rho"] is not None else (float(r["rs"]), float(r["rt"]))
+        if any(v >= 1 for v in rho):
+            raise ValueError(f"lpq_top option {opt!r}: correlation coefficients must be < 1")
+    wx, wy, wt = window
+    name = f"lpq_top:w{wx}" if wx == wy == wt else f"lpq_top:wx{wx}wy{wy}wt{wt}"
+    if rho[0] == rho[1]:
+        if rho[0] != 0.1:
+            name += f":rho{_number(str(rho[0]))}"
+    else:
+        name += f":rhos{_number(str(rho[0]))}rhot{_number(str(rho[1]))}"
+    grid = Grid((1, 2, 4, 8))
+    kwargs = {"window": window, "rho": None if rho == (0.0, 0.0) else rho, "grid": grid}
+    return Descriptor(name, "lpq_top", kwargs, lpq.lpq_top, 3 * lpq.N_BINS, grid, "block", 3)
+
+
+# --------------------------------------------------------------------------- HOG/HIGO-TOP
+_BINS_SPEC = re.compile(r"^p(?P<p>\d+)$")
+
+
+def _gradient_descriptor(family: str, params: str, options: tuple[str, ...]) -> Descriptor:
+    from merkit.features import hog
+
+    params = params or "p8"
+    m = _BINS_SPEC.match(params)
+    if not m:
+        raise ValueError(f"{family} parameters {params!r}: expected 'p<bins>' (e.g. p4, p8)")
+    if options:
+        raise ValueError(f"{family} takes no options, got {':'.join(options)!r}")
+    bins = int(m["p"])
+    if not 2 <= bins <= 360:
+        raise ValueError(f"{family} parameters {params!r}: bins must be in 2..360")
+    grid = Grid((1, 2, 4, 8))
+    function = hog.hog_top if family == "hog_top" else hog.higo_top
+    kwargs = {"bins": bins, "grid": grid}
+    return Descriptor(f"{family}:p{bins}", family, kwargs, function, 3 * bins, grid, "block", 3)
+
+
+@register(
+    "hog_top",
+    summary=(
+        "HOG-TOP (Li et al. 2018): magnitude-weighted unsigned gradient-orientation "
+        "histograms on XY, XT, YT over 1x1..8x8 blocks; spec p<bins>"
+    ),
+    example="hog_top:p8",
+)
+def _hog_top(params: str, options: tuple[str, ...]) -> Descriptor:
+    return _gradient_descriptor("hog_top", params, options)
+
+
+@register(
+    "higo_top",
+    summary=(
+        "HIGO-TOP (Li et al. 2018): unweighted (one vote per pixel) unsigned gradient-"
+        "orientation histograms on XY, XT, YT over 1x1..8x8 blocks; spec p<bins>"
+    ),
+    example="higo_top:p8",
+)
+def _higo_top(params: str, options: tuple[str, ...]) -> Descriptor:
+    return _gradient_descriptor("higo_top", params, options)
+
+
+# --------------------------------------------------------------------------- HOOF / MDMO
+_HOOF_SPEC = re.compile(r"^b(?P<b>\d+)$")
+_HOOF_OPTIONS = ("mirror", "count", "onset")
+
+
+@register(
+    "hoof",
+    summary=(
+        "HOOF (Chaudhry et al. 2009): histograms of oriented TV-L1 optical flow between "
+        "consecutive frames over 1x1..8x8 blocks, magnitude-weighted, each block summing to 1; "
+        "spec b<bins>; options mirror (Chaudhry's left-right symmetric primary-angle bins), "
+        "count (unweighted votes), onset (flows from the first frame)"
+    ),
+    example="hoof:b8",
+)
+def _hoof(params: str, options: tuple[str, ...]) -> Descriptor:
+    from merkit.features import flowhist
+
+    params = params or "b8"
+    m = _HOOF_SPEC.match(params)
+    if not m:
+        raise ValueError(f"hoof parameters {params!r}: expected 'b<bins>' (e.g. b8)")
+    bins = int(m["b"])
+    if not 2 <= bins <= 360:
+        raise ValueError(f"hoof parameters {params!r}: bins must be in 2..360")
+    bad = [o for o in options if o not in _HOOF_OPTIONS]
+    if bad or len(set(options)) != len(options):
+        raise ValueError(
+            f"hoof options {':'.join(options)!r}: expected distinct options from {_HOOF_OPTIONS}"
+        )
+    grid = Grid((1, 2, 4, 8))
+    kwargs = {
+        "bins": bins,
+        "magnitude": "count" not in options,
+        "binning": "mirror" if "mirror" in options else "full",
+        "grid": grid,
+        "pairs": "onset" if "onset" in options else "consecutive",
+    }
+    name = ":".join([f"hoof:b{bins}", *[o for o in _HOOF_OPTIONS if o in options]])
+    return Descriptor(name, "hoof", kwargs, flowhist.hoof_clip, bins, grid, "block", 1)
+
+
+@register(
+    "mdmo",
+    summary=(
+        "MDMO (Liu et al. 2016): main-direction mean TV-L1 flow (first frame -> each frame) "
+        "in 36 landmark ROIs, averaged over the clip, as (normalised magnitude, angle); "
+        "option mean (mean-shape landmarks of an aligned crop instead of dlib landmarks)"
+    ),
+    example="mdmo",
+)
+def _mdmo(params: str, options: tuple[str, ...]) -> Descriptor:
+    from merkit.features import flowhist
+
+    tokens = [t for t in (params, *options) if t]
+    if any(t != "mean" for t in tokens) or len(tokens) > 1:
+        raise ValueError(f"mdmo options {':'.join(tokens)!r}: the only option is 'mean'")
+    landmarks = "mean" if tokens else "auto"
+    grid = Grid((1,))
+    kwargs = {"landmarks": landmarks}
+    name = "mdmo:mean" if landmarks == "mean" else "mdmo"
+    dim = 2 * len(flowhist.MDMO_ROIS)
+    return Descriptor(name, "mdmo", kwargs, flowhist.mdmo_clip, dim, grid, "block", 1)
