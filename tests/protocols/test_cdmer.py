@@ -200,11 +200,28 @@ def test_store_keeps_progress_when_a_unit_fails(domains, monkeypatch, tmp_path) 
     assert ResultStore(tmp_path).results()["task"].tolist() == ["Exp.9"]
 
 
+def test_resume_never_reuses_results_of_other_features(domains, monkeypatch, tmp_path) -> None:
+    monkeypatch.setitem(METHODS, "spy", Spy)
+    Spy.calls = []
+    run_cdmer(domains, "spy", tasks=[9], store=tmp_path, progress=False)
+    other = dict(domains)
+    src = domains["CASME2"]
+    other["CASME2"] = FeatureSet(src.X + 1.0, src.table, name="CASME2", classes=src.classes)
+    assert other["CASME2"].fingerprint() != src.fingerprint()
+    run_cdmer(other, "spy", tasks=[9], store=tmp_path, progress=False)
+    assert len(Spy.calls) == 2  # refitted on the new features, not resumed
+    stored = ResultStore(tmp_path).results()
+    assert len(stored) == 2 and stored["data"].nunique() == 2
+    run_cdmer(other, "spy", tasks=[9], store=tmp_path, progress=False)
+    assert len(Spy.calls) == 2  # same features again: resumed
+
+
 def test_units_and_errors(domains) -> None:
     units = cdmer_units(domains, {"svm": [{"C": 1}, {"C": 2}]}, tasks=["Exp.9"], seeds=[0, 1])
     assert len(units) == 4
-    assert units[0] == WorkUnit(TASKS[8], "svm", '{"C":1}', 0)
-    assert units[0].key == ("cdmer", "Exp.9", "svm", "none", '{"C":1}', "0")
+    data = f"{domains['CASME2'].fingerprint()}>{domains['SMIC_VIS'].fingerprint()}"
+    assert units[0] == WorkUnit(TASKS[8], "svm", '{"C":1}', 0, data=data)
+    assert units[0].key == ("cdmer", "Exp.9", "svm", "none", '{"C":1}', "0", data)
     assert units[3].params == {"C": 2}
     assert str(units[0]) == 'Exp.9 C->V svm{"C":1} seed=0'
     with pytest.raises(ValueError, match=r"needs databases \['SMIC_NIR'\], which are not loaded"):

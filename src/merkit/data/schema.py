@@ -263,5 +263,24 @@ class FeatureSet:
     def __len__(self) -> int:
         return self.X.shape[0]
 
+    def fingerprint(self) -> str:
+        """Short content hash of ``X``, the labels and the clip ids (12 hex digits).
+
+        Results stores key on it, so results computed from other features are never
+        reused for these.
+        """
+        import hashlib
+
+        import numpy as np
+
+        h = hashlib.sha1(usedforsecurity=False)
+        h.update(self.name.encode())
+        h.update(str(self.X.shape).encode())
+        h.update(np.ascontiguousarray(self.X).tobytes())
+        for col in ("y", "clip", "subject"):
+            if col in self.table.columns:
+                h.update("\x1f".join(map(str, self.table[col].tolist())).encode())
+        return h.hexdigest()[:12]
+
     def __repr__(self) -> str:
         return f"FeatureSet({self.name!r}, n={self.X.shape[0]}, D={self.X.shape[1]})"

@@ -62,6 +62,7 @@ class WorkUnit:
     seed: int = 0
     selection: str = "none"
     protocol: str = PROTOCOL
+    data: str = ""
 
     @property
     def params(self) -> dict:
@@ -72,7 +73,13 @@ class WorkUnit:
     def key(self) -> tuple[str, ...]:
         """Stable identity, equal to the results-store key of the unit."""
         return result_key(
-            self.protocol, self.task.name, self.method, self.selection, self.params_json, self.seed
+            self.protocol,
+            self.task.name,
+            self.method,
+            self.selection,
+            self.params_json,
+            self.seed,
+            self.data,
         )
 
     def __str__(self) -> str:
@@ -102,6 +109,7 @@ class UnitResult:
             selection=u.selection,
             params=u.params_json,
             seed=u.seed,
+            data=u.data,
             y_true=self.y_true,
             y_pred=self.y_pred,
             fold="",
@@ -174,6 +182,12 @@ def cdmer_units(
             raise ValueError("give params inside the methods mapping, not both")
         spec = dict(methods)
     seed_list = [int(seeds)] if np.isscalar(seeds) else [int(s) for s in seeds]
+
+    def fingerprint(t: CdmerTask) -> str:
+        if not isinstance(features, Mapping):
+            return ""
+        return f"{features[t.source].fingerprint()}>{features[t.target].fingerprint()}"
+
     units = []
     for name, grid in spec.items():
         for p in _param_grid(grid):
@@ -181,7 +195,8 @@ def cdmer_units(
             pj = params_to_json(p)
             for t in chosen:
                 for s in seed_list:
-                    units.append(WorkUnit(get_task(t), name.lower(), pj, s))
+                    task = get_task(t)
+                    units.append(WorkUnit(task, name.lower(), pj, s, data=fingerprint(task)))
     return units
 
 
@@ -328,6 +343,6 @@ def run_cdmer(
 
 def _row_keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
     return [
-        result_key(r.protocol, r.task, r.method, r.selection, r.params, r.seed)
+        result_key(r.protocol, r.task, r.method, r.selection, r.params, r.seed, r.data)
         for r in df.itertuples(index=False)
     ]

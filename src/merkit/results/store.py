@@ -59,6 +59,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "selection",
     "params",
     "seed",
+    "data",
     "mean_f1",
     "uar",
     "accuracy",
@@ -73,6 +74,7 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "selection",
     "params",
     "seed",
+    "data",
     "fold",
     "sample",
     "clip",
@@ -80,8 +82,10 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "y_pred",
 )
 _STR_COLUMNS = ("protocol", "task", "source", "target", "method", "selection", "params",
-                "labels", "created", "fold", "clip")  # fmt: skip
-_KEY_COLUMNS = ("protocol", "task", "method", "selection", "params", "seed")
+                "labels", "created", "fold", "clip", "data")  # fmt: skip
+_KEY_COLUMNS = ("protocol", "task", "method", "selection", "params", "seed", "data")
+#: columns added after the first release of the format; older files read with ""
+_OPTIONAL_COLUMNS = ("data",)
 
 
 def _json_default(o):
@@ -106,11 +110,15 @@ def params_to_json(params: Mapping | str | None) -> str:
 
 
 def result_key(
-    protocol: str, task: str, method: str, selection: str, params, seed
+    protocol: str, task: str, method: str, selection: str, params, seed, data: str = ""
 ) -> tuple[str, ...]:
-    """The identity of a results row (params only count when ``selection == "none"``)."""
+    """The identity of a results row (params only count when ``selection == "none"``).
+
+    ``data`` fingerprints the evaluated inputs (:meth:`FeatureSet.fingerprint` of the
+    source and target), so results of other features are never taken for these.
+    """
     p = params_to_json(params) if selection == "none" else "*"
-    return (str(protocol), str(task), str(method), str(selection), p, str(int(seed)))
+    return (str(protocol), str(task), str(method), str(selection), p, str(int(seed)), str(data))
 
 
 def _keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
@@ -121,7 +129,8 @@ def _keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
     params = np.where(sel == "none", df["params"].astype(str).to_numpy(), "*")
     cols = [df[c].astype(str).to_numpy() for c in ("protocol", "task", "method")]
     seeds = df["seed"].astype("int64").astype(str).to_numpy()
-    return list(zip(*cols, sel, params, seeds, strict=True))
+    data = df["data"].astype(str).to_numpy() if "data" in df.columns else np.full(len(df), "")
+    return list(zip(*cols, sel, params, seeds, data, strict=True))
 
 
 def _atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -174,6 +183,9 @@ class ResultStore:
         df = pd.read_csv(
             path, dtype={c: str for c in _STR_COLUMNS}, keep_default_na=False, na_values=[]
         )
+        for c in _OPTIONAL_COLUMNS:
+            if c in columns and c not in df.columns:
+                df[c] = ""
         missing = [c for c in columns if c not in df.columns]
         if missing:
             raise ValueError(f"{path}: not a merkit results file, columns {missing} are missing")
@@ -221,6 +233,7 @@ class ResultStore:
         params: Mapping | str | None = None,
         seed: int = 0,
         selection: str = "none",
+        data: str = "",
         source: str = "",
         target: str = "",
         fold=None,
@@ -287,6 +300,7 @@ class ResultStore:
             "selection": str(selection),
             "params": pj,
             "seed": int(seed),
+            "data": str(data),
             "mean_f1": scores["mean_f1"],
             "uar": scores["uar"],
             "accuracy": scores["accuracy"],
@@ -306,6 +320,7 @@ class ResultStore:
                 "selection": row["selection"],
                 "params": pj,
                 "seed": int(seed),
+                "data": str(data),
                 "fold": per_sample(fold, "", "fold").astype(str),
                 "sample": np.arange(n, dtype=np.int64)
                 if sample is None
