@@ -66,7 +66,8 @@ def discover(root: str | Path) -> list[str]:
     """Names of the databases whose layout exists under ``root`` (in :data:`ADAPTERS` order).
 
     ``root`` may be the data root (holding ``CASME2/``, ``SMIC/``) or one database folder.
-    Only the layout is checked (coding sheet, camera folders); loading checks the frames.
+    Only the layout is checked (coding sheet or ``Cropped/``, camera folders); loading
+    checks the sheet and the frames and says what is missing.
     An empty list means nothing was recognised.
 
     Raises
@@ -83,7 +84,8 @@ def discover(root: str | Path) -> list[str]:
     found: list[str] = []
     try:
         c2 = casme2.find_root(root)
-        if any(c2.glob(casme2.SHEET_GLOB)):
+        # a frame folder without its sheet still counts: loading then names what is missing
+        if any(c2.glob(casme2.SHEET_GLOB)) or child_dir(c2, "Cropped") is not None:
             found.append("CASME2")
     except FileNotFoundError:
         pass
