@@ -5,46 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.ndimage import gaussian_filter
 from skimage.feature import local_binary_pattern
-from sklearn.model_selection import StratifiedKFold, cross_val_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 
 from merkit.features import registry
 from merkit.features.grid import Grid
 from merkit.features.lbp import lbp_top_codes
 from merkit.features.lbpsip import lbp_sip, lbp_sip_codes, output_dim
+from tests.features._toy import bar_clips, cv_accuracy
 
 
 def _rng_clip(shape=(9, 20, 24), seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, shape).astype(np.uint8)
 
 
-def bar_clips(n_per_class: int = 20, seed: int = 0, frames: int = 12, size: int = 32):
-    """A bright 5-pixel bar sweeping the same rows of a static random texture downwards
-    (label 1) or upwards (label 0), with sensor noise: only the direction of motion differs."""
-    rng = np.random.default_rng(seed)
-    labels = np.repeat([0, 1], n_per_class)
-    rows = np.arange(size)[:, None] + 0.5
-    clips = []
-    for down in labels:
-        background = gaussian_filter(rng.normal(size=(size, size)), 1.0) * 30 + 100
-        speed, start = rng.uniform(1.2, 1.8), rng.uniform(4, 8)
-        clip = np.empty((frames, size, size))
-        for t in range(frames):
-            top = start + speed * t if down else size - 5 - start - speed * t
-            cover = np.clip(np.minimum(rows - top, top + 5 - rows) + 0.5, 0, 1)
-            clip[t] = background + 60 * cover
-        clips.append(clip + rng.normal(0, 2, clip.shape))
-    return clips, labels
-
-
-def _cv_accuracy(x: np.ndarray, y: np.ndarray) -> float:
-    model = make_pipeline(StandardScaler(), SVC(kernel="linear", C=1.0))
-    folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    return float(cross_val_score(model, x, y, cv=folds).mean())
 
 
 # --------------------------------------------------------------------------- codes
@@ -178,10 +151,10 @@ def test_separates_motion_direction_through_the_temporal_codes() -> None:
     grid = Grid((1, 2))
     for radius in (1, 3):
         x = np.stack([lbp_sip(c, radii=radius, grid=grid) for c in clips]).reshape(40, 5, 20)
-        assert _cv_accuracy(x.reshape(40, -1), y) > 0.8
-        assert _cv_accuracy(x[:, :, 16:].reshape(40, -1), y) > 0.8  # temporal codes alone
+        assert cv_accuracy(x.reshape(40, -1), y) > 0.8
+        assert cv_accuracy(x[:, :, 16:].reshape(40, -1), y) > 0.8  # temporal codes alone
         # the spatial codes alone do not see the direction (the bar sweeps the same rows)
-        assert _cv_accuracy(x[:, :, :16].reshape(40, -1), y) < 0.75
+        assert cv_accuracy(x[:, :, :16].reshape(40, -1), y) < 0.75
 
 
 # --------------------------------------------------------------------------- registry

@@ -8,42 +8,16 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 from scipy.signal import convolve2d
-from sklearn.model_selection import StratifiedKFold, cross_val_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 
 from merkit.features import registry
 from merkit.features.grid import Grid
 from merkit.features.lbp import lbp_top, lbp_top_codes
 from merkit.features.lpq import lpq_top, lpq_top_codes, output_dim, whitening_matrix
+from tests.features._toy import bar_clips, cv_accuracy
 
 A_DIAG = np.diag([1.000007, 1.000006, 1.000005, 1.000004, 1.000003, 1.000002, 1.000001, 1.0])
 
 
-def bar_clips(n_per_class: int = 20, seed: int = 0, frames: int = 12, size: int = 32):
-    """A bright 5-pixel bar sweeping the same rows of a static random texture downwards
-    (label 1) or upwards (label 0), with sensor noise: only the direction of motion differs."""
-    rng = np.random.default_rng(seed)
-    labels = np.repeat([0, 1], n_per_class)
-    rows = np.arange(size)[:, None] + 0.5
-    clips = []
-    for down in labels:
-        background = gaussian_filter(rng.normal(size=(size, size)), 1.0) * 30 + 100
-        speed, start = rng.uniform(1.2, 1.8), rng.uniform(4, 8)
-        clip = np.empty((frames, size, size))
-        for t in range(frames):
-            top = start + speed * t if down else size - 5 - start - speed * t
-            cover = np.clip(np.minimum(rows - top, top + 5 - rows) + 0.5, 0, 1)
-            clip[t] = background + 60 * cover
-        clips.append(clip + rng.normal(0, 2, clip.shape))
-    return clips, labels
-
-
-def _cv_accuracy(x: np.ndarray, y: np.ndarray) -> float:
-    model = make_pipeline(StandardScaler(), SVC(kernel="linear", C=1.0))
-    folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    return float(cross_val_score(model, x, y, cv=folds).mean())
 
 
 # --------------------------------------------------------------------------- reference port
@@ -273,8 +247,8 @@ def test_separates_motion_direction_through_the_temporal_planes() -> None:
     grid = Grid((1, 2))
     for rho in (0.1, 0):
         x = np.stack([lpq_top(c, rho=rho, grid=grid) for c in clips]).reshape(40, 5, 3, 256)
-        assert _cv_accuracy(x.reshape(40, -1), y) > 0.8
-        assert _cv_accuracy(x[:, :, 0].reshape(40, -1), y) < 0.75  # XY alone: no direction
+        assert cv_accuracy(x.reshape(40, -1), y) > 0.8
+        assert cv_accuracy(x[:, :, 0].reshape(40, -1), y) < 0.75  # XY alone: no direction
 
 
 # --------------------------------------------------------------------------- registry
