@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from merkit.adapt.base import SVMBaseline
-from merkit.adapt.regenerate import DomainRegenerationLabelSpace
+from merkit.adapt.regenerate import DomainRegenerationLabelSpace, DomainRegenerationTarget
 from merkit.adapt.subspace import (
     GeodesicFlowKernel,
     SubspaceAlignment,
@@ -65,6 +65,7 @@ CASES = [
     ("VC", lambda: TransferKernelLearning(damping=0.1), 0.5378, 53.08, 0.05),
     ("CV", lambda: DomainRegenerationLabelSpace(lam=10, mu=0.6), 0.5757, 57.75, 0.001),
     ("VC", lambda: DomainRegenerationLabelSpace(lam=100, mu=0.5), 0.5942, 60.00, 0.001),
+    ("CV", lambda: DomainRegenerationTarget(lam=0.1, mu=0.005), 0.6217, 63.38, 0.001),
     ("CV", lambda: TransferGroupSparseRegression(kappa=85, xi=0.003), 0.5906, 59.15, 0.001),
     ("VC", lambda: TransferGroupSparseRegression(kappa=85, xi=0.028), 0.6403, 63.85, 0.001),
 ]

@@ -44,3 +44,48 @@ def test_errors():
     with pytest.raises(ValueError, match=r"kappa must be in 1..5"):
         TransferGroupSparseRegression(kappa=6, group_size=2).fit(X, y, sd)
     assert len(np.unique(block_ids(15045))) == 85
+
+
+def _primal_tgsr(Xs, Y, Xt, g, kappa, xi, tol=1e-8, max_iter=2000):
+    """The paper's ALM written plainly in the d-dimensional primal."""
+    Xtil = np.vstack([Xs, np.sqrt(xi) * (Xs.mean(0) - Xt.mean(0))]).T  # (d, m)
+    Ltil = np.vstack([Y, np.zeros((1, Y.shape[1]))])
+    d = Xtil.shape[0]
+    blocks = np.unique(g)
+    C, P = np.zeros((d, Y.shape[1])), np.zeros((d, Y.shape[1]))
+    mu = 1e-3
+    for it in range(1, max_iter + 1):
+        D = np.linalg.solve(mu * np.eye(d) + 2 * Xtil @ Xtil.T, 2 * Xtil @ Ltil + P + mu * C)
+        W = D - P / mu
+        gn = np.array([np.linalg.norm(W[g == b]) for b in blocks])
+        thr = np.sort(gn)[::-1][kappa] if kappa < len(blocks) else 0.0
+        C = np.zeros_like(W)
+        for b, n in zip(blocks, gn, strict=True):
+            if n > thr:
+                C[g == b] = (1 - thr / n) * W[g == b]
+        P = P + mu * (C - D)
+        if np.abs(C - D).max() < tol:
+            return C, it
+        mu = min(1.1 * mu, 1e15)
+    return C, max_iter
+
+
+@pytest.mark.parametrize("xi", [0.003, 2.0])
+def test_dual_path_equals_primal_alm(xi):
+    from merkit.adapt.tgsr import TGSRProblem, tgsr_grid_scores
+
+    rng = np.random.default_rng(3)
+    Xs, Xt = rng.random((10, 24)), rng.random((8, 24)) + 0.1
+    Y = np.eye(3)[rng.integers(0, 3, 10)]
+    g = np.repeat(np.arange(6), 4)[rng.permutation(24)]  # non-contiguous blocks
+    kappas = [1, 3, 5, 6]
+    C, it = tgsr_path(Xs, Y, Xt, g, kappas, xi)
+    for i, k in enumerate(kappas):
+        Cp, itp = _primal_tgsr(Xs, Y, Xt, g, k, xi)
+        assert it[i] == itp
+        assert np.abs(C[i] - Cp).max() < 1e-7 * np.abs(Cp).max()
+        assert len({b for b in np.unique(g) if np.abs(C[i][g == b]).max() > 0}) == k
+    prob = TGSRProblem.from_data(Xs, Y, Xt, g)
+    S, its = tgsr_grid_scores(prob, Xt, kappas, [xi, 10 * xi])
+    assert S.shape == (2, 4, 8, 3) and np.array_equal(its[0], it)
+    assert np.allclose(S[0], np.einsum("ed,kdc->kec", Xt, C))
