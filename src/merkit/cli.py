@@ -150,24 +150,197 @@ def datasets(
     console.print(table)
 
 
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        values = [int(v) for v in parts if v.strip()]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2):
+        raise ValueError(f"--size {text!r}: expected N (square) or HxW, e.g. 112 or 112x96")
+    return (values[0], values[-1])
+
+
+def _preprocess(size: str, length: int, align: bool, detector: str, margin: float):
+    from merkit.features.extract import Preprocess
+
+    return Preprocess(
+        size=_size(size), length=length, align=align, detector=detector, margin=margin
+    )
+
+
+def _cache_arg(cache: Path | None, no_cache: bool) -> Path | bool | None:
+    if no_cache and cache is not None:
+        raise ValueError("give --cache DIR or --no-cache, not both")
+    return False if no_cache else cache
+
+
+DescriptorOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--descriptor",
+        "-d",
+        help="Descriptor spec, e.g. lbp_top:r3p8, lpq_top:w5, hog_top:p8, hoof:b8, mdmo "
+        "(repeat or comma-separate for several).",
+    ),
+]
+GridOption = Annotated[
+    str | None,
+    typer.Option(help="Block-grid levels, e.g. 1,2,4,8 (default: the descriptor's own)."),
+]
+JobsOption = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers over clips.")]
+CacheOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Per-clip feature cache folder (default: DATA/.merkit-cache, or "
+        "~/.cache/merkit/features when DATA is read-only). Re-runs read it; interrupted "
+        "runs resume."
+    ),
+]
+NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write a cache.")]
+
+
+@app.command()
+def extract(
+    data: Annotated[Path, typer.Argument(help="Folder holding databases in native layouts.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Feature file F or F.npz (writes F.npz + F.csv).")
+    ],
+    descriptor: Annotated[
+        str, typer.Option("--descriptor", "-d", help="Descriptor spec, e.g. lbp_top:r3p8.")
+    ] = "lbp_top:r3p8",
+    grid: GridOption = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(help="Database to describe (repeatable; default: every one found)."),
+    ] = None,
+    scheme: Annotated[
+        str, typer.Option(help="Label scheme (cdmer3, megc3, casme2_5...) or 'none' (all clips).")
+    ] = "cdmer3",
+    size: Annotated[str, typer.Option(help="Frame size N or HxW.")] = "112",
+    length: Annotated[int, typer.Option(help="TIM length (frames).")] = 16,
+    align: Annotated[
+        bool,
+        typer.Option(
+            help="Detect, align and crop the face (one transform from the onset frame). "
+            "Off by default: CASME II Cropped / SMIC releases are already cropped faces."
+        ),
+    ] = False,
+    detector: Annotated[str, typer.Option(help="Face detector with --align.")] = "auto",
+    margin: Annotated[float, typer.Option(help="Face crop margin with --align.")] = 0.1,
+    skip_missing: Annotated[
+        bool,
+        typer.Option(help="With --align, drop clips without a face (listed in F.skipped.csv)."),
+    ] = False,
+    jobs: JobsOption = 1,
+    cache: CacheOption = None,
+    no_cache: NoCacheOption = False,
+) -> None:
+    """Describe every clip (preprocess -> TIM -> descriptor) into one feature file."""
+    from merkit.features.extract import FaceMissingError
+    from merkit.pipeline import run_extract
+
+    try:
+        result = run_extract(
+            data,
+            out,
+            descriptor=descriptor,
+            grid=grid,
+            datasets=dataset,
+            scheme=scheme,
+            preprocess=_preprocess(size, length, align, detector, margin),
+            skip_missing=skip_missing,
+            n_jobs=jobs,
+            cache=_cache_arg(cache, no_cache),
+            console=console,
+        )
+    except FaceMissingError as exc:
+        _fail(ValueError(f"{exc} (pass --skip-missing to drop such clips)"))
+    except USER_ERRORS as exc:
+        _fail(exc)
+    n = sum(len(fs) for fs in result.features.values())
+    dim = next(iter(result.features.values())).X.shape[1]
+    per_db = ", ".join(f"{k} {len(v)}" for k, v in result.features.items())
+    console.print(f"{result.descriptor}: {n} clips x {dim} features ({per_db})")
+    console.print(
+        f"computed {result.computed}, from cache {result.cached}, {result.seconds:.1f} s"
+        + (f" (cache: {result.cache})" if result.cache else "")
+    )
+    if result.skipped_csv is not None:
+        console.print(f"skipped clips (no face): {result.skipped_csv}")
+    console.print(f"features: {result.npz}  table: {result.csv}")
+
+
 @app.command()
 def cdmer(
     features_dir: Annotated[
-        Path,
+        Path | None,
         typer.Option(help="Folder with the benchmark's CrossCorpus_*_112by112.mat feature files."),
-    ],
+    ] = None,
+    features: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--features",
+            help="merkit feature file F.npz, or a folder of them (repeatable); each row's "
+            "dataset is its domain.",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Raw databases in native layouts; described with --descriptor."),
+    ] = None,
+    descriptor: DescriptorOption = None,
+    grid: GridOption = None,
+    jobs: JobsOption = 1,
+    cache: CacheOption = None,
+    no_cache: NoCacheOption = False,
     method: Annotated[str, typer.Option(help="Method registry name.")] = "svm",
     out: OutOption = Path("merkit-out/cdmer"),
     seed: SeedOption = 0,
 ) -> None:
-    """Run the CDMER tasks whose two databases are present; print the paper-format table."""
-    from merkit.pipeline import run_cdmer_on_feature_files
+    """Run the CDMER tasks whose two databases are present; print the paper-format table.
+
+    Give exactly one feature source: --features-dir (released .mat files), --features
+    (merkit .npz files) or --data (raw databases, with one or more --descriptor).
+    """
+    from merkit.pipeline import (
+        label_features,
+        run_cdmer_on_data,
+        run_cdmer_on_feature_files,
+        run_cdmer_on_feature_npz,
+    )
 
     try:
-        results, _ = run_cdmer_on_feature_files(features_dir, out, method=method, seed=seed)
+        given = [n for n, v in (("--features-dir", features_dir), ("--features", features),
+                                ("--data", data)) if v]  # fmt: skip
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of --features-dir, --features or --data"
+                + (f" (got {' and '.join(given)})" if given else "")
+            )
+        if data is None and (descriptor or grid):
+            raise ValueError("--descriptor and --grid describe raw databases: use them with --data")
+        if data is None and (cache is not None or no_cache):
+            raise ValueError("--cache / --no-cache apply to --data only")
+        if features_dir is not None:
+            results, _ = run_cdmer_on_feature_files(features_dir, out, method=method, seed=seed)
+        elif features:
+            results, _ = run_cdmer_on_feature_npz(features, out, method=method, seed=seed)
+        else:
+            results, _ = run_cdmer_on_data(
+                data,
+                out,
+                descriptors=descriptor or ["lbp_top:r3p8"],
+                method=method,
+                grid=grid,
+                n_jobs=jobs,
+                cache=_cache_arg(cache, no_cache),
+                seed=seed,
+                console=console,
+            )
     except USER_ERRORS as exc:
         _fail(exc)
-    _show_table(results, "CDMER: mean-F1 / accuracy (%)")
+    _show_table(label_features(results), "CDMER: mean-F1 / accuracy (%)")
     console.print(f"results: {out / 'results.csv'}  summary: {out / 'summary.md'}")
 
 

@@ -7,11 +7,14 @@ Each function is one library call the CLI makes; nothing here computes a metric
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,7 +22,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from merkit.data.adapters import discover, load_dataset
 from merkit.data.labels import apply_scheme, get_scheme
 from merkit.data.schema import FeatureSet
-from merkit.features.extract import extract_features
+from merkit.features.cache import CACHE_DIRNAME, FeatureCache
+from merkit.features.extract import (
+    Preprocess,
+    configure_descriptor,
+    extract,
+    load_feature_file,
+    save_feature_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +52,7 @@ def _progress(console: Console | None, enabled: bool) -> Progress:
 def load_databases(
     root: str | Path,
     *,
-    names: tuple[str, ...] | None = None,
+    names: Sequence[str] | None = None,
     scheme: str = "cdmer3",
 ) -> dict[str, pd.DataFrame]:
     """Read every database found under ``root`` and apply a label scheme.
@@ -51,10 +61,13 @@ def load_databases(
     ----------
     root : path
         Folder holding the databases in their native layouts (``CASME2/``, ``SMIC/``...).
-    names : tuple of str, optional
-        Databases to read (default: all that :func:`discover` finds among the CDMER four).
+    names : sequence of str, optional
+        Databases to read (case-insensitive); each must be present. Default: all that
+        :func:`discover` finds among the CDMER four.
     scheme : str
-        Label scheme name (:mod:`merkit.data.labels`).
+        Label scheme name (:mod:`merkit.data.labels`), or ``"none"``: keep every clip,
+        labelled with its native emotion (``label``; ``y`` indexes the sorted emotions of
+        all the databases read, recorded in ``attrs["classes"]``).
 
     Returns
     -------
@@ -65,13 +78,147 @@ def load_databases(
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist")
     found = discover(root)
-    wanted = [n for n in (names or CDMER_DATABASES) if n in found]
+    if names:
+        by_upper = {n.upper(): n for n in found}
+        missing = [n for n in names if n.upper() not in by_upper]
+        if missing:
+            raise FileNotFoundError(
+                f"database(s) {missing} not found under {root} (found: {found or 'none'})"
+            )
+        wanted = list(dict.fromkeys(by_upper[n.upper()] for n in names))
+    else:
+        wanted = [n for n in CDMER_DATABASES if n in found]
     if not wanted:
         raise FileNotFoundError(
             f"no database found in {root}: expected one of {list(names or CDMER_DATABASES)} "
             "in its native layout (CASME2/ with a coding sheet, SMIC/HS|VIS|NIR/...)"
         )
+    if str(scheme).lower() == "none":
+        return _label_native({n: load_dataset(n, root) for n in wanted})
     return {n: apply_scheme(load_dataset(n, root), scheme) for n in wanted}
+
+
+def _label_native(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """``label`` = native emotion, ``y`` = its index among the sorted emotions of all tables."""
+    classes = tuple(sorted({str(e) for t in tables.values() for e in t["emotion"]}))
+    out = {}
+    for name, t in tables.items():
+        t = t.copy()
+        t["label"] = t["emotion"].astype(str)
+        t["y"] = np.array([classes.index(e) for e in t["label"]], dtype=np.int64)
+        t.attrs = {**t.attrs, "scheme": "none", "classes": classes, "dropped": {}}
+        out[name] = t
+    return out
+
+
+def scheme_classes(tables: dict[str, pd.DataFrame], scheme: str) -> tuple[str, ...]:
+    """Class names indexed by ``y`` for tables labelled by :func:`load_databases`."""
+    if str(scheme).lower() == "none":
+        first = next(iter(tables.values()), None)
+        return tuple(first.attrs.get("classes", ())) if first is not None else ()
+    return get_scheme(scheme).classes
+
+
+def default_cache_dir(data_dir: str | Path) -> Path:
+    """``<data_dir>/.merkit-cache``, or a per-user folder when ``data_dir`` is read-only.
+
+    The fallback is ``$XDG_CACHE_HOME/merkit/features`` (``~/.cache/merkit/features``);
+    cache keys hold the clip identity and its frame files' names, sizes and times, so
+    databases never share entries by accident.
+    """
+    data_dir = Path(data_dir)
+    cache = data_dir / CACHE_DIRNAME
+    try:
+        cache.mkdir(exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=cache, prefix=".probe", delete=True)
+        probe.close()
+        return cache
+    except OSError as err:
+        home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        fallback = home / "merkit" / "features"
+        log.warning("cannot write the feature cache %s (%s); using %s", cache, err, fallback)
+        return fallback
+
+
+def _cache_of(data_dir: str | Path, cache: str | Path | bool | None) -> FeatureCache | None:
+    """``cache``: a folder, True/None (default folder of ``data_dir``) or False (no cache)."""
+    if cache is False:
+        return None
+    if cache is None or cache is True:
+        return FeatureCache(default_cache_dir(data_dir))
+    return FeatureCache(cache)
+
+
+@dataclass
+class DatabaseFeatures:
+    """Features of several databases with one descriptor (:func:`extract_databases`).
+
+    Attributes
+    ----------
+    features : dict
+        Database name -> FeatureSet.
+    skipped : DataFrame
+        ``dataset, subject, clip, reason`` of dropped clips (no face, skip mode).
+    computed, cached : int
+        Clips described now / read from the cache.
+    descriptor : str
+        Canonical descriptor spec.
+    extraction : dict
+        Database name -> :class:`merkit.features.extract.Extraction`.
+    """
+
+    features: dict[str, FeatureSet]
+    skipped: pd.DataFrame
+    computed: int
+    cached: int
+    descriptor: str
+    extraction: dict = field(default_factory=dict)
+
+
+def extract_databases(
+    tables: dict[str, pd.DataFrame],
+    *,
+    descriptor: str = "lbp_top:r3p8",
+    grid: str | None = None,
+    scheme: str = "cdmer3",
+    preprocess: Preprocess | None = None,
+    on_missing: str = "raise",
+    n_jobs: int = 1,
+    cache: FeatureCache | str | Path | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+) -> DatabaseFeatures:
+    """Extract one descriptor for every database, with a progress bar per database."""
+    desc = configure_descriptor(descriptor, grid)
+    classes = scheme_classes(tables, scheme)
+    out: dict[str, FeatureSet] = {}
+    runs = {}
+    with _progress(console, progress) as bar:
+        for name, table in tables.items():
+            task = bar.add_task(f"{desc.name} {name}", total=len(table))
+            runs[name] = extract(
+                table,
+                desc,
+                preprocess=preprocess,
+                n_jobs=n_jobs,
+                cache=cache,
+                on_missing=on_missing,
+                classes=classes,
+                name=name,
+                progress=lambda k, task=task: bar.advance(task, k),
+            )
+            out[name] = runs[name].features
+    skipped = [r.skipped for r in runs.values() if len(r.skipped)]
+    return DatabaseFeatures(
+        features=out,
+        skipped=pd.concat(skipped, ignore_index=True)
+        if skipped
+        else next(iter(runs.values())).skipped,
+        computed=sum(r.computed for r in runs.values()),
+        cached=sum(r.cached for r in runs.values()),
+        descriptor=desc.name,
+        extraction=runs,
+    )
 
 
 def describe_databases(
@@ -83,23 +230,115 @@ def describe_databases(
     n_jobs: int = 1,
     console: Console | None = None,
     progress: bool = True,
+    cache: FeatureCache | str | Path | None = None,
+    preprocess: Preprocess | None = None,
+    on_missing: str = "raise",
 ) -> dict[str, FeatureSet]:
-    """Extract one descriptor for every database, with a progress bar per database."""
-    classes = get_scheme(scheme).classes
-    out: dict[str, FeatureSet] = {}
-    with _progress(console, progress) as bar:
-        for name, table in tables.items():
-            task = bar.add_task(f"{descriptor} {name}", total=len(table))
-            out[name] = extract_features(
-                table,
-                descriptor,
-                grid=grid,
-                n_jobs=n_jobs,
-                classes=classes,
-                name=name,
-                progress=lambda k, task=task: bar.advance(task, k),
-            )
-    return out
+    """Extract one descriptor for every database (see :func:`extract_databases`)."""
+    return extract_databases(
+        tables,
+        descriptor=descriptor,
+        grid=grid,
+        scheme=scheme,
+        preprocess=preprocess,
+        on_missing=on_missing,
+        n_jobs=n_jobs,
+        cache=cache,
+        console=console,
+        progress=progress,
+    ).features
+
+
+@dataclass
+class ExtractResult:
+    """What :func:`run_extract` wrote."""
+
+    npz: Path
+    csv: Path
+    skipped_csv: Path | None
+    features: dict[str, FeatureSet]
+    descriptor: str
+    computed: int
+    cached: int
+    cache: Path | None
+    seconds: float
+
+
+def run_extract(
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    descriptor: str = "lbp_top:r3p8",
+    grid: str | None = None,
+    datasets: Sequence[str] | None = None,
+    scheme: str = "cdmer3",
+    preprocess: Preprocess | None = None,
+    skip_missing: bool = False,
+    n_jobs: int = 1,
+    cache: str | Path | bool | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+) -> ExtractResult:
+    """Describe every clip of the databases under ``data_dir`` and write one feature file.
+
+    Parameters
+    ----------
+    data_dir : path
+        Databases in their native layouts.
+    out : path
+        ``F`` or ``F.npz``: writes ``F.npz`` and ``F.csv`` (and ``F.skipped.csv`` when
+        clips were dropped), see :func:`merkit.features.extract.save_feature_file`.
+    datasets : sequence of str, optional
+        Databases to describe (default: every one found).
+    scheme : str
+        Label scheme, or ``"none"`` (native emotions, every clip kept).
+    preprocess : Preprocess, optional
+        Frame size, TIM length, alignment.
+    skip_missing : bool
+        With alignment, drop (and list) clips without a face instead of failing.
+    cache : path, bool or None
+        Per-clip cache folder; None/True: ``<data_dir>/.merkit-cache``; False: none.
+    """
+    t0 = time.perf_counter()
+    desc = configure_descriptor(descriptor, grid)  # unknown descriptors fail before reading
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"data folder {data_dir} does not exist")
+    names = list(datasets) if datasets else discover(data_dir)
+    tables = load_databases(data_dir, names=names or None, scheme=scheme)
+    store = _cache_of(data_dir, cache)
+    got = extract_databases(
+        tables,
+        descriptor=desc,
+        scheme=scheme,
+        preprocess=preprocess,
+        on_missing="skip" if skip_missing else "raise",
+        n_jobs=n_jobs,
+        cache=store,
+        console=console,
+        progress=progress,
+    )
+    pre = next(iter(got.extraction.values())).preprocess
+    npz, csv = save_feature_file(
+        got.features,
+        out,
+        descriptor=desc,
+        preprocess=pre,
+        scheme=str(scheme),
+        skipped=got.skipped,
+    )
+    skipped_csv = npz.with_name(npz.stem + ".skipped.csv") if len(got.skipped) else None
+    return ExtractResult(
+        npz=npz,
+        csv=csv,
+        skipped_csv=skipped_csv,
+        features=got.features,
+        descriptor=desc.name,
+        computed=got.computed,
+        cached=got.cached,
+        cache=store.directory if store is not None else None,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 @dataclass
@@ -122,12 +361,52 @@ def cdmer_report(results: pd.DataFrame, *, title: str, notes: list[str] | None =
     """Markdown summary of CDMER results: the paper-format table plus notes."""
     from merkit.results.tables import cdmer_table, to_markdown
 
-    table = cdmer_table(results, bold_best=True)
-    lines = [f"# {title}", "", "Cells are mean-F1 / accuracy (%); TYPE-I = Exp.1-6, "
-             "TYPE-II = Exp.7-12 (averages over the tasks shown).", "", to_markdown(table), ""]
+    table = cdmer_table(label_features(results), bold_best=True)
+    lines = [
+        f"# {title}",
+        "",
+        "Cells are mean-F1 / accuracy (%); TYPE-I = Exp.1-6, "
+        "TYPE-II = Exp.7-12 (averages over the tasks shown).",
+        "",
+        to_markdown(table),
+        "",
+    ]
     for note in notes or []:
         lines.append(f"- {note}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def label_features(results: pd.DataFrame) -> pd.DataFrame:
+    """Results with ``method`` prefixed by the ``features`` column (descriptor x method rows).
+
+    Rows without a ``features`` entry (e.g. the released benchmark features) keep their
+    method name, so tables of a single feature source look as before.
+    """
+    if "features" not in results.columns:
+        return results
+    feats = results["features"].fillna("").astype(str)
+    if not (feats != "").any():
+        return results
+    out = results.copy()
+    out["method"] = [
+        f"{f} {m}" if f else str(m) for f, m in zip(feats, out["method"].astype(str), strict=True)
+    ]
+    return out
+
+
+def features_label(descriptor: str, levels: Sequence[int] | None, preprocess: dict) -> str:
+    """Short name of a feature source: the descriptor spec plus non-default settings."""
+    parts = [descriptor]
+    if levels is not None and tuple(levels) not in ((1, 2, 4, 8), (1,)):
+        parts.append("grid" + ",".join(str(v) for v in levels))
+    size = tuple(preprocess.get("size", (112, 112)))
+    if size != (112, 112):
+        parts.append(f"{size[0]}x{size[1]}")
+    if int(preprocess.get("length", 16)) != 16:
+        parts.append(f"tim{preprocess['length']}")
+    if preprocess.get("align"):
+        parts.append("aligned")
+    return " ".join(parts)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -150,18 +429,29 @@ def run_cdmer_on_features(
     progress: bool = True,
     title: str = "CDMER results",
     notes: list[str] | None = None,
+    label: str | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """Run ``method`` over every available CDMER task; store results and a Markdown table.
 
     Writes ``out_dir/results.csv``, ``predictions.csv`` and ``summary.md``; a re-run
-    resumes (units already in the store are not recomputed).
+    resumes (units already in the store are not recomputed). ``label`` names the feature
+    source (e.g. ``"lbp_top:r3p8"``): it goes into the store's ``features`` column and the
+    tables show ``"<label> <method>"`` rows.
     """
     from merkit.protocols.runner import run_cdmer
     from merkit.results.store import ResultStore
 
     out_dir = Path(out_dir)
     store = ResultStore(out_dir)
-    run_cdmer(features, method, params=params, seed=seed, progress=progress, store=store)
+    run_cdmer(
+        features,
+        method,
+        params=params,
+        seed=seed,
+        progress=progress,
+        store=store,
+        extra=None if label is None else {"features": label},
+    )
     results = store.results()  # every method stored in out_dir so far, one table
     markdown = cdmer_report(results, title=title, notes=notes)
     write_text_atomic(out_dir / "summary.md", markdown)
@@ -190,6 +480,147 @@ def run_cdmer_on_feature_files(
         title=f"CDMER, released LBP-TOP features, {method}",
         notes=[f"features: {Path(features_dir).resolve()}: {names}"],
     )
+
+
+def _check_descriptors(descriptors: Sequence[str], grid: str | None) -> list[str]:
+    specs = [d.strip() for item in descriptors for d in str(item).split(",") if d.strip()]
+    if not specs:
+        raise ValueError("no descriptor given (e.g. --descriptor lbp_top:r3p8)")
+    names = [configure_descriptor(d, grid).name for d in specs]  # fail before any work
+    return list(dict.fromkeys(names))
+
+
+def run_cdmer_on_data(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    descriptors: Sequence[str] = ("lbp_top:r3p8",),
+    method: str = "svm",
+    grid: str | None = None,
+    preprocess: Preprocess | None = None,
+    n_jobs: int = 1,
+    cache: str | Path | bool | None = None,
+    seed: int = 0,
+    console: Console | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, str]:
+    """CDMER on raw databases: every descriptor x every available task with ``method``.
+
+    The databases under ``data_dir`` (CDMER four, native layouts) get the ``cdmer3``
+    scheme; each descriptor is extracted (cached, see :func:`run_extract`) and evaluated
+    into one results store, its rows tagged in the ``features`` column.
+
+    Parameters
+    ----------
+    descriptors : sequence of str
+        Registry specs; an item may be a comma list (``"lbp_top:r3p8,hog_top:p8"``).
+    """
+    names = _check_descriptors(descriptors, grid)
+    data_dir = Path(data_dir)
+    tables = load_databases(data_dir, scheme="cdmer3")
+    store = _cache_of(data_dir, cache)
+    counts = ", ".join(f"{n} {len(t)}" for n, t in tables.items())
+    results, markdown = pd.DataFrame(), ""
+    labels = []
+    for spec in names:
+        got = extract_databases(
+            tables,
+            descriptor=spec,
+            grid=grid,
+            scheme="cdmer3",
+            preprocess=preprocess,
+            n_jobs=n_jobs,
+            cache=store,
+            console=console,
+            progress=progress,
+        )
+        ex = next(iter(got.extraction.values()))
+        label = features_label(ex.descriptor.name, ex.descriptor.grid.levels, ex.preprocess.key())
+        labels.append(label)
+        log.info("%s: %d clips described, %d from the cache", label, got.computed, got.cached)
+        results, markdown = run_cdmer_on_features(
+            got.features,
+            out_dir,
+            method=method,
+            seed=seed,
+            progress=progress,
+            title=f"CDMER on the databases in {data_dir}, {method}",
+            notes=[
+                f"databases: {data_dir.resolve()} ({counts} clips, cdmer3 labels)",
+                f"features: {', '.join(labels)}",
+            ],
+            label=label,
+        )
+    return results, markdown
+
+
+def _feature_files(paths: Sequence[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted(f for f in p.glob("*.npz") if f.is_file())
+            if not found:
+                raise FileNotFoundError(
+                    f"no .npz feature file in {p} (write one with 'merkit extract')"
+                )
+            files.extend(found)
+        elif p.suffix.lower() != ".npz" and p.with_name(p.name + ".npz").is_file():
+            files.append(p.with_name(p.name + ".npz"))
+        elif p.is_file() and p.suffix.lower() == ".npz":
+            files.append(p)
+        elif p.is_file():
+            raise ValueError(
+                f"{p} is not a merkit feature file (expected F.npz from 'merkit extract')"
+            )
+        else:
+            raise FileNotFoundError(f"feature file {p} does not exist")
+    return list(dict.fromkeys(files))
+
+
+def run_cdmer_on_feature_npz(
+    paths: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    method: str = "svm",
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, str]:
+    """CDMER on merkit feature files (``merkit extract``): files, or folders of ``.npz``.
+
+    Each row's ``dataset`` is its domain. Files with the same descriptor and preprocessing
+    are pooled (one database may come from one file only); different descriptors are run
+    one after the other into the same store (descriptor x method rows).
+    """
+    files = _feature_files(paths)
+    groups: dict[str, dict[str, FeatureSet]] = {}
+    origin: dict[tuple[str, str], Path] = {}
+    for f in files:
+        ff = load_feature_file(f)
+        first = next(iter(ff.features.values()))
+        label = features_label(ff.descriptor, first.levels, ff.preprocess)
+        group = groups.setdefault(label, {})
+        for name, fs in ff.features.items():
+            if name in group:
+                raise ValueError(
+                    f"database {name} with {label} is in both {origin[(label, name)]} and {f}"
+                )
+            group[name] = fs
+            origin[(label, name)] = f
+    results, markdown = pd.DataFrame(), ""
+    sources = ", ".join(str(f) for f in files)
+    for label, features in groups.items():
+        results, markdown = run_cdmer_on_features(
+            features,
+            out_dir,
+            method=method,
+            seed=seed,
+            progress=progress,
+            title=f"CDMER on merkit feature files, {method}",
+            notes=[f"feature files: {sources}", f"features: {', '.join(groups)}"],
+            label=label,
+        )
+    return results, markdown
 
 
 def run_demo(

@@ -1,0 +1,227 @@
+"""On-disk cache of per-clip feature vectors, keyed by everything that determines them.
+
+Layout::
+
+    <cache dir>/<descriptor>/<key[:2]>/<key>.npy     one 1-D float32 vector per clip
+
+``<descriptor>`` is the canonical spec with ``:`` replaced by ``-`` (``lbp_top-r3p8``), so a
+descriptor's entries can be deleted as one folder. The key (:func:`clip_key`) is the
+SHA-256 of a canonical JSON document holding
+
+* the clip identity (dataset, subject, clip),
+* the clip's source on disk: name, size and modification time (ns) of every frame file
+  numbered in ``[onset, offset]``, or the ``stat`` of its video file,
+* ``onset`` and ``offset``,
+* the preprocessing parameters (frame size, TIM length, alignment options),
+* the descriptor (canonical spec and every parameter, grid included),
+* :data:`FEATURE_CODE_VERSION`.
+
+Editing, adding or removing a frame of a clip therefore recomputes that clip only; any
+other parameter change recomputes everything it touches. Entries are written to a
+temporary file in the same folder and renamed (``os.replace``), so an interrupted run
+never leaves a half-written entry; an entry that cannot be read (or has the wrong shape)
+is recomputed with a warning. A zero-length entry records "no face on the onset frame"
+for an aligned clip, so skipped clips are not searched again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from merkit.video.io import frame_number, list_frames
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CACHE_DIRNAME",
+    "FEATURE_CODE_VERSION",
+    "FeatureCache",
+    "clip_key",
+    "clip_source",
+]
+
+#: bump whenever a descriptor, TIM, resizing or alignment changes its numbers: every cache
+#: entry written by older code is then ignored
+FEATURE_CODE_VERSION = "1"
+
+#: default cache folder name inside a dataset directory
+CACHE_DIRNAME = ".merkit-cache"
+
+#: entry meaning "describing this clip found no face" (aligned extraction, skip mode)
+MISSING = np.zeros(0, dtype=np.float32)
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and np.isnan(value):
+        return False
+    return bool(str(value))
+
+
+def clip_source(row: Mapping) -> dict[str, Any]:
+    """What is on disk for one clip: frame files in ``[onset, offset]`` or the video file.
+
+    Returns
+    -------
+    dict
+        ``{"frames": [[name, size, mtime_ns], ...]}`` or ``{"video": [path, size, mtime_ns]}``.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        From :func:`merkit.video.io.list_frames` (missing folder, no images, clashing
+        frame numbers) or a missing video file.
+    """
+    onset, offset = int(row["onset"]), int(row["offset"])
+    if _present(row.get("frames_dir")):
+        entries = []
+        for f in list_frames(row["frames_dir"]):
+            n = frame_number(f)
+            if onset <= n <= offset:
+                st = f.stat()
+                entries.append([f.name, st.st_size, st.st_mtime_ns])
+        return {"frames": entries}
+    if _present(row.get("video_path")):
+        path = Path(row["video_path"])
+        if not path.is_file():
+            raise FileNotFoundError(f"video {str(path)!r} does not exist")
+        st = path.stat()
+        return {"video": [str(path.resolve()), st.st_size, st.st_mtime_ns]}
+    raise ValueError("neither frames_dir nor video_path is set")
+
+
+def _canonical(value: Any) -> Any:
+    """JSON-able, deterministic form of parameter values (grids, tuples, arrays)."""
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _canonical(value.tolist())
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)  # dataclasses such as Grid have a deterministic repr
+
+
+def clip_key(
+    row: Mapping,
+    descriptor: Mapping[str, Any],
+    preprocess: Mapping[str, Any],
+    *,
+    source: Mapping[str, Any] | None = None,
+) -> str:
+    """Cache key (64 hex digits) of one clip described with one set of parameters.
+
+    Parameters
+    ----------
+    row : mapping
+        Sample-table row (``dataset``, ``subject``, ``clip``, ``onset``, ``offset`` and
+        ``frames_dir`` or ``video_path``).
+    descriptor : mapping
+        Descriptor identity, e.g. ``{"name": "lbp_top:r3p8", "params": {...}}``.
+    preprocess : mapping
+        Preprocessing parameters (size, TIM length, alignment options).
+    source : mapping, optional
+        Precomputed :func:`clip_source` of the row.
+    """
+    doc = {
+        "version": FEATURE_CODE_VERSION,
+        "clip": [str(row["dataset"]), str(row["subject"]), str(row["clip"])],
+        "range": [int(row["onset"]), int(row["offset"])],
+        "source": _canonical(source if source is not None else clip_source(row)),
+        "preprocess": _canonical(preprocess),
+        "descriptor": _canonical(descriptor),
+    }
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def temporary_name(path: Path) -> Path:
+    """A fresh hidden name next to ``path`` for an atomic write (created with the umask's
+    permissions, unlike ``tempfile.mkstemp``)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "-", name).strip("-") or "descriptor"
+
+
+class FeatureCache:
+    """Per-clip feature vectors under ``directory`` (created on first write).
+
+    Parameters
+    ----------
+    directory : path
+        Cache root.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({str(self.directory)!r})"
+
+    def path(self, descriptor: str, key: str) -> Path:
+        """File of an entry."""
+        if not re.fullmatch(r"[0-9a-f]{16,}", key):
+            raise ValueError(f"cache key {key!r} is not a hex digest")
+        return self.directory / _safe(descriptor) / key[:2] / f"{key}.npy"
+
+    def load(self, descriptor: str, key: str, dim: int | None = None) -> np.ndarray | None:
+        """The stored vector, or None when absent or unreadable (then logged and removed).
+
+        Parameters
+        ----------
+        dim : int, optional
+            Expected length; an entry of another length (other than the zero-length
+            "no face" marker) counts as corrupt.
+        """
+        path = self.path(descriptor, key)
+        if not path.is_file():
+            return None
+        try:
+            arr = np.load(path, allow_pickle=False)
+            if arr.ndim != 1 or arr.dtype != np.float32:
+                raise ValueError(f"expected a 1-D float32 array, got {arr.dtype} {arr.shape}")
+            if dim is not None and arr.size not in (0, dim):
+                raise ValueError(f"expected {dim} values, got {arr.size}")
+        except (OSError, ValueError, EOFError) as err:
+            log.warning("feature cache entry %s is unreadable (%s); recomputing it", path, err)
+            path.unlink(missing_ok=True)
+            return None
+        return arr
+
+    def save(self, descriptor: str, key: str, vector: np.ndarray) -> Path:
+        """Store a vector atomically (temporary file in the same folder + ``os.replace``)."""
+        vector = np.ascontiguousarray(vector, dtype=np.float32)
+        if vector.ndim != 1:
+            raise ValueError(f"cache entries are 1-D vectors, got shape {vector.shape}")
+        path = self.path(descriptor, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_name(path)
+        try:
+            with open(tmp, "xb") as fh:
+                np.save(fh, vector, allow_pickle=False)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def entries(self, descriptor: str | None = None) -> list[Path]:
+        """Stored entry files (of one descriptor, or all)."""
+        root = self.directory / _safe(descriptor) if descriptor else self.directory
+        return sorted(root.glob("**/*.npy")) if root.is_dir() else []
