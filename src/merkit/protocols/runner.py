@@ -97,8 +97,8 @@ class UnitResult:
     clip: np.ndarray
     seconds: float
 
-    def record(self) -> tuple[dict, pd.DataFrame]:
-        """Results row and prediction rows for :class:`ResultStore`."""
+    def record(self, extra: Mapping | None = None) -> tuple[dict, pd.DataFrame]:
+        """Results row and prediction rows for :class:`ResultStore` (``extra`` columns added)."""
         u = self.unit
         return ResultStore.make_record(
             protocol=u.protocol,
@@ -115,7 +115,7 @@ class UnitResult:
             fold="",
             sample=self.sample,
             clip=self.clip,
-            extra={"seconds": round(self.seconds, 4)},
+            extra={**(extra or {}), "seconds": round(self.seconds, 4)},
         )
 
 
@@ -255,6 +255,7 @@ def run_cdmer(
     store: ResultStore | str | Path | None = None,
     resume: bool = True,
     flush_every: int = 20,
+    extra: Mapping | None = None,
 ) -> pd.DataFrame:
     """Run methods over the CDMER tasks that the loaded databases allow.
 
@@ -278,6 +279,8 @@ def run_cdmer(
         units and at the end, also when a unit fails).
     resume : bool
         Skip units whose key is already in ``store``.
+    extra : mapping, optional
+        Constant columns added to every results row (e.g. ``{"features": "lbp_top:r3p8"}``).
 
     Returns
     -------
@@ -312,7 +315,7 @@ def run_cdmer(
             for unit in todo:
                 bar.update(job, description=str(unit))
                 res = run_unit(unit, features)
-                row, preds = res.record()
+                row, preds = res.record(extra)
                 rows[unit.key] = row
                 pending.append((row, preds))
                 log.info(
