@@ -93,7 +93,10 @@ def demo(
     _show_table(result.results, "merkit demo: mean-F1 / accuracy (%) per CDMER task")
     took = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     console.print(f"timings: {took}")
-    console.print(f"databases: {result.data_dir}")
+    if result.data_dir is None:
+        console.print("databases: temporary, removed after the run (--data DIR keeps them)")
+    else:
+        console.print(f"databases: {result.data_dir}")
     console.print(f"results:   {result.out_dir / 'results.csv'}")
     console.print(f"summary:   {result.out_dir / 'summary.md'}")
 

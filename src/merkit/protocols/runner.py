@@ -219,7 +219,8 @@ def run_unit(unit: WorkUnit, features: Mapping[str, FeatureSet]) -> UnitResult:
     src, tgt = features[task.source], features[task.target]
     _check_pair(src, tgt, task)
     table, split = stack_domains(src.table, tgt.table)  # leakage-checked
-    X = np.vstack([src.X, tgt.X])
+    # float64: LibSVM converts float32 input on every call (about 10x slower per fit)
+    X = np.vstack([src.X, tgt.X]).astype(np.float64)
     y = np.concatenate([src.y, tgt.y])
     fit_idx = np.concatenate([split.train_idx, split.test_idx])
     y_fit = y.copy()

@@ -19,7 +19,7 @@ from merkit.data.synthetic.face import (
     render_face,
     temporal_profile,
 )
-from merkit.data.synthetic.writer import DATABASES, SIZES, synthesize
+from merkit.data.synthetic.writer import DATABASES, SIZES, is_synthesized, synthesize
 
 __all__ = [
     "AU_NAMES",
@@ -34,6 +34,7 @@ __all__ = [
     "Lighting",
     "au_weight_field",
     "get_camera",
+    "is_synthesized",
     "render_face",
     "synthesize",
     "temporal_profile",

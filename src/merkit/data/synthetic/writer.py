@@ -695,3 +695,22 @@ __all__ = [
     "write_casme2_sheet",
     "write_smic_list",
 ]
+
+
+def is_synthesized(out_dir: str | Path, *, seed: int = 0, size: str | Mapping = "default") -> bool:
+    """True when ``out_dir`` already holds databases written with this seed and size.
+
+    Reads the manifest (``synthetic.json``) only; a caller can then reuse the folder
+    instead of writing it again (the same seed gives byte-identical files).
+    """
+    path = Path(out_dir) / MANIFEST_NAME
+    if not path.is_file():
+        return False
+    try:
+        man = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return man.get("seed") == int(seed) and man.get("size") == json.loads(
+        json.dumps(_resolve_size(size))
+    )
+
