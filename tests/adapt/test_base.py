@@ -164,7 +164,7 @@ def test_registry_names_every_benchmark_method_and_fixes_iw_svm_weighting():
     from sklearn.base import clone
 
     expected = {"svm", "kmm", "kliep", "ulsif", "tca", "gfk", "sa", "tkl", "tsrg", "drfs_t",
-                "drls", "tgsr"}
+                "drls", "tgsr", "stm"}
     assert set(METHODS) == expected
     for name in expected:
         est = make_method(name)
@@ -172,3 +172,5 @@ def test_registry_names_every_benchmark_method_and_fixes_iw_svm_weighting():
     assert make_method("kliep").get_params()["weighting"] == "kliep"
     with pytest.raises(ValueError, match=r"method 'kmm' fixes \['weighting'\]"):
         make_method("kmm", weighting="ulsif")
+    nested = make_method("ulsif", '{"weighting__lam": 100}')
+    assert nested.get_params()["weighting__lam"] == 100

@@ -6,6 +6,9 @@ target rows labelled ``-1``, then ``predict(X)``.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+
 from merkit.adapt.base import (
     MASKED_LABEL,
     DomainAdaptationClassifier,
@@ -18,7 +21,8 @@ from merkit.adapt.regenerate import (
     DomainRegenerationTarget,
     TargetSampleRegenerator,
 )
-from merkit.adapt.reweight import KLIEP, KMM, ULSIF, ImportanceWeightedSVM
+from merkit.adapt.reweight import KLIEP, KMM, ULSIF, WEIGHTINGS, ImportanceWeightedSVM
+from merkit.adapt.stm import SelectiveTransferMachine
 from merkit.adapt.subspace import (
     GeodesicFlowKernel,
     SubspaceAlignment,
@@ -40,6 +44,7 @@ __all__ = [
     "GeodesicFlowKernel",
     "ImportanceWeightedSVM",
     "SVMBaseline",
+    "SelectiveTransferMachine",
     "SubspaceAlignment",
     "TargetSampleRegenerator",
     "TransferComponentAnalysis",
@@ -64,6 +69,7 @@ METHODS: dict[str, type] = {
     "drfs_t": DomainRegenerationTarget,
     "drls": DomainRegenerationLabelSpace,
     "tgsr": TransferGroupSparseRegression,
+    "stm": SelectiveTransferMachine,
 }
 
 #: fixed constructor parameters of a registry name (IW-SVM with a given weighting)
@@ -74,35 +80,52 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def make_method(name: str, **params) -> DomainAdaptationClassifier:
+def make_method(
+    name: str, params: Mapping | str | None = None, **kwargs
+) -> DomainAdaptationClassifier:
     """Build a registered method with the given hyper-parameters.
 
     Parameters
     ----------
     name : str
         Registry name (case-insensitive), e.g. ``"svm"``.
-    **params
-        Constructor parameters of the method.
+    params : mapping or JSON str, optional
+        Hyper-parameters; nested ``outer__inner`` keys set a sub-estimator's parameter
+        (a preset weighting name becomes its estimator first, so
+        ``make_method("ulsif", {"weighting__lam": 100})`` is
+        ``ImportanceWeightedSVM(weighting=ULSIF(lam=100))``).
+    **kwargs
+        More hyper-parameters (merged with ``params``).
 
     Raises
     ------
     ValueError
-        Unknown name (the known names are listed) or a parameter the method does not
-        have (its parameters are listed).
+        Unknown name (the known names are listed), a parameter the method does not have
+        (its parameters are listed), or a parameter the registry name fixes.
     """
     key = str(name).strip().lower()
     if key not in METHODS:
         raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
+    p = {**(json.loads(params) if isinstance(params, str) else dict(params or {})), **kwargs}
     cls = METHODS[key]
     valid = cls._get_param_names()
-    bad = sorted(set(params) - set(valid))
+    bad = sorted({k.split("__", 1)[0] for k in p} - set(valid))
     if bad:
         raise ValueError(
             f"method {key!r} ({cls.__name__}) has no parameter(s) {bad}; "
             f"its parameters are {list(valid)}"
         )
     preset = PRESETS.get(key, {})
-    clash = sorted(set(preset) & set(params))
+    flat = {k: v for k, v in p.items() if "__" not in k}
+    nested = {k: v for k, v in p.items() if "__" in k}
+    clash = sorted(set(preset) & set(flat))
     if clash:
         raise ValueError(f"method {key!r} fixes {clash}; use another registry name to change it")
-    return cls(**preset, **params)
+    init = {**preset, **flat}
+    for outer in {k.split("__", 1)[0] for k in nested}:
+        if outer == "weighting" and isinstance(init.get(outer), str):
+            init[outer] = WEIGHTINGS[init[outer]]()
+    est = cls(**init)
+    if nested:
+        est.set_params(**nested)
+    return est

@@ -122,8 +122,21 @@ class GramSVC:
     def fit(
         self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
     ) -> GramSVC:
-        """Fit on rows ``X`` (n, d) with labels ``y`` (n,)."""
-        self.X_ = np.asarray(X, dtype=float)
+        """Fit on rows ``X`` (n, d) with labels ``y`` (n,).
+
+        Rows with zero weight are dropped before LibSVM sees them: scikit-learn's
+        precomputed-kernel SVC returns wrong decision values when some weights are 0
+        (measured with scikit-learn 1.9.1), and KMM sets many weights to exactly 0.
+        """
+        X = np.asarray(X, dtype=float)
+        y = np.asarray(y)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=float)
+            keep = sample_weight > 0
+            if not keep.any():
+                raise ValueError("every sample weight is 0: nothing to train on")
+            X, y, sample_weight = X[keep], y[keep], sample_weight[keep]
+        self.X_ = X
         self.svc_ = SVC(kernel="precomputed", C=self.C)
         self.svc_.fit(self.X_ @ self.X_.T, y, sample_weight=sample_weight)
         self.classes_ = self.svc_.classes_
