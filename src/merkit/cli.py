@@ -347,6 +347,52 @@ def cdmer(
     console.print(f"results: {out / 'results.csv'}  summary: {out / 'summary.md'}")
 
 
+@app.command()
+def agreement(
+    sheet: Annotated[
+        Path,
+        typer.Argument(help="CSV/XLSX: per-item category counts, or per-annotator labels."),
+    ],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="counts (one column per category), labels (one column per annotator) or "
+            "auto (counts when every row holds whole numbers with the same total).",
+        ),
+    ] = "auto",
+    id_column: Annotated[
+        str | None,
+        typer.Option(help="Header of the item-id column (default: item/clip/sample/id...)."),
+    ] = None,
+    worksheet: Annotated[
+        str | None, typer.Option(help="Worksheet of an Excel file (default: the first).")
+    ] = None,
+) -> None:
+    """Fleiss' kappa of an annotation sheet, with its reading (DFME Table 4)."""
+    from rich.table import Table
+
+    from merkit.results.agreement import fleiss, read_agreement_sheet
+
+    try:
+        data = read_agreement_sheet(sheet, format=format, id_column=id_column, sheet=worksheet)
+        result = fleiss(data.counts, data.categories)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    console.print(
+        f"{sheet.name}: {result.n_items} items x {result.n_raters} annotators, "
+        f"{len(result.categories)} categories ({data.format} sheet)"
+    )
+    table = Table(title="per category")
+    for col in ("category", "share p_j", "kappa_j"):
+        table.add_column(col, justify="left" if col == "category" else "right")
+    for cat, share, kj in zip(result.categories, result.p_j, result.kappa_j, strict=True):
+        table.add_row(cat, f"{share:.3f}", "n/a" if kj != kj else f"{kj:.3f}")
+    console.print(table)
+    console.print(f"P_bar = {result.P_bar:.4f}  P_e = {result.P_e:.4f}")
+    console.print(f"Fleiss' kappa = {result.kappa:.4f} ({result.band})")
+
+
 def main() -> None:
     """Entry point of the ``merkit`` command."""
     app()

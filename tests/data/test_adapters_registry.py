@@ -52,7 +52,10 @@ def tiny_smic(root: Path, cameras=("HS", "VIS")) -> None:
 
 
 def test_registry_names():
-    assert list(ADAPTERS) == ["CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR"]
+    assert list(ADAPTERS) == [
+        "CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR", "SAMM", "CASME3_A", "CASME3_C", "CASME_SQ",
+        "MMEW", "DFME", "MEGC2019",
+    ]  # fmt: skip
 
 
 def test_discover_and_load_everything(tmp_path):
@@ -86,7 +89,9 @@ def test_discover_nothing_and_errors(tmp_path):
         f"data root {tmp_path / 'missing'} does not exist or is not a folder (expected a folder "
         f"holding {EXPECTED_LAYOUT})"
     )
-    with pytest.raises(KeyError, match=r"unknown dataset 'SAMM'; known: \['CASME2', 'SMIC_HS'"):
+    with pytest.raises(KeyError, match=r"unknown dataset 'CASME1'; known: \['CASME2', 'CASME3_A'"):
+        load_dataset("CASME1", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no SAMM data in .*: expected a folder"):
         load_dataset("SAMM", tmp_path)
     with pytest.raises(FileNotFoundError, match="data root .*missing does not exist"):
         load_dataset("CASME2", tmp_path / "missing")

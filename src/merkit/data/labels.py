@@ -242,6 +242,72 @@ def au_onehot(table: pd.DataFrame, aus: Iterable[int] | None = None) -> pd.DataF
     return pd.DataFrame(mat, index=table.index, columns=[f"AU{a}" for a in wanted])
 
 
+#: the 12 AUs of the DFME AU-detection task (Zhao et al. 2023, Sec. 4.1, after CD6ME)
+AU12: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17)
+#: named AU sets for multi-label (AU detection) tasks
+AU_SETS: dict[str, tuple[int, ...]] = {"au12": AU12}
+AU_SIDE_MODES: tuple[str, ...] = ("any", "bilateral", "unilateral")
+
+
+def au_labels(
+    table: pd.DataFrame, aus: str | Iterable[int] = AU12, *, side: str = "any"
+) -> tuple[np.ndarray, list[str]]:
+    """Multi-hot AU targets of an AU-detection task (e.g. the DFME ``au12`` task).
+
+    AU detection is multi-label, not a class scheme: every clip gets one 0/1 entry per AU
+    instead of one class, so this returns an array rather than adding ``label`` / ``y``.
+    The table keeps the sides (``au_sides``) and intensities; they are not lost here.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Sample table with ``aus`` (and ``au_sides`` unless ``side="any"``).
+    aus : str or iterable of int
+        A name in :data:`AU_SETS` (``"au12"``) or AU numbers, in output column order.
+    side : {"any", "bilateral", "unilateral"}
+        ``"any"`` (default, the DFME task): an AU coded on one half of the face (``L12``,
+        ``R12``) or one lip (``T``/``B``) or asymmetrically (``A``) counts as the AU.
+        ``"bilateral"``: only codings without a side prefix count. ``"unilateral"``: only
+        codings with a side prefix count (e.g. ``L/R-AU12``, the DFME contempt cue).
+
+    Returns
+    -------
+    Y : ndarray of int8, shape (n_clips, n_aus)
+    names : list of str
+        ``["AU1", "AU2", ...]``.
+    """
+    if isinstance(aus, str):
+        try:
+            aus = AU_SETS[aus.lower()]
+        except KeyError:
+            raise KeyError(f"unknown AU set {aus!r}; known: {sorted(AU_SETS)}") from None
+    wanted = [int(a) for a in aus]
+    if not wanted or len(set(wanted)) != len(wanted):
+        raise ValueError(f"aus must be distinct AU numbers, got {wanted}")
+    if side not in AU_SIDE_MODES:
+        raise ValueError(f"side must be one of {AU_SIDE_MODES}, got {side!r}")
+    if "aus" not in table.columns:
+        raise SchemaError("au_labels: table lacks the 'aus' column")
+    names = [f"AU{a}" for a in wanted]
+    if side == "any":
+        return au_onehot(table, wanted)[names].to_numpy(dtype=np.int8), names
+    if "au_sides" not in table.columns:
+        raise SchemaError(f"au_labels(side={side!r}): table lacks the 'au_sides' column")
+    col = {a: j for j, a in enumerate(wanted)}
+    Y = np.zeros((len(table), len(wanted)), dtype=np.int8)
+    for i, (row_aus, row_sides) in enumerate(zip(table["aus"], table["au_sides"], strict=True)):
+        row_aus = tuple(row_aus) if isinstance(row_aus, (tuple, list)) else ()
+        row_sides = tuple(row_sides) if isinstance(row_sides, (tuple, list)) else ()
+        if len(row_sides) != len(row_aus):
+            raise SchemaError(
+                f"au_labels: row {i} has {len(row_aus)} AUs but {len(row_sides)} sides"
+            )
+        for a, sd in zip(row_aus, row_sides, strict=True):
+            if a in col and (sd == "") == (side == "bilateral"):
+                Y[i, col[a]] = 1
+    return Y, names
+
+
 # ----------------------------------------------------------------------------------------
 # label schemes
 # ----------------------------------------------------------------------------------------
@@ -316,6 +382,10 @@ class LabelScheme:
 
 _SMIC_AS_IS = {"negative": ["negative"], "positive": ["positive"], "surprise": ["surprise"]}
 _THREE = ("negative", "positive", "surprise")
+#: the seven DFME emotions in the order of the sheets' EmotionId (0..6)
+DFME7: tuple[str, ...] = (
+    "anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise",
+)  # fmt: skip
 
 SCHEMES: dict[str, LabelScheme] = {
     s.name: s
@@ -380,6 +450,37 @@ SCHEMES: dict[str, LabelScheme] = {
             },
             {"CASME2": ["sadness", "fear"]},
             "CASME II 5 classes (Yan et al. 2014, doi:10.1371/journal.pone.0086041)",
+        ),
+        LabelScheme.from_groups(
+            "four_class",
+            ("negative", "positive", "surprise", "others"),
+            {
+                "CASME2": {
+                    "negative": ["disgust", "sadness", "fear"],
+                    "positive": ["happiness"],
+                    "surprise": ["surprise"],
+                    "others": ["repression", "others"],
+                },
+                "SAMM": {
+                    "negative": ["anger", "contempt", "disgust", "fear", "sadness"],
+                    "positive": ["happiness"],
+                    "surprise": ["surprise"],
+                    "others": ["other", "others"],
+                },
+            },
+            {},
+            "4 classes of the single-database experiments of FR (Zhou et al., Pattern "
+            "Recognition 2022, doi:10.1016/j.patcog.2021.108275, Table 12): CASME II 7-emotion "
+            "version (disgust, sadness, fear -> negative; repression, others -> others) and "
+            "SAMM (anger, contempt, disgust, fear, sadness -> negative); no clip is dropped",
+        ),
+        LabelScheme.from_groups(
+            "dfme7",
+            DFME7,
+            {"DFME": {e: [e] for e in DFME7}},
+            {"DFME": ["others"]},
+            "DFME 7 emotions (Zhao et al., IEEE TAFFC 2023, doi:10.1109/TAFFC.2023.3341918); "
+            "'others' excluded; y = the sheets' EmotionId (classes in alphabetical order)",
         ),
     )
 }

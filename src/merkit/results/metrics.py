@@ -39,6 +39,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Fleiss' kappa lives with the other agreement statistics; re-exported here
+from merkit.results.agreement import fleiss_kappa
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -400,38 +403,3 @@ def bootstrap_ci(
         scores = np.array([float(metric(yt[i], yp[i])) for i in rows])
     low, high = np.percentile(scores, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return BootstrapCI(float(estimate), float(low), float(high), int(n_boot), float(alpha))
-
-
-def fleiss_kappa(counts) -> float:
-    """Fleiss' kappa of agreement between raters (e.g. annotators of emotion labels).
-
-    Parameters
-    ----------
-    counts : array-like of shape (n_items, n_categories)
-        ``counts[i, j]`` = number of raters who put item i in category j; every item
-        must have the same number of raters (>= 2).
-
-    Returns
-    -------
-    float
-        Kappa (1 = perfect agreement, 0 = chance level). Fleiss, Psychol. Bull. 1971,
-        doi:10.1037/h0031619.
-    """
-    m = np.asarray(counts, dtype=float)
-    if m.ndim != 2 or m.size == 0:
-        raise ValueError(f"counts must be a 2-D (items, categories) table, got shape {m.shape}")
-    if (m < 0).any():
-        raise ValueError("counts must be non-negative")
-    raters = m.sum(axis=1)
-    if not np.allclose(raters, raters[0]) or raters[0] < 2:
-        raise ValueError(
-            f"every item needs the same number (>= 2) of raters; got {np.unique(raters)[:10]}"
-        )
-    r = raters[0]
-    p_j = m.sum(axis=0) / m.sum()
-    p_i = (np.sum(m * m, axis=1) - r) / (r * (r - 1))
-    p_bar = p_i.mean()
-    p_e = np.sum(p_j**2)
-    if np.isclose(p_e, 1.0):
-        raise ValueError("kappa undefined: every rating falls in one category")
-    return float((p_bar - p_e) / (1 - p_e))

@@ -15,9 +15,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from merkit.data.adapters import casme2, smic
+from merkit.data.adapters import casme2, casme2_sq, casme3, dfme, megc2019, mmew, samm, smic
 from merkit.data.adapters._common import child_dir
 from merkit.data.adapters.casme2 import load_casme2
+from merkit.data.adapters.casme2_sq import load_casme_sq
+from merkit.data.adapters.casme3 import load_casme3_a, load_casme3_c
+from merkit.data.adapters.dfme import load_dfme
+from merkit.data.adapters.folder import load_folder
+from merkit.data.adapters.megc2019 import load_megc2019
+from merkit.data.adapters.mmew import load_mmew
+from merkit.data.adapters.samm import load_samm
 from merkit.data.adapters.smic import load_smic, smic_clip_name, smic_subject_id
 
 __all__ = [
@@ -25,7 +32,15 @@ __all__ = [
     "EXPECTED_LAYOUT",
     "discover",
     "load_casme2",
+    "load_casme3_a",
+    "load_casme3_c",
+    "load_casme_sq",
     "load_dataset",
+    "load_dfme",
+    "load_folder",
+    "load_megc2019",
+    "load_mmew",
+    "load_samm",
     "load_smic",
     "smic_clip_name",
     "smic_subject_id",
@@ -39,12 +54,22 @@ ADAPTERS: dict[str, Loader] = {
     "SMIC_HS": functools.partial(load_smic, camera="hs"),
     "SMIC_VIS": functools.partial(load_smic, camera="vis"),
     "SMIC_NIR": functools.partial(load_smic, camera="nir"),
+    "SAMM": load_samm,
+    "CASME3_A": load_casme3_a,
+    "CASME3_C": load_casme3_c,
+    "CASME_SQ": load_casme_sq,
+    "MMEW": load_mmew,
+    "DFME": load_dfme,
+    "MEGC2019": load_megc2019,
 }
+# A user's own recordings (a CSV of clips) load with ``load_folder(csv_path)``: it takes a
+# file, not a data root, so it is not in ADAPTERS or discover().
 
 #: what :func:`discover` looks for, in words (for messages)
 EXPECTED_LAYOUT = (
-    "CASME2/ with a coding sheet CASME2-coding-*.xlsx, or SMIC/ with HS/, VIS/ or NIR/ "
-    "camera folders"
+    "CASME2/ with a coding sheet CASME2-coding-*.xlsx, SMIC/ with HS/, VIS/ or NIR/ camera "
+    "folders, SAMM/ with SAMM_Micro_FACS_Codes*.xlsx, a CAS(ME)^3 part A/C sheet or frame tree, "
+    "CAS(ME)^2 with CASME_sq_gt.xlsx or rawpic/, MMEW/ with its sheet, or a DFME sheet"
 )
 
 
@@ -96,4 +121,22 @@ def discover(root: str | Path) -> list[str]:
                 found.append(smic.dataset_name(cam))
     except FileNotFoundError:
         pass
+    found += samm.discover(root) + casme3.discover(root) + casme2_sq.discover(root)
+    try:
+        m = mmew.find_root(root)
+        if any(m.glob(mmew.SHEET_GLOB)) or child_dir(m, "Micro_Expression") is not None:
+            found.append("MMEW")
+    except FileNotFoundError:
+        pass
+    try:
+        dfme.find_root(root)
+        found.append("DFME")
+    except FileNotFoundError:
+        pass
+    if {"CASME2", "SMIC_HS", "SAMM"} <= set(found):
+        try:
+            megc2019.find_list(root)
+            found.append("MEGC2019")
+        except FileNotFoundError:
+            pass
     return found

@@ -1,0 +1,416 @@
+"""DFME (Zhao et al., 'DFME: a new benchmark for dynamic facial micro-expression
+recognition', IEEE TAFFC 2023, doi:10.1109/TAFFC.2023.3341918).
+
+Layout read here::
+
+    <root>/DFME/                           (or the DFME folder itself)
+        training_full_with_AU.xlsx         one sheet per released part (also found in a
+        testA_full_with_AU.xlsx            sub-folder such as annotations/ or
+        testB_full_with_AU.xlsx            full_release_annotation/)
+        train_data/sub0003_01/00044.png    frames: <part folder>/<Filename>/<frame>.<ext>
+        test_A_data/sub0008_01/...
+        test_B_data/...
+
+Part folders are the first of :data:`PART_DIRS` that exists (names matched ignoring
+case); inside, a clip folder is ``<Filename>`` or ``<Subject>/<Filename>``; frame files
+are numbered images (``00044.png``, ``44.jpg``; zero-based like the sheets' OnsetFrame).
+``frames=`` gives one folder holding every clip folder, or ``{part: folder}``.
+
+Sheet columns, matched by header name: Subject, Filename, OnsetFrame, ApexFrame,
+OffsetFrame, Emotion, EmotionId, Fps, AU. One row per sheet line: dataset ``"DFME"``,
+subject ``"DFME/0003"`` (the number of ``sub0003``, four digits), clip = Filename,
+``fps`` = the clip's own frame rate (500, 300 or 200: DFME parts A, B, C of the paper),
+camera ``"colour"``, ``part`` (``"train"``, ``"testA"``, ``"testB"``: the released split,
+not the paper's A/B/C), ``emotion_id`` (the sheet's EmotionId, 0..6 = anger, contempt,
+disgust, fear, happiness, sadness, surprise) and ``duration_ms`` (onset..offset, with the
+clip's fps; see :func:`duration_ms`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from merkit.data.adapters._common import (
+    check_missing_policy,
+    child_dir,
+    frame_numbers,
+    missing_frames,
+    ranges,
+    report,
+)
+from merkit.data.adapters.folder import (
+    cell_text,
+    find_header_row,
+    frame_value,
+    is_blank,
+    map_columns,
+    read_table_file,
+    subject_number,
+)
+from merkit.data.labels import parse_aus
+from merkit.data.schema import SchemaError, validate
+
+log = logging.getLogger(__name__)
+
+DATASET = "DFME"
+CAMERA = "colour"
+PARTS: tuple[str, ...] = ("train", "testA", "testB")
+#: part -> coding-sheet file name
+SHEETS: dict[str, str] = {
+    "train": "training_full_with_AU.xlsx",
+    "testA": "testA_full_with_AU.xlsx",
+    "testB": "testB_full_with_AU.xlsx",
+}
+#: sub-folders of the DFME folder searched for the sheets (after the folder itself)
+SHEET_DIRS: tuple[str, ...] = ("annotations", "annotation", "full_release_annotation", "labels")
+#: part -> frame folders tried in this order (ignoring case)
+PART_DIRS: dict[str, tuple[str, ...]] = {
+    "train": ("train_data", "training_data", "train", "training", "DFME_train"),
+    "testA": ("test_A_data", "testA_data", "testA", "test_A", "DFME_testA", "DFME_test_A"),
+    "testB": ("test_B_data", "testB_data", "testB", "test_B", "DFME_testB", "DFME_test_B"),
+}
+#: frame rates of the DFME recordings (paper parts A, B, C)
+FRAME_RATES: tuple[float, ...] = (500.0, 300.0, 200.0)
+HEADERS: dict[str, tuple[str, ...]] = {
+    "subject": ("subject",),
+    "clip": ("filename",),
+    "onset": ("onsetframe",),
+    "apex": ("apexframe",),
+    "offset": ("offsetframe",),
+    "emotion": ("emotion",),
+    "emotion_id": ("emotionid",),
+    "fps": ("fps",),
+    "aus_text": ("au", "aus", "actionunits"),
+}
+REQUIRED = ("subject", "clip", "onset", "apex", "offset", "emotion", "fps", "aus_text")
+
+
+def duration_ms(
+    table: pd.DataFrame, start: str = "onset", end: str = "offset", *, inclusive: bool = True
+) -> np.ndarray:
+    """Duration of each clip's ``start..end`` in milliseconds, with the clip's own fps.
+
+    Parameters
+    ----------
+    table : DataFrame
+        With the ``start``, ``end`` and ``fps`` columns.
+    start, end : str
+        Frame-number columns (``"onset"``, ``"apex"``, ``"offset"``).
+    inclusive : bool
+        ``True`` (default, the DFME paper's convention): ``(end - start + 1) / fps``, the
+        time the ``end - start + 1`` frames cover (a 500 fps clip of 250 frames lasts
+        500 ms). ``False``: ``(end - start) / fps``, the time between the two frames.
+
+    Returns
+    -------
+    ndarray of float, shape (n_clips,)
+    """
+    for c in (start, end, "fps"):
+        if c not in table.columns:
+            raise SchemaError(f"duration_ms: table lacks column {c!r}")
+    a = pd.to_numeric(table[start], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    b = pd.to_numeric(table[end], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    fps = pd.to_numeric(table["fps"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return (b - a + (1 if inclusive else 0)) / fps * 1000.0
+
+
+def micro_mask(
+    table: pd.DataFrame,
+    max_ms: float = 500.0,
+    max_rise_ms: float = 250.0,
+    *,
+    inclusive: bool = True,
+) -> np.ndarray:
+    """DFME's micro-expression criterion: onset..offset <= 500 ms or onset..apex <= 250 ms.
+
+    Sec. 3.3.2 of the paper: "MEs collected at 500 fps should meet either
+    f_offset - f_onset + 1 <= 250 or f_apex - f_onset + 1 <= 125" (``inclusive=True``).
+    On the released sheets 8 of 2629 clips (all 300 fps) fail that by one frame and all
+    pass with ``inclusive=False``, so the annotators seem to have timed frame intervals.
+    A missing apex only uses the first test.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_clips,)
+    """
+    total = duration_ms(table, inclusive=inclusive)
+    rise = duration_ms(table, "onset", "apex", inclusive=inclusive)
+    return (total <= max_ms) | (np.nan_to_num(rise, nan=np.inf) <= max_rise_ms)
+
+
+def find_root(root: str | Path) -> Path:
+    """The DFME folder: ``<root>/DFME`` if it exists, else ``root`` if it holds a sheet.
+
+    Raises
+    ------
+    FileNotFoundError
+        One sentence naming the path and the expected layout.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"DFME root {root} does not exist or is not a folder")
+    sub = child_dir(root, DATASET)
+    if sub is not None:
+        return sub
+    if _sheet_paths(root):
+        return root
+    raise FileNotFoundError(
+        f"no DFME data in {root}: expected a folder {root / DATASET} or the sheets "
+        f"{list(SHEETS.values())} in {root}"
+    )
+
+
+def _sheet_paths(dfme_dir: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    folders = [dfme_dir] + [d for d in (child_dir(dfme_dir, n) for n in SHEET_DIRS) if d]
+    for part, name in SHEETS.items():
+        for folder in folders:
+            hits = [p for p in folder.iterdir() if p.is_file() and p.name.lower() == name.lower()]
+            if hits:
+                found[part] = hits[0]
+                break
+    return found
+
+
+def _subject_id(value: object, where: str) -> str:
+    return f"{subject_number(value, where, prefixes=('sub',)):04d}"
+
+
+def read_dfme_sheet(path: str | Path) -> pd.DataFrame:
+    """Read one DFME coding sheet into tidy columns.
+
+    Returns
+    -------
+    DataFrame
+        ``subject`` (``"0003"``), ``clip``, ``onset``, ``apex``, ``offset``, ``fps``
+        (float), ``emotion`` (lower case), ``emotion_id`` (Int64), ``aus``, ``au_sides``,
+        ``au_intensities`` and ``sheet_row`` (1-based Excel row).
+
+    Raises
+    ------
+    SchemaError
+        Naming the row for a malformed cell, a clip whose Filename does not start with
+        its Subject, or an EmotionId that stands for two emotions in the sheet.
+    """
+    path = Path(path)
+    raw, _ = read_table_file(path)
+    header_row = find_header_row(raw, ("subject", "filename"))
+    if header_row is None:
+        raise SchemaError(f"{path}: no header row with 'Subject' and 'Filename'")
+    header = raw.iloc[header_row].tolist()
+    cols = map_columns(header, HEADERS, where=str(path))
+    absent = [HEADERS[c][0] for c in REQUIRED if c not in cols]
+    if absent:
+        found = [str(v) for v in header if not is_blank(v)]
+        raise SchemaError(f"{path}: missing columns {absent}; found {found}")
+    records = []
+    for i in range(header_row + 1, len(raw)):
+        line = raw.iloc[i]
+        vals = {name: line.iloc[j] for name, j in cols.items()}
+        if all(is_blank(v) for v in vals.values()):
+            continue
+        excel_row = i + 1
+        clip = cell_text(vals["clip"])
+        where = f"{path.name} row {excel_row} ({clip or 'no Filename'})"
+        if not clip:
+            raise SchemaError(f"{where}: Filename is empty")
+        subject = _subject_id(vals["subject"], where)
+        m = re.match(r"sub0*(\d+)_", clip, flags=re.IGNORECASE)
+        if m and int(m.group(1)) != int(subject):
+            raise SchemaError(
+                f"{where}: Filename {clip!r} names another subject than Subject "
+                f"{cell_text(vals['subject'])!r}"
+            )
+        try:
+            fps = float(cell_text(vals["fps"]))
+        except ValueError:
+            raise SchemaError(f"{where}: Fps {vals['fps']!r} is not a number") from None
+        if not fps > 0:
+            raise SchemaError(f"{where}: Fps {vals['fps']!r} must be > 0")
+        if fps not in FRAME_RATES:
+            log.warning("%s: Fps %g is not one of DFME's %s", where, fps, FRAME_RATES)
+        emotion = cell_text(vals["emotion"]).lower()
+        if not emotion:
+            raise SchemaError(f"{where}: Emotion is empty")
+        emotion_id = pd.NA
+        if "emotion_id" in vals and not is_blank(vals["emotion_id"]):
+            emotion_id = frame_value(vals["emotion_id"], "EmotionId", where)
+        aus, sides, intens = parse_aus(vals["aus_text"], where)
+        records.append(
+            {
+                "subject": subject,
+                "clip": clip,
+                "onset": frame_value(vals["onset"], "OnsetFrame", where),
+                "apex": frame_value(vals["apex"], "ApexFrame", where, allow_missing=True),
+                "offset": frame_value(vals["offset"], "OffsetFrame", where),
+                "fps": fps,
+                "emotion": emotion,
+                "emotion_id": emotion_id,
+                "aus": aus,
+                "au_sides": sides,
+                "au_intensities": intens,
+                "sheet_row": excel_row,
+            }
+        )
+    table = pd.DataFrame.from_records(records)
+    if table.empty:
+        raise SchemaError(f"{path}: the coding sheet has no clips")
+    table["emotion_id"] = table["emotion_id"].astype("Int64")
+    ids = table.dropna(subset=["emotion_id"]).groupby("emotion_id")["emotion"].unique()
+    clash = {int(k): sorted(v) for k, v in ids.items() if len(v) > 1}
+    if clash:
+        raise SchemaError(f"{path}: an EmotionId stands for several emotions: {clash}")
+    log.info("DFME: %d clips in %s", len(table), path.name)
+    return table
+
+
+def _part_frames(dfme_dir: Path, part: str, frames) -> Path | None:
+    if frames is not None:
+        given = frames.get(part) if isinstance(frames, Mapping) else frames
+        if given is None:
+            return None
+        p = Path(given)
+        p = p if p.is_absolute() else dfme_dir / p
+        if not p.is_dir():
+            raise FileNotFoundError(f"DFME frame folder {p} ({part}) does not exist")
+        return p
+    for name in PART_DIRS[part]:
+        p = child_dir(dfme_dir, name)
+        if p is not None:
+            return p
+    return None
+
+
+def load_dfme(
+    root: str | Path,
+    *,
+    parts: Iterable[str] | None = None,
+    frames: str | Path | Mapping[str, str | Path] | None = None,
+    missing: str = "raise",
+) -> pd.DataFrame:
+    """Load DFME as a validated Sample table.
+
+    Parameters
+    ----------
+    root : path
+        Folder holding ``DFME/``, or the DFME folder itself.
+    parts : iterable of {"train", "testA", "testB"}, optional
+        Released parts to load (default: every part whose sheet is present).
+    frames : path or mapping, optional
+        One folder holding all clip folders, or ``{part: folder}`` (relative paths are
+        taken inside the DFME folder; default: the first of :data:`PART_DIRS` per part).
+    missing : {"raise", "skip"}
+        A clip whose frames do not cover ``[onset, offset]`` (or a part without a frame
+        folder) raises a :class:`~merkit.data.schema.SchemaError` naming the clips, or
+        (``"skip"``) is left out with a warning.
+
+    Returns
+    -------
+    DataFrame
+        Sample table plus ``part``, ``emotion_id``, ``duration_ms`` and ``sheet_row``;
+        ``attrs["source"]`` lists the sheets.
+
+    Raises
+    ------
+    SchemaError
+        Also when a subject appears in two parts (the released split is by subject).
+    """
+    check_missing_policy(missing)
+    dfme_dir = find_root(root)
+    sheets = _sheet_paths(dfme_dir)
+    if parts is None:
+        wanted = [p for p in PARTS if p in sheets]
+        if not wanted:
+            raise FileNotFoundError(
+                f"no DFME coding sheet in {dfme_dir}: expected {list(SHEETS.values())}"
+            )
+    else:
+        wanted = list(parts)
+        unknown = [p for p in wanted if p not in PARTS]
+        if unknown:
+            raise ValueError(f"unknown DFME parts {unknown}; known: {list(PARTS)}")
+        absent = [SHEETS[p] for p in wanted if p not in sheets]
+        if absent:
+            raise FileNotFoundError(f"DFME coding sheets {absent} not found in {dfme_dir}")
+
+    tables = []
+    problems: list[str] = []
+    for part in wanted:
+        coded = read_dfme_sheet(sheets[part])
+        coded["part"] = part
+        root_dir = _part_frames(dfme_dir, part, frames)
+        keep, dirs, counts = [], [], []
+        if root_dir is None:
+            problems.append(
+                f"{part}: no frame folder in {dfme_dir} (expected one of {list(PART_DIRS[part])}"
+                f" holding <Filename>/<frame>.png); its {len(coded)} clips"
+            )
+            continue
+        for r in coded.itertuples(index=False):
+            folder = root_dir / r.clip
+            if not folder.is_dir() and (root_dir / f"sub{r.subject}" / r.clip).is_dir():
+                folder = root_dir / f"sub{r.subject}" / r.clip
+            nums = frame_numbers(folder)
+            dirs.append(str(folder))
+            counts.append(int(nums.size))
+            if nums.size == 0:
+                problems.append(f"{part} {r.clip}: no frames in {folder}")
+                keep.append(False)
+                continue
+            gone = missing_frames(nums, int(r.onset), int(r.offset))
+            if gone.size:
+                problems.append(
+                    f"{part} {r.clip}: frames {ranges(gone)} of [{r.onset}, {r.offset}] missing "
+                    f"in {folder} (on disk: {ranges(nums)})"
+                )
+                keep.append(False)
+                continue
+            keep.append(True)
+        coded["frames_dir"] = dirs
+        coded["n_frames"] = counts
+        tables.append(coded[keep])
+    report(problems, what=f"DFME frames missing under {dfme_dir}", missing=missing)
+    if not tables:
+        raise SchemaError(f"DFME: no clip of parts {wanted} has its frames under {dfme_dir}")
+    coded = pd.concat(tables, ignore_index=True)
+    per_subject = coded.groupby("subject")["part"].unique()
+    shared = {s: sorted(p) for s, p in per_subject.items() if len(p) > 1}
+    if shared:
+        some = dict(list(shared.items())[:10])
+        raise SchemaError(
+            f"DFME: {len(shared)} subject(s) appear in several parts, so the split would leak "
+            f"identities: {some}"
+        )
+    table = pd.DataFrame(
+        {
+            "dataset": DATASET,
+            "subject": [f"{DATASET}/{s}" for s in coded["subject"]],
+            "clip": coded["clip"],
+            "frames_dir": coded["frames_dir"],
+            "video_path": None,
+            "n_frames": coded["n_frames"],
+            "fps": coded["fps"],
+            "onset": coded["onset"],
+            "apex": coded["apex"],
+            "offset": coded["offset"],
+            "emotion": coded["emotion"],
+            "aus": coded["aus"],
+            "au_sides": coded["au_sides"],
+            "au_intensities": coded["au_intensities"],
+            "camera": CAMERA,
+            "part": coded["part"],
+            "emotion_id": coded["emotion_id"],
+            "sheet_row": coded["sheet_row"],
+        }
+    )
+    table = validate(table, check_frames=False, source=str(dfme_dir))
+    table["duration_ms"] = duration_ms(table)
+    table.attrs["source"] = [str(sheets[p]) for p in wanted]
+    log.info("DFME: %d clips of parts %s loaded from %s", len(table), wanted, dfme_dir)
+    return table

@@ -1,0 +1,297 @@
+"""MMEW (Ben et al., 'Video-based facial micro-expression analysis: a survey of datasets,
+features and algorithms', IEEE TPAMI 2021, doi:10.1109/TPAMI.2021.3067464): micro part.
+
+Layout read here::
+
+    <root>/MMEW/                        (or MMEW_Final/, or that folder itself)
+        MMEW_Micro_Exp.xlsx             coding sheet
+        Micro_Expression/<emotion>/<Filename>/1.jpg 2.jpg ...
+
+The frame folder is the first of :data:`FRAME_DIRS` that exists (``frames=`` overrides);
+clip folders are ``<emotion>/<Filename>`` (emotion folder names are matched ignoring
+case), or ``<Filename>`` directly under the frame folder. Frame files are numbered
+images (``1.jpg``; any prefix and image suffix).
+
+Sheet columns, matched by header name: Subject, Filename, OnsetFrame, ApexFrame,
+OffsetFrame, Action Units, Estimated Emotion, and optionally remarks (kept as
+``remarks``). One row per sheet line: dataset ``"MMEW"``, subject ``"MMEW/S<NN>"``
+(the sheet's number, ``1`` / ``"S01"``, with two digits), fps 90, camera ``"colour"``,
+emotion lower case (happiness, surprise, anger, disgust, fear, sadness, others).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from merkit.data.adapters._common import (
+    check_missing_policy,
+    child_dir,
+    frame_numbers,
+    missing_frames,
+    ranges,
+    report,
+)
+from merkit.data.adapters.folder import (
+    cell_text,
+    find_header_row,
+    frame_value,
+    is_blank,
+    map_columns,
+    read_table_file,
+    subject_number,
+)
+from merkit.data.labels import parse_aus
+from merkit.data.schema import SchemaError, validate
+
+log = logging.getLogger(__name__)
+
+DATASET = "MMEW"
+FPS = 90.0
+CAMERA = "colour"
+SHEET_GLOB = "MMEW_Micro_Exp*.xlsx"
+#: folders tried (in this order, ignoring case) below the data root
+ROOT_DIRS: tuple[str, ...] = ("MMEW", "MMEW_Final")
+#: frame folders tried in this order inside the MMEW folder
+FRAME_DIRS: tuple[str, ...] = (
+    "Micro_Expression",
+    "MMEW/Micro_Expression",
+    "MMEW_Final/Micro_Expression",
+)
+#: column -> normalised header names
+HEADERS: dict[str, tuple[str, ...]] = {
+    "subject": ("subject",),
+    "clip": ("filename",),
+    "onset": ("onsetframe",),
+    "apex": ("apexframe",),
+    "offset": ("offsetframe",),
+    "aus_text": ("actionunits", "aus"),
+    "emotion": ("estimatedemotion", "emotion"),
+    "remarks": ("remarks", "remark", "notes"),
+}
+REQUIRED = ("subject", "clip", "onset", "apex", "offset", "aus_text", "emotion")
+
+
+def find_root(root: str | Path) -> Path:
+    """The MMEW folder: ``<root>/MMEW`` or ``<root>/MMEW_Final`` if present, else ``root``
+    if it holds the sheet or ``Micro_Expression/``.
+
+    Raises
+    ------
+    FileNotFoundError
+        One sentence naming the path and the expected layout.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"MMEW root {root} does not exist or is not a folder")
+    for name in ROOT_DIRS:
+        sub = child_dir(root, name)
+        if sub is not None:
+            return sub
+    if any(root.glob(SHEET_GLOB)) or child_dir(root, "Micro_Expression") is not None:
+        return root
+    raise FileNotFoundError(
+        f"no MMEW data in {root}: expected a folder {root / 'MMEW'} holding {SHEET_GLOB} "
+        "and Micro_Expression/<emotion>/<Filename>/"
+    )
+
+
+def find_sheet(mmew_dir: Path, sheet: str | Path | None = None) -> Path:
+    """The coding sheet: ``sheet`` if given (absolute or relative to the MMEW folder), else
+    the one ``MMEW_Micro_Exp*.xlsx`` in the folder."""
+    if sheet is not None:
+        p = Path(sheet)
+        if not p.is_absolute() and not p.exists():
+            p = mmew_dir / p
+        if not p.is_file():
+            raise FileNotFoundError(f"MMEW coding sheet {p} does not exist")
+        return p
+    sheets = sorted(mmew_dir.glob(SHEET_GLOB))
+    if not sheets:
+        raise FileNotFoundError(f"no MMEW coding sheet {SHEET_GLOB} in {mmew_dir}")
+    if len(sheets) > 1:
+        raise FileNotFoundError(
+            f"{len(sheets)} MMEW coding sheets in {mmew_dir} ({[p.name for p in sheets]}); "
+            "pass sheet= to choose one"
+        )
+    return sheets[0]
+
+
+def read_mmew_sheet(path: str | Path) -> pd.DataFrame:
+    """Read the MMEW micro-expression sheet into tidy columns.
+
+    Returns
+    -------
+    DataFrame
+        ``subject`` (``"S01"``), ``clip``, ``onset``, ``apex`` (``pd.NA`` if not coded),
+        ``offset``, ``emotion`` (lower case), ``aus``, ``au_sides``, ``au_intensities``,
+        ``remarks`` (str, or missing) and ``sheet_row`` (1-based Excel row).
+    """
+    path = Path(path)
+    raw, _ = read_table_file(path)
+    header_row = find_header_row(raw, ("subject", "filename"))
+    if header_row is None:
+        raise SchemaError(f"{path}: no header row with 'Subject' and 'Filename'")
+    header = raw.iloc[header_row].tolist()
+    cols = map_columns(header, HEADERS, where=str(path))
+    absent = [HEADERS[c][0] for c in REQUIRED if c not in cols]
+    if absent:
+        found = [str(v) for v in header if not is_blank(v)]
+        raise SchemaError(f"{path}: missing columns {absent}; found {found}")
+    records = []
+    for i in range(header_row + 1, len(raw)):
+        line = raw.iloc[i]
+        vals = {name: line.iloc[j] for name, j in cols.items()}
+        if all(is_blank(v) for v in vals.values()):
+            continue
+        excel_row = i + 1
+        clip = cell_text(vals["clip"])
+        where = f"{path.name} row {excel_row} ({clip or 'no Filename'})"
+        if not clip:
+            raise SchemaError(f"{where}: Filename is empty")
+        subject = f"S{subject_number(vals['subject'], where, prefixes=('s', 'sub')):02d}"
+        where = f"{path.name} row {excel_row} ({subject}/{clip})"
+        apex = frame_value(vals["apex"], "ApexFrame", where, allow_missing=True)
+        if apex is pd.NA:
+            log.warning("%s: ApexFrame %r -> apex missing (clip kept)", where, vals["apex"])
+        emotion = cell_text(vals["emotion"]).lower()
+        if not emotion:
+            raise SchemaError(f"{where}: Estimated Emotion is empty")
+        aus, sides, intens = parse_aus(vals["aus_text"], where)
+        remarks = cell_text(vals.get("remarks")) or None
+        records.append(
+            {
+                "subject": subject,
+                "clip": clip,
+                "onset": frame_value(vals["onset"], "OnsetFrame", where),
+                "apex": apex,
+                "offset": frame_value(vals["offset"], "OffsetFrame", where),
+                "emotion": emotion,
+                "aus": aus,
+                "au_sides": sides,
+                "au_intensities": intens,
+                "remarks": remarks,
+                "sheet_row": excel_row,
+            }
+        )
+    table = pd.DataFrame.from_records(records)
+    if table.empty:
+        raise SchemaError(f"{path}: the coding sheet has no clips")
+    log.info("MMEW: %d clips in %s", len(table), path.name)
+    return table
+
+
+def _frames_root(mmew_dir: Path, frames: str | Path | None) -> Path:
+    if frames is not None:
+        p = Path(frames)
+        p = p if p.is_absolute() else mmew_dir / p
+        if not p.is_dir():
+            raise FileNotFoundError(f"MMEW frame folder {p} does not exist")
+        return p
+    for name in FRAME_DIRS:
+        p = mmew_dir
+        for part in name.split("/"):
+            p = child_dir(p, part) if p is not None else None
+        if p is not None:
+            return p
+    raise FileNotFoundError(
+        f"no MMEW frame folder in {mmew_dir}: expected one of {list(FRAME_DIRS)} holding "
+        "<emotion>/<Filename>/<n>.jpg"
+    )
+
+
+def _clip_dir(frames_root: Path, emotion: str, clip: str) -> Path:
+    emo = child_dir(frames_root, emotion)
+    if emo is not None and (emo / clip).is_dir():
+        return emo / clip
+    if (frames_root / clip).is_dir():
+        return frames_root / clip
+    return (emo or frames_root / emotion) / clip
+
+
+def load_mmew(
+    root: str | Path,
+    *,
+    sheet: str | Path | None = None,
+    frames: str | Path | None = None,
+    missing: str = "raise",
+) -> pd.DataFrame:
+    """Load the MMEW micro-expressions as a validated Sample table.
+
+    Parameters
+    ----------
+    root : path
+        Folder holding ``MMEW/`` (or ``MMEW_Final/``), or that folder itself.
+    sheet : path, optional
+        Coding sheet (default: the ``MMEW_Micro_Exp*.xlsx`` in the MMEW folder).
+    frames : path, optional
+        Frame folder holding ``<emotion>/<Filename>/`` (relative paths are taken inside
+        the MMEW folder; default: the first of :data:`FRAME_DIRS` that exists).
+    missing : {"raise", "skip"}
+        A clip whose frames do not cover ``[onset, offset]`` raises a
+        :class:`~merkit.data.schema.SchemaError` naming the clips and frames, or
+        (``"skip"``) is left out with a warning.
+
+    Returns
+    -------
+    DataFrame
+        Sample table plus ``remarks`` and ``sheet_row``; ``attrs["source"]`` is the sheet.
+    """
+    check_missing_policy(missing)
+    mmew_dir = find_root(root)
+    sheet_path = find_sheet(mmew_dir, sheet)
+    frames_root = _frames_root(mmew_dir, frames)
+    coded = read_mmew_sheet(sheet_path)
+
+    problems: list[str] = []
+    keep: list[bool] = []
+    dirs: list[str] = []
+    counts: list[int] = []
+    for r in coded.itertuples(index=False):
+        folder = _clip_dir(frames_root, r.emotion, r.clip)
+        nums = frame_numbers(folder)
+        dirs.append(str(folder))
+        counts.append(int(nums.size))
+        name = f"{r.subject}/{r.clip}"
+        if nums.size == 0:
+            problems.append(f"{name}: no frames in {folder}")
+            keep.append(False)
+            continue
+        gone = missing_frames(nums, int(r.onset), int(r.offset))
+        if gone.size:
+            problems.append(
+                f"{name}: frames {ranges(gone)} of [{r.onset}, {r.offset}] missing in {folder} "
+                f"(on disk: {ranges(nums)})"
+            )
+            keep.append(False)
+            continue
+        keep.append(True)
+    report(problems, what=f"MMEW frames missing under {frames_root}", missing=missing)
+    table = pd.DataFrame(
+        {
+            "dataset": DATASET,
+            "subject": [f"{DATASET}/{s}" for s in coded["subject"]],
+            "clip": coded["clip"],
+            "frames_dir": dirs,
+            "video_path": None,
+            "n_frames": counts,
+            "fps": FPS,
+            "onset": coded["onset"],
+            "apex": coded["apex"],
+            "offset": coded["offset"],
+            "emotion": coded["emotion"],
+            "aus": coded["aus"],
+            "au_sides": coded["au_sides"],
+            "au_intensities": coded["au_intensities"],
+            "camera": CAMERA,
+            "remarks": coded["remarks"],
+            "sheet_row": coded["sheet_row"],
+        }
+    )
+    table = table[keep]
+    table = validate(table, check_frames=False, source=str(sheet_path))
+    table.attrs["source"] = str(sheet_path)
+    log.info("MMEW: %d clips loaded from %s", len(table), mmew_dir)
+    return table
