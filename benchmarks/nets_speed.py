@@ -1,0 +1,116 @@
+"""Training speed of merkit's networks on CPU, and one real LOSO fold of FR.
+
+* Throughput: training samples per second (forward + backward + SGD step) for every
+  registered model, batch 32; flow models on 28 x 28 x 3 flow images, 3-D models on
+  clips ``3 x T x S x S`` (default 16 x 112 x 112; ``--clip-size`` / ``--clip-frames`` to
+  shrink them when too slow).
+* One LOSO fold of FR on the real MEGC 2019 flows (``../shared/data/megc2019_flow``,
+  skipped when absent): the fold of the largest subject held out (SMIC s03: 39 clips
+  test, 403 train), ``TrainConfig.preset("fr_cde")`` (SGD lr 1e-3, batch 32) for
+  ``--epochs`` epochs; prints seconds per fold and the extrapolation to 68 folds (scaled
+  to the 100 epochs of the preset).
+
+Usage: ``python benchmarks/nets_speed.py [--threads 2] [--seconds 3] [--epochs 10]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from merkit.nets import INPUT_KIND, MODELS, count_parameters, create_model
+from merkit.nets.data import read_megc2019_flow
+from merkit.nets.train import TrainConfig, run_loso, torch_session
+
+FLOW_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "megc2019_flow"
+
+
+def throughput(
+    name: str, shape: tuple[int, ...], warmup: int, min_seconds: float, threads: int
+) -> float:
+    """Training samples per second: ``warmup`` untimed steps, then steps for >= min_seconds."""
+    with torch_session(0, threads):
+        model = create_model(name).train()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        x = torch.rand(shape)
+        y = torch.randint(0, 3, (shape[0],))
+        lossf = getattr(model, "loss", None)
+
+        def step() -> None:
+            opt.zero_grad()
+            out = model(x)
+            loss = lossf(out, y) if lossf else torch.nn.functional.cross_entropy(out, y)
+            loss.backward()
+            opt.step()
+
+        for _ in range(warmup):
+            step()
+        t0 = time.perf_counter()
+        steps = 0
+        while steps == 0 or time.perf_counter() - t0 < min_seconds:
+            step()
+            steps += 1
+        return steps * shape[0] / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per model")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--clip-size", type=int, default=112)
+    ap.add_argument("--clip-frames", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=10, help="epochs of the real FR fold")
+    ap.add_argument("--skip-loso", action="store_true")
+    args = ap.parse_args()
+
+    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}")
+    print(f"{'model':16s} {'params':>12s} {'input':>22s} {'samples/s':>10s}")
+    for name in MODELS:
+        if INPUT_KIND[name] == "clip":
+            s = args.clip_size
+            shape = (args.batch, 3, args.clip_frames, s, s)
+            warmup = 1
+        else:
+            shape = (args.batch, 3, 28, 28)
+            warmup = 5
+        rate = throughput(name, shape, warmup, args.seconds, args.threads)
+        n = count_parameters(create_model(name))
+        print(f"{name:16s} {n:12,d} {'x'.join(map(str, shape[1:])):>22s} {rate:10.1f}")
+
+    if args.skip_loso:
+        return
+    if not FLOW_ROOT.is_dir():
+        print(f"real LOSO fold skipped: {FLOW_ROOT} does not exist")
+        return
+    data = read_megc2019_flow(FLOW_ROOT, scale=1 / 255)
+    counts = data.table["subject"].value_counts()
+    fold = counts.index[0]
+    cfg = TrainConfig.preset("fr_cde", epochs=args.epochs, threads=args.threads)
+    t0 = time.perf_counter()
+    run = run_loso("fr", data, cfg, seeds=(0,), folds=[fold])
+    sec = time.perf_counter() - t0
+    p = run.predictions
+    acc = float(np.mean(p["y_true"] == p["y_pred"]))
+    full = TrainConfig.preset("fr_cde").epochs
+    per_fold_full = sec * full / args.epochs
+    # other folds train on slightly more clips (442 - n_test): scale by training size
+    n_train = len(data) - counts
+    total = per_fold_full * float(n_train.sum()) / float(len(data) - counts.iloc[0])
+    print(
+        f"\nFR, one LOSO fold on the real MEGC 2019 flows (test {fold}, {counts.iloc[0]} "
+        f"clips; train {len(data) - counts.iloc[0]}), {args.epochs} epochs: {sec:.1f} s "
+        f"(test accuracy {acc:.3f}, not a result: one fold, few epochs)"
+    )
+    print(
+        f"  extrapolated to {full} epochs: {per_fold_full:.0f} s per fold, "
+        f"{total / 60:.1f} min for all {len(counts)} folds (one seed)"
+    )
+
+
+if __name__ == "__main__":
+    main()

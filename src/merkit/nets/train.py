@@ -1,0 +1,441 @@
+"""The one training loop of merkit's networks, prediction, and leave-one-subject-out runs.
+
+Model protocol
+--------------
+``model(x)`` returns either logits ``[B, K]`` or a dict with at least ``"logits"``.
+If the model defines ``loss(outputs, targets, *, weight=None)`` (e.g. FR, whose loss adds
+the proposal term), :func:`fit` minimises that; otherwise the softmax cross-entropy of
+the logits (with optional class weights). Nothing else is assumed.
+
+Reproducibility
+---------------
+:func:`fit` and :func:`run_loso` run inside :func:`torch_session`: the global torch RNG
+is forked (and restored afterwards), seeded with ``cfg.seed``, torch uses ``cfg.threads``
+intra-op threads (default 1) and deterministic algorithms (``warn_only``). Batches come
+from :func:`merkit.nets.data.make_loader`, whose shuffling has its own seeded generator.
+The same seed therefore gives the same weights, bit for bit, on the same machine.
+
+There is no early stopping and no model selection: a model is trained for
+``cfg.epochs`` and the last weights are used; ``val_loader`` is only monitored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from merkit.nets import create_model
+from merkit.nets.data import FlowSet, make_loader
+from merkit.protocols.splits import leave_one_subject_out
+from merkit.results.store import ResultStore
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "PRESETS",
+    "LosoRun",
+    "TrainConfig",
+    "class_weights",
+    "compute_loss",
+    "fit",
+    "load_weights",
+    "logits_of",
+    "predict",
+    "run_loso",
+    "save_weights",
+    "torch_session",
+]
+
+_OPTIMIZERS = ("sgd", "adam", "adamw")
+_SCHEDULERS = ("none", "step", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (all of them; nothing is read from elsewhere).
+
+    Attributes
+    ----------
+    epochs, batch_size : int
+    optimizer : {"sgd", "adam", "adamw"}
+    lr, momentum, weight_decay : float
+        ``momentum`` applies to SGD only.
+    scheduler : {"none", "step", "cosine"}
+        ``step``: multiply lr by ``gamma`` every ``step_size`` epochs; ``cosine``: cosine
+        annealing to 0 over ``epochs``.
+    step_size : int
+    gamma : float
+    class_weight : None, "balanced" or sequence of float
+        Per-class loss weights; "balanced" = n / (K * n_k) from the training labels.
+    num_classes : int
+        K (used by "balanced" and by :func:`run_loso` to build the model).
+    seed : int
+    threads : int
+        torch intra-op threads.
+    deterministic : bool
+        ``torch.use_deterministic_algorithms(True, warn_only=True)`` while training.
+    """
+
+    epochs: int = 100
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    step_size: int = 10
+    gamma: float = 0.5
+    class_weight: str | tuple[float, ...] | None = None
+    num_classes: int = 3
+    seed: int = 0
+    threads: int = 1
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in _OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r}; expected one of {_OPTIMIZERS}")
+        if self.scheduler not in _SCHEDULERS:
+            raise ValueError(f"scheduler={self.scheduler!r}; expected one of {_SCHEDULERS}")
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.threads < 1:
+            raise ValueError(
+                f"TrainConfig needs epochs >= 0, batch_size >= 1, lr > 0, threads >= 1; got "
+                f"{self.epochs}, {self.batch_size}, {self.lr}, {self.threads}"
+            )
+        cw = self.class_weight
+        if isinstance(cw, str) and cw != "balanced":
+            raise ValueError(f"class_weight={cw!r}; expected None, 'balanced' or a sequence")
+        if cw is not None and not isinstance(cw, str):
+            object.__setattr__(self, "class_weight", tuple(float(v) for v in cw))
+            if len(self.class_weight) != self.num_classes:
+                raise ValueError(
+                    f"class_weight has {len(self.class_weight)} entries, num_classes is "
+                    f"{self.num_classes}"
+                )
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> TrainConfig:
+        """A published setting (see :data:`PRESETS`) with optional overrides."""
+        if name not in PRESETS:
+            raise KeyError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
+        return replace(PRESETS[name], **overrides)
+
+    def to_dict(self) -> dict:
+        """Plain dict (for results ``params``)."""
+        d = asdict(self)
+        if isinstance(d["class_weight"], tuple):
+            d["class_weight"] = list(d["class_weight"])
+        return d
+
+
+#: published training settings. FR (Zhou et al. 2022, Sec. 6): CDE / ablation SGD without
+#: momentum, batch 32, lr 1e-3; CDMER and single-database lr 5e-4, momentum 0.8 (the paper
+#: gives no epoch count: 100 here). STSTNet (Liong et al. 2019, authors' code): Adam 5e-5,
+#: batch 256, 800 epochs. RCN-A (Xia et al. 2020, authors' code): SGD 5e-4, momentum 0.9,
+#: batch 64, 100 epochs, lr x0.5 every 10 epochs.
+PRESETS: dict[str, TrainConfig] = {
+    "fr_cde": TrainConfig(epochs=100, batch_size=32, optimizer="sgd", lr=1e-3),
+    "fr_cdmer": TrainConfig(epochs=100, batch_size=32, optimizer="sgd", lr=5e-4, momentum=0.8),
+    "ststnet": TrainConfig(epochs=800, batch_size=256, optimizer="adam", lr=5e-5),
+    "rcn_a": TrainConfig(epochs=100, batch_size=64, optimizer="sgd", lr=5e-4, momentum=0.9,
+                         scheduler="step", step_size=10, gamma=0.5),  # fmt: skip
+}
+
+
+@contextlib.contextmanager
+def torch_session(seed: int, threads: int = 1, deterministic: bool = True) -> Iterator[None]:
+    """Seed torch (forked RNG, restored on exit), set threads and determinism temporarily."""
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        torch.set_num_threads(int(threads))
+        torch.use_deterministic_algorithms(bool(deterministic), warn_only=True)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old_threads)
+            torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+
+
+def class_weights(y: np.ndarray, cfg: TrainConfig) -> torch.Tensor | None:
+    """The per-class loss weights of ``cfg`` for training labels ``y`` (None = unweighted)."""
+    if cfg.class_weight is None:
+        return None
+    if cfg.class_weight == "balanced":
+        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=cfg.num_classes)
+        w = np.where(counts > 0, len(y) / (cfg.num_classes * np.maximum(counts, 1)), 0.0)
+        return torch.as_tensor(w, dtype=torch.float32)
+    return torch.as_tensor(cfg.class_weight, dtype=torch.float32)
+
+
+def logits_of(outputs: torch.Tensor | Mapping) -> torch.Tensor:
+    """Logits from a model output (tensor, or dict with ``"logits"``)."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, Mapping) and "logits" in outputs:
+        return outputs["logits"]
+    raise TypeError(
+        f"model output must be a logits tensor or a dict with 'logits', got {type(outputs)}"
+    )
+
+
+def compute_loss(
+    model: nn.Module, outputs, targets: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``model.loss(outputs, targets, weight=...)`` if defined, else cross-entropy."""
+    if hasattr(model, "loss"):
+        return model.loss(outputs, targets, weight=weight)
+    return F.cross_entropy(logits_of(outputs), targets, weight=weight)
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)  # fmt: skip
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
+    return None
+
+
+def _labels_of(loader: DataLoader) -> np.ndarray:
+    ds = loader.dataset
+    if hasattr(ds, "tensors"):
+        return ds.tensors[1].numpy()
+    return np.concatenate([np.asarray(y) for _, y in loader])
+
+
+def _evaluate(model: nn.Module, loader: DataLoader, weight) -> tuple[float, float]:
+    model.eval()
+    total, correct, n = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            out = model(x)
+            total += float(compute_loss(model, out, y, weight)) * len(y)
+            correct += int((logits_of(out).argmax(1) == y).sum())
+            n += len(y)
+    return total / max(n, 1), correct / max(n, 1)
+
+
+def fit(
+    model: nn.Module, train_loader: DataLoader, cfg: TrainConfig, *,
+    val_loader: DataLoader | None = None,
+) -> dict[str, list[float]]:  # fmt: skip
+    """Train ``model`` in place for ``cfg.epochs`` epochs (last weights kept).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Follows the module's model protocol.
+    train_loader : DataLoader
+        Yields ``(x, y)`` with y int64 class indices (see :func:`make_loader`).
+    cfg : TrainConfig
+    val_loader : DataLoader, optional
+        Monitored each epoch (loss, accuracy); never used to choose anything.
+
+    Returns
+    -------
+    dict of lists
+        ``loss``, ``accuracy`` (training, running over the epoch), ``lr`` and, with a
+        validation loader, ``val_loss``, ``val_accuracy``; one entry per epoch.
+    """
+    weight = class_weights(_labels_of(train_loader), cfg)
+    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "lr": []}
+    if val_loader is not None:
+        history.update(val_loss=[], val_accuracy=[])
+    with torch_session(cfg.seed, cfg.threads, cfg.deterministic):
+        opt = _optimizer(model, cfg)
+        sched = _scheduler(opt, cfg)
+        for epoch in range(cfg.epochs):
+            model.train()
+            total, correct, n = 0.0, 0, 0
+            for x, y in train_loader:
+                opt.zero_grad(set_to_none=True)
+                out = model(x)
+                loss = compute_loss(model, out, y, weight)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"{type(model).__name__}: loss became {float(loss)} in epoch {epoch + 1}"
+                    )
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(y)
+                correct += int((logits_of(out).detach().argmax(1) == y).sum())
+                n += len(y)
+            history["lr"].append(float(opt.param_groups[0]["lr"]))
+            if sched is not None:
+                sched.step()
+            history["loss"].append(total / max(n, 1))
+            history["accuracy"].append(correct / max(n, 1))
+            if val_loader is not None:
+                vl, va = _evaluate(model, val_loader, weight)
+                history["val_loss"].append(vl)
+                history["val_accuracy"].append(va)
+            log.debug("epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, history["loss"][-1])
+    model.eval()
+    return history
+
+
+def predict(model: nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted classes ``(n,)`` and softmax probabilities ``(n, K)`` in loader order."""
+    model.eval()
+    probs = []
+    with torch.no_grad():
+        for batch in loader:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            probs.append(torch.softmax(logits_of(model(x)), dim=1))
+    p = torch.cat(probs).numpy() if probs else np.zeros((0, 0), np.float32)
+    return p.argmax(1).astype(np.int64), p
+
+
+def save_weights(model: nn.Module, path: str | Path) -> Path:
+    """Save the state_dict (loadable with ``torch.load(path, weights_only=True)``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a state_dict saved by :func:`save_weights` (or a released one) onto CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+    return model
+
+
+@dataclass
+class LosoRun:
+    """Result of :func:`run_loso`.
+
+    Attributes
+    ----------
+    predictions : DataFrame
+        One row per (seed, test sample): ``seed, fold, sample, subject, clip, y_true,
+        y_pred, prob_0..prob_{K-1}``.
+    records : list of (dict, DataFrame)
+        One scored unit per seed (pooled over the folds), from ``ResultStore.make_record``.
+    histories : dict
+        ``(seed, fold) -> fit history``.
+    seconds : dict
+        ``(seed, fold) -> training + prediction time``.
+    """
+
+    predictions: pd.DataFrame
+    records: list = field(default_factory=list)
+    histories: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+
+
+def run_loso(
+    model_name: str,
+    dataset: FlowSet,
+    cfg: TrainConfig,
+    seeds: Sequence[int] = (0,),
+    *,
+    model_kwargs: Mapping | None = None,
+    store: ResultStore | None = None,
+    protocol: str = "loso",
+    task: str = "megc2019",
+    data: str = "",
+    weights_dir: str | Path | None = None,
+    folds: Iterable[str] | None = None,
+) -> LosoRun:
+    """Leave-one-subject-out: one freshly initialised model per held-out subject and seed.
+
+    Parameters
+    ----------
+    model_name : str
+        Registry name (:data:`merkit.nets.MODELS`); built with ``num_classes=cfg.num_classes``
+        and ``model_kwargs`` under the fold's seed.
+    dataset : FlowSet
+        Inputs, labels and the table whose ``subject`` column defines the folds.
+    cfg : TrainConfig
+        ``cfg.seed`` is replaced by each of ``seeds``.
+    seeds : sequence of int
+    store : ResultStore, optional
+        When given, one unit per seed is added (method = model_name, fold = subject).
+    weights_dir : path, optional
+        Save each fold's weights to ``<weights_dir>/seed<seed>/<subject with / -> _>.pth``.
+    folds : iterable of str, optional
+        Only these test subjects (a partial run: the records then cover only them).
+
+    Returns
+    -------
+    LosoRun
+        Metrics in the records are computed from the pooled predictions.
+    """
+    # the fold's position among ALL subjects seeds it, so a partial run reproduces a full one
+    splits = list(enumerate(leave_one_subject_out(dataset.table)))
+    if folds is not None:
+        wanted = set(folds)
+        splits = [(k, s) for k, s in splits if s.name.removeprefix("loso/") in wanted]
+        unknown = wanted - {s.name.removeprefix("loso/") for _, s in splits}
+        if unknown:
+            raise ValueError(f"run_loso: folds {sorted(unknown)} are not subjects of the dataset")
+    kwargs = dict(model_kwargs or {})
+    params = {"model": model_name, **kwargs, **cfg.to_dict()}
+    params.pop("seed")
+    rows, records, histories, seconds = [], [], {}, {}
+    for seed in seeds:
+        fold_cfg = replace(cfg, seed=int(seed))
+        parts = []
+        for k, split in splits:
+            subject = split.name.removeprefix("loso/")
+            t0 = time.perf_counter()
+            with torch_session(int(seed) * 100_003 + k, cfg.threads, cfg.deterministic):
+                model = create_model(model_name, num_classes=cfg.num_classes, **kwargs)
+            tr = split.train_idx
+            train_loader = make_loader(dataset.X[tr], dataset.y[tr], batch_size=cfg.batch_size,
+                                       shuffle=True, seed=int(seed) * 100_003 + k)  # fmt: skip
+            histories[(int(seed), subject)] = fit(model, train_loader, fold_cfg)
+            te = split.test_idx
+            y_pred, probs = predict(model, make_loader(dataset.X[te], batch_size=256))
+            seconds[(int(seed), subject)] = time.perf_counter() - t0
+            if weights_dir is not None:
+                save_weights(model, Path(weights_dir) / f"seed{seed}" /
+                             f"{subject.replace('/', '_')}.pth")  # fmt: skip
+            part = pd.DataFrame({
+                "seed": int(seed), "fold": subject, "sample": te,
+                "subject": dataset.table["subject"].to_numpy()[te],
+                "clip": dataset.table["clip"].to_numpy()[te],
+                "y_true": dataset.y[te], "y_pred": y_pred,
+            })  # fmt: skip
+            for c in range(probs.shape[1]):
+                part[f"prob_{c}"] = probs[:, c]
+            parts.append(part)
+            log.info("%s seed %d fold %s: %d test, %.1f s", model_name, seed, subject,
+                     len(te), seconds[(int(seed), subject)])  # fmt: skip
+        pooled = pd.concat(parts, ignore_index=True)
+        rows.append(pooled)
+        records.append(ResultStore.make_record(
+            protocol=protocol, task=task, method=model_name, params=params, seed=int(seed),
+            data=data, y_true=pooled["y_true"].to_numpy(), y_pred=pooled["y_pred"].to_numpy(),
+            fold=pooled["fold"].to_numpy(), sample=pooled["sample"].to_numpy(),
+            clip=pooled["clip"].to_numpy(), labels=list(range(cfg.num_classes)),
+            extra={"seconds": float(sum(v for (s, _), v in seconds.items() if s == int(seed)))},
+        ))  # fmt: skip
+    if store is not None:
+        store.add_records(records)
+    return LosoRun(pd.concat(rows, ignore_index=True), records, histories, seconds)

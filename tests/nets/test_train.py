@@ -1,0 +1,159 @@
+"""The training loop: determinism, losses, history, weights and a tiny LOSO run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from merkit.nets import create_model
+from merkit.nets.data import FlowSet, make_loader
+from merkit.nets.train import (
+    TrainConfig,
+    class_weights,
+    fit,
+    load_weights,
+    predict,
+    run_loso,
+    save_weights,
+)
+from merkit.results.metrics import uar, uf1
+from merkit.results.store import ResultStore
+
+
+def _synthetic_flows(n_subjects=3, per_subject=6, seed=0) -> FlowSet:
+    """Class c brightens a different quarter of the u channel: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    n = n_subjects * per_subject
+    y = np.tile(np.arange(3), n // 3 + 1)[:n].astype(np.int64)
+    X = rng.normal(0.0, 0.1, size=(n, 3, 28, 28)).astype(np.float32)
+    for i, c in enumerate(y):
+        X[i, 0, (c * 9):(c * 9 + 9), :] += 1.0
+        X[i, 1, :, (c * 9):(c * 9 + 9)] += 1.0
+    table = pd.DataFrame({
+        "subject": [f"SYN/{i // per_subject}" for i in range(n)],
+        "clip": [f"clip{i:02d}" for i in range(n)],
+    })
+    return FlowSet(X, y, table)
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", ["ststnet", "fr", "off_apexnet", "rcn_a"])
+def test_same_seed_same_weights_after_two_steps(name):
+    data = _synthetic_flows()
+    cfg = TrainConfig(epochs=1, batch_size=9, optimizer="sgd", lr=0.01, momentum=0.9, seed=3)
+    states = []
+    for _ in range(2):
+        torch.manual_seed(11)
+        model = create_model(name)
+        fit(model, make_loader(data.X, data.y, batch_size=9, shuffle=True, seed=5), cfg)
+        states.append(_state(model))
+    assert states[0].keys() == states[1].keys()
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k
+    # a different seed (dropout masks) gives different weights
+    torch.manual_seed(11)
+    model = create_model(name)
+    fit(model, make_loader(data.X, data.y, batch_size=9, shuffle=True, seed=5),
+        TrainConfig(epochs=1, batch_size=9, lr=0.01, momentum=0.9, seed=4))
+    assert any(not torch.equal(states[0][k], v) for k, v in _state(model).items()
+               if v.is_floating_point())
+
+
+def test_fit_restores_global_torch_state():
+    model = create_model("ststnet")  # initialisation draws from the global RNG: do it first
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    threads = torch.get_num_threads()
+    data = _synthetic_flows()
+    fit(model, make_loader(data.X, data.y, batch_size=6),
+        TrainConfig(epochs=1, lr=1e-3, threads=1))
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads
+
+
+def test_fit_learns_and_reports_history():
+    data = _synthetic_flows(per_subject=9)
+    model = create_model("off_apexnet")
+    loader = make_loader(data.X, data.y, batch_size=9, shuffle=True)
+    cfg = TrainConfig(epochs=15, optimizer="adam", lr=1e-3, scheduler="step", step_size=5,
+                      gamma=0.5)
+    hist = fit(model, loader, cfg, val_loader=make_loader(data.X, data.y))
+    assert len(hist["loss"]) == 15
+    assert hist["lr"][:6] == pytest.approx([1e-3] * 5 + [5e-4])
+    assert hist["loss"][-1] < 0.5 * hist["loss"][0]
+    y_pred, probs = predict(model, make_loader(data.X, batch_size=4))
+    assert probs.shape == (27, 3)
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert (y_pred == data.y).mean() == 1.0
+    assert hist["val_accuracy"][-1] == 1.0
+
+
+def test_class_weights_balanced_and_fixed():
+    y = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    w = class_weights(y, TrainConfig(class_weight="balanced"))
+    assert np.allclose(w.numpy(), [8 / 12, 8 / 6, 8 / 6])
+    assert class_weights(y, TrainConfig()) is None
+    fixed = class_weights(y, TrainConfig(class_weight=(1, 2, 3)))
+    assert fixed.tolist() == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="class_weight has 2 entries, num_classes is 3"):
+        TrainConfig(class_weight=(1, 2))
+
+
+def test_presets_follow_the_papers():
+    st = TrainConfig.preset("ststnet")
+    assert (st.optimizer, st.lr, st.batch_size, st.epochs) == ("adam", 5e-5, 256, 800)
+    fr = TrainConfig.preset("fr_cde")
+    assert (fr.optimizer, fr.lr, fr.batch_size, fr.momentum) == ("sgd", 1e-3, 32, 0.0)
+    cd = TrainConfig.preset("fr_cdmer", epochs=3)
+    assert (cd.lr, cd.momentum, cd.epochs) == (5e-4, 0.8, 3)
+    with pytest.raises(ValueError, match="optimizer='rmsprop'"):
+        TrainConfig(optimizer="rmsprop")
+
+
+def test_weights_roundtrip_weights_only(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("fr")
+    path = save_weights(model, tmp_path / "w" / "fr.pth")
+    sd = torch.load(path, weights_only=True)
+    assert set(sd) == set(model.state_dict())
+    other = load_weights(create_model("fr"), path)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, other.state_dict()[k])
+
+
+def test_tiny_loso_stores_pooled_predictions(tmp_path):
+    data = _synthetic_flows(n_subjects=3, per_subject=6)
+    store = ResultStore(tmp_path / "store")
+    cfg = TrainConfig(epochs=2, batch_size=4, optimizer="adam", lr=1e-3)
+    run = run_loso("fr", data, cfg, seeds=(0, 1), store=store, weights_dir=tmp_path / "w")
+    preds = run.predictions
+    assert len(preds) == 2 * 18
+    assert sorted(preds["fold"].unique()) == ["SYN/0", "SYN/1", "SYN/2"]
+    assert (preds["fold"] == preds["subject"]).all()
+    for seed in (0, 1):
+        p = preds[preds["seed"] == seed].sort_values("sample")
+        assert p["sample"].tolist() == list(range(18))
+        assert np.allclose(p[["prob_0", "prob_1", "prob_2"]].sum(axis=1), 1.0, atol=1e-5)
+    results = store.results()
+    assert len(results) == 2
+    stored = store.predictions()
+    assert len(stored) == 36
+    assert set(stored["fold"]) == {"SYN/0", "SYN/1", "SYN/2"}
+    for seed in (0, 1):
+        p = preds[preds["seed"] == seed]
+        row = results[results["seed"] == seed].iloc[0]
+        assert row["mean_f1"] == pytest.approx(uf1(p["y_true"], p["y_pred"], labels=[0, 1, 2]))
+        assert row["uar"] == pytest.approx(uar(p["y_true"], p["y_pred"], labels=[0, 1, 2]))
+    assert len(list((tmp_path / "w" / "seed0").glob("*.pth"))) == 3
+    # same seeds -> identical predictions
+    again = run_loso("fr", data, cfg, seeds=(0,), folds=["SYN/1"])
+    first = preds[(preds["seed"] == 0) & (preds["fold"] == "SYN/1")]
+    assert np.allclose(again.predictions["prob_0"].to_numpy(), first["prob_0"].to_numpy())
+    with pytest.raises(ValueError, match=r"folds \['SYN/9'\] are not subjects"):
+        run_loso("fr", data, cfg, folds=["SYN/9"])
