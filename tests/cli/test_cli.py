@@ -107,3 +107,17 @@ def test_cdmer_on_the_released_features_reproduces_the_svm_baseline(shared_data,
     assert results.loc["Exp.10", "mean_f1"] == pytest.approx(0.5367, abs=5e-5)
     assert results.loc["Exp.10", "accuracy"] == pytest.approx(53.08, abs=5e-3)
     assert "| svm" in (tmp_path / "summary.md").read_text()
+
+
+def test_synth_writes_samm_and_dfme_that_datasets_reads(tmp_path) -> None:
+    res = runner.invoke(
+        app, ["synth", str(tmp_path), "--size", "tiny", "--database", "SAMM,dfme", "--seed", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "SAMM: 9 clips, 3 subjects" in res.output and "DFME: 10 clips, 5 subjects" in res.output
+    listed = runner.invoke(app, ["datasets", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    assert "200, 300, 500" in listed.output  # DFME's per-clip frame rates
+    again = runner.invoke(app, ["synth", str(tmp_path), "--size", "tiny", "--database", "SAMM"])
+    assert again.exit_code == 2 and again.output.startswith("error:")
+    assert "already exists" in again.output

@@ -267,7 +267,7 @@ def test_size_dict_scale_and_overwrite(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"databases": ["SAMM"]}, ValueError, "unknown databases"),
+        ({"databases": ["CASME3"]}, ValueError, "unknown databases"),
         ({"size": "huge"}, ValueError, "unknown size preset"),
         ({"size": {"SMIC_VIS": {"subjects": 9}}}, ValueError, "1..8"),
         ({"size": {"CASME2": {"people": 3}}}, ValueError, "unknown keys"),

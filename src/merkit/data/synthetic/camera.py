@@ -25,6 +25,27 @@ CASME II frames are 280x340 crops in the real database: ``CASME2`` here is that
 crop at half scale (``scale=2`` reproduces it). References: CASME II, Yan et al.
 2014 (doi:10.1371/journal.pone.0086041); SMIC, Li et al. 2013
 (doi:10.1109/FG.2013.6553717).
+
+Two more setups write the SAMM- and DFME-style databases (not part of the CDMER four):
+
+============  ====  =========  =======================================================
+camera        fps   frame      look
+============  ====  =========  =======================================================
+SAMM          200   272x180    grey (monochrome high-speed sensor), two diffused LED
+                               lamps (flat light, no flicker), wide frame with studio
+                               background on both sides, the largest face of all
+                               (inter-ocular 84 px), JPEG files
+DFME_500      500   144x176    colour, three LED lamps with umbrella reflectors (bright,
+DFME_300      300   144x176    even); the same camera at three frame-rate settings: the
+DFME_200      200   144x176    shorter exposure of a faster setting needs more gain, so
+                               noise grows with the frame rate; PNG files
+============  ====  =========  =======================================================
+
+SAMM was filmed at 2040x1088 with a grey camera (Davison et al. 2018,
+doi:10.1109/TAFFC.2016.2573832); ``SAMM`` keeps its wide aspect at a size that still
+renders quickly. DFME used one self-built 1024x768 colour high-speed camera at 500, 300
+or 200 fps (parts A, B, C; Zhao et al. 2023, doi:10.1109/TAFFC.2023.3341918) and releases
+face crops: ``DFME_*`` are such crops.
 """
 
 from __future__ import annotations
@@ -86,7 +107,7 @@ class Camera:
         Relative darkening at the frame corners.
     drift : float
         Illumination drift, relative gain change per second.
-    image_format : {"jpg", "bmp"}
+    image_format : {"jpg", "bmp", "png"}
         File format on disk.
     jpeg_quality : int
         Quality of written JPEG files.
@@ -203,7 +224,7 @@ def _vignette_map(height: int, width: int, strength: float) -> np.ndarray:
     return cv2.merge([vig, vig, vig])
 
 
-#: the four built-in recording setups
+#: the built-in recording setups (the CDMER four, SAMM and DFME at its three frame rates)
 CAMERAS: dict[str, Camera] = {
     "CASME2": Camera(
         name="CASME2",
@@ -304,7 +325,65 @@ CAMERAS: dict[str, Camera] = {
         pattern_noise=3.0,
         image_format="bmp",
     ),
+    "SAMM": Camera(
+        name="SAMM",
+        kind="grey",
+        fps=200.0,
+        width=272,
+        height=180,
+        ipd=0.31,
+        eye_line=0.36,
+        lighting=Lighting(
+            light=(0.0, -0.15, 1.0),
+            ambient=0.6,
+            key=0.45,
+            background=(0.42, 0.42, 0.42),
+            specular=0.05,
+        ),
+        colour=False,
+        exposure=0.85,
+        gamma=1 / 2.2,
+        blur=0.3,
+        noise=1.0,
+        vignette=0.1,
+        drift=0.01,
+        pattern_noise=1.0,
+        image_format="jpg",
+        jpeg_quality=92,
+    ),
 }
+
+
+def _dfme_camera(fps: float) -> Camera:
+    """DFME's colour high-speed camera at one frame-rate setting (gain and noise grow with
+    the frame rate: the exposure time is shorter)."""
+    gain = fps / 200.0
+    return Camera(
+        name=f"DFME_{int(fps)}",
+        kind="colour",
+        fps=float(fps),
+        width=144,
+        height=176,
+        ipd=0.48,
+        eye_line=0.33,
+        lighting=Lighting(
+            light=(0.15, -0.3, 0.94),
+            ambient=0.5,
+            key=0.6,
+            background=(0.72, 0.72, 0.74),
+            specular=0.08,
+        ),
+        white_balance=(1.03, 1.0, 0.95),
+        exposure=1.05 - 0.03 * gain,
+        blur=0.4,
+        noise=0.8 * gain,
+        drift=0.02,
+        pattern_noise=1.0 + 0.3 * gain,
+        image_format="png",
+    )
+
+
+CAMERAS.update({f"DFME_{fps}": _dfme_camera(fps) for fps in (500, 300, 200)})
 
 
 def get_camera(name: str) -> Camera:
