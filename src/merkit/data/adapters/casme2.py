@@ -22,18 +22,21 @@ a missing apex with a warning.
 from __future__ import annotations
 
 import logging
-import numbers
 import re
 from pathlib import Path
 
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    ascii_header,
+    check_clips,
     check_missing_policy,
-    frame_numbers,
-    missing_frames,
-    ranges,
+    database_dir,
+    given_dir,
+    given_file,
     report,
+    sample_table,
+    sheet_frame_value,
 )
 from merkit.data.labels import parse_aus
 from merkit.data.schema import SchemaError, validate
@@ -65,11 +68,6 @@ HEADERS: dict[str, str] = {
 }
 REQUIRED_HEADERS = ("subject", "filename", "onsetframe", "apexframe", "offsetframe",
                     "actionunits", "estimatedemotion")  # fmt: skip
-_MISSING_APEX = frozenset({"/", "-", "?", ""})
-
-
-def _norm_header(value: object) -> str:
-    return re.sub(r"[^a-z]", "", str(value).lower())
 
 
 def find_root(root: str | Path) -> Path:
@@ -103,12 +101,7 @@ def find_sheet(casme2_dir: Path, sheet: str | Path | None = None) -> Path:
     """The coding sheet: ``sheet`` if given (absolute or relative to the CASME2 folder),
     else the newest ``CASME2-coding-<yyyymmdd>.xlsx`` by the date in its name."""
     if sheet is not None:
-        p = Path(sheet)
-        if not p.is_absolute() and not p.exists():
-            p = casme2_dir / p
-        if not p.is_file():
-            raise FileNotFoundError(f"CASME II coding sheet {p} does not exist")
-        return p
+        return given_file(sheet, casme2_dir, "CASME II coding sheet")
     sheets = sorted(casme2_dir.glob(SHEET_GLOB), key=lambda p: (_sheet_date(p), p.name))
     if not sheets:
         raise FileNotFoundError(f"no CASME II coding sheet {SHEET_GLOB} in {casme2_dir}")
@@ -130,24 +123,6 @@ def _subject_id(value: object, where: str) -> str:
     return f"{int(m.group(1)):02d}"
 
 
-def _frame_value(value: object, column: str, where: str, *, allow_missing: bool) -> object:
-    if isinstance(value, bool):
-        raise SchemaError(f"{where}: {column} {value!r} is not a frame number")
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        text = ""
-    elif isinstance(value, numbers.Number):
-        if float(value).is_integer():
-            return int(value)
-        raise SchemaError(f"{where}: {column} {value!r} is not a whole frame number")
-    else:
-        text = str(value).strip()
-        if re.fullmatch(r"\d+(?:\.0+)?", text):
-            return int(float(text))
-    if allow_missing and text in _MISSING_APEX:
-        return pd.NA
-    raise SchemaError(f"{where}: {column} {value!r} is not a frame number")
-
-
 def read_coding_sheet(path: str | Path) -> pd.DataFrame:
     """Read a CASME II coding sheet into tidy columns.
 
@@ -164,7 +139,7 @@ def read_coding_sheet(path: str | Path) -> pd.DataFrame:
     header_row = None
     for sheet_name, frame in raw.items():
         for i in range(min(len(frame), 30)):
-            names = {_norm_header(v) for v in frame.iloc[i].tolist()}
+            names = {ascii_header(v) for v in frame.iloc[i].tolist()}
             if {"subject", "filename"} <= names:
                 header_row, data, used_sheet = i, frame, sheet_name
                 break
@@ -174,7 +149,7 @@ def read_coding_sheet(path: str | Path) -> pd.DataFrame:
         raise SchemaError(
             f"{path}: no header row with 'Subject' and 'Filename' in sheets {list(raw)}"
         )
-    headers = [_norm_header(v) for v in data.iloc[header_row].tolist()]
+    headers = [ascii_header(v) for v in data.iloc[header_row].tolist()]
     missing = [h for h in REQUIRED_HEADERS if h not in headers]
     if missing:
         found = [str(v) for v in data.iloc[header_row].tolist() if pd.notna(v)]
@@ -192,7 +167,7 @@ def read_coding_sheet(path: str | Path) -> pd.DataFrame:
         where = f"{path.name} row {excel_row} ({clip})"
         subject = _subject_id(vals["subject"], where)
         where = f"{path.name} row {excel_row} (sub{subject}/{clip})"
-        apex = _frame_value(vals["apex"], "ApexFrame", where, allow_missing=True)
+        apex = sheet_frame_value(vals["apex"], "ApexFrame", where, allow_missing=True)
         if apex is pd.NA:
             log.warning("%s: ApexFrame %r -> apex missing (clip kept)", where, vals["apex"])
         aus, sides, intens = parse_aus(vals["aus_text"], where)
@@ -204,9 +179,11 @@ def read_coding_sheet(path: str | Path) -> pd.DataFrame:
             {
                 "subject": subject,
                 "clip": clip,
-                "onset": _frame_value(vals["onset"], "OnsetFrame", where, allow_missing=False),
+                "onset": sheet_frame_value(vals["onset"], "OnsetFrame", where, allow_missing=False),
                 "apex": apex,
-                "offset": _frame_value(vals["offset"], "OffsetFrame", where, allow_missing=False),
+                "offset": sheet_frame_value(
+                    vals["offset"], "OffsetFrame", where, allow_missing=False
+                ),
                 "emotion": str(emotion).strip().lower(),
                 "aus": aus,
                 "au_sides": sides,
@@ -214,7 +191,7 @@ def read_coding_sheet(path: str | Path) -> pd.DataFrame:
                 "objective_class": (
                     pd.NA
                     if obj is None or pd.isna(obj)
-                    else _frame_value(obj, "Objective Classes", where, allow_missing=False)
+                    else sheet_frame_value(obj, "Objective Classes", where, allow_missing=False)
                 ),
                 "sheet_row": excel_row,
             }
@@ -229,11 +206,7 @@ def read_coding_sheet(path: str | Path) -> pd.DataFrame:
 
 def _frames_dir(casme2_dir: Path, frames: str | Path | None) -> Path:
     if frames is not None:
-        p = Path(frames)
-        p = p if p.is_absolute() else casme2_dir / p
-        if not p.is_dir():
-            raise FileNotFoundError(f"CASME II frame folder {p} does not exist")
-        return p
+        return given_dir(frames, casme2_dir, "CASME II frame folder")
     for name in FRAME_DIRS:
         p = casme2_dir / name
         if p.is_dir():
@@ -275,59 +248,26 @@ def load_casme2(
         weaker "any frame present" check is not repeated). ``attrs["source"]`` is the sheet.
     """
     check_missing_policy(missing)
-    try:
-        casme2_dir = find_root(root)
-    except FileNotFoundError:
-        if sheet is None or not Path(root).is_dir():
-            raise
-        casme2_dir = Path(root)  # the CASME2 folder itself, with the sheet given explicitly
+    casme2_dir = database_dir(find_root, root, sheet)
     sheet_path = find_sheet(casme2_dir, sheet)
     frames_root = _frames_dir(casme2_dir, frames)
     coded = read_coding_sheet(sheet_path)
 
-    problems: list[str] = []
-    keep: list[bool] = []
-    frames_dirs: list[str] = []
-    n_frames: list[int] = []
-    for r in coded.itertuples(index=False):
-        folder = frames_root / f"sub{r.subject}" / r.clip
-        nums = frame_numbers(folder)
-        frames_dirs.append(str(folder))
-        n_frames.append(int(nums.size))
-        if nums.size == 0:
-            problems.append(f"sub{r.subject}/{r.clip}: no frames in {folder}")
-            keep.append(False)
-            continue
-        gone = missing_frames(nums, int(r.onset), int(r.offset))
-        if gone.size:
-            problems.append(
-                f"sub{r.subject}/{r.clip}: frames {ranges(gone)} of [{r.onset}, {r.offset}] "
-                f"missing in {folder} (on disk: {ranges(nums)})"
-            )
-            keep.append(False)
-            continue
-        keep.append(True)
+    subjects, clips = coded["subject"], coded["clip"]
+    dirs = [frames_root / f"sub{s}" / c for s, c in zip(subjects, clips, strict=True)]
+    keep, n_frames, problems = check_clips(
+        (f"sub{r.subject}/{r.clip}", d, r.onset, r.offset)
+        for r, d in zip(coded.itertuples(index=False), dirs, strict=True)
+    )
     report(problems, what=f"CASME II frames missing under {frames_root}", missing=missing)
-
-    table = pd.DataFrame(
-        {
-            "dataset": DATASET,
-            "subject": [f"{DATASET}/{s}" for s in coded["subject"]],
-            "clip": coded["clip"],
-            "frames_dir": frames_dirs,
-            "video_path": None,
-            "n_frames": n_frames,
-            "fps": FPS,
-            "onset": coded["onset"],
-            "apex": coded["apex"],
-            "offset": coded["offset"],
-            "emotion": coded["emotion"],
-            "aus": coded["aus"],
-            "au_sides": coded["au_sides"],
-            "au_intensities": coded["au_intensities"],
-            "camera": CAMERA,
-            "objective_class": coded["objective_class"],
-        }
+    table = sample_table(
+        coded,
+        DATASET,
+        fps=FPS,
+        camera=CAMERA,
+        frames_dir=[str(d) for d in dirs],
+        n_frames=n_frames,
+        extra=("objective_class",),
     )
     table = table[keep]
     table = validate(table, check_frames=False, source=str(sheet_path))

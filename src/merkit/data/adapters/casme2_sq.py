@@ -37,14 +37,20 @@ import numpy as np
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    cell_text,
     check_missing_policy,
     child_dir,
+    clip_frames_problem,
+    database_dir,
+    files_matching,
     frame_numbers,
-    missing_frames,
-    ranges,
+    given_dir,
+    given_file,
     report,
+    resolve_dir,
+    sample_table,
+    sheet_frame_value,
 )
-from merkit.data.adapters.casme2 import _frame_value
 from merkit.data.fixes import apply_fixes
 from merkit.data.labels import parse_aus
 from merkit.data.schema import SchemaError, validate
@@ -65,9 +71,7 @@ MAIN_COLUMNS = ("participant", "name", "onset", "apex", "offset", "aus_text", "e
 
 
 def _sheets_in(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and SHEET_PATTERN.match(p.name))
+    return files_matching(folder, SHEET_PATTERN)
 
 
 def find_root(root: str | Path) -> Path:
@@ -107,12 +111,7 @@ def find_sheet(sq_dir: Path, sheet: str | Path | None = None) -> Path:
     """The coding sheet: ``sheet`` if given (absolute or relative to the folder), else the
     ``CASME_sq_gt*.xlsx`` / ``CAS(ME)^2code_final*.xlsx`` of the folder (last by name)."""
     if sheet is not None:
-        p = Path(sheet)
-        if not p.is_absolute() and not p.exists():
-            p = sq_dir / p
-        if not p.is_file():
-            raise FileNotFoundError(f"CAS(ME)^2 coding sheet {p} does not exist")
-        return p
+        return given_file(sheet, sq_dir, "CAS(ME)^2 coding sheet")
     sheets = _sheets_in(sq_dir)
     if not sheets:
         raise FileNotFoundError(
@@ -126,14 +125,6 @@ def find_sheet(sq_dir: Path, sheet: str | Path | None = None) -> Path:
             sheets[-1].name,
         )
     return sheets[-1]
-
-
-def _text(value: object) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
 
 
 def _classify_sheets(path: Path, raw: dict[str, pd.DataFrame]):
@@ -152,7 +143,9 @@ def _classify_sheets(path: Path, raw: dict[str, pd.DataFrame]):
         frame = frame.dropna(axis=1, how="all")
         if frame.shape[1] == 3 and frame.iloc[:, 1].astype(str).str.fullmatch(r"[sS]\d+").all():
             rule1 = rule1 or name
-        elif frame.shape[1] == 2 and frame.iloc[:, 0].map(_text).str.fullmatch(r"\d{3,4}").all():
+        elif (
+            frame.shape[1] == 2 and frame.iloc[:, 0].map(cell_text).str.fullmatch(r"\d{3,4}").all()
+        ):
             rule2 = rule2 or name
     wanted = (
         ("the coding table (9 columns, type micro-/macro-expression)", main),
@@ -193,7 +186,7 @@ def read_casme_sq_sheet(path: str | Path, *, micro_only: bool = True) -> pd.Data
     for i, (code, video) in enumerate(raw[rule2_name].iloc[:, :2].itertuples(index=False)):
         if pd.isna(code) and pd.isna(video):
             continue
-        code_text, video_name = _text(code), _text(video).lower()
+        code_text, video_name = cell_text(code), cell_text(video).lower()
         if not re.fullmatch(r"\d{1,4}", code_text) or not video_name:
             raise SchemaError(
                 f"{path} sheet {rule2_name!r} row {i + 1}: {code!r}, {video!r} is not "
@@ -205,9 +198,9 @@ def read_casme_sq_sheet(path: str | Path, *, micro_only: bool = True) -> pd.Data
         if all(pd.isna(v) for v in row):
             continue
         where = f"{path} sheet {rule1_name!r} row {i + 1}"
-        number = _frame_value(row[0], "folder number", where, allow_missing=False)
-        name = _text(row[1])
-        participant = _frame_value(row[2], "participant", where, allow_missing=False)
+        number = sheet_frame_value(row[0], "folder number", where, allow_missing=False)
+        name = cell_text(row[1])
+        participant = sheet_frame_value(row[2], "participant", where, allow_missing=False)
         if not re.fullmatch(r"[sS]0*(\d+)", name) or int(name[1:]) != number:
             raise SchemaError(f"{where}: folder {name!r} does not match its number {number}")
         if folders.setdefault(participant, (name.lower(), number)) != (name.lower(), number):
@@ -223,12 +216,14 @@ def read_casme_sq_sheet(path: str | Path, *, micro_only: bool = True) -> pd.Data
             continue
         vals = dict(zip(MAIN_COLUMNS, row.iloc[: len(MAIN_COLUMNS)].tolist(), strict=False))
         excel_row = i + 1
-        kind = _text(vals.get("expression_type")).lower()
+        kind = cell_text(vals.get("expression_type")).lower()
         if micro_only and kind != MICRO:
             continue
-        name = _text(vals["name"])
+        name = cell_text(vals["name"])
         where = f"{path.name} row {excel_row} ({name})"
-        participant = _frame_value(vals["participant"], "participant", where, allow_missing=False)
+        participant = sheet_frame_value(
+            vals["participant"], "participant", where, allow_missing=False
+        )
         if participant not in folders:
             raise SchemaError(f"{where}: participant {participant} is not in {rule1_name!r}")
         folder, number = folders[participant]
@@ -240,7 +235,7 @@ def read_casme_sq_sheet(path: str | Path, *, micro_only: bool = True) -> pd.Data
             )
         code = codes[m.group("video").lower()]
         where = f"{path.name} row {excel_row} ({folder}/{name})"
-        emotion = _text(vals["emotion"]).lower()
+        emotion = cell_text(vals["emotion"]).lower()
         if not emotion:
             raise SchemaError(f"{where}: emotion (7th column) is empty")
         aus, sides, intens = parse_aus(vals["aus_text"], where)
@@ -251,11 +246,11 @@ def read_casme_sq_sheet(path: str | Path, *, micro_only: bool = True) -> pd.Data
                 "clip": name,
                 "video_code": code,
                 "video_prefix": f"{number}_{code}",
-                "onset": _frame_value(vals["onset"], "onset", where, allow_missing=False),
-                "apex": _frame_value(vals["apex"], "apex", where, allow_missing=True),
-                "offset": _frame_value(vals["offset"], "offset", where, allow_missing=False),
+                "onset": sheet_frame_value(vals["onset"], "onset", where, allow_missing=False),
+                "apex": sheet_frame_value(vals["apex"], "apex", where, allow_missing=True),
+                "offset": sheet_frame_value(vals["offset"], "offset", where, allow_missing=False),
                 "emotion": emotion,
-                "self_report": _text(vals.get("self_report")).lower() or pd.NA,
+                "self_report": cell_text(vals.get("self_report")).lower() or pd.NA,
                 "expression_type": kind,
                 "aus": aus,
                 "au_sides": sides,
@@ -274,15 +269,9 @@ def read_casme_sq_sheet(path: str | Path, *, micro_only: bool = True) -> pd.Data
 
 def _frames_root(sq_dir: Path, frames: str | Path | None) -> Path:
     if frames is not None:
-        p = Path(frames)
-        p = p if p.is_absolute() else sq_dir / p
-        if not p.is_dir():
-            raise FileNotFoundError(f"CAS(ME)^2 frame folder {p} does not exist")
-        return p
+        return given_dir(frames, sq_dir, "CAS(ME)^2 frame folder")
     for rel in FRAME_DIRS:
-        p = sq_dir
-        for part in Path(rel).parts:
-            p = child_dir(p, part) if p is not None else None
+        p = resolve_dir(sq_dir, rel)
         if p is not None and p.is_dir():
             return p
     raise FileNotFoundError(
@@ -339,38 +328,12 @@ def load_casme_sq(
         ``expression_type``. ``attrs["source"]`` is the sheet.
     """
     check_missing_policy(missing)
-    try:
-        sq_dir = find_root(root)
-    except FileNotFoundError:
-        if sheet is None or not Path(root).is_dir():
-            raise
-        sq_dir = Path(root)
+    sq_dir = database_dir(find_root, root, sheet)
     sheet_path = find_sheet(sq_dir, sheet)
     frames_root = _frames_root(sq_dir, frames)
     coded = read_casme_sq_sheet(sheet_path)
-    table = pd.DataFrame(
-        {
-            "dataset": DATASET,
-            "subject": [f"{DATASET}/{s}" for s in coded["subject"]],
-            "clip": coded["clip"],
-            "frames_dir": None,
-            "video_path": None,
-            "n_frames": 0,
-            "fps": FPS,
-            "onset": coded["onset"],
-            "apex": coded["apex"],
-            "offset": coded["offset"],
-            "emotion": coded["emotion"],
-            "aus": coded["aus"],
-            "au_sides": coded["au_sides"],
-            "au_intensities": coded["au_intensities"],
-            "camera": CAMERA,
-            "participant": coded["participant"],
-            "video_code": coded["video_code"],
-            "self_report": coded["self_report"],
-            "expression_type": coded["expression_type"],
-        }
-    )
+    extra = ("participant", "video_code", "self_report", "expression_type")
+    table = sample_table(coded, DATASET, fps=FPS, camera=CAMERA, extra=extra)
     if fixes:
         table = apply_fixes(table, DATASET)
     applied = table.attrs.get("fixes_applied", [])
@@ -397,15 +360,12 @@ def load_casme_sq(
         onset, offset = int(r.onset), int(r.offset)
         dirs.append(str(folder))
         counts.append(int(((nums >= onset) & (nums <= offset)).sum()))
-        gone = missing_frames(nums, onset, offset)
-        if gone.size:
-            problems.append(
-                f"{sid}/{r.clip}: frames {ranges(gone)} of [{onset}, {offset}] missing in "
-                f"{folder} (video frames on disk: {ranges(nums)})"
-            )
-            keep.append(False)
-            continue
-        keep.append(True)
+        problem = clip_frames_problem(
+            nums, onset, offset, folder, on_disk="video frames on disk", require_any=False
+        )
+        if problem:
+            problems.append(f"{sid}/{r.clip}: {problem}")
+        keep.append(problem is None)
     report(problems, what=f"CAS(ME)^2 frames missing under {frames_root}", missing=missing)
     table["frames_dir"] = dirs
     table["n_frames"] = counts

@@ -45,18 +45,22 @@ import re
 import string
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    ascii_header,
+    cell_text,
+    check_clips,
     check_missing_policy,
     child_dir,
-    frame_numbers,
-    missing_frames,
-    ranges,
+    database_dir,
+    given_dir,
+    given_file,
     report,
+    resolve_dir,
+    sample_table,
+    sheet_frame_value,
 )
-from merkit.data.adapters.casme2 import _frame_value, _norm_header
 from merkit.data.fixes import apply_fixes
 from merkit.data.labels import parse_aus
 from merkit.data.schema import SchemaError, validate
@@ -149,21 +153,10 @@ def find_root(root: str | Path) -> Path:
     )
 
 
-def _resolve(base: Path, rel: str) -> Path | None:
-    """``base / rel`` with every component matched ignoring case (``None`` if absent)."""
-    p = base
-    for part in Path(rel).parts:
-        nxt = child_dir(p, part)
-        if nxt is None:
-            return None
-        p = nxt
-    return p
-
-
 def _sheets(folder: Path, pattern: re.Pattern) -> list[Path]:
     found: list[Path] = []
     for rel in SHEET_DIRS:
-        d = _resolve(folder, rel) if rel else folder
+        d = resolve_dir(folder, rel) if rel else folder
         if d is not None and d.is_dir():
             found += [p for p in d.iterdir() if p.is_file() and pattern.match(p.name)]
     return sorted(set(found))
@@ -179,7 +172,7 @@ def discover(root: str | Path) -> list[str]:
     found = []
     for dataset, pattern, dirs in ((DATASET_A, SHEET_A, FRAME_DIRS_A),
                                    (DATASET_C, SHEET_C, FRAME_DIRS_C)):  # fmt: skip
-        if _sheets(casme3_dir, pattern) or any(_resolve(casme3_dir, d) for d in dirs):
+        if _sheets(casme3_dir, pattern) or any(resolve_dir(casme3_dir, d) for d in dirs):
             found.append(dataset)
     return found
 
@@ -208,12 +201,7 @@ def find_sheet(casme3_dir: Path, part: str, sheet: str | Path | None = None) -> 
     ``_v<N>``, a ``_corrected`` copy before the plain one)."""
     what = f"CAS(ME)^3 part {part} ME sheet"
     if sheet is not None:
-        p = Path(sheet)
-        if not p.is_absolute() and not p.exists():
-            p = casme3_dir / p
-        if not p.is_file():
-            raise FileNotFoundError(f"{what} {p} does not exist")
-        return p
+        return given_file(sheet, casme3_dir, what)
     pattern = SHEET_A if part == "A" else SHEET_C
     sheets = sorted(_sheets(casme3_dir, pattern), key=_sheet_rank)
     if not sheets:
@@ -237,19 +225,11 @@ def _read_headed(path: Path, headers: dict[str, str], required: tuple[str, ...])
     raw = pd.read_excel(path, sheet_name=None, header=None, dtype=object)
     for sheet_name, frame in raw.items():
         for i in range(min(len(frame), 30)):
-            names = [_norm_header(v) for v in frame.iloc[i].tolist()]
+            names = [ascii_header(v) for v in frame.iloc[i].tolist()]
             if set(required) <= set(names):
                 col_of = {h: names.index(h) for h in headers if h in names}
                 return frame, col_of, sheet_name, i
     raise SchemaError(f"{path}: no header row with columns {list(required)} in sheets {list(raw)}")
-
-
-def _text(value: object) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
 
 
 def casme3_a_clip_id(filename: str, onset: int) -> str:
@@ -278,8 +258,8 @@ def read_part_a_sheet(path: str | Path) -> pd.DataFrame:
         if all(pd.isna(v) for v in vals.values()):
             continue
         excel_row = i + 1
-        subject = _text(vals["subject"])
-        filename = _text(vals["filename"])
+        subject = cell_text(vals["subject"])
+        filename = cell_text(vals["filename"])
         where = f"{path.name} row {excel_row} ({subject}/{filename})"
         m = _SUBJECT_A.match(subject)
         if not m:
@@ -287,17 +267,17 @@ def read_part_a_sheet(path: str | Path) -> pd.DataFrame:
         subject = f"spNO.{int(m.group(1))}"
         if not re.fullmatch(r"[A-Za-z]", filename):
             raise SchemaError(f"{where}: Filename {filename!r} is not a task letter a..m")
-        onset = _frame_value(vals["onset"], "Onset", where, allow_missing=False)
-        apex = _frame_value(vals["apex"], "Apex", where, allow_missing=True)
-        offset = _frame_value(vals["offset"], "Offset", where, allow_missing=False)
+        onset = sheet_frame_value(vals["onset"], "Onset", where, allow_missing=False)
+        apex = sheet_frame_value(vals["apex"], "Apex", where, allow_missing=True)
+        offset = sheet_frame_value(vals["offset"], "Offset", where, allow_missing=False)
         where = f"{path.name} row {excel_row} ({subject}/{casme3_a_clip_id(filename, onset)})"
         if apex is pd.NA:
             log.warning("%s: Apex %r -> apex missing (clip kept)", where, vals["apex"])
-        emotion = _text(vals["emotion"])
+        emotion = cell_text(vals["emotion"])
         if not emotion:
             raise SchemaError(f"{where}: emotion is empty")
         aus, sides, intens = parse_aus(vals["aus_text"], where)
-        obj = _text(vals.get("objective_class")).upper()
+        obj = cell_text(vals.get("objective_class")).upper()
         if obj and obj not in ROMAN and not obj.isdigit():
             raise SchemaError(f"{where}: Objective class {obj!r} is not one of I..VII")
         records.append(
@@ -346,12 +326,12 @@ def read_part_c_sheet(path: str | Path) -> pd.DataFrame:
             continue
         excel_row = i + 1
         where = f"{path.name} row {excel_row}"
-        sub = _frame_value(vals["subject"], "sub", where, allow_missing=False)
-        count = _frame_value(vals["count"], "count", where, allow_missing=False)
+        sub = sheet_frame_value(vals["subject"], "sub", where, allow_missing=False)
+        count = sheet_frame_value(vals["count"], "count", where, allow_missing=False)
         subject = f"{sub:02d}"
         clip = f"{subject}_{count}"
         where = f"{path.name} row {excel_row} ({clip})"
-        emotion = _text(vals["emotion"])
+        emotion = cell_text(vals["emotion"])
         if not emotion:
             raise SchemaError(f"{where}: emotion is empty")
         aus, sides, intens = parse_aus(vals["aus_text"], where)
@@ -360,9 +340,9 @@ def read_part_c_sheet(path: str | Path) -> pd.DataFrame:
                 "subject": subject,
                 "count": count,
                 "clip": clip,
-                "onset": _frame_value(vals["onset"], "onset", where, allow_missing=False),
+                "onset": sheet_frame_value(vals["onset"], "onset", where, allow_missing=False),
                 "apex": pd.NA,
-                "offset": _frame_value(vals["offset"], "offset", where, allow_missing=False),
+                "offset": sheet_frame_value(vals["offset"], "offset", where, allow_missing=False),
                 "emotion": emotion.lower(),
                 "aus": aus,
                 "au_sides": sides,
@@ -385,13 +365,9 @@ def _frames_root(
     pattern: str,
 ) -> Path:
     if frames is not None:
-        p = Path(frames)
-        p = p if p.is_absolute() else casme3_dir / p
-        if not p.is_dir():
-            raise FileNotFoundError(f"CAS(ME)^3 part {part} frame folder {p} does not exist")
-        return p
+        return given_dir(frames, casme3_dir, f"CAS(ME)^3 part {part} frame folder")
     for rel in candidates:
-        p = _resolve(casme3_dir, rel)
+        p = resolve_dir(casme3_dir, rel)
         if p is not None and p.is_dir():
             return p
     raise FileNotFoundError(
@@ -404,7 +380,7 @@ def _clip_folder(frames_root: Path, pattern: str, fields_options: list[dict]) ->
     """First existing folder of ``pattern`` over the field options (case-insensitive);
     the first option's spelling when none exists."""
     for fields in fields_options:
-        p = _resolve(frames_root, pattern.format(**fields))
+        p = resolve_dir(frames_root, pattern.format(**fields))
         if p is not None:
             return p
     return frames_root / pattern.format(**fields_options[0])
@@ -414,34 +390,16 @@ def _check_frames(
     table: pd.DataFrame, folders: list[Path], name: str, frames_root: Path, missing: str
 ) -> pd.DataFrame:
     """Fill ``frames_dir``, ``depth_dir``, ``n_frames``; drop or report incomplete clips."""
-    cache: dict[Path, np.ndarray] = {}
-    problems: list[str] = []
-    keep: list[bool] = []
-    counts: list[int] = []
-    depth: list[str | None] = []
-    for r, folder in zip(table.itertuples(index=False), folders, strict=True):
-        if folder not in cache:
-            cache[folder] = frame_numbers(folder)
-        nums = cache[folder]
-        sid = r.subject.split("/", 1)[1]
-        onset, offset = int(r.onset), int(r.offset)
-        inside = nums[(nums >= onset) & (nums <= offset)]
-        counts.append(int(inside.size))
-        d = folder.parent / "depth"
-        depth.append(str(d) if d.is_dir() else None)
-        if nums.size == 0:
-            problems.append(f"{sid}/{r.clip}: no frames in {folder}")
-            keep.append(False)
-            continue
-        gone = missing_frames(nums, onset, offset)
-        if gone.size:
-            problems.append(
-                f"{sid}/{r.clip}: frames {ranges(gone)} of [{onset}, {offset}] missing in "
-                f"{folder} (video frames on disk: {ranges(nums)})"
-            )
-            keep.append(False)
-            continue
-        keep.append(True)
+    keep, counts, problems = check_clips(
+        (
+            (f"{r.subject.split('/', 1)[1]}/{r.clip}", folder, int(r.onset), int(r.offset))
+            for r, folder in zip(table.itertuples(index=False), folders, strict=True)
+        ),
+        on_disk="video frames on disk",
+        in_range=True,
+        cache=True,
+    )
+    depth = [str(f.parent / "depth") if (f.parent / "depth").is_dir() else None for f in folders]
     report(problems, what=f"{name} frames missing under {frames_root}", missing=missing)
     table = table.copy()
     table["frames_dir"] = [str(f) for f in folders]
@@ -451,34 +409,7 @@ def _check_frames(
 
 
 def _base_table(coded: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "dataset": dataset,
-            "subject": [f"{dataset}/{s}" for s in coded["subject"]],
-            "clip": coded["clip"],
-            "frames_dir": None,
-            "video_path": None,
-            "n_frames": 0,
-            "fps": FPS,
-            "onset": coded["onset"],
-            "apex": coded["apex"],
-            "offset": coded["offset"],
-            "emotion": coded["emotion"],
-            "aus": coded["aus"],
-            "au_sides": coded["au_sides"],
-            "au_intensities": coded["au_intensities"],
-            "camera": CAMERA,
-        }
-    )
-
-
-def _database_dir(root: str | Path, sheet: str | Path | None) -> Path:
-    try:
-        return find_root(root)
-    except FileNotFoundError:
-        if sheet is None or not Path(root).is_dir():
-            raise
-        return Path(root)
+    return sample_table(coded, dataset, fps=FPS, camera=CAMERA)
 
 
 def load_casme3_a(
@@ -520,7 +451,7 @@ def load_casme3_a(
     """
     check_missing_policy(missing)
     _check_pattern(frames_pattern, ("subject", "filename"))
-    casme3_dir = _database_dir(root, sheet)
+    casme3_dir = database_dir(find_root, root, sheet)
     sheet_path = find_sheet(casme3_dir, "A", sheet)
     frames_root = _frames_root(casme3_dir, frames, FRAME_DIRS_A, "A", frames_pattern)
     coded = read_part_a_sheet(sheet_path)
@@ -585,7 +516,7 @@ def load_casme3_c(
     """
     check_missing_policy(missing)
     _check_pattern(frames_pattern, ("subject",))
-    casme3_dir = _database_dir(root, sheet)
+    casme3_dir = database_dir(find_root, root, sheet)
     sheet_path = find_sheet(casme3_dir, "C", sheet)
     frames_root = _frames_root(casme3_dir, frames, FRAME_DIRS_C, "C", frames_pattern)
     coded = read_part_c_sheet(sheet_path)

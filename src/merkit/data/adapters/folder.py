@@ -35,9 +35,9 @@ reads them). A video's frame rate is read from the file when neither the row nor
 in ``table.attrs["encoding"]``. Delimiters ``,`` ``;`` and tab are recognised.
 
 Every bad row is reported in one :class:`~merkit.data.schema.SchemaError` that names the
-file, the row and the clip. The helpers :func:`read_table_file`, :func:`norm_header`,
-:func:`find_header_row`, :func:`frame_value` and :func:`subject_number` are shared by the
-sheet-based adapters (MMEW, DFME).
+file, the row and the clip. :func:`read_table_file` is shared by the sheet-based adapters
+(MMEW, DFME); the cell helpers (:func:`norm_header`, :func:`frame_value`...) live in
+:mod:`merkit.data.adapters._common` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -45,22 +45,42 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import numbers
-import re
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    MISSING_MARKERS,
+    cell_text,
     check_missing_policy,
+    clip_frames_problem,
+    find_header_row,
     frame_numbers,
-    missing_frames,
-    ranges,
+    frame_value,
+    is_blank,
+    map_columns,
+    norm_header,
     report,
+    subject_number,
 )
 from merkit.data.labels import parse_aus
 from merkit.data.schema import FRAME_SUFFIXES, SchemaError, empty_table, validate
+
+__all__ = [
+    "COLUMN_ALIASES",
+    "MISSING_MARKERS",
+    "cell_text",
+    "decode_text",
+    "find_header_row",
+    "frame_value",
+    "is_blank",
+    "load_folder",
+    "map_columns",
+    "norm_header",
+    "read_table_file",
+    "subject_number",
+    "video_info",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,21 +104,11 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "dataset": ("dataset", "database", "corpus"),
 }
 REQUIRED_COLUMNS: tuple[str, ...] = ("subject", "clip", "path", "onset", "offset", "label")
-#: cell texts read as "no apex annotated"
-MISSING_MARKERS = frozenset({"", "/", "-", "?", "na", "nan", "none", "null"})
 
 
 # ----------------------------------------------------------------------------------------
 # shared helpers: files, headers, cells
 # ----------------------------------------------------------------------------------------
-
-
-def norm_header(value: object) -> str:
-    """Header text without case, spaces or punctuation: ``"Onset Frame"`` -> ``"onsetframe"``.
-
-    Letters of any script are kept (``"视频"`` stays ``"视频"``).
-    """
-    return re.sub(r"[\W_]", "", str(value).casefold())
 
 
 def decode_text(data: bytes, path: str | Path, encoding: str | None = None) -> tuple[str, str]:
@@ -172,99 +182,6 @@ def read_table_file(
     width = max((len(r) for r in rows), default=0)
     frame = pd.DataFrame([r + [""] * (width - len(r)) for r in rows], dtype=object)
     return frame, used
-
-
-def find_header_row(frame: pd.DataFrame, needed: Iterable[str], *, limit: int = 30) -> int | None:
-    """Index of the first of ``limit`` rows whose normalised cells include all ``needed``."""
-    needed = set(needed)
-    for i in range(min(len(frame), limit)):
-        names = {norm_header(v) for v in frame.iloc[i].tolist() if not is_blank(v)}
-        if needed <= names:
-            return i
-    return None
-
-
-def map_columns(
-    header: list, aliases: Mapping[str, Iterable[str]], *, where: str
-) -> dict[str, int]:
-    """Canonical column -> position, from a header row and :data:`COLUMN_ALIASES`-style names.
-
-    Raises
-    ------
-    SchemaError
-        If two header cells give the same column.
-    """
-    normed = [norm_header(v) if not is_blank(v) else "" for v in header]
-    found: dict[str, int] = {}
-    for name, names in aliases.items():
-        hits = [j for j, h in enumerate(normed) if h and h in set(names)]
-        if len(hits) > 1:
-            raise SchemaError(
-                f"{where}: columns {[str(header[j]) for j in hits]} all give {name!r}; keep one"
-            )
-        if hits:
-            found[name] = hits[0]
-    return found
-
-
-def is_blank(value: object) -> bool:
-    """``None``, NA/NaN or whitespace-only text."""
-    if value is None or value is pd.NA:
-        return True
-    if isinstance(value, float) and pd.isna(value):
-        return True
-    return isinstance(value, str) and not value.strip()
-
-
-def frame_value(value: object, column: str, where: str, *, allow_missing: bool = False):
-    """A whole frame number from a cell (``46``, ``46.0``, ``"46"``); ``pd.NA`` when allowed.
-
-    Raises
-    ------
-    SchemaError
-        Naming ``where`` and the column when the cell is not a whole number >= 0 (or is
-        blank / a missing marker and ``allow_missing`` is false).
-    """
-    if isinstance(value, bool):
-        raise SchemaError(f"{where}: {column} {value!r} is not a frame number")
-    if is_blank(value):
-        text = ""
-    elif isinstance(value, numbers.Number):
-        if float(value).is_integer() and float(value) >= 0:
-            return int(value)
-        raise SchemaError(f"{where}: {column} {value!r} is not a whole frame number >= 0")
-    else:
-        text = str(value).strip()
-        if re.fullmatch(r"\d+(?:\.0+)?", text):
-            return int(float(text))
-    if allow_missing and text.lower() in MISSING_MARKERS:
-        return pd.NA
-    raise SchemaError(f"{where}: {column} {value!r} is not a frame number")
-
-
-def subject_number(value: object, where: str, *, prefixes: tuple[str, ...] = ("sub", "s")) -> int:
-    """Subject number of a cell: ``"01"``, ``1``, ``1.0``, ``"sub0003"``, ``"S13"`` -> int.
-
-    Raises
-    ------
-    SchemaError
-        Naming ``where`` when the cell is not a (prefixed) subject number.
-    """
-    text = str(value).strip() if not is_blank(value) else ""
-    pattern = r"(?:" + "|".join(re.escape(p) for p in prefixes) + r")?0*(\d+)(?:\.0+)?"
-    m = re.fullmatch(pattern, text, flags=re.IGNORECASE)
-    if not m:
-        raise SchemaError(f"{where}: Subject {value!r} is not a subject number like '01' or 1")
-    return int(m.group(1))
-
-
-def cell_text(value: object) -> str:
-    """A cell as stripped text (``1.0`` -> ``"1"``; blank -> ``""``)."""
-    if is_blank(value):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
 
 
 # ----------------------------------------------------------------------------------------
@@ -466,12 +383,9 @@ def _read_row(
         if nums.size == 0:
             record["_problem"] = f"no numbered frame images ({', '.join(FRAME_SUFFIXES)}) in {path}"
         else:
-            gone = missing_frames(nums, int(onset), int(offset))
-            if gone.size:
-                record["_problem"] = (
-                    f"frames {ranges(gone)} of [{onset}, {offset}] missing in {path} "
-                    f"(on disk: {ranges(nums)})"
-                )
+            problem = clip_frames_problem(nums, onset, offset, path)
+            if problem:
+                record["_problem"] = problem
     elif path.is_file():
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             kinds = ", ".join(VIDEO_SUFFIXES)

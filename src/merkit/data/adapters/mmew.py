@@ -27,22 +27,22 @@ from pathlib import Path
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    cell_text,
+    check_clips,
     check_missing_policy,
     child_dir,
-    frame_numbers,
-    missing_frames,
-    ranges,
-    report,
-)
-from merkit.data.adapters.folder import (
-    cell_text,
     find_header_row,
     frame_value,
+    given_dir,
+    given_file,
     is_blank,
     map_columns,
-    read_table_file,
+    report,
+    resolve_dir,
+    sample_table,
     subject_number,
 )
+from merkit.data.adapters.folder import read_table_file
 from merkit.data.labels import parse_aus
 from merkit.data.schema import SchemaError, validate
 
@@ -102,12 +102,7 @@ def find_sheet(mmew_dir: Path, sheet: str | Path | None = None) -> Path:
     """The coding sheet: ``sheet`` if given (absolute or relative to the MMEW folder), else
     the one ``MMEW_Micro_Exp*.xlsx`` in the folder."""
     if sheet is not None:
-        p = Path(sheet)
-        if not p.is_absolute() and not p.exists():
-            p = mmew_dir / p
-        if not p.is_file():
-            raise FileNotFoundError(f"MMEW coding sheet {p} does not exist")
-        return p
+        return given_file(sheet, mmew_dir, "MMEW coding sheet")
     sheets = sorted(mmew_dir.glob(SHEET_GLOB))
     if not sheets:
         raise FileNotFoundError(f"no MMEW coding sheet {SHEET_GLOB} in {mmew_dir}")
@@ -185,15 +180,9 @@ def read_mmew_sheet(path: str | Path) -> pd.DataFrame:
 
 def _frames_root(mmew_dir: Path, frames: str | Path | None) -> Path:
     if frames is not None:
-        p = Path(frames)
-        p = p if p.is_absolute() else mmew_dir / p
-        if not p.is_dir():
-            raise FileNotFoundError(f"MMEW frame folder {p} does not exist")
-        return p
+        return given_dir(frames, mmew_dir, "MMEW frame folder")
     for name in FRAME_DIRS:
-        p = mmew_dir
-        for part in name.split("/"):
-            p = child_dir(p, part) if p is not None else None
+        p = resolve_dir(mmew_dir, name)
         if p is not None:
             return p
     raise FileNotFoundError(
@@ -245,50 +234,20 @@ def load_mmew(
     frames_root = _frames_root(mmew_dir, frames)
     coded = read_mmew_sheet(sheet_path)
 
-    problems: list[str] = []
-    keep: list[bool] = []
-    dirs: list[str] = []
-    counts: list[int] = []
-    for r in coded.itertuples(index=False):
-        folder = _clip_dir(frames_root, r.emotion, r.clip)
-        nums = frame_numbers(folder)
-        dirs.append(str(folder))
-        counts.append(int(nums.size))
-        name = f"{r.subject}/{r.clip}"
-        if nums.size == 0:
-            problems.append(f"{name}: no frames in {folder}")
-            keep.append(False)
-            continue
-        gone = missing_frames(nums, int(r.onset), int(r.offset))
-        if gone.size:
-            problems.append(
-                f"{name}: frames {ranges(gone)} of [{r.onset}, {r.offset}] missing in {folder} "
-                f"(on disk: {ranges(nums)})"
-            )
-            keep.append(False)
-            continue
-        keep.append(True)
+    dirs = [_clip_dir(frames_root, r.emotion, r.clip) for r in coded.itertuples(index=False)]
+    keep, counts, problems = check_clips(
+        (f"{r.subject}/{r.clip}", d, r.onset, r.offset)
+        for r, d in zip(coded.itertuples(index=False), dirs, strict=True)
+    )
     report(problems, what=f"MMEW frames missing under {frames_root}", missing=missing)
-    table = pd.DataFrame(
-        {
-            "dataset": DATASET,
-            "subject": [f"{DATASET}/{s}" for s in coded["subject"]],
-            "clip": coded["clip"],
-            "frames_dir": dirs,
-            "video_path": None,
-            "n_frames": counts,
-            "fps": FPS,
-            "onset": coded["onset"],
-            "apex": coded["apex"],
-            "offset": coded["offset"],
-            "emotion": coded["emotion"],
-            "aus": coded["aus"],
-            "au_sides": coded["au_sides"],
-            "au_intensities": coded["au_intensities"],
-            "camera": CAMERA,
-            "remarks": coded["remarks"],
-            "sheet_row": coded["sheet_row"],
-        }
+    table = sample_table(
+        coded,
+        DATASET,
+        fps=FPS,
+        camera=CAMERA,
+        frames_dir=[str(d) for d in dirs],
+        n_frames=counts,
+        extra=("remarks", "sheet_row"),
     )
     table = table[keep]
     table = validate(table, check_frames=False, source=str(sheet_path))

@@ -36,13 +36,18 @@ import numpy as np
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    ascii_header,
+    check_clips,
     check_missing_policy,
     child_dir,
-    missing_frames,
-    ranges,
+    database_dir,
+    files_matching,
+    given_dir,
+    given_file,
     report,
+    sample_table,
+    sheet_frame_value,
 )
-from merkit.data.adapters.casme2 import _frame_value, _norm_header
 from merkit.data.fixes import apply_fixes
 from merkit.data.labels import parse_aus
 from merkit.data.schema import FRAME_SUFFIXES, SchemaError, validate
@@ -75,9 +80,7 @@ _SUBJECT_DIR = re.compile(r"^\d{3}$")
 
 
 def _sheets_in(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and SHEET_PATTERN.match(p.name))
+    return files_matching(folder, SHEET_PATTERN)
 
 
 def find_root(root: str | Path) -> Path:
@@ -118,12 +121,7 @@ def find_sheet(samm_dir: Path, sheet: str | Path | None = None) -> Path:
     the ``SAMM_Micro_FACS_Codes*.xlsx`` in the folder (a name with ``uncorrected`` only if
     it is the only one; the last by name among several)."""
     if sheet is not None:
-        p = Path(sheet)
-        if not p.is_absolute() and not p.exists():
-            p = samm_dir / p
-        if not p.is_file():
-            raise FileNotFoundError(f"SAMM coding sheet {p} does not exist")
-        return p
+        return given_file(sheet, samm_dir, "SAMM coding sheet")
     sheets = _sheets_in(samm_dir)
     if not sheets:
         raise FileNotFoundError(f"no SAMM coding sheet SAMM_Micro_FACS_Codes*.xlsx in {samm_dir}")
@@ -162,12 +160,12 @@ def read_samm_sheet(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     raw = pd.read_excel(path, sheet_name=None, header=None, dtype=object)
     # MICRO_ONLY first: it is the sheet of the micro-movement clips
-    order = sorted(raw, key=lambda s: (_norm_header(s) != "microonly", list(raw).index(s)))
+    order = sorted(raw, key=lambda s: (ascii_header(s) != "microonly", list(raw).index(s)))
     header_row = None
     for sheet_name in order:
         frame = raw[sheet_name]
         for i in range(min(len(frame), 40)):
-            names = {_norm_header(v) for v in frame.iloc[i].tolist()}
+            names = {ascii_header(v) for v in frame.iloc[i].tolist()}
             if {"subject", "filename", "onsetframe"} <= names:
                 header_row, data, used_sheet = i, frame, sheet_name
                 break
@@ -178,7 +176,7 @@ def read_samm_sheet(path: str | Path) -> pd.DataFrame:
             f"{path}: no header row with 'Subject', 'Filename' and 'Onset Frame' in sheets "
             f"{list(raw)}"
         )
-    headers = [_norm_header(v) for v in data.iloc[header_row].tolist()]
+    headers = [ascii_header(v) for v in data.iloc[header_row].tolist()]
     missing = [h for h in REQUIRED_HEADERS if h not in headers]
     if missing:
         found = [str(v) for v in data.iloc[header_row].tolist() if pd.notna(v)]
@@ -198,14 +196,14 @@ def read_samm_sheet(path: str | Path) -> pd.DataFrame:
         subject = samm_subject_id(vals["subject"], where)
         if not clip.startswith(subject + "_"):
             raise SchemaError(f"{where}: Filename {clip!r} does not start with Subject {subject}_")
-        onset = _frame_value(vals["onset"], "Onset Frame", where, allow_missing=False)
-        apex = _frame_value(vals["apex"], "Apex Frame", where, allow_missing=True)
-        offset = _frame_value(vals["offset"], "Offset Frame", where, allow_missing=False)
+        onset = sheet_frame_value(vals["onset"], "Onset Frame", where, allow_missing=False)
+        apex = sheet_frame_value(vals["apex"], "Apex Frame", where, allow_missing=True)
+        offset = sheet_frame_value(vals["offset"], "Offset Frame", where, allow_missing=False)
         if apex is pd.NA:
             log.warning("%s: Apex Frame %r -> apex missing (clip kept)", where, vals["apex"])
         duration = vals.get("duration")
         if duration is not None and not pd.isna(duration):
-            d = _frame_value(duration, "Duration", where, allow_missing=False)
+            d = sheet_frame_value(duration, "Duration", where, allow_missing=False)
             if d != offset - onset + 1:
                 log.warning(
                     "%s: Duration %d != offset - onset + 1 = %d (onset %d, offset %d)",
@@ -228,7 +226,7 @@ def read_samm_sheet(path: str | Path) -> pd.DataFrame:
             extra[col] = (
                 pd.NA
                 if v is None or pd.isna(v)
-                else _frame_value(v, header, where, allow_missing=False)
+                else sheet_frame_value(v, header, where, allow_missing=False)
             )
         records.append(
             {
@@ -279,11 +277,7 @@ def last_number_frames(folder: Path) -> np.ndarray:
 def _frames_root(samm_dir: Path, frames: str | Path | None) -> Path:
     if frames is None:
         return samm_dir
-    p = Path(frames)
-    p = p if p.is_absolute() else samm_dir / p
-    if not p.is_dir():
-        raise FileNotFoundError(f"SAMM frame folder {p} does not exist")
-    return p
+    return given_dir(frames, samm_dir, "SAMM frame folder")
 
 
 def load_samm(
@@ -327,35 +321,12 @@ def load_samm(
         apex outside [onset, offset], naming the clips).
     """
     check_missing_policy(missing)
-    try:
-        samm_dir = find_root(root)
-    except FileNotFoundError:
-        if sheet is None or not Path(root).is_dir():
-            raise
-        samm_dir = Path(root)
+    samm_dir = database_dir(find_root, root, sheet)
     sheet_path = find_sheet(samm_dir, sheet)
     frames_root = _frames_root(samm_dir, frames)
     coded = read_samm_sheet(sheet_path)
-    table = pd.DataFrame(
-        {
-            "dataset": DATASET,
-            "subject": [f"{DATASET}/{s}" for s in coded["subject"]],
-            "clip": coded["clip"],
-            "frames_dir": None,
-            "video_path": None,
-            "n_frames": 0,
-            "fps": FPS,
-            "onset": coded["onset"],
-            "apex": coded["apex"],
-            "offset": coded["offset"],
-            "emotion": coded["emotion"],
-            "aus": coded["aus"],
-            "au_sides": coded["au_sides"],
-            "au_intensities": coded["au_intensities"],
-            "camera": CAMERA,
-            "objective_class": coded["objective_class"],
-            "inducement_code": coded["inducement_code"],
-        }
+    table = sample_table(
+        coded, DATASET, fps=FPS, camera=CAMERA, extra=("objective_class", "inducement_code")
     )
     if fixes:
         table = apply_fixes(table, DATASET)
@@ -363,32 +334,14 @@ def load_samm(
     # the sheet's own errors first (apex outside the clip...), before looking at frames
     validate(table, check_frames=False, source=str(sheet_path))
 
-    problems: list[str] = []
-    keep: list[bool] = []
-    dirs: list[str] = []
-    counts: list[int] = []
+    clips = []
     for r in table.itertuples(index=False):
         sid = r.subject.split("/", 1)[1]
-        subj_dir = child_dir(frames_root, sid)
-        folder = (subj_dir or frames_root / sid) / r.clip
-        nums = last_number_frames(folder)
-        dirs.append(str(folder))
-        counts.append(int(nums.size))
-        if nums.size == 0:
-            problems.append(f"{sid}/{r.clip}: no frames in {folder}")
-            keep.append(False)
-            continue
-        gone = missing_frames(nums, int(r.onset), int(r.offset))
-        if gone.size:
-            problems.append(
-                f"{sid}/{r.clip}: frames {ranges(gone)} of [{r.onset}, {r.offset}] missing in "
-                f"{folder} (on disk: {ranges(nums)})"
-            )
-            keep.append(False)
-            continue
-        keep.append(True)
+        folder = (child_dir(frames_root, sid) or frames_root / sid) / r.clip
+        clips.append((f"{sid}/{r.clip}", folder, r.onset, r.offset))
+    keep, counts, problems = check_clips(clips, lister=last_number_frames)
     report(problems, what=f"SAMM frames missing under {frames_root}", missing=missing)
-    table["frames_dir"] = dirs
+    table["frames_dir"] = [str(c[1]) for c in clips]
     table["n_frames"] = counts
     table = table[keep]
     table = validate(table, check_frames=False, source=str(sheet_path))
