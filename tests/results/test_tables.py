@@ -108,3 +108,35 @@ def test_rich_table(results: pd.DataFrame) -> None:
     out = buf.getvalue()
     assert "0.8000 / 85.00" in out and "**" not in out
     assert "0.5367 / 53.08" in out and "CDMER" in out
+
+
+def test_selection_table_oracle_vs_label_free() -> None:
+    from merkit.results.tables import ORACLE_LABEL, ORACLE_NOTE, selection_scores, selection_table
+
+    r = rows("sa", {"Exp.9": (0.6030, 60.56), "Exp.10": (0.5243, 51.54)}, "oracle", '{"k":31}')
+    r += rows("sa", {"Exp.9": (0.5189, 52.11), "Exp.10": (0.4639, 46.15)}, "reverse")
+    r += rows("sa", {"Exp.9": (0.4292, 47.89), "Exp.10": (0.3741, 37.69)}, "default")
+    r += rows("svm", {"Exp.9": (0.48, 52.11), "Exp.10": (0.5367, 53.08)}, "oracle")
+    r += rows("svm", {"Exp.9": (0.48, 52.11), "Exp.10": (0.5367, 53.08)}, "reverse")
+    r += rows("sa", {"Exp.9": (0.1, 10.0)}, "none", '{"k":1}')  # grid rows are ignored
+    f1, acc, gap = selection_scores(pd.DataFrame(r))
+    assert list(f1.index) == [("svm", "oracle"), ("svm", "reverse"), ("sa", "oracle"),
+                              ("sa", "reverse"), ("sa", "default")]  # fmt: skip
+    assert gap.loc[("sa", "reverse"), "Exp.9"] == pytest.approx(0.6030 - 0.5189)
+    assert gap.loc[("sa", "reverse"), "TYPE-II"] == pytest.approx(
+        (0.6030 + 0.5243) / 2 - (0.5189 + 0.4639) / 2)  # fmt: skip
+    assert gap.loc[("sa", "oracle"), "Exp.10"] == 0.0
+    t = selection_table(pd.DataFrame(r))
+    assert list(t.columns) == ["Exp.9", "Exp.10", "TYPE-II"]
+    assert t.loc[("sa", ORACLE_LABEL), "Exp.9"] == "0.6030 / 60.56"
+    assert t.loc[("sa", "reverse"), "Exp.9"] == "0.5189 / 52.11 (+0.0841)"
+    assert t.loc[("sa", "default"), "Exp.10"] == "0.3741 / 37.69 (+0.1502)"
+    assert t.loc[("svm", "reverse"), "TYPE-II"].endswith("(+0.0000)")
+    assert t.attrs["note"].startswith(ORACLE_NOTE)
+    md = to_markdown(t)
+    assert "| sa     | oracle*   | 0.6030 / 60.56           |" in md.splitlines()[4]
+    buf = io.StringIO()
+    Console(file=buf, width=200).print(to_rich(t, title="oracle vs label-free"))
+    assert "0.5189 / 52.11 (+0.0841)" in buf.getvalue()
+    with pytest.raises(ValueError, match="no selection rows"):
+        selection_table(pd.DataFrame(rows("sa", {"Exp.9": (0.1, 10.0)})))

@@ -33,7 +33,21 @@ from merkit.results.store import RESULT_COLUMNS, ResultStore, params_to_json, re
 
 log = logging.getLogger(__name__)
 
-__all__ = ["UnitResult", "WorkUnit", "cdmer_units", "run_cdmer", "run_unit"]
+__all__ = [
+    "GRID_FILE",
+    "PUBLISHED_NAMES",
+    "SELECTIONS",
+    "GridRun",
+    "UnitResult",
+    "WorkUnit",
+    "cdmer_units",
+    "grid_points",
+    "published_names",
+    "read_grid",
+    "run_cdmer",
+    "run_grid",
+    "run_unit",
+]
 
 PROTOCOL = "cdmer"
 
@@ -350,3 +364,643 @@ def _row_keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
         result_key(r.protocol, r.task, r.method, r.selection, r.params, r.seed, r.data)
         for r in df.itertuples(index=False)
     ]
+
+
+# ============================================================================ grid runs
+#: name of the per-grid-point table written next to the results store
+GRID_FILE = "grid.csv"
+
+#: constructor parameter name -> the name the CDMER papers use, per registry method
+PUBLISHED_NAMES: dict[str, dict[str, str]] = {
+    "ulsif": {"weighting__lam": "lambda"},
+    "tca": {"n_components": "k"},
+    "gfk": {"n_components": "k"},
+    "sa": {"n_components": "k"},
+    "tkl": {"damping": "zeta"},
+    "stm": {"lam": "lambda"},
+    "tsrg": {"lam": "lambda"},
+    "drfs_t": {"lam": "lambda"},
+    "drls": {"lam": "lambda"},
+}
+
+#: selections written as results rows besides one per label-free criterion
+SELECTIONS: tuple[str, ...] = ("oracle", "default")
+
+#: TGSR parameters the fast path handles (others must be left at their defaults)
+_TGSR_AXES = ("kappa", "xi")
+_TGSR_CONST = ("group_size", "tol", "max_iter")
+
+
+def published_names(method: str, params: Mapping | str) -> dict:
+    """Hyper-parameters renamed to the papers' names (``{"n_components": 24}`` of TCA ->
+    ``{"k": 24}``; uLSIF ``weighting__lam`` -> ``lambda``); other names are kept."""
+    p = json.loads(params) if isinstance(params, str) else dict(params)
+    names = PUBLISHED_NAMES.get(str(method).lower(), {})
+    return {names.get(k, k): v for k, v in p.items()}
+
+
+def grid_points(
+    method: str,
+    grid: str | Mapping[str, Sequence[Mapping] | Mapping],
+    n_source: int,
+    n_target: int,
+) -> list[dict]:
+    """The parameter points of ``method`` on a task with ``n_source`` / ``n_target`` rows.
+
+    Parameters
+    ----------
+    grid : "published", "default" or mapping
+        ``"published"``: the benchmark's search space
+        (:func:`merkit.adapt.selection.published_grid`; TCA / GFK / SA k = 1..kmax of the
+        task); ``"default"``: the documented default point only
+        (:data:`merkit.adapt.selection.DEFAULTS`); a mapping ``{method: [params, ...]}``
+        (or one params dict) gives the points explicitly.
+    """
+    from merkit.adapt.selection import DEFAULTS, published_grid
+
+    key = str(method).lower()
+    if isinstance(grid, str):
+        if grid == "published":
+            return published_grid(key, n_source, n_target)
+        if grid == "default":
+            return [dict(DEFAULTS.get(key, {}))]
+        raise ValueError(f"grid must be 'published', 'default' or a mapping, got {grid!r}")
+    if key not in grid:
+        raise ValueError(f"grid mapping has no entry for method {key!r} (has {sorted(grid)})")
+    points = grid[key]
+    return [dict(points)] if isinstance(points, Mapping) else [dict(p) for p in points]
+
+
+def _default_index(method: str, points: Sequence[Mapping]) -> int | None:
+    """Position of the documented default point among ``points`` (None if absent)."""
+    from merkit.adapt.selection import DEFAULTS
+
+    want = params_to_json(DEFAULTS.get(method, {}))
+    for i, p in enumerate(points):
+        if params_to_json(p) == want:
+            return i
+    for i, p in enumerate(points):
+        if _is_default(method, dict(p)):
+            return i
+    return None
+
+
+def _is_default(method: str, params: dict) -> bool:
+    """Whether ``params`` is the method's documented default point."""
+    from merkit.adapt.selection import DEFAULTS
+
+    dflt = DEFAULTS.get(method, {})
+    keys = set(params) | set(dflt)
+    if not keys:
+        return True
+    have = make_method(method, params).get_params(deep=True)
+    ref = make_method(method).get_params(deep=True)
+    return all(k in have and have[k] == ref.get(k) for k in keys)
+
+
+@dataclass(frozen=True)
+class _TaskData:
+    """Arrays of one task, built once in the parent process (shared with the workers)."""
+
+    Xs: np.ndarray
+    ys: np.ndarray
+    Xt: np.ndarray
+    yt: np.ndarray
+    sample: np.ndarray
+    clip: np.ndarray
+
+
+def _task_data(task: CdmerTask, features: Mapping[str, FeatureSet]) -> _TaskData:
+    src, tgt = features[task.source], features[task.target]
+    _check_pair(src, tgt, task)
+    _, split = stack_domains(src.table, tgt.table)  # leakage-checked, as run_unit
+    X = np.vstack([src.X, tgt.X]).astype(np.float64)
+    y = np.concatenate([src.y, tgt.y])
+    rows = split.test_idx - len(src)
+    return _TaskData(
+        Xs=np.ascontiguousarray(X[split.train_idx]),
+        ys=y[split.train_idx],
+        Xt=np.ascontiguousarray(X[split.test_idx]),
+        yt=y[split.test_idx],
+        sample=rows,
+        clip=tgt.table["clip"].astype(str).to_numpy()[rows],
+    )
+
+
+def _neg_entropy(S: np.ndarray | None) -> float:
+    from merkit.adapt.selection import _softmax_entropy
+
+    return float("nan") if S is None else -float(_softmax_entropy(S).mean())
+
+
+def _fit_grid_point(unit: WorkUnit, td: _TaskData, criteria: Sequence[str], n_folds: int) -> dict:
+    """Fit one grid point as :func:`run_unit` does, then its label-free criteria."""
+    from merkit.adapt import selection as sel
+
+    X = np.vstack([td.Xs, td.Xt])
+    y = np.r_[td.ys, np.full(len(td.Xt), MASKED_LABEL, dtype=np.int64)]
+    sd = np.r_[np.ones(len(td.Xs), dtype=np.int64), -np.ones(len(td.Xt), dtype=np.int64)]
+    est = make_method(unit.method, **unit.params)
+    if "random_state" in est.get_params() and "random_state" not in unit.params:
+        est.set_params(random_state=unit.seed)
+    t0 = time.perf_counter()
+    est.fit(X, y, sample_domain=sd)
+    pred = np.asarray(est.predict(td.Xt))
+    seconds = time.perf_counter() - t0
+    vals: dict[str, float] = {}
+    for c in criteria:
+        if c == "entropy":
+            vals[c] = _neg_entropy(sel.target_scores(est, td.Xt))
+        elif c == "class_entropy":
+            vals[c] = sel._class_entropy(pred)
+        elif c == "reverse":
+            vals[c] = sel._reverse(unit.method, unit.params, td.Xs, td.ys, td.Xt, pred)
+        elif c == "iwcv":
+            vals[c] = sel._iwcv(unit.method, unit.params, td.Xs, td.ys, td.Xt, n_folds, unit.seed)
+    return {"key": unit.key, "y_pred": pred, "criteria": vals, "seconds": seconds,
+            "criteria_seconds": time.perf_counter() - t0 - seconds}  # fmt: skip
+
+
+def _tgsr_setting(unit: WorkUnit) -> tuple | None:
+    """``(consts, kappa, xi)`` when the TGSR fast path can run ``unit``, else None."""
+    if unit.method != "tgsr":
+        return None
+    p = unit.params
+    if not set(p) <= {*_TGSR_AXES, *_TGSR_CONST}:
+        return None
+    from merkit.adapt.tgsr import TransferGroupSparseRegression
+
+    d = TransferGroupSparseRegression().get_params()
+    consts = tuple((k, p.get(k, d[k])) for k in _TGSR_CONST)
+    return consts, int(p.get("kappa", d["kappa"])), float(p.get("xi", d["xi"]))
+
+
+def _tgsr_scores(prob, K: np.ndarray, kappas: list[int], xi: float, consts: dict) -> np.ndarray:
+    """Target label scores (n_kappa, n_rows, c) of one xi (dual path, no C formed)."""
+    from merkit.adapt.tgsr import tgsr_dual_path
+
+    A, _ = tgsr_dual_path(prob, kappas, xi, tol=consts["tol"], max_iter=consts["max_iter"])
+    sc = prob.row_scale(xi)
+    return np.einsum("ben,kbnc->kec", K, A * sc[None, None, :, None])
+
+
+def _tgsr_forward(
+    units: list[WorkUnit], td: _TaskData, consts: tuple, xi: float, criteria: Sequence[str]
+) -> list[dict]:
+    """Every kappa of one xi of TGSR in one dual path: predictions, entropy, class_entropy.
+
+    Equal to fitting :class:`~merkit.adapt.tgsr.TransferGroupSparseRegression` per point
+    (same ALM iterates); ``reverse`` / ``iwcv`` are left to :func:`_tgsr_reverse`.
+    """
+    from merkit.adapt import selection as sel
+    from merkit.adapt.tgsr import TGSRProblem, block_ids
+
+    c = dict(consts)
+    t0 = time.perf_counter()
+    g = block_ids(td.Xs.shape[1], None, c["group_size"])
+    classes, codes = np.unique(td.ys, return_inverse=True)
+    prob = TGSRProblem.from_data(td.Xs, np.eye(len(classes))[codes], td.Xt, g)
+    K = prob.cross_gram(td.Xt)
+    kappas = [_tgsr_setting(u)[1] for u in units]
+    S = _tgsr_scores(prob, K, kappas, xi, c)
+    seconds = (time.perf_counter() - t0) / len(units)
+    out = []
+    for u, s in zip(units, S, strict=True):
+        pred = classes[np.argmax(s, axis=1)]
+        vals = {}
+        if "entropy" in criteria:
+            vals["entropy"] = _neg_entropy(s)
+        if "class_entropy" in criteria:
+            vals["class_entropy"] = sel._class_entropy(pred)
+        out.append({"key": u.key, "y_pred": pred, "criteria": vals, "seconds": seconds,
+                    "criteria_seconds": 0.0})  # fmt: skip
+    return out
+
+
+def _tgsr_reverse(
+    td: _TaskData, consts: tuple, pseudo: np.ndarray, points: list[tuple[tuple, int, float]]
+) -> list[tuple[tuple, float]]:
+    """Reverse validation of TGSR points that share one target pseudo-labelling.
+
+    The swapped problem (pseudo-labelled target as source) depends on the labels only,
+    so it is built once and every (kappa, xi) of ``points`` (key, kappa, xi) is scored
+    on the true source labels with the dual path; equal to
+    :func:`merkit.adapt.selection.score_unlabelled` (``"reverse"``) per point.
+    """
+    from sklearn.metrics import f1_score
+
+    from merkit.adapt.tgsr import TGSRProblem, block_ids
+
+    if np.unique(pseudo).size < 2:
+        return [(key, 0.0) for key, _, _ in points]
+    c = dict(consts)
+    g = block_ids(td.Xt.shape[1], None, c["group_size"])
+    classes, codes = np.unique(pseudo, return_inverse=True)
+    prob = TGSRProblem.from_data(td.Xt, np.eye(len(classes))[codes], td.Xs, g)
+    K = prob.cross_gram(td.Xs)
+    by_xi: dict[float, list[tuple[tuple, int]]] = {}
+    for key, kappa, xi in points:
+        by_xi.setdefault(xi, []).append((key, kappa))
+    out = []
+    for xi, items in by_xi.items():
+        S = _tgsr_scores(prob, K, [k for _, k in items], xi, c)
+        for (key, _), s in zip(items, S, strict=True):
+            back = classes[np.argmax(s, axis=1)]
+            out.append((key, float(f1_score(td.ys, back, average="macro"))))
+    return out
+
+
+@dataclass
+class GridRun:
+    """What :func:`run_grid` produced.
+
+    Attributes
+    ----------
+    grid : DataFrame
+        The rows of ``grid.csv`` of the requested units (one per task, method, params,
+        seed), in unit order.
+    selected : DataFrame
+        The selection results rows (``oracle``, one per criterion, ``default``) per
+        (task, method, seed).
+    computed, resumed : int
+        Grid points fitted now / taken from the store and ``grid.csv``.
+    criteria_only : int
+        Grid points whose fit was stored but some criterion was computed now.
+    seconds : float
+        Wall time.
+    """
+
+    grid: pd.DataFrame
+    selected: pd.DataFrame
+    computed: int
+    resumed: int
+    criteria_only: int
+    seconds: float
+
+
+def _encode_pred(pred: np.ndarray) -> str:
+    return json.dumps(np.asarray(pred).tolist(), separators=(",", ":"))
+
+
+def read_grid(directory: str | Path) -> pd.DataFrame:
+    """``DIR/grid.csv`` as a DataFrame (empty when absent); ``criteria`` and ``y_pred``
+    stay JSON strings."""
+    path = Path(directory) / GRID_FILE
+    if not path.is_file():
+        return pd.DataFrame()
+    str_cols = ("protocol", "task", "source", "target", "method", "selection", "params",
+                "published_params", "data", "labels", "created", "criteria", "y_pred")  # fmt: skip
+    df = pd.read_csv(path, dtype={c: str for c in str_cols}, keep_default_na=False, na_values=[])
+    for c in ("mean_f1", "uar", "accuracy", "seconds", "criteria_seconds", "score",
+              "entropy", "class_entropy", "reverse", "iwcv"):  # fmt: skip
+        if c in df.columns:
+            df[c] = pd.to_numeric(df[c].replace("", np.nan)).astype(float)
+    return df
+
+
+def _write_grid(directory: Path, rows: Mapping[tuple, dict]) -> None:
+    from merkit.results.store import _atomic_write_csv
+
+    df = pd.DataFrame(list(rows.values()))
+    first = [c for c in _GRID_COLUMNS if c in df.columns]
+    df = df[first + [c for c in df.columns if c not in first]]
+    _atomic_write_csv(df, directory / GRID_FILE)
+
+
+_GRID_COLUMNS = (*RESULT_COLUMNS, "published_params", "seconds", "criteria_seconds",
+                 "criteria", "entropy", "class_entropy", "reverse", "iwcv", "y_pred")  # fmt: skip
+
+
+def _grid_key(row: Mapping) -> tuple[str, ...]:
+    return result_key(row["protocol"], row["task"], row["method"], "none", row["params"],
+                      row["seed"], row.get("data", ""))  # fmt: skip
+
+
+def run_grid(
+    features: Mapping[str, FeatureSet],
+    methods: str | Sequence[str],
+    *,
+    grid: str | Mapping[str, Sequence[Mapping] | Mapping] = "published",
+    tasks: Iterable[CdmerTask | int | str] | None = None,
+    seed: int | Sequence[int] = 0,
+    store: ResultStore | str | Path,
+    n_jobs: int = 1,
+    criteria: Sequence[str] = ("reverse", "class_entropy", "entropy"),
+    progress: bool = True,
+    extra: Mapping | None = None,
+    n_folds: int = 5,
+    flush_every: int = 50,
+    fast: bool = True,
+    expensive_sample: int | None = 1000,
+) -> GridRun:
+    """Run every grid point of several methods on the CDMER tasks, then select.
+
+    Every grid point is a unit (``selection="none"``, params in the key) stored in
+    ``store`` with its predictions, and a row of ``store.directory / "grid.csv"`` with the
+    same metric columns plus ``published_params`` (the papers' names),
+    ``criteria`` (JSON list of the criteria computed), one column per criterion value,
+    ``seconds`` (fit + predict) and ``y_pred`` (JSON list of the target predictions).
+    Then, per (task, method, seed), results rows are written with ``selection`` =
+    ``"oracle"`` (best mean-F1 over the grid: scored with the target labels, the papers'
+    protocol), each criterion name (its max over the grid; never sees a target label)
+    and ``"default"`` (the documented default point, when the grid holds it). Those keys
+    ignore params, so a re-run replaces them. Ties: :func:`merkit.adapt.selection.select`.
+
+    Parameters
+    ----------
+    features : mapping of str to FeatureSet
+    methods : str or sequence of str
+        Registry names.
+    grid : "published", "default" or mapping
+        See :func:`grid_points`.
+    tasks, seed : as :func:`run_cdmer`.
+    store : ResultStore or path
+    n_jobs : int
+        Parallel worker processes (joblib) over units; the numbers equal a serial run.
+    criteria : sequence of str
+        Label-free criteria (:data:`merkit.adapt.selection.CRITERIA`).
+    extra : mapping, optional
+        Constant columns added to every results and grid row.
+    n_folds : int
+        IWCV folds.
+    flush_every : int
+        Write the store and ``grid.csv`` after this many new points (and at most every
+        twice the time the last write took, so writes never dominate a long grid).
+    expensive_sample : int or None
+        ``reverse`` and ``iwcv`` refit every grid point (with swapped domains / per
+        fold); on a (task, method) grid of more than this many points they are computed
+        on ``expensive_sample`` evenly spaced points of the grid order only (positions
+        ``round(linspace(0, n - 1, expensive_sample))``), NaN elsewhere, so their pick
+        is the best of that subsample. ``entropy`` and ``class_entropy`` are always
+        computed on every point. None: every point.
+    fast : bool
+        Route TGSR points through the dual path (every kappa of one xi at once; reverse
+        validation grouped by the target pseudo-labelling). Same predictions and
+        criterion values as per-point fits.
+
+    Resuming: a point whose key is in the store and whose ``grid.csv`` row holds every
+    requested criterion is not recomputed; one whose row lacks a criterion is refitted
+    (TGSR ``reverse`` is computed from the stored predictions alone).
+    """
+    from merkit.adapt import selection as sel
+
+    t_start = time.perf_counter()
+    bad = [c for c in criteria if c not in sel.CRITERIA]
+    if bad:
+        raise ValueError(f"unknown criteria {bad}; expected some of {sel.CRITERIA}")
+    criteria = list(dict.fromkeys(criteria))
+    names = [methods] if isinstance(methods, str) else list(methods)
+    names = [str(m).strip().lower() for m in names]
+    if not names:
+        raise ValueError("no method given")
+    if not isinstance(store, ResultStore):
+        store = ResultStore(store)
+    probe = cdmer_units(features, names[0], tasks=tasks, seeds=seed)  # checks tasks / method
+    task_list = list(dict.fromkeys(u.task for u in probe))
+    seeds = list(dict.fromkeys(u.seed for u in probe))
+    tdata = {t: _task_data(t, features) for t in task_list}
+
+    # ---------------------------------------------------------------- units
+    units: list[WorkUnit] = []
+    seen: set[tuple] = set()
+    prints = {
+        t: f"{features[t.source].fingerprint()}>{features[t.target].fingerprint()}"
+        for t in task_list
+    }
+    for m in names:
+        for t in task_list:
+            td = tdata[t]
+            pts = grid_points(m, grid, len(td.Xs), len(td.Xt))
+            checked: set[str] = set()
+            for p in pts:
+                shape = json.dumps(sorted(p))
+                if shape not in checked:  # unknown names / parameters fail before any fit
+                    make_method(m, **p)
+                    checked.add(shape)
+                for s in seeds:
+                    u = WorkUnit(t, m, params_to_json(p), s, data=prints[t])
+                    if u.key not in seen:
+                        units.append(u)
+                        seen.add(u.key)
+    by_key = {u.key: u for u in units}
+    cheap = [c for c in criteria if c in ("entropy", "class_entropy")]
+    sampled: set[tuple] = set()  # units that get the expensive criteria
+    groups_mt: dict[tuple, list[WorkUnit]] = {}
+    for u in units:
+        groups_mt.setdefault((u.task, u.method, u.seed), []).append(u)
+    for us in groups_mt.values():
+        if expensive_sample is None or len(us) <= expensive_sample:
+            sampled.update(u.key for u in us)
+        else:
+            pos = np.unique(np.round(np.linspace(0, len(us) - 1, int(expensive_sample))))
+            sampled.update(us[int(i)].key for i in pos)
+            log.info("%s %s: reverse / iwcv on %d of %d grid points (evenly spaced)",
+                     us[0].task.name, us[0].method, len(pos), len(us))  # fmt: skip
+
+    def wanted(u: WorkUnit) -> list[str]:
+        return list(criteria) if u.key in sampled else [c for c in criteria if c in cheap]
+
+    # ---------------------------------------------------------------- resume state
+    rows: dict[tuple, dict] = {}
+    old = read_grid(store.directory)
+    for r in old.to_dict("records"):
+        rows[_grid_key(r)] = r
+    stored = store.keys()
+
+    def have(key) -> set[str]:
+        r = rows.get(key)
+        if r is None or key not in stored:
+            return set()
+        return {"_fit", *json.loads(r.get("criteria") or "[]")}
+
+    need_fit: list[WorkUnit] = []
+    need_rev: list[WorkUnit] = []  # TGSR fast path: only reverse missing
+    for u in units:
+        got = have(u.key)
+        missing = [c for c in wanted(u) if c not in got]
+        if "_fit" not in got:
+            need_fit.append(u)
+        elif missing:
+            if fast and _tgsr_setting(u) is not None and missing == ["reverse"]:
+                need_rev.append(u)
+            else:
+                need_fit.append(u)
+    resumed = len(units) - len(need_fit) - len(need_rev)
+    if resumed:
+        log.info("resume: %d of %d grid points already in %s", resumed, len(units), store)
+
+    # ---------------------------------------------------------------- jobs
+    jobs: list[tuple] = []  # (n_units, callable, args)
+    tg_groups: dict[tuple, list[WorkUnit]] = {}
+    for u in need_fit:
+        s = _tgsr_setting(u) if fast and "iwcv" not in wanted(u) else None
+        if s is None:
+            jobs.append((1, _fit_grid_point, (u, tdata[u.task], wanted(u), n_folds)))
+        else:
+            tg_groups.setdefault((u.task, u.seed, u.data, s[0], s[2]), []).append(u)
+    for (task, _, _, consts, xi), us in tg_groups.items():
+        crit = [c for c in criteria if c in cheap]
+        jobs.append((len(us), _tgsr_forward, (us, tdata[task], consts, xi, crit)))
+
+    pending: list[tuple[dict, pd.DataFrame]] = []
+    state = {"last": time.perf_counter(), "cost": 0.0, "dirty": False}
+
+    def record(unit: WorkUnit, pred: np.ndarray, vals: dict, seconds: float, csec: float):
+        td = tdata[unit.task]
+        res = UnitResult(unit, td.yt, pred, td.sample, td.clip, seconds)
+        row, preds = res.record(extra)
+        pending.append((row, preds))
+        prev = rows.get(unit.key, {})
+        keep = {c: prev[c] for c in sel.CRITERIA if c in prev and c in json.loads(
+            prev.get("criteria") or "[]") and c not in vals}  # fmt: skip
+        done = sorted({*keep, *vals})
+        rows[unit.key] = {
+            **row,
+            "published_params": params_to_json(published_names(unit.method, unit.params)),
+            "criteria_seconds": round(csec, 4),
+            "criteria": json.dumps(done),
+            **keep,
+            **vals,
+            "y_pred": _encode_pred(pred),
+        }
+        state["dirty"] = True
+
+    def flush(force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and (len(pending) < flush_every or now - state["last"] < 2 * state["cost"]):
+            return
+        if pending:
+            store.add_records(pending)
+            pending.clear()
+        if state["dirty"]:
+            _write_grid(store.directory, rows)
+            state["dirty"] = False
+        state["last"] = time.perf_counter()
+        state["cost"] = state["last"] - now
+
+    n_new = sum(n for n, _, _ in jobs)
+    with Progress(
+        TextColumn("[bold]grid[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=not progress,
+    ) as bar:
+        job = bar.add_task("fits", total=n_new)
+        try:
+            for outs in _execute(jobs, n_jobs):
+                for o in outs if isinstance(outs, list) else [outs]:
+                    u = by_key[o["key"]]
+                    record(u, o["y_pred"], o["criteria"], o["seconds"], o["criteria_seconds"])
+                    bar.advance(job)
+                flush()
+            flush(force=True)
+            # TGSR reverse validation, grouped by pseudo-labelling
+            if fast and "reverse" in criteria:
+                todo = [
+                    u
+                    for u in units
+                    if u.key in sampled
+                    and _tgsr_setting(u) is not None
+                    and "reverse" not in json.loads(rows[u.key].get("criteria") or "[]")
+                ]
+                groups: dict[tuple, list] = {}
+                for u in todo:
+                    consts, kappa, xi = _tgsr_setting(u)
+                    pj = rows[u.key]["y_pred"]
+                    groups.setdefault((u.task, consts, pj), []).append((u.key, kappa, xi))
+                rjobs = [
+                    (len(pts), _tgsr_reverse,
+                     (tdata[task], consts, np.asarray(json.loads(pj)), pts))
+                    for (task, consts, pj), pts in groups.items()
+                ]  # fmt: skip
+                rjob = bar.add_task("TGSR reverse", total=len(todo))
+                for outs in _execute(rjobs, n_jobs):
+                    for key, v in outs:
+                        r = rows[key]
+                        r["reverse"] = v
+                        r["criteria"] = json.dumps(sorted({*json.loads(r["criteria"]), "reverse"}))
+                        bar.advance(rjob)
+                    state["dirty"] = True
+                    if time.perf_counter() - state["last"] > max(30.0, 2 * state["cost"]):
+                        flush(force=True)
+        finally:
+            flush(force=True)
+
+    # ---------------------------------------------------------------- selections
+    grid_df = pd.DataFrame([rows[u.key] for u in units])
+    selected = _select_rows(grid_df, units, tdata, criteria, extra)
+    if selected:
+        store.add_records(selected)
+    sel_df = pd.DataFrame([r for r, _ in selected])
+    return GridRun(
+        grid=grid_df,
+        selected=sel_df,
+        computed=len(need_fit),
+        resumed=resumed,
+        criteria_only=len(need_rev),
+        seconds=time.perf_counter() - t_start,
+    )
+
+
+def _execute(jobs: list[tuple], n_jobs: int):
+    """Run ``(n, func, args)`` jobs, yielding results in job order (serial for n_jobs=1)."""
+    if n_jobs == 1 or len(jobs) <= 1:
+        for _, func, args in jobs:
+            yield func(*args)
+        return
+    from joblib import Parallel, delayed
+
+    yield from Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(func)(*args) for _, func, args in jobs
+    )
+
+
+def _select_rows(
+    grid_df: pd.DataFrame,
+    units: list[WorkUnit],
+    tdata: Mapping[CdmerTask, _TaskData],
+    criteria: Sequence[str],
+    extra: Mapping | None,
+) -> list[tuple[dict, pd.DataFrame]]:
+    """Oracle, label-free and default picks of every (task, method, seed, data) group."""
+    from merkit.adapt.selection import select
+
+    out = []
+    if grid_df.empty:
+        return out
+    g = grid_df.assign(_unit=range(len(grid_df)))
+    for (_, method, _, _), grp in g.groupby(["task", "method", "seed", "data"], sort=False):
+        on = grp.reset_index(drop=True)
+        picks: list[tuple[str, pd.Series, float]] = []
+        if len(on):
+            best = select(on, "mean_f1", method=method)
+            picks.append(("oracle", best, float(best["mean_f1"])))
+            for c in criteria:
+                col = pd.to_numeric(on.get(c), errors="coerce") if c in on else None
+                if col is None or not np.isfinite(col.to_numpy(dtype=float)).any():
+                    log.warning("%s %s: no finite %r value; no %r row",
+                                grp["task"].iloc[0], method, c, c)  # fmt: skip
+                    continue
+                r = select(on, c, method=method)
+                picks.append((c, r, float(r[c])))
+        dflt = _default_index(method, [json.loads(p) for p in on["params"]])
+        if dflt is not None:
+            picks.append(("default", on.iloc[dflt], float("nan")))
+        else:
+            log.info("%s %s: the default point is not in the grid; no 'default' row",
+                     grp["task"].iloc[0], method)  # fmt: skip
+        for name, r, value in picks:
+            u = units[int(r["_unit"])]
+            td = tdata[u.task]
+            pred = np.asarray(json.loads(r["y_pred"]), dtype=td.yt.dtype)
+            row, preds = ResultStore.make_record(
+                protocol=u.protocol, task=u.task.name, source=u.task.source,
+                target=u.task.target, method=u.method, selection=name, params=u.params_json,
+                seed=u.seed, data=u.data, y_true=td.yt, y_pred=pred, fold="",
+                sample=td.sample, clip=td.clip,
+                extra={**(extra or {}), "seconds": r["seconds"], "grid_points": len(on),
+                       "score": value},
+            )  # fmt: skip
+            out.append((row, preds))
+    return out

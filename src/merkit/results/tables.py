@@ -22,7 +22,16 @@ from merkit.protocols.cdmer import TASKS, TYPES, CdmerTask, get_task
 
 log = logging.getLogger(__name__)
 
-__all__ = ["cdmer_scores", "cdmer_table", "to_markdown", "to_rich"]
+__all__ = [
+    "ORACLE_LABEL",
+    "ORACLE_NOTE",
+    "cdmer_scores",
+    "cdmer_table",
+    "selection_scores",
+    "selection_table",
+    "to_markdown",
+    "to_rich",
+]
 
 _ROW_LEVELS = ("method", "selection", "params")
 _MISSING = "-"
@@ -164,6 +173,107 @@ def cdmer_table(
             column.append(f"{sa} / {sb}")
         data[col] = column
     return pd.DataFrame(data, index=f1.index, columns=list(f1.columns), dtype=object)
+
+
+#: how oracle rows are labelled in selection tables, and the note explaining it
+ORACLE_LABEL = "oracle*"
+ORACLE_NOTE = "oracle*: best grid point scored with target labels (the papers' protocol)"
+
+
+def selection_scores(
+    results: pd.DataFrame,
+    *,
+    tasks: Iterable | None = None,
+    all_tasks: bool = False,
+    averages: bool = True,
+    protocol: str | None = "cdmer",
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Numeric oracle-vs-label-free tables from selection rows.
+
+    Parameters
+    ----------
+    results : DataFrame
+        Results rows; only those with ``selection != "none"`` are used (the rows
+        :func:`merkit.protocols.runner.run_grid` writes: ``oracle``, one per criterion,
+        ``default``). Their params differ per task, so rows are (method, selection).
+    tasks, all_tasks, averages, protocol
+        As in :func:`cdmer_scores`.
+
+    Returns
+    -------
+    mean_f1, accuracy, gap : DataFrame
+        Index (method, selection), selections in the order oracle, the criteria (as
+        first seen), default; ``gap`` = oracle mean-F1 minus the row's mean-F1 (0 on the
+        oracle row, NaN where the method has no oracle row).
+    """
+    if "selection" not in results.columns:
+        raise ValueError("results have no 'selection' column; run a grid (run_grid) first")
+    df = results[results["selection"].astype(str) != "none"].copy()
+    if df.empty:
+        raise ValueError(
+            "no selection rows (oracle / criterion / default) among the results; "
+            "run a grid (merkit.protocols.runner.run_grid) first"
+        )
+    df["params"] = "{}"
+    f1, acc = cdmer_scores(
+        df, tasks=tasks, all_tasks=all_tasks, averages=averages, protocol=protocol
+    )
+    if not isinstance(f1.index, pd.MultiIndex):  # one selection only: keep the level
+        sel = df["selection"].astype(str).iloc[0]
+        idx = pd.MultiIndex.from_tuples([(m, sel) for m in f1.index], names=["method", "selection"])
+        f1.index = acc.index = idx
+    seen = list(dict.fromkeys(df["selection"].astype(str)))
+    rank = {s: i for i, s in enumerate(["oracle", *[s for s in seen if s not in ("oracle",
+            "default")], "default"])}  # fmt: skip
+    methods = list(dict.fromkeys(f1.index.get_level_values("method")))
+    order = sorted(f1.index, key=lambda k: (methods.index(k[0]), rank.get(k[1], len(rank))))
+    f1, acc = f1.loc[order], acc.loc[order]
+    gap = pd.DataFrame(np.nan, index=f1.index, columns=f1.columns)
+    for m in methods:
+        if (m, "oracle") in f1.index:
+            gap.loc[m] = (f1.loc[(m, "oracle")] - f1.loc[m]).to_numpy()
+    return f1, acc, gap
+
+
+def selection_table(
+    results: pd.DataFrame,
+    *,
+    tasks: Iterable | None = None,
+    all_tasks: bool = False,
+    averages: bool = True,
+    protocol: str | None = "cdmer",
+    f1_digits: int = 4,
+    acc_digits: int = 2,
+) -> pd.DataFrame:
+    """Per method, the oracle row and every label-free row side by side, with the gap.
+
+    Cells are ``"mean-F1 / accuracy"``; non-oracle cells end with ``(gap)``, the oracle
+    mean-F1 minus the row's (positive = the optimism of the oracle). Oracle rows are
+    labelled :data:`ORACLE_LABEL`, explained by :data:`ORACLE_NOTE` (also in
+    ``table.attrs["note"]``). Columns: tasks then TYPE averages (see :func:`cdmer_scores`).
+    """
+    f1, acc, gap = selection_scores(
+        results, tasks=tasks, all_tasks=all_tasks, averages=averages, protocol=protocol
+    )
+    data = {}
+    for col in f1.columns:
+        cells = []
+        for key, a, b, g in zip(f1.index, f1[col], acc[col], gap[col], strict=True):
+            if np.isnan(a) or np.isnan(b):
+                cells.append(_MISSING)
+                continue
+            cell = f"{a:.{f1_digits}f} / {b:.{acc_digits}f}"
+            if key[1] != "oracle" and not np.isnan(g):
+                cell += f" ({g:+.{f1_digits}f})"
+            cells.append(cell)
+        data[col] = cells
+    index = pd.MultiIndex.from_tuples(
+        [(m, ORACLE_LABEL if s == "oracle" else s) for m, s in f1.index],
+        names=["method", "selection"],
+    )
+    out = pd.DataFrame(data, index=index, columns=list(f1.columns), dtype=object)
+    out.attrs["note"] = ORACLE_NOTE + "; (x) = oracle mean-F1 minus this row's"
+    return out
 
 
 def _index_labels(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
