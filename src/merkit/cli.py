@@ -21,7 +21,14 @@ console = Console(stderr=False)
 err_console = Console(stderr=True)
 
 #: errors that are the user's input, reported as one line (no traceback)
-USER_ERRORS = (FileNotFoundError, NotADirectoryError, PermissionError, ValueError, KeyError)
+USER_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    PermissionError,
+    ValueError,
+    KeyError,
+)
 
 _state = {"debug": False}
 
@@ -106,17 +113,31 @@ def synth(
     out: Annotated[Path, typer.Argument(help="Folder to write the databases into.")],
     seed: SeedOption = 0,
     size: Annotated[str, typer.Option(help="tiny, default or large.")] = "default",
+    database: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--database",
+            help="Database to write (repeatable): CASME2, SMIC_HS, SMIC_VIS, SMIC_NIR, SAMM, "
+            "DFME. Default: the four CDMER databases.",
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing database folders.")] = False,
 ) -> None:
-    """Write synthetic micro-expression databases in the native CASME II / SMIC layouts."""
-    from merkit.data.synthetic import synthesize
+    """Write synthetic micro-expression databases in their native layouts and sheets."""
+    from merkit.data.synthetic import DEFAULT_DATABASES, synthesize
 
     try:
-        summary = synthesize(out, seed=seed, size=size)
+        names = tuple(n.strip().upper() for d in database or () for n in d.split(",") if n.strip())
+        summary = synthesize(
+            out, seed=seed, size=size, databases=names or DEFAULT_DATABASES, overwrite=overwrite
+        )
     except USER_ERRORS as exc:
         _fail(exc)
     console.print(f"wrote synthetic databases to {out}")
-    for name, info in summary.get("databases", summary).items():
-        console.print(f"  {name}: {info}")
+    for name, info in summary["databases"].items():
+        console.print(
+            f"  {name}: {info['clips']} clips, {info['subjects']} subjects, {info['path']}"
+        )
 
 
 @app.command()
@@ -293,21 +314,49 @@ def cdmer(
         typer.Option(help="Raw databases in native layouts; described with --descriptor."),
     ] = None,
     descriptor: DescriptorOption = None,
-    grid: GridOption = None,
-    jobs: JobsOption = 1,
+    block_grid: Annotated[
+        str | None,
+        typer.Option(
+            "--block-grid",
+            help="Block-grid levels of the descriptors with --data, e.g. 1,2,4,8.",
+        ),
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="Parallel workers (clips with --data; grid points).")
+    ] = 1,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
-    method: Annotated[str, typer.Option(help="Method registry name.")] = "svm",
+    method: Annotated[
+        str,
+        typer.Option(help="Method registry name, a comma list (svm,tca) or 'all' (every method)."),
+    ] = "svm",
+    grid: Annotated[
+        str,
+        typer.Option(
+            help="Hyper-parameters: 'default' (each method's documented default point, fast), "
+            "'published' (the papers' search spaces: oracle and label-free tables) or a JSON "
+            "file {method: [params, ...]}."
+        ),
+    ] = "default",
+    criterion: Annotated[
+        str,
+        typer.Option(help="Label-free criterion of the selection tables (with a grid)."),
+    ] = "reverse",
     out: OutOption = Path("merkit-out/cdmer"),
     seed: SeedOption = 0,
 ) -> None:
-    """Run the CDMER tasks whose two databases are present; print the paper-format table.
+    """Run the CDMER tasks whose two databases are present; print the paper-format tables.
 
     Give exactly one feature source: --features-dir (released .mat files), --features
-    (merkit .npz files) or --data (raw databases, with one or more --descriptor).
+    (merkit .npz files) or --data (raw databases, with one or more --descriptor). With
+    --grid published, every grid point is evaluated (DIR/grid.csv) and Tables 3 / 4 are
+    printed twice: under the oracle protocol (best point scored with target labels) and
+    with the label-free --criterion pick.
     """
     from merkit.pipeline import (
+        grid_tables,
         label_features,
+        load_param_grid,
         run_cdmer_on_data,
         run_cdmer_on_feature_files,
         run_cdmer_on_feature_npz,
@@ -321,29 +370,41 @@ def cdmer(
                 "give exactly one of --features-dir, --features or --data"
                 + (f" (got {' and '.join(given)})" if given else "")
             )
-        if data is None and (descriptor or grid):
-            raise ValueError("--descriptor and --grid describe raw databases: use them with --data")
+        if data is None and (descriptor or block_grid):
+            raise ValueError(
+                "--descriptor and --block-grid describe raw databases: use them with --data"
+            )
         if data is None and (cache is not None or no_cache):
             raise ValueError("--cache / --no-cache apply to --data only")
+        param_grid = load_param_grid(grid)
+        opts = dict(method=method, seed=seed, param_grid=param_grid, n_jobs=jobs,
+                    criterion=criterion)  # fmt: skip
         if features_dir is not None:
-            results, _ = run_cdmer_on_feature_files(features_dir, out, method=method, seed=seed)
+            results, _ = run_cdmer_on_feature_files(features_dir, out, **opts)
         elif features:
-            results, _ = run_cdmer_on_feature_npz(features, out, method=method, seed=seed)
+            results, _ = run_cdmer_on_feature_npz(features, out, **opts)
         else:
             results, _ = run_cdmer_on_data(
                 data,
                 out,
                 descriptors=descriptor or ["lbp_top:r3p8"],
-                method=method,
-                grid=grid,
-                n_jobs=jobs,
+                grid=block_grid,
                 cache=_cache_arg(cache, no_cache),
-                seed=seed,
                 console=console,
+                **opts,
             )
     except USER_ERRORS as exc:
         _fail(exc)
-    _show_table(label_features(results), "CDMER: mean-F1 / accuracy (%)")
+    if param_grid in (None, "default"):
+        _show_table(label_features(results), "CDMER: mean-F1 / accuracy (%)")
+    else:
+        from merkit.results.tables import to_rich
+
+        for title, table in grid_tables(results, criterion=criterion):
+            console.print(to_rich(table, title=title))
+            if "note" in table.attrs:
+                console.print(table.attrs["note"], highlight=False)
+        console.print(f"every grid point: {out / 'grid.csv'}")
     console.print(f"results: {out / 'results.csv'}  summary: {out / 'summary.md'}")
 
 
@@ -391,6 +452,128 @@ def agreement(
     console.print(table)
     console.print(f"P_bar = {result.P_bar:.4f}  P_e = {result.P_e:.4f}")
     console.print(f"Fleiss' kappa = {result.kappa:.4f} ({result.band})")
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise ValueError(
+            f"--seeds must be a comma list of integers like 0,1,2, got {text!r}"
+        ) from None
+    if not seeds:
+        raise ValueError("--seeds is empty")
+    return seeds
+
+
+@app.command()
+def train(
+    out: OutOption = Path("merkit-out/train"),
+    protocol: Annotated[
+        str, typer.Option(help="Evaluation protocol; 'cde' (MEGC 2019 composite, LOSO).")
+    ] = "cde",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Network registry name (fr, ststnet, ...).")
+    ] = "fr",
+    flows_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="MEGC 2019 flow folder (STSNet_whole_norm_u_v_os/ + "
+            "combined_3_class2_for_optical_flow.csv)."
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="CASME II / SMIC-HS / SAMM in native layouts: onset->apex TV-L1 flow images "
+            "are computed and cached."
+        ),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the model's preset).")] = (
+        None
+    ),
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: preset).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (default: preset).")] = None,
+    seeds: Annotated[str, typer.Option(help="Comma list of seeds, e.g. 0,1,2.")] = "0",
+    folds: Annotated[
+        int | None,
+        typer.Option(help="Run only K folds (a quick subset, round robin over the databases)."),
+    ] = None,
+    final: Annotated[
+        bool, typer.Option("--final", help="Also train one model on every subject.")
+    ] = False,
+    jobs: JobsOption = 1,
+    cache: CacheOption = None,
+    no_cache: NoCacheOption = False,
+) -> None:
+    """Train a flow network under a protocol; resumable (stored folds are not retrained)."""
+    from merkit.pipeline import run_train
+    from merkit.results.tables import to_rich
+
+    try:
+        if flows_dir is None and data is None:
+            raise ValueError("give --flows-dir (flow images) or --data (clips)")
+        result = run_train(
+            out, protocol=protocol, model=model, flows_dir=flows_dir, data_dir=data,
+            epochs=epochs, lr=lr, batch_size=batch_size, seeds=_seed_list(seeds), folds=folds,
+            final=final, cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console,
+        )  # fmt: skip
+    except USER_ERRORS as exc:
+        _fail(exc)
+    shown = result.summary.set_index(["method", "task"]).round(4)
+    console.print(to_rich(shown, title="CDE (LOSO, pooled): UF1 / UAR, mean over seeds"))
+    console.print(
+        f"folds trained {result.folds_done}, from cache {result.folds_cached}, "
+        f"{result.seconds:.1f} s"
+    )
+    console.print(f"results: {out / 'results.csv'}  weights: {result.weights_dir}")
+    if result.final_weights is not None:
+        console.print(f"final model: {result.final_weights}")
+
+
+@app.command()
+def predict(
+    clip: Annotated[Path, typer.Argument(help="Video file or folder of numbered frames.")],
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Weights file (.pth) with its model card.")
+    ],
+    model_name: Annotated[
+        str | None, typer.Option(help="Network name, only for weights without a model card.")
+    ] = None,
+    onset: Annotated[int | None, typer.Option(help="Onset frame (default: first).")] = None,
+    apex: Annotated[int | None, typer.Option(help="Apex frame (default: spotted).")] = None,
+    offset: Annotated[int | None, typer.Option(help="Offset frame (default: last).")] = None,
+    align: Annotated[
+        bool | None, typer.Option("--align/--no-align", help="Face alignment (default: card).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Predict the emotion of one clip: face -> apex -> TV-L1 flow -> network."""
+    import json
+
+    from rich.table import Table
+
+    from merkit.pipeline import run_predict
+
+    try:
+        got = run_predict(clip, model, model_name=model_name, onset=onset, apex=apex,
+                          offset=offset, align=align)  # fmt: skip
+    except USER_ERRORS as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(got.to_dict(), indent=2))
+        return
+    console.print(
+        f"{clip.name}: frames {got.onset}..{got.offset}, apex {got.apex} "
+        f"({'spotted' if got.apex_spotted else 'given'}), face {got.face}, model {got.model}",
+        highlight=False,
+    )
+    table = Table(title=f"prediction: {got.label}")
+    table.add_column("class")
+    table.add_column("probability", justify="right")
+    for name, p in got.probabilities.items():
+        table.add_row(f"[bold]{name}[/]" if name == got.label else name, f"{p:.4f}")
+    console.print(table)
 
 
 def main() -> None:

@@ -419,38 +419,203 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def parse_methods(method: str | Sequence[str]) -> list[str]:
+    """Registry names from ``"all"`` (every registry method, in registry order), a comma
+    list (``"svm,tca"``) or a sequence of such items; unknown names are an error."""
+    from merkit.adapt import METHODS
+
+    items = [method] if isinstance(method, str) else list(method)
+    names: list[str] = []
+    for item in items:
+        for part in str(item).split(","):
+            part = part.strip().lower()
+            if not part:
+                continue
+            names.extend(METHODS if part == "all" else [part])
+    if not names:
+        raise ValueError("no method given (a registry name, a comma list or 'all')")
+    bad = [n for n in names if n not in METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; known methods: {', '.join(sorted(METHODS))}")
+    return list(dict.fromkeys(names))
+
+
+def load_param_grid(grid: str | Path | dict | None) -> str | dict | None:
+    """``None`` / ``"default"`` / ``"published"`` as given; a path: a JSON file
+    ``{method: [params, ...]}``."""
+    import json
+
+    if grid is None or isinstance(grid, dict):
+        return grid
+    text = str(grid)
+    if text in ("default", "published"):
+        return text
+    path = Path(text)
+    if not path.is_file():
+        raise ValueError(
+            f"--grid must be 'default', 'published' or a JSON file of {{method: [params]}}; "
+            f"{text!r} is none of these"
+        )
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: expected a JSON object {{method: [params, ...]}}")
+    return {str(k).lower(): v for k, v in spec.items()}
+
+
+def _type_tables(results: pd.DataFrame, selection: str) -> list[tuple[str, pd.DataFrame]]:
+    """Tables 3 (TYPE-I) and 4 (TYPE-II) of the rows of one selection (those present)."""
+    from merkit.protocols.cdmer import get_task
+    from merkit.results.tables import cdmer_table
+
+    rows = results[results["selection"].astype(str) == selection].copy()
+    if rows.empty:
+        return []
+    rows["params"] = "{}"  # the chosen params differ per task
+    present = sorted({get_task(t) for t in rows["task"]}, key=lambda t: t.exp)
+    out = []
+    for number, typ, span in ((3, "TYPE-I", "Exp.1-6"), (4, "TYPE-II", "Exp.7-12")):
+        tasks = [t for t in present if t.type == typ]
+        if tasks:
+            out.append((f"Table {number} ({typ}, {span})",
+                        cdmer_table(rows, tasks=tasks, bold_best=True)))  # fmt: skip
+    return out
+
+
+def grid_tables(
+    results: pd.DataFrame, *, criterion: str = "reverse"
+) -> list[tuple[str, pd.DataFrame]]:
+    """The tables of a grid run: Tables 3 / 4 under the oracle protocol, Tables 3 / 4 with
+    the label-free ``criterion``'s picks, and the per-method oracle-vs-label-free table
+    (:func:`merkit.results.tables.selection_table`). Titles name the protocol."""
+    from merkit.results.tables import selection_table
+
+    res = label_features(results)
+    out = [(f"Oracle protocol (best grid point scored with target labels): {t}", df)
+           for t, df in _type_tables(res, "oracle")]  # fmt: skip
+    out += [(f"Label-free selection ({criterion}, no target label): {t}", df)
+            for t, df in _type_tables(res, criterion)]  # fmt: skip
+    sel = res[res["selection"].astype(str) != "none"]
+    if len(sel):
+        out.append(("Oracle vs label-free selection per method", selection_table(sel)))
+    return out
+
+
+def cdmer_grid_report(
+    results: pd.DataFrame,
+    *,
+    title: str,
+    criterion: str = "reverse",
+    notes: list[str] | None = None,
+) -> str:
+    """Markdown summary of a grid run (see :func:`grid_tables`)."""
+    from merkit.results.tables import ORACLE_NOTE, to_markdown
+
+    lines = [
+        f"# {title}",
+        "",
+        "Cells are mean-F1 / accuracy (%); TYPE-I = Exp.1-6, TYPE-II = Exp.7-12 "
+        "(averages over the tasks shown). The oracle protocol picks, per task, the grid "
+        "point with the best mean-F1 on the target labels (as the papers did): an "
+        f"optimistic upper bound. The label-free selection picks by {criterion!r} and never "
+        "sees a target label.",
+        "",
+    ]
+    for name, df in grid_tables(results, criterion=criterion):
+        lines += [f"## {name}", "", to_markdown(df), ""]
+        if "note" in df.attrs:
+            lines += [f"{df.attrs['note']}.", ""]
+    if not any(line.startswith("## ") for line in lines):
+        lines += ["(no selection rows)", ""]
+    lines += [f"- {ORACLE_NOTE}"]
+    for note in notes or []:
+        lines.append(f"- {note}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def run_cdmer_on_features(
     features: dict[str, FeatureSet],
     out_dir: str | Path,
     *,
-    method: str = "svm",
+    method: str | Sequence[str] = "svm",
     params: dict | list[dict] | None = None,
     seed: int = 0,
     progress: bool = True,
     title: str = "CDMER results",
     notes: list[str] | None = None,
     label: str | None = None,
+    param_grid: str | dict | None = None,
+    n_jobs: int = 1,
+    criterion: str = "reverse",
+    criteria: Sequence[str] = ("reverse", "class_entropy", "entropy"),
 ) -> tuple[pd.DataFrame, str]:
-    """Run ``method`` over every available CDMER task; store results and a Markdown table.
+    """Run methods over every available CDMER task; store results and a Markdown summary.
 
     Writes ``out_dir/results.csv``, ``predictions.csv`` and ``summary.md``; a re-run
     resumes (units already in the store are not recomputed). ``label`` names the feature
     source (e.g. ``"lbp_top:r3p8"``): it goes into the store's ``features`` column and the
     tables show ``"<label> <method>"`` rows.
+
+    Parameters
+    ----------
+    method : str or sequence of str
+        Registry name, comma list or ``"all"`` (:func:`parse_methods`).
+    params : dict or list of dict, optional
+        Parameters of a single method (without ``param_grid``).
+    param_grid : None, "default", "published" or mapping
+        None or ``"default"``: each method at its documented default point, one table
+        (nothing is selected, so oracle = label-free). ``"published"`` (the papers'
+        search spaces) or ``{method: [params]}``: every grid point through
+        :func:`merkit.protocols.runner.run_grid` (``grid.csv`` written), then Tables 3 / 4
+        under the oracle protocol and under the label-free ``criterion``, plus the
+        oracle-vs-label-free table.
+    n_jobs : int
+        Worker processes over grid points.
+    criterion : str
+        The label-free criterion of the second set of tables (one of ``criteria``).
+    criteria : sequence of str
+        Label-free criteria computed for every grid point.
     """
-    from merkit.protocols.runner import run_cdmer
+    from merkit.protocols.runner import run_cdmer, run_grid
     from merkit.results.store import ResultStore
 
+    names = parse_methods(method)
     out_dir = Path(out_dir)
+    extra = None if label is None else {"features": label}
+    if param_grid not in (None, "default"):
+        if params is not None:
+            raise ValueError("give params or a parameter grid, not both")
+        if criterion not in criteria:
+            raise ValueError(f"criterion {criterion!r} is not among the criteria {list(criteria)}")
+        store = ResultStore(out_dir)
+        run = run_grid(
+            features, names, grid=param_grid, seed=seed, store=store, n_jobs=n_jobs,
+            criteria=criteria, progress=progress, extra=extra,
+        )  # fmt: skip
+        results = store.results()
+        grid_notes = [
+            f"grid: {param_grid if isinstance(param_grid, str) else 'custom'}; "
+            f"{len(run.grid)} grid points ({run.computed} fitted now, {run.resumed} resumed), "
+            f"every point in {out_dir / 'grid.csv'}",
+            *(notes or []),
+        ]
+        markdown = cdmer_grid_report(results, title=title, criterion=criterion, notes=grid_notes)
+        write_text_atomic(out_dir / "summary.md", markdown)
+        return results, markdown
+    if params is not None and len(names) > 1:
+        raise ValueError("params apply to a single method")
     store = ResultStore(out_dir)
+    spec = names[0] if len(names) == 1 else {n: None for n in names}
     run_cdmer(
         features,
-        method,
-        params=params,
+        spec,
+        params=params if len(names) == 1 else None,
         seed=seed,
         progress=progress,
         store=store,
-        extra=None if label is None else {"features": label},
+        extra=extra,
     )
     results = store.results()  # every method stored in out_dir so far, one table
     markdown = cdmer_report(results, title=title, notes=notes)
@@ -462,24 +627,36 @@ def run_cdmer_on_feature_files(
     features_dir: str | Path,
     out_dir: str | Path,
     *,
-    method: str = "svm",
+    method: str | Sequence[str] = "svm",
     seed: int = 0,
     progress: bool = True,
+    param_grid: str | dict | None = None,
+    n_jobs: int = 1,
+    criterion: str = "reverse",
 ) -> tuple[pd.DataFrame, str]:
-    """CDMER on the benchmark's released feature files (``CrossCorpus_*.mat``) in a folder."""
+    """CDMER on the benchmark's released feature files (``CrossCorpus_*.mat``) in a folder
+    (grid options: :func:`run_cdmer_on_features`)."""
     from merkit.data.features_io import load_cdmer_dir
 
+    methods = parse_methods(method)
     features = load_cdmer_dir(features_dir)
     names = ", ".join(f"{k} (n={len(v)})" for k, v in features.items())
     return run_cdmer_on_features(
         features,
         out_dir,
-        method=method,
+        method=methods,
         seed=seed,
         progress=progress,
-        title=f"CDMER, released LBP-TOP features, {method}",
+        title=f"CDMER, released LBP-TOP features, {_methods_title(methods)}",
         notes=[f"features: {Path(features_dir).resolve()}: {names}"],
+        param_grid=param_grid,
+        n_jobs=n_jobs,
+        criterion=criterion,
     )
+
+
+def _methods_title(methods: Sequence[str]) -> str:
+    return ", ".join(methods) if len(methods) <= 4 else f"{len(methods)} methods"
 
 
 def _check_descriptors(descriptors: Sequence[str], grid: str | None) -> list[str]:
@@ -495,7 +672,7 @@ def run_cdmer_on_data(
     out_dir: str | Path,
     *,
     descriptors: Sequence[str] = ("lbp_top:r3p8",),
-    method: str = "svm",
+    method: str | Sequence[str] = "svm",
     grid: str | None = None,
     preprocess: Preprocess | None = None,
     n_jobs: int = 1,
@@ -503,6 +680,8 @@ def run_cdmer_on_data(
     seed: int = 0,
     console: Console | None = None,
     progress: bool = True,
+    param_grid: str | dict | None = None,
+    criterion: str = "reverse",
 ) -> tuple[pd.DataFrame, str]:
     """CDMER on raw databases: every descriptor x every available task with ``method``.
 
@@ -514,7 +693,12 @@ def run_cdmer_on_data(
     ----------
     descriptors : sequence of str
         Registry specs; an item may be a comma list (``"lbp_top:r3p8,hog_top:p8"``).
+    grid : str, optional
+        Block-grid levels of the descriptors (e.g. ``"1,2,4,8"``).
+    param_grid, criterion : hyper-parameter grid and label-free criterion
+        (:func:`run_cdmer_on_features`); ``n_jobs`` serves extraction and grid points.
     """
+    methods = parse_methods(method)
     names = _check_descriptors(descriptors, grid)
     data_dir = Path(data_dir)
     tables = load_databases(data_dir, scheme="cdmer3")
@@ -541,15 +725,18 @@ def run_cdmer_on_data(
         results, markdown = run_cdmer_on_features(
             got.features,
             out_dir,
-            method=method,
+            method=methods,
             seed=seed,
             progress=progress,
-            title=f"CDMER on the databases in {data_dir}, {method}",
+            title=f"CDMER on the databases in {data_dir}, {_methods_title(methods)}",
             notes=[
                 f"databases: {data_dir.resolve()} ({counts} clips, cdmer3 labels)",
                 f"features: {', '.join(labels)}",
             ],
             label=label,
+            param_grid=param_grid,
+            n_jobs=n_jobs,
+            criterion=criterion,
         )
     return results, markdown
 
@@ -582,16 +769,21 @@ def run_cdmer_on_feature_npz(
     paths: Sequence[str | Path],
     out_dir: str | Path,
     *,
-    method: str = "svm",
+    method: str | Sequence[str] = "svm",
     seed: int = 0,
     progress: bool = True,
+    param_grid: str | dict | None = None,
+    n_jobs: int = 1,
+    criterion: str = "reverse",
 ) -> tuple[pd.DataFrame, str]:
-    """CDMER on merkit feature files (``merkit extract``): files, or folders of ``.npz``.
+    """CDMER on merkit feature files (``merkit extract``): files, or folders of ``.npz``
+    (grid options: :func:`run_cdmer_on_features`).
 
     Each row's ``dataset`` is its domain. Files with the same descriptor and preprocessing
     are pooled (one database may come from one file only); different descriptors are run
     one after the other into the same store (descriptor x method rows).
     """
+    methods = parse_methods(method)
     files = _feature_files(paths)
     groups: dict[str, dict[str, FeatureSet]] = {}
     origin: dict[tuple[str, str], Path] = {}
@@ -613,12 +805,15 @@ def run_cdmer_on_feature_npz(
         results, markdown = run_cdmer_on_features(
             features,
             out_dir,
-            method=method,
+            method=methods,
             seed=seed,
             progress=progress,
-            title=f"CDMER on merkit feature files, {method}",
+            title=f"CDMER on merkit feature files, {_methods_title(methods)}",
             notes=[f"feature files: {sources}", f"features: {', '.join(groups)}"],
             label=label,
+            param_grid=param_grid,
+            n_jobs=n_jobs,
+            criterion=criterion,
         )
     return results, markdown
 
@@ -706,3 +901,281 @@ def _demo_on(
     )
     seconds["cdmer"] = time.perf_counter() - t0
     return DemoResult(data_dir, out_dir, results, markdown, seconds)
+
+
+# --------------------------------------------------------------------------- deep models
+#: training preset of each flow network (TrainConfig.preset), the others use "fr_cde"
+_NET_PRESETS = {"ststnet": "ststnet", "rcn_a": "rcn_a"}
+#: how flow images are computed from clips by :func:`composite_flows_from_data`
+FLOW_IMAGE_PARAMS: dict = {"align": True, "face_size": [112, 112], "margin": 0.1,
+                           "detector": "auto", "landmarks": "auto", "preset": "default",
+                           "strain": True, "size": [28, 28]}  # fmt: skip
+
+
+def _flow_key(row: pd.Series, params: dict) -> str:
+    import hashlib
+    import json
+
+    ident = {k: str(row.get(k, "")) for k in ("dataset", "subject", "clip", "onset", "apex",
+                                               "offset", "frames_dir", "video_path")}  # fmt: skip
+    text = json.dumps({"clip": ident, "params": params}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+def composite_flows_from_data(
+    data_dir: str | Path,
+    *,
+    cache: str | Path | bool | None = None,
+    n_jobs: int = 1,
+    params: dict | None = None,
+):
+    """The CDE flow set computed from CASME II / SMIC-HS / SAMM clips in native layouts.
+
+    Every database of the composite set found under ``data_dir`` is read with the
+    ``megc3`` scheme; each clip's onset -> apex TV-L1 flow image (face-aligned, 28 x 28,
+    u, v, strain; :func:`merkit.video.flow.flow_images`) is cached as ``.npy`` under
+    ``<cache>/flows/`` keyed by the clip and the parameters, so a second run reads them.
+
+    Returns
+    -------
+    FlowSet
+        ``X`` float32 (n, 3, 28, 28) in 0..255, ``y`` the megc3 labels.
+    """
+    import hashlib
+
+    from merkit.nets.data import FlowSet
+    from merkit.protocols.composite import CDE
+    from merkit.video.flow import flow_images
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"data folder {data_dir} does not exist")
+    p = {**FLOW_IMAGE_PARAMS, **(params or {})}
+    found = [d for d in CDE.databases if d in discover(data_dir)]
+    if not found:
+        raise FileNotFoundError(
+            f"no database of the composite set ({', '.join(CDE.databases)}) found in {data_dir}"
+        )
+    tables = load_databases(data_dir, names=found, scheme="megc3")
+    table = pd.concat(list(tables.values()), ignore_index=True)
+    folder = None
+    if cache is not False:
+        base = default_cache_dir(data_dir) if cache in (None, True) else Path(cache)
+        folder = base / "flows"
+        folder.mkdir(parents=True, exist_ok=True)
+    keys = [_flow_key(r, p) for _, r in table.iterrows()]
+    images: list[np.ndarray | None] = [None] * len(table)
+    if folder is not None:
+        for i, k in enumerate(keys):
+            f = folder / f"{k}.npy"
+            if f.is_file():
+                images[i] = np.load(f)
+    todo = [i for i, im in enumerate(images) if im is None]
+    if todo:
+        kw = {k: p[k] for k in ("align", "margin", "detector", "landmarks", "preset")}
+        new = flow_images(table.iloc[todo], size=tuple(p["size"]), strain=bool(p["strain"]),
+                          n_jobs=n_jobs, face_size=tuple(p["face_size"]), **kw)  # fmt: skip
+        for i, im in zip(todo, new, strict=True):
+            images[i] = im
+            if folder is not None:
+                np.save(folder / f"{keys[i]}.npy", im)
+    log.info("flow images: %d computed, %d from cache (%s)", len(todo), len(table) - len(todo),
+             folder)  # fmt: skip
+    X = np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2), dtype=np.float32)
+    out = FlowSet(X, table["y"].to_numpy(np.int64).copy(), table, "uvs")
+    fp = hashlib.sha1(X.tobytes()).hexdigest()[:12]
+    out.table.attrs["fingerprint"] = f"tvl1-onset-apex:{fp}"
+    return out
+
+
+@dataclass
+class TrainResult:
+    """What :func:`run_train` wrote and measured."""
+
+    out_dir: Path
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    run_dir: str
+    folds_done: int
+    folds_cached: int
+    weights_dir: Path
+    final_weights: Path | None
+    seconds: float
+
+
+def _read_flow_set(flows_dir: str | Path | None, data_dir: str | Path | None, *,
+                   cache, n_jobs: int):  # fmt: skip
+    import hashlib
+
+    from merkit.nets.data import read_megc2019_flow
+
+    if (flows_dir is None) == (data_dir is None):
+        raise ValueError("give exactly one of --flows-dir (flow images) or --data (clips)")
+    if flows_dir is not None:
+        flows_dir = Path(flows_dir)
+        if not flows_dir.is_dir():
+            raise FileNotFoundError(f"flow folder {flows_dir} does not exist")
+        fs = read_megc2019_flow(flows_dir, channels="uvs")
+        fp = hashlib.sha1(fs.X.tobytes()).hexdigest()[:12]
+        return fs, f"megc2019_flow:{fp}", {"source": "flow images", "flows_dir": str(flows_dir)}
+    fs = composite_flows_from_data(data_dir, cache=cache, n_jobs=n_jobs)
+    return fs, fs.table.attrs["fingerprint"], {"source": "clips", **FLOW_IMAGE_PARAMS}
+
+
+def run_train(
+    out_dir: str | Path,
+    *,
+    protocol: str = "cde",
+    model: str = "fr",
+    flows_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    seeds: Sequence[int] = (0,),
+    folds: int | Sequence[str] | None = None,
+    final: bool = False,
+    cache: str | Path | bool | None = None,
+    n_jobs: int = 1,
+    console: Console | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a flow network under the CDE protocol (LOSO over the composite subjects).
+
+    Writes to ``out_dir``: ``results.csv`` / ``predictions.csv`` (results store; one row
+    per seed for the pooled ``composite`` task and one per database), ``summary.csv``
+    (mean / std over seeds), ``folds/<run>/seed<s>/<subject>.csv`` (each fold's
+    predictions with class probabilities: the resume cache, folds found there are not
+    retrained), ``weights/<run>/seed<s>/<subject>.pth`` (state_dicts) with
+    ``weights/<run>/model.json`` (the model card) and, with ``final``, ``weights/<run>/
+    final.pth`` + ``final.json``: a model trained on every subject (first seed).
+    ``<run>`` is ``<model>-<hash of the data and settings>``, so other settings never
+    resume from these folds.
+
+    Parameters
+    ----------
+    protocol : str
+        Only ``"cde"``.
+    flows_dir, data_dir : path
+        Exactly one: the MEGC 2019 flow folder, or databases in native layouts (flows are
+        computed and cached, :func:`composite_flows_from_data`).
+    epochs, lr, batch_size : optional
+        Override the model's published preset (FR: SGD lr 1e-3, batch 32, 100 epochs).
+    folds : int or sequence of str, optional
+        A quick subset: the first k folds (round robin over the databases) or subjects.
+    """
+    import hashlib
+    import json
+    from dataclasses import replace
+
+    from merkit.nets import INPUT_KIND, MODELS
+    from merkit.nets.predict import ModelCard, write_model_card
+    from merkit.nets.train import TrainConfig, fit, run_loso, save_weights, torch_session
+    from merkit.protocols.composite import CDE, fold_file_name
+    from merkit.results.store import ResultStore, params_to_json
+
+    t0 = time.perf_counter()
+    if str(protocol).lower() != "cde":
+        raise ValueError(
+            f"protocol {protocol!r} is not available for deep models yet; only 'cde' (MEGC 2019 "
+            "composite, LOSO over its subjects) is implemented"
+        )
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; registered: {sorted(MODELS)}")
+    if INPUT_KIND[model] != "flow":
+        raise ValueError(f"model {model!r} takes clips; CDE training feeds flow images")
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct integers, got {seeds}")
+    overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size))
+                 if v is not None}  # fmt: skip
+    cfg = TrainConfig.preset(_NET_PRESETS.get(model, "fr_cde"), num_classes=CDE.num_classes,
+                             **overrides)  # fmt: skip
+    dataset, data_fp, source = _read_flow_set(flows_dir, data_dir, cache=cache, n_jobs=n_jobs)
+    CDE.check(dataset.table, dataset.y)
+    chosen = CDE.select_folds(dataset.table, folds)
+    params = {"model": model, **{k: v for k, v in cfg.to_dict().items() if k != "seed"}}
+    run = f"{model}-" + hashlib.sha1(
+        (params_to_json(params) + data_fp).encode()).hexdigest()[:10]  # fmt: skip
+    out_dir = Path(out_dir)
+    fold_root, weights_root = out_dir / "folds" / run, out_dir / "weights" / run
+    weights_root.mkdir(parents=True, exist_ok=True)
+    flow_params = {k: v for k, v in FLOW_IMAGE_PARAMS.items() if k != "size"}
+    card = ModelCard(model=model, classes=CDE.classes, channels=dataset.channels, scale=1.0,
+                     size=tuple(dataset.X.shape[2:4]), flow=flow_params,
+                     info={"protocol": "cde", "data": data_fp, **source,
+                           "params": params})  # fmt: skip
+    write_model_card(weights_root / "model.json", card)
+    write_text_atomic(out_dir / "run.json", json.dumps(
+        {"run": run, "protocol": "cde", "data": data_fp, "params": params, "seeds": seeds,
+         "folds": len(chosen), **source}, indent=2, sort_keys=True) + "\n")  # fmt: skip
+
+    done = cached = 0
+    store = ResultStore(out_dir)
+    records = []
+    with _progress(console, progress) as bar:
+        task = bar.add_task(f"CDE {model}", total=len(seeds) * len(chosen))
+        for seed in seeds:
+            parts = []
+            for subject in chosen:
+                path = fold_root / f"seed{seed}" / f"{fold_file_name(subject)}.csv"
+                if path.is_file():
+                    part = pd.read_csv(path, dtype={"fold": str, "subject": str, "clip": str},
+                                       keep_default_na=False)  # fmt: skip
+                    cached += 1
+                else:
+                    got = run_loso(model, dataset, cfg, [seed], folds=[subject],
+                                   weights_dir=weights_root, data=data_fp)  # fmt: skip
+                    part = got.predictions.assign(seconds=got.seconds[(seed, subject)])
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(".tmp")
+                    part.to_csv(tmp, index=False)
+                    os.replace(tmp, path)
+                    done += 1
+                parts.append(part)
+                bar.advance(task)
+            pooled = pd.concat(parts, ignore_index=True)
+            records += CDE.score(
+                pooled, dataset.table, method=model, params=params, seed=seed, data=data_fp,
+                extra={"folds": len(chosen), "seconds": float(pooled.groupby("fold")["seconds"]
+                                                              .first().sum())},
+            )  # fmt: skip
+    store.add_records(records)
+
+    final_path = None
+    if final:
+        from merkit.nets import create_model
+        from merkit.nets.data import make_loader
+
+        final_cfg = replace(cfg, seed=seeds[0])
+        with torch_session(seeds[0] * 100_003 + 99_991, cfg.threads, cfg.deterministic):
+            net = create_model(model, num_classes=cfg.num_classes)
+        loader = make_loader(dataset.X, dataset.y, batch_size=cfg.batch_size, shuffle=True,
+                             seed=seeds[0] * 100_003 + 99_991)  # fmt: skip
+        fit(net, loader, final_cfg)
+        final_path = save_weights(net, weights_root / "final.pth")
+        final_info = {**card.info, "fold": "final (all subjects)", "seed": seeds[0]}
+        write_model_card(final_path.with_suffix(".json"), replace(card, info=final_info))
+    results = store.results()
+    results = results[results["data"] == data_fp]
+    summary = CDE.summary(results[results["method"] == model])
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    return TrainResult(out_dir, results.reset_index(drop=True), summary, run, done, cached,
+                       weights_root, final_path, time.perf_counter() - t0)  # fmt: skip
+
+
+def run_predict(
+    clip: str | Path,
+    weights: str | Path,
+    *,
+    model_name: str | None = None,
+    onset: int | None = None,
+    apex: int | None = None,
+    offset: int | None = None,
+    align: bool | None = None,
+):
+    """Emotion of one clip with trained weights (:func:`merkit.nets.predict.predict_clip`)."""
+    from merkit.nets.predict import predict_clip
+
+    return predict_clip(clip, weights, model_name=model_name, onset=onset, apex=apex,
+                        offset=offset, align=align)  # fmt: skip

@@ -195,7 +195,7 @@ def read_megc2019_flow(
     X = np.ascontiguousarray(X.transpose(0, 3, 1, 2), dtype=np.float32)
     if scale != 1.0:
         X *= np.float32(scale)
-    y = table["label"].to_numpy(np.int64)
+    y = table["label"].to_numpy(np.int64).copy()  # writable (pandas 3 returns read-only views)
     log.info("read %d MEGC 2019 flow images (%s) from %s", len(table), channels, img_dir)
     return FlowSet(X, y, table, channels)
 

@@ -1,0 +1,351 @@
+"""Predict the emotion of a new clip with trained flow weights, and the model card beside them.
+
+A weights file ``W.pth`` is a plain ``state_dict`` (loadable with
+``torch.load(W, weights_only=True)``). What is needed to use it sits in a JSON *model
+card*: ``W.json`` beside it, or ``model.json`` in its folder or the folder above (one card
+for the per-fold weights of a run). The card holds the registry name, the model keyword
+arguments, the class names, the input channel order and scale, and how the flow image was
+made, so that :func:`predict_clip` needs nothing else.
+
+The chain of :func:`predict_clip` (the onset -> apex input of OFF-ApexNet, STSTNet,
+Dual-Inception and FR): frames of a video file or a frame folder -> onset..offset ->
+face detection and alignment with one transform from the onset
+(:func:`merkit.video.face.align_clip`) -> apex (given, or spotted by
+:func:`merkit.video.apex.spot_apex`) -> TV-L1 flow onset -> apex -> 28 x 28 flow image
+(u, v, strain; :func:`merkit.video.flow.flow_image`) -> network -> softmax.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from merkit.nets import INPUT_KIND, MODELS, create_model
+from merkit.nets.train import load_weights, logits_of
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CARD_NAME",
+    "ClipPrediction",
+    "ModelCard",
+    "find_model_card",
+    "load_predictor",
+    "predict_clip",
+    "predict_images",
+    "read_model_card",
+    "write_model_card",
+]
+
+#: file name of a run-wide model card
+CARD_NAME = "model.json"
+_CHANNELS = ("uvs", "svu")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a weights file needs to be used.
+
+    Attributes
+    ----------
+    model : str
+        Registry name (:data:`merkit.nets.MODELS`).
+    classes : tuple of str
+        Class names indexed by the output logits.
+    channels : {"uvs", "svu"}
+        Channel order of the input images (u, v, strain or reversed).
+    scale : float
+        Multiplier of the 0..255 image values fed to the network.
+    size : (int, int)
+        Input image size (H, W).
+    model_kwargs : dict
+        Keyword arguments of the constructor besides ``num_classes``.
+    flow : dict
+        How the flow image of a clip is made (``align``, ``face_size``, ``margin``,
+        ``preset``...), passed to :func:`predict_clip`.
+    info : dict
+        Free provenance (protocol, data, epochs, seed, fold...).
+    """
+
+    model: str
+    classes: tuple[str, ...]
+    channels: str = "uvs"
+    scale: float = 1.0
+    size: tuple[int, int] = (28, 28)
+    model_kwargs: dict = field(default_factory=dict)
+    flow: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model card: unknown model {self.model!r}; known: {sorted(MODELS)}")
+        if INPUT_KIND[self.model] != "flow":
+            raise ValueError(f"model card: {self.model!r} takes clips, not flow images")
+        if self.channels not in _CHANNELS:
+            raise ValueError(f"model card: channels={self.channels!r}; expected one of {_CHANNELS}")
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        object.__setattr__(self, "size", tuple(int(s) for s in self.size))
+        if len(self.classes) < 2:
+            raise ValueError(f"model card: needs at least 2 classes, got {self.classes}")
+
+    def build(self) -> nn.Module:
+        """A fresh network of this card (weights not loaded)."""
+        return create_model(self.model, num_classes=len(self.classes), **self.model_kwargs)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["classes"], d["size"] = list(self.classes), list(self.size)
+        return d
+
+
+def write_model_card(path: str | Path, card: ModelCard) -> Path:
+    """Write ``card`` as JSON to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_model_card(path: str | Path) -> ModelCard:
+    """Read a model card written by :func:`write_model_card`."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model card {str(path)!r} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"model card {str(path)!r} is not valid JSON: {err}") from err
+    missing = [k for k in ("model", "classes") if k not in raw]
+    if missing:
+        raise ValueError(f"model card {str(path)!r} lacks {missing}")
+    known = set(ModelCard.__dataclass_fields__)
+    return ModelCard(**{k: v for k, v in raw.items() if k in known})
+
+
+def find_model_card(weights: str | Path) -> Path | None:
+    """``W.json`` beside ``W.pth``, else ``model.json`` in its folder or the one above."""
+    weights = Path(weights)
+    for cand in (weights.with_suffix(".json"), weights.parent / CARD_NAME,
+                 weights.parent.parent / CARD_NAME):  # fmt: skip
+        if cand.is_file():
+            return cand
+    return None
+
+
+def load_predictor(
+    weights: str | Path, *, model_name: str | None = None, classes: tuple[str, ...] | None = None
+) -> tuple[nn.Module, ModelCard]:
+    """The network of ``weights`` in eval mode, with its card.
+
+    Parameters
+    ----------
+    weights : path
+        A state_dict file.
+    model_name, classes : optional
+        Used when no card is found (a released state_dict); override nothing otherwise
+        except that a ``model_name`` disagreeing with the card is an error.
+    """
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"weights file {str(weights)!r} does not exist")
+    card_path = find_model_card(weights)
+    if card_path is not None:
+        card = read_model_card(card_path)
+        if model_name is not None and model_name != card.model:
+            raise ValueError(
+                f"--model-name {model_name!r} disagrees with the model card {str(card_path)!r} "
+                f"({card.model!r})"
+            )
+    elif model_name is not None:
+        card = ModelCard(model=model_name, classes=tuple(classes or ("negative", "positive",
+                                                                     "surprise")))  # fmt: skip
+        log.warning("no model card beside %s: assuming %s with classes %s, channels uvs",
+                    weights, card.model, card.classes)  # fmt: skip
+    else:
+        raise FileNotFoundError(
+            f"no model card for {str(weights)!r} (looked for {weights.with_suffix('.json').name} "
+            f"and {CARD_NAME}); give the model name"
+        )
+    model = card.build()
+    try:
+        load_weights(model, weights)
+    except RuntimeError as err:
+        raise ValueError(
+            f"weights {str(weights)!r} do not fit a {card.model!r} network with "
+            f"{len(card.classes)} classes: {str(err).splitlines()[0]}"
+        ) from err
+    model.eval()
+    return model, card
+
+
+def predict_images(model: nn.Module, card: ModelCard, images: np.ndarray) -> np.ndarray:
+    """Class probabilities of flow images.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (n, H, W, 3)
+        (u, v, strain) images as :func:`merkit.video.flow.flow_image` returns them.
+
+    Returns
+    -------
+    ndarray of float64, shape (n, K)
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"flow images must be (n, H, W, 3) = (u, v, strain), got {images.shape}")
+    if tuple(images.shape[1:3]) != card.size:
+        raise ValueError(f"flow images are {images.shape[1:3]}, the model takes {card.size}")
+    x = images[..., ::-1] if card.channels == "svu" else images
+    x = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(card.scale)
+    with torch.no_grad():
+        logits = logits_of(model(torch.from_numpy(x)))
+        probs = torch.softmax(logits.double(), dim=1).numpy()
+    return probs
+
+
+@dataclass
+class ClipPrediction:
+    """Result of :func:`predict_clip`.
+
+    Attributes
+    ----------
+    label : str
+        The most probable class.
+    probabilities : dict
+        Class name -> probability (sums to 1), in the card's class order.
+    onset, apex, offset : int
+        Frame numbers (native numbers of a frame folder, 1-based positions in a video).
+    apex_spotted : bool
+        The apex was spotted, not given.
+    face : str
+        Alignment used (``"landmarks"``, ``"box"`` or ``"none"``).
+    image : ndarray of uint8, shape (H, W, 3)
+        The (u, v, strain) flow image fed to the network.
+    """
+
+    clip: str
+    model: str
+    label: str
+    probabilities: dict[str, float]
+    onset: int
+    apex: int
+    offset: int
+    apex_spotted: bool
+    face: str
+    image: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the image left out)."""
+        d = asdict(self)
+        d.pop("image")
+        return d
+
+
+def _read_clip(clip: Path) -> tuple[np.ndarray, list[int]]:
+    from merkit.video.io import frame_number, list_frames, read_frames, read_video
+
+    if clip.is_dir():
+        numbers = [frame_number(f) for f in list_frames(clip)]
+        return read_frames(clip, grey=True), numbers
+    if not clip.exists():
+        raise FileNotFoundError(f"clip {str(clip)!r} does not exist (a video file or frame folder)")
+    frames = read_video(clip, grey=True)
+    return frames, list(range(1, len(frames) + 1))
+
+
+def _position(numbers: list[int], value: int, what: str, clip: Path) -> int:
+    if value not in numbers:
+        raise ValueError(
+            f"clip {str(clip)!r}: {what} frame {value} is not in the clip (frames "
+            f"{numbers[0]}..{numbers[-1]})"
+        )
+    return numbers.index(value)
+
+
+def predict_clip(
+    clip: str | Path,
+    weights: str | Path,
+    *,
+    model_name: str | None = None,
+    onset: int | None = None,
+    apex: int | None = None,
+    offset: int | None = None,
+    align: bool | None = None,
+    detector: str | None = None,
+) -> ClipPrediction:
+    """The emotion of one clip (module docstring for the chain).
+
+    Parameters
+    ----------
+    clip : path
+        Video file or folder of numbered frames.
+    weights : path
+        State_dict with a model card (:func:`find_model_card`).
+    model_name : str, optional
+        Needed only when there is no card.
+    onset, apex, offset : int, optional
+        Frame numbers (native numbers in a folder, 1-based in a video); default: first
+        frame, spotted, last frame.
+    align, detector : optional
+        Override the card's face alignment (default: align, ``"auto"`` detector).
+    """
+    from merkit.video.apex import spot_apex
+    from merkit.video.face import align_clip
+    from merkit.video.flow import flow_image, tvl1_flow
+
+    clip = Path(clip)
+    model, card = load_predictor(weights, model_name=model_name)
+    opts = {"align": True, "face_size": [112, 112], "margin": 0.1, "detector": "auto",
+            "landmarks": "auto", "preset": "default", "strain": True, **card.flow}  # fmt: skip
+    if align is not None:
+        opts["align"] = bool(align)
+    if detector is not None:
+        opts["detector"] = detector
+    frames, numbers = _read_clip(clip)
+    lo = 0 if onset is None else _position(numbers, int(onset), "onset", clip)
+    hi = len(numbers) - 1 if offset is None else _position(numbers, int(offset), "offset", clip)
+    if hi <= lo:
+        raise ValueError(
+            f"clip {str(clip)!r}: offset {numbers[hi]} must come after onset {numbers[lo]}"
+        )
+    frames = frames[lo : hi + 1]
+    size = tuple(int(s) for s in opts["face_size"])
+    if opts["align"]:
+        frames, info = align_clip(frames, size=size, margin=float(opts["margin"]),
+                                  landmarks=opts["landmarks"], detector=opts["detector"],
+                                  name=str(clip))  # fmt: skip
+        face = str(info["method"])
+    else:
+        import cv2
+
+        frames = np.stack([cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+                           for f in frames])  # fmt: skip
+        face = "none"
+    if apex is None:
+        k, spotted = spot_apex(frames), True
+    else:
+        k, spotted = _position(numbers, int(apex), "apex", clip) - lo, False
+        if not 0 <= k < len(frames):
+            raise ValueError(
+                f"clip {str(clip)!r}: apex {apex} lies outside onset..offset "
+                f"{numbers[lo]}..{numbers[hi]}"
+            )
+    if k == 0:
+        log.warning("%s: the apex is the onset frame; the flow is (near) zero", clip)
+    flow = tvl1_flow(frames[0], frames[k], preset=opts["preset"])
+    image = flow_image(flow, size=card.size, strain=True)
+    probs = predict_images(model, card, image[None])[0]
+    best = int(np.argmax(probs))
+    return ClipPrediction(
+        clip=str(clip), model=card.model, label=card.classes[best],
+        probabilities={c: float(p) for c, p in zip(card.classes, probs, strict=True)},
+        onset=numbers[lo], apex=numbers[lo + k], offset=numbers[hi], apex_spotted=spotted,
+        face=face, image=image,
+    )  # fmt: skip
