@@ -576,6 +576,29 @@ def predict(
     console.print(table)
 
 
+@app.command()
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="Results folder (results.csv ...).")],
+    html: Annotated[
+        Path | None, typer.Option("--html", help="HTML file (default RESULTS_DIR/report.html).")
+    ] = None,
+    md: Annotated[
+        Path | None, typer.Option("--md", help="Markdown file (default RESULTS_DIR/report.md).")
+    ] = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples per interval.")] = 1000,
+    seed: SeedOption = 0,
+) -> None:
+    """Self-contained HTML + Markdown report: tables, intervals, confusion matrices, curves."""
+    from merkit.results.report import build_report
+
+    try:
+        html_path, md_path = build_report(results_dir, html, md, n_boot=n_boot, seed=seed)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    console.print(f"html: {html_path}", highlight=False, soft_wrap=True)
+    console.print(f"markdown: {md_path}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Entry point of the ``merkit`` command."""
     app()
