@@ -106,6 +106,7 @@ def demo(
         console.print(f"databases: {result.data_dir}")
     console.print(f"results:   {result.out_dir / 'results.csv'}")
     console.print(f"summary:   {result.out_dir / 'summary.md'}")
+    console.print(f"report:    {result.report}")
 
 
 @app.command()

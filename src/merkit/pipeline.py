@@ -350,6 +350,7 @@ class DemoResult:
     results: pd.DataFrame
     table_markdown: str
     seconds: dict[str, float] = field(default_factory=dict)
+    report: Path | None = None
 
 
 def default_demo_dir() -> Path:
@@ -835,7 +836,8 @@ def run_demo(
     is removed afterwards: the default size takes ~210 MB), reads them back through the
     adapters, applies the CDMER 3-class scheme, describes every clip (112x112, TIM 16
     frames, LBP-TOP R3P8 on 85 blocks), runs the 12 CDMER tasks with the SVM baseline and writes
-    ``results.csv``, ``predictions.csv`` and ``summary.md`` to ``out_dir``.
+    ``results.csv``, ``predictions.csv``, ``summary.md`` and the HTML/Markdown report
+    (``report.html``, ``report.md``) to ``out_dir``.
     """
     import shutil
 
@@ -900,7 +902,13 @@ def _demo_on(
         ],
     )
     seconds["cdmer"] = time.perf_counter() - t0
-    return DemoResult(data_dir, out_dir, results, markdown, seconds)
+
+    from merkit.results.report import build_report
+
+    t0 = time.perf_counter()
+    html, _ = build_report(out_dir, seed=seed)
+    seconds["report"] = time.perf_counter() - t0
+    return DemoResult(data_dir, out_dir, results, markdown, seconds, report=html)
 
 
 # --------------------------------------------------------------------------- deep models

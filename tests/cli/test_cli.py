@@ -40,6 +40,9 @@ def test_demo_runs_the_twelve_tasks_and_writes_results(tiny_demo) -> None:
     summary = (out / "summary.md").read_text()
     assert "| method |" in summary and "Exp.12" in summary and "TYPE-II" in summary
     assert "Exp.12 N->C" in res.output and "summary:" in res.output
+    html = (out / "report.html").read_text()
+    assert f"report:    {out / 'report.html'}" in res.output.replace("\n", "")
+    assert "Exp.12" in html and html.count("data:image/png;base64,") >= 1
     assert (data / "CASME2" / "Cropped").is_dir() and (data / "SMIC" / "NIR").is_dir()
 
 
