@@ -45,6 +45,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -73,6 +74,7 @@ __all__ = [
     "decode_text",
     "find_header_row",
     "frame_value",
+    "headed_rows",
     "is_blank",
     "load_folder",
     "map_columns",
@@ -188,6 +190,42 @@ def read_table_file(
 # the folder adapter
 # ----------------------------------------------------------------------------------------
 
+
+
+def headed_rows(
+    path: str | Path,
+    headers: Mapping[str, tuple[str, ...]],
+    required: Iterable[str],
+    anchor: tuple[str, ...] = ("subject", "filename"),
+) -> Iterator[tuple[int, dict]]:
+    """Rows of a sheet whose header row holds the ``anchor`` names.
+
+    Yields ``(excel_row, values)`` for every non-blank row below the header, ``values``
+    mapping each canonical column of ``headers`` found in the header to its cell.
+
+    Raises
+    ------
+    SchemaError
+        No header row with the anchors, or a ``required`` column missing (the columns
+        found are listed).
+    """
+    path = Path(path)
+    raw, _ = read_table_file(path)
+    header_row = find_header_row(raw, anchor)
+    if header_row is None:
+        names = " and ".join(f"'{a.title()}'" for a in anchor)
+        raise SchemaError(f"{path}: no header row with {names}")
+    header = raw.iloc[header_row].tolist()
+    cols = map_columns(header, headers, where=str(path))
+    absent = [headers[c][0] for c in required if c not in cols]
+    if absent:
+        found = [str(v) for v in header if not is_blank(v)]
+        raise SchemaError(f"{path}: missing columns {absent}; found {found}")
+    for i in range(header_row + 1, len(raw)):
+        line = raw.iloc[i]
+        vals = {name: line.iloc[j] for name, j in cols.items()}
+        if not all(is_blank(v) for v in vals.values()):
+            yield i + 1, vals
 
 def video_info(path: str | Path) -> tuple[int, float | None]:
     """``(frame count, frame rate or None)`` of a video file, decoded with PyAV.

@@ -31,18 +31,15 @@ from merkit.data.adapters._common import (
     check_clips,
     check_missing_policy,
     child_dir,
-    find_header_row,
     frame_value,
     given_dir,
     given_file,
-    is_blank,
-    map_columns,
     report,
     resolve_dir,
     sample_table,
     subject_number,
 )
-from merkit.data.adapters.folder import read_table_file
+from merkit.data.adapters.folder import headed_rows
 from merkit.data.labels import parse_aus
 from merkit.data.schema import SchemaError, validate
 
@@ -125,23 +122,8 @@ def read_mmew_sheet(path: str | Path) -> pd.DataFrame:
         ``remarks`` (str, or missing) and ``sheet_row`` (1-based Excel row).
     """
     path = Path(path)
-    raw, _ = read_table_file(path)
-    header_row = find_header_row(raw, ("subject", "filename"))
-    if header_row is None:
-        raise SchemaError(f"{path}: no header row with 'Subject' and 'Filename'")
-    header = raw.iloc[header_row].tolist()
-    cols = map_columns(header, HEADERS, where=str(path))
-    absent = [HEADERS[c][0] for c in REQUIRED if c not in cols]
-    if absent:
-        found = [str(v) for v in header if not is_blank(v)]
-        raise SchemaError(f"{path}: missing columns {absent}; found {found}")
     records = []
-    for i in range(header_row + 1, len(raw)):
-        line = raw.iloc[i]
-        vals = {name: line.iloc[j] for name, j in cols.items()}
-        if all(is_blank(v) for v in vals.values()):
-            continue
-        excel_row = i + 1
+    for excel_row, vals in headed_rows(path, HEADERS, REQUIRED):
         clip = cell_text(vals["clip"])
         where = f"{path.name} row {excel_row} ({clip or 'no Filename'})"
         if not clip:
