@@ -78,12 +78,16 @@ __all__ = [
     "DEFAULTS",
     "PUBLISHED_GRIDS",
     "SUBSPACE_METHODS",
+    "class_entropy",
     "evaluate_unlabelled",
+    "iwcv_score",
     "make_estimator",
     "published_grid",
+    "reverse_validation",
     "score_grid",
     "score_unlabelled",
     "select",
+    "softmax_entropy",
     "subspace_kmax",
     "target_scores",
 ]
@@ -221,7 +225,8 @@ def make_estimator(method: str, params: Mapping | str | None = None) -> DomainAd
 
 
 # --------------------------------------------------------------------------- criteria
-def _softmax_entropy(S: np.ndarray) -> np.ndarray:
+def softmax_entropy(S: np.ndarray) -> np.ndarray:
+    """Entropy of the softmax of decision scores ``S`` (m, c) (or (m,) binary), per row."""
     S = np.asarray(S, dtype=float)
     if S.ndim == 1:  # binary: decision value of the positive class
         S = np.column_stack([-S / 2, S / 2])
@@ -263,20 +268,25 @@ def _fit(method: str, params, Xs, ys, Xt) -> DomainAdaptationClassifier:
     return make_estimator(method, params).fit(X, y, sd)
 
 
-def _class_entropy(pred: np.ndarray) -> float:
+def class_entropy(pred: np.ndarray) -> float:
+    """Entropy of the predicted class distribution (higher = less collapsed)."""
     _, counts = np.unique(pred, return_counts=True)
     p = counts / counts.sum()
     return float(-(p * np.log(p)).sum())
 
 
-def _reverse(method, params, Xs, ys, Xt, pred_t) -> float:
+def reverse_validation(method, params, Xs, ys, Xt, pred_t) -> float:
+    """Reverse validation: fit with the domains swapped on the target pseudo-labels
+    ``pred_t``, score macro-F1 on the labelled source (0 when ``pred_t`` has one class)."""
     if np.unique(pred_t).size < 2:
         return 0.0
     back = _fit(method, params, Xt, pred_t, Xs)
     return float(f1_score(ys, back.predict(Xs), average="macro"))
 
 
-def _iwcv(method, params, Xs, ys, Xt, n_folds: int, seed: int) -> float:
+def iwcv_score(method, params, Xs, ys, Xt, n_folds: int, seed: int) -> float:
+    """Importance-weighted source cross-validation (KMM weights, mean 1): weighted
+    macro-F1 of the pooled out-of-fold predictions (``n_folds`` stratified folds)."""
     w = KMM().fit(Xs, Xt).weights_
     w = w / w.mean() if w.sum() > 0 else np.ones(len(Xs))
     _, counts = np.unique(ys, return_counts=True)
@@ -332,13 +342,13 @@ def evaluate_unlabelled(
     for c in criteria:
         if c == "entropy":
             S = target_scores(est, Xt)
-            out[c] = float("nan") if S is None else -float(_softmax_entropy(S).mean())
+            out[c] = float("nan") if S is None else -float(softmax_entropy(S).mean())
         elif c == "class_entropy":
-            out[c] = _class_entropy(pred)
+            out[c] = class_entropy(pred)
         elif c == "reverse":
-            out[c] = _reverse(method, params, Xs, ys, Xt, pred)
+            out[c] = reverse_validation(method, params, Xs, ys, Xt, pred)
         else:
-            out[c] = _iwcv(method, params, Xs, ys, Xt, n_folds, seed)
+            out[c] = iwcv_score(method, params, Xs, ys, Xt, n_folds, seed)
     return out, pred
 
 

@@ -488,9 +488,9 @@ def _task_data(task: CdmerTask, features: Mapping[str, FeatureSet]) -> _TaskData
 
 
 def _neg_entropy(S: np.ndarray | None) -> float:
-    from merkit.adapt.selection import _softmax_entropy
+    from merkit.adapt.selection import softmax_entropy
 
-    return float("nan") if S is None else -float(_softmax_entropy(S).mean())
+    return float("nan") if S is None else -float(softmax_entropy(S).mean())
 
 
 def _fit_grid_point(unit: WorkUnit, td: _TaskData, criteria: Sequence[str], n_folds: int) -> dict:
@@ -512,11 +512,13 @@ def _fit_grid_point(unit: WorkUnit, td: _TaskData, criteria: Sequence[str], n_fo
         if c == "entropy":
             vals[c] = _neg_entropy(sel.target_scores(est, td.Xt))
         elif c == "class_entropy":
-            vals[c] = sel._class_entropy(pred)
+            vals[c] = sel.class_entropy(pred)
         elif c == "reverse":
-            vals[c] = sel._reverse(unit.method, unit.params, td.Xs, td.ys, td.Xt, pred)
+            vals[c] = sel.reverse_validation(unit.method, unit.params, td.Xs, td.ys, td.Xt, pred)
         elif c == "iwcv":
-            vals[c] = sel._iwcv(unit.method, unit.params, td.Xs, td.ys, td.Xt, n_folds, unit.seed)
+            vals[c] = sel.iwcv_score(
+                unit.method, unit.params, td.Xs, td.ys, td.Xt, n_folds, unit.seed
+            )
     return {"key": unit.key, "y_pred": pred, "criteria": vals, "seconds": seconds,
             "criteria_seconds": time.perf_counter() - t0 - seconds}  # fmt: skip
 
@@ -571,7 +573,7 @@ def _tgsr_forward(
         if "entropy" in criteria:
             vals["entropy"] = _neg_entropy(s)
         if "class_entropy" in criteria:
-            vals["class_entropy"] = sel._class_entropy(pred)
+            vals["class_entropy"] = sel.class_entropy(pred)
         out.append({"key": u.key, "y_pred": pred, "criteria": vals, "seconds": seconds,
                     "criteria_seconds": 0.0})  # fmt: skip
     return out

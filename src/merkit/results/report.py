@@ -58,8 +58,8 @@ import pandas as pd
 
 from merkit.protocols.cdmer import get_task
 from merkit.results.metrics import bootstrap_ci
-from merkit.results.store import ResultStore, _keys
-from merkit.results.tables import _row_order, cdmer_table, selection_table, to_markdown
+from merkit.results.store import ResultStore, result_keys
+from merkit.results.tables import cdmer_table, row_order, selection_table, to_markdown
 
 log = logging.getLogger(__name__)
 
@@ -217,10 +217,10 @@ def _unit_predictions(results: pd.DataFrame, preds: pd.DataFrame) -> dict:
     if preds.empty or tabulated.empty:
         return {}
     positions: dict[tuple, np.ndarray] = {}
-    for key, idx in pd.Series(range(len(preds))).groupby(pd.Series(_keys(preds))):
+    for key, idx in pd.Series(range(len(preds))).groupby(pd.Series(result_keys(preds))):
         positions[key] = idx.to_numpy()
     out: dict[tuple, list[tuple[np.ndarray, int]]] = {}
-    full_keys = _keys(results.loc[tabulated.index])
+    full_keys = result_keys(results.loc[tabulated.index])
     for (_, row), key in zip(tabulated.iterrows(), full_keys, strict=True):
         label = (str(row["protocol"]), _task_name(row["task"]), str(row["method"]),
                  str(row["selection"]), str(row["params"]))  # fmt: skip
@@ -254,7 +254,7 @@ def _ci_table(cis: dict, protocol: str) -> pd.DataFrame | None:
         tasks.sort(key=lambda t: get_task(t).exp)
     rows = list(dict.fromkeys(tuple(k[1:]) for k in cells))
     index = pd.MultiIndex.from_tuples(rows, names=["method", "selection", "params"])
-    index = pd.MultiIndex.from_tuples(_row_order(index), names=index.names)
+    index = pd.MultiIndex.from_tuples(row_order(index), names=index.names)
     df = pd.DataFrame(index=index, columns=tasks, dtype=object)
     for (task, *row), (est, lo, hi) in cells.items():
         df.loc[tuple(row), task] = f"{est:.4f} [{lo:.4f}, {hi:.4f}]"

@@ -121,7 +121,7 @@ def result_key(
     return (str(protocol), str(task), str(method), str(selection), p, str(int(seed)), str(data))
 
 
-def _keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
+def result_keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
     """Keys of stored rows (their params column is already canonical JSON)."""
     if df.empty:
         return []
@@ -213,7 +213,7 @@ class ResultStore:
 
     def keys(self) -> set[tuple[str, ...]]:
         """Keys of the stored results rows (see :func:`result_key`)."""
-        return set(_keys(self.results()))
+        return set(result_keys(self.results()))
 
     def __contains__(self, key: tuple) -> bool:
         return tuple(key) in self.keys()
@@ -354,13 +354,13 @@ class ResultStore:
 
         old_preds = self.predictions()
         if not old_preds.empty:
-            old_preds = old_preds[[k not in key_set for k in _keys(old_preds)]]
+            old_preds = old_preds[[k not in key_set for k in result_keys(old_preds)]]
         preds = (
             new_preds if old_preds.empty else pd.concat([old_preds, new_preds], ignore_index=True)
         )
         old_rows = self.results()
         if not old_rows.empty:
-            old_rows = old_rows[[k not in key_set for k in _keys(old_rows)]]
+            old_rows = old_rows[[k not in key_set for k in result_keys(old_rows)]]
         rows = new_rows if old_rows.empty else pd.concat([old_rows, new_rows], ignore_index=True)
         extra = [c for c in rows.columns if c not in RESULT_COLUMNS]
         rows = rows[list(RESULT_COLUMNS) + extra]
@@ -379,11 +379,11 @@ class ResultStore:
         """
         preds = self.predictions()
         res = self.results()
-        labels_of = {k: lab for k, lab in zip(_keys(res), res["labels"], strict=True)}
+        labels_of = {k: lab for k, lab in zip(result_keys(res), res["labels"], strict=True)}
         out = []
         if preds.empty:
             return pd.DataFrame(columns=[*_KEY_COLUMNS, "mean_f1", "uar", "accuracy", "n_test"])
-        pk = _keys(preds)
+        pk = result_keys(preds)
         preds = preds.assign(_key=pk)
         for key, g in preds.groupby("_key", sort=False):
             lab = labels_of.get(key, "")

@@ -102,7 +102,7 @@ def cdmer_scores(
                     wide[typ] = wide[of_type].mean(axis=1, skipna=False)
         out.append(wide)
     f1, acc = out
-    order = _row_order(f1.index)
+    order = row_order(f1.index)
     f1, acc = f1.loc[order], acc.loc[order]
     drop = [lvl for lvl in ("selection", "params") if f1.index.get_level_values(lvl).nunique() == 1]
     if drop:
@@ -112,7 +112,7 @@ def cdmer_scores(
     return f1, acc
 
 
-def _row_order(index: pd.MultiIndex) -> list:
+def row_order(index: pd.MultiIndex) -> list:
     """Methods in order of first appearance ('svm' first), then selection, params."""
     methods = list(dict.fromkeys(index.get_level_values("method")))
     if "svm" in methods:
