@@ -29,7 +29,13 @@ from merkit.adapt.base import MASKED_LABEL
 from merkit.data.schema import FeatureSet
 from merkit.protocols.cdmer import CdmerTask, available_tasks, get_task, resolve_tasks
 from merkit.protocols.splits import stack_domains
-from merkit.results.store import RESULT_COLUMNS, ResultStore, params_to_json, result_key
+from merkit.results.store import (
+    RESULT_COLUMNS,
+    ResultStore,
+    params_to_json,
+    result_key,
+    result_keys,
+)
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +354,7 @@ def run_cdmer(
             flush()
     if store is not None and len(rows) < len(units):
         stored = store.results()
-        skeys = {k: i for i, k in enumerate(_row_keys(stored))}
+        skeys = {k: i for i, k in enumerate(result_keys(stored))}
         for u in units:
             if u.key not in rows and u.key in skeys:
                 rows[u.key] = stored.iloc[skeys[u.key]].to_dict()
@@ -357,13 +363,6 @@ def run_cdmer(
         return pd.DataFrame(columns=[*RESULT_COLUMNS, "seconds"])
     extra = [c for c in out.columns if c not in RESULT_COLUMNS]
     return out[list(RESULT_COLUMNS) + extra].reset_index(drop=True)
-
-
-def _row_keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
-    return [
-        result_key(r.protocol, r.task, r.method, r.selection, r.params, r.seed, r.data)
-        for r in df.itertuples(index=False)
-    ]
 
 
 # ============================================================================ grid runs
