@@ -335,6 +335,8 @@ def test_registry_and_scheme_construction():
     assert s.families == frozenset({"CASME2", "SMIC"})
     assert SCHEMES["megc3"].label_of("SAMM", "Contempt") == "negative"
     assert dataset_family("SMIC_NIR") == "SMIC" and dataset_family("CASME2") == "CASME2"
+    # CAS(ME)^2 is its own family, not a "CASME" that a future CASME I would share
+    assert dataset_family("CASME_SQ") == "CASME_SQ" and dataset_family("casme3_a") == "CASME3"
     with pytest.raises(ValueError, match="maps to classes not in"):
         LabelScheme("bad", ("a",), {("X", "e"): "b"})
     with pytest.raises(ValueError, match="both mapped and excluded"):

@@ -313,9 +313,16 @@ def au_labels(
 # ----------------------------------------------------------------------------------------
 
 
+#: suffixes naming a camera or a part of one database (``SMIC_HS``, ``CASME3_A``)
+FAMILY_SUFFIXES: frozenset[str] = frozenset({"HS", "VIS", "NIR", "A", "C"})
+
+
 def dataset_family(dataset: str) -> str:
-    """Database family of a dataset name: ``"SMIC_HS"`` -> ``"SMIC"``, ``"CASME2"`` -> itself."""
-    return str(dataset).split("_", 1)[0].upper()
+    """Database family of a dataset name: ``"SMIC_HS"`` -> ``"SMIC"``, ``"CASME3_A"`` ->
+    ``"CASME3"``; any other name is its own family (``"CASME2"``, ``"CASME_SQ"``)."""
+    name = str(dataset).strip().upper()
+    head, sep, tail = name.rpartition("_")
+    return head if sep and tail in FAMILY_SUFFIXES else name
 
 
 @dataclass(frozen=True)
