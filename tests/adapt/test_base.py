@@ -163,8 +163,22 @@ def test_sklearn_estimator_checks() -> None:
 def test_registry_names_every_benchmark_method_and_fixes_iw_svm_weighting():
     from sklearn.base import clone
 
-    expected = {"svm", "kmm", "kliep", "ulsif", "tca", "gfk", "sa", "tkl", "tsrg", "drfs_t",
-                "drls", "tgsr", "stm"}
+    expected = {
+        "svm",
+        "kmm",
+        "kliep",
+        "ulsif",
+        "tca",
+        "gfk",
+        "sa",
+        "tkl",
+        "tsrg",
+        "drfs_t",
+        "drls",
+        "tgsr",
+        "stm",
+        "coral",
+    }
     assert set(METHODS) == expected
     for name in expected:
         est = make_method(name)

@@ -13,8 +13,11 @@ from merkit.adapt.regenerate import (
 from tests.adapt._synth import shifted_blobs
 
 
-@pytest.mark.parametrize("cls", [TargetSampleRegenerator, DomainRegenerationTarget,
-                                 DomainRegenerationLabelSpace], ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls",
+    [TargetSampleRegenerator, DomainRegenerationTarget, DomainRegenerationLabelSpace],
+    ids=lambda c: c.__name__,
+)
 def test_fit_predict(cls):
     X, y, sd, yt = shifted_blobs(n=40, d=10)
     est = clone(cls(lam=1.0, mu=0.01)).fit(X, y, sd)
@@ -34,8 +37,10 @@ def test_ialm_l1_sparsity_grows_with_mu_and_fits_without_it():
     # optimum; it must still explain most of the source
     res = np.linalg.norm(P0.T @ K[:, :15] - Xs.T) / np.linalg.norm(Xs)
     assert res < 0.5
-    nnz = [np.count_nonzero(regenerator_ialm(K[:, :15], K[:, 15:], Xs, 1.0, m)[0])
-           for m in (1e-3, 1e-1, 10.0)]
+    nnz = [
+        np.count_nonzero(regenerator_ialm(K[:, :15], K[:, 15:], Xs, 1.0, m)[0])
+        for m in (1e-3, 1e-1, 10.0)
+    ]
     assert nnz[0] > nnz[1] > nnz[2]
 
 

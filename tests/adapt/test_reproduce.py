@@ -15,6 +15,7 @@ import pytest
 
 from merkit.adapt.base import SVMBaseline
 from merkit.adapt.regenerate import DomainRegenerationLabelSpace, DomainRegenerationTarget
+from merkit.adapt.reweight import KLIEP, KMM, ULSIF, ImportanceWeightedSVM
 from merkit.adapt.subspace import (
     GeodesicFlowKernel,
     SubspaceAlignment,
@@ -25,8 +26,10 @@ from merkit.adapt.tgsr import TransferGroupSparseRegression
 from merkit.results.metrics import accuracy, uf1
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cdmer_lbptop_r3p8"
-FILES = {"C": "CrossCorpus_LBPTOP_R3P8_CASME2_112by112.mat",
-         "V": "CrossCorpus_LBPTOP_R3P8_SMIC_VIS_112by112.mat"}
+FILES = {
+    "C": "CrossCorpus_LBPTOP_R3P8_CASME2_112by112.mat",
+    "V": "CrossCorpus_LBPTOP_R3P8_SMIC_VIS_112by112.mat",
+}
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +58,9 @@ def _run(feats, task: str, est) -> tuple[float, float]:
 CASES = [
     ("CV", lambda: SVMBaseline(), 0.4701, 50.70, 0.02),
     ("VC", lambda: SVMBaseline(), 0.5367, 53.08, 0.001),
+    # IW-SVM with the benchmark's uLSIF (linear basis, plain closed form), best lambda
+    ("CV", lambda: ImportanceWeightedSVM(weighting=ULSIF(lam=4.0)), 0.5778, 59.15, 0.02),
+    ("VC", lambda: ImportanceWeightedSVM(weighting=ULSIF(lam=15.0)), 0.5537, 54.62, 0.002),
     ("CV", lambda: TransferComponentAnalysis(n_components=24), 0.6834, 69.01, 0.02),
     ("VC", lambda: TransferComponentAnalysis(n_components=20), 0.5789, 59.23, 0.02),
     ("CV", lambda: SubspaceAlignment(n_components=31), 0.5939, 59.15, 0.02),
@@ -71,8 +77,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("task,make,f1_pub,acc_pub,tol", CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    "task,make,f1_pub,acc_pub,tol", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
 def test_published_point(feats, task, make, f1_pub, acc_pub, tol):
     f1, acc = _run(feats, task, make())
     assert abs(f1 - f1_pub) <= tol, (task, f1, acc, f1_pub, acc_pub)
@@ -81,10 +88,23 @@ def test_published_point(feats, task, make, f1_pub, acc_pub, tol):
 def test_sa_vc_exact_and_svm_cv_known_gap(feats):
     # SA V->C matches the published number to the fourth decimal; the SVM baseline
     # with CASME II as source is a known LibSVM-version gap (0.4800 vs 0.4701).
-    assert _run(feats, "VC", SubspaceAlignment(n_components=60)) == pytest.approx((0.5243, 51.54),
-                                                                                  abs=5e-3)
+    assert _run(feats, "VC", SubspaceAlignment(n_components=60)) == pytest.approx(
+        (0.5243, 51.54), abs=5e-3
+    )
     f1, acc = _run(feats, "CV", SVMBaseline())
     assert f1 == pytest.approx(0.4800, abs=1e-4) and acc == pytest.approx(52.11, abs=0.01)
+
+
+def test_tgsr_full_grid_oracle_points(feats):
+    # best of the full published grid (85 kappas x 271 xi, every point run through the
+    # runner): C->V kappa 65 (all xi tie), V->C kappa 56-57 at xi <= 0.0024; published
+    # 0.5906 / 59.15 and 0.6403 / 63.85 at kappa 85 (the best kappa = 85 points)
+    for task, kappa, xi, f1, acc in [
+        ("CV", 65, 0.001, 0.5933, 59.15),
+        ("VC", 56, 0.001, 0.6419, 63.85),
+    ]:
+        got = _run(feats, task, TransferGroupSparseRegression(kappa=kappa, xi=xi))
+        assert got[0] == pytest.approx(f1, abs=1e-4) and got[1] == pytest.approx(acc, abs=0.01)
 
 
 def test_tgsr_small_grid_best_is_all_blocks(feats):
@@ -98,3 +118,20 @@ def test_tgsr_small_grid_best_is_all_blocks(feats):
     assert n_iter[-1] == 1  # kappa = K: lambda = 0, one ridge step
     assert scores[-1] == pytest.approx(0.5906, abs=1e-4)
     assert max(scores) == scores[-1]
+
+
+def test_importance_weighting_defaults(feats):
+    # uLSIF oracle points (accuracy of V->C equal to the published 54.62); KMM with the
+    # ESS width rule stays at the baseline level instead of falling below it (0.31 / 0.43
+    # at the plain median width); KLIEP's median-width weights leave the SVM unchanged
+    pts = [("CV", ImportanceWeightedSVM(weighting=ULSIF(lam=4.0)), 0.5958, 60.56),
+           ("VC", ImportanceWeightedSVM(weighting=ULSIF(lam=15.0)), 0.5524, 54.62),
+           ("CV", ImportanceWeightedSVM(weighting=KMM()), 0.4901, 52.11),
+           ("VC", ImportanceWeightedSVM(weighting=KMM()), 0.5374, 53.08),
+           ("CV", ImportanceWeightedSVM(weighting=KMM(min_ess=0)), 0.3103, 42.25),
+           ("CV", ImportanceWeightedSVM(weighting=KLIEP()), 0.4800, 52.11),
+           ("VC", ImportanceWeightedSVM(weighting=KLIEP()), 0.5367, 53.08)]  # fmt: skip
+    for task, est, f1, acc in pts:
+        got = _run(feats, task, est)
+        assert got[0] == pytest.approx(f1, abs=1e-4) and got[1] == pytest.approx(acc, abs=0.01), (
+            task, est, got)  # fmt: skip

@@ -18,20 +18,48 @@ def _covariate_shift(seed=0):
 
 def test_ulsif_closed_form():
     Xs, Xt = _covariate_shift()
-    est = ULSIF(lam=0.1).fit(Xs, Xt)
+    # Kanamori et al.: Gaussian basis, alpha clipped at 0
+    est = ULSIF(lam=0.1, kernel="rbf", nonnegative=True).fit(Xs, Xt)
     Phi_s = kernel_matrix(Xs, Xt, "rbf", est.gamma_)
     h = kernel_matrix(Xt, Xt, "rbf", est.gamma_).mean(0)
     a = np.maximum(np.linalg.solve(Phi_s.T @ Phi_s / 80 + 0.1 * np.eye(60), h), 0)
     assert np.allclose(est.weights_, Phi_s @ a)
+    # the benchmark's variant (default): linear basis, plain closed form, negative weights
+    lin = ULSIF(lam=0.5).fit(Xs, Xt)
+    P = Xs @ Xt.T
+    a = np.linalg.solve(P.T @ P / 80 + 0.5 * np.eye(60), (Xt @ Xt.T).mean(0))
+    assert np.allclose(lin.weights_, P @ a) and (lin.weights_ < 0).sum() > 5
 
 
-@pytest.mark.parametrize("est", [KMM(), KLIEP(), ULSIF(lam=0.1)], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("est", [KMM(), KLIEP(), ULSIF(lam=0.1, kernel="rbf", nonnegative=True)],
+                         ids=lambda e: type(e).__name__)  # fmt: skip
 def test_weights_favour_target_region(est):
     Xs, Xt = _covariate_shift()
     w = est.fit(Xs, Xt).weights_
     near = np.linalg.norm(Xs - 0.8, axis=1) < 0.8
     assert w.shape == (80,) and np.all(w >= 0)
     assert w[near].mean() > 2 * w[~near].mean()
+
+
+def test_ess_width_rule_and_kliep_cv():
+    from merkit.adapt.kernels import median_heuristic_gamma
+    from merkit.adapt.reweight import effective_sample_size
+
+    assert effective_sample_size(np.ones(7)) == pytest.approx(7.0)
+    assert effective_sample_size([0.0, 3.0, 0.0]) == pytest.approx(1.0)
+    rng = np.random.default_rng(1)
+    Xs, Xt = rng.normal(0, 1, (60, 5)), rng.normal(1.5, 1, (40, 5))  # strong shift
+    g0 = median_heuristic_gamma(np.vstack([Xs, Xt]))
+    plain = KMM(min_ess=0).fit(Xs, Xt)
+    assert plain.gamma_ == pytest.approx(g0) and plain.ess_ < 0.5 * 60
+    kmm = KMM().fit(Xs, Xt)  # narrowed by factors of 2 until ESS >= 30
+    k = np.log2(kmm.gamma_ / g0)
+    assert k >= 1 and k == pytest.approx(round(k)) and kmm.ess_ >= 30
+    assert KMM(min_ess=0, gamma=kmm.gamma_).fit(Xs, Xt).ess_ == pytest.approx(kmm.ess_, rel=1e-6)
+    cv = KLIEP(gamma="cv").fit(Xs, Xt)
+    assert len(cv.cv_scores_) == 7 and cv.gamma_ == max(cv.cv_scores_, key=cv.cv_scores_.get)
+    with pytest.raises(ValueError, match="number, None or 'cv'"):
+        KLIEP(gamma="median").fit(Xs, Xt)
 
 
 def test_kmm_constraints():
@@ -51,11 +79,13 @@ def test_kliep_normalisation():
 def test_iwsvm_mean_one_weights_and_errors():
     X, y, sd, yt = shifted_blobs()
     est = ImportanceWeightedSVM(weighting=ULSIF(lam=10.0)).fit(X, y, sd)
-    assert est.weights_.mean() == pytest.approx(1.0)
+    pos = est.raw_weights_ > 0
+    assert (~pos).sum() > 0  # the linear closed form gives some negative weights
+    assert np.all(est.weights_[~pos] == 0) and est.weights_[pos].mean() == pytest.approx(1.0)
     assert np.mean(est.predict(X[sd < 0]) == yt) >= 0.8
     assert clone(est).get_params()["weighting__lam"] == 10.0
     raw = ImportanceWeightedSVM(weighting=ULSIF(lam=10.0), normalize=False).fit(X, y, sd)
-    assert np.allclose(raw.weights_, est.raw_weights_)
+    assert np.allclose(raw.weights_, np.maximum(est.raw_weights_, 0))
     with pytest.raises(ValueError, match="unknown weighting 'foo'"):
         ImportanceWeightedSVM(weighting="foo").fit(X, y, sd)
     with pytest.raises(ValueError, match="carry labels"):

@@ -145,7 +145,12 @@ def test_score_grid_collapsed_predictions_get_zero_reverse(blobs):
     Xs, ys, Xt, yt = blobs
     df = score_grid("sa", [{"n_components": 1}, {"n_components": 5}], Xs, ys, Xt, yt)
     assert list(df.columns) == [
-        "params", "entropy", "class_entropy", "reverse", "mean_f1", "accuracy"
+        "params",
+        "entropy",
+        "class_entropy",
+        "reverse",
+        "mean_f1",
+        "accuracy",
     ]
     assert df["params"].tolist() == ['{"n_components":1}', '{"n_components":5}']
     assert (df[["class_entropy", "reverse", "mean_f1"]].to_numpy() >= 0).all()
@@ -172,9 +177,7 @@ def test_cdmer_tgsr_v_to_c_oracle_vs_label_free_picks(cdmer):
     C, V = cdmer
     grid = [{"kappa": 85, "xi": x} for x in (0.001, 0.003, 0.01, 0.028)]
     df = score_grid("tgsr", grid, V.X, V.y, C.X, C.y)
-    np.testing.assert_allclose(
-        df["reverse"], [0.661918, 0.587557, 0.666534, 0.573502], atol=5e-6
-    )
+    np.testing.assert_allclose(df["reverse"], [0.661918, 0.587557, 0.666534, 0.573502], atol=5e-6)
     np.testing.assert_allclose(df["mean_f1"], [0.600141, 0.614759, 0.630993, 0.640328], atol=5e-6)
     oracle = select(df, "mean_f1", method="tgsr")
     assert json.loads(oracle["params"]) == {"kappa": 85, "xi": 0.028}  # the published point

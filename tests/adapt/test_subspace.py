@@ -18,8 +18,12 @@ from merkit.adapt.subspace import (
 )
 from tests.adapt._synth import shifted_blobs
 
-EST = [TransferComponentAnalysis(n_components=5), SubspaceAlignment(n_components=5),
-       GeodesicFlowKernel(n_components=5), TransferKernelLearning()]
+EST = [
+    TransferComponentAnalysis(n_components=5),
+    SubspaceAlignment(n_components=5),
+    GeodesicFlowKernel(n_components=5),
+    TransferKernelLearning(),
+]
 
 
 @pytest.mark.parametrize("est", EST, ids=lambda e: type(e).__name__)
@@ -87,3 +91,20 @@ def test_tkl_spectrum_constraints_and_fit():
     assert np.allclose(tkl_spectrum(Phi, Ks, 1.0), lam_true, atol=1e-6)
     lam = tkl_spectrum(Phi, Ks, 2.0)  # forces l_i >= 2 l_{i+1}
     assert np.all(lam[:-1] >= 2.0 * lam[1:] - 1e-9) and lam[-1] >= 0
+
+
+def test_coral_low_rank_equals_explicit_matrix_power():
+    from scipy.linalg import fractional_matrix_power
+
+    from merkit.adapt.subspace import CorrelationAlignment
+
+    X, y, sd, yt = shifted_blobs(n=30, d=40)  # d > n: rank-deficient covariances
+    Xs, Xt = X[sd > 0], X[sd < 0]
+    est = CorrelationAlignment(reg=0.5).fit(X, y, sd)
+    Cs = np.cov(Xs, rowvar=False) + 0.5 * np.eye(40)
+    Ct = np.cov(Xt, rowvar=False) + 0.5 * np.eye(40)
+    ref = Xs @ fractional_matrix_power(Cs, -0.5) @ fractional_matrix_power(Ct, 0.5)
+    assert np.allclose(est.source_, ref.real, atol=1e-8)
+    assert np.mean(est.predict(Xt) == yt) >= 0.7
+    with pytest.raises(ValueError, match="reg must be > 0"):
+        CorrelationAlignment(reg=0).fit(X, y, sd)

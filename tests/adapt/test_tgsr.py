@@ -89,3 +89,28 @@ def test_dual_path_equals_primal_alm(xi):
     S, its = tgsr_grid_scores(prob, Xt, kappas, [xi, 10 * xi])
     assert S.shape == (2, 4, 8, 3) and np.array_equal(its[0], it)
     assert np.allclose(S[0], np.einsum("ed,kdc->kec", Xt, C))
+
+
+def test_dual_solve_batches_settings_and_labels():
+    from merkit.adapt.tgsr import TGSRProblem, tgsr_dual_solve
+
+    rng = np.random.default_rng(5)
+    Xs, Xt = rng.random((9, 20)), rng.random((7, 20)) + 0.2
+    Y = np.eye(3)[rng.integers(0, 3, 9)]
+    g = np.repeat(np.arange(5), 4)
+    prob = TGSRProblem.from_data(Xs, Y, Xt, g)
+    K = prob.cross_gram(Xt)
+    Y2 = np.eye(3)[rng.integers(0, 2, 9)]  # class 2 absent: an all-zero label column
+    kap, xis = [1, 3, 5, 2, 4], [0.01, 0.01, 3.0, 3.0, 0.5]
+    labels = np.stack([Y, Y2, Y, Y2, Y])
+    S, its = tgsr_dual_solve(prob, kap, xis, labels=labels, K=K)
+    assert S.shape == (5, 7, 3)
+    for i in range(5):  # each setting alone (own problem, own labels) gives the same fit
+        one = TGSRProblem.from_data(Xs, labels[i], Xt, g)
+        Si, it_i = tgsr_dual_solve(one, [kap[i]], [xis[i]], K=K)
+        assert it_i[0] == its[i] and np.allclose(Si[0], S[i], rtol=1e-9, atol=1e-12)
+        C, it_p = _primal_tgsr(Xs, labels[i], Xt, g, kap[i], xis[i])
+        assert it_p == its[i] and np.allclose(Xt @ C, S[i], atol=1e-7 * np.abs(S[i]).max())
+    assert np.all(S[1][:, 2] == 0) and np.all(S[3][:, 2] == 0)  # zero column stays zero
+    with pytest.raises(ValueError, match="labels must be"):
+        tgsr_dual_solve(prob, [1], [0.1], labels=labels)

@@ -24,6 +24,7 @@ from merkit.adapt.regenerate import (
 from merkit.adapt.reweight import KLIEP, KMM, ULSIF, WEIGHTINGS, ImportanceWeightedSVM
 from merkit.adapt.stm import SelectiveTransferMachine
 from merkit.adapt.subspace import (
+    CorrelationAlignment,
     GeodesicFlowKernel,
     SubspaceAlignment,
     TransferComponentAnalysis,
@@ -42,6 +43,7 @@ __all__ = [
     "DomainRegenerationLabelSpace",
     "DomainRegenerationTarget",
     "GeodesicFlowKernel",
+    "CorrelationAlignment",
     "ImportanceWeightedSVM",
     "SVMBaseline",
     "SelectiveTransferMachine",
@@ -70,6 +72,7 @@ METHODS: dict[str, type] = {
     "drls": DomainRegenerationLabelSpace,
     "tgsr": TransferGroupSparseRegression,
     "stm": SelectiveTransferMachine,
+    "coral": CorrelationAlignment,
 }
 
 #: fixed constructor parameters of a registry name (IW-SVM with a given weighting)

@@ -119,9 +119,7 @@ class GramSVC:
     def __init__(self, C: float = 1.0) -> None:
         self.C = C
 
-    def fit(
-        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
-    ) -> GramSVC:
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> GramSVC:
         """Fit on rows ``X`` (n, d) with labels ``y`` (n,).
 
         Rows with zero weight are dropped before LibSVM sees them: scikit-learn's
@@ -149,4 +147,3 @@ class GramSVC:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted labels for rows ``X`` (m, d)."""
         return self.svc_.predict(np.asarray(X, dtype=float) @ self.X_.T)
-

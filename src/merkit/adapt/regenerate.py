@@ -96,9 +96,7 @@ def regenerator_basis(
     return RegeneratorBasis(U=np.ascontiguousarray(U), D=D, UB=UB)
 
 
-def _ialm_columns(
-    basis: RegeneratorBasis, cols: slice, mu: float, kappas: np.ndarray, tol: float
-):
+def _ialm_columns(basis: RegeneratorBasis, cols: slice, mu: float, kappas: np.ndarray, tol: float):
     """Generator driving the IALM of a block of columns one iteration per ``next()``.
 
     Yields ``max|P - Q|`` of the block after each iteration; ``.P`` of the returned

@@ -129,8 +129,12 @@ _ULSIF_LAM = _unique(
     round(float(a * t), 10) for t in (1, 10, 100, 1e3, 1e4, 1e5) for a in range(1, 101)
 )
 _TGSR_XI = _unique(
-    _range(0.001, 0.01, 0.0002) + _range(0.01, 0.1, 0.002) + _range(0.1, 1, 0.02)
-    + _range(1, 10, 0.2) + _range(10, 100, 2) + _range(100, 1000, 20)
+    _range(0.001, 0.01, 0.0002)
+    + _range(0.01, 0.1, 0.002)
+    + _range(0.1, 1, 0.02)
+    + _range(1, 10, 0.2)
+    + _range(10, 100, 2)
+    + _range(100, 1000, 20)
 )
 _TGSR_KAPPA = list(range(1, 86))
 
@@ -146,6 +150,7 @@ PUBLISHED_GRIDS: dict[str, list[dict]] = {
     "drfs_t": _product(lam=_DR_LAM, mu=_DR_MU),
     "drls": _product(lam=_DR_LAM, mu=_DR_MU),
     "tgsr": _product(kappa=_TGSR_KAPPA, xi=_TGSR_XI),
+    "coral": [{}],  # not in the benchmark; reg = 1 as in Sun et al.
 }
 
 #: methods searched over the subspace dimension k = 1 .. kmax (``n_components``)
