@@ -140,6 +140,28 @@ def test_tgsr_fast_path_equals_per_point_fits(domains, tmp_path) -> None:
     )
 
 
+def test_tgsr_reverse_batch_equals_reverse_validation(domains) -> None:
+    # one dual solve for several points, each with its own pseudo-labels (one of them
+    # without class 2, one with a single class) = selection.reverse_validation per point
+    from merkit.adapt.selection import reverse_validation
+
+    task = next(t for t in TASKS if t.name == "Exp.9")
+    td = runner._task_data(task, domains)
+    consts = (("group_size", 2), ("tol", 1e-8), ("max_iter", 2000))
+    rng = np.random.default_rng(0)
+    nt = len(td.Xt)
+    pseudo = [rng.integers(0, 3, nt), rng.integers(0, 2, nt), np.zeros(nt, dtype=int)]
+    pts = [(("k", i), k, x, ps) for i, (k, x, ps) in
+           enumerate([(1, 0.5, pseudo[0]), (2, 0.001, pseudo[1]), (3, 50.0, pseudo[2]),
+                      (3, 0.5, pseudo[1])])]  # fmt: skip
+    got = dict(runner._tgsr_reverse(td, consts, pts))
+    for key, k, x, ps in pts:
+        ref = reverse_validation("tgsr", {"kappa": k, "xi": x, "group_size": 2}, td.Xs, td.ys,
+                                 td.Xt, ps)  # fmt: skip
+        assert got[key] == pytest.approx(ref, abs=1e-12), (key, got[key], ref)
+    assert got[("k", 2)] == 0.0
+
+
 def test_parallel_equals_serial(domains, tmp_path) -> None:
     grid = {**SVM_GRID, **TGSR_GRID}
     one = run_grid(domains, ["svm", "tgsr"], grid=grid, store=tmp_path / "1", progress=False)

@@ -167,3 +167,197 @@ def test_empty_store(tmp_path: Path) -> None:
     assert store.results().empty and store.predictions().empty
     assert len(store) == 0 and store.keys() == set()
     assert store.recompute().empty
+
+
+# ----------------------------------------------------------------- incremental writes
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_parts_read_like_merged_files(tmp_path: Path) -> None:
+    """Writes go to parts (newer wins per key); reading them equals the merged files."""
+    inc = ResultStore(tmp_path / "inc", compact_below=0, max_parts=1000)
+    ref = ResultStore(tmp_path / "ref")  # small store: merged after every write
+    batches = [
+        [ResultStore.make_record(**unit(task="Exp.1", n=3000))],  # merged: larger than parts
+        [ResultStore.make_record(**unit(seed=s), extra={"seconds": 0.5}) for s in range(3)],
+        [ResultStore.make_record(**unit(task="Exp.10"), extra={"score": 0.25})],
+        [ResultStore.make_record(**unit(seed=1, shift=7))],  # replaces seed 1 of batch 1
+        [ResultStore.make_record(**unit(selection="oracle", params={"k": 3}))],
+        [ResultStore.make_record(**unit(selection="oracle", params={"k": 9}, shift=2))],
+    ]
+    for b in batches:
+        inc.add_records(b)
+        ref.add_records(b)
+    parts = sorted(p.name for p in (tmp_path / "inc" / "parts").iterdir())
+    assert len(parts) == 10 and parts[:2] == ["00000001.predictions.csv", "00000001.results.csv"]
+    assert sorted(p.name for p in (tmp_path / "ref").iterdir()) == [
+        "predictions.csv", "results.csv"]  # fmt: skip
+    res, ref_res = inc.results(), ref.results()
+    _same(res.drop(columns="created"), ref_res.drop(columns="created"))
+    assert len(res) == 6 and res["seconds"].tolist()[:3] == ["", "0.5", "0.5"]  # as merged
+    assert json.loads(res.iloc[-1]["params"]) == {"k": 9}
+    newer = unit(seed=1, shift=7)
+    _same(inc.predictions(), ref.predictions())
+    p = inc.predictions()
+    assert len(p) == 3000 + 5 * 30
+    np.testing.assert_array_equal(p[(p.seed == 1) & (p.task == "Exp.9")]["y_pred"],
+                                  newer["y_pred"])  # fmt: skip
+    assert inc.keys() == ref.keys() and len(inc) == 6
+    _same(inc.recompute(), ref.recompute())
+    before = inc.results()
+    inc.compact()
+    assert sorted(p.name for p in (tmp_path / "inc").iterdir()) == [
+        "predictions.csv", "results.csv"]  # fmt: skip
+    _same(inc.results(), before)
+    _same(inc.predictions(), ref.predictions())
+
+
+def test_merge_policy_doubles(tmp_path: Path) -> None:
+    """Parts merge when they outgrow predictions.csv or reach max_parts."""
+    store = ResultStore(tmp_path, compact_below=0, max_parts=3)
+    store.add(**unit(seed=0))  # no predictions.csv yet: the first part outgrows it
+    assert not (tmp_path / "parts").exists() and len(store) == 1
+    store.add(**unit(seed=1))  # a part as large as the main file: merged
+    assert not (tmp_path / "parts").exists()
+    store.add(**unit(seed=2, n=5))  # small parts stay until there are 3
+    store.add(**unit(seed=3, n=5))
+    assert len(list((tmp_path / "parts").iterdir())) == 4
+    store.add(**unit(seed=4, n=5))
+    assert not (tmp_path / "parts").exists()
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 5
+    assert len(pd.read_csv(tmp_path / "predictions.csv")) == 2 * 30 + 3 * 5
+
+
+def test_uncommitted_part_is_ignored(tmp_path: Path, monkeypatch) -> None:
+    """A crash between the predictions part and its results part (the commit) loses that
+    write only; the next write and the merge go on from there."""
+    store = ResultStore(tmp_path, compact_below=0)
+    store.add(**unit(seed=0, n=300))
+    before_res, before_pred = store.results(), store.predictions()
+    real = ResultStore.make_record(**unit(seed=0, shift=9))  # would replace seed 0
+    import merkit.results.store as S
+
+    writes = []
+
+    def crash_on_commit(df, path):
+        if path.name.endswith(".results.csv"):
+            raise KeyboardInterrupt("killed")
+        writes.append(path.name)
+        return orig(df, path)
+
+    orig = S._atomic_write_csv
+    monkeypatch.setattr(S, "_atomic_write_csv", crash_on_commit)
+    with pytest.raises(KeyboardInterrupt):
+        store.add_records([real])
+    monkeypatch.setattr(S, "_atomic_write_csv", orig)
+    assert writes == ["00000001.predictions.csv"]
+    _same(store.results(), before_res)
+    _same(store.predictions(), before_pred)  # the orphan predictions are not read
+    store.add(**unit(seed=1))  # numbered after the orphan
+    assert (tmp_path / "parts" / "00000002.results.csv").is_file()
+    assert len(store) == 2 and len(store.predictions()) == 330
+    store.compact()
+    assert not (tmp_path / "parts").exists() and len(store.predictions()) == 330
+
+
+def test_crash_during_merge_keeps_every_row(tmp_path: Path, monkeypatch) -> None:
+    """Killed after the merged files are written but while parts are being removed: the
+    leftover (newest) parts re-apply the same rows."""
+    store = ResultStore(tmp_path, compact_below=0, max_parts=100)
+    store.add(**unit(seed=0, n=300))
+    assert not (tmp_path / "parts").exists()
+    for shift in (1, 2, 3):  # three versions of one key, then another key
+        store.add(**unit(seed=5, shift=shift, n=4))
+    store.add(**unit(seed=6, n=4))
+    want_res, want_pred = store.results(), store.predictions()
+    real_unlink = Path.unlink
+    removed: list[str] = []
+
+    def dies_on_third(self, missing_ok=False):
+        if len(removed) == 3:
+            raise KeyboardInterrupt("killed")
+        removed.append(self.name)
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        store.compact()
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    assert removed == ["00000001.results.csv", "00000001.predictions.csv",
+                       "00000002.results.csv"]  # fmt: skip
+    _same(store.results(), want_res)
+    _same(store.predictions(), want_pred)
+    newest = unit(seed=5, shift=3, n=4)
+    p = store.predictions()
+    np.testing.assert_array_equal(p[p.seed == 5]["y_pred"], newest["y_pred"])
+    store.compact()
+    _same(store.results(), want_res)
+    _same(store.predictions(), want_pred)
+
+
+def test_half_written_file_never_replaces_the_old(tmp_path: Path, monkeypatch) -> None:
+    """A crash while a file is being written (here: after half of its rows) leaves the old
+    complete file and no temporary file."""
+    store = ResultStore(tmp_path)
+    store.add(**unit(seed=0))
+    files = {f: (tmp_path / f).read_text() for f in ("results.csv", "predictions.csv")}
+    real = pd.DataFrame.to_csv
+
+    def half_then_crash(self, fh=None, *a, **k):
+        text = real(self, None, *a, **k)
+        fh.write(text[: len(text) // 2])
+        fh.flush()
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        store.add(**unit(seed=1))
+    monkeypatch.setattr(pd.DataFrame, "to_csv", real)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.csv", "results.csv"]
+    assert {f: (tmp_path / f).read_text() for f in files} == files
+    assert len(store) == 1
+
+
+_KILL_SCRIPT = """
+import sys
+import numpy as np
+from merkit.results.store import ResultStore
+store = ResultStore(sys.argv[1], compact_below=1 << 16, max_parts=4)
+for i in range(100000):
+    rng = np.random.default_rng(i)
+    y = rng.integers(0, 3, 400)
+    recs = [ResultStore.make_record(protocol="p", task="t", method="m", params={"i": i % 37},
+                                    seed=0, y_true=y, y_pred=rng.permutation(y))]
+    store.add_records(recs)
+    if i == 10:
+        print("ready", flush=True)
+"""
+
+
+def test_killed_writer_leaves_a_consistent_store(tmp_path: Path) -> None:
+    """SIGKILL a process that keeps writing (parts and merges): every results row that
+    can be read has its complete predictions, and the metrics recompute from them."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.7)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    store = ResultStore(tmp_path)
+    res = store.results()
+    assert 11 <= len(res) <= 37
+    again = store.recompute()
+    assert len(again) == len(res) and (again["n_test"] == 400).all()
+    merged = res.merge(again, on=["protocol", "task", "method", "selection", "params", "seed"])
+    np.testing.assert_allclose(merged["mean_f1_x"], merged["mean_f1_y"], rtol=1e-12)
+    store.compact()  # also removes the temporary file of a write the kill interrupted
+    assert len(store) == len(res)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.csv", "results.csv"]

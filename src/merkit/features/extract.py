@@ -7,7 +7,9 @@ transform for the whole clip, :func:`merkit.video.face.load_aligned_clip`) -> TI
 :func:`merkit.features.registry.get_descriptor`).
 
 Clips are described in parallel with joblib (``n_jobs``; the same numbers as a serial
-run) and, when a cache is given, each finished clip is stored at once
+run), on local processes or a Ray / Dask cluster (``backend``, ``address``:
+:class:`merkit.parallel.Backend`) and, when a cache is given, each finished clip is stored
+at once
 (:mod:`merkit.features.cache`): a second run reads every vector back, an interrupted run
 resumes with the clips it had not finished.
 
@@ -40,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 
 from merkit.data.schema import FeatureSet
 from merkit.features.cache import (
@@ -52,6 +53,7 @@ from merkit.features.cache import (
 )
 from merkit.features.grid import Grid
 from merkit.features.registry import Descriptor, get_descriptor
+from merkit.parallel import Backend, open_backend
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +321,8 @@ def extract(
     classes: tuple[str, ...] = (),
     name: str | None = None,
     progress: Callable[[int], None] | None = None,
+    backend: str | Backend = "loky",
+    address: str | None = None,
 ) -> Extraction:
     """Describe every clip of ``table`` (see the module docstring).
 
@@ -334,6 +338,11 @@ def extract(
         Size, TIM length and alignment (default 112 x 112, 16 frames, no alignment).
     n_jobs : int
         joblib workers over clips; the numbers equal the serial run's.
+    backend, address
+        ``"loky"`` (local processes), ``"ray"`` or ``"dask"`` (the cluster at ``address``,
+        or a local one of ``n_jobs`` workers for the call), or an open
+        :class:`merkit.parallel.Backend`. Workers of a cluster at an address store no
+        cache entries themselves (they may not see this file system): this process does.
     cache : FeatureCache or path, optional
         Per-clip cache; None computes everything and stores nothing.
     on_missing : {"raise", "skip"}
@@ -383,13 +392,15 @@ def extract(
             n_cached,
             cache if cache is not None else "no cache",
         )
-        with Parallel(n_jobs=n_jobs, return_as="generator") as parallel:
-            results = parallel(
-                delayed(_compute_clip)(rows[i], desc, pre, on_missing, cache_dir, keys[i])
-                for i in todo
+        with open_backend(backend, n_jobs, address) as be:
+            in_worker = cache_dir if be.shares_filesystem else None
+            results = be.map(
+                (_compute_clip, (rows[i], desc, pre, on_missing, in_worker, keys[i])) for i in todo
             )
             for i, vec in zip(todo, results, strict=True):
                 vectors[i] = vec
+                if cache is not None and in_worker is None:
+                    cache.save(desc.name, keys[i], vec)
                 if progress is not None:
                     progress(1)
 

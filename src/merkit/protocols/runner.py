@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from merkit.adapt import make_method
 from merkit.adapt.base import MASKED_LABEL
 from merkit.data.schema import FeatureSet
+from merkit.parallel import Backend, open_backend
 from merkit.protocols.cdmer import CdmerTask, available_tasks, get_task, resolve_tasks
 from merkit.protocols.splits import stack_domains
 from merkit.results.store import (
@@ -53,6 +54,7 @@ __all__ = [
     "run_cdmer",
     "run_grid",
     "run_unit",
+    "write_tgsr_blocks",
 ]
 
 PROTOCOL = "cdmer"
@@ -116,6 +118,7 @@ class UnitResult:
     sample: np.ndarray
     clip: np.ndarray
     seconds: float
+    classes: tuple[str, ...] = ()  # class names indexed by the labels (for reports)
 
     def record(self, extra: Mapping | None = None) -> tuple[dict, pd.DataFrame]:
         """Results row and prediction rows for :class:`ResultStore` (``extra`` columns added)."""
@@ -135,6 +138,7 @@ class UnitResult:
             fold="",
             sample=self.sample,
             clip=self.clip,
+            classes=self.classes,
             extra={**(extra or {}), "seconds": round(self.seconds, 4)},
         )
 
@@ -262,6 +266,7 @@ def run_unit(unit: WorkUnit, features: Mapping[str, FeatureSet]) -> UnitResult:
         sample=test_rows,
         clip=tgt.table["clip"].astype(str).to_numpy()[test_rows],
         seconds=seconds,
+        classes=src.classes or tgt.classes,
     )
 
 
@@ -277,6 +282,9 @@ def run_cdmer(
     resume: bool = True,
     flush_every: int = 20,
     extra: Mapping | None = None,
+    n_jobs: int = 1,
+    backend: str | Backend = "loky",
+    address: str | None = None,
 ) -> pd.DataFrame:
     """Run methods over the CDMER tasks that the loaded databases allow.
 
@@ -302,12 +310,19 @@ def run_cdmer(
         Skip units whose key is already in ``store``.
     extra : mapping, optional
         Constant columns added to every results row (e.g. ``{"features": "lbp_top:r3p8"}``).
+    n_jobs, backend, address
+        Where units run (:class:`merkit.parallel.Backend`: joblib's loky processes, or a
+        Ray / Dask cluster at ``address`` or started for the run); the numbers do not
+        depend on it.
 
     Returns
     -------
     DataFrame
         One results row per unit (columns of :data:`merkit.results.store.RESULT_COLUMNS`
         plus ``seconds``), in unit order; resumed units are read back from the store.
+
+    With a store, TGSR units also write ``DIR/tgsr_blocks.json`` (see
+    :func:`write_tgsr_blocks`).
     """
     units = cdmer_units(features, method, params=params, tasks=tasks, seeds=seed)
     if store is not None and not isinstance(store, ResultStore):
@@ -324,18 +339,22 @@ def run_cdmer(
             store.add_records(pending)
         pending.clear()
 
-    with Progress(
-        TextColumn("[bold]CDMER[/bold] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=not progress,
-    ) as bar:
+    with (
+        Progress(
+            TextColumn("[bold]CDMER[/bold] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            disable=not progress,
+        ) as bar,
+        open_backend(backend, n_jobs, address) as be,
+    ):
         job = bar.add_task("", total=len(todo))
+        shared = _Shared(features)  # one object: sent to a cluster once, not once per unit
         try:
-            for unit in todo:
+            runs = be.map((_run_unit_shared, (u, shared)) for u in todo)
+            for unit, res in zip(todo, runs, strict=True):
                 bar.update(job, description=str(unit))
-                res = run_unit(unit, features)
                 row, preds = res.record(extra)
                 rows[unit.key] = row
                 pending.append((row, preds))
@@ -352,6 +371,8 @@ def run_cdmer(
                 bar.advance(job)
         finally:
             flush()
+    if store is not None:
+        store.compact()
     if store is not None and len(rows) < len(units):
         stored = store.results()
         skeys = {k: i for i, k in enumerate(result_keys(stored))}
@@ -361,8 +382,70 @@ def run_cdmer(
     out = pd.DataFrame([rows[u.key] for u in units if u.key in rows])
     if out.empty:
         return pd.DataFrame(columns=[*RESULT_COLUMNS, "seconds"])
+    if store is not None:
+        best: dict[CdmerTask, tuple[float, WorkUnit]] = {}
+        for u in units:  # the TGSR point of each task (best mean-F1 when several)
+            if u.method == "tgsr" and u.key in rows:
+                f1 = float(rows[u.key]["mean_f1"])
+                if u.task not in best or f1 > best[u.task][0]:
+                    best[u.task] = (f1, u)
+        if best:
+            write_tgsr_blocks(store.directory, [u for _, u in best.values()], features)
     extra = [c for c in out.columns if c not in RESULT_COLUMNS]
     return out[list(RESULT_COLUMNS) + extra].reset_index(drop=True)
+
+
+class _Shared:
+    """Holds the features of a run so that a cluster receives them once (Dask scatters
+    only weak-referenceable arguments: a plain dict would travel with every unit)."""
+
+    def __init__(self, features: Mapping[str, FeatureSet]) -> None:
+        self.features = features
+
+
+def _run_unit_shared(unit: WorkUnit, shared: _Shared) -> UnitResult:
+    return run_unit(unit, shared.features)
+
+
+#: written next to the results store when TGSR runs (read by :mod:`merkit.results.report`)
+TGSR_BLOCKS_FILE = "tgsr_blocks.json"
+
+
+def write_tgsr_blocks(
+    directory: str | Path, units: Sequence[WorkUnit], features: Mapping[str, FeatureSet]
+) -> Path:
+    """Refit TGSR at the chosen point of each task and write ``DIR/tgsr_blocks.json``.
+
+    The file (format of :func:`merkit.results.report.read_tgsr_blocks`) is
+    ``{"levels": [grid levels], "tasks": {task name: [selected block ids]}}``:
+    ``selected_blocks_`` of :class:`~merkit.adapt.tgsr.TransferGroupSparseRegression`
+    fitted as :func:`run_unit` does. Tasks of an existing file with the same levels are
+    kept (a task given here replaces its entry). The write is atomic.
+    """
+    from merkit.results.store import atomic_write_text
+
+    path = Path(directory) / TGSR_BLOCKS_FILE
+    levels: list[int] = []
+    tasks: dict[str, list[int]] = {}
+    for u in units:
+        src = features[u.task.source]
+        levels = [int(v) for v in (src.levels or (1, 2, 4, 8))]
+        td = _task_data(u.task, features)
+        X = np.vstack([td.Xs, td.Xt])
+        y = np.r_[td.ys, np.full(len(td.Xt), MASKED_LABEL, dtype=np.int64)]
+        sd = np.r_[np.ones(len(td.Xs), dtype=np.int64), -np.ones(len(td.Xt), dtype=np.int64)]
+        est = make_method(u.method, **u.params).fit(X, y, sample_domain=sd)
+        tasks[u.task.name] = [int(b) for b in est.selected_blocks_]
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = None
+        if isinstance(old, dict) and "tasks" in old and old.get("levels") == levels:
+            tasks = {**old["tasks"], **tasks}
+    atomic_write_text(path, json.dumps({"levels": levels, "tasks": tasks}, indent=1) + "\n")
+    log.info("TGSR selected blocks of %s: %s", ", ".join(tasks), path)
+    return path
 
 
 # ============================================================================ grid runs
@@ -467,6 +550,7 @@ class _TaskData:
     yt: np.ndarray
     sample: np.ndarray
     clip: np.ndarray
+    classes: tuple[str, ...] = ()
 
 
 def _task_data(task: CdmerTask, features: Mapping[str, FeatureSet]) -> _TaskData:
@@ -483,6 +567,7 @@ def _task_data(task: CdmerTask, features: Mapping[str, FeatureSet]) -> _TaskData
         yt=y[split.test_idx],
         sample=rows,
         clip=tgt.table["clip"].astype(str).to_numpy()[rows],
+        classes=src.classes or tgt.classes,
     )
 
 
@@ -536,19 +621,20 @@ def _tgsr_setting(unit: WorkUnit) -> tuple | None:
     return consts, int(p.get("kappa", d["kappa"])), float(p.get("xi", d["xi"]))
 
 
-def _tgsr_scores(prob, K: np.ndarray, kappas: list[int], xi: float, consts: dict) -> np.ndarray:
-    """Target label scores (n_kappa, n_rows, c) of one xi (dual path, no C formed)."""
-    from merkit.adapt.tgsr import tgsr_dual_path
+def _tgsr_scores(prob, K: np.ndarray, kappas, xis, consts: dict, labels=None) -> np.ndarray:
+    """Label scores (n, n_rows, c) of the settings (kappas[i], xis[i]) of one task, solved
+    together in the dual (:func:`merkit.adapt.tgsr.tgsr_dual_solve`; no C formed)."""
+    from merkit.adapt.tgsr import tgsr_dual_solve
 
-    A, _ = tgsr_dual_path(prob, kappas, xi, tol=consts["tol"], max_iter=consts["max_iter"])
-    sc = prob.row_scale(xi)
-    return np.einsum("ben,kbnc->kec", K, A * sc[None, None, :, None])
+    S, _ = tgsr_dual_solve(prob, kappas, xis, labels=labels, K=K, tol=consts["tol"],
+                           max_iter=consts["max_iter"])  # fmt: skip
+    return S
 
 
 def _tgsr_forward(
-    units: list[WorkUnit], td: _TaskData, consts: tuple, xi: float, criteria: Sequence[str]
+    units: list[WorkUnit], td: _TaskData, consts: tuple, criteria: Sequence[str]
 ) -> list[dict]:
-    """Every kappa of one xi of TGSR in one dual path: predictions, entropy, class_entropy.
+    """TGSR points of one task in one dual solve: predictions, entropy, class_entropy.
 
     Equal to fitting :class:`~merkit.adapt.tgsr.TransferGroupSparseRegression` per point
     (same ALM iterates); ``reverse`` / ``iwcv`` are left to :func:`_tgsr_reverse`.
@@ -562,8 +648,8 @@ def _tgsr_forward(
     classes, codes = np.unique(td.ys, return_inverse=True)
     prob = TGSRProblem.from_data(td.Xs, np.eye(len(classes))[codes], td.Xt, g)
     K = prob.cross_gram(td.Xt)
-    kappas = [_tgsr_setting(u)[1] for u in units]
-    S = _tgsr_scores(prob, K, kappas, xi, c)
+    S = _tgsr_scores(prob, K, [_tgsr_setting(u)[1] for u in units],
+                     [_tgsr_setting(u)[2] for u in units], c)  # fmt: skip
     seconds = (time.perf_counter() - t0) / len(units)
     out = []
     for u, s in zip(units, S, strict=True):
@@ -579,35 +665,37 @@ def _tgsr_forward(
 
 
 def _tgsr_reverse(
-    td: _TaskData, consts: tuple, pseudo: np.ndarray, points: list[tuple[tuple, int, float]]
+    td: _TaskData, consts: tuple, points: list[tuple[tuple, int, float, np.ndarray]]
 ) -> list[tuple[tuple, float]]:
-    """Reverse validation of TGSR points that share one target pseudo-labelling.
+    """Reverse validation of TGSR points ``(key, kappa, xi, target pseudo-labels)``.
 
-    The swapped problem (pseudo-labelled target as source) depends on the labels only,
-    so it is built once and every (kappa, xi) of ``points`` (key, kappa, xi) is scored
-    on the true source labels with the dual path; equal to
-    :func:`merkit.adapt.selection.score_unlabelled` (``"reverse"``) per point.
+    The swapped problem (pseudo-labelled target as source) depends on the labels only
+    through its label matrix, so its Grams are built once and every point is solved in
+    one :func:`~merkit.adapt.tgsr.tgsr_dual_solve` call with its own labels (one-hot over
+    the source classes; a class absent from a pseudo-labelling is an all-zero label
+    column, which stays zero in the ALM and is never predicted) and scored on the true
+    source labels; equal to :func:`merkit.adapt.selection.score_unlabelled`
+    (``"reverse"``) per point.
     """
     from sklearn.metrics import f1_score
 
     from merkit.adapt.tgsr import TGSRProblem, block_ids
 
-    if np.unique(pseudo).size < 2:
-        return [(key, 0.0) for key, _, _ in points]
+    out = [(key, 0.0) for key, _, _, pseudo in points if np.unique(pseudo).size < 2]
+    todo = [p for p in points if np.unique(p[3]).size >= 2]
+    if not todo:
+        return out
     c = dict(consts)
     g = block_ids(td.Xt.shape[1], None, c["group_size"])
-    classes, codes = np.unique(pseudo, return_inverse=True)
-    prob = TGSRProblem.from_data(td.Xt, np.eye(len(classes))[codes], td.Xs, g)
+    classes = np.unique(np.concatenate([td.ys, *[p[3] for p in todo]]))
+    onehot = np.stack([(p[3][:, None] == classes[None]).astype(float) for p in todo])
+    prob = TGSRProblem.from_data(td.Xt, onehot[0], td.Xs, g)
     K = prob.cross_gram(td.Xs)
-    by_xi: dict[float, list[tuple[tuple, int]]] = {}
-    for key, kappa, xi in points:
-        by_xi.setdefault(xi, []).append((key, kappa))
-    out = []
-    for xi, items in by_xi.items():
-        S = _tgsr_scores(prob, K, [k for _, k in items], xi, c)
-        for (key, _), s in zip(items, S, strict=True):
-            back = classes[np.argmax(s, axis=1)]
-            out.append((key, float(f1_score(td.ys, back, average="macro"))))
+    S = _tgsr_scores(prob, K, [p[1] for p in todo], [p[2] for p in todo], c, labels=onehot)
+    for p, s, oh in zip(todo, S, onehot, strict=True):
+        s = np.where(oh.any(axis=0)[None], s, -np.inf)  # only the pseudo-labels' classes
+        back = classes[np.argmax(s, axis=1)]
+        out.append((p[0], float(f1_score(td.ys, back, average="macro"))))
     return out
 
 
@@ -693,6 +781,8 @@ def run_grid(
     flush_every: int = 50,
     fast: bool = True,
     expensive_sample: int | None = 1000,
+    backend: str | Backend = "loky",
+    address: str | None = None,
 ) -> GridRun:
     """Run every grid point of several methods on the CDMER tasks, then select.
 
@@ -717,7 +807,11 @@ def run_grid(
     tasks, seed : as :func:`run_cdmer`.
     store : ResultStore or path
     n_jobs : int
-        Parallel worker processes (joblib) over units; the numbers equal a serial run.
+        Parallel workers over units; the numbers equal a serial run.
+    backend, address : str
+        Where the jobs run (:class:`merkit.parallel.Backend`): ``"loky"`` (local
+        processes), ``"ray"`` or ``"dask"`` (the cluster at ``address``, or a local one of
+        ``n_jobs`` workers started for the run and shut down after it); or an open Backend.
     criteria : sequence of str
         Label-free criteria (:data:`merkit.adapt.selection.CRITERIA`).
     extra : mapping, optional
@@ -735,13 +829,16 @@ def run_grid(
         is the best of that subsample. ``entropy`` and ``class_entropy`` are always
         computed on every point. None: every point.
     fast : bool
-        Route TGSR points through the dual path (every kappa of one xi at once; reverse
-        validation grouped by the target pseudo-labelling). Same predictions and
-        criterion values as per-point fits.
+        Route TGSR points through the dual solver (the points of two xi values per job;
+        reverse validation 64 points per solve, each with its own pseudo-labels). Same
+        predictions and criterion values as per-point fits.
 
     Resuming: a point whose key is in the store and whose ``grid.csv`` row holds every
     requested criterion is not recomputed; one whose row lacks a criterion is refitted
     (TGSR ``reverse`` is computed from the stored predictions alone).
+
+    With TGSR among the methods, ``DIR/tgsr_blocks.json`` gets the blocks selected at the
+    oracle point of each task (first seed; :func:`write_tgsr_blocks`).
     """
     from merkit.adapt import selection as sel
 
@@ -832,23 +929,26 @@ def run_grid(
 
     # ---------------------------------------------------------------- jobs
     jobs: list[tuple] = []  # (n_units, callable, args)
-    tg_groups: dict[tuple, list[WorkUnit]] = {}
+    tg_groups: dict[tuple, dict[float, list[WorkUnit]]] = {}
     for u in need_fit:
         s = _tgsr_setting(u) if fast and "iwcv" not in wanted(u) else None
         if s is None:
             jobs.append((1, _fit_grid_point, (u, tdata[u.task], wanted(u), n_folds)))
         else:
-            tg_groups.setdefault((u.task, u.seed, u.data, s[0], s[2]), []).append(u)
-    for (task, _, _, consts, xi), us in tg_groups.items():
+            tg_groups.setdefault((u.task, u.seed, u.data, s[0]), {}).setdefault(s[2], []).append(u)
+    for (task, _, _, consts), by_xi in tg_groups.items():  # two xi values per dual solve
         crit = [c for c in criteria if c in cheap]
-        jobs.append((len(us), _tgsr_forward, (us, tdata[task], consts, xi, crit)))
+        groups = list(by_xi.values())
+        for i in range(0, len(groups), 2):
+            us = [u for g in groups[i : i + 2] for u in g]
+            jobs.append((len(us), _tgsr_forward, (us, tdata[task], consts, crit)))
 
     pending: list[tuple[dict, pd.DataFrame]] = []
     state = {"last": time.perf_counter(), "cost": 0.0, "dirty": False}
 
     def record(unit: WorkUnit, pred: np.ndarray, vals: dict, seconds: float, csec: float):
         td = tdata[unit.task]
-        res = UnitResult(unit, td.yt, pred, td.sample, td.clip, seconds)
+        res = UnitResult(unit, td.yt, pred, td.sample, td.clip, seconds, td.classes)
         row, preds = res.record(extra)
         pending.append((row, preds))
         prev = rows.get(unit.key, {})
@@ -880,23 +980,26 @@ def run_grid(
         state["cost"] = state["last"] - now
 
     n_new = sum(n for n, _, _ in jobs)
-    with Progress(
-        TextColumn("[bold]grid[/bold] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=not progress,
-    ) as bar:
+    with (
+        Progress(
+            TextColumn("[bold]grid[/bold] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            disable=not progress,
+        ) as bar,
+        open_backend(backend, n_jobs, address) as be,
+    ):
         job = bar.add_task("fits", total=n_new)
         try:
-            for outs in _execute(jobs, n_jobs):
+            for outs in _execute(jobs, be):
                 for o in outs if isinstance(outs, list) else [outs]:
                     u = by_key[o["key"]]
                     record(u, o["y_pred"], o["criteria"], o["seconds"], o["criteria_seconds"])
                     bar.advance(job)
                 flush()
             flush(force=True)
-            # TGSR reverse validation, grouped by pseudo-labelling
+            # TGSR reverse validation, 64 points (own pseudo-labels each) per dual solve
             if fast and "reverse" in criteria:
                 todo = [
                     u
@@ -908,15 +1011,15 @@ def run_grid(
                 groups: dict[tuple, list] = {}
                 for u in todo:
                     consts, kappa, xi = _tgsr_setting(u)
-                    pj = rows[u.key]["y_pred"]
-                    groups.setdefault((u.task, consts, pj), []).append((u.key, kappa, xi))
+                    pseudo = np.asarray(json.loads(rows[u.key]["y_pred"]))
+                    groups.setdefault((u.task, consts), []).append((u.key, kappa, xi, pseudo))
                 rjobs = [
-                    (len(pts), _tgsr_reverse,
-                     (tdata[task], consts, np.asarray(json.loads(pj)), pts))
-                    for (task, consts, pj), pts in groups.items()
+                    (len(pts[i:i + 64]), _tgsr_reverse, (tdata[task], consts, pts[i:i + 64]))
+                    for (task, consts), pts in groups.items()
+                    for i in range(0, len(pts), 64)
                 ]  # fmt: skip
                 rjob = bar.add_task("TGSR reverse", total=len(todo))
-                for outs in _execute(rjobs, n_jobs):
+                for outs in _execute(rjobs, be):
                     for key, v in outs:
                         r = rows[key]
                         r["reverse"] = v
@@ -933,7 +1036,15 @@ def run_grid(
     selected = _select_rows(grid_df, units, tdata, criteria, extra)
     if selected:
         store.add_records(selected)
+    store.compact()
     sel_df = pd.DataFrame([r for r, _ in selected])
+    chosen: dict[CdmerTask, WorkUnit] = {}
+    for r in sel_df.to_dict("records") if "tgsr" in names else []:
+        if r["method"] == "tgsr" and r["selection"] == "oracle" and int(r["seed"]) == seeds[0]:
+            u = WorkUnit(get_task(r["task"]), "tgsr", r["params"], seeds[0], data=r["data"])
+            chosen.setdefault(u.task, u)
+    if chosen:
+        write_tgsr_blocks(store.directory, list(chosen.values()), features)
     return GridRun(
         grid=grid_df,
         selected=sel_df,
@@ -944,17 +1055,9 @@ def run_grid(
     )
 
 
-def _execute(jobs: list[tuple], n_jobs: int):
-    """Run ``(n, func, args)`` jobs, yielding results in job order (serial for n_jobs=1)."""
-    if n_jobs == 1 or len(jobs) <= 1:
-        for _, func, args in jobs:
-            yield func(*args)
-        return
-    from joblib import Parallel, delayed
-
-    yield from Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(func)(*args) for _, func, args in jobs
-    )
+def _execute(jobs: list[tuple], backend: Backend):
+    """Run ``(n, func, args)`` jobs on ``backend``, yielding results in job order."""
+    yield from backend.map((func, args) for _, func, args in jobs)
 
 
 def _select_rows(
@@ -999,7 +1102,7 @@ def _select_rows(
                 protocol=u.protocol, task=u.task.name, source=u.task.source,
                 target=u.task.target, method=u.method, selection=name, params=u.params_json,
                 seed=u.seed, data=u.data, y_true=td.yt, y_pred=pred, fold="",
-                sample=td.sample, clip=td.clip,
+                sample=td.sample, clip=td.clip, classes=td.classes,
                 extra={**(extra or {}), "seconds": r["seconds"], "grid_points": len(on),
                        "score": value},
             )  # fmt: skip

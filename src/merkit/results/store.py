@@ -4,13 +4,16 @@ Layout of a store directory::
 
     DIR/results.csv      one row per key (protocol, task, method, selection, [params], seed)
     DIR/predictions.csv  one row per test sample of every unit (long format)
+    DIR/parts/           rows added since the last merge (present while a large store grows)
 
 ``results.csv`` columns: ``protocol, task, source, target, method, selection,
 params`` (JSON, sorted keys), ``seed, mean_f1`` (0..1), ``uar`` (0..1), ``accuracy``
 (percent), ``n_test, labels`` (JSON list of the classes averaged over, or empty =
-the classes present in ``y_true``), ``created`` (UTC time) and any extra columns a
-caller adds (e.g. ``seconds``). ``predictions.csv`` columns: ``protocol, task,
-method, selection, params, seed, fold, sample, clip, y_true, y_pred``.
+the classes present in ``y_true``), ``classes`` (JSON list of class names indexed by
+the integer labels, or empty when unknown; files written before it read as empty),
+``created`` (UTC time) and any extra columns a caller adds (e.g. ``seconds``).
+``predictions.csv`` columns: ``protocol, task, method, selection, params, seed, fold,
+sample, clip, y_true, y_pred``.
 
 Keys: with ``selection == "none"`` (hyper-parameters given, e.g. every point of a
 grid) the params are part of the key; for any other selection (``"oracle"``,
@@ -23,10 +26,23 @@ Metrics are always computed from the pooled predictions by
 ``predictions.csv``). Writes are atomic (temporary file + ``os.replace``);
 predictions are written before results, so a results row never lacks its
 predictions. One writer at a time: concurrent writers must batch through one process.
+
+Writes are incremental: :meth:`ResultStore.add_records` writes only the new rows, as the
+pair ``parts/NNNNNNNN.predictions.csv`` then ``parts/NNNNNNNN.results.csv`` (the results
+part commits the pair: a predictions part without it, left by a crash, is ignored).
+Reading returns the main files plus the committed parts (newer wins per key), so every
+read sees the same table whether or not the parts are merged. :meth:`ResultStore.compact`
+merges the parts into ``results.csv`` / ``predictions.csv``; it runs after a write when
+``predictions.csv`` is still small (< 4 MiB: small stores keep complete main files, as
+before), when the parts outgrow it (so a row is rewritten O(1) times on average), or when
+they number 128; the runners call it at the end of a run. A crash at any point leaves
+every file either old or new and the store readable with all committed rows (parts are
+removed oldest first after the merged files are in place).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -46,6 +62,7 @@ __all__ = [
     "PREDICTION_COLUMNS",
     "RESULT_COLUMNS",
     "ResultStore",
+    "atomic_write_text",
     "params_to_json",
     "result_key",
 ]
@@ -65,6 +82,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "accuracy",
     "n_test",
     "labels",
+    "classes",
     "created",
 )
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -82,10 +100,18 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "y_pred",
 )
 _STR_COLUMNS = ("protocol", "task", "source", "target", "method", "selection", "params",
-                "labels", "created", "fold", "clip", "data")  # fmt: skip
+                "labels", "classes", "created", "fold", "clip", "data")  # fmt: skip
 _KEY_COLUMNS = ("protocol", "task", "method", "selection", "params", "seed", "data")
 #: columns added after the first release of the format; older files read with ""
-_OPTIONAL_COLUMNS = ("data",)
+_OPTIONAL_COLUMNS = ("data", "classes")
+
+#: folder of a store holding the rows added since the last merge
+PARTS_DIR = "parts"
+#: while predictions.csv is smaller than this, every write merges at once
+COMPACT_BELOW_BYTES = 4 << 20
+#: merge when this many parts have accumulated
+MAX_PARTS = 128
+_PART_KINDS = ("results", "predictions")
 
 
 def _json_default(o):
@@ -138,10 +164,67 @@ def _atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
     try:
         with os.fdopen(fd, "w", newline="") as fh:
             df.to_csv(fh, index=False)
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before the rename (survives a system crash too)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: a crash
+    leaves the old file or the new one, never half of it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _remove_empty_dir(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+def _key_strings(df: pd.DataFrame) -> pd.Series:
+    """One string per row identifying its key (as :func:`result_keys`), vectorised."""
+    sel = df["selection"].astype(str)
+    params = df["params"].astype(str).where(sel == "none", "*")
+    seed = pd.to_numeric(df["seed"]).astype("int64").astype(str)
+    data = df["data"].astype(str) if "data" in df.columns else ""
+    sep = "\x1f"
+    head = df["protocol"].astype(str) + sep + df["task"].astype(str) + sep
+    return head + df["method"].astype(str) + sep + sel + sep + params + sep + seed + sep + data
+
+
+def _newest_per_key(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Rows of ``frames`` (oldest first), each key taken from the newest frame holding it."""
+    kept: list[pd.DataFrame] = []
+    seen = pd.Index([], dtype=object)
+    for df in reversed(frames):
+        if df.empty:
+            continue
+        keys = _key_strings(df)
+        kept.append(df[~keys.isin(seen).to_numpy()])
+        seen = seen.append(pd.Index(keys.unique()))
+    if not kept:
+        return frames[0]
+    return pd.concat(kept[::-1], ignore_index=True)
+
+
+def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
+    """Results columns in the standard order, extra columns after them."""
+    first = [c for c in RESULT_COLUMNS if c in rows.columns]
+    return rows[first + [c for c in rows.columns if c not in RESULT_COLUMNS]]
 
 
 def _as_label_array(values) -> np.ndarray:
@@ -157,12 +240,25 @@ class ResultStore:
     Parameters
     ----------
     directory : str or Path
-        Store folder; holds ``results.csv`` and ``predictions.csv``.
+        Store folder; holds ``results.csv`` and ``predictions.csv`` (and ``parts/``, see
+        the module docstring).
+    compact_below : int
+        Merge after every write while ``predictions.csv`` is smaller than this (bytes).
+    max_parts : int
+        Merge when this many parts have accumulated.
     """
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        compact_below: int = COMPACT_BELOW_BYTES,
+        max_parts: int = MAX_PARTS,
+    ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.compact_below = int(compact_below)
+        self.max_parts = max(1, int(max_parts))
 
     @property
     def results_path(self) -> Path:
@@ -172,16 +268,43 @@ class ResultStore:
     def predictions_path(self) -> Path:
         return self.directory / "predictions.csv"
 
+    @property
+    def parts_dir(self) -> Path:
+        return self.directory / PARTS_DIR
+
+    def _part_files(self) -> dict[int, dict[str, Path]]:
+        """``{number: {"results": path, "predictions": path}}`` of every part file."""
+        out: dict[int, dict[str, Path]] = {}
+        if not self.parts_dir.is_dir():
+            return out
+        for f in self.parts_dir.iterdir():
+            num, _, rest = f.name.partition(".")
+            kind = rest.removesuffix(".csv")
+            if num.isdigit() and rest.endswith(".csv") and kind in _PART_KINDS:
+                out.setdefault(int(num), {})[kind] = f
+        return out
+
+    def _parts(self) -> list[tuple[Path, Path]]:
+        """``(results part, predictions part)`` of the committed parts, oldest first."""
+        found = self._part_files()
+        return [(found[n]["results"], found[n]["predictions"]) for n in sorted(found)
+                if len(found[n]) == 2]  # fmt: skip
+
     def __repr__(self) -> str:
         return f"ResultStore({str(self.directory)!r})"
 
     # ------------------------------------------------------------------ reading
     @staticmethod
-    def _read(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-        if not path.is_file():
+    def _read(
+        path: Path, columns: tuple[str, ...], text: io.StringIO | None = None
+    ) -> pd.DataFrame:
+        if text is None and not path.is_file():
             return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
         df = pd.read_csv(
-            path, dtype={c: str for c in _STR_COLUMNS}, keep_default_na=False, na_values=[]
+            path if text is None else text,
+            dtype={c: str for c in _STR_COLUMNS},
+            keep_default_na=False,
+            na_values=[],
         )
         for c in _OPTIONAL_COLUMNS:
             if c in columns and c not in df.columns:
@@ -205,11 +328,41 @@ class ResultStore:
 
     def results(self) -> pd.DataFrame:
         """All results rows (one per key)."""
-        return self._read(self.results_path, RESULT_COLUMNS)
+        parts = self._parts()
+        if not parts:
+            return self._read(self.results_path, RESULT_COLUMNS)
+        rows = self._merged_results([self.results_path, *(r for r, _ in parts)])
+        text = io.StringIO(rows.to_csv(index=False))  # the types a merged file reads with
+        return self._read(self.results_path, RESULT_COLUMNS, text=text)
 
     def predictions(self) -> pd.DataFrame:
         """All stored predictions (long format)."""
-        return self._read(self.predictions_path, PREDICTION_COLUMNS)
+        parts = self._parts()
+        if not parts:
+            return self._read(self.predictions_path, PREDICTION_COLUMNS)
+        frames = [self._read(f, PREDICTION_COLUMNS) for f in
+                  (self.predictions_path, *(p for _, p in parts))]  # fmt: skip
+        return _newest_per_key(frames)
+
+    def _merged_results(self, files: list[Path]) -> pd.DataFrame:
+        """Results rows of ``files`` as strings (as written), the newest row per key."""
+        frames = []
+        for f in files:
+            if f.is_file():
+                df = pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[])
+                missing = [c for c in RESULT_COLUMNS
+                           if c not in df.columns and c not in _OPTIONAL_COLUMNS]  # fmt: skip
+                if missing:
+                    raise ValueError(
+                        f"{f}: not a merkit results file, columns {missing} are missing"
+                    )
+                frames.append(df)
+        rows = pd.concat(frames, ignore_index=True).fillna("")
+        for c in _OPTIONAL_COLUMNS:
+            if c not in rows.columns:
+                rows[c] = ""
+        rows = rows[~_key_strings(rows).duplicated(keep="last").to_numpy()]
+        return _ordered(rows).reset_index(drop=True)
 
     def keys(self) -> set[tuple[str, ...]]:
         """Keys of the stored results rows (see :func:`result_key`)."""
@@ -240,6 +393,7 @@ class ResultStore:
         sample=None,
         clip=None,
         labels=None,
+        classes=None,
         extra: Mapping | None = None,
     ) -> tuple[dict, pd.DataFrame]:
         """Score one unit and build its results row and prediction rows.
@@ -256,6 +410,8 @@ class ResultStore:
             Clip id of each prediction.
         labels : array-like, optional
             Classes the macro averages run over (default: those present in y_true).
+        classes : sequence of str, optional
+            Class names indexed by the integer labels (shown by reports); not scored.
         extra : mapping, optional
             Additional results columns (e.g. ``{"seconds": 1.2}``).
 
@@ -291,6 +447,7 @@ class ResultStore:
         pj = params_to_json(params)
         lab = None if labels is None else np.asarray(labels)
         scores = score_all(yt, yp, labels=lab)
+        names = [] if classes is None else [str(c) for c in classes]
         row = {
             "protocol": str(protocol),
             "task": str(task),
@@ -306,6 +463,7 @@ class ResultStore:
             "accuracy": scores["accuracy"],
             "n_test": int(n),
             "labels": "" if lab is None else json.dumps(lab.tolist(), default=_json_default),
+            "classes": json.dumps(names) if names else "",
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         for k, v in (extra or {}).items():
@@ -339,7 +497,8 @@ class ResultStore:
         return row
 
     def add_records(self, records: Iterable[tuple[dict, pd.DataFrame]]) -> None:
-        """Store several scored units at once (one atomic rewrite of each file)."""
+        """Store several scored units at once (one part of new rows, see the module
+        docstring; merged at once while the store is small)."""
         latest: dict[tuple[str, ...], tuple[dict, pd.DataFrame]] = {}
         for row, preds in records:  # within one batch the last record of a key wins
             k = result_key(*(row[c] for c in _KEY_COLUMNS))
@@ -347,26 +506,54 @@ class ResultStore:
             latest[k] = (row, preds)
         if not latest:
             return
-        new_rows = pd.DataFrame([r for r, _ in latest.values()])
+        new_rows = _ordered(pd.DataFrame([r for r, _ in latest.values()]))
         new_preds = pd.concat([p for _, p in latest.values()], ignore_index=True)
-        new_keys = list(latest)
-        key_set = set(new_keys)
+        found = self._part_files()
+        number = max(found, default=0) + 1
+        made_dir = not self.parts_dir.is_dir()
+        self.parts_dir.mkdir(exist_ok=True)
+        stem = self.parts_dir / f"{number:08d}"
+        try:
+            _atomic_write_csv(new_preds[list(PREDICTION_COLUMNS)],
+                              stem.with_name(stem.name + ".predictions.csv"))  # fmt: skip
+            _atomic_write_csv(new_rows, stem.with_name(stem.name + ".results.csv"))  # commit
+        except BaseException:
+            if made_dir:
+                _remove_empty_dir(self.parts_dir)
+            raise
+        log.debug("%s: stored %d unit(s) in part %d", self, len(new_rows), number)
+        parts = self._parts()
+        base = self.predictions_path.stat().st_size if self.predictions_path.is_file() else 0
+        size = sum(f.stat().st_size for pair in parts for f in pair)
+        if base < self.compact_below or size >= base or len(parts) >= self.max_parts:
+            self.compact()
 
-        old_preds = self.predictions()
-        if not old_preds.empty:
-            old_preds = old_preds[[k not in key_set for k in result_keys(old_preds)]]
-        preds = (
-            new_preds if old_preds.empty else pd.concat([old_preds, new_preds], ignore_index=True)
-        )
-        old_rows = self.results()
-        if not old_rows.empty:
-            old_rows = old_rows[[k not in key_set for k in result_keys(old_rows)]]
-        rows = new_rows if old_rows.empty else pd.concat([old_rows, new_rows], ignore_index=True)
-        extra = [c for c in rows.columns if c not in RESULT_COLUMNS]
-        rows = rows[list(RESULT_COLUMNS) + extra]
-        _atomic_write_csv(preds[list(PREDICTION_COLUMNS)], self.predictions_path)
-        _atomic_write_csv(rows, self.results_path)
-        log.debug("%s: stored %d unit(s), %d rows in total", self, len(new_rows), len(rows))
+    def compact(self) -> None:
+        """Merge the parts into ``results.csv`` / ``predictions.csv`` (atomic writes), then
+        remove them oldest first; a no-op without parts. Temporary files left by a killed
+        writer are removed (one writer at a time)."""
+        stale = [*self.directory.glob(".results.csv.*.tmp"),
+                 *self.directory.glob(".predictions.csv.*.tmp")]  # fmt: skip
+        if self.parts_dir.is_dir():
+            stale += list(self.parts_dir.glob(".*.tmp"))
+        for f in stale:
+            f.unlink(missing_ok=True)
+        found = self._part_files()
+        if not found:
+            _remove_empty_dir(self.parts_dir)
+            return
+        parts = self._parts()
+        if parts:
+            rows = self._merged_results([self.results_path, *(r for r, _ in parts)])
+            preds = self.predictions()
+            _atomic_write_csv(preds[list(PREDICTION_COLUMNS)], self.predictions_path)
+            _atomic_write_csv(rows, self.results_path)
+            log.debug("%s: merged %d part(s), %d rows", self, len(parts), len(rows))
+        for n in sorted(found):  # oldest first: a crash leaves newer parts, re-applied
+            for kind in _PART_KINDS:  # the results part (commit) goes first
+                if kind in found[n]:
+                    found[n][kind].unlink(missing_ok=True)
+        _remove_empty_dir(self.parts_dir)
 
     # ------------------------------------------------------------------ checks
     def recompute(self) -> pd.DataFrame:

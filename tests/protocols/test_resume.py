@@ -1,0 +1,219 @@
+"""Killed runs resume with only the missing points; what a run leaves in its folder."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from merkit.data.schema import FeatureSet
+from merkit.protocols import runner
+from merkit.protocols.runner import TGSR_BLOCKS_FILE, read_grid, run_cdmer, run_grid
+from merkit.results.store import ResultStore
+
+CLASSES = ("negative", "positive", "surprise")
+METRICS = ["mean_f1", "uar", "accuracy"]
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "cdmer_lbptop_r3p8"
+
+
+def domain(name: str, n: int, shift: float, seed: int, d: int = 6) -> FeatureSet:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    X = np.eye(3, d)[y] * 1.2 + rng.normal(size=(n, d)) + shift
+    table = pd.DataFrame({"dataset": name, "subject": [f"{name}/{i % 5}" for i in range(n)],
+                          "clip": [f"{name.lower()}_{i:03d}" for i in range(n)],
+                          "label": [CLASSES[v] for v in y], "y": y})  # fmt: skip
+    return FeatureSet(X, table, name=name, classes=CLASSES)
+
+
+def domains() -> dict[str, FeatureSet]:
+    return {"CASME2": domain("CASME2", 40, 0.0, 1), "SMIC_VIS": domain("SMIC_VIS", 25, -0.7, 3)}
+
+
+SVM_GRID = {"svm": [{"C": float(c)} for c in np.geomspace(1e-3, 10, 30)]}
+TGSR_GRID = {"tgsr": [{"kappa": k, "xi": x, "group_size": 2} for k in (1, 2, 3)
+                      for x in (0.001, 0.5, 50.0)]}  # fmt: skip
+
+_KILLED = (
+    """
+from __future__ import annotations
+import sys, time
+import numpy as np
+import pandas as pd
+from merkit.data.schema import FeatureSet
+from merkit.protocols import runner
+CLASSES = ("negative", "positive", "surprise")
+"""
+    + inspect.getsource(domain)
+    + inspect.getsource(domains)
+    + """
+real = runner._fit_grid_point
+def slow(*args):  # long enough to be killed half-way
+    time.sleep(0.08)
+    return real(*args)
+runner._fit_grid_point = slow
+grid = {"svm": [{"C": float(c)} for c in np.geomspace(1e-3, 10, 30)]}
+runner.run_grid(domains(), "svm", grid=grid, store=sys.argv[1], progress=False, flush_every=1)
+"""
+)
+
+
+def _counting(monkeypatch, name: str) -> list:
+    calls: list = []
+    real = getattr(runner, name)
+
+    def counted(*args):
+        calls.append(args[0])
+        return real(*args)
+
+    monkeypatch.setattr(runner, name, counted)
+    return calls
+
+
+def _same_points(a: pd.DataFrame, b: pd.DataFrame, crit=("reverse", "class_entropy")) -> None:
+    cols = ["task", "method", "params", "y_pred", *METRICS]
+    pd.testing.assert_frame_equal(a[cols].reset_index(drop=True),
+                                  b[cols].reset_index(drop=True), check_exact=True)  # fmt: skip
+    pd.testing.assert_frame_equal(a[list(crit)].reset_index(drop=True),
+                                  b[list(crit)].reset_index(drop=True), rtol=1e-12)  # fmt: skip
+
+
+def test_sigkilled_grid_resumes_with_the_missing_points(tmp_path, monkeypatch) -> None:
+    """SIGKILL a grid process half-way; the re-run fits only the points it had not stored
+    and ends with the grid of an uninterrupted run."""
+    store = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(store)])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(read_grid(store)) >= 8:
+                break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the grid finished before it was killed"
+    before = {runner._grid_key(r) for r in read_grid(store).to_dict("records")}
+    before &= ResultStore(store).keys()  # points stored in both files
+    assert 8 <= len(before) < 60
+    calls = _counting(monkeypatch, "_fit_grid_point")
+    run = run_grid(domains(), "svm", grid=SVM_GRID, store=store, progress=False)
+    assert (run.resumed, run.computed) == (len(before), 60 - len(before))
+    assert len(calls) == run.computed  # nothing stored was fitted again
+    assert {u.key for u in calls}.isdisjoint(before)
+    monkeypatch.undo()
+    fresh = run_grid(domains(), "svm", grid=SVM_GRID, store=tmp_path / "fresh", progress=False)
+    _same_points(run.grid, fresh.grid)
+    pd.testing.assert_frame_equal(
+        run.selected[["task", "selection", "params", *METRICS]],
+        fresh.selected[["task", "selection", "params", *METRICS]],
+    )
+    n_preds = len(ResultStore(tmp_path / "fresh").predictions())
+    assert len(ResultStore(store).predictions()) == n_preds == (30 + 4) * (25 + 40)
+
+
+def test_interrupted_parallel_grid_resumes(tmp_path, monkeypatch) -> None:
+    """Interrupted while storing (loky, 2 workers, TGSR fast path): the re-run computes
+    only the points that were not stored."""
+    grid = {**TGSR_GRID, "svm": SVM_GRID["svm"][:6]}
+    real = ResultStore.add_records
+    flushes: list[int] = []
+
+    def dies_on_second_flush(self, records):  # the first flush follows the first job
+        records = list(records)
+        if flushes:
+            raise KeyboardInterrupt("killed")
+        flushes.append(len(records))
+        return real(self, records)
+
+    monkeypatch.setattr(ResultStore, "add_records", dies_on_second_flush)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(domains(), ["tgsr", "svm"], grid=grid, store=tmp_path, progress=False,
+                 n_jobs=2, flush_every=1)  # fmt: skip
+    monkeypatch.undo()
+    stored = len(read_grid(tmp_path))
+    assert stored == len(ResultStore(tmp_path)) == sum(flushes) and 0 < stored < 30
+    run = run_grid(domains(), ["tgsr", "svm"], grid=grid, store=tmp_path, progress=False)
+    assert run.computed == 30 - stored  # stored TGSR points may still lack "reverse":
+    assert run.resumed + run.criteria_only == stored  # that is computed from their predictions
+    fresh = run_grid(domains(), ["tgsr", "svm"], grid=grid, store=tmp_path / "f", progress=False)
+    _same_points(run.grid, fresh.grid)
+
+
+def test_interrupted_run_cdmer_resumes(tmp_path, monkeypatch) -> None:
+    params = SVM_GRID["svm"][:5]
+    real = ResultStore.add_records
+
+    def dies_on_fourth_flush(self, records):
+        if len(ResultStore(self.directory)) >= 3:
+            raise KeyboardInterrupt("killed")
+        return real(self, records)
+
+    monkeypatch.setattr(ResultStore, "add_records", dies_on_fourth_flush)
+    with pytest.raises(KeyboardInterrupt):
+        run_cdmer(domains(), "svm", params=params, store=tmp_path, progress=False, flush_every=1)
+    monkeypatch.undo()
+    assert len(ResultStore(tmp_path)) == 3
+    calls = _counting(monkeypatch, "run_unit")
+    out = run_cdmer(domains(), "svm", params=params, store=tmp_path, progress=False)
+    assert len(calls) == 10 - 3 and len(out) == 10
+    monkeypatch.undo()
+    fresh = run_cdmer(domains(), "svm", params=params, progress=False)
+    cols = ["task", "params", *METRICS]
+    pd.testing.assert_frame_equal(out[cols], fresh[cols], check_exact=True)
+
+
+# ----------------------------------------------------------------- tgsr_blocks.json
+def test_tgsr_blocks_file_of_run_cdmer_and_run_grid(tmp_path) -> None:
+    from merkit.adapt import make_method
+    from merkit.results.report import TGSR_BLOCKS_FILE as REPORT_FILE
+    from merkit.results.report import read_tgsr_blocks
+
+    assert TGSR_BLOCKS_FILE == REPORT_FILE
+    params = [{"kappa": 1, "group_size": 2}, {"kappa": 2, "group_size": 2}]
+    res = run_cdmer(domains(), "tgsr", params=params, tasks=["C->V"], store=tmp_path,
+                    progress=False)  # fmt: skip
+    best = json.loads(res.loc[res["mean_f1"].idxmax(), "params"])
+    levels, blocks = read_tgsr_blocks(tmp_path / TGSR_BLOCKS_FILE)
+    assert levels == (1, 2, 4, 8) and list(blocks) == ["Exp.9"]
+    assert len(blocks["Exp.9"]) == best["kappa"]
+    td = runner._task_data(runner.get_task("C->V"), domains())
+    est = make_method("tgsr", **best).fit(
+        np.vstack([td.Xs, td.Xt]),
+        np.r_[td.ys, -np.ones(len(td.Xt), dtype=int)],
+        sample_domain=np.r_[np.ones(len(td.Xs), dtype=int), -np.ones(len(td.Xt), dtype=int)],
+    )
+    assert blocks["Exp.9"] == est.selected_blocks_.tolist()
+    # a grid run adds its tasks (oracle point), keeping the other entries
+    run = run_grid(domains(), "tgsr", grid=TGSR_GRID, tasks=["V->C"], store=tmp_path,
+                   progress=False, criteria=["class_entropy"])  # fmt: skip
+    oracle = run.selected.set_index("selection").loc["oracle", "params"]
+    _, blocks = read_tgsr_blocks(tmp_path / TGSR_BLOCKS_FILE)
+    assert sorted(blocks) == ["Exp.10", "Exp.9"]
+    assert len(blocks["Exp.10"]) == json.loads(oracle)["kappa"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "grid.csv", "predictions.csv", "results.csv", TGSR_BLOCKS_FILE]  # fmt: skip
+
+
+def test_tgsr_blocks_of_the_real_features(tmp_path) -> None:
+    if not SHARED.is_dir():
+        pytest.skip(f"CDMER reference features not found at {SHARED}")
+    from merkit.data.features_io import load_cdmer_dir
+    from merkit.results.report import read_tgsr_blocks
+
+    feats = load_cdmer_dir(SHARED)
+    grid = {"tgsr": [{"kappa": 60, "xi": 1.0}]}
+    run = run_grid(feats, "tgsr", grid=grid, tasks=["C->V"], store=tmp_path, progress=False,
+                   criteria=["class_entropy"])  # fmt: skip
+    oracle = json.loads(run.selected.set_index("selection").loc["oracle", "params"])
+    levels, blocks = read_tgsr_blocks(tmp_path / TGSR_BLOCKS_FILE)
+    assert levels == (1, 2, 4, 8) and len(blocks["Exp.9"]) == oracle["kappa"]
+    assert set(blocks["Exp.9"]) <= set(range(85))
