@@ -2,7 +2,8 @@
 
 :func:`build_report` reads a results folder (:class:`merkit.results.store.ResultStore`:
 ``results.csv`` + ``predictions.csv``; optionally ``grid.csv`` of
-:func:`merkit.protocols.runner.run_grid` and ``tgsr_blocks.json``) and writes
+:func:`merkit.protocols.runner.run_grid`, ``tgsr_blocks.json``, and of a deep training
+run ``history.csv`` and ``embeddings/*.npz``) and writes
 
 * ``report.html``: one file, every figure embedded as a base64 PNG;
 * ``report.md``: the same tables, figures saved beside it as PNG files
@@ -12,31 +13,50 @@ Sections:
 
 1. CDMER tables (protocol ``"cdmer"``): the paper format "mean-F1 / accuracy" per task
    with TYPE-I / TYPE-II averages, best of each column in bold
-   (:func:`merkit.results.tables.cdmer_table`). With a grid run, rows are the
-   selections (oracle, the label-free criteria, default) of the grid methods, and the
-   fixed-parameter rows of methods without a grid; the individual grid points are
-   summarised by the sensitivity curves instead. When selections other than ``"none"``
-   exist, the oracle vs label-free table (:func:`merkit.results.tables.selection_table`)
-   follows. Rows of other protocols get a plain long table of their stored metrics.
+   (:func:`merkit.results.tables.cdmer_table`), split into a TYPE-I table (Exp.1-6)
+   and a TYPE-II table (Exp.7-12) so that each fits a page; a summary of the two
+   averages comes first. With a grid run, a grid method has two rows: ``oracle*`` (best
+   grid point scored with target labels, the papers' protocol) and the pick of one
+   label-free ``criterion``; methods without a grid keep their fixed-parameter rows, and
+   the individual grid points are summarised by the sensitivity curves instead. The
+   oracle vs label-free table (:func:`merkit.results.tables.selection_table`, every
+   stored criterion and the default point, with the gap to the oracle) follows. Other
+   protocols (e.g. ``"cde"``) get one "mean-F1 / UAR" table each, tasks as columns.
+   Parameters that differ between rows of a method label the rows; the constant ones
+   are listed once under the table.
 2. Bootstrap 95% confidence intervals of mean-F1 per (row, task), "mean-F1 [low, high]",
    from the stored predictions (:func:`merkit.results.metrics.bootstrap_ci`, percentile
-   bootstrap over test clips). Several seeds of a row are pooled and resampled by test
-   sample (cluster bootstrap: a clip is drawn with all its seeds' predictions), so the
-   estimate is the mean-F1 of the pooled predictions.
-3. Confusion matrices of every row and task (pooled predictions, colour = row-normalised
-   rate, text = count and rate).
+   bootstrap over test clips), as a forest plot and as tables. Several seeds of a row
+   are pooled and resampled by test sample (cluster bootstrap: a clip is drawn with all
+   its seeds' predictions), so the estimate is the mean-F1 of the pooled predictions.
+3. Confusion matrices per row of the main table and task (pooled predictions, colour =
+   row-normalised rate, text = count and rate), axes named by the stored ``classes`` of
+   the results rows (else by the ``classes`` of the run's embedding files; class
+   indices for older stores).
 4. Hyper-parameter sensitivity from ``grid.csv``: mean-F1 (averaged over seeds) against
    each swept parameter with the other parameters at the oracle point of that task (the
    params of the stored oracle row; the best grid point when there is none or seeds
    disagree), log x-axis for multiplicative grids, parameters under the papers' names.
-5. TGSR salient regions from ``tgsr_blocks.json``, if present.
+5. TGSR salient regions from ``tgsr_blocks.json``, if present, drawn over the synthetic
+   neutral face or a given face frame.
+6. Deep training runs: learning curves from ``history.csv`` (loss and training
+   accuracy against epoch, a thin line per fold, the mean over folds thick, one row of
+   panels per seed, one figure per (protocol, task, model)) and a seeded 2-D t-SNE of
+   the learned features of every ``embeddings/*.npz`` (coloured by true class,
+   misclassified clips ringed).
 
-``tgsr_blocks.json`` (written by the user or a future runner version): a JSON object
+``tgsr_blocks.json`` (written by :func:`merkit.protocols.runner.write_tgsr_blocks` when
+TGSR runs: the oracle point of a grid, else the best point; or by the user): a JSON object
 mapping a task (``"Exp.1"``, ``"C->H"``... anything :func:`merkit.protocols.cdmer.get_task`
 reads, or any label) to the list of TGSR block ids selected on it
 (``TransferGroupSparseRegression.selected_blocks_``, ids of
 :class:`merkit.features.grid.Grid` ``(1, 2, 4, 8)``: 0..84). Optionally
 ``{"levels": [1, 2, 4, 8], "tasks": {task: [ids...]}}`` for another grid.
+
+``history.csv``: columns ``protocol, task, method`` (the model), ``seed, fold, epoch``
+(1-based), ``loss, accuracy`` (training), optionally ``lr, val_loss, val_accuracy``.
+``embeddings/<protocol>__<task>__<model>__seed<seed>.npz``: arrays ``z`` (n, d)
+features, ``y_true``, ``y_pred`` (n,) int, ``sample_id`` (n,) str, ``classes`` str.
 
 The report computes no metric itself: tables show the stored scores, intervals and
 confusion matrices come from :mod:`merkit.results.metrics` on ``predictions.csv``.
@@ -48,7 +68,9 @@ import base64
 import html
 import json
 import logging
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,19 +78,41 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from merkit.protocols.cdmer import get_task
+from merkit.protocols.cdmer import TASKS, TYPES, get_task
 from merkit.results.metrics import bootstrap_ci
 from merkit.results.store import ResultStore, result_keys
-from merkit.results.tables import cdmer_table, row_order, selection_table, to_markdown
+from merkit.results.tables import (
+    ORACLE_LABEL,
+    cdmer_table,
+    selection_table,
+    to_markdown,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TGSR_BLOCKS_FILE", "build_report", "read_tgsr_blocks"]
+__all__ = [
+    "EMBEDDINGS_DIR",
+    "HISTORY_FILE",
+    "TGSR_BLOCKS_FILE",
+    "TSNE_MAX_POINTS",
+    "build_report",
+    "read_embeddings",
+    "read_history",
+    "read_tgsr_blocks",
+]
 
 #: optional file of a results folder: selected TGSR blocks per task
 TGSR_BLOCKS_FILE = "tgsr_blocks.json"
+#: optional file of a deep training run: one row per (protocol, task, model, seed, fold, epoch)
+HISTORY_FILE = "history.csv"
+#: optional folder of a deep training run: learned features per (protocol, task, model, seed)
+EMBEDDINGS_DIR = "embeddings"
+#: most points embedded by t-SNE per file (a seeded subset above it)
+TSNE_MAX_POINTS = 2000
 
 _CDMER = "cdmer"
+_HISTORY_COLUMNS = ("protocol", "task", "method", "seed", "fold", "epoch", "loss", "accuracy")
+_DOMAINS = "C = CASME II, H = SMIC-HS, V = SMIC-VIS, N = SMIC-NIR"
 
 
 @dataclass
@@ -84,8 +128,11 @@ class _Doc:
     def para(self, text: str) -> None:
         self.parts.append(("p", text))
 
-    def table(self, df: pd.DataFrame, note: str | None = None) -> None:
-        self.parts.append(("table", df, note))
+    def table(
+        self, df: pd.DataFrame, note: str | None = None, subheads: dict | None = None
+    ) -> None:
+        """A table; ``subheads`` = a second header line per column (e.g. task code, n)."""
+        self.parts.append(("table", df, note, subheads or {}))
 
     def image(self, name: str, png: bytes, caption: str) -> None:
         self.images.append((name, png))
@@ -94,14 +141,24 @@ class _Doc:
 
 # ---------------------------------------------------------------- rendering
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
+#: "0.5 [0.3, 0.7]" or "0.5 / 50.00 (+0.0100)": the bracket goes on a second line in HTML
+_TRAILER = re.compile(r"^(.*\S) ((?:\[[^\[\]]*\])|(?:\([^()]*\)))$")
 
 
 def _cell_html(value) -> str:
     text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+    m = _TRAILER.match(text)
+    if m:
+        main, sub = (_BOLD.sub(r"<b>\1</b>", html.escape(g)) for g in m.groups())
+        return f'{main}<br><span class="sub">{sub}</span>'
     return _BOLD.sub(r"<b>\1</b>", html.escape(text))
 
 
-def _table_html(df: pd.DataFrame) -> str:
+def _sub_html(text: str) -> str:
+    return html.escape(text).replace("-&gt;", "\u2192")
+
+
+def _table_html(df: pd.DataFrame, subheads: dict) -> str:
     if isinstance(df.index, pd.MultiIndex):
         names = [str(n or "") for n in df.index.names]
         labels = [[str(v) for v in k] for k in df.index]
@@ -109,46 +166,65 @@ def _table_html(df: pd.DataFrame) -> str:
         names = [str(df.index.name or "")]
         labels = [[str(k)] for k in df.index]
     head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-    head += "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    for c in df.columns:
+        sub = subheads.get(c)
+        extra = f'<br><span class="sub">{_sub_html(sub)}</span>' if sub else ""
+        head += f"<th>{html.escape(str(c))}{extra}</th>"
     rows = []
     for lab, values in zip(labels, df.itertuples(index=False), strict=True):
         cells = "".join(f'<th class="row">{html.escape(v)}</th>' for v in lab)
         cells += "".join(f"<td>{_cell_html(v)}</td>" for v in values)
         rows.append(f"<tr>{cells}</tr>")
     return (
-        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
+        f'<div class="tbl"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
         + "\n".join(rows)
-        + "\n</tbody>\n</table>"
+        + "\n</tbody>\n</table></div>"
     )
 
 
 _CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#222}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
-th,td{border:1px solid #ccc;padding:3px 7px;white-space:nowrap}
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1280px;padding:0 1.5em;color:#222;line-height:1.4}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
+h3{font-size:1.05em;margin-top:1.2em}
+div.tbl{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;margin:.5em 0;font-size:.8em}
+th,td{border:1px solid #ccc;padding:3px 6px;white-space:nowrap;vertical-align:top}
 td{text-align:right;font-variant-numeric:tabular-nums}
-thead th{background:#f0f0f0}th.row{text-align:left;background:#fafafa;font-weight:normal}
-p.note{font-size:.85em;color:#555}figure{margin:1em 0}
+thead th{background:#f0f0f0;text-align:center}
+th.row{text-align:left;background:#fafafa;font-weight:normal}
+span.sub{font-size:.85em;color:#666;font-weight:normal}
+p.note{font-size:.85em;color:#555;margin-top:.2em}figure{margin:1em 0}
 figcaption{font-size:.85em;color:#555}img{max-width:100%}
+nav ul{font-size:.9em;margin:.3em 0}
 """
+
+
+def _anchor(text: str) -> str:
+    return "s-" + _slug(text)
 
 
 def _render_html(doc: _Doc, title: str) -> str:
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
+    sections = [p[2] for p in doc.parts if p[0] == "h" and p[1] == 2]
+    if len(sections) > 1:
+        items = "".join(f'<li><a href="#{_anchor(s)}">{html.escape(s)}</a></li>' for s in sections)
+        out.append(f"<nav><ul>{items}</ul></nav>")
     for part in doc.parts:
         kind = part[0]
         if kind == "h":
-            out.append(f"<h{part[1]}>{html.escape(part[2])}</h{part[1]}>")
+            ident = f' id="{_anchor(part[2])}"' if part[1] == 2 else ""
+            out.append(f"<h{part[1]}{ident}>{html.escape(part[2])}</h{part[1]}>")
         elif kind == "p":
             out.append(f"<p>{html.escape(part[1])}</p>")
         elif kind == "table":
-            out.append(_table_html(part[1]))
+            out.append(_table_html(part[1], part[3]))
             if part[2]:
                 out.append(f'<p class="note">{html.escape(part[2])}</p>')
         elif kind == "img":
@@ -169,9 +245,12 @@ def _render_md(doc: _Doc, title: str, image_dir: str) -> str:
         elif kind == "p":
             out += [part[1], ""]
         elif kind == "table":
-            out.append(to_markdown(part[1]))
-            if part[2]:
-                out += [f"_{part[2]}_", ""]
+            df, note, subheads = part[1], part[2], part[3]
+            if subheads:
+                df = df.rename(columns={c: f"{c} ({subheads[c]})" for c in subheads})
+            out.append(to_markdown(df))
+            if note:
+                out += [f"_{note}_", ""]
         elif kind == "img":
             out += [f"![{part[3]}]({image_dir}/{part[1]})", ""]
     return "\n".join(out)
@@ -182,20 +261,84 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
 
 
-def _task_name(task: str) -> str:
+def _task_name(task: str, protocol: str = _CDMER) -> str:
+    """``Exp.n`` of a CDMER task given by any name :func:`get_task` reads; others as is."""
+    if protocol != _CDMER:
+        return str(task)
     try:
         return get_task(task).name
     except (KeyError, ValueError):
         return str(task)
 
 
-def _table_rows(results: pd.DataFrame) -> pd.DataFrame:
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _value_text(v) -> str:
+    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+def _param_labels(results: pd.DataFrame) -> tuple[dict[tuple, str], dict[tuple, str]]:
+    """Short row labels of fixed-parameter rows, and the settings common to a method.
+
+    Returns
+    -------
+    labels : dict
+        ``(protocol, method, params JSON) -> "k=v, ..."`` with only the parameters that
+        differ between the rows of that (protocol, method) (``""`` when none differ).
+    settings : dict
+        ``(protocol, method) -> "k=v, ..."`` of the parameters equal in all its rows.
+    """
+    labels: dict[tuple, str] = {}
+    settings: dict[tuple, str] = {}
+    fixed = results[results["selection"].astype(str) == "none"]
+    for (proto, method), g in fixed.groupby(["protocol", "method"], sort=False):
+        texts = list(dict.fromkeys(g["params"].astype(str)))
+        dicts = [json.loads(t) if t else {} for t in texts]
+        keys = sorted({k for d in dicts for k in d})
+        varying = [k for k in keys if len({json.dumps(d.get(k), sort_keys=True)
+                                           for d in dicts}) > 1]  # fmt: skip
+        for t, d in zip(texts, dicts, strict=True):
+            labels[(str(proto), str(method), t)] = ", ".join(
+                f"{k}={_value_text(d[k])}" for k in varying if k in d
+            )
+        const = [k for k in keys if k not in varying]
+        if const:
+            settings[(str(proto), str(method))] = ", ".join(
+                f"{k}={_value_text(dicts[0][k])}" for k in const
+            )
+    return labels, settings
+
+
+def _criterion(results: pd.DataFrame, criterion: str | None) -> str | None:
+    """The label-free selection shown beside the oracle: ``criterion`` if stored, else the
+    first stored one (None without label-free rows)."""
+    stored = [s for s in dict.fromkeys(results["selection"].astype(str))
+              if s not in ("none", "oracle", "default")]  # fmt: skip
+    if criterion in stored:
+        return criterion
+    return stored[0] if stored else None
+
+
+def _table_rows(results: pd.DataFrame, shown: set[str] | None = None) -> pd.DataFrame:
     """Rows tabulated: selection rows, and fixed-params rows of methods without a grid.
 
     Grid points (``selection == "none"``) of a (protocol, task, method) that also has
     selection rows are left out (they are the sensitivity curves); selection rows get
-    ``params = "{}"`` since their chosen params differ per task.
+    ``params = ""`` since their chosen params differ per task, fixed rows the short label
+    of :func:`_param_labels`. ``shown``: the selections kept (default all).
     """
+    if shown is not None:
+        results = results[results["selection"].astype(str).isin(shown | {"none"})]
     sel = results["selection"].astype(str)
     has_sel = set(
         zip(results.loc[sel != "none", "protocol"], results.loc[sel != "none", "task"],
@@ -207,70 +350,201 @@ def _table_rows(results: pd.DataFrame) -> pd.DataFrame:
                               strict=True)
     ]  # fmt: skip
     rows = results[keep].copy()
-    rows["params"] = np.where(rows["selection"].astype(str) != "none", "{}", rows["params"])
+    labels, _ = _param_labels(rows)
+    rows["params"] = [
+        "" if s != "none" else labels[(str(p), str(m), str(pj))]
+        for s, p, m, pj in zip(rows["selection"].astype(str), rows["protocol"], rows["method"],
+                               rows["params"], strict=True)
+    ]  # fmt: skip
     return rows
 
 
-def _unit_predictions(results: pd.DataFrame, preds: pd.DataFrame) -> dict:
-    """Row label ``(protocol, task name, method, selection, params)`` -> prediction rows."""
-    tabulated = _table_rows(results)
+def _settings_note(results: pd.DataFrame, protocol: str) -> str | None:
+    _, settings = _param_labels(results[results["protocol"].astype(str) == protocol])
+    if not settings:
+        return None
+    return "settings: " + "; ".join(f"{m}: {s}" for (_, m), s in settings.items())
+
+
+@dataclass
+class _Unit:
+    """Pooled predictions of one table row on one task."""
+
+    preds: pd.DataFrame
+    n_units: int
+    labels: list | None
+    classes: list[str] | None
+
+
+def _json_list(text) -> list | None:
+    text = "" if text is None or (isinstance(text, float) and np.isnan(text)) else str(text)
+    return json.loads(text) if text else None
+
+
+def _unit_predictions(
+    results: pd.DataFrame,
+    preds: pd.DataFrame,
+    fallback_classes: dict[tuple, list[str]],
+    shown: set[str] | None = None,
+) -> dict[tuple, _Unit]:
+    """Row label ``(protocol, task name, method, selection, params label)`` -> predictions."""
+    tabulated = _table_rows(results, shown)
     if preds.empty or tabulated.empty:
         return {}
     positions: dict[tuple, np.ndarray] = {}
     for key, idx in pd.Series(range(len(preds))).groupby(pd.Series(result_keys(preds))):
         positions[key] = idx.to_numpy()
-    out: dict[tuple, list[tuple[np.ndarray, int]]] = {}
+    parts: dict[tuple, list[tuple[np.ndarray, list | None, list | None]]] = {}
     full_keys = result_keys(results.loc[tabulated.index])
     for (_, row), key in zip(tabulated.iterrows(), full_keys, strict=True):
-        label = (str(row["protocol"]), _task_name(row["task"]), str(row["method"]),
+        label = (str(row["protocol"]), _task_name(row["task"], str(row["protocol"])),
+                 str(row["method"]),
                  str(row["selection"]), str(row["params"]))  # fmt: skip
         if key not in positions:
             log.warning("no stored predictions for results row %s", key)
             continue
-        out.setdefault(label, []).append((positions[key], str(row.get("labels", ""))))
+        classes = _json_list(row.get("classes", ""))
+        if classes is None:
+            classes = fallback_classes.get((label[0], label[2]))
+        parts.setdefault(label, []).append(
+            (positions[key], _json_list(row.get("labels", "")), classes)
+        )
     return {
-        label: (preds.iloc[np.concatenate([p for p, _ in parts])], len(parts), parts[0][1])
-        for label, parts in out.items()
+        label: _Unit(
+            preds.iloc[np.concatenate([p for p, _, _ in ps])],
+            len(ps),
+            ps[0][1],
+            next((c for _, _, c in ps if c), None),
+        )
+        for label, ps in parts.items()
     }
 
 
 def _intervals(units: dict, n_boot: int, seed: int) -> dict[tuple, tuple[float, float, float]]:
     cis = {}
-    for label, (p, n_units, _) in units.items():
-        groups = p["sample"].astype(str).to_numpy() if n_units > 1 else None
-        ci = bootstrap_ci(p["y_true"].to_numpy(), p["y_pred"].to_numpy(), "mean_f1",
-                          n_boot=n_boot, seed=seed, groups=groups)  # fmt: skip
+    for label, u in units.items():
+        groups = u.preds["sample"].astype(str).to_numpy() if u.n_units > 1 else None
+        ci = bootstrap_ci(u.preds["y_true"].to_numpy(), u.preds["y_pred"].to_numpy(),
+                          "mean_f1", n_boot=n_boot, seed=seed, groups=groups)  # fmt: skip
         cis[label] = (ci.estimate, ci.low, ci.high)
     return cis
 
 
-def _ci_table(cis: dict, protocol: str) -> pd.DataFrame | None:
+_SEL_RANK = {"none": 0, "oracle": 1, "default": 3}
+
+
+def _order_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows by method (svm first, then first appearance), then fixed, oracle, label-free
+    criteria, default; ``oracle`` shown as ``oracle*``, ``none`` (params given) as
+    ``fixed``."""
+    if not isinstance(df.index, pd.MultiIndex) or "selection" not in df.index.names:
+        return df
+    names = list(df.index.names)
+    im, js = names.index("method"), names.index("selection")
+    methods = list(dict.fromkeys(k[im] for k in df.index))
+    if "svm" in methods:
+        methods.insert(0, methods.pop(methods.index("svm")))
+    keys = [(methods.index(k[im]), _SEL_RANK.get(str(k[js]), 2)) for k in df.index]
+    df = df.iloc[sorted(range(len(df)), key=keys.__getitem__)]
+    shown = {"oracle": ORACLE_LABEL, "none": "fixed"}
+    tuples = [tuple(shown.get(str(v), v) if j == js else v for j, v in enumerate(k))
+              for k in df.index]  # fmt: skip
+    return df.set_axis(pd.MultiIndex.from_tuples(tuples, names=names), axis=0)
+
+
+def _row_name(method: str, selection: str, params: str) -> str:
+    sel = "" if selection == "none" else ("oracle*" if selection == "oracle" else selection)
+    return " ".join(v for v in (method, sel, f"({params})" if params else "") if v)
+
+
+def _protocol_tasks(results: pd.DataFrame, protocol: str) -> list[str]:
+    tasks = list(dict.fromkeys(
+        _task_name(t, protocol)
+        for t in results.loc[results["protocol"].astype(str) == protocol, "task"]
+    ))  # fmt: skip
+    if protocol == _CDMER:
+        tasks.sort(key=lambda t: get_task(t).exp)
+    return tasks
+
+
+def _n_test(results: pd.DataFrame, protocol: str) -> dict[str, int]:
+    r = results[results["protocol"].astype(str) == protocol]
+    names = [_task_name(t, protocol) for t in r["task"]]
+    return {str(k): int(v) for k, v in r.groupby(names)["n_test"].max().items()}
+
+
+def _subheads(columns, protocol: str, n_test: dict[str, int]) -> dict:
+    out = {}
+    for c in columns:
+        if protocol == _CDMER and c in {t.name for t in TASKS}:
+            code = get_task(c).code
+            out[c] = f"{code}, n={n_test[c]}" if c in n_test else code
+        elif c in n_test:
+            out[c] = f"n={n_test[c]}"
+    return out
+
+
+def _type_split(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """CDMER columns split into a TYPE-I and a TYPE-II table (each with its average)."""
+    out = []
+    for typ in TYPES:
+        cols = [t.name for t in TASKS if t.type == typ and t.name in df.columns]
+        if typ in df.columns:
+            cols.append(typ)
+        if cols:
+            out.append((typ, df[cols]))
+    return out
+
+
+def _ci_text(ci: tuple[float, float, float] | None) -> str:
+    return "-" if ci is None else f"{ci[0]:.4f} [{ci[1]:.4f}, {ci[2]:.4f}]"
+
+
+def _ci_table(cis: dict, protocol: str, tasks: list[str]) -> pd.DataFrame | None:
     """Wide "mean-F1 [low, high]" table of one protocol (rows as :func:`cdmer_table`)."""
     cells = {k[1:]: v for k, v in cis.items() if k[0] == protocol}
     if not cells:
         return None
-    tasks = list(dict.fromkeys(t for t, *_ in cells))
-    if protocol == _CDMER:
-        tasks.sort(key=lambda t: get_task(t).exp)
     rows = list(dict.fromkeys(tuple(k[1:]) for k in cells))
+    cols = [t for t in tasks if any(k[0] == t for k in cells)]
+    data = [[_ci_text(cells.get((t, *r))) for t in cols] for r in rows]
     index = pd.MultiIndex.from_tuples(rows, names=["method", "selection", "params"])
-    index = pd.MultiIndex.from_tuples(row_order(index), names=index.names)
-    df = pd.DataFrame(index=index, columns=tasks, dtype=object)
-    for (task, *row), (est, lo, hi) in cells.items():
-        df.loc[tuple(row), task] = f"{est:.4f} [{lo:.4f}, {hi:.4f}]"
-    df = df.fillna("-")
+    df = _order_rows(pd.DataFrame(data, index=index, columns=cols, dtype=object))
     drop = [lvl for lvl in ("selection", "params") if index.get_level_values(lvl).nunique() == 1]
     if drop:
         df = df.droplevel(drop)
     return df
 
 
-def _other_protocol_table(results: pd.DataFrame) -> pd.DataFrame:
-    rows = _table_rows(results)
-    g = rows.groupby(["protocol", "task", "method", "selection", "params"], sort=False)
-    out = g[["mean_f1", "uar", "accuracy"]].mean()
-    out["seeds"] = g.size()
-    return out.round({"mean_f1": 4, "uar": 4, "accuracy": 2})
+def _protocol_table(rows: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
+    """Cells "mean-F1 / UAR" per task (mean over seeds), best of each column in bold."""
+    df = rows.assign(_task=rows["task"].astype(str))
+    levels = ["method", "selection", "params"]
+    g = df.groupby([*levels, "_task"], sort=False)[["mean_f1", "uar"]].mean()
+    seeds = df.groupby(levels, sort=False)["seed"].nunique()
+    f1 = g["mean_f1"].unstack("_task").reindex(columns=tasks)
+    uar = g["uar"].unstack("_task").reindex(columns=tasks)
+    f1, uar = f1.round(4), uar.round(4)
+    data = {}
+    for t in tasks:
+        col = []
+        for a, b in zip(f1[t], uar[t], strict=True):
+            if np.isnan(a) or np.isnan(b):
+                col.append("-")
+                continue
+            sa, sb = f"{a:.4f}", f"{b:.4f}"
+            if len(f1) > 1:
+                sa = f"**{sa}**" if a == f1[t].max() else sa
+                sb = f"**{sb}**" if b == uar[t].max() else sb
+            col.append(f"{sa} / {sb}")
+        data[t] = col
+    out = pd.DataFrame(data, index=f1.index, dtype=object)
+    out["seeds"] = seeds.reindex(f1.index).astype(int).astype(str).to_numpy()
+    out = _order_rows(out)
+    drop = [lvl for lvl in ("selection", "params") if f1.index.get_level_values(lvl).nunique() == 1]
+    if drop:
+        out = out.droplevel(drop)
+    return out
 
 
 def _oracle_params(results: pd.DataFrame, grid: pd.DataFrame, method: str, task: str) -> dict:
@@ -344,6 +618,318 @@ def read_tgsr_blocks(path: str | Path) -> tuple[tuple[int, ...], dict[str, list[
     return levels, blocks
 
 
+def read_history(path: str | Path) -> pd.DataFrame:
+    """A training history file (``history.csv``), validated; ``fold`` read as text.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the missing columns, or the rows with a non-numeric value.
+    """
+    path = Path(path)
+    df = pd.read_csv(path, dtype={c: str for c in ("protocol", "task", "method", "fold")},
+                     keep_default_na=False, na_values=[""])  # fmt: skip
+    missing = [c for c in _HISTORY_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{path}: not a training history, columns {missing} are missing (expected "
+            f"{', '.join(_HISTORY_COLUMNS)}[, lr, val_loss, val_accuracy])"
+        )
+    for c in ("seed", "epoch", "loss", "accuracy", "lr", "val_loss", "val_accuracy"):
+        if c in df.columns:
+            num = pd.to_numeric(df[c], errors="coerce")
+            bad = num.isna() & df[c].notna()
+            if c in ("seed", "epoch", "loss", "accuracy"):
+                bad |= num.isna()
+            if bad.any():
+                rows = (np.flatnonzero(bad.to_numpy()) + 2).tolist()[:5]
+                raise ValueError(f"{path}: column {c!r} is not numeric on lines {rows}")
+            df[c] = num
+    df["seed"] = df["seed"].astype("int64")
+    df["epoch"] = df["epoch"].astype("int64")
+    return df
+
+
+def read_embeddings(path: str | Path) -> dict:
+    """Learned features of one run (``embeddings/*.npz``), validated.
+
+    Returns
+    -------
+    dict
+        ``z`` (n, d) float, ``y_true``, ``y_pred`` (n,) int, or (n, L) 0/1 for a
+        multi-label (AU) task, ``multilabel`` (bool), ``classes`` (list of str, class or
+        AU names; empty if absent), ``name`` (``protocol``, ``task``, ``model``, ``seed``
+        parsed from ``<protocol>__<task>__<model>__seed<seed>.npz``, else ``None``).
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except ValueError as err:
+        raise ValueError(f"{path}: not a plain .npz of arrays (string arrays must be "
+                         f"unicode, not object: {err})") from err  # fmt: skip
+    missing = [k for k in ("z", "y_true", "y_pred") if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: arrays {missing} are missing (expected z, y_true, y_pred, "
+                         "sample_id, classes)")  # fmt: skip
+    z = np.asarray(arrays["z"], dtype=np.float64)
+    yt, yp = np.asarray(arrays["y_true"]), np.asarray(arrays["y_pred"])
+    if z.ndim != 2:
+        raise ValueError(f"{path}: z must be 2-D (n, d), got shape {z.shape}")
+    sid = arrays.get("sample_id")
+    if yt.ndim not in (1, 2) or yt.shape[0] != z.shape[0] or yp.shape != yt.shape:
+        raise ValueError(f"{path}: y_true {yt.shape} and y_pred {yp.shape} must both be (n,) "
+                         f"or (n, L) with n = {z.shape[0]} rows of z")  # fmt: skip
+    if sid is not None and sid.shape != (z.shape[0],):
+        raise ValueError(f"{path}: sample_id has shape {sid.shape}, z has {z.shape[0]} rows")
+    parsed = None
+    parts = path.stem.split("__")
+    if len(parts) == 4 and re.fullmatch(r"seed-?\d+", parts[3]):
+        parsed = {"protocol": parts[0], "task": parts[1], "model": parts[2],
+                  "seed": int(parts[3][4:])}  # fmt: skip
+    classes = [str(c) for c in np.atleast_1d(arrays.get("classes", np.array([], dtype=str)))]
+    return {"z": z, "y_true": yt, "y_pred": yp, "multilabel": yt.ndim == 2,
+            "classes": classes, "name": parsed}  # fmt: skip
+
+
+def _embedding_files(results_dir: Path) -> list[Path]:
+    folder = results_dir / EMBEDDINGS_DIR
+    return sorted(folder.glob("*.npz")) if folder.is_dir() else []
+
+
+# ---------------------------------------------------------------- sections
+def _results_tables(
+    doc: _Doc, results: pd.DataFrame, protocols: list[str], crit: str | None
+) -> None:
+    shown = {"oracle"} | ({crit} if crit else set())
+    tabulated = _table_rows(results, shown)
+    if _CDMER in protocols:
+        cd = tabulated[tabulated["protocol"].astype(str) == _CDMER]
+        n_test = _n_test(results, _CDMER)
+        full = _order_rows(cdmer_table(cd, bold_best=True))
+        doc.heading("CDMER results: mean-F1 / accuracy (%)")
+        n_seeds = int(cd["seed"].nunique())
+        doc.para(
+            f"Tasks are source->target ({_DOMAINS}); n = test clips of the target. "
+            "TYPE-I = the SMIC-internal tasks Exp.1-6, TYPE-II = CASME II <-> SMIC, "
+            "Exp.7-12; each TYPE column is the mean over that type's tasks shown. Best "
+            "mean-F1 and best accuracy of each column in bold"
+            + (f"; cells are means over {n_seeds} seeds." if n_seeds > 1 else ".")
+        )
+        splits = _type_split(full)
+        if len(splits) > 1:
+            doc.heading("Summary: TYPE averages", 3)
+            doc.table(full[[typ for typ in TYPES if typ in full.columns]])
+        for typ, part in splits:
+            if len(splits) > 1:
+                doc.heading(f"{typ} tasks", 3)
+            doc.table(part, None, _subheads(part.columns, _CDMER, n_test))
+        cdr = results[results["protocol"].astype(str) == _CDMER]
+        notes = [_settings_note(results, _CDMER)]
+        if (cdr["selection"].astype(str) != "none").any():
+            notes.append(
+                f"Methods with a grid: {ORACLE_LABEL} = the best grid point scored with target "
+                "labels (the papers' protocol)"
+                + (f", {crit} = the label-free pick" if crit else "")
+                + "; every criterion in the next table, every grid point in grid.csv."
+            )
+        for note in notes:
+            if note:
+                doc.para(note)
+        if (cdr["selection"].astype(str) != "none").any():
+            doc.heading("Oracle vs label-free hyper-parameter selection")
+            st = selection_table(cdr)
+            for typ, part in _type_split(st):
+                doc.heading(f"{typ} tasks", 3)
+                doc.table(part, st.attrs.get("note"), _subheads(part.columns, _CDMER, n_test))
+    for p in (p for p in protocols if p != _CDMER):
+        rows = tabulated[tabulated["protocol"].astype(str) == p]
+        tasks = _protocol_tasks(results, p)
+        doc.heading(f"{p} results: mean-F1 / UAR")
+        doc.table(
+            _protocol_table(rows, tasks),
+            "mean-F1 (UF1) / UAR of the pooled test predictions, mean over seeds; best of "
+            "each column in bold; n = test clips",
+            _subheads(tasks, p, _n_test(results, p)),
+        )
+        note = _settings_note(results, p)
+        if note:
+            doc.para(note)
+
+
+def _interval_section(
+    doc: _Doc, results: pd.DataFrame, protocols: list[str], cis: dict, n_boot: int, seed: int
+) -> None:
+    from merkit.results import plots
+
+    doc.heading("Bootstrap 95% confidence intervals of mean-F1")
+    doc.para(
+        f"Each interval is the 2.5-97.5 percentile range of the mean-F1 over {n_boot} "
+        f"bootstrap resamples of the test clips (seed {seed}); several seeds of a row are "
+        "pooled and resampled by clip. With a few dozen test clips per task the intervals "
+        "are wide: two methods whose intervals overlap widely are not shown to differ."
+    )
+    for p in protocols:
+        tasks = _protocol_tasks(results, p)
+        ct = _ci_table(cis, p, tasks)
+        if ct is None:
+            continue
+        if len(protocols) > 1:
+            doc.heading(f"protocol {p}", 3)
+        n_test = _n_test(results, p)
+        cells: dict[str, dict] = {}
+        groups: dict[str, str] = {}
+        methods = list(dict.fromkeys(["svm", *(k[2] for k in cis)]))
+        ordered = sorted(cis.items(), key=lambda kv: (methods.index(kv[0][2]),
+                                                      _SEL_RANK.get(kv[0][3], 2)))  # fmt: skip
+        for (proto, task, method, selection, params), v in ordered:
+            if proto == p:
+                name = _row_name(method, selection, params)
+                cells.setdefault(name, {})[task] = v
+                groups[name] = method
+        shown = [t for t in tasks if any(t in c for c in cells.values())]
+        labels = {t: (f"{t} {get_task(t).code}" if p == _CDMER else t)
+                  + (f", n={n_test[t]}" if t in n_test else "") for t in shown}  # fmt: skip
+        fig = plots.interval_figure(cells, shown, task_labels=labels, groups=groups,
+                                    title=f"{p}: mean-F1 with 95% bootstrap interval")  # fmt: skip
+        caption = f"{p}: mean-F1 (dot) and 95% bootstrap interval (bar) per row and task"
+        doc.image(f"intervals_{_slug(p)}.png", plots.figure_png(fig), caption)
+        note = "mean-F1 [low, high]; n = test clips"
+        parts = _type_split(ct) if p == _CDMER else [("", ct)]
+        for _, part in parts:
+            doc.table(part, note, _subheads(part.columns, p, n_test))
+
+
+def _confusion_section(doc: _Doc, units: dict[tuple, _Unit], protocols: list[str]) -> None:
+    from merkit.results import plots
+
+    doc.heading("Confusion matrices")
+    doc.para("Per table row and task, predictions pooled over the seeds of the row (n counts "
+             "predictions); colour = share of the true class (row-normalised), text = count "
+             "and share.")  # fmt: skip
+    rows: dict[tuple, list] = {}
+    for (proto, task, method, selection, params), u in units.items():
+        rows.setdefault((proto, method, selection, params), []).append((task, u))
+    for i, ((proto, method, selection, params), panels) in enumerate(rows.items()):
+        if proto == _CDMER:
+            panels.sort(key=lambda x: get_task(x[0]).exp)
+        name = _row_name(method, selection, params)
+        title = name if len(protocols) == 1 else f"{proto}: {name}"
+        names = next((u.classes for _, u in panels if u.classes), None)
+        label_sets = [u.labels for _, u in panels]
+        labels = None
+        if all(s is not None for s in label_sets) and all(s == label_sets[0] for s in label_sets):
+            labels = label_sets[0]
+        elif names is not None and all(
+            pd.api.types.is_integer_dtype(u.preds["y_true"])
+            and pd.api.types.is_integer_dtype(u.preds["y_pred"]) for _, u in panels
+        ):  # fmt: skip
+            labels = list(range(len(names)))
+        fig = plots.confusion_grid(
+            [
+                (
+                    f"{t} {get_task(t).code}" if proto == _CDMER else t,
+                    u.preds["y_true"].to_numpy(),
+                    u.preds["y_pred"].to_numpy(),
+                )
+                for t, u in panels
+            ],
+            labels=labels, class_names=names, title=title, ncols=6,
+        )  # fmt: skip
+        doc.image(f"confusion_{i:02d}_{_slug(title)}.png", plots.figure_png(fig),
+                  f"confusion matrices: {title}")  # fmt: skip
+
+
+def _deep_section(doc: _Doc, results_dir: Path, seed: int) -> None:
+    from merkit.results import plots
+
+    hist_path = results_dir / HISTORY_FILE
+    if hist_path.is_file():
+        history = read_history(hist_path)
+        doc.heading("Deep training: learning curves")
+        doc.para(
+            f"From {HISTORY_FILE}: training loss and accuracy per epoch; a thin line per "
+            "fold (held-out subject), the mean over folds thick; dashed = validation, "
+            "where logged."
+        )
+        for (proto, task, method), h in history.groupby(["protocol", "task", "method"],
+                                                         sort=False):  # fmt: skip
+            title = f"{proto} {task}: {method}"
+            fig = plots.learning_curves(h, title=title)
+            doc.image(f"history_{_slug(title)}.png", plots.figure_png(fig),
+                      f"learning curves: {title} ({h['fold'].nunique()} folds, seeds "
+                      f"{', '.join(map(str, sorted(h['seed'].unique())))})")  # fmt: skip
+    files = _embedding_files(results_dir)
+    if not files:
+        return
+    doc.heading("Deep features: t-SNE")
+    doc.para(
+        f"From {EMBEDDINGS_DIR}/: the learned features of the test clips, projected to 2-D "
+        f"by t-SNE (scikit-learn, random_state {seed}, PCA to 50 dimensions first when "
+        "wider, perplexity min(30, (n - 1) / 3)); colour = true class, black ring = "
+        "misclassified. Distances between far-apart clusters carry little meaning."
+    )
+    groups: dict[tuple, list] = {}
+    multilabel = []
+    for f in files:
+        e = read_embeddings(f)
+        if e["multilabel"]:
+            multilabel.append(f.name)
+            continue
+        nm = e["name"]
+        key = (nm["protocol"], nm["task"], nm["model"]) if nm else (f.stem,)
+        groups.setdefault(key, []).append((f, e))
+    for key, items in groups.items():
+        panels, notes, names = [], [], None
+        for f, e in items:
+            if len(e["z"]) < 5:
+                log.warning("%s: %d feature rows, too few for t-SNE; skipped", f, len(e["z"]))
+                continue
+            xy, rows, perp = plots.embed_2d(e["z"], random_state=seed,
+                                            max_points=TSNE_MAX_POINTS)  # fmt: skip
+            label = f"seed {e['name']['seed']}" if e["name"] else f.stem
+            n = len(e["z"])
+            sub = f"{len(rows)} of {n} clips (seeded random subset)" if len(rows) < n else (
+                f"{n} clips")  # fmt: skip
+            panels.append((f"{label}: {sub}, perplexity {perp:.0f}", xy, e["y_true"][rows],
+                           e["y_pred"][rows]))  # fmt: skip
+            if len(rows) < n:
+                notes.append(f"{label}: subsampled to {len(rows)} of {n} points")
+            names = names or e["classes"] or None
+        if not panels:
+            continue
+        title = " ".join(key) if len(key) == 3 else key[0]
+        fig = plots.embedding_figure(panels, class_names=names, title=f"t-SNE: {title}")
+        caption = f"t-SNE of the learned features: {title}"
+        if notes:
+            caption += f" ({'; '.join(notes)}, seed {seed})"
+        doc.image(f"tsne_{_slug(title)}.png", plots.figure_png(fig), caption)
+    if multilabel:
+        doc.para(f"Not drawn (multi-label AU tasks, no single class to colour by): "
+                 f"{', '.join(multilabel)}.")  # fmt: skip
+
+
+def _embedding_classes(results_dir: Path) -> dict[tuple, list[str]]:
+    """``(protocol, model) -> class names`` from the embedding files (when they agree)."""
+    out: dict[tuple, list[str]] = {}
+    bad: set[tuple] = set()
+    for f in _embedding_files(results_dir):
+        parts = f.stem.split("__")
+        if len(parts) != 4:
+            continue
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                if "classes" not in z.files or np.ndim(z["y_true"]) != 1:
+                    continue  # no names, or AU names of a multi-label task
+                classes = [str(c) for c in z["classes"]]
+        except (ValueError, OSError, KeyError):
+            continue
+        key = (parts[0], parts[2])
+        if classes and out.setdefault(key, classes) != classes:
+            bad.add(key)
+    return {k: v for k, v in out.items() if k not in bad}
+
+
 # ---------------------------------------------------------------- report
 def build_report(
     results_dir: str | Path,
@@ -352,6 +938,8 @@ def build_report(
     *,
     n_boot: int = 1000,
     seed: int = 0,
+    face: str | Path | np.ndarray | None = None,
+    criterion: str | None = "reverse",
 ) -> tuple[Path, Path]:
     """Write the HTML and Markdown report of a results folder (module docstring).
 
@@ -359,14 +947,21 @@ def build_report(
     ----------
     results_dir : str or Path
         Folder holding ``results.csv`` and ``predictions.csv`` (and optionally
-        ``grid.csv``, ``tgsr_blocks.json``).
+        ``grid.csv``, ``tgsr_blocks.json``, ``history.csv``, ``embeddings/``).
     out_html, out_md : str or Path, optional
         Output files (default ``results_dir/report.html`` and ``results_dir/report.md``);
         the Markdown figures go to ``<md stem>_files/`` beside the Markdown file.
     n_boot : int
         Bootstrap resamples per confidence interval.
     seed : int
-        Seed of the bootstrap (equal seeds give equal intervals).
+        Seed of the bootstrap and of the t-SNE projections (equal seeds, equal report).
+    face : path or ndarray, optional
+        Face frame under the TGSR salient-region maps (an aligned face crop; default
+        the synthetic neutral face).
+    criterion : str, optional
+        Label-free selection shown beside the oracle in the main table, the intervals and
+        the confusion matrices (default ``"reverse"``; the first stored criterion when
+        that one is absent).
 
     Returns
     -------
@@ -385,86 +980,30 @@ def build_report(
     if results.empty:
         raise ValueError(f"{store.results_path}: no results rows to report")
     preds = store.predictions()
+    face_img = None
+    if face is not None:
+        face_img = plots.read_face(face) if isinstance(face, (str, Path)) else np.asarray(face)
     html_path = Path(out_html) if out_html is not None else results_dir / "report.html"
     md_path = Path(out_md) if out_md is not None else results_dir / "report.md"
 
     doc = _Doc()
     protocols = list(dict.fromkeys(results["protocol"].astype(str)))
-    n_pred = len(preds)
     doc.para(
         f"Results folder {results_dir.resolve()}: {len(results)} results rows "
-        f"({', '.join(protocols)}), {n_pred} stored predictions; generated "
+        f"({', '.join(protocols)}), {len(preds)} stored predictions; generated "
         f"{datetime.now(UTC).isoformat(timespec='seconds')}."
     )
-    tabulated = _table_rows(results)
 
-    # ---- tables
-    if _CDMER in protocols:
-        cd = tabulated[tabulated["protocol"].astype(str) == _CDMER]
-        doc.heading("CDMER results: mean-F1 / accuracy (%)")
-        doc.table(cdmer_table(cd, bold_best=True),
-                  "best mean-F1 and best accuracy of each column in bold; TYPE-I / TYPE-II = "
-                  "mean over the shown tasks of that type")  # fmt: skip
-        cdr = results[results["protocol"].astype(str) == _CDMER]
-        if (cdr["selection"].astype(str) != "none").any():
-            doc.heading("Oracle vs label-free hyper-parameter selection")
-            st = selection_table(cdr)
-            doc.table(st, st.attrs.get("note"))
-    others = [p for p in protocols if p != _CDMER]
-    if others:
-        doc.heading("Other protocols: stored scores")
-        doc.table(
-            _other_protocol_table(results[results["protocol"].astype(str).isin(others)]),
-            "mean over seeds of the stored mean-F1, UAR (0..1) and accuracy (%)",
-        )
+    crit = _criterion(results, criterion)
+    _results_tables(doc, results, protocols, crit)
 
-    # ---- confidence intervals
-    units = _unit_predictions(results, preds)
+    shown = {"oracle"} | ({crit} if crit else set())
+    units = _unit_predictions(results, preds, _embedding_classes(results_dir), shown)
     cis = _intervals(units, n_boot, seed)
     if cis:
-        doc.heading("Bootstrap 95% confidence intervals of mean-F1")
-        for p in protocols:
-            ct = _ci_table(cis, p)
-            if ct is not None:
-                if len(protocols) > 1:
-                    doc.heading(f"protocol {p}", 3)
-                doc.table(ct, f"mean-F1 [low, high]: percentile bootstrap over test clips, "
-                              f"{n_boot} resamples, seed {seed}; several seeds pooled and "
-                              "resampled by clip")  # fmt: skip
-
-    # ---- confusion matrices
+        _interval_section(doc, results, protocols, cis, n_boot, seed)
     if units:
-        doc.heading("Confusion matrices")
-        doc.para("Per table row and task, pooled predictions; colour = share of the true "
-                 "class (row-normalised), text = count and share.")  # fmt: skip
-        rows: dict[tuple, list] = {}
-        for (proto, task, method, selection, params), (p, _, labels) in units.items():
-            rows.setdefault((proto, method, selection, params), []).append((task, p, labels))
-        for i, ((proto, method, selection, params), panels) in enumerate(rows.items()):
-            if proto == _CDMER:
-                panels.sort(key=lambda x: get_task(x[0]).exp)
-            name = " ".join(v for v in (method, "" if selection == "none" else selection,
-                                        "" if params == "{}" else params) if v)  # fmt: skip
-            title = name if len(protocols) == 1 else f"{proto}: {name}"
-            label_sets = [json.loads(lab) for _, _, lab in panels if lab]
-            fig = plots.confusion_grid(
-                [
-                    (
-                        f"{t} {get_task(t).code}" if proto == _CDMER else t,
-                        p["y_true"].to_numpy(),
-                        p["y_pred"].to_numpy(),
-                    )
-                    for t, p, _ in panels
-                ],
-                labels=label_sets[0] if label_sets and len(label_sets) == len(panels)
-                and all(s == label_sets[0] for s in label_sets) else None,
-                title=title, ncols=6,
-            )  # fmt: skip
-            doc.image(
-                f"confusion_{i:02d}_{_slug(title)}.png",
-                plots.figure_png(fig),
-                f"confusion matrices: {title}",
-            )
+        _confusion_section(doc, units, protocols)
 
     # ---- sensitivity
     grid = read_grid(results_dir)
@@ -485,24 +1024,29 @@ def build_report(
     if blocks_path.is_file():
         levels, blocks = read_tgsr_blocks(blocks_path)
         doc.heading("TGSR salient facial regions")
-        doc.para(f"Blocks with a non-zero coefficient group per task ({TGSR_BLOCKS_FILE}), "
-                 "drawn over a neutral synthetic face.")  # fmt: skip
-        face = plots.neutral_face()
+        where = "the given face frame" if face is not None else "the synthetic neutral face"
+        doc.para(f"Blocks with a non-zero coefficient group per task ({TGSR_BLOCKS_FILE}: "
+                 "TGSR refitted at the oracle point of a grid run, or at the best point), "
+                 f"drawn over {where}: one panel per grid level (selected blocks filled), "
+                 "then how many levels select each pixel.")  # fmt: skip
+        img = face_img if face_img is not None else plots.neutral_face()
         for task, ids in blocks.items():
             label = _task_name(task)
-            fig = plots.salient_map(ids, levels=levels, image=face, title=label)
+            if label.startswith("Exp."):
+                label = f"{label} {get_task(label).code}"
+            fig = plots.salient_map(ids, levels=levels, image=img, title=label)
             doc.image(
                 f"tgsr_{_slug(label)}.png", plots.figure_png(fig), f"TGSR selected blocks: {label}"
             )
 
+    # ---- deep runs
+    _deep_section(doc, results_dir, seed)
+
     title = f"merkit report: {results_dir.name}"
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(_render_html(doc, title), encoding="utf-8")
-    md_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(html_path, _render_html(doc, title).encode("utf-8"))
     image_dir = md_path.parent / f"{md_path.stem}_files"
-    image_dir.mkdir(exist_ok=True)
     for name, png in doc.images:
-        (image_dir / name).write_bytes(png)
-    md_path.write_text(_render_md(doc, title, image_dir.name), encoding="utf-8")
+        _write_atomic(image_dir / name, png)
+    _write_atomic(md_path, _render_md(doc, title, image_dir.name).encode("utf-8"))
     log.info("report: %s, %s (%d figures)", html_path, md_path, len(doc.images))
     return html_path, md_path
