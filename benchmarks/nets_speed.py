@@ -10,13 +10,20 @@
   ``--epochs`` epochs; prints seconds per fold and the extrapolation to 68 folds (scaled
   to the 100 epochs of the preset).
 
-Usage: ``python benchmarks/nets_speed.py [--threads 2] [--seconds 3] [--epochs 10]``
+* The training loop: samples/s of :func:`merkit.nets.train.fit` against the plain
+  DataLoader loop it replaced (NCHW, per-sample collation), for the five CDE networks at
+  their CDE presets (batch 256 for STSTNet, 32 otherwise), 1 thread, measured in process
+  CPU time so that other processes on the machine distort it less.
+
+Usage: ``python benchmarks/nets_speed.py [--threads 2] [--seconds 3] [--epochs 10]
+[--only-loop]``
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +64,48 @@ def throughput(
         return steps * shape[0] / (time.perf_counter() - t0)
 
 
+def _plain_loop(model, X, y, cfg) -> None:
+    """The loop :func:`fit` replaced: DataLoader batches, NCHW layout (the reference)."""
+    from merkit.nets.data import make_loader
+    from merkit.nets.train import _optimizer, compute_loss
+
+    with torch_session(cfg.seed, cfg.threads):
+        opt = _optimizer(model, cfg)
+        for _ in range(cfg.epochs):
+            model.train()
+            for xb, yb in make_loader(X, y, batch_size=cfg.batch_size, shuffle=True, seed=0):
+                opt.zero_grad(set_to_none=True)
+                loss = compute_loss(model, model(xb), yb)
+                loss.backward()
+                opt.step()
+
+
+def loop_rates(name: str, n: int, epochs: int, threads: int) -> tuple[float, float]:
+    """Training samples/s of the model's CDE preset (batch size, optimiser) on ``n`` random
+    flow images: the plain DataLoader loop and :func:`merkit.nets.train.fit`. CPU time of
+    this process with 1 thread (robust to other processes on the machine), wall time
+    otherwise."""
+    from merkit.nets.data import make_loader
+    from merkit.nets.train import fit
+    from merkit.workflows.train import preset_for
+
+    clock = time.process_time if threads == 1 else time.perf_counter
+    cfg = TrainConfig.preset(preset_for(name, "cde"), epochs=epochs, threads=threads)
+    rng = np.random.default_rng(0)
+    X = (rng.random((n, 3, 28, 28)) * 255).astype(np.float32)
+    y = rng.integers(0, 3, n)
+    rates = []
+    for run in (_plain_loop, lambda m, X, y, c: fit(
+            m, make_loader(X, y, batch_size=c.batch_size, shuffle=True, seed=0), c)):  # fmt: skip
+        torch.manual_seed(0)
+        model = create_model(name)
+        run(model, X[: cfg.batch_size], y[: cfg.batch_size], replace(cfg, epochs=1))  # warm-up
+        t0 = clock()
+        run(model, X, y, cfg)
+        rates.append(n * epochs / (clock() - t0))
+    return rates[0], rates[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -66,7 +115,22 @@ def main() -> None:
     ap.add_argument("--clip-frames", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=10, help="epochs of the real FR fold")
     ap.add_argument("--skip-loso", action="store_true")
+    ap.add_argument("--loop-samples", type=int, default=400, help="training set of the loop test")
+    ap.add_argument("--loop-epochs", type=int, default=3)
+    ap.add_argument("--only-loop", action="store_true", help="only the fit-vs-plain-loop table")
     args = ap.parse_args()
+
+    print(f"training loop, CDE presets, {args.loop_samples} samples x {args.loop_epochs} epochs, "
+          f"1 thread (process CPU time): samples/s")  # fmt: skip
+    print(f"{'model':16s} {'batch':>5s} {'plain loop':>11s} {'fit':>9s} {'ratio':>6s}")
+    for name in ("ststnet", "off_apexnet", "dual_inception", "basic_inception", "fr"):
+        from merkit.workflows.train import preset_for
+
+        bs = TrainConfig.preset(preset_for(name, "cde")).batch_size
+        plain, new = loop_rates(name, args.loop_samples, args.loop_epochs, 1)
+        print(f"{name:16s} {bs:5d} {plain:11.0f} {new:9.0f} {new / plain:6.2f}")
+    if args.only_loop:
+        return
 
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}")
     print(f"{'model':16s} {'params':>12s} {'input':>22s} {'samples/s':>10s}")

@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from merkit.parallel import ClusterExtraMissing
+
 app = typer.Typer(
     name="merkit",
     help="Micro-expression recognition (MER) and cross-database MER (CDMER) toolkit.",
@@ -28,6 +30,7 @@ USER_ERRORS = (
     PermissionError,
     ValueError,
     KeyError,
+    ClusterExtraMissing,  # --backend ray / dask without the cluster extra
 )
 
 _state = {"debug": False}
@@ -214,6 +217,20 @@ GridOption = Annotated[
     typer.Option(help="Block-grid levels, e.g. 1,2,4,8 (default: the descriptor's own)."),
 ]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers over clips.")]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        help="Where jobs run: loky (local processes), ray or dask (the cluster at --address, "
+        "or a local one of --jobs workers started for the run; needs the cluster extra)."
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Cluster to run on with --backend ray (auto, ray://host:10001) or dask "
+        "(tcp://host:8786); --jobs -1 uses every worker."
+    ),
+]
 CacheOption = Annotated[
     Path | None,
     typer.Option(
@@ -260,6 +277,8 @@ def extract(
     jobs: JobsOption = 1,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
+    backend: BackendOption = "loky",
+    address: AddressOption = None,
 ) -> None:
     """Describe every clip (preprocess -> TIM -> descriptor) into one feature file."""
     from merkit.features.extract import FaceMissingError
@@ -278,6 +297,8 @@ def extract(
             n_jobs=jobs,
             cache=_cache_arg(cache, no_cache),
             console=console,
+            backend=backend,
+            address=address,
         )
     except FaceMissingError as exc:
         _fail(ValueError(f"{exc} (pass --skip-missing to drop such clips)"))
@@ -345,6 +366,8 @@ def cdmer(
     ] = "reverse",
     out: OutOption = Path("merkit-out/cdmer"),
     seed: SeedOption = 0,
+    backend: BackendOption = "loky",
+    address: AddressOption = None,
 ) -> None:
     """Run the CDMER tasks whose two databases are present; print the paper-format tables.
 
@@ -379,7 +402,7 @@ def cdmer(
             raise ValueError("--cache / --no-cache apply to --data only")
         param_grid = load_param_grid(grid)
         opts = dict(method=method, seed=seed, param_grid=param_grid, n_jobs=jobs,
-                    criterion=criterion)  # fmt: skip
+                    criterion=criterion, backend=backend, address=address)  # fmt: skip
         if features_dir is not None:
             results, _ = run_cdmer_on_feature_files(features_dir, out, **opts)
         elif features:
@@ -467,29 +490,83 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
+def _model_args(items: list[str] | None) -> dict:
+    """``["width=8", "hidden=[256]"]`` -> ``{"width": 8, "hidden": [256]}`` (JSON values)."""
+    import json
+
+    out: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--model-arg must look like NAME=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _input_overrides(
+    align: bool | None, detector: str | None, flow_preset: str | None, face_size: int | None,
+    clip_size: int | None, clip_length: int | None,
+) -> tuple[dict, dict]:  # fmt: skip
+    flow: dict = {}
+    clip: dict = {}
+    for d in (flow, clip):
+        if align is not None:
+            d["align"] = align
+        if detector is not None:
+            d["detector"] = detector
+    if flow_preset is not None:
+        flow["preset"] = flow_preset
+    if face_size is not None:
+        flow["face_size"] = [face_size, face_size]
+    if clip_size is not None:
+        clip["size"] = [clip_size, clip_size]
+    if clip_length is not None:
+        clip["length"] = clip_length
+    return flow, clip
+
+
 @app.command()
 def train(
     out: OutOption = Path("merkit-out/train"),
     protocol: Annotated[
-        str, typer.Option(help="Evaluation protocol; 'cde' (MEGC 2019 composite, LOSO).")
+        str,
+        typer.Option(
+            help="cde (MEGC 2019 composite, LOSO), cdmer (12 source->target tasks), loso "
+            "(single database), kfold (subject-independent k-fold, DFME), au (12-AU "
+            "multi-label, k-fold)."
+        ),
     ] = "cde",
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Network registry name (fr, ststnet, ...).")
+        str, typer.Option("--model", "-m", help="Network registry name (fr, ststnet, r3d...).")
     ] = "fr",
+    task: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task",
+            help="Task(s) of the protocol (repeatable or comma list): cdmer Exp.1..Exp.12 or "
+            "C->H; loso/kfold CASME2-5, CASME2-4, SAMM-4, SMIC_HS-3, DFME-7; au DFME-AU12, "
+            "CASME2-AU12, SAMM-AU12. Default: the protocol's tasks whose databases exist.",
+        ),
+    ] = None,
     flows_dir: Annotated[
         Path | None,
         typer.Option(
             help="MEGC 2019 flow folder (STSNet_whole_norm_u_v_os/ + "
-            "combined_3_class2_for_optical_flow.csv)."
+            "combined_3_class2_for_optical_flow.csv); protocol cde or loso task SMIC_HS-3."
         ),
     ] = None,
     data: Annotated[
         Path | None,
         typer.Option(
-            help="CASME II / SMIC-HS / SAMM in native layouts: onset->apex TV-L1 flow images "
-            "are computed and cached."
+            help="Databases in native layouts: onset->apex TV-L1 flow images (or clip volumes "
+            "for 3-D models) are computed and cached."
         ),
     ] = None,
+    n_folds: Annotated[int, typer.Option(help="Folds of kfold / au (DFME: 10).")] = 10,
+    split_seed: Annotated[int, typer.Option(help="Seed of the kfold / au subject folds.")] = 0,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the model's preset).")] = (
         None
     ),
@@ -498,38 +575,87 @@ def train(
     seeds: Annotated[str, typer.Option(help="Comma list of seeds, e.g. 0,1,2.")] = "0",
     folds: Annotated[
         int | None,
-        typer.Option(help="Run only K folds (a quick subset, round robin over the databases)."),
+        typer.Option(help="Run only K folds per task (cde: round robin over the databases)."),
     ] = None,
     final: Annotated[
-        bool, typer.Option("--final", help="Also train one model on every subject.")
+        bool, typer.Option("--final", help="Also train one model on every training clip.")
     ] = False,
+    fold_weights: Annotated[
+        bool,
+        typer.Option(
+            "--fold-weights/--no-fold-weights",
+            help="Save every fold's weights (FR: 41 MB each).",
+        ),
+    ] = True,
+    model_arg: Annotated[
+        list[str] | None,
+        typer.Option("--model-arg", help="Model constructor argument NAME=VALUE (repeatable)."),
+    ] = None,
+    align: Annotated[
+        bool | None,
+        typer.Option(
+            "--align/--no-align",
+            help="Detect and align the face on the onset frame (default: align); --no-align "
+            "for faces that fill the frame (cropped releases, synthetic data).",
+        ),
+    ] = None,
+    detector: Annotated[
+        str | None, typer.Option(help="Face detector: auto, dlib, haar or frame.")
+    ] = None,
+    flow_preset: Annotated[str | None, typer.Option(help="TV-L1 preset: default or fast.")] = None,
+    face_size: Annotated[
+        int | None, typer.Option(help="Side of the face crop the flow is computed on (112).")
+    ] = None,
+    clip_size: Annotated[
+        int | None, typer.Option(help="Frame side of the 3-D models' clips (112).")
+    ] = None,
+    clip_length: Annotated[
+        int | None, typer.Option(help="Frames of the 3-D models' clips after TIM (16).")
+    ] = None,
     jobs: JobsOption = 1,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
 ) -> None:
-    """Train a flow network under a protocol; resumable (stored folds are not retrained)."""
+    """Train a network under a protocol; resumable (stored folds are not retrained).
+
+    Writes results.csv, summary.csv, history.csv (learning curves), embeddings/*.npz
+    (penultimate features of the test clips), per-fold predictions and weights to --out.
+    """
     from merkit.pipeline import run_train
     from merkit.results.tables import to_rich
 
     try:
         if flows_dir is None and data is None:
             raise ValueError("give --flows-dir (flow images) or --data (clips)")
+        flow, clip = _input_overrides(align, detector, flow_preset, face_size, clip_size,
+                                      clip_length)  # fmt: skip
         result = run_train(
-            out, protocol=protocol, model=model, flows_dir=flows_dir, data_dir=data,
-            epochs=epochs, lr=lr, batch_size=batch_size, seeds=_seed_list(seeds), folds=folds,
-            final=final, cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console,
+            out, protocol=protocol, model=model, tasks=task, flows_dir=flows_dir, data_dir=data,
+            n_folds=n_folds, split_seed=split_seed, epochs=epochs, lr=lr, batch_size=batch_size,
+            seeds=_seed_list(seeds), folds=folds, final=final, fold_weights=fold_weights,
+            model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
+            cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console,
         )  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)
-    shown = result.summary.set_index(["method", "task"]).round(4)
-    console.print(to_rich(shown, title="CDE (LOSO, pooled): UF1 / UAR, mean over seeds"))
+    summary = result.summary
+    cols = ["uf1", "uar", "accuracy", "n_test"]
+    cols += [c for c in ("fold_uf1", "fold_uar", "fold_accuracy") if c in summary.columns]
+    if (summary["seeds"] > 1).any():
+        cols += ["seeds", "uf1_std"]
+    shown = summary.set_index(["method", "task"])[cols].round(4)
+    console.print(to_rich(shown, title=f"{protocol}: pooled UF1, UAR, accuracy (%), seed mean"))
     console.print(
         f"folds trained {result.folds_done}, from cache {result.folds_cached}, "
         f"{result.seconds:.1f} s"
     )
-    console.print(f"results: {out / 'results.csv'}  weights: {result.weights_dir}")
-    if result.final_weights is not None:
-        console.print(f"final model: {result.final_weights}")
+    console.print(f"results: {out / 'results.csv'}  history: {out / 'history.csv'}")
+    if len(result.weights_dirs) == 1:
+        console.print(f"weights: {result.weights_dir}")
+    else:
+        console.print(f"weights: {out / 'weights'} ({len(result.weights_dirs)} runs, run.json)")
+    for path in result.final_paths.values():
+        console.print(f"final model: {path}")
 
 
 @app.command()
@@ -549,7 +675,7 @@ def predict(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Predict the emotion of one clip: face -> apex -> TV-L1 flow -> network."""
+    """Predict the emotion (and AUs) of one clip: face -> apex -> TV-L1 flow -> network."""
     import json
 
     from rich.table import Table
@@ -564,17 +690,31 @@ def predict(
     if as_json:
         typer.echo(json.dumps(got.to_dict(), indent=2))
         return
+    apex_text = (
+        "whole clip"
+        if got.apex is None
+        else f"apex {got.apex} ({'spotted' if got.apex_spotted else 'given'})"
+    )
     console.print(
-        f"{clip.name}: frames {got.onset}..{got.offset}, apex {got.apex} "
-        f"({'spotted' if got.apex_spotted else 'given'}), face {got.face}, model {got.model}",
+        f"{clip.name}: frames {got.onset}..{got.offset}, {apex_text}, face {got.face}, "
+        f"model {got.model}",
         highlight=False,
     )
-    table = Table(title=f"prediction: {got.label}")
-    table.add_column("class")
-    table.add_column("probability", justify="right")
-    for name, p in got.probabilities.items():
-        table.add_row(f"[bold]{name}[/]" if name == got.label else name, f"{p:.4f}")
-    console.print(table)
+    if got.probabilities:
+        table = Table(title=f"prediction: {got.label}")
+        table.add_column("class")
+        table.add_column("probability", justify="right")
+        for name, p in got.probabilities.items():
+            table.add_row(f"[bold]{name}[/]" if name == got.label else name, f"{p:.4f}")
+        console.print(table)
+    if got.aus:
+        present = ", ".join(got.aus_present) or "none"
+        table = Table(title=f"action units present: {present}")
+        table.add_column("AU")
+        table.add_column("probability", justify="right")
+        for name, p in got.aus.items():
+            table.add_row(f"[bold]{name}[/]" if name in got.aus_present else name, f"{p:.4f}")
+        console.print(table)
 
 
 @app.command()
@@ -588,12 +728,23 @@ def report(
     ] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples per interval.")] = 1000,
     seed: SeedOption = 0,
+    face: Annotated[
+        Path | None,
+        typer.Option(
+            help="Aligned face image under the TGSR salient-region maps "
+            "(default: the synthetic neutral face)."
+        ),
+    ] = None,
+    criterion: Annotated[
+        str, typer.Option(help="Label-free selection shown beside the oracle (grid runs).")
+    ] = "reverse",
 ) -> None:
     """Self-contained HTML + Markdown report: tables, intervals, confusion matrices, curves."""
     from merkit.results.report import build_report
 
     try:
-        html_path, md_path = build_report(results_dir, html, md, n_boot=n_boot, seed=seed)
+        html_path, md_path = build_report(results_dir, html, md, n_boot=n_boot, seed=seed,
+                                          face=face, criterion=criterion)  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)
     console.print(f"html: {html_path}", highlight=False, soft_wrap=True)

@@ -30,6 +30,7 @@ from merkit.features.extract import (
     load_feature_file,
     save_feature_file,
 )
+from merkit.parallel import Backend, open_backend
 
 log = logging.getLogger(__name__)
 
@@ -187,13 +188,16 @@ def extract_databases(
     cache: FeatureCache | str | Path | None = None,
     console: Console | None = None,
     progress: bool = True,
+    backend: str | Backend = "loky",
+    address: str | None = None,
 ) -> DatabaseFeatures:
-    """Extract one descriptor for every database, with a progress bar per database."""
+    """Extract one descriptor for every database, with a progress bar per database
+    (``n_jobs`` workers of ``backend``, one :class:`merkit.parallel.Backend` for all)."""
     desc = configure_descriptor(descriptor, grid)
     classes = scheme_classes(tables, scheme)
     out: dict[str, FeatureSet] = {}
     runs = {}
-    with _progress(console, progress) as bar:
+    with _progress(console, progress) as bar, open_backend(backend, n_jobs, address) as be:
         for name, table in tables.items():
             task = bar.add_task(f"{desc.name} {name}", total=len(table))
             runs[name] = extract(
@@ -201,6 +205,7 @@ def extract_databases(
                 desc,
                 preprocess=preprocess,
                 n_jobs=n_jobs,
+                backend=be,
                 cache=cache,
                 on_missing=on_missing,
                 classes=classes,
@@ -278,6 +283,8 @@ def run_extract(
     cache: str | Path | bool | None = None,
     console: Console | None = None,
     progress: bool = True,
+    backend: str | Backend = "loky",
+    address: str | None = None,
 ) -> ExtractResult:
     """Describe every clip of the databases under ``data_dir`` and write one feature file.
 
@@ -298,6 +305,9 @@ def run_extract(
         With alignment, drop (and list) clips without a face instead of failing.
     cache : path, bool or None
         Per-clip cache folder; None/True: ``<data_dir>/.merkit-cache``; False: none.
+    n_jobs, backend, address
+        Workers over clips: local processes (``"loky"``) or a Ray / Dask cluster
+        (:class:`merkit.parallel.Backend`).
     """
     t0 = time.perf_counter()
     desc = configure_descriptor(descriptor, grid)  # unknown descriptors fail before reading
@@ -317,6 +327,8 @@ def run_extract(
         cache=store,
         console=console,
         progress=progress,
+        backend=backend,
+        address=address,
     )
     pre = next(iter(got.extraction.values())).preprocess
     npz, csv = save_feature_file(
@@ -551,6 +563,8 @@ def run_cdmer_on_features(
     n_jobs: int = 1,
     criterion: str = "reverse",
     criteria: Sequence[str] = ("reverse", "class_entropy", "entropy"),
+    backend: str | Backend = "loky",
+    address: str | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """Run methods over every available CDMER task; store results and a Markdown summary.
 
@@ -573,7 +587,10 @@ def run_cdmer_on_features(
         under the oracle protocol and under the label-free ``criterion``, plus the
         oracle-vs-label-free table.
     n_jobs : int
-        Worker processes over grid points.
+        Workers over grid points (units).
+    backend, address
+        Local processes (``"loky"``) or a Ray / Dask cluster at ``address`` or started
+        for the run (:class:`merkit.parallel.Backend`).
     criterion : str
         The label-free criterion of the second set of tables (one of ``criteria``).
     criteria : sequence of str
@@ -593,7 +610,7 @@ def run_cdmer_on_features(
         store = ResultStore(out_dir)
         run = run_grid(
             features, names, grid=param_grid, seed=seed, store=store, n_jobs=n_jobs,
-            criteria=criteria, progress=progress, extra=extra,
+            criteria=criteria, progress=progress, extra=extra, backend=backend, address=address,
         )  # fmt: skip
         results = store.results()
         grid_notes = [
@@ -617,6 +634,9 @@ def run_cdmer_on_features(
         progress=progress,
         store=store,
         extra=extra,
+        n_jobs=n_jobs,
+        backend=backend,
+        address=address,
     )
     results = store.results()  # every method stored in out_dir so far, one table
     markdown = cdmer_report(results, title=title, notes=notes)
@@ -634,9 +654,11 @@ def run_cdmer_on_feature_files(
     param_grid: str | dict | None = None,
     n_jobs: int = 1,
     criterion: str = "reverse",
+    backend: str | Backend = "loky",
+    address: str | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """CDMER on the benchmark's released feature files (``CrossCorpus_*.mat``) in a folder
-    (grid options: :func:`run_cdmer_on_features`)."""
+    (grid and backend options: :func:`run_cdmer_on_features`)."""
     from merkit.data.features_io import load_cdmer_dir
 
     methods = parse_methods(method)
@@ -653,6 +675,8 @@ def run_cdmer_on_feature_files(
         param_grid=param_grid,
         n_jobs=n_jobs,
         criterion=criterion,
+        backend=backend,
+        address=address,
     )
 
 
@@ -683,6 +707,8 @@ def run_cdmer_on_data(
     progress: bool = True,
     param_grid: str | dict | None = None,
     criterion: str = "reverse",
+    backend: str | Backend = "loky",
+    address: str | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """CDMER on raw databases: every descriptor x every available task with ``method``.
 
@@ -697,7 +723,9 @@ def run_cdmer_on_data(
     grid : str, optional
         Block-grid levels of the descriptors (e.g. ``"1,2,4,8"``).
     param_grid, criterion : hyper-parameter grid and label-free criterion
-        (:func:`run_cdmer_on_features`); ``n_jobs`` serves extraction and grid points.
+        (:func:`run_cdmer_on_features`); ``n_jobs`` workers of ``backend`` (at
+        ``address``; one :class:`merkit.parallel.Backend` for the whole run) serve
+        extraction and grid points.
     """
     methods = parse_methods(method)
     names = _check_descriptors(descriptors, grid)
@@ -707,38 +735,42 @@ def run_cdmer_on_data(
     counts = ", ".join(f"{n} {len(t)}" for n, t in tables.items())
     results, markdown = pd.DataFrame(), ""
     labels = []
-    for spec in names:
-        got = extract_databases(
-            tables,
-            descriptor=spec,
-            grid=grid,
-            scheme="cdmer3",
-            preprocess=preprocess,
-            n_jobs=n_jobs,
-            cache=store,
-            console=console,
-            progress=progress,
-        )
-        ex = next(iter(got.extraction.values()))
-        label = features_label(ex.descriptor.name, ex.descriptor.grid.levels, ex.preprocess.key())
-        labels.append(label)
-        log.info("%s: %d clips described, %d from the cache", label, got.computed, got.cached)
-        results, markdown = run_cdmer_on_features(
-            got.features,
-            out_dir,
-            method=methods,
-            seed=seed,
-            progress=progress,
-            title=f"CDMER on the databases in {data_dir}, {_methods_title(methods)}",
-            notes=[
-                f"databases: {data_dir.resolve()} ({counts} clips, cdmer3 labels)",
-                f"features: {', '.join(labels)}",
-            ],
-            label=label,
-            param_grid=param_grid,
-            n_jobs=n_jobs,
-            criterion=criterion,
-        )
+    with open_backend(backend, n_jobs, address) as be:
+        for spec in names:
+            got = extract_databases(
+                tables,
+                descriptor=spec,
+                grid=grid,
+                scheme="cdmer3",
+                preprocess=preprocess,
+                n_jobs=n_jobs,
+                backend=be,
+                cache=store,
+                console=console,
+                progress=progress,
+            )
+            ex = next(iter(got.extraction.values()))
+            levels = ex.descriptor.grid.levels
+            label = features_label(ex.descriptor.name, levels, ex.preprocess.key())
+            labels.append(label)
+            log.info("%s: %d clips described, %d from the cache", label, got.computed, got.cached)
+            results, markdown = run_cdmer_on_features(
+                got.features,
+                out_dir,
+                method=methods,
+                seed=seed,
+                progress=progress,
+                title=f"CDMER on the databases in {data_dir}, {_methods_title(methods)}",
+                notes=[
+                    f"databases: {data_dir.resolve()} ({counts} clips, cdmer3 labels)",
+                    f"features: {', '.join(labels)}",
+                ],
+                label=label,
+                param_grid=param_grid,
+                n_jobs=n_jobs,
+                criterion=criterion,
+                backend=be,
+            )
     return results, markdown
 
 
@@ -776,9 +808,11 @@ def run_cdmer_on_feature_npz(
     param_grid: str | dict | None = None,
     n_jobs: int = 1,
     criterion: str = "reverse",
+    backend: str | Backend = "loky",
+    address: str | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """CDMER on merkit feature files (``merkit extract``): files, or folders of ``.npz``
-    (grid options: :func:`run_cdmer_on_features`).
+    (grid and backend options: :func:`run_cdmer_on_features`).
 
     Each row's ``dataset`` is its domain. Files with the same descriptor and preprocessing
     are pooled (one database may come from one file only); different descriptors are run
@@ -802,20 +836,22 @@ def run_cdmer_on_feature_npz(
             origin[(label, name)] = f
     results, markdown = pd.DataFrame(), ""
     sources = ", ".join(str(f) for f in files)
-    for label, features in groups.items():
-        results, markdown = run_cdmer_on_features(
-            features,
-            out_dir,
-            method=methods,
-            seed=seed,
-            progress=progress,
-            title=f"CDMER on merkit feature files, {_methods_title(methods)}",
-            notes=[f"feature files: {sources}", f"features: {', '.join(groups)}"],
-            label=label,
-            param_grid=param_grid,
-            n_jobs=n_jobs,
-            criterion=criterion,
-        )
+    with open_backend(backend, n_jobs, address) as be:
+        for label, features in groups.items():
+            results, markdown = run_cdmer_on_features(
+                features,
+                out_dir,
+                method=methods,
+                seed=seed,
+                progress=progress,
+                title=f"CDMER on merkit feature files, {_methods_title(methods)}",
+                notes=[f"feature files: {sources}", f"features: {', '.join(groups)}"],
+                label=label,
+                param_grid=param_grid,
+                n_jobs=n_jobs,
+                criterion=criterion,
+                backend=be,
+            )
     return results, markdown
 
 
@@ -912,22 +948,7 @@ def _demo_on(
 
 
 # --------------------------------------------------------------------------- deep models
-#: training preset of each flow network (TrainConfig.preset), the others use "fr_cde"
-_NET_PRESETS = {"ststnet": "ststnet", "rcn_a": "rcn_a"}
-#: how flow images are computed from clips by :func:`composite_flows_from_data`
-FLOW_IMAGE_PARAMS: dict = {"align": True, "face_size": [112, 112], "margin": 0.1,
-                           "detector": "auto", "landmarks": "auto", "preset": "default",
-                           "strain": True, "size": [28, 28]}  # fmt: skip
-
-
-def _flow_key(row: pd.Series, params: dict) -> str:
-    import hashlib
-    import json
-
-    ident = {k: str(row.get(k, "")) for k in ("dataset", "subject", "clip", "onset", "apex",
-                                               "offset", "frames_dir", "video_path")}  # fmt: skip
-    text = json.dumps({"clip": ident, "params": params}, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:20]
+# The train workflow lives in merkit.workflows.train; these wrappers keep the pipeline API.
 
 
 def composite_flows_from_data(
@@ -937,253 +958,21 @@ def composite_flows_from_data(
     n_jobs: int = 1,
     params: dict | None = None,
 ):
-    """The CDE flow set computed from CASME II / SMIC-HS / SAMM clips in native layouts.
+    """The CDE flow set from clips (:func:`merkit.workflows.train.composite_flows_from_data`)."""
+    from merkit.workflows.train import composite_flows_from_data as _flows
 
-    Every database of the composite set found under ``data_dir`` is read with the
-    ``megc3`` scheme; each clip's onset -> apex TV-L1 flow image (face-aligned, 28 x 28,
-    u, v, strain; :func:`merkit.video.flow.flow_images`) is cached as ``.npy`` under
-    ``<cache>/flows/`` keyed by the clip and the parameters, so a second run reads them.
-
-    Returns
-    -------
-    FlowSet
-        ``X`` float32 (n, 3, 28, 28) in 0..255, ``y`` the megc3 labels.
-    """
-    import hashlib
-
-    from merkit.nets.data import FlowSet
-    from merkit.protocols.composite import CDE
-    from merkit.video.flow import flow_images
-
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"data folder {data_dir} does not exist")
-    p = {**FLOW_IMAGE_PARAMS, **(params or {})}
-    found = [d for d in CDE.databases if d in discover(data_dir)]
-    if not found:
-        raise FileNotFoundError(
-            f"no database of the composite set ({', '.join(CDE.databases)}) found in {data_dir}"
-        )
-    tables = load_databases(data_dir, names=found, scheme="megc3")
-    table = pd.concat(list(tables.values()), ignore_index=True)
-    folder = None
-    if cache is not False:
-        base = default_cache_dir(data_dir) if cache in (None, True) else Path(cache)
-        folder = base / "flows"
-        folder.mkdir(parents=True, exist_ok=True)
-    keys = [_flow_key(r, p) for _, r in table.iterrows()]
-    images: list[np.ndarray | None] = [None] * len(table)
-    if folder is not None:
-        for i, k in enumerate(keys):
-            f = folder / f"{k}.npy"
-            if f.is_file():
-                images[i] = np.load(f)
-    todo = [i for i, im in enumerate(images) if im is None]
-    if todo:
-        kw = {k: p[k] for k in ("align", "margin", "detector", "landmarks", "preset")}
-        new = flow_images(table.iloc[todo], size=tuple(p["size"]), strain=bool(p["strain"]),
-                          n_jobs=n_jobs, face_size=tuple(p["face_size"]), **kw)  # fmt: skip
-        for i, im in zip(todo, new, strict=True):
-            images[i] = im
-            if folder is not None:
-                np.save(folder / f"{keys[i]}.npy", im)
-    log.info("flow images: %d computed, %d from cache (%s)", len(todo), len(table) - len(todo),
-             folder)  # fmt: skip
-    X = np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2), dtype=np.float32)
-    out = FlowSet(X, table["y"].to_numpy(np.int64).copy(), table, "uvs")
-    fp = hashlib.sha1(X.tobytes()).hexdigest()[:12]
-    out.table.attrs["fingerprint"] = f"tvl1-onset-apex:{fp}"
-    return out
+    return _flows(data_dir, cache=cache, n_jobs=n_jobs, params=params)
 
 
-@dataclass
-class TrainResult:
-    """What :func:`run_train` wrote and measured."""
+def run_train(out_dir: str | Path, **kwargs):
+    """Train a network under a protocol (:func:`merkit.workflows.train.run_train`)."""
+    from merkit.workflows.train import run_train as _run_train
 
-    out_dir: Path
-    results: pd.DataFrame
-    summary: pd.DataFrame
-    run_dir: str
-    folds_done: int
-    folds_cached: int
-    weights_dir: Path
-    final_weights: Path | None
-    seconds: float
+    return _run_train(out_dir, **kwargs)
 
 
-def _read_flow_set(flows_dir: str | Path | None, data_dir: str | Path | None, *,
-                   cache, n_jobs: int):  # fmt: skip
-    import hashlib
+def run_predict(clip: str | Path, weights: str | Path, **kwargs):
+    """Emotion / AUs of one clip with trained weights (:func:`merkit.nets.predict.predict_clip`)."""
+    from merkit.workflows.train import run_predict as _run_predict
 
-    from merkit.nets.data import read_megc2019_flow
-
-    if (flows_dir is None) == (data_dir is None):
-        raise ValueError("give exactly one of --flows-dir (flow images) or --data (clips)")
-    if flows_dir is not None:
-        flows_dir = Path(flows_dir)
-        if not flows_dir.is_dir():
-            raise FileNotFoundError(f"flow folder {flows_dir} does not exist")
-        fs = read_megc2019_flow(flows_dir, channels="uvs")
-        fp = hashlib.sha1(fs.X.tobytes()).hexdigest()[:12]
-        return fs, f"megc2019_flow:{fp}", {"source": "flow images", "flows_dir": str(flows_dir)}
-    fs = composite_flows_from_data(data_dir, cache=cache, n_jobs=n_jobs)
-    return fs, fs.table.attrs["fingerprint"], {"source": "clips", **FLOW_IMAGE_PARAMS}
-
-
-def run_train(
-    out_dir: str | Path,
-    *,
-    protocol: str = "cde",
-    model: str = "fr",
-    flows_dir: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    epochs: int | None = None,
-    lr: float | None = None,
-    batch_size: int | None = None,
-    seeds: Sequence[int] = (0,),
-    folds: int | Sequence[str] | None = None,
-    final: bool = False,
-    cache: str | Path | bool | None = None,
-    n_jobs: int = 1,
-    console: Console | None = None,
-    progress: bool = True,
-) -> TrainResult:
-    """Train a flow network under the CDE protocol (LOSO over the composite subjects).
-
-    Writes to ``out_dir``: ``results.csv`` / ``predictions.csv`` (results store; one row
-    per seed for the pooled ``composite`` task and one per database), ``summary.csv``
-    (mean / std over seeds), ``folds/<run>/seed<s>/<subject>.csv`` (each fold's
-    predictions with class probabilities: the resume cache, folds found there are not
-    retrained), ``weights/<run>/seed<s>/<subject>.pth`` (state_dicts) with
-    ``weights/<run>/model.json`` (the model card) and, with ``final``, ``weights/<run>/
-    final.pth`` + ``final.json``: a model trained on every subject (first seed).
-    ``<run>`` is ``<model>-<hash of the data and settings>``, so other settings never
-    resume from these folds.
-
-    Parameters
-    ----------
-    protocol : str
-        Only ``"cde"``.
-    flows_dir, data_dir : path
-        Exactly one: the MEGC 2019 flow folder, or databases in native layouts (flows are
-        computed and cached, :func:`composite_flows_from_data`).
-    epochs, lr, batch_size : optional
-        Override the model's published preset (FR: SGD lr 1e-3, batch 32, 100 epochs).
-    folds : int or sequence of str, optional
-        A quick subset: the first k folds (round robin over the databases) or subjects.
-    """
-    import hashlib
-    import json
-    from dataclasses import replace
-
-    from merkit.nets import INPUT_KIND, MODELS
-    from merkit.nets.predict import ModelCard, write_model_card
-    from merkit.nets.train import TrainConfig, fit, run_loso, save_weights, torch_session
-    from merkit.protocols.composite import CDE, fold_file_name
-    from merkit.results.store import ResultStore, params_to_json
-
-    t0 = time.perf_counter()
-    if str(protocol).lower() != "cde":
-        raise ValueError(
-            f"protocol {protocol!r} is not available for deep models yet; only 'cde' (MEGC 2019 "
-            "composite, LOSO over its subjects) is implemented"
-        )
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; registered: {sorted(MODELS)}")
-    if INPUT_KIND[model] != "flow":
-        raise ValueError(f"model {model!r} takes clips; CDE training feeds flow images")
-    seeds = [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct integers, got {seeds}")
-    overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size))
-                 if v is not None}  # fmt: skip
-    cfg = TrainConfig.preset(_NET_PRESETS.get(model, "fr_cde"), num_classes=CDE.num_classes,
-                             **overrides)  # fmt: skip
-    dataset, data_fp, source = _read_flow_set(flows_dir, data_dir, cache=cache, n_jobs=n_jobs)
-    CDE.check(dataset.table, dataset.y)
-    chosen = CDE.select_folds(dataset.table, folds)
-    params = {"model": model, **{k: v for k, v in cfg.to_dict().items() if k != "seed"}}
-    run = f"{model}-" + hashlib.sha1(
-        (params_to_json(params) + data_fp).encode()).hexdigest()[:10]  # fmt: skip
-    out_dir = Path(out_dir)
-    fold_root, weights_root = out_dir / "folds" / run, out_dir / "weights" / run
-    weights_root.mkdir(parents=True, exist_ok=True)
-    flow_params = {k: v for k, v in FLOW_IMAGE_PARAMS.items() if k != "size"}
-    card = ModelCard(model=model, classes=CDE.classes, channels=dataset.channels, scale=1.0,
-                     size=tuple(dataset.X.shape[2:4]), flow=flow_params,
-                     info={"protocol": "cde", "data": data_fp, **source,
-                           "params": params})  # fmt: skip
-    write_model_card(weights_root / "model.json", card)
-    write_text_atomic(out_dir / "run.json", json.dumps(
-        {"run": run, "protocol": "cde", "data": data_fp, "params": params, "seeds": seeds,
-         "folds": len(chosen), **source}, indent=2, sort_keys=True) + "\n")  # fmt: skip
-
-    done = cached = 0
-    store = ResultStore(out_dir)
-    records = []
-    with _progress(console, progress) as bar:
-        task = bar.add_task(f"CDE {model}", total=len(seeds) * len(chosen))
-        for seed in seeds:
-            parts = []
-            for subject in chosen:
-                path = fold_root / f"seed{seed}" / f"{fold_file_name(subject)}.csv"
-                if path.is_file():
-                    part = pd.read_csv(path, dtype={"fold": str, "subject": str, "clip": str},
-                                       keep_default_na=False)  # fmt: skip
-                    cached += 1
-                else:
-                    got = run_loso(model, dataset, cfg, [seed], folds=[subject],
-                                   weights_dir=weights_root, data=data_fp)  # fmt: skip
-                    part = got.predictions.assign(seconds=got.seconds[(seed, subject)])
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(".tmp")
-                    part.to_csv(tmp, index=False)
-                    os.replace(tmp, path)
-                    done += 1
-                parts.append(part)
-                bar.advance(task)
-            pooled = pd.concat(parts, ignore_index=True)
-            records += CDE.score(
-                pooled, dataset.table, method=model, params=params, seed=seed, data=data_fp,
-                extra={"folds": len(chosen), "seconds": float(pooled.groupby("fold")["seconds"]
-                                                              .first().sum())},
-            )  # fmt: skip
-    store.add_records(records)
-
-    final_path = None
-    if final:
-        from merkit.nets import create_model
-        from merkit.nets.data import make_loader
-
-        final_cfg = replace(cfg, seed=seeds[0])
-        with torch_session(seeds[0] * 100_003 + 99_991, cfg.threads, cfg.deterministic):
-            net = create_model(model, num_classes=cfg.num_classes)
-        loader = make_loader(dataset.X, dataset.y, batch_size=cfg.batch_size, shuffle=True,
-                             seed=seeds[0] * 100_003 + 99_991)  # fmt: skip
-        fit(net, loader, final_cfg)
-        final_path = save_weights(net, weights_root / "final.pth")
-        final_info = {**card.info, "fold": "final (all subjects)", "seed": seeds[0]}
-        write_model_card(final_path.with_suffix(".json"), replace(card, info=final_info))
-    results = store.results()
-    results = results[results["data"] == data_fp]
-    summary = CDE.summary(results[results["method"] == model])
-    summary.to_csv(out_dir / "summary.csv", index=False)
-    return TrainResult(out_dir, results.reset_index(drop=True), summary, run, done, cached,
-                       weights_root, final_path, time.perf_counter() - t0)  # fmt: skip
-
-
-def run_predict(
-    clip: str | Path,
-    weights: str | Path,
-    *,
-    model_name: str | None = None,
-    onset: int | None = None,
-    apex: int | None = None,
-    offset: int | None = None,
-    align: bool | None = None,
-):
-    """Emotion of one clip with trained weights (:func:`merkit.nets.predict.predict_clip`)."""
-    from merkit.nets.predict import predict_clip
-
-    return predict_clip(clip, weights, model_name=model_name, onset=onset, apex=apex,
-                        offset=offset, align=align)  # fmt: skip
+    return _run_predict(clip, weights, **kwargs)

@@ -1,4 +1,5 @@
-"""`merkit train` (CDE, flow networks) and `merkit predict` (one clip) end to end."""
+"""`merkit train` (every protocol, flow and 3-D networks, flow folder or clips) and
+`merkit predict` (one clip: emotion and AUs) end to end, on tiny inputs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from merkit.cli import app
 from merkit.nets.predict import read_model_card
+from merkit.results.metrics import per_au_f1, score_all, uf1
 from merkit.video.flow import save_flow_image
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -77,8 +79,10 @@ def test_train_writes_store_rows_per_database(trained):
 def test_train_resumes_and_weights_load(trained):
     flows, out, _ = trained
     run = json.loads((out / "run.json").read_text())["run"]
-    fold_csv = sorted((out / "folds" / run / "seed1").glob("*.csv"))
+    folder = out / "folds" / run / "seed1"
+    fold_csv = sorted(p for p in folder.glob("*.csv") if not p.name.endswith(".history.csv"))
     assert [p.stem for p in fold_csv] == ["CASME2_01", "SAMM_006", "SMIC_HS_s1"]
+    assert len(list(folder.glob("*.history.csv"))) == len(list(folder.glob("*.npz"))) == 3
     probs = pd.read_csv(fold_csv[0])[["prob_0", "prob_1", "prob_2"]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     before = pd.read_csv(out / "results.csv").sort_values(["task", "seed"])
@@ -94,12 +98,26 @@ def test_train_resumes_and_weights_load(trained):
     assert card.channels == "uvs"
 
 
-def test_train_rejects_other_protocols(tmp_path):
-    res = runner.invoke(app, ["train", "--protocol", "loso", "--flows-dir", str(tmp_path),
-                              "--out", str(tmp_path / "o")])  # fmt: skip
+def test_flow_folder_feeds_cde_and_smic_loso_only(trained, tmp_path):
+    flows, _, _ = trained
+    out = tmp_path / "o"
+    res = runner.invoke(app, ["train", "--protocol", "loso", "--task", "SMIC_HS-3", "--model",
+                              "ststnet", "--flows-dir", str(flows), "--epochs", "1", "--out",
+                              str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    row = pd.read_csv(out / "results.csv").iloc[0]
+    got = (row["protocol"], row["task"], row["n_test"], row["target"])
+    assert got == ("loso", "SMIC_HS-3", 6, "SMIC_HS")
+    hist = pd.read_csv(out / "history.csv", dtype={"fold": str})
+    assert sorted(hist["fold"].unique()) == ["SMIC_HS/s1", "SMIC_HS/s2"]
+    res = runner.invoke(app, ["train", "--protocol", "loso", "--flows-dir", str(flows),
+                              "--out", str(out)])  # fmt: skip
     assert res.exit_code == 2
-    assert "only 'cde'" in res.output
-    assert len(res.output.strip().splitlines()) <= 2  # one error message, no traceback
+    assert "--flows-dir holds the MEGC 2019 3-class composite labels only" in res.output
+    assert "Traceback" not in res.output
+    res = runner.invoke(app, ["train", "--model", "r3d", "--flows-dir", str(flows), "--out",
+                              str(out)])  # fmt: skip
+    assert res.exit_code == 2 and "3-D network that takes whole clips" in res.output
     res = runner.invoke(app, ["train", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "--flows-dir" in res.output
 
@@ -112,7 +130,7 @@ def test_predict_clip_prints_probabilities(trained):
     weights = out / "weights" / run / "final.pth"
     res = runner.invoke(app, ["predict", str(CLIP), "--model", str(weights), "--json"])
     assert res.exit_code == 0, res.output
-    got = json.loads(res.output)
+    got = json.loads(res.stdout)
     assert list(got["probabilities"]) == ["negative", "positive", "surprise"]
     assert sum(got["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
     assert got["label"] == max(got["probabilities"], key=got["probabilities"].get)
@@ -139,3 +157,199 @@ def test_predict_errors_are_one_line(trained, tmp_path):
     lonely.write_bytes(weights.read_bytes())
     res = runner.invoke(app, ["predict", str(tmp_path), "--model", str(lonely)])
     assert res.exit_code == 2 and "no model card" in res.output
+
+
+# --------------------------------------------------------------------------- --data (clips)
+#: flow settings for the synthetic faces (they fill the frame: no face detection)
+FAST = ["--no-align", "--flow-preset", "fast", "--face-size", "56", "--epochs", "2"]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from merkit.data.synthetic import synthesize
+
+    root = tmp_path_factory.mktemp("synth")
+    # tiny databases at half the frame size (4x faster to write; the flows use 56 x 56 faces)
+    synthesize(root / "data", seed=0, size={"preset": "tiny", "scale": 0.5},
+               databases=("CASME2", "SMIC_HS", "SMIC_VIS", "SAMM", "DFME"))  # fmt: skip
+    return root / "data", root / "cache"
+
+
+def _train_data(synth, out: Path, *args: str):
+    data, cache = synth
+    return runner.invoke(app, ["train", "--data", str(data), "--cache", str(cache), *FAST,
+                               "--out", str(out), *args])  # fmt: skip
+
+
+def test_data_cde_writes_history_embeddings_and_resumes(synth, tmp_path):
+    out = tmp_path / "cde"
+    res = _train_data(synth, out, "--model", "ststnet", "--folds", "4")
+    assert res.exit_code == 0, res.output
+    assert "folds trained 4, from cache 0" in res.output
+    results = pd.read_csv(out / "results.csv")
+    assert results["task"].tolist() == ["composite", "SMIC_HS", "CASME2", "SAMM"]
+    preds = pd.read_csv(out / "predictions.csv", dtype={"fold": str})
+    comp = preds[preds["task"] == "composite"]
+    n = len(comp)
+    assert results["n_test"].iloc[0] == n and comp["fold"].nunique() == 4
+    hist = pd.read_csv(out / "history.csv", dtype={"fold": str})
+    assert list(hist.columns) == ["protocol", "task", "method", "seed", "fold", "epoch", "loss",
+                                  "accuracy", "lr"]  # fmt: skip
+    assert len(hist) == 4 * 2 and set(hist["epoch"]) == {1, 2}
+    assert set(hist["task"]) == {"composite"} and set(hist["method"]) == {"ststnet"}
+    assert (hist["lr"] == 5e-5).all()  # the STSTNet preset
+    emb = np.load(out / "embeddings" / "cde__composite__ststnet__seed0.npz")
+    assert emb["z"].shape == (n, 400) and emb["z"].dtype == np.float32
+    assert list(emb["classes"]) == ["negative", "positive", "surprise"]
+    order = comp.sort_values("sample")
+    np.testing.assert_array_equal(emb["y_pred"], order["y_pred"].to_numpy())
+    np.testing.assert_array_equal(emb["y_true"], order["y_true"].to_numpy())
+    assert all(s.endswith("/" + c) for s, c in zip(emb["sample_id"], order["clip"], strict=True))
+    assert set(emb["fold"]) == set(comp["fold"])
+    # resume: nothing retrained, same numbers, history blocks replaced (not duplicated)
+    res = _train_data(synth, out, "--model", "ststnet", "--folds", "4")
+    assert res.exit_code == 0, res.output
+    assert "folds trained 0, from cache 4" in res.output
+    assert len(pd.read_csv(out / "history.csv")) == 8
+    again = np.load(out / "embeddings" / "cde__composite__ststnet__seed0.npz")
+    np.testing.assert_array_equal(again["z"], emb["z"])
+    # same seed in a fresh folder: the same predictions
+    res = _train_data(synth, tmp_path / "cde2", "--model", "ststnet", "--folds", "4")
+    assert res.exit_code == 0, res.output
+    fresh = np.load(tmp_path / "cde2" / "embeddings" / "cde__composite__ststnet__seed0.npz")
+    np.testing.assert_allclose(fresh["z"], emb["z"], rtol=1e-6)
+
+
+def test_data_cdmer_rows_render_in_the_paper_table(synth, tmp_path):
+    from merkit.results.store import ResultStore
+    from merkit.results.tables import cdmer_table
+
+    out = tmp_path / "cdmer"
+    res = _train_data(synth, out, "--protocol", "cdmer", "--model", "ststnet", "--task",
+                      "Exp.1,C->H", "--no-fold-weights")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    r = pd.read_csv(out / "results.csv")
+    assert r[["task", "source", "target"]].values.tolist() == [
+        ["Exp.1", "SMIC_HS", "SMIC_VIS"], ["Exp.7", "CASME2", "SMIC_HS"]]  # fmt: skip
+    assert r["n_test"].tolist() == [6, 9]  # every clip of the target database
+    assert json.loads(r["params"][0])["momentum"] == 0.0  # STSTNet keeps its Adam preset
+    table = cdmer_table(ResultStore(out).results())
+    assert list(table.columns) == ["Exp.1", "Exp.7", "TYPE-I", "TYPE-II"]
+    assert table.index.tolist() == ["ststnet"]
+    hist = pd.read_csv(out / "history.csv")
+    assert sorted(set(hist["fold"])) == ["CASME2->SMIC_HS", "SMIC_HS->SMIC_VIS"]
+    run = json.loads((out / "run.json").read_text())["runs"]
+    card = read_model_card(out / "weights" / run["Exp.7"] / "model.json")
+    assert card.info["task"] == "Exp.7" and card.classes == ("negative", "positive", "surprise")
+    assert not list((out / "weights").rglob("*.pth"))  # --no-fold-weights
+
+
+def test_data_loso_and_kfold_fold_averages(synth, tmp_path):
+    out = tmp_path / "single"
+    res = _train_data(synth, out, "--protocol", "loso", "--model", "off_apexnet", "--task",
+                      "CASME2-5,SAMM-4")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    r = pd.read_csv(out / "results.csv")
+    assert r["task"].tolist() == ["CASME2-5", "SAMM-4"]
+    params = json.loads(r["params"][0])
+    assert (params["lr"], params["momentum"], params["batch_size"]) == (5e-4, 0.8, 32)
+    assert json.loads(r["classes"][1]) == ["negative", "positive", "surprise", "others"]
+    assert r["n_test"].tolist() == [8, 9]  # casme2_5 drops the CASME II sadness clip
+    res = _train_data(synth, out, "--protocol", "kfold", "--model", "ststnet", "--n-folds", "3")
+    assert res.exit_code == 0, res.output
+    r = pd.read_csv(out / "results.csv")
+    row = r[r["protocol"] == "kfold"].iloc[0]
+    assert row["task"] == "DFME-7" and row["folds"] == 3
+    preds = pd.read_csv(out / "predictions.csv")
+    p = preds[preds["protocol"] == "kfold"]
+    per = [score_all(g["y_true"], g["y_pred"]) for _, g in p.groupby("fold")]
+    assert row["fold_mean_f1"] == pytest.approx(np.mean([s["mean_f1"] for s in per]))
+    assert row["fold_uar"] == pytest.approx(np.mean([s["uar"] for s in per]))
+    assert row["mean_f1"] == pytest.approx(uf1(p["y_true"], p["y_pred"], labels=range(7)))
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.columns[-3:].tolist() == ["fold_uf1", "fold_uar", "fold_accuracy"]
+    res = _train_data(synth, out, "--protocol", "kfold", "--model", "ststnet")
+    assert res.exit_code == 2
+    assert "10 folds need at least 10 subjects, the data has 5" in res.output
+
+
+def test_data_au_rows_and_predict_prints_aus(synth, tmp_path):
+    out = tmp_path / "au"
+    res = _train_data(synth, out, "--protocol", "au", "--model", "fr", "--n-folds", "3",
+                      "--final")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    r = pd.read_csv(out / "results.csv")
+    assert (r["protocol"] == "au").all() and r["task"].str.startswith("DFME-AU12/AU").all()
+    emb = np.load(out / "embeddings" / "au__DFME-AU12__fr__seed0.npz")
+    assert emb["y_true"].shape == emb["y_pred"].shape == (10, 12)
+    assert emb["z"].shape == (10, 256)
+    f1 = per_au_f1(emb["y_true"], emb["y_pred"])
+    names = list(emb["classes"])
+    for _, row in r.iterrows():
+        assert row["mean_f1"] == pytest.approx(f1[names.index(row["task"].split("/")[1])])
+    assert len(r) == int(emb["y_true"].any(axis=0).sum())  # AUs absent from every clip: no row
+    mean = pd.read_csv(out / "summary.csv").set_index("task").loc["DFME-AU12/mean", "uf1"]
+    assert mean == pytest.approx(r["mean_f1"].mean())
+    hist = pd.read_csv(out / "history.csv")
+    assert ((hist["accuracy"] >= 0) & (hist["accuracy"] <= 1)).all()  # exact-match ratio
+    if not CLIP.is_file():
+        pytest.skip("shared clip casme2_sub01_EP02_01f.avi is absent")
+    run = json.loads((out / "run.json").read_text())["run"]
+    final = out / "weights" / run / "final.pth"
+    res = runner.invoke(app, ["predict", str(CLIP), "--model", str(final), "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert got["label"] == "" and got["probabilities"] == {}
+    assert list(got["aus"]) == names
+    assert all(0 < p < 1 for p in got["aus"].values())
+    assert got["aus_present"] == [a for a, p in got["aus"].items() if p > 0.5]
+    res = runner.invoke(app, ["predict", str(CLIP), "--model", str(final)])
+    assert res.exit_code == 0 and "action units present" in res.output and "AU17" in res.output
+
+
+def test_data_r3d_on_clips_and_predict(synth, tmp_path):
+    out = tmp_path / "r3d"
+    res = _train_data(synth, out, "--protocol", "loso", "--task", "SAMM-4", "--model", "r3d",
+                      "--model-arg", "width=4", "--clip-size", "32", "--clip-length", "8",
+                      "--final")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    r = pd.read_csv(out / "results.csv").iloc[0]
+    assert (r["method"], r["task"], r["n_test"]) == ("r3d", "SAMM-4", 9)
+    params = json.loads(r["params"])
+    assert (params["width"], params["in_channels"]) == (4, 1)
+    emb = np.load(out / "embeddings" / "loso__SAMM-4__r3d__seed0.npz")
+    assert emb["z"].shape == (9, 32)  # 8 x width
+    run = json.loads((out / "run.json").read_text())["run"]
+    card = read_model_card(out / "weights" / run / "model.json")
+    assert card.input_kind == "clip" and card.size == (32, 32) and card.clip["length"] == 8
+    sd = torch.load(out / "weights" / run / "final.pth", weights_only=True)
+    assert sd["stem.0.weight"].shape == (4, 1, 3, 7, 7)
+    if not CLIP.is_file():
+        pytest.skip("shared clip casme2_sub01_EP02_01f.avi is absent")
+    final = out / "weights" / run / "final.pth"
+    res = runner.invoke(app, ["predict", str(CLIP), "--model", str(final), "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert got["apex"] is None and got["model"] == "r3d"
+    assert list(got["probabilities"]) == ["negative", "positive", "surprise", "others"]
+    assert sum(got["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_data_errors_name_the_mismatch(synth, tmp_path):
+    data, _ = synth
+    out = tmp_path / "err"
+    res = _train_data(synth, out, "--protocol", "loso", "--task", "CASME2-7")
+    assert res.exit_code == 2 and "unknown loso task 'CASME2-7'" in res.output
+    res = _train_data(synth, out, "--protocol", "au", "--task", "SAMM-AU12", "--model", "nope")
+    assert res.exit_code == 2 and "unknown model 'nope'" in res.output
+    res = _train_data(synth, out, "--protocol", "xyz")
+    assert res.exit_code == 2 and "unknown protocol 'xyz'" in res.output
+    res = _train_data(synth, out, "--model-arg", "width")
+    assert res.exit_code == 2 and "NAME=VALUE" in res.output
+    only_smic = tmp_path / "smic"
+    only_smic.mkdir()
+    (only_smic / "SMIC").symlink_to(data / "SMIC")
+    res = runner.invoke(app, ["train", "--protocol", "au", "--data", str(only_smic), *FAST,
+                              "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 2 and "no au task can run: its tasks need ['DFME']" in res.output
+    assert "Traceback" not in res.output

@@ -157,3 +157,124 @@ def test_tiny_loso_stores_pooled_predictions(tmp_path):
     assert np.allclose(again.predictions["prob_0"].to_numpy(), first["prob_0"].to_numpy())
     with pytest.raises(ValueError, match=r"folds \['SYN/9'\] are not subjects"):
         run_loso("fr", data, cfg, folds=["SYN/9"])
+
+
+# ---------------------------------------------------------------- the in-memory fast path
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("drop_last", [True, False])
+@pytest.mark.parametrize("own_generator", [True, False])
+def test_index_batches_equal_iterating_the_loader(shuffle, drop_last, own_generator):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from merkit.nets.train import _in_memory, _index_batches
+
+    X = torch.arange(23, dtype=torch.float32).reshape(23, 1)
+    y = torch.arange(23)
+
+    def loader():
+        gen = torch.Generator().manual_seed(7) if own_generator else None
+        return DataLoader(TensorDataset(X, y), batch_size=5, shuffle=shuffle, generator=gen,
+                          drop_last=drop_last)  # fmt: skip
+
+    a, b = loader(), loader()
+    assert _in_memory(a) is not None
+    torch.manual_seed(3)
+    expected = [[yb.tolist() for _, yb in a] for _ in range(3)]
+    after_loader = torch.rand(2)
+    torch.manual_seed(3)
+    got = [[y[i].tolist() for i in _index_batches(b, 23)] for _ in range(3)]
+    assert got == expected
+    assert torch.equal(torch.rand(2), after_loader)  # the same global RNG draws
+    if own_generator:
+        assert torch.equal(a.generator.get_state(), b.generator.get_state())
+    flat = sum(got[0], [])
+    assert len(got[0]) == (4 if drop_last else 5)
+    assert len(set(flat)) == len(flat) == (20 if drop_last else 23)
+
+
+def test_in_memory_only_for_plain_loaders():
+    from torch.utils.data import DataLoader, TensorDataset, default_collate
+
+    from merkit.nets.train import _in_memory
+
+    ds = TensorDataset(torch.zeros(4, 2), torch.zeros(4, dtype=torch.int64))
+    assert _in_memory(make_loader(np.zeros((4, 2)), np.zeros(4))) is not None
+    assert _in_memory(DataLoader(ds, collate_fn=lambda b: default_collate(b))) is None
+    assert _in_memory(DataLoader(ds, shuffle=True, generator=torch.Generator(),
+                                 num_workers=0, batch_size=None)) is None  # fmt: skip
+    assert _in_memory([(torch.zeros(4, 2), torch.zeros(4))]) is None
+
+
+@pytest.mark.parametrize("name", ["ststnet", "off_apexnet"])
+def test_fit_fast_path_equals_the_generic_loop(name):
+    """make_loader's tensors are batched without the DataLoader: same weights, bit for bit
+    (OFF-ApexNet also trains channels-last on both paths)."""
+    from torch.utils.data import DataLoader, TensorDataset, default_collate
+
+    data = _synthetic_flows(per_subject=9)
+    cfg = TrainConfig(epochs=2, batch_size=8, optimizer="sgd", lr=0.01, momentum=0.9, seed=1)
+    states, preds = [], []
+    for fast in (True, False):
+        torch.manual_seed(5)
+        model = create_model(name)
+        if fast:
+            loader = make_loader(data.X, data.y, batch_size=8, shuffle=True, seed=9)
+        else:  # a custom collate makes it a generic DataLoader
+            ds = TensorDataset(torch.as_tensor(data.X), torch.as_tensor(data.y))
+            loader = DataLoader(ds, batch_size=8, shuffle=True,
+                                collate_fn=lambda b: default_collate(b),
+                                generator=torch.Generator().manual_seed(9))  # fmt: skip
+        hist = fit(model, loader, cfg)
+        states.append(_state(model))
+        preds.append(predict(model, make_loader(data.X, batch_size=5))[1])
+        assert len(hist["loss"]) == 2
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k
+    assert np.array_equal(preds[0], preds[1])
+
+
+def test_channels_last_rule_and_weights_come_back_contiguous():
+    from merkit.nets.train import _channels_last
+
+    x = torch.zeros(2, 3, 28, 28)
+    assert _channels_last(create_model("fr"), x)
+    assert _channels_last(create_model("dual_inception"), x)
+    assert _channels_last(create_model("off_apexnet"), x)
+    assert not _channels_last(create_model("ststnet"), x)  # convolutions on the input only
+    assert not _channels_last(create_model("fr"), torch.zeros(2, 3, 4, 28, 28))
+    data = _synthetic_flows()
+    model = create_model("basic_inception")
+    fit(model, make_loader(data.X, data.y, batch_size=6), TrainConfig(epochs=1))
+    for name, p in model.state_dict().items():
+        assert p.is_contiguous(), name
+
+
+def test_epoch_end_sees_every_epoch_and_changes_nothing():
+    data = _synthetic_flows(per_subject=9)
+    cfg = TrainConfig(epochs=4, batch_size=9, optimizer="adam", lr=1e-3, seed=2)
+    seen, states = [], []
+    for callback in (True, False):
+        torch.manual_seed(4)
+        model = create_model("off_apexnet")  # dropout: the callback must not move the RNG
+
+        def record(epoch, m):
+            seen.append((epoch, m.training))
+            predict(m, make_loader(data.X, batch_size=7))
+
+        fit(model, make_loader(data.X, data.y, batch_size=9, shuffle=True, seed=3), cfg,
+            epoch_end=record if callback else None)  # fmt: skip
+        states.append(_state(model))
+    assert seen == [(1, True), (2, True), (3, True), (4, True)]
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k
+
+
+def test_predict_fast_path_equals_plain_iteration():
+    data = _synthetic_flows()
+    torch.manual_seed(0)
+    model = create_model("ststnet").eval()
+    y_fast, p_fast = predict(model, make_loader(data.X, batch_size=4))
+    p_plain = [torch.softmax(model(torch.as_tensor(data.X[i:i + 4])), 1).detach()
+               for i in range(0, len(data.X), 4)]  # fmt: skip
+    assert np.array_equal(p_fast, torch.cat(p_plain).numpy())
+    assert np.array_equal(y_fast, p_fast.argmax(1))

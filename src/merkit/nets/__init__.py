@@ -24,7 +24,9 @@ name                   input                        module
 Flow channels are (u, v, strain) unless a model's docstring says otherwise. Every model
 returns logits ``[B, num_classes]`` except the FR family, which returns a dict with
 ``"logits"`` and defines ``loss(outputs, targets, weight=None)`` (see
-:mod:`merkit.nets.train`).
+:mod:`merkit.nets.train`). Every model has ``features(x)``: the penultimate features
+``[B, d]`` its last linear layer classifies (:func:`merkit.nets.train.embed`).
+Multi-label (AU) training wraps a model in :class:`merkit.nets.multilabel.MultiLabelNet`.
 """
 
 from __future__ import annotations
@@ -78,6 +80,4 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters, weights and biases; BatchNorm buffers excluded."""
-    return int(
-        sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-    )
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only))

@@ -70,7 +70,8 @@ class STSTNet(nn.Module):
     def _stream(self, x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
         return self.dropout(self.maxpool(bn(self.relu(conv(x)))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[B, 400]`` (the pooled maps the classifier sees)."""
         check_input(x, ndim=4, min_channels=self.in_channels, name="STSTNet")
         x = torch.cat(
             [
@@ -80,8 +81,10 @@ class STSTNet(nn.Module):
             ],
             dim=1,
         )
-        x = self.avgpool(x)
-        return self.fc(torch.flatten(x, 1))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
 
 
 class _ApexStream(nn.Sequential):
@@ -129,8 +132,12 @@ class OffApexNet(nn.Module):
         side = input_size // 4
         self.head = mlp_head(2 * 16 * side * side, hidden, num_classes, dropout=dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[B, hidden[-1]]`` (the last hidden layer of the head)."""
         check_input(x, ndim=4, min_channels=2, name="OffApexNet")
         u = torch.flatten(self.stream_u(x[:, 0:1]), 1)
         v = torch.flatten(self.stream_v(x[:, 1:2]), 1)
-        return self.head(torch.cat([u, v], dim=1))
+        return self.head[:-1](torch.cat([u, v], dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head[-1](self.features(x))

@@ -35,6 +35,7 @@ __all__ = [
     "MEGC3_CLASSES",
     "FlowSet",
     "canonical_subject",
+    "clip_volume",
     "make_loader",
     "megc2019_flow_filename",
     "read_megc2019_flow",
@@ -198,6 +199,32 @@ def read_megc2019_flow(
     y = table["label"].to_numpy(np.int64).copy()  # writable (pandas 3 returns read-only views)
     log.info("read %d MEGC 2019 flow images (%s) from %s", len(table), channels, img_dir)
     return FlowSet(X, y, table, channels)
+
+
+def clip_volume(frames: np.ndarray, *, length: int = 16, scale: float = 1.0 / 255.0) -> np.ndarray:
+    """Network input of a clip for the 3-D models: TIM to ``length`` frames, then scaled.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (T, H, W)
+        Grey frames onset..offset (0..255), already face-cropped / resized.
+    length : int
+        Frames after the temporal interpolation model (:func:`merkit.video.tim.tim`).
+    scale : float
+        Multiplier of the pixel values (default 1/255: inputs in about 0..1).
+
+    Returns
+    -------
+    ndarray of float32, shape (1, length, H, W)
+        One channel (grey), channel first: stack clips to ``[B, 1, T, H, W]``.
+    """
+    from merkit.video.tim import tim
+
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.ndim != 3 or frames.shape[0] < 2:
+        raise ValueError(f"a clip needs (T >= 2, H, W) grey frames, got shape {frames.shape}")
+    out = tim(frames, int(length)) * np.float32(scale)
+    return np.ascontiguousarray(out[None], dtype=np.float32)
 
 
 def make_loader(

@@ -111,8 +111,12 @@ class BasicInception(nn.Module):
         self.backbone = TwoStreamInception(filters, input_size=input_size)
         self.head = mlp_head(self.backbone.out_features, (hidden,), num_classes, dropout=dropout)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[B, hidden]`` (after the hidden FC and its ReLU)."""
+        return self.head[:-1](self.backbone(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        return self.head[-1](self.features(x))
 
 
 class DualInception(BasicInception):
@@ -147,7 +151,8 @@ class FeatureRefinement(nn.Module):
     ------
     ``[B, C >= 2, 28, 28] -> {"logits": [B, K], "proposal": [B, K]}`` (proposal = the K
     detector logits; ``sigmoid`` gives p(class k)). With ``return_features=True`` the
-    dict also holds ``"z"`` [B, D] and ``"refined"`` (z', [B, D] or [B, K*D]).
+    dict also holds ``"z"`` [B, D], ``"refined"`` (z', [B, D] or [B, K*D]) and ``"hidden"``
+    (the classifier's hidden layer, [B, classifier_hidden]; :meth:`features`).
     """
 
     def __init__(
@@ -188,7 +193,8 @@ class FeatureRefinement(nn.Module):
         self.units = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_classes))
         self.detectors = nn.ModuleList(
             nn.Sequential(
-                nn.Linear(dim, detector_hidden), nn.ReLU(inplace=True),
+                nn.Linear(dim, detector_hidden),
+                nn.ReLU(inplace=True),
                 nn.Linear(detector_hidden, 1),
             )  # fmt: skip
             for _ in range(num_classes)
@@ -210,11 +216,17 @@ class FeatureRefinement(nn.Module):
             refined = torch.stack(specific, dim=0).sum(dim=0)
         else:
             refined = torch.cat(specific, dim=1)
-        out = {"logits": self.classifier(refined), "proposal": proposal}
+        hidden = self.classifier[:-1](refined)
+        out = {"logits": self.classifier[-1](hidden), "proposal": proposal}
         if return_features:
             out["z"] = z
             out["refined"] = refined
+            out["hidden"] = hidden
         return out
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[B, classifier_hidden]`` (the classifier's hidden layer)."""
+        return self.forward(x, return_features=True)["hidden"]
 
     def loss(
         self, outputs: dict, targets: torch.Tensor, *, weight: torch.Tensor | None = None

@@ -12,7 +12,13 @@ Dual-Inception and FR): frames of a video file or a frame folder -> onset..offse
 face detection and alignment with one transform from the onset
 (:func:`merkit.video.face.align_clip`) -> apex (given, or spotted by
 :func:`merkit.video.apex.spot_apex`) -> TV-L1 flow onset -> apex -> 28 x 28 flow image
-(u, v, strain; :func:`merkit.video.flow.flow_image`) -> network -> softmax.
+(u, v, strain; :func:`merkit.video.flow.flow_image`) -> network -> softmax. For the 3-D
+networks (card ``input_kind = "clip"``) the aligned frames are resampled to the card's
+``clip["length"]`` frames (:func:`merkit.nets.data.clip_volume`) and fed whole.
+
+Outputs: the network's first ``len(classes)`` logits are the emotion classes (softmax);
+the next ``len(aus)`` are action units (sigmoid each; an AU is present when its
+probability exceeds ``au_threshold``). A card may have either or both.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ __all__ = [
     "load_predictor",
     "predict_clip",
     "predict_images",
+    "predict_outputs",
     "read_model_card",
     "write_model_card",
 ]
@@ -58,13 +65,13 @@ class ModelCard:
     model : str
         Registry name (:data:`merkit.nets.MODELS`).
     classes : tuple of str
-        Class names indexed by the output logits.
+        Class names indexed by the first output logits (may be empty when ``aus`` is not).
     channels : {"uvs", "svu"}
         Channel order of the input images (u, v, strain or reversed).
     scale : float
         Multiplier of the 0..255 image values fed to the network.
     size : (int, int)
-        Input image size (H, W).
+        Input image size (H, W): the flow image, or the frames of a clip.
     model_kwargs : dict
         Keyword arguments of the constructor besides ``num_classes``.
     flow : dict
@@ -72,6 +79,15 @@ class ModelCard:
         ``preset``...), passed to :func:`predict_clip`.
     info : dict
         Free provenance (protocol, data, epochs, seed, fold...).
+    aus : tuple of str
+        Action units scored by the logits after the classes (``"AU1"``...).
+    au_threshold : float
+        Probability above which an AU is reported present.
+    input_kind : {"flow", "clip"}
+        What the network takes (:data:`merkit.nets.INPUT_KIND`).
+    clip : dict
+        How a clip becomes the input of a ``"clip"`` network (``length``, ``align``,
+        ``detector``, ``landmarks``, ``margin``).
     """
 
     model: str
@@ -82,26 +98,46 @@ class ModelCard:
     model_kwargs: dict = field(default_factory=dict)
     flow: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    aus: tuple[str, ...] = ()
+    au_threshold: float = 0.5
+    input_kind: str = "flow"
+    clip: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"model card: unknown model {self.model!r}; known: {sorted(MODELS)}")
-        if INPUT_KIND[self.model] != "flow":
-            raise ValueError(f"model card: {self.model!r} takes clips, not flow images")
+        if INPUT_KIND[self.model] != self.input_kind:
+            raise ValueError(
+                f"model card: {self.model!r} takes {INPUT_KIND[self.model]} inputs, the card "
+                f"says {self.input_kind!r}"
+            )
         if self.channels not in _CHANNELS:
             raise ValueError(f"model card: channels={self.channels!r}; expected one of {_CHANNELS}")
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        object.__setattr__(self, "aus", tuple(str(a) for a in self.aus))
         object.__setattr__(self, "size", tuple(int(s) for s in self.size))
-        if len(self.classes) < 2:
-            raise ValueError(f"model card: needs at least 2 classes, got {self.classes}")
+        if len(self.classes) == 1 or (not self.classes and not self.aus):
+            raise ValueError(
+                f"model card: needs at least 2 classes or some AUs, got classes {self.classes}, "
+                f"aus {self.aus}"
+            )
+        if len(set(self.aus)) != len(self.aus):
+            raise ValueError(f"model card: AUs repeated in {self.aus}")
+        if not 0.0 < float(self.au_threshold) < 1.0:
+            raise ValueError(f"model card: au_threshold must be in (0, 1), got {self.au_threshold}")
+
+    @property
+    def num_outputs(self) -> int:
+        """Logits of the network: classes then AUs."""
+        return len(self.classes) + len(self.aus)
 
     def build(self) -> nn.Module:
         """A fresh network of this card (weights not loaded)."""
-        return create_model(self.model, num_classes=len(self.classes), **self.model_kwargs)
+        return create_model(self.model, num_classes=self.num_outputs, **self.model_kwargs)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["classes"], d["size"] = list(self.classes), list(self.size)
+        d["classes"], d["size"], d["aus"] = list(self.classes), list(self.size), list(self.aus)
         return d
 
 
@@ -179,14 +215,43 @@ def load_predictor(
     except RuntimeError as err:
         raise ValueError(
             f"weights {str(weights)!r} do not fit a {card.model!r} network with "
-            f"{len(card.classes)} classes: {str(err).splitlines()[0]}"
+            f"{card.num_outputs} outputs: {str(err).splitlines()[0]}"
         ) from err
     model.eval()
     return model, card
 
 
+def predict_outputs(
+    model: nn.Module, card: ModelCard, x: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Class and AU probabilities of network inputs.
+
+    Parameters
+    ----------
+    x : ndarray of float32
+        Inputs as the network takes them (``[n, C, H, W]`` or ``[n, C, T, H, W]``).
+
+    Returns
+    -------
+    classes : ndarray of float64, shape (n, K), or None
+        Softmax over the card's classes (None without classes).
+    aus : ndarray of float64, shape (n, A), or None
+        Sigmoid of each AU logit (None without AUs).
+    """
+    with torch.no_grad():
+        logits = logits_of(model(torch.as_tensor(x, dtype=torch.float32))).double()
+    if logits.shape[1] != card.num_outputs:
+        raise ValueError(
+            f"the network gives {logits.shape[1]} outputs, the card {card.num_outputs}"
+        )
+    k = len(card.classes)
+    classes = torch.softmax(logits[:, :k], dim=1).numpy() if k else None
+    aus = torch.sigmoid(logits[:, k:]).numpy() if card.aus else None
+    return classes, aus
+
+
 def predict_images(model: nn.Module, card: ModelCard, images: np.ndarray) -> np.ndarray:
-    """Class probabilities of flow images.
+    """Class probabilities of flow images (AU probabilities for a card without classes).
 
     Parameters
     ----------
@@ -195,7 +260,7 @@ def predict_images(model: nn.Module, card: ModelCard, images: np.ndarray) -> np.
 
     Returns
     -------
-    ndarray of float64, shape (n, K)
+    ndarray of float64, shape (n, K) (or (n, A))
     """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
@@ -204,10 +269,8 @@ def predict_images(model: nn.Module, card: ModelCard, images: np.ndarray) -> np.
         raise ValueError(f"flow images are {images.shape[1:3]}, the model takes {card.size}")
     x = images[..., ::-1] if card.channels == "svu" else images
     x = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(card.scale)
-    with torch.no_grad():
-        logits = logits_of(model(torch.from_numpy(x)))
-        probs = torch.softmax(logits.double(), dim=1).numpy()
-    return probs
+    classes, aus = predict_outputs(model, card, x)
+    return classes if classes is not None else aus
 
 
 @dataclass
@@ -217,17 +280,23 @@ class ClipPrediction:
     Attributes
     ----------
     label : str
-        The most probable class.
+        The most probable class (``""`` for a card without classes).
     probabilities : dict
         Class name -> probability (sums to 1), in the card's class order.
     onset, apex, offset : int
-        Frame numbers (native numbers of a frame folder, 1-based positions in a video).
+        Frame numbers (native numbers of a frame folder, 1-based positions in a video);
+        ``apex`` is None for clip networks, which see every frame.
     apex_spotted : bool
         The apex was spotted, not given.
     face : str
         Alignment used (``"landmarks"``, ``"box"`` or ``"none"``).
-    image : ndarray of uint8, shape (H, W, 3)
-        The (u, v, strain) flow image fed to the network.
+    image : ndarray
+        The input fed to the network: the (u, v, strain) flow image (H, W, 3) uint8, or
+        the clip volume (1, T, H, W) float32.
+    aus : dict
+        AU name -> probability (independent sigmoids), for cards with AUs.
+    aus_present : list of str
+        The AUs whose probability exceeds the card's ``au_threshold``.
     """
 
     clip: str
@@ -235,11 +304,13 @@ class ClipPrediction:
     label: str
     probabilities: dict[str, float]
     onset: int
-    apex: int
+    apex: int | None
     offset: int
     apex_spotted: bool
     face: str
     image: np.ndarray = field(repr=False)
+    aus: dict[str, float] = field(default_factory=dict)
+    aus_present: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the image left out)."""
@@ -296,6 +367,7 @@ def predict_clip(
     align, detector : optional
         Override the card's face alignment (default: align, ``"auto"`` detector).
     """
+    from merkit.nets.data import clip_volume
     from merkit.video.apex import spot_apex
     from merkit.video.face import align_clip
     from merkit.video.flow import flow_image, tvl1_flow
@@ -303,7 +375,10 @@ def predict_clip(
     clip = Path(clip)
     model, card = load_predictor(weights, model_name=model_name)
     opts = {"align": True, "face_size": [112, 112], "margin": 0.1, "detector": "auto",
-            "landmarks": "auto", "preset": "default", "strain": True, **card.flow}  # fmt: skip
+            "landmarks": "auto", "preset": "default", "strain": True, "length": 16,
+            **(card.clip if card.input_kind == "clip" else card.flow)}  # fmt: skip
+    if card.input_kind == "clip":
+        opts["face_size"] = list(card.size)
     if align is not None:
         opts["align"] = bool(align)
     if detector is not None:
@@ -328,6 +403,11 @@ def predict_clip(
         frames = np.stack([cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA)
                            for f in frames])  # fmt: skip
         face = "none"
+    if card.input_kind == "clip":
+        volume = clip_volume(frames, length=int(opts["length"]), scale=card.scale)
+        probs, au_probs = predict_outputs(model, card, volume[None])
+        return _prediction(card, clip, probs, au_probs, numbers[lo], None, numbers[hi], False,
+                           face, volume)  # fmt: skip
     if apex is None:
         k, spotted = spot_apex(frames), True
     else:
@@ -341,11 +421,25 @@ def predict_clip(
         log.warning("%s: the apex is the onset frame; the flow is (near) zero", clip)
     flow = tvl1_flow(frames[0], frames[k], preset=opts["preset"])
     image = flow_image(flow, size=card.size, strain=True)
-    probs = predict_images(model, card, image[None])[0]
-    best = int(np.argmax(probs))
+    x = image[..., ::-1] if card.channels == "svu" else image
+    x = np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(card.scale)
+    probs, au_probs = predict_outputs(model, card, x)
+    return _prediction(card, clip, probs, au_probs, numbers[lo], numbers[lo + k], numbers[hi],
+                       spotted, face, image)  # fmt: skip
+
+
+def _prediction(
+    card: ModelCard, clip: Path, probs, au_probs, onset: int, apex: int | None, offset: int,
+    spotted: bool, face: str, image: np.ndarray,
+) -> ClipPrediction:  # fmt: skip
+    label, classes = "", {}
+    if probs is not None:
+        label = card.classes[int(np.argmax(probs[0]))]
+        classes = {c: float(p) for c, p in zip(card.classes, probs[0], strict=True)}
+    aus = {} if au_probs is None else {a: float(p) for a, p in zip(card.aus, au_probs[0],
+                                                                     strict=True)}  # fmt: skip
     return ClipPrediction(
-        clip=str(clip), model=card.model, label=card.classes[best],
-        probabilities={c: float(p) for c, p in zip(card.classes, probs, strict=True)},
-        onset=numbers[lo], apex=numbers[lo + k], offset=numbers[hi], apex_spotted=spotted,
-        face=face, image=image,
+        clip=str(clip), model=card.model, label=label, probabilities=classes, onset=onset,
+        apex=apex, offset=offset, apex_spotted=spotted, face=face, image=image, aus=aus,
+        aus_present=[a for a, p in aus.items() if p > card.au_threshold],
     )  # fmt: skip

@@ -120,9 +120,13 @@ class RCNA(nn.Module):
         flat = flat / flat.amax(dim=2, keepdim=True).clamp_min(1e-12)
         return flat.view_as(cam).mean(dim=1, keepdim=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[B, featuremaps * pool_size ** 2]`` (attended pooled maps)."""
         check_input(x, ndim=4, min_channels=self.in_channels, name="RCNA")
         x = self.stem(x)
         att = self.attention_map(F.adaptive_avg_pool2d(x, self.pool_size))
         x = F.adaptive_avg_pool2d(self.rcls(x), self.pool_size) * att
-        return self.classifier(torch.flatten(x, 1))
+        return torch.flatten(x, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

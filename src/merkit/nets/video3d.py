@@ -51,8 +51,9 @@ class R3D(nn.Module):
         super().__init__()
         self.in_channels = in_channels
         self.stem = nn.Sequential(
-            nn.Conv3d(in_channels, width, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3),
-                      bias=False),  # fmt: skip
+            nn.Conv3d(
+                in_channels, width, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False
+            ),  # fmt: skip
             nn.BatchNorm3d(width),
             nn.ReLU(inplace=True),
         )
@@ -75,10 +76,13 @@ class R3D(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[B, 8 * width]`` (globally pooled last stage)."""
         check_input(x, ndim=5, min_channels=self.in_channels, name="R3D")
-        x = self.pool(self.stages(self.stem(x)))
-        return self.fc(self.dropout(torch.flatten(x, 1)))
+        return torch.flatten(self.pool(self.stages(self.stem(x))), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.features(x)))
 
 
 class I3DLite(nn.Module):
@@ -119,14 +123,15 @@ class I3DLite(nn.Module):
         m3c = Inception3d(m3b.out_channels, c(128), c(128), c(192), c(32), c(96), c(64))
         m4b = Inception3d(m3c.out_channels, c(192), c(96), c(208), c(16), c(48), c(64))
         m4c = Inception3d(m4b.out_channels, c(160), c(112), c(224), c(24), c(64), c(64))
-        self.mixed = nn.Sequential(
-            m3b, m3c, nn.MaxPool3d(3, stride=2, padding=1), m4b, m4c
-        )
+        self.mixed = nn.Sequential(m3b, m3c, nn.MaxPool3d(3, stride=2, padding=1), m4b, m4c)
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(m4c.out_channels, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[B, C]`` (globally pooled Mixed_4c maps)."""
         check_input(x, ndim=5, min_channels=self.in_channels, name="I3DLite")
-        x = self.pool(self.mixed(self.stem(x)))
-        return self.fc(self.dropout(torch.flatten(x, 1)))
+        return torch.flatten(self.pool(self.mixed(self.stem(x))), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.features(x)))

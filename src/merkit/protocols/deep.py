@@ -1,0 +1,502 @@
+"""Protocols of the deep models: which clips train, which test, and how a run is scored.
+
+A *task* is one training unit of a protocol (a labelled table, its folds and its scoring);
+:func:`task_spec` names the databases and labels it needs, :func:`make_task` builds it
+from the loaded Sample table. Splits come from :mod:`merkit.protocols.splits` (leakage
+checked); scores from :meth:`merkit.results.store.ResultStore.make_record`, i.e. from the
+pooled predictions.
+
+Protocols (tasks, default ones first; folds; results rows):
+
+``cde``
+    ``composite``; LOSO over the SMIC-HS + CASME II + SAMM subjects (MEGC 2019); rows
+    ``composite`` and one per database.
+``cdmer``
+    ``Exp.1`` .. ``Exp.12``; one fold: train = source database, test = target database;
+    rows ``Exp.n`` with ``source`` and ``target``.
+``loso``
+    ``CASME2-5``, ``CASME2-4``, ``SAMM-4``, ``SMIC_HS-3`` (also ``DFME-7``); LOSO within
+    one database; one row per task.
+``kfold``
+    ``DFME-7`` (or any loso task); subject-independent, class-stratified k-fold (10 in the
+    DFME paper); one row per task, with fold averages.
+``au``
+    ``DFME-AU12`` (also ``CASME2-AU12``, ``SAMM-AU12``); subject-independent k-fold; one
+    row per AU, ``<task>/AU<n>``.
+
+Single-database tasks (Zhou et al., "Feature refinement", Pattern Recognition 122, 2022,
+doi:10.1016/j.patcog.2021.108275, Sec. 6.1.4): CASME II 5 classes (``casme2_5``) and
+4 classes (``four_class``), SAMM 4 classes, SMIC-HS 3 classes (``cdmer3``); DFME 7 classes
+(``dfme7``; Zhao et al., IEEE TAFFC 2023, doi:10.1109/TAFFC.2023.3341918).
+
+Scores
+------
+Every row's ``mean_f1`` (UF1), ``uar`` and ``accuracy`` come from the predictions pooled
+over the folds, with ``labels`` = all classes of the task. ``kfold`` rows also carry the
+DFME paper's numbers, the mean over folds of each fold's scores (each fold averaged over
+the classes present in its test set): ``fold_mean_f1``, ``fold_uar``, ``fold_accuracy``
+and their standard deviations over the folds (``*_std``).
+
+``au`` rows hold one AU each: ``task = "<task>/AU<n>"``, ``y_true`` / ``y_pred`` the 0/1
+occurrence of that AU in each test clip and ``labels = [1]``, so ``mean_f1`` is the AU's
+binary F1 over the pooled folds (TP, FP, FN counted over all folds, as in the DFME paper
+and :func:`merkit.results.metrics.per_au_f1`), ``uar`` its recall and ``accuracy`` the
+share of clips where its presence is right. An AU that occurs in no test clip gets no
+row (its recall, and so its F1, is undefined; logged). :func:`summarize` adds the mean AU
+F1 over the AU rows as the row ``task = "<task>/mean"``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from merkit.protocols.cdmer import TASKS as CDMER_TASKS
+from merkit.protocols.cdmer import get_task
+from merkit.protocols.composite import CDE, COMPOSITE_TASK
+from merkit.protocols.splits import (
+    Split,
+    check_leakage,
+    leave_one_subject_out,
+    source_target,
+    subject_kfold,
+)
+from merkit.results.metrics import score_all
+from merkit.results.store import ResultStore
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AU_TASKS",
+    "DEFAULT_TASKS",
+    "PROTOCOLS",
+    "SINGLE_DATABASE_TASKS",
+    "DeepTask",
+    "Fold",
+    "TaskSpec",
+    "make_task",
+    "resolve_specs",
+    "summarize",
+    "task_spec",
+]
+
+PROTOCOLS: tuple[str, ...] = ("cde", "cdmer", "loso", "kfold", "au")
+
+#: single-database task name -> (database, label scheme)
+SINGLE_DATABASE_TASKS: dict[str, tuple[str, str]] = {
+    "CASME2-5": ("CASME2", "casme2_5"),
+    "CASME2-4": ("CASME2", "four_class"),
+    "SAMM-4": ("SAMM", "four_class"),
+    "SMIC_HS-3": ("SMIC_HS", "cdmer3"),
+    "DFME-7": ("DFME", "dfme7"),
+}
+#: AU task name -> (database, AU set, label scheme selecting the clips; "none" keeps all)
+AU_TASKS: dict[str, tuple[str, str, str]] = {
+    "DFME-AU12": ("DFME", "au12", "dfme7"),
+    "CASME2-AU12": ("CASME2", "au12", "none"),
+    "SAMM-AU12": ("SAMM", "au12", "none"),
+}
+#: tasks run when none is named
+DEFAULT_TASKS: dict[str, tuple[str, ...]] = {
+    "cde": (COMPOSITE_TASK,),
+    "cdmer": tuple(t.name for t in CDMER_TASKS),
+    "loso": ("CASME2-5", "CASME2-4", "SAMM-4", "SMIC_HS-3"),
+    "kfold": ("DFME-7",),
+    "au": ("DFME-AU12",),
+}
+_SPLIT_NAME = "split"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task needs before it can be built.
+
+    Attributes
+    ----------
+    protocol, name : str
+        E.g. ``("cdmer", "Exp.7")``, ``("loso", "CASME2-5")``.
+    datasets : tuple of str
+        Databases whose clips the task uses (cde: those present of the three).
+    scheme : str
+        Label scheme applied when loading (``"none"``: every clip, native emotion).
+    aus : str or None
+        AU set of a multi-label task (``"au12"``).
+    source, target : str
+        CDMER source and target databases (empty otherwise).
+    """
+
+    protocol: str
+    name: str
+    datasets: tuple[str, ...]
+    scheme: str
+    aus: str | None = None
+    source: str = ""
+    target: str = ""
+
+    @property
+    def multilabel(self) -> bool:
+        return self.aus is not None
+
+
+def _check_protocol(protocol: str) -> str:
+    p = str(protocol).lower()
+    if p not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {list(PROTOCOLS)}")
+    return p
+
+
+def task_spec(protocol: str, name: str) -> TaskSpec:
+    """The spec of one task (names as in the module table; CDMER also takes ``"C->H"``)."""
+    p = _check_protocol(protocol)
+    if p == "cde":
+        if name != COMPOSITE_TASK:
+            raise ValueError(f"cde has one task, {COMPOSITE_TASK!r}; got {name!r}")
+        return TaskSpec(p, COMPOSITE_TASK, CDE.databases, "megc3")
+    if p == "cdmer":
+        try:
+            t = get_task(name)
+        except KeyError as err:
+            raise ValueError(str(err.args[0])) from None
+        return TaskSpec(p, t.name, (t.source, t.target), "cdmer3", source=t.source,
+                        target=t.target)  # fmt: skip
+    if p == "au":
+        if name not in AU_TASKS:
+            raise ValueError(f"unknown au task {name!r}; known: {sorted(AU_TASKS)}")
+        db, aus, scheme = AU_TASKS[name]
+        return TaskSpec(p, name, (db,), scheme, aus=aus)
+    if name not in SINGLE_DATABASE_TASKS:
+        raise ValueError(
+            f"unknown {p} task {name!r}; known: {sorted(SINGLE_DATABASE_TASKS)} (database-"
+            "number of classes)"
+        )
+    db, scheme = SINGLE_DATABASE_TASKS[name]
+    return TaskSpec(p, name, (db,), scheme)
+
+
+def resolve_specs(
+    protocol: str, tasks: str | Iterable[str] | None = None, *, available: Iterable[str] = ()
+) -> list[TaskSpec]:
+    """Specs of the named tasks, or of the protocol's default tasks whose databases are
+    all ``available`` (cde: at least one of its three).
+
+    Raises
+    ------
+    ValueError
+        Unknown protocol / task, or no default task has its databases available.
+    """
+    p = _check_protocol(protocol)
+    have = set(available)
+    if p == "cde" and tasks is not None:
+        for name in [tasks] if isinstance(tasks, str) else tasks:
+            for n in str(name).split(","):
+                if n.strip():
+                    task_spec(p, n.strip())  # the one task, or an error naming it
+        tasks = None
+    if tasks is not None:
+        names = [tasks] if isinstance(tasks, str) else list(tasks)
+        names = [n.strip() for item in names for n in str(item).split(",") if n.strip()]
+        specs = [task_spec(p, n) for n in names]
+        seen: dict[tuple[str, str], TaskSpec] = {}
+        for s in specs:
+            seen.setdefault((s.protocol, s.name), s)
+        return list(seen.values())
+    specs = [task_spec(p, n) for n in DEFAULT_TASKS[p]]
+    if p == "cde":
+        present = tuple(d for d in CDE.databases if d in have) if have else CDE.databases
+        if not present:
+            raise ValueError(
+                f"cde needs at least one of {list(CDE.databases)}; found {sorted(have) or 'none'}"
+            )
+        return [TaskSpec(p, COMPOSITE_TASK, present, "megc3")]
+    usable = [s for s in specs if set(s.datasets) <= have]
+    if not usable:
+        need = sorted({d for s in specs for d in s.datasets})
+        raise ValueError(
+            f"no {p} task can run: its tasks need {need}; found {sorted(have) or 'none'}"
+        )
+    return usable
+
+
+@dataclass(frozen=True, eq=False)
+class Fold:
+    """One train/test partition of a task.
+
+    Attributes
+    ----------
+    name : str
+        Fold id: held-out subject (LOSO), ``"fold<k>"`` (k-fold) or ``"<source>-><target>"``.
+    index : int
+        Position among all folds of the task (seeds the fold's initial weights).
+    train_idx, test_idx : ndarray of int
+        Row positions in the task's table.
+    """
+
+    name: str
+    index: int
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+
+    @property
+    def file_name(self) -> str:
+        """File-system-safe name (``"CASME2/01"`` -> ``"CASME2_01"``,
+        ``"CASME2->SMIC_HS"`` -> ``"CASME2-to-SMIC_HS"``)."""
+        return self.name.replace("->", "-to-").replace("/", "_")
+
+
+@dataclass
+class DeepTask:
+    """A built task: its table, labels, classes and folds, and its scoring.
+
+    Attributes
+    ----------
+    spec : TaskSpec
+    table : DataFrame
+        The task's clips (positions index the inputs ``X`` and ``y``).
+    y : ndarray
+        ``(n,)`` int64 class indices, or ``(n, L)`` int8 AU occurrences (multi-label).
+    classes : tuple of str
+        Class names, or AU names (``"AU1"``...) for multi-label tasks.
+    folds : list of Fold
+    """
+
+    spec: TaskSpec
+    table: pd.DataFrame
+    y: np.ndarray
+    classes: tuple[str, ...]
+    folds: list[Fold] = field(default_factory=list)
+
+    @property
+    def protocol(self) -> str:
+        return self.spec.protocol
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def multilabel(self) -> bool:
+        return self.spec.multilabel
+
+    def sample_ids(self) -> np.ndarray:
+        """``"<subject>/<clip>"`` of every row (``"CASME2/01/EP02_01f"``)."""
+        return (self.table["subject"].astype(str) + "/" + self.table["clip"].astype(str)).to_numpy()
+
+    def select_folds(self, folds: int | Iterable[str] | None) -> list[Fold]:
+        """All folds (None), a quick subset of ``k`` (cde: round robin over its databases,
+        otherwise the first ``k``; all when the task has fewer) or the named ones."""
+        if folds is None:
+            return list(self.folds)
+        names = [f.name for f in self.folds]
+        if isinstance(folds, (int, np.integer)):
+            if int(folds) < 1:
+                raise ValueError(f"{self.name}: folds must be at least 1, got {int(folds)}")
+            k = min(int(folds), len(names))
+            if self.protocol == "cde":
+                chosen = set(CDE.select_folds(self.table, k))
+                return [f for f in self.folds if f.name in chosen]
+            return list(self.folds[:k])
+        wanted = [str(f) for f in folds]
+        unknown = sorted(set(wanted) - set(names))
+        if unknown:
+            raise ValueError(f"{self.name}: folds {unknown} are not folds of the task")
+        return [f for f in self.folds if f.name in set(wanted)]
+
+    # ------------------------------------------------------------------ scoring
+    def score(
+        self,
+        predictions: pd.DataFrame,
+        *,
+        method: str,
+        params: Mapping | None = None,
+        seed: int = 0,
+        data: str = "",
+        extra: Mapping | None = None,
+    ) -> list[tuple[dict, pd.DataFrame]]:
+        """Results records of one (method, seed) from its pooled fold predictions.
+
+        Parameters
+        ----------
+        predictions : DataFrame
+            ``fold``, ``sample`` (row position in :attr:`table`) and ``y_true``, ``y_pred``
+            (single-label) or ``true_<AU>``, ``pred_<AU>`` per AU (multi-label).
+        """
+        if predictions.empty:
+            raise ValueError(f"{self.name}: no predictions to score ({method}, seed {seed})")
+        sample = predictions["sample"].to_numpy(np.int64)
+        if np.unique(sample).size != sample.size:
+            raise ValueError(f"{self.name}: a sample is predicted twice ({method}, seed {seed})")
+        if sample.min() < 0 or sample.max() >= len(self.table):
+            raise ValueError(f"{self.name}: prediction sample positions outside the table")
+        common = {"protocol": self.protocol, "method": method, "params": params,
+                  "seed": int(seed), "data": data}  # fmt: skip
+        if self.protocol == "cde":
+            return CDE.score(predictions, self.table, method=method, params=params, seed=seed,
+                             data=data, extra=extra)  # fmt: skip
+        fold = predictions["fold"].astype(str).to_numpy()
+        clip = self.table["clip"].astype(str).to_numpy()[sample]
+        dataset = "+".join(sorted(set(self.table["dataset"].astype(str).to_numpy()[sample])))
+        if self.multilabel:
+            records = []
+            for name in self.classes:
+                yt_au = predictions[f"true_{name}"].to_numpy(np.int64)
+                if not yt_au.any():
+                    log.warning("%s: %s occurs in no test clip; no row (its F1 is undefined)",
+                                self.name, name)  # fmt: skip
+                    continue
+                records.append(ResultStore.make_record(
+                    **common, task=f"{self.name}/{name}", y_true=yt_au,
+                    y_pred=predictions[f"pred_{name}"].to_numpy(np.int64),
+                    fold=fold, sample=sample, clip=clip, labels=[1], target=dataset,
+                    classes=("absent", "present"), extra=extra,
+                ))  # fmt: skip
+            return records
+        yt = predictions["y_true"].to_numpy(np.int64)
+        yp = predictions["y_pred"].to_numpy(np.int64)
+        more = dict(extra or {})
+        if self.protocol == "kfold":
+            more.update(_fold_averages(yt, yp, fold))
+        source, target = self.spec.source, self.spec.target or dataset
+        return [ResultStore.make_record(
+            **common, task=self.name, y_true=yt, y_pred=yp, fold=fold, sample=sample,
+            clip=clip, labels=list(range(len(self.classes))), classes=self.classes,
+            source=source, target=target, extra=more,
+        )]  # fmt: skip
+
+
+def _fold_averages(y_true: np.ndarray, y_pred: np.ndarray, fold: np.ndarray) -> dict:
+    """Mean and std over folds of each fold's UF1, UAR, accuracy (classes of its test set)."""
+    per = [score_all(y_true[fold == f], y_pred[fold == f]) for f in dict.fromkeys(fold)]
+    out = {}
+    for key in ("mean_f1", "uar", "accuracy"):
+        values = np.array([p[key] for p in per], dtype=float)
+        out[f"fold_{key}"] = float(np.mean(values))
+        out[f"fold_{key}_std"] = float(np.std(values))
+    out["folds"] = len(per)
+    return out
+
+
+def _folds_from_splits(table: pd.DataFrame, splits: Sequence[Split], prefix: str) -> list[Fold]:
+    out = []
+    for k, s in enumerate(splits):
+        check_leakage(table, s)
+        out.append(Fold(s.name.removeprefix(prefix), k, s.train_idx, s.test_idx))
+    return out
+
+
+def make_task(
+    spec: TaskSpec,
+    table: pd.DataFrame,
+    *,
+    classes: Sequence[str] | None = None,
+    n_folds: int = 10,
+    split_seed: int = 0,
+) -> DeepTask:
+    """Build a task from the Sample table of its databases.
+
+    Parameters
+    ----------
+    spec : TaskSpec
+    table : DataFrame
+        The clips of ``spec.datasets``, labelled by ``spec.scheme`` (``y`` column) and,
+        for AU tasks, with the ``aus`` column.
+    classes : sequence of str, optional
+        Class names indexed by ``y`` (default: those of the scheme).
+    n_folds, split_seed : int
+        k and the seed of the subject assignment of the k-fold protocols (kfold, au).
+
+    Raises
+    ------
+    ValueError
+        Missing databases or labels (the message says what the task needs).
+    """
+    from merkit.data.labels import au_labels, get_scheme
+
+    where = f"{spec.protocol} task {spec.name}"
+    for col in ("dataset", "subject", "clip"):
+        if col not in table.columns:
+            raise ValueError(f"{where}: the table has no {col!r} column")
+    ds = table["dataset"].astype(str)
+    missing = [d for d in spec.datasets if not (ds == d).any()]
+    if spec.protocol == "cde":
+        missing = [] if ds.isin(spec.datasets).any() else list(spec.datasets)
+    if missing:
+        raise ValueError(f"{where} needs clips of {missing}; the data has {sorted(set(ds))}")
+    table = table[ds.isin(spec.datasets).to_numpy()].reset_index(drop=True)
+    if spec.multilabel:
+        if "aus" not in table.columns:
+            raise ValueError(f"{where} needs AU labels: the table has no 'aus' column")
+        Y, names = au_labels(table, spec.aus)
+        if not Y.any():
+            raise ValueError(
+                f"{where} needs AU labels: no clip of {list(spec.datasets)} is coded with any of "
+                f"{names}"
+            )
+        y, cls = Y, tuple(names)
+    else:
+        if "y" not in table.columns:
+            raise ValueError(f"{where}: the table has no 'y' labels (scheme {spec.scheme})")
+        y = table["y"].to_numpy(np.int64).copy()
+        cls = tuple(classes) if classes is not None else get_scheme(spec.scheme).classes
+        if y.size and (y.min() < 0 or y.max() >= len(cls)):
+            raise ValueError(f"{where}: labels outside 0..{len(cls) - 1} ({', '.join(cls)})")
+    if spec.protocol == "cde":
+        CDE.check(table, y)
+        folds = _folds_from_splits(table, CDE.splits(table), "loso/")
+    elif spec.protocol == "cdmer":
+        folds = _folds_from_splits(table, [source_target(table, spec.source, spec.target)], "")
+    elif spec.protocol == "loso":
+        folds = _folds_from_splits(table, leave_one_subject_out(table), "loso/")
+    else:
+        n_sub = table["subject"].nunique()
+        if not 2 <= n_folds <= n_sub:
+            raise ValueError(
+                f"{where}: {n_folds} folds need at least {n_folds} subjects, the data has "
+                f"{n_sub}; pass fewer folds"
+            )
+        strat = "emotion" if spec.multilabel else "y"
+        splits = subject_kfold(table.assign(_strat=table[strat].astype(str)), n_folds,
+                               seed=split_seed, stratify=True, label_col="_strat")  # fmt: skip
+        folds = _folds_from_splits(table, splits, "")
+    return DeepTask(spec, table, y, cls, folds)
+
+
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per (protocol, task, method).
+
+    Columns ``protocol, task, method, seeds, uf1, uf1_std, uar, uar_std, accuracy,
+    accuracy_std, n_test`` (+ ``fold_uf1, fold_uar, fold_accuracy`` when the rows have fold
+    averages). For every AU task a ``<task>/mean`` row holds the mean AU F1 (``uf1``: the
+    mean over seeds of the mean over AUs).
+    """
+    cols = ["protocol", "task", "method", "seeds", "uf1", "uf1_std", "uar", "uar_std",
+            "accuracy", "accuracy_std", "n_test"]  # fmt: skip
+    if results.empty:
+        return pd.DataFrame(columns=cols)
+    res = results.copy()
+    for c in ("mean_f1", "uar", "accuracy", *(c for c in res.columns if c.startswith("fold_"))):
+        res[c] = pd.to_numeric(res[c].replace("", np.nan), errors="coerce")
+    au = res["protocol"] == "au"
+    if au.any():
+        unit = res.loc[au, "task"].str.rsplit("/", n=1).str[0]
+        means = (res[au].assign(task=unit.to_numpy() + "/mean")
+                 .groupby(["protocol", "task", "method", "seed"], as_index=False)
+                 .agg(mean_f1=("mean_f1", "mean"), uar=("uar", "mean"),
+                      accuracy=("accuracy", "mean"), n_test=("n_test", "max")))  # fmt: skip
+        res = pd.concat([res, means], ignore_index=True)
+    agg = {"seeds": ("seed", "nunique"), "uf1": ("mean_f1", "mean"), "uf1_std": ("mean_f1", "std"),
+           "uar": ("uar", "mean"), "uar_std": ("uar", "std"), "accuracy": ("accuracy", "mean"),
+           "accuracy_std": ("accuracy", "std"), "n_test": ("n_test", "max")}  # fmt: skip
+    extra = []
+    for key in ("mean_f1", "uar", "accuracy"):
+        if f"fold_{key}" in res.columns and res[f"fold_{key}"].notna().any():
+            name = "fold_uf1" if key == "mean_f1" else f"fold_{key}"
+            agg[name] = (f"fold_{key}", "mean")
+            extra.append(name)
+    out = res.groupby(["protocol", "task", "method"], sort=False).agg(**agg).reset_index()
+    stds = ["uf1_std", "uar_std", "accuracy_std"]
+    out[stds] = out[stds].fillna(0.0)
+    return out[cols + extra].reset_index(drop=True)

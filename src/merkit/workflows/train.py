@@ -1,0 +1,741 @@
+"""Train deep models under a protocol: clips (or a flow folder) -> inputs -> folds -> results.
+
+This is ``merkit train``; :func:`merkit.pipeline.run_train` calls :func:`run_train`. The
+protocols and their tasks are those of :mod:`merkit.protocols.deep` (cde, cdmer, loso,
+kfold, au); the training loop is :func:`merkit.nets.train.train_fold` (no early stopping,
+no model selection: every fold trains for the preset's epochs and its last weights
+predict its test clips).
+
+Inputs
+------
+Flow networks get the onset -> apex TV-L1 flow image of each clip (28 x 28, u, v,
+strain, values 0..255; :data:`FLOW_IMAGE_PARAMS`), 3-D networks the onset..offset frames
+(grey, :data:`CLIP_PARAMS`: face-aligned, 112 x 112, TIM to 16 frames, values / 255).
+Both are computed from databases in their native layouts (``data_dir``) and cached as
+``.npy`` per clip under ``<cache>/flows`` / ``<cache>/clips``, keyed by the clip and the
+parameters. ``flows_dir`` reads the MEGC 2019 composite flow folder instead (3-class
+labels of CASME II, SMIC-HS and SAMM: protocol ``cde`` and the ``SMIC_HS-3`` LOSO task).
+
+Output folder
+-------------
+``results.csv`` / ``predictions.csv``
+    The results store (rows as documented in :mod:`merkit.protocols.deep`; ``mean_f1``
+    is UF1), one row per protocol / task / model / seed (per AU for ``au``).
+``summary.csv``
+    :func:`merkit.protocols.deep.summarize` of this call's rows.
+``history.csv``
+    Learning curves, one block per trained fold: ``protocol, task, method`` (the model),
+    ``seed, fold`` (held-out subject or fold id), ``epoch`` (1-based), ``loss, accuracy,
+    lr`` (+ ``val_loss, val_accuracy`` when present). Blocks of the same (protocol, task,
+    method, seed, fold) are replaced; the file is rewritten atomically.
+``embeddings/<protocol>__<task>__<model>__seed<seed>.npz``
+    ``z`` (n_test x d float32: penultimate features of each test clip from its own fold's
+    model), ``y_true``, ``y_pred`` (int64; ``(n,)`` classes, or ``(n, n_aus)`` 0/1 for
+    ``au``), ``sample_id`` (``"<subject>/<clip>"``), ``classes`` (class or AU names) and
+    ``fold``; rows in task-table order over the folds run.
+``folds/<run>/seed<s>/<fold>.csv`` (+ ``.history.csv``, ``.npz``)
+    Each fold's predictions (with probabilities and seconds), history and features: the
+    resume cache, folds found there are not retrained.
+``weights/<run>/seed<s>/<fold>.pth``, ``weights/<run>/model.json``
+    State dicts (``torch.load(..., weights_only=True)``; not with ``fold_weights=False``)
+    and the model card
+    (:mod:`merkit.nets.predict`); with ``final``, ``weights/<run>/final.pth`` + ``.json``
+    trained on every clip any fold trains on.
+``run.json``
+    What the last call ran: ``runs`` (task -> run), data fingerprints, settings.
+
+``<run>`` is ``<model>-<hash>`` of the protocol, task, data and settings, so other
+settings never resume from these folds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from merkit.protocols.deep import DeepTask, Fold, TaskSpec, make_task, resolve_specs, summarize
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CLIP_PARAMS",
+    "FLOW_IMAGE_PARAMS",
+    "HISTORY_COLUMNS",
+    "TrainResult",
+    "clip_inputs",
+    "composite_flows_from_data",
+    "flow_inputs",
+    "preset_for",
+    "run_predict",
+    "run_train",
+    "write_history",
+]
+
+#: how flow images are computed from clips (:func:`flow_inputs`)
+FLOW_IMAGE_PARAMS: dict = {"align": True, "face_size": [112, 112], "margin": 0.1,
+                           "detector": "auto", "landmarks": "auto", "preset": "default",
+                           "strain": True, "size": [28, 28]}  # fmt: skip
+#: how clip volumes are made for the 3-D networks (:func:`clip_inputs`)
+CLIP_PARAMS: dict = {"align": True, "size": [112, 112], "length": 16, "margin": 0.1,
+                     "detector": "auto", "landmarks": "auto"}  # fmt: skip
+#: the leading columns of ``history.csv``
+HISTORY_COLUMNS: tuple[str, ...] = ("protocol", "task", "method", "seed", "fold", "epoch",
+                                    "loss", "accuracy", "lr")  # fmt: skip
+_HISTORY_KEY = ["protocol", "task", "method", "seed", "fold"]
+#: training preset of the networks with their own published settings
+_NET_PRESETS = {"ststnet": "ststnet", "rcn_a": "rcn_a"}
+#: tasks the MEGC 2019 flow folder can feed (its labels are the 3 composite classes)
+_FLOW_FOLDER_TASKS = {("cde", "composite"), ("loso", "SMIC_HS-3")}
+_FINAL_FOLD_INDEX = 99_991
+
+
+def preset_for(model: str, protocol: str) -> str:
+    """The :data:`merkit.nets.train.PRESETS` entry a model trains with under a protocol.
+
+    STSTNet and RCN-A keep their authors' settings; the others use FR's: ``fr_cde`` (SGD
+    lr 1e-3, no momentum) for CDE, ``fr_cdmer`` (SGD lr 5e-4, momentum 0.8, batch 32;
+    also FR's single-database setting) otherwise.
+    """
+    if model in _NET_PRESETS:
+        return _NET_PRESETS[model]
+    return "fr_cde" if protocol == "cde" else "fr_cdmer"
+
+
+# --------------------------------------------------------------------------- inputs
+def _clip_key(row: pd.Series, params: dict, kind: str = "flow") -> str:
+    ident = {k: str(row.get(k, "")) for k in ("dataset", "subject", "clip", "onset", "apex",
+                                               "offset", "frames_dir", "video_path")}  # fmt: skip
+    body: dict = {"clip": ident, "params": params}
+    if kind != "flow":
+        body["kind"] = kind
+    return hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _cached_arrays(
+    table: pd.DataFrame, params: dict, folder: Path | None, kind: str, compute,
+    memo: dict | None,
+) -> list[np.ndarray]:  # fmt: skip
+    keys = [_clip_key(r, params, kind) for _, r in table.iterrows()]
+    out: list[np.ndarray | None] = [None] * len(table)
+    for i, k in enumerate(keys):
+        if memo is not None and k in memo:
+            out[i] = memo[k]
+        elif folder is not None and (folder / f"{k}.npy").is_file():
+            out[i] = np.load(folder / f"{k}.npy")
+    todo = [i for i, a in enumerate(out) if a is None]
+    if todo:
+        new = compute(table.iloc[todo])
+        for i, a in zip(todo, new, strict=True):
+            out[i] = a
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp = folder / f".{keys[i]}.{os.getpid()}.npy"
+                np.save(tmp, a)
+                os.replace(tmp, folder / f"{keys[i]}.npy")
+    if memo is not None:
+        memo.update(zip(keys, out, strict=True))
+    log.info("%s inputs: %d computed, %d cached (%s)", kind, len(todo), len(table) - len(todo),
+             folder)  # fmt: skip
+    return out  # type: ignore[return-value]
+
+
+def flow_inputs(
+    table: pd.DataFrame, *, params: Mapping | None = None, folder: str | Path | None = None,
+    n_jobs: int = 1, memo: dict | None = None,
+) -> np.ndarray:  # fmt: skip
+    """Flow images of a Sample table, ``(n, 3, H, W)`` float32 in 0..255 (cached per clip).
+
+    Parameters
+    ----------
+    params : mapping, optional
+        Overrides of :data:`FLOW_IMAGE_PARAMS` (``align``, ``detector``, ``preset``,
+        ``face_size``, ``size``...).
+    folder : path, optional
+        Cache folder (``.npy`` per clip); None computes everything.
+    """
+    from merkit.video.flow import flow_images
+
+    p = {**FLOW_IMAGE_PARAMS, **(params or {})}
+
+    def compute(rows: pd.DataFrame) -> list[np.ndarray]:
+        kw = {k: p[k] for k in ("align", "margin", "detector", "landmarks", "preset")}
+        try:
+            images = flow_images(rows, size=tuple(p["size"]), strain=bool(p["strain"]),
+                                 n_jobs=n_jobs, face_size=tuple(p["face_size"]),
+                                 **kw)  # fmt: skip
+        except RuntimeError as err:  # FaceNotFoundError names the clip
+            raise ValueError(
+                f"{err}; faces that fill the frame (cropped releases, synthetic data) need "
+                "no detection: use align=False (--no-align) or detector='frame'"
+            ) from err
+        return list(images)
+
+    folder = None if folder is None else Path(folder)
+    arrays = _cached_arrays(table, p, folder, "flow", compute, memo)
+    return np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def clip_inputs(
+    table: pd.DataFrame, *, params: Mapping | None = None, folder: str | Path | None = None,
+    n_jobs: int = 1, memo: dict | None = None,
+) -> np.ndarray:  # fmt: skip
+    """Clip volumes of a Sample table, ``(n, 1, T, H, W)`` float32 in about 0..1.
+
+    Each clip: onset..offset grey frames, face-aligned (or resized) to ``size``, TIM to
+    ``length`` frames, / 255 (:func:`merkit.nets.data.clip_volume`); cached per clip.
+    """
+    from joblib import Parallel, delayed
+
+    from merkit.features.extract import Preprocess
+    from merkit.nets.data import clip_volume
+    from merkit.video.face import FaceNotFoundError
+
+    p = {**CLIP_PARAMS, **(params or {})}
+    prep = Preprocess(size=tuple(p["size"]), length=int(p["length"]), align=bool(p["align"]),
+                      detector=p["detector"], landmarks=p["landmarks"],
+                      margin=float(p["margin"]))  # fmt: skip
+
+    def one(row: pd.Series) -> np.ndarray:
+        name = f"{row.get('dataset')}/{row.get('subject')}/{row.get('clip')}"
+        try:
+            return clip_volume(prep.load(row), length=prep.length)
+        except FaceNotFoundError as err:
+            raise ValueError(
+                f"clip {name}: {err}; faces that fill the frame need no detection: use "
+                "align=False (--no-align) or detector='frame'"
+            ) from err
+
+    def compute(rows: pd.DataFrame) -> list[np.ndarray]:
+        return list(Parallel(n_jobs=n_jobs)(delayed(one)(r) for _, r in rows.iterrows()))
+
+    folder = None if folder is None else Path(folder)
+    arrays = _cached_arrays(table, p, folder, "clip", compute, memo)
+    return np.ascontiguousarray(np.stack(arrays), dtype=np.float32)
+
+
+def _cache_base(data_dir: Path, cache: str | Path | bool | None) -> Path | None:
+    from merkit.pipeline import default_cache_dir
+
+    if cache is False:
+        return None
+    return default_cache_dir(data_dir) if cache in (None, True) else Path(cache)
+
+
+def _fingerprint(prefix: str, X: np.ndarray, y: np.ndarray) -> str:
+    h = hashlib.sha1(np.ascontiguousarray(X).tobytes())
+    h.update(np.ascontiguousarray(y).tobytes())
+    return f"{prefix}:{h.hexdigest()[:12]}"
+
+
+def composite_flows_from_data(
+    data_dir: str | Path,
+    *,
+    cache: str | Path | bool | None = None,
+    n_jobs: int = 1,
+    params: dict | None = None,
+):
+    """The CDE flow set computed from CASME II / SMIC-HS / SAMM clips in native layouts.
+
+    Every database of the composite set found under ``data_dir`` is read with the
+    ``megc3`` scheme; each clip's onset -> apex flow image (:func:`flow_inputs`) is cached
+    under ``<cache>/flows/``.
+
+    Returns
+    -------
+    FlowSet
+        ``X`` float32 (n, 3, 28, 28) in 0..255, ``y`` the megc3 labels;
+        ``table.attrs["fingerprint"]`` identifies the images.
+    """
+    from merkit.data.adapters import discover
+    from merkit.nets.data import FlowSet
+    from merkit.pipeline import load_databases
+    from merkit.protocols.composite import CDE
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"data folder {data_dir} does not exist")
+    found = [d for d in CDE.databases if d in discover(data_dir)]
+    if not found:
+        raise FileNotFoundError(
+            f"no database of the composite set ({', '.join(CDE.databases)}) found in {data_dir}"
+        )
+    table = pd.concat(list(load_databases(data_dir, names=found, scheme="megc3").values()),
+                      ignore_index=True)  # fmt: skip
+    base = _cache_base(data_dir, cache)
+    X = flow_inputs(table, params=params, folder=None if base is None else base / "flows",
+                    n_jobs=n_jobs)  # fmt: skip
+    out = FlowSet(X, table["y"].to_numpy(np.int64).copy(), table, "uvs")
+    fp = hashlib.sha1(X.tobytes()).hexdigest()[:12]
+    out.table.attrs["fingerprint"] = f"tvl1-onset-apex:{fp}"
+    return out
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class TrainResult:
+    """What :func:`run_train` wrote and measured.
+
+    ``run_dir``, ``weights_dir`` and ``final_weights`` are those of the first task;
+    ``runs``, ``weights_dirs`` and ``final_paths`` map every task to its own.
+    """
+
+    out_dir: Path
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    run_dir: str
+    folds_done: int
+    folds_cached: int
+    weights_dir: Path
+    final_weights: Path | None
+    seconds: float
+    runs: dict[str, str] = field(default_factory=dict)
+    weights_dirs: dict[str, Path] = field(default_factory=dict)
+    final_paths: dict[str, Path] = field(default_factory=dict)
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    embeddings: list[Path] = field(default_factory=list)
+
+
+def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            df.to_csv(fh, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_npz(path: Path, **arrays) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_fold_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"fold": str, "subject": str, "clip": str},
+                       keep_default_na=False)  # fmt: skip
+
+
+def _history_frame(history: Mapping[str, Sequence[float]]) -> pd.DataFrame:
+    df = pd.DataFrame({k: list(v) for k, v in history.items()})
+    df.insert(0, "epoch", np.arange(1, len(df) + 1))
+    return df
+
+
+def write_history(path: Path, blocks: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Merge history blocks into ``path`` (same key replaced) atomically; returns the file."""
+    blocks = [b for b in blocks if not b.empty]
+    if not blocks:
+        return pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    new = pd.concat(blocks, ignore_index=True)
+    new["seed"] = new["seed"].astype("int64")
+    if path.is_file():
+        old = pd.read_csv(path, dtype={c: str for c in ("protocol", "task", "method", "fold")},
+                          keep_default_na=False, na_values=[""])  # fmt: skip
+        keys = set(map(tuple, new[_HISTORY_KEY].astype(str).to_numpy()))
+        stale = [tuple(r) in keys for r in old[_HISTORY_KEY].astype(str).to_numpy()]
+        new = pd.concat([old[~np.array(stale, dtype=bool)], new], ignore_index=True)
+    extra = [c for c in new.columns if c not in HISTORY_COLUMNS]
+    new = new[list(HISTORY_COLUMNS) + extra]
+    _atomic_csv(new, path)
+    return new
+
+
+# --------------------------------------------------------------------------- one task
+@dataclass
+class _Inputs:
+    X: np.ndarray
+    data_fp: str
+    source: dict
+    kind: str  # "flow" or "clip"
+    channels: str = "uvs"
+    scale: float = 1.0
+
+
+@dataclass
+class _TaskRun:
+    records: list
+    history: list
+    embeddings: list
+    done: int
+    cached: int
+    run: str
+    weights_dir: Path
+    final: Path | None
+
+
+def _fold_frame(task: DeepTask, fold: Fold, seed: int, got) -> pd.DataFrame:
+    te = fold.test_idx
+    part = pd.DataFrame({
+        "seed": int(seed), "fold": fold.name, "sample": te,
+        "subject": task.table["subject"].astype(str).to_numpy()[te],
+        "clip": task.table["clip"].astype(str).to_numpy()[te],
+    })  # fmt: skip
+    if task.multilabel:
+        for j, name in enumerate(task.classes):
+            part[f"true_{name}"] = task.y[te, j].astype(np.int64)
+            part[f"pred_{name}"] = got.y_pred[:, j].astype(np.int64)
+            part[f"prob_{name}"] = got.probs[:, j]
+    else:
+        part["y_true"] = task.y[te]
+        part["y_pred"] = got.y_pred
+        for c in range(got.probs.shape[1]):
+            part[f"prob_{c}"] = got.probs[:, c]
+    part["seconds"] = float(got.seconds)
+    return part
+
+
+def _run_task(
+    task: DeepTask, inputs: _Inputs, *, model: str, cfg, model_kwargs: dict, seeds: list[int],
+    folds, final: bool, out_dir: Path, split: dict, bar, bar_task, input_params: dict,
+    fold_weights: bool = True,
+) -> _TaskRun:  # fmt: skip
+    from merkit.nets.predict import ModelCard, write_model_card
+    from merkit.nets.train import save_weights, train_fold
+    from merkit.results.store import params_to_json
+
+    chosen = task.select_folds(folds)
+    params = {"model": model, **model_kwargs,
+              **{k: v for k, v in cfg.to_dict().items() if k != "seed"}, **split}  # fmt: skip
+    ident = params_to_json({"params": params, "protocol": task.protocol, "task": task.name})
+    run = f"{model}-" + hashlib.sha1((ident + inputs.data_fp).encode()).hexdigest()[:10]
+    fold_root, weights_root = out_dir / "folds" / run, out_dir / "weights" / run
+    weights_root.mkdir(parents=True, exist_ok=True)
+    card = ModelCard(
+        model=model, classes=() if task.multilabel else task.classes,
+        aus=task.classes if task.multilabel else (), channels=inputs.channels,
+        scale=inputs.scale, size=tuple(inputs.X.shape[-2:]), model_kwargs=model_kwargs,
+        input_kind=inputs.kind,
+        flow=input_params if inputs.kind == "flow" else {},
+        clip=input_params if inputs.kind == "clip" else {},
+        info={"protocol": task.protocol, "task": task.name, "data": inputs.data_fp,
+              **inputs.source, "params": params},
+    )  # fmt: skip
+    write_model_card(weights_root / "model.json", card)
+    X = inputs.X
+    records, history, embeddings = [], [], []
+    done = cached = 0
+    sample_ids = task.sample_ids()
+    for seed in seeds:
+        parts, zs = [], []
+        for fold in chosen:
+            base = fold_root / f"seed{seed}" / fold.file_name
+            csv, hist_path, z_path = (base.with_name(base.name + ext)
+                                      for ext in (".csv", ".history.csv", ".npz"))  # fmt: skip
+            if csv.is_file():
+                part = _read_fold_csv(csv)
+                hist = pd.read_csv(hist_path) if hist_path.is_file() else None
+                if z_path.is_file():
+                    with np.load(z_path) as f:
+                        zs.append((f["sample"], f["z"]))
+                cached += 1
+            else:
+                got = train_fold(model, X, task.y, fold.train_idx, fold.test_idx, cfg,
+                                 seed=seed, fold_index=fold.index, model_kwargs=model_kwargs,
+                                 multilabel=task.multilabel, features=True)  # fmt: skip
+                if fold_weights:
+                    save_weights(got.model, weights_root / f"seed{seed}" / f"{fold.file_name}.pth")
+                part = _fold_frame(task, fold, seed, got)
+                hist = _history_frame(got.history)
+                _atomic_npz(z_path, sample=fold.test_idx, z=got.features)
+                _atomic_csv(hist, hist_path)
+                _atomic_csv(part, csv)  # last: its presence marks the fold as done
+                zs.append((fold.test_idx, got.features))
+                done += 1
+            if hist is not None:
+                history.append(hist.assign(protocol=task.protocol, task=task.name, method=model,
+                                           seed=int(seed), fold=fold.name))  # fmt: skip
+            else:
+                log.warning("%s seed %d fold %s: cached without a history", run, seed, fold.name)
+            parts.append(part)
+            bar.advance(bar_task)
+        pooled = pd.concat(parts, ignore_index=True)
+        extra = {"folds": len(chosen),
+                 "seconds": float(pooled.groupby("fold")["seconds"].first().sum())}  # fmt: skip
+        records += task.score(pooled, method=model, params=params, seed=seed,
+                              data=inputs.data_fp, extra=extra)  # fmt: skip
+        embeddings.append((seed, _embedding(task, pooled, zs, sample_ids)))
+    final_path = None
+    if final:
+        train_all = np.unique(np.concatenate([f.train_idx for f in task.folds]))
+        got = train_fold(model, X, task.y, train_all, np.zeros(0, np.int64), cfg, seed=seeds[0],
+                         fold_index=_FINAL_FOLD_INDEX, model_kwargs=model_kwargs,
+                         multilabel=task.multilabel)  # fmt: skip
+        final_path = save_weights(got.model, weights_root / "final.pth")
+        info = {**card.info, "fold": "final (every training clip)", "seed": seeds[0]}
+        write_model_card(final_path.with_suffix(".json"), replace(card, info=info))
+    return _TaskRun(records, history, embeddings, done, cached, run, weights_root, final_path)
+
+
+def _embedding(task: DeepTask, pooled: pd.DataFrame, zs: list, sample_ids: np.ndarray) -> dict:
+    """The embeddings file of one seed (rows in task-table order; folds without features
+    are left out with a warning)."""
+    got = {int(s): z for samples, z in zs for s, z in zip(samples, z, strict=True)}
+    pooled = pooled.sort_values("sample", kind="stable")
+    keep = pooled["sample"].isin(got).to_numpy()
+    if not keep.all():
+        log.warning("%s: %d test clips have no stored features (older cache); left out of the "
+                    "embeddings", task.name, int((~keep).sum()))  # fmt: skip
+    pooled = pooled[keep]
+    sample = pooled["sample"].to_numpy(np.int64)
+    if task.multilabel:
+        y_true = pooled[[f"true_{c}" for c in task.classes]].to_numpy(np.int64)
+        y_pred = pooled[[f"pred_{c}" for c in task.classes]].to_numpy(np.int64)
+    else:
+        y_true = pooled["y_true"].to_numpy(np.int64)
+        y_pred = pooled["y_pred"].to_numpy(np.int64)
+    dim = next((z.shape[-1] for _, z in zs if z is not None and len(z)), 0)
+    z = np.stack([got[int(s)] for s in sample]) if len(sample) else np.zeros((0, dim))
+    return {"z": z.astype(np.float32), "y_true": y_true, "y_pred": y_pred,
+            "sample_id": sample_ids[sample].astype(str),
+            "classes": np.array(task.classes, dtype=str),
+            "fold": pooled["fold"].astype(str).to_numpy().astype(str)}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- main
+def _load_task_table(spec: TaskSpec, data_dir: Path) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    from merkit.pipeline import load_databases, scheme_classes
+
+    tables = load_databases(data_dir, names=list(spec.datasets), scheme=spec.scheme)
+    table = pd.concat(list(tables.values()), ignore_index=True)
+    return table, scheme_classes(tables, spec.scheme)
+
+
+def _check_combination(protocol: str, model: str, flows_dir, data_dir) -> None:
+    from merkit.nets import INPUT_KIND, MODELS
+
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; registered: {sorted(MODELS)}")
+    if (flows_dir is None) == (data_dir is None):
+        raise ValueError("give exactly one of --flows-dir (flow images) or --data (clips)")
+    if flows_dir is not None and INPUT_KIND[model] == "clip":
+        raise ValueError(
+            f"model {model!r} is a 3-D network that takes whole clips; give --data (databases "
+            "in native layouts), not --flows-dir (flow images)"
+        )
+
+
+def run_train(
+    out_dir: str | Path,
+    *,
+    protocol: str = "cde",
+    model: str = "fr",
+    flows_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    tasks: str | Sequence[str] | None = None,
+    n_folds: int = 10,
+    split_seed: int = 0,
+    epochs: int | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    seeds: Sequence[int] = (0,),
+    folds: int | Sequence[str] | None = None,
+    final: bool = False,
+    fold_weights: bool = True,
+    model_kwargs: Mapping | None = None,
+    flow: Mapping | None = None,
+    clip: Mapping | None = None,
+    cache: str | Path | bool | None = None,
+    n_jobs: int = 1,
+    console: Console | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a network under a protocol (module docstring for inputs and outputs).
+
+    Parameters
+    ----------
+    protocol : {"cde", "cdmer", "loso", "kfold", "au"}
+        See :mod:`merkit.protocols.deep`.
+    model : str
+        Registry name (:data:`merkit.nets.MODELS`); 3-D networks need ``data_dir``.
+    flows_dir, data_dir : path
+        Exactly one: the MEGC 2019 flow folder (cde, loso ``SMIC_HS-3``) or databases in
+        native layouts.
+    tasks : str or sequence of str, optional
+        Tasks of the protocol (default: its default tasks whose databases are present).
+    n_folds, split_seed : int
+        Folds and subject-assignment seed of kfold / au.
+    epochs, lr, batch_size : optional
+        Override the preset (:func:`preset_for`).
+    seeds : sequence of int
+        One model per fold and seed.
+    folds : int or sequence of str, optional
+        A quick subset: the first k folds (cde: round robin over its databases) or names.
+    final : bool
+        Also train one model on every training clip of each task (first seed).
+    fold_weights : bool
+        Save every fold's weights (FR: 41 MB each; False keeps only predictions, history
+        and features of the folds).
+    model_kwargs : mapping, optional
+        Constructor arguments (e.g. ``{"width": 8}`` for ``r3d``); 3-D networks get
+        ``in_channels = 1`` (grey clips) unless given.
+    flow, clip : mapping, optional
+        Overrides of :data:`FLOW_IMAGE_PARAMS` / :data:`CLIP_PARAMS` (e.g.
+        ``{"align": False, "preset": "fast", "face_size": [56, 56]}``).
+    cache : path, bool or None
+        Input cache folder (None/True: ``<data_dir>/.merkit-cache``; False: none).
+    """
+    from merkit.nets import INPUT_KIND
+    from merkit.nets.train import TrainConfig
+    from merkit.pipeline import _progress, write_text_atomic
+    from merkit.results.store import ResultStore, result_key, result_keys
+
+    t0 = time.perf_counter()
+    protocol = str(protocol).lower()
+    _check_combination(protocol, model, flows_dir, data_dir)
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct integers, got {seeds}")
+    kind = INPUT_KIND[model]
+    kwargs = dict(model_kwargs or {})
+    overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size))
+                 if v is not None}  # fmt: skip
+    split = {"n_folds": int(n_folds), "split_seed": int(split_seed)} if protocol in (
+        "kfold", "au") else {}  # fmt: skip
+
+    # ---- tables and inputs of every task
+    flow_set = None
+    if flows_dir is not None:
+        from merkit.nets.data import read_megc2019_flow
+
+        flows_dir = Path(flows_dir)
+        if not flows_dir.is_dir():
+            raise FileNotFoundError(f"flow folder {flows_dir} does not exist")
+        flow_set = read_megc2019_flow(flows_dir, channels="uvs")
+        available = set(flow_set.table["dataset"].astype(str))
+    else:
+        from merkit.data.adapters import discover
+
+        data_dir = Path(data_dir)
+        if not data_dir.is_dir():
+            raise FileNotFoundError(f"data folder {data_dir} does not exist")
+        available = set(discover(data_dir))
+    specs = resolve_specs(protocol, tasks, available=available)
+    if flow_set is not None:
+        bad = [s.name for s in specs if (s.protocol, s.name) not in _FLOW_FOLDER_TASKS]
+        if bad:
+            raise ValueError(
+                f"--flows-dir holds the MEGC 2019 3-class composite labels only (protocol cde, "
+                f"loso task SMIC_HS-3); {protocol} task(s) {bad} need --data (clips)"
+            )
+    base = None if data_dir is None else _cache_base(data_dir, cache)
+    if flow_set is not None:  # how the released images were made is not recorded
+        input_params = {k: v for k, v in FLOW_IMAGE_PARAMS.items() if k != "size"}
+    elif kind == "flow":
+        input_params = {**FLOW_IMAGE_PARAMS, **(flow or {})}
+    else:
+        input_params = {**CLIP_PARAMS, **(clip or {})}
+    if kind == "clip":
+        kwargs.setdefault("in_channels", 1)
+    memo: dict = {}
+    built: list[tuple[DeepTask, _Inputs]] = []
+    for spec in specs:
+        if flow_set is not None:
+            t = flow_set.table.assign(y=flow_set.y, _row=np.arange(len(flow_set)))
+            task = make_task(spec, t, n_folds=n_folds, split_seed=split_seed)
+            X = flow_set.X[task.table["_row"].to_numpy()]
+            fp = _fingerprint("megc2019_flow", X, task.y)
+            source = {"source": "flow images", "flows_dir": str(flows_dir)}
+            built.append((task, _Inputs(X, fp, source, "flow")))
+            continue
+        table, classes = _load_task_table(spec, data_dir)
+        task = make_task(spec, table, classes=classes, n_folds=n_folds, split_seed=split_seed)
+        if kind == "flow":
+            X = flow_inputs(task.table, params=input_params, n_jobs=n_jobs, memo=memo,
+                            folder=None if base is None else base / "flows")  # fmt: skip
+            fp = _fingerprint("tvl1-onset-apex", X, task.y)
+            built.append((task, _Inputs(X, fp, {"source": "clips"}, "flow")))
+        else:
+            X = clip_inputs(task.table, params=input_params, n_jobs=n_jobs, memo=memo,
+                            folder=None if base is None else base / "clips")  # fmt: skip
+            fp = _fingerprint(f"clips-tim{input_params['length']}", X, task.y)
+            built.append((task, _Inputs(X, fp, {"source": "clips"}, "clip", scale=1 / 255)))
+
+    # ---- train, score, store
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(out_dir)
+    runs: list[tuple[DeepTask, _Inputs, _TaskRun]] = []
+    total = sum(len(t.select_folds(folds)) for t, _ in built) * len(seeds)
+    with _progress(console, progress) as bar:
+        bar_task = bar.add_task(f"{protocol} {model}", total=total)
+        for task, inputs in built:
+            n_classes = len(task.classes)
+            cfg = TrainConfig.preset(preset_for(model, protocol), num_classes=n_classes,
+                                     **overrides)  # fmt: skip
+            got = _run_task(task, inputs, model=model, cfg=cfg, model_kwargs=kwargs,
+                            seeds=seeds, folds=folds, final=final, out_dir=out_dir, split=split,
+                            bar=bar, bar_task=bar_task, input_params=input_params,
+                            fold_weights=fold_weights)  # fmt: skip
+            runs.append((task, inputs, got))
+    store.add_records([r for _, _, g in runs for r in g.records])
+    history = write_history(out_dir / "history.csv", [h for _, _, g in runs for h in g.history])
+    written = []
+    for task, _, got in runs:
+        for seed, arrays in got.embeddings:
+            path = (out_dir / "embeddings" /
+                    f"{task.protocol}__{task.name}__{model}__seed{seed}.npz")  # fmt: skip
+            _atomic_npz(path, **arrays)
+            written.append(path)
+    write_text_atomic(out_dir / "run.json", json.dumps({
+        "protocol": protocol, "model": model, "seeds": seeds,
+        "run": runs[0][2].run, "runs": {t.name: g.run for t, _, g in runs},
+        "data": {t.name: i.data_fp for t, i, _ in runs},
+        "folds": {t.name: len(t.select_folds(folds)) for t, _, _ in runs},
+        "model_kwargs": kwargs, "inputs": input_params, **split,
+        **runs[0][1].source,
+    }, indent=2, sort_keys=True, default=str) + "\n")  # fmt: skip
+
+    results = store.results()
+    mine = {result_key(*(row[c] for c in ("protocol", "task", "method", "selection", "params",
+                                           "seed", "data")))
+            for _, _, g in runs for row, _ in g.records}  # fmt: skip
+    keep = np.array([k in mine for k in result_keys(results)], dtype=bool)
+    results = results[keep].reset_index(drop=True)
+    summary = summarize(results)
+    _atomic_csv(summary, out_dir / "summary.csv")
+    first = runs[0][2]
+    return TrainResult(
+        out_dir, results, summary, first.run, sum(g.done for _, _, g in runs),
+        sum(g.cached for _, _, g in runs), first.weights_dir, first.final,
+        time.perf_counter() - t0, runs={t.name: g.run for t, _, g in runs},
+        weights_dirs={t.name: g.weights_dir for t, _, g in runs},
+        final_paths={t.name: g.final for t, _, g in runs if g.final is not None},
+        history=history, embeddings=written,
+    )  # fmt: skip
+
+
+def run_predict(
+    clip: str | Path,
+    weights: str | Path,
+    *,
+    model_name: str | None = None,
+    onset: int | None = None,
+    apex: int | None = None,
+    offset: int | None = None,
+    align: bool | None = None,
+):
+    """Emotion and/or AUs of one clip (:func:`merkit.nets.predict.predict_clip`)."""
+    from merkit.nets.predict import predict_clip
+
+    return predict_clip(clip, weights, model_name=model_name, onset=onset, apex=apex,
+                        offset=offset, align=align)  # fmt: skip

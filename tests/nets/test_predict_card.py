@@ -1,0 +1,67 @@
+"""Model cards: classes and AU outputs, clip networks, and how outputs become probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from merkit.nets.predict import (
+    ModelCard,
+    load_predictor,
+    predict_outputs,
+    read_model_card,
+    write_model_card,
+)
+from merkit.nets.train import save_weights
+
+
+def test_card_round_trip_with_aus_and_clip_inputs(tmp_path):
+    card = ModelCard(model="r3d", classes=("neg", "pos"), aus=("AU1", "AU4", "AU12"),
+                     input_kind="clip", size=(32, 32), scale=1 / 255,
+                     model_kwargs={"width": 4, "in_channels": 1}, clip={"length": 8})  # fmt: skip
+    assert card.num_outputs == 5
+    back = read_model_card(write_model_card(tmp_path / "model.json", card))
+    assert back == card
+    net = back.build()
+    assert net.fc.out_features == 5 and net.stem[0].in_channels == 1
+
+
+def test_old_cards_read_as_flow_classifiers(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text('{"model": "ststnet", "classes": ["a", "b", "c"], "scale": 1.0}')
+    card = read_model_card(path)
+    assert (card.input_kind, card.aus, card.num_outputs) == ("flow", (), 3)
+
+
+def test_card_errors_name_the_problem():
+    with pytest.raises(ValueError, match="'r3d' takes clip inputs, the card says 'flow'"):
+        ModelCard(model="r3d", classes=("a", "b"))
+    with pytest.raises(ValueError, match="needs at least 2 classes or some AUs"):
+        ModelCard(model="fr", classes=())
+    with pytest.raises(ValueError, match="AUs repeated"):
+        ModelCard(model="fr", classes=(), aus=("AU1", "AU1"))
+    with pytest.raises(ValueError, match=r"au_threshold must be in \(0, 1\)"):
+        ModelCard(model="fr", classes=(), aus=("AU1",), au_threshold=1.0)
+    assert ModelCard(model="fr", classes=(), aus=("AU1", "AU2")).num_outputs == 2
+
+
+def test_outputs_split_into_softmax_classes_and_sigmoid_aus(tmp_path):
+    card = ModelCard(model="ststnet", classes=("a", "b", "c"), aus=("AU1", "AU2"))
+    torch.manual_seed(0)
+    net = card.build().eval()
+    x = np.random.default_rng(0).random((4, 3, 28, 28)).astype(np.float32)
+    classes, aus = predict_outputs(net, card, x)
+    with torch.no_grad():
+        logits = net(torch.as_tensor(x)).double()
+    np.testing.assert_allclose(classes, torch.softmax(logits[:, :3], 1).numpy())
+    np.testing.assert_allclose(aus, torch.sigmoid(logits[:, 3:]).numpy())
+    np.testing.assert_allclose(classes.sum(axis=1), 1.0)
+    # the weights of another output count are refused with the count in the message
+    weights = save_weights(net, tmp_path / "w.pth")
+    write_model_card(tmp_path / "w.json", ModelCard(model="ststnet", classes=("a", "b", "c")))
+    with pytest.raises(ValueError, match="do not fit a 'ststnet' network with 3 outputs"):
+        load_predictor(weights)
+    only_aus = ModelCard(model="ststnet", classes=(), aus=("AU1", "AU2", "AU4", "AU5", "AU6"))
+    classes, aus = predict_outputs(only_aus.build().eval(), only_aus, x)
+    assert classes is None and aus.shape == (4, 5)

@@ -1,0 +1,81 @@
+"""The train workflow's parts: presets, the per-clip input cache, history.csv merging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from merkit.workflows import train as wf
+
+
+def _table(n=3) -> pd.DataFrame:
+    return pd.DataFrame({
+        "dataset": "CASME2", "subject": [f"CASME2/0{i}" for i in range(n)],
+        "clip": [f"EP0{i}" for i in range(n)], "onset": 1, "apex": 3, "offset": 5,
+        "frames_dir": [f"/nowhere/{i}" for i in range(n)],
+    })  # fmt: skip
+
+
+def test_presets_per_model_and_protocol():
+    assert wf.preset_for("fr", "cde") == "fr_cde"
+    assert wf.preset_for("fr", "cdmer") == "fr_cdmer"
+    assert wf.preset_for("dual_inception", "loso") == "fr_cdmer"
+    assert wf.preset_for("ststnet", "au") == "ststnet"
+    assert wf.preset_for("rcn_a", "cde") == "rcn_a"
+
+
+def test_flow_inputs_are_cached_per_clip_and_parameters(monkeypatch, tmp_path):
+    calls = []
+
+    def fake(rows, *, size, strain, n_jobs, face_size, **kw):
+        calls.append((len(rows), kw["preset"]))
+        return np.stack([np.full((*size, 3), 10 * i, np.uint8) for i in range(len(rows))])
+
+    monkeypatch.setattr("merkit.video.flow.flow_images", fake)
+    t = _table()
+    X = wf.flow_inputs(t, folder=tmp_path)
+    assert X.shape == (3, 3, 28, 28) and X.dtype == np.float32 and X[2, 0, 0, 0] == 20
+    assert len(list(tmp_path.glob("*.npy"))) == 3
+    again = wf.flow_inputs(t.iloc[[2, 0]], folder=tmp_path)  # read back, nothing computed
+    assert calls == [(3, "default")]
+    np.testing.assert_array_equal(again, X[[2, 0]])
+    wf.flow_inputs(t, folder=tmp_path, params={"preset": "fast"})  # other parameters: new keys
+    assert calls[-1] == (3, "fast") and len(list(tmp_path.glob("*.npy"))) == 6
+    memo: dict = {}
+    wf.flow_inputs(t, params={"preset": "fast"}, memo=memo)
+    wf.flow_inputs(t.iloc[:1], params={"preset": "fast"}, memo=memo)  # from memory
+    assert len(calls) == 3 and len(memo) == 3
+
+
+def test_face_not_found_suggests_no_align(monkeypatch):
+    from merkit.video.face import FaceNotFoundError
+
+    def fail(rows, **kw):
+        raise FaceNotFoundError("flow of sample CASME2/02/EP05_03f: no face found")
+
+    monkeypatch.setattr("merkit.video.flow.flow_images", fail)
+    with pytest.raises(ValueError, match=r"EP05_03f: no face found.*--no-align"):
+        wf.flow_inputs(_table())
+
+
+def test_history_blocks_replace_their_own_key(tmp_path):
+    path = tmp_path / "history.csv"
+
+    def block(fold, seed, loss, val=False):
+        d = {"epoch": [1, 2], "loss": [loss, loss / 2], "accuracy": [0.1, 0.2],
+             "lr": [1e-3, 1e-3]}  # fmt: skip
+        if val:
+            d["val_loss"] = [9.0, 8.0]
+        return pd.DataFrame(d).assign(protocol="loso", task="SAMM-4", method="fr", seed=seed,
+                                      fold=fold)  # fmt: skip
+
+    wf.write_history(path, [block("SAMM/006", 0, 4.0), block("SAMM/007", 0, 3.0)])
+    got = wf.write_history(path, [block("SAMM/006", 0, 2.0, val=True), block("SAMM/006", 1, 1.0)])
+    assert list(got.columns) == [*wf.HISTORY_COLUMNS, "val_loss"]
+    back = pd.read_csv(path, dtype={"fold": str})
+    assert len(back) == 6
+    first = back[(back["fold"] == "SAMM/006") & (back["seed"] == 0)]
+    assert first["loss"].tolist() == [2.0, 1.0] and first["val_loss"].tolist() == [9.0, 8.0]
+    assert back[back["fold"] == "SAMM/007"]["val_loss"].isna().all()
+    assert not list(tmp_path.glob(".*tmp"))
