@@ -443,7 +443,8 @@ def write_tgsr_blocks(
             old = None
         if isinstance(old, dict) and "tasks" in old and old.get("levels") == levels:
             tasks = {**old["tasks"], **tasks}
-    atomic_write_text(path, json.dumps({"levels": levels, "tasks": tasks}, indent=1) + "\n")
+    rows = ",\n".join(f"  {json.dumps(t)}: {json.dumps(ids)}" for t, ids in tasks.items())
+    atomic_write_text(path, f'{{"levels": {json.dumps(levels)}, "tasks": {{\n{rows}\n}}}}\n')
     log.info("TGSR selected blocks of %s: %s", ", ".join(tasks), path)
     return path
 
