@@ -95,6 +95,14 @@ def test_sa_vc_exact_and_svm_cv_known_gap(feats):
     assert f1 == pytest.approx(0.4800, abs=1e-4) and acc == pytest.approx(52.11, abs=0.01)
 
 
+@pytest.mark.slow
+def test_drfs_t_v_to_c_published_point(feats):
+    # DRFS-T V->C (lam 10, mu 0.02; one IALM with CASME II as reference, ~12 CPU-s) gives
+    # the published 0.6762 / 68.46 exactly; CV-14 above covers DRFS-T fast
+    got = _run(feats, "VC", DomainRegenerationTarget(lam=10.0, mu=0.02))
+    assert got[0] == pytest.approx(0.6762, abs=1e-4) and got[1] == pytest.approx(68.46, abs=0.01)
+
+
 def test_tgsr_full_grid_oracle_points(feats):
     # best of the full published grid (85 kappas x 271 xi, every point run through the
     # runner): C->V kappa 65 (all xi tie), V->C kappa 56-57 at xi <= 0.0024; published

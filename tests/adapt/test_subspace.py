@@ -108,3 +108,18 @@ def test_coral_low_rank_equals_explicit_matrix_power():
     assert np.mean(est.predict(Xt) == yt) >= 0.7
     with pytest.raises(ValueError, match="reg must be > 0"):
         CorrelationAlignment(reg=0).fit(X, y, sd)
+
+
+def test_pca_basis_beyond_rank_is_finite_and_orthonormal():
+    """More components than the data's rank (k > min(n, d) or k > rank): SA still runs."""
+    rng = np.random.default_rng(3)
+    wide = rng.normal(size=(30, 400))  # d > n: Gram path, rank 29 after centring
+    B = pca_basis(wide, 30)
+    assert B.shape == (400, 30) and np.isfinite(B).all()
+    np.testing.assert_allclose(B.T @ B, np.eye(30), atol=1e-10)
+    _, _, Vt = np.linalg.svd(wide - wide.mean(0), full_matrices=False)
+    np.testing.assert_allclose(np.abs(np.sum(Vt[:5].T * B[:, :5], axis=0)), 1.0, atol=1e-10)
+    assert pca_basis(rng.normal(size=(40, 6)), 20).shape == (6, 6)  # tall: at most d
+    X, y, sd, yt = shifted_blobs(d=6)
+    pred = SubspaceAlignment(n_components=20).fit(X, y, sample_domain=sd).predict(X[sd < 0])
+    assert pred.shape == yt.shape and set(np.unique(pred)) <= {0, 1, 2}

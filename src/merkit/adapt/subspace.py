@@ -142,10 +142,17 @@ def pca_basis(X: np.ndarray, n_components: int) -> np.ndarray:
     ``V = Xc^T U / S``): O(n^2 d) instead of a d-wide SVD (n << d).
     """
     Xc = X - X.mean(0)
+    n, d = Xc.shape
+    if d <= n:
+        _, _, Vt = np.linalg.svd(Xc, full_matrices=False)
+        return Vt[:n_components].T
     ev, U = np.linalg.eigh(Xc @ Xc.T)
     top = np.argsort(ev)[::-1][:n_components]
-    V = Xc.T @ U[:, top] / np.sqrt(np.maximum(ev[top], 1e-300))
-    return V
+    V = Xc.T @ U[:, top]
+    # directions beyond the rank (eigenvalue ~ 0) are noise: orthonormalise all columns so
+    # every basis stays finite and orthonormal; the well-conditioned ones keep their sign
+    Q, R = np.linalg.qr(V)
+    return Q * np.where(np.diag(R) < 0, -1.0, 1.0)
 
 
 class SubspaceAlignment(DomainAdaptationClassifier):
