@@ -270,6 +270,17 @@ def run_unit(unit: WorkUnit, features: Mapping[str, FeatureSet]) -> UnitResult:
     )
 
 
+def _progress_bar(label: str, enabled: bool) -> Progress:
+    """The runners' rich progress bar: ``<label> <description> [bar] n/N elapsed``."""
+    return Progress(
+        TextColumn(f"[bold]{label}[/bold] {{task.description}}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=not enabled,
+    )
+
+
 def run_cdmer(
     features: Mapping[str, FeatureSet],
     method: str | Mapping[str, dict | Sequence[dict] | None] = "svm",
@@ -340,13 +351,7 @@ def run_cdmer(
         pending.clear()
 
     with (
-        Progress(
-            TextColumn("[bold]CDMER[/bold] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            disable=not progress,
-        ) as bar,
+        _progress_bar("CDMER", progress) as bar,
         open_backend(backend, n_jobs, address) as be,
     ):
         job = bar.add_task("", total=len(todo))
@@ -982,13 +987,7 @@ def run_grid(
 
     n_new = sum(n for n, _, _ in jobs)
     with (
-        Progress(
-            TextColumn("[bold]grid[/bold] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            disable=not progress,
-        ) as bar,
+        _progress_bar("grid", progress) as bar,
         open_backend(backend, n_jobs, address) as be,
     ):
         job = bar.add_task("fits", total=n_new)
