@@ -15,11 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from merkit.data.schema import FeatureSet
 from merkit.parallel import CLUSTER_EXTRA, Backend, ClusterExtraMissing, open_backend
 from merkit.protocols.runner import run_cdmer, run_grid
 
-CLASSES = ("negative", "positive", "surprise")
 METRICS = ["mean_f1", "uar", "accuracy"]
 CRIT = ["reverse", "class_entropy", "entropy"]
 GRID = {
@@ -28,25 +26,6 @@ GRID = {
     "sa": [{"n_components": k} for k in (1, 3)],
     "tgsr": [{"kappa": k, "xi": x, "group_size": 2} for k in (1, 3) for x in (0.001, 50.0)],
 }
-
-
-def domain(name: str, n: int, shift: float, seed: int, d: int = 6) -> FeatureSet:
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    X = np.eye(3, d)[y] * 1.2 + rng.normal(size=(n, d)) + shift
-    table = pd.DataFrame({
-        "dataset": name,
-        "subject": [f"{name}/{i % 5}" for i in range(n)],
-        "clip": [f"{name.lower()}_{i:03d}" for i in range(n)],
-        "label": [CLASSES[v] for v in y],
-        "y": y,
-    })  # fmt: skip
-    return FeatureSet(X, table, name=name, classes=CLASSES)
-
-
-@pytest.fixture(scope="module")
-def domains() -> dict[str, FeatureSet]:
-    return {"CASME2": domain("CASME2", 40, 0.0, 1), "SMIC_VIS": domain("SMIC_VIS", 25, -0.7, 3)}
 
 
 @pytest.fixture(scope="module")

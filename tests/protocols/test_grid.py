@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from merkit.adapt.selection import evaluate_unlabelled, published_grid
-from merkit.data.schema import FeatureSet
 from merkit.protocols import runner
 from merkit.protocols.cdmer import TASKS
 from merkit.protocols.runner import (
@@ -24,30 +23,9 @@ from merkit.protocols.runner import (
 )
 from merkit.results.store import ResultStore
 
-CLASSES = ("negative", "positive", "surprise")
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "cdmer_lbptop_r3p8"
 METRICS = ["mean_f1", "uar", "accuracy"]
 CRIT = ["reverse", "class_entropy", "entropy"]
-
-
-def domain(name: str, n: int, shift: float, seed: int, d: int = 6) -> FeatureSet:
-    """Overlapping classes (centres 1.2 apart) so that grid points differ."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    X = np.eye(3, d)[y] * 1.2 + rng.normal(size=(n, d)) + shift
-    table = pd.DataFrame({
-        "dataset": name,
-        "subject": [f"{name}/{i % 5}" for i in range(n)],
-        "clip": [f"{name.lower()}_{i:03d}" for i in range(n)],
-        "label": [CLASSES[v] for v in y],
-        "y": y,
-    })  # fmt: skip
-    return FeatureSet(X, table, name=name, classes=CLASSES)
-
-
-@pytest.fixture
-def domains() -> dict[str, FeatureSet]:
-    return {"CASME2": domain("CASME2", 40, 0.0, 1), "SMIC_VIS": domain("SMIC_VIS", 25, -0.7, 3)}
 
 
 SVM_GRID = {"svm": [{"C": 0.001}, {"C": 0.05}, {"C": 1.0}]}

@@ -13,6 +13,7 @@ reaches ``fit``.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
@@ -31,11 +32,21 @@ from merkit.parallel import Backend, open_backend
 from merkit.protocols.cdmer import CdmerTask, available_tasks, get_task, resolve_tasks
 from merkit.protocols.splits import stack_domains
 from merkit.results.store import (
+    COMPACT_BELOW_BYTES,
+    MAX_PARTS,
+    PARTS_DIR,
     RESULT_COLUMNS,
     ResultStore,
+    _atomic_write_csv,
+    _key_strings,
+    _remove_empty_dir,
+    list_parts,
+    merge_due,
     params_to_json,
+    remove_parts,
     result_key,
     result_keys,
+    write_part,
 )
 
 log = logging.getLogger(__name__)
@@ -738,32 +749,115 @@ def _encode_pred(pred: np.ndarray) -> str:
 
 
 def read_grid(directory: str | Path) -> pd.DataFrame:
-    """``DIR/grid.csv`` as a DataFrame (empty when absent); ``criteria`` and ``y_pred``
-    stay JSON strings."""
-    path = Path(directory) / GRID_FILE
-    if not path.is_file():
-        return pd.DataFrame()
-    str_cols = ("protocol", "task", "source", "target", "method", "selection", "params",
-                "published_params", "data", "labels", "created", "criteria", "y_pred")  # fmt: skip
-    df = pd.read_csv(path, dtype={c: str for c in str_cols}, keep_default_na=False, na_values=[])
-    for c in ("mean_f1", "uar", "accuracy", "seconds", "criteria_seconds", "score",
-              "entropy", "class_entropy", "reverse", "iwcv"):  # fmt: skip
+    """The grid rows of ``DIR`` as a DataFrame (empty when there are none); ``criteria``
+    and ``y_pred`` stay JSON strings.
+
+    Layout: ``DIR/grid.csv`` holds the merged rows, one per key (task, method, params,
+    seed, data); ``DIR/parts/NNNNNNNN.grid.csv`` (next to the store's parts, written with
+    the same helpers of :mod:`merkit.results.store`) the rows :func:`run_grid` wrote or
+    updated since the last merge, each part written atomically (its rename commits it).
+    Reading applies the parts oldest first: the newest version of a key wins and keeps
+    the place where its key first appeared, so the table is the same, column order and
+    dtypes included, whether or not the parts are merged.
+    """
+    directory = Path(directory)
+    path = directory / GRID_FILE
+    for _ in range(20):
+        found = _grid_parts(directory)
+        if not found:
+            return _read_grid_csv(path) if path.is_file() else pd.DataFrame()
+        try:
+            rows = _merged_grid(directory, found)
+        except FileNotFoundError:  # a merge removed a part meanwhile: read again
+            continue
+        other = [c for c in rows.columns if c not in _GRID_STR_COLUMNS]
+        if not other:
+            return rows
+        # the types a merged file reads with (the string columns are read as strings)
+        typed = _read_grid_csv(io.StringIO(rows[other].to_csv(index=False)))
+        return pd.concat([rows.drop(columns=other), typed], axis=1)[rows.columns]
+    raise RuntimeError(f"{directory}: the grid parts kept changing while being read")
+
+
+_GRID_COLUMNS = (*RESULT_COLUMNS, "published_params", "seconds", "criteria_seconds",
+                 "criteria", "entropy", "class_entropy", "reverse", "iwcv", "y_pred")  # fmt: skip
+_GRID_STR_COLUMNS = ("protocol", "task", "source", "target", "method", "selection",
+                     "params", "published_params", "data", "labels", "created", "criteria",
+                     "y_pred")  # fmt: skip
+_GRID_FLOAT_COLUMNS = ("mean_f1", "uar", "accuracy", "seconds", "criteria_seconds", "score",
+                       "entropy", "class_entropy", "reverse", "iwcv")  # fmt: skip
+#: kind of the grid's part files (``DIR/parts/NNNNNNNN.grid.csv``)
+GRID_PART = "grid"
+#: merge the grid parts after every write while ``grid.csv`` is smaller than this (bytes)
+GRID_COMPACT_BELOW = COMPACT_BELOW_BYTES
+#: merge the grid parts when this many have accumulated
+GRID_MAX_PARTS = MAX_PARTS
+
+
+def _read_grid_csv(source) -> pd.DataFrame:
+    df = pd.read_csv(source, dtype={c: str for c in _GRID_STR_COLUMNS}, keep_default_na=False,
+                     na_values=[])  # fmt: skip
+    for c in _GRID_FLOAT_COLUMNS:
         if c in df.columns:
             df[c] = pd.to_numeric(df[c].replace("", np.nan)).astype(float)
     return df
 
 
-def _write_grid(directory: Path, rows: Mapping[tuple, dict]) -> None:
-    from merkit.results.store import _atomic_write_csv
-
-    df = pd.DataFrame(list(rows.values()))
+def _grid_frame(rows: Iterable[Mapping] | pd.DataFrame) -> pd.DataFrame:
+    """Grid rows as a table: the standard columns first, others in order of appearance."""
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     first = [c for c in _GRID_COLUMNS if c in df.columns]
-    df = df[first + [c for c in df.columns if c not in first]]
-    _atomic_write_csv(df, directory / GRID_FILE)
+    return df[first + [c for c in df.columns if c not in first]]
 
 
-_GRID_COLUMNS = (*RESULT_COLUMNS, "published_params", "seconds", "criteria_seconds",
-                 "criteria", "entropy", "class_entropy", "reverse", "iwcv", "y_pred")  # fmt: skip
+def _grid_parts(directory: Path) -> dict[int, dict[str, Path]]:
+    return list_parts(directory / PARTS_DIR, (GRID_PART,))
+
+
+def _merged_grid(directory: Path, found: Mapping[int, Mapping[str, Path]]) -> pd.DataFrame:
+    """``grid.csv`` and the parts ``found`` as the strings written: per key the row of the
+    newest part, at the place its key first appeared."""
+    files = [found[n][GRID_PART] for n in sorted(found)]
+    if (directory / GRID_FILE).is_file():
+        files.insert(0, directory / GRID_FILE)
+    frames = [pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[]) for f in files]
+    df = pd.concat(frames, ignore_index=True).fillna("")
+    keys = _key_strings(df.assign(selection="none"))  # as _grid_key
+    first, _ = pd.factorize(keys)  # numbered in order of first appearance
+    newest = ~keys.duplicated(keep="last").to_numpy()
+    df = df[newest].iloc[np.argsort(first[newest])]
+    return _grid_frame(df).reset_index(drop=True)
+
+
+def _write_grid_part(directory: Path, rows: Iterable[Mapping]) -> None:
+    """Write the new or changed ``rows`` as one grid part, then merge the parts when the
+    store's policy says so (:func:`merkit.results.store.merge_due`)."""
+    number = write_part(directory / PARTS_DIR, [(GRID_PART, _grid_frame(rows))])
+    found = _grid_parts(directory)
+    main = directory / GRID_FILE
+    size = sum(f.stat().st_size for part in found.values() for f in part.values())
+    if merge_due(main.stat().st_size if main.is_file() else 0, size, len(found),
+                 GRID_COMPACT_BELOW, GRID_MAX_PARTS):  # fmt: skip
+        _merge_grid(directory)
+    else:
+        log.debug("%s: grid rows in part %d", directory, number)
+
+
+def _merge_grid(directory: Path) -> None:
+    """Merge the grid parts into ``grid.csv`` (atomic write), then remove them oldest
+    first (a crash leaves newer parts, which re-apply the same rows); also removes the
+    temporary files of a killed writer (one writer at a time)."""
+    parts_dir = directory / PARTS_DIR
+    stale = list(directory.glob(f".{GRID_FILE}.*.tmp"))
+    if parts_dir.is_dir():
+        stale += parts_dir.glob(f".*.{GRID_PART}.csv.*.tmp")
+    for f in stale:
+        f.unlink(missing_ok=True)
+    found = _grid_parts(directory)
+    if found:
+        _atomic_write_csv(_merged_grid(directory, found), directory / GRID_FILE)
+        remove_parts(found, (GRID_PART,))
+    _remove_empty_dir(parts_dir)
 
 
 def _grid_key(row: Mapping) -> tuple[str, ...]:
@@ -825,7 +919,7 @@ def run_grid(
     n_folds : int
         IWCV folds.
     flush_every : int
-        Write the store and ``grid.csv`` after this many new points (and at most every
+        Write the store and the grid rows after this many new points (and at most every
         twice the time the last write took, so writes never dominate a long grid).
     expensive_sample : int or None
         ``reverse`` and ``iwcv`` refit every grid point (with swapped domains / per
@@ -842,6 +936,12 @@ def run_grid(
     Resuming: a point whose key is in the store and whose ``grid.csv`` row holds every
     requested criterion is not recomputed; one whose row lacks a criterion is refitted
     (TGSR ``reverse`` is computed from the stored predictions alone).
+
+    Grid rows are written incrementally: each flush writes only the rows new or updated
+    since the last one, as a part ``DIR/parts/NNNNNNNN.grid.csv`` (after their store
+    rows); the parts are merged into ``grid.csv`` with the store's policy (at once while
+    ``grid.csv`` is under 4 MiB, when the parts outgrow it or number 128) and at the end
+    of the run. :func:`read_grid` reads the same table either way.
 
     With TGSR among the methods, ``DIR/tgsr_blocks.json`` gets the blocks selected at the
     oracle point of each task (first seed; :func:`write_tgsr_blocks`).
@@ -950,7 +1050,8 @@ def run_grid(
             jobs.append((len(us), _tgsr_forward, (us, tdata[task], consts, crit)))
 
     pending: list[tuple[dict, pd.DataFrame]] = []
-    state = {"last": time.perf_counter(), "cost": 0.0, "dirty": False}
+    state = {"last": time.perf_counter(), "cost": 0.0}
+    changed: dict[tuple, None] = {}  # keys of the grid rows new or updated since the last flush
 
     def record(unit: WorkUnit, pred: np.ndarray, vals: dict, seconds: float, csec: float):
         td = tdata[unit.task]
@@ -970,7 +1071,7 @@ def run_grid(
             **vals,
             "y_pred": _encode_pred(pred),
         }
-        state["dirty"] = True
+        changed[unit.key] = None
 
     def flush(force: bool = False) -> None:
         now = time.perf_counter()
@@ -979,9 +1080,9 @@ def run_grid(
         if pending:
             store.add_records(pending)
             pending.clear()
-        if state["dirty"]:
-            _write_grid(store.directory, rows)
-            state["dirty"] = False
+        if changed:  # only those rows, as one part (after their store rows)
+            _write_grid_part(store.directory, [rows[k] for k in changed])
+            changed.clear()
         state["last"] = time.perf_counter()
         state["cost"] = state["last"] - now
 
@@ -1024,8 +1125,8 @@ def run_grid(
                         r = rows[key]
                         r["reverse"] = v
                         r["criteria"] = json.dumps(sorted({*json.loads(r["criteria"]), "reverse"}))
+                        changed[key] = None
                         bar.advance(rjob)
-                    state["dirty"] = True
                     if time.perf_counter() - state["last"] > max(30.0, 2 * state["cost"]):
                         flush(force=True)
         finally:
@@ -1037,6 +1138,7 @@ def run_grid(
     if selected:
         store.add_records(selected)
     store.compact()
+    _merge_grid(store.directory)
     sel_df = pd.DataFrame([r for r, _ in selected])
     chosen: dict[CdmerTask, WorkUnit] = {}
     for r in sel_df.to_dict("records") if "tgsr" in names else []:

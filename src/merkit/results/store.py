@@ -4,7 +4,9 @@ Layout of a store directory::
 
     DIR/results.csv      one row per key (protocol, task, method, selection, [params], seed)
     DIR/predictions.csv  one row per test sample of every unit (long format)
-    DIR/parts/           rows added since the last merge (present while a large store grows)
+    DIR/parts/           rows added since the last merge (present while a large store grows;
+                         ``grid.csv`` of :func:`merkit.protocols.runner.run_grid` keeps its
+                         own parts ``NNNNNNNN.grid.csv`` there, with the helpers below)
 
 ``results.csv`` columns: ``protocol, task, source, target, method, selection,
 params`` (JSON, sorted keys), ``seed, mean_f1`` (0..1), ``uar`` (0..1), ``accuracy``
@@ -47,7 +49,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -195,6 +197,54 @@ def _remove_empty_dir(path: Path) -> None:
         pass
 
 
+# ------------------------------------------------ part files (shared with the grid table)
+def list_parts(parts_dir: Path, kinds: Sequence[str]) -> dict[int, dict[str, Path]]:
+    """``{number: {kind: path}}`` of the part files ``NNNNNNNN.<kind>.csv`` in ``parts_dir``
+    whose kind is one of ``kinds`` (temporary files of unfinished writes are not listed)."""
+    out: dict[int, dict[str, Path]] = {}
+    if not parts_dir.is_dir():
+        return out
+    for f in parts_dir.iterdir():
+        num, _, rest = f.name.partition(".")
+        kind = rest.removesuffix(".csv")
+        if num.isdigit() and rest.endswith(".csv") and kind in kinds:
+            out.setdefault(int(num), {})[kind] = f
+    return out
+
+
+def write_part(parts_dir: Path, frames: Sequence[tuple[str, pd.DataFrame]]) -> int:
+    """Write one part: ``parts_dir/NNNNNNNN.<kind>.csv`` per ``(kind, frame)``, in order,
+    each atomically; the last file commits the part (readers ignore a part without it).
+    Numbered after every part of these kinds already there; returns the number."""
+    number = max(list_parts(parts_dir, [k for k, _ in frames]), default=0) + 1
+    made_dir = not parts_dir.is_dir()
+    parts_dir.mkdir(exist_ok=True)
+    try:
+        for kind, df in frames:
+            _atomic_write_csv(df, parts_dir / f"{number:08d}.{kind}.csv")
+    except BaseException:
+        if made_dir:
+            _remove_empty_dir(parts_dir)
+        raise
+    return number
+
+
+def merge_due(main_bytes: int, part_bytes: int, n_parts: int, compact_below: int,
+              max_parts: int) -> bool:  # fmt: skip
+    """The merge policy of part files: merge while the main file is small, when the parts
+    outgrow it (so a row is rewritten O(1) times on average) or when they are many."""
+    return main_bytes < compact_below or part_bytes >= main_bytes or n_parts >= max_parts
+
+
+def remove_parts(found: Mapping[int, Mapping[str, Path]], kinds: Sequence[str]) -> None:
+    """Remove merged parts oldest first, the files of a part in the order of ``kinds`` (the
+    committing file first): a crash leaves only newer parts, which re-apply their rows."""
+    for n in sorted(found):
+        for kind in kinds:
+            if kind in found[n]:
+                found[n][kind].unlink(missing_ok=True)
+
+
 def _key_strings(df: pd.DataFrame) -> pd.Series:
     """One string per row identifying its key (as :func:`result_keys`), vectorised."""
     sel = df["selection"].astype(str)
@@ -274,15 +324,7 @@ class ResultStore:
 
     def _part_files(self) -> dict[int, dict[str, Path]]:
         """``{number: {"results": path, "predictions": path}}`` of every part file."""
-        out: dict[int, dict[str, Path]] = {}
-        if not self.parts_dir.is_dir():
-            return out
-        for f in self.parts_dir.iterdir():
-            num, _, rest = f.name.partition(".")
-            kind = rest.removesuffix(".csv")
-            if num.isdigit() and rest.endswith(".csv") and kind in _PART_KINDS:
-                out.setdefault(int(num), {})[kind] = f
-        return out
+        return list_parts(self.parts_dir, _PART_KINDS)
 
     def _parts(self) -> list[tuple[Path, Path]]:
         """``(results part, predictions part)`` of the committed parts, oldest first."""
@@ -508,24 +550,13 @@ class ResultStore:
             return
         new_rows = _ordered(pd.DataFrame([r for r, _ in latest.values()]))
         new_preds = pd.concat([p for _, p in latest.values()], ignore_index=True)
-        found = self._part_files()
-        number = max(found, default=0) + 1
-        made_dir = not self.parts_dir.is_dir()
-        self.parts_dir.mkdir(exist_ok=True)
-        stem = self.parts_dir / f"{number:08d}"
-        try:
-            _atomic_write_csv(new_preds[list(PREDICTION_COLUMNS)],
-                              stem.with_name(stem.name + ".predictions.csv"))  # fmt: skip
-            _atomic_write_csv(new_rows, stem.with_name(stem.name + ".results.csv"))  # commit
-        except BaseException:
-            if made_dir:
-                _remove_empty_dir(self.parts_dir)
-            raise
+        files = [("predictions", new_preds[list(PREDICTION_COLUMNS)]), ("results", new_rows)]
+        number = write_part(self.parts_dir, files)  # the results part commits the pair
         log.debug("%s: stored %d unit(s) in part %d", self, len(new_rows), number)
         parts = self._parts()
         base = self.predictions_path.stat().st_size if self.predictions_path.is_file() else 0
         size = sum(f.stat().st_size for pair in parts for f in pair)
-        if base < self.compact_below or size >= base or len(parts) >= self.max_parts:
+        if merge_due(base, size, len(parts), self.compact_below, self.max_parts):
             self.compact()
 
     def compact(self) -> None:
@@ -549,10 +580,7 @@ class ResultStore:
             _atomic_write_csv(preds[list(PREDICTION_COLUMNS)], self.predictions_path)
             _atomic_write_csv(rows, self.results_path)
             log.debug("%s: merged %d part(s), %d rows", self, len(parts), len(rows))
-        for n in sorted(found):  # oldest first: a crash leaves newer parts, re-applied
-            for kind in _PART_KINDS:  # the results part (commit) goes first
-                if kind in found[n]:
-                    found[n][kind].unlink(missing_ok=True)
+        remove_parts(found, _PART_KINDS)  # the results part (commit) goes first
         _remove_empty_dir(self.parts_dir)
 
     # ------------------------------------------------------------------ checks
