@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,7 @@ def test_score_pooled_and_per_database_rows():
     m = (t["dataset"] == "CASME2").to_numpy()
     assert rows["CASME2"]["uar"] == pytest.approx(uar(y_true[m], y_pred[m], labels=[0, 1, 2]))
     assert all(r["protocol"] == "cde" and r["seed"] == 2 for r in rows.values())
+    assert json.loads(rows["SAMM"]["classes"]) == ["negative", "positive", "surprise"]
     assert set(recs[1][1]["clip"]) == set(t.loc[t["dataset"] == "SMIC_HS", "clip"])
     with pytest.raises(ValueError, match="predicted twice"):
         CDE.score(pd.concat([preds, preds.head(1)]), t, method="fr")

@@ -205,8 +205,8 @@ class CompositeProtocol:
             records.append(ResultStore.make_record(
                 protocol=self.name, task=task, method=method, params=params, seed=int(seed),
                 data=data, y_true=yt[m], y_pred=yp[m], fold=fold[m], sample=sample[m],
-                clip=clip[m], labels=labels, target="+".join(sorted(set(dataset[m]))),
-                extra=extra,
+                clip=clip[m], labels=labels, classes=self.classes,
+                target="+".join(sorted(set(dataset[m]))), extra=extra,
             ))  # fmt: skip
         return records
 
