@@ -572,6 +572,13 @@ def train(
     ),
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: preset).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (default: preset).")] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Training preset: fr_cde, fr_cdmer, fr_adam, ststnet or rcn_a (default: the "
+            "model's own for the protocol)."
+        ),
+    ] = None,
     seeds: Annotated[str, typer.Option(help="Comma list of seeds, e.g. 0,1,2.")] = "0",
     folds: Annotated[
         int | None,
@@ -632,8 +639,8 @@ def train(
         result = run_train(
             out, protocol=protocol, model=model, tasks=task, flows_dir=flows_dir, data_dir=data,
             n_folds=n_folds, split_seed=split_seed, epochs=epochs, lr=lr, batch_size=batch_size,
-            seeds=_seed_list(seeds), folds=folds, final=final, fold_weights=fold_weights,
-            model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
+            preset=preset, seeds=_seed_list(seeds), folds=folds, final=final,
+            fold_weights=fold_weights, model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
             cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console,
         )  # fmt: skip
     except USER_ERRORS as exc:

@@ -48,3 +48,19 @@ def test_one_real_cde_fold_is_deterministic_and_learns(tmp_path):
     assert acc >= 0.8, acc
     assert len(set(a["y_pred"])) >= 2
     assert uf1(a["y_true"], a["y_pred"], labels=[0, 1, 2]) > 0.5
+
+
+def test_preset_reaches_the_stored_params(tmp_path):
+    if not (FLOW_ROOT / "combined_3_class2_for_optical_flow.csv").is_file():
+        pytest.skip(f"MEGC 2019 flow images not available at {FLOW_ROOT}")
+    import json
+
+    from merkit.results.store import ResultStore
+
+    run_train(tmp_path, protocol="cde", model="off_apexnet", flows_dir=FLOW_ROOT, epochs=1,
+              preset="fr_adam", seeds=[0], folds=[FOLD], progress=False)  # fmt: skip
+    res = ResultStore(tmp_path).results()
+    params = json.loads(res["params"].iloc[0])
+    assert (params["optimizer"], params["lr"], params["batch_size"], params["epochs"]) == (
+        "adam", 1e-4, 32, 1)
+    assert json.loads(res["classes"].iloc[0]) == ["negative", "positive", "surprise"]

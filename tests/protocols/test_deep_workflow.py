@@ -79,3 +79,9 @@ def test_history_blocks_replace_their_own_key(tmp_path):
     assert first["loss"].tolist() == [2.0, 1.0] and first["val_loss"].tolist() == [9.0, 8.0]
     assert back[back["fold"] == "SAMM/007"]["val_loss"].isna().all()
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_unknown_training_preset_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown training preset 'fr_sgd'; known: .*'fr_adam'"):
+        wf.run_train(tmp_path, protocol="cde", model="fr", flows_dir=tmp_path / "none",
+                     preset="fr_sgd", progress=False)  # fmt: skip

@@ -547,6 +547,7 @@ def run_train(
     epochs: int | None = None,
     lr: float | None = None,
     batch_size: int | None = None,
+    preset: str | None = None,
     seeds: Sequence[int] = (0,),
     folds: int | Sequence[str] | None = None,
     final: bool = False,
@@ -575,7 +576,9 @@ def run_train(
     n_folds, split_seed : int
         Folds and subject-assignment seed of kfold / au.
     epochs, lr, batch_size : optional
-        Override the preset (:func:`preset_for`).
+        Override the preset.
+    preset : str, optional
+        A :data:`merkit.nets.train.PRESETS` entry (default: :func:`preset_for`).
     seeds : sequence of int
         One model per fold and seed.
     folds : int or sequence of str, optional
@@ -595,7 +598,7 @@ def run_train(
         Input cache folder (None/True: ``<data_dir>/.merkit-cache``; False: none).
     """
     from merkit.nets import INPUT_KIND
-    from merkit.nets.train import TrainConfig
+    from merkit.nets.train import PRESETS, TrainConfig
     from merkit.pipeline import _progress, write_text_atomic
     from merkit.results.store import ResultStore, result_key, result_keys
 
@@ -606,6 +609,8 @@ def run_train(
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct integers, got {seeds}")
     kind = INPUT_KIND[model]
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown training preset {preset!r}; known: {sorted(PRESETS)}")
     kwargs = dict(model_kwargs or {})
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size))
                  if v is not None}  # fmt: skip
@@ -680,8 +685,8 @@ def run_train(
         bar_task = bar.add_task(f"{protocol} {model}", total=total)
         for task, inputs in built:
             n_classes = len(task.classes)
-            cfg = TrainConfig.preset(preset_for(model, protocol), num_classes=n_classes,
-                                     **overrides)  # fmt: skip
+            cfg = TrainConfig.preset(preset or preset_for(model, protocol),
+                                     num_classes=n_classes, **overrides)  # fmt: skip
             got = _run_task(task, inputs, model=model, cfg=cfg, model_kwargs=kwargs,
                             seeds=seeds, folds=folds, final=final, out_dir=out_dir, split=split,
                             bar=bar, bar_task=bar_task, input_params=input_params,
