@@ -13,6 +13,7 @@ import pytest
 
 from merkit.data.adapters.casme2 import find_sheet, load_casme2, read_coding_sheet
 from merkit.data.schema import SchemaError
+from tests.data._files import write_numbered, write_xlsx
 
 ANNOTATIONS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "annotations"
 SHEETS = ANNOTATIONS / "casme2"
@@ -27,20 +28,11 @@ HEADER = [
 
 
 def write_frames(folder: Path, first: int, last: int, pattern: str = "img{}.jpg") -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for n in range(first, last + 1):
-        (folder / pattern.format(n)).write_bytes(JPG)
+    write_numbered(folder, first, last, pattern, JPG)
 
 
 def write_sheet(path: Path, rows: list[list], header: list | None = None) -> Path:
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.append(header or HEADER)
-    for r in rows:
-        ws.append(r)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
-    return path
+    return write_xlsx(path, header or HEADER, rows)
 
 
 def small_casme2(root: Path, rows: list[list], name: str = "CASME2-coding-20200101.xlsx"):

@@ -4,7 +4,6 @@ videos' frames faked in tmp_path."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import cv2
@@ -14,6 +13,7 @@ import pytest
 
 from merkit.data.adapters.casme2_sq import find_root, load_casme_sq, read_casme_sq_sheet
 from merkit.data.schema import SchemaError
+from tests.data._files import link_numbered
 
 SHEETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "annotations"
 SHEET = "CASME_sq_gt.xlsx"
@@ -26,11 +26,7 @@ TITLES = {"0101": "disgustingteeth", "0102": "eatingworms", "0401": "girlcrashin
 
 
 def link_frames(folder: Path, first: int, last: int, master: Path, name: str = "img{}.jpg"):
-    folder.mkdir(parents=True, exist_ok=True)
-    for n in range(first, last + 1):
-        p = folder / name.format(n)
-        if not p.exists():
-            os.link(master, p)
+    link_numbered(folder, first, last, name, master)
 
 
 def write_workbook(path: Path, main: list[list], rule1: list[list], rule2: list[list]) -> Path:

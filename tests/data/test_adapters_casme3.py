@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
 import cv2
 import numpy as np
-import openpyxl
 import pandas as pd
 import pytest
 
@@ -23,6 +21,7 @@ from merkit.data.adapters.casme3 import (
     read_part_c_sheet,
 )
 from merkit.data.schema import SchemaError
+from tests.data._files import link_numbered, write_xlsx
 
 SHEETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "annotations" / "casme3"
 SHEET_A = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
@@ -41,23 +40,11 @@ KNOWN_ERRORS = {
 
 def link_frames(folder: Path, first: int, last: int, master: Path) -> None:
     """``<n>.jpg`` for n in first..last, hard links of one tiny image."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for n in range(first, last + 1):
-        p = folder / f"{n}.jpg"
-        if not p.exists():
-            os.link(master, p)
+    link_numbered(folder, first, last, "{}.jpg", master)
 
 
 def write_sheet(path: Path, header: list, rows: list[list], title: str = "label") -> Path:
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.title = title
-    ws.append(header)
-    for r in rows:
-        ws.append(r)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
-    return path
+    return write_xlsx(path, header, rows, title)
 
 
 def need(*names: str) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import openpyxl
 import pandas as pd
 import pytest
 
@@ -18,6 +17,7 @@ from merkit.data.adapters.dfme import (
     read_dfme_sheet,
 )
 from merkit.data.schema import SchemaError
+from tests.data._files import write_numbered, write_xlsx
 
 ANNOTATIONS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "annotations"
 SHEETS = ANNOTATIONS / "dfme"
@@ -38,21 +38,11 @@ def _need_real() -> None:
 
 
 def write_sheet(path: Path, rows: list[list], header: list | None = None) -> Path:
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.title = "Sheet1"
-    ws.append(header or HEADER)
-    for r in rows:
-        ws.append(r)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
-    return path
+    return write_xlsx(path, header or HEADER, rows, title="Sheet1")
 
 
 def write_frames(folder: Path, first: int, last: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for n in range(first, last + 1):
-        (folder / f"{n:05d}.png").write_bytes(PNG)
+    write_numbered(folder, first, last, "{:05d}.png", PNG)
 
 
 TRAIN = [

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import openpyxl
 import pytest
 
 from merkit.data.adapters.mmew import find_sheet, load_mmew, read_mmew_sheet
 from merkit.data.labels import au_labels
 from merkit.data.schema import SchemaError
+from tests.data._files import write_numbered, write_xlsx
 
 JPG = cv2.imencode(".jpg", np.full((8, 8), 100, np.uint8))[1].tobytes()
 HEADER = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units",
@@ -35,20 +35,11 @@ ROWS = [
 
 
 def write_sheet(path: Path, rows: list[list], header: list | None = None) -> Path:
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.append(header or HEADER)
-    for r in rows:
-        ws.append(r)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
-    return path
+    return write_xlsx(path, header or HEADER, rows)
 
 
 def write_frames(folder: Path, first: int, last: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for n in range(first, last + 1):
-        (folder / f"{n}.jpg").write_bytes(JPG)
+    write_numbered(folder, first, last, "{}.jpg", JPG)
 
 
 def small_mmew(root: Path, rows: list[list] = ROWS, top: str = "MMEW", extra: int = 2) -> Path:

@@ -4,7 +4,6 @@ tmp_path."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from merkit.data.adapters.samm import (
     samm_subject_id,
 )
 from merkit.data.schema import SchemaError
+from tests.data._files import link_numbered, write_xlsx
 
 SHEETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "annotations" / "samm"
 CORRECTED = "SAMM_Micro_FACS_Codes_v2.xlsx"
@@ -34,26 +34,13 @@ HEADER = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame",
 
 def write_frames(folder: Path, subject: str, first: int, last: int, master: Path) -> None:
     """SAMM-style frames ``<subject>_<NNNNN>.jpg`` as hard links of one tiny image."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for n in range(first, last + 1):
-        p = folder / f"{subject}_{n:05d}.jpg"
-        if not p.exists():
-            os.link(master, p)
+    link_numbered(folder, first, last, subject + "_{:05d}.jpg", master)
 
 
 def write_sheet(path: Path, rows: list[list], preamble: int = 3) -> Path:
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.title = "MICRO_ONLY"
-    ws.append(["SAMM Dataset - Master FACS Codes"])
-    for _ in range(preamble - 1):
-        ws.append([])
-    ws.append(HEADER)
-    for r in rows:
-        ws.append(r)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
-    return path
+    """Sheet MICRO_ONLY: a title line, blank lines up to ``preamble`` rows, the header."""
+    lines = [[]] * (preamble - 1) + [HEADER] + rows
+    return write_xlsx(path, ["SAMM Dataset - Master FACS Codes"], lines, title="MICRO_ONLY")
 
 
 def small_samm(root: Path, rows: list[list], name: str = CORRECTED) -> Path:

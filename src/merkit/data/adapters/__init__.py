@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from merkit.data.adapters import casme2, casme2_sq, casme3, dfme, megc2019, mmew, samm, smic
-from merkit.data.adapters._common import child_dir
+from merkit.data.adapters._common import child_dir, found_in
 from merkit.data.adapters.casme2 import load_casme2
 from merkit.data.adapters.casme2_sq import load_casme_sq
 from merkit.data.adapters.casme3 import load_casme3_a, load_casme3_c
@@ -106,14 +106,7 @@ def discover(root: str | Path) -> list[str]:
             f"data root {root} does not exist or is not a folder (expected a folder holding "
             f"{EXPECTED_LAYOUT})"
         )
-    found: list[str] = []
-    try:
-        c2 = casme2.find_root(root)
-        # a frame folder without its sheet still counts: loading then names what is missing
-        if any(c2.glob(casme2.SHEET_GLOB)) or child_dir(c2, "Cropped") is not None:
-            found.append("CASME2")
-    except FileNotFoundError:
-        pass
+    found = casme2.discover(root)
     try:
         s = smic.find_root(root)
         for cam in smic.CAMERAS:
@@ -122,21 +115,9 @@ def discover(root: str | Path) -> list[str]:
     except FileNotFoundError:
         pass
     found += samm.discover(root) + casme3.discover(root) + casme2_sq.discover(root)
-    try:
-        m = mmew.find_root(root)
-        if any(m.glob(mmew.SHEET_GLOB)) or child_dir(m, "Micro_Expression") is not None:
-            found.append("MMEW")
-    except FileNotFoundError:
-        pass
-    try:
-        dfme.find_root(root)
+    found += mmew.discover(root)
+    if found_in(dfme.find_root, root):
         found.append("DFME")
-    except FileNotFoundError:
-        pass
-    if {"CASME2", "SMIC_HS", "SAMM"} <= set(found):
-        try:
-            megc2019.find_list(root)
-            found.append("MEGC2019")
-        except FileNotFoundError:
-            pass
+    if {"CASME2", "SMIC_HS", "SAMM"} <= set(found) and found_in(megc2019.find_list, root):
+        found.append("MEGC2019")
     return found

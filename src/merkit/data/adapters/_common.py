@@ -1,5 +1,5 @@
-"""Helpers shared by the database adapters: sheet cells and headers, folders, numbered
-frames on disk and their checks, and the Sample-table assembly."""
+"""Helpers shared by the database adapters: the database and frame folders, sheet cells,
+headers and rows, numbered frames on disk and their checks, and the Sample-table assembly."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import logging
 import numbers
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from merkit.data.schema import FRAME_SUFFIXES, SchemaError
+from merkit.data.labels import parse_aus
+from merkit.data.schema import FRAME_SUFFIXES, SchemaError, validate
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +180,52 @@ def check_clips(
     return keep, counts, problems
 
 
+def attach_frames(
+    table: pd.DataFrame,
+    clips: Sequence[tuple[str, Path, int, int]],
+    *,
+    what: str,
+    missing: str,
+    **check: Any,
+) -> pd.DataFrame:
+    """Check the clips' frames on disk and keep the complete clips.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Sample table, one row per entry of ``clips``.
+    clips : sequence of (name, folder, onset, offset)
+        As for :func:`check_clips`; ``folder`` becomes the row's ``frames_dir``.
+    what, missing : str
+        Passed to :func:`report` (raise or log the incomplete clips).
+    **check
+        Keyword arguments of :func:`check_clips` (``lister``, ``in_range``...).
+
+    Returns
+    -------
+    DataFrame
+        A copy with ``frames_dir`` and ``n_frames`` filled, without the incomplete clips.
+    """
+    keep, counts, problems = check_clips(clips, **check)
+    report(problems, what=what, missing=missing)
+    table = table.copy()
+    table["frames_dir"] = [str(c[1]) for c in clips]
+    table["n_frames"] = counts
+    return table[keep]
+
+
+def final_table(
+    table: pd.DataFrame, source: str | Path, applied: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """The validated table (frames already checked) with ``attrs["source"]`` and, when
+    ``applied`` is given, ``attrs["fixes_applied"]``."""
+    table = validate(table, check_frames=False, source=str(source))
+    table.attrs["source"] = str(source)
+    if applied is not None:
+        table.attrs["fixes_applied"] = list(applied)
+    return table
+
+
 def sample_table(
     coded: pd.DataFrame,
     dataset: str,
@@ -275,6 +323,92 @@ def database_dir(
         if sheet is None or not Path(root).is_dir():
             raise
         return Path(root)
+
+
+def find_database_dir(
+    root: str | Path,
+    what: str,
+    names: Sequence[str],
+    holds_data: Callable[[Path], bool],
+    otherwise: str,
+) -> Path:
+    """The folder of one database under a data root.
+
+    Parameters
+    ----------
+    root : path
+        The data root, or the database folder itself.
+    what : str
+        Database name in messages (``"CAS(ME)^2"``).
+    names : sequence of str
+        Names of the database folder, tried in order below ``root`` (ignoring case).
+    holds_data : callable
+        Folder -> whether it is a database folder itself (holds the sheet...).
+    otherwise : str
+        The rest of the message after ``"expected a folder <root>/<names[0]> "``;
+        ``{root}`` stands for the root folder.
+
+    Returns
+    -------
+    Path
+        The first sub-folder of ``names``, else ``root`` when ``holds_data(root)``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``"<what> root <root> does not exist or is not a folder"`` or
+        ``"no <what> data in <root>: expected a folder ..."``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{what} root {root} does not exist or is not a folder")
+    for name in names:
+        sub = child_dir(root, name)
+        if sub is not None:
+            return sub
+    if holds_data(root):
+        return root
+    raise FileNotFoundError(
+        f"no {what} data in {root}: expected a folder {root / names[0]} "
+        + otherwise.replace("{root}", str(root))
+    )
+
+
+def found_in(
+    find: Callable[[str | Path], Path],
+    root: str | Path,
+    holds_data: Callable[[Path], bool] | None = None,
+) -> bool:
+    """Whether ``find(root)`` (a ``find_root``) finds a path without
+    :class:`FileNotFoundError` that ``holds_data`` (if given) accepts."""
+    try:
+        found = find(root)
+    except FileNotFoundError:
+        return False
+    return holds_data is None or holds_data(found)
+
+
+def frames_folder(
+    db_dir: Path, frames: str | Path | None, candidates: Sequence[str], what: str, holding: str
+) -> Path:
+    """The frame tree: ``frames`` if given (relative paths inside ``db_dir``), else the first
+    of ``candidates`` (paths below ``db_dir``, matched ignoring case) that exists.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``"<what> frame folder <frames> does not exist"``, or ``"no <what> frame folder in
+        <db_dir>: expected one of [...] holding <holding>"``.
+    """
+    if frames is not None:
+        return given_dir(frames, db_dir, f"{what} frame folder")
+    for rel in candidates:
+        p = resolve_dir(db_dir, rel)
+        if p is not None:
+            return p
+    raise FileNotFoundError(
+        f"no {what} frame folder in {db_dir}: expected one of {list(candidates)} holding {holding}"
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -410,3 +544,101 @@ def map_columns(
         if hits:
             found[name] = hits[0]
     return found
+
+
+def coding_sheet_rows(
+    path: Path,
+    headers: Mapping[str, str],
+    anchor: Iterable[str],
+    *,
+    anchor_text: str,
+    required: Iterable[str] = (),
+    first: str | None = None,
+    limit: int = 30,
+) -> tuple[list[tuple[int, dict]], str, int]:
+    """Rows of a CASME/SAMM-style Excel coding sheet, header cells matched by
+    :func:`ascii_header`.
+
+    Parameters
+    ----------
+    headers : mapping
+        Normalised header -> name of the value in the returned rows.
+    anchor : iterable of str
+        Normalised headers that mark the header row (searched in the first ``limit``
+        rows of each worksheet, in file order; ``first`` names a worksheet, normalised,
+        searched before the others).
+    anchor_text : str
+        The anchors as the "no header row with ..." message names them.
+    required : iterable of str
+        Normalised headers the header row must hold.
+
+    Returns
+    -------
+    (rows, sheet name, header row)
+        ``rows``: ``(excel_row, {name: cell})`` for every row below the header with a
+        non-NA cell in a column of ``headers``; the 0-based header row.
+
+    Raises
+    ------
+    SchemaError
+        ``"<path>: no header row with <anchor_text> in sheets [...]"`` or
+        ``"<path> sheet '<name>': missing columns [...]; found [...]"``.
+    """
+    raw = pd.read_excel(path, sheet_name=None, header=None, dtype=object)
+    anchor = set(anchor)
+    order = list(raw)
+    if first is not None:
+        order.sort(key=lambda name: ascii_header(name) != first)
+    hit = next(
+        (
+            (name, i)
+            for name in order
+            for i in range(min(len(raw[name]), limit))
+            if anchor <= {ascii_header(v) for v in raw[name].iloc[i].tolist()}
+        ),
+        None,
+    )
+    if hit is None:
+        raise SchemaError(f"{path}: no header row with {anchor_text} in sheets {list(raw)}")
+    sheet_name, header_row = hit
+    data = raw[sheet_name]
+    cells = data.iloc[header_row].tolist()
+    names = [ascii_header(v) for v in cells]
+    absent = [h for h in required if h not in names]
+    if absent:
+        found = [str(v) for v in cells if pd.notna(v)]
+        raise SchemaError(f"{path} sheet {sheet_name!r}: missing columns {absent}; found {found}")
+    col_of = {h: names.index(h) for h in headers if h in names}
+    rows = []
+    for i in range(header_row + 1, len(data)):
+        line = data.iloc[i]
+        vals = {headers[h]: line.iloc[j] for h, j in col_of.items()}
+        if not all(pd.isna(v) for v in vals.values()):
+            rows.append((i + 1, vals))
+    return rows, sheet_name, header_row
+
+
+def records_table(
+    records: list[dict], empty: str, nullable_int: Iterable[str] = ()
+) -> pd.DataFrame:
+    """The rows read from a sheet or list as a table, the ``nullable_int`` columns as
+    ``Int64``.
+
+    Raises
+    ------
+    SchemaError
+        With the message ``empty`` when there are no rows.
+    """
+    table = pd.DataFrame.from_records(records)
+    if table.empty:
+        raise SchemaError(empty)
+    for col in nullable_int:
+        table[col] = table[col].astype("Int64")
+    return table
+
+
+def au_columns(text: object, where: str) -> dict[str, tuple]:
+    """``aus``, ``au_sides`` and ``au_intensities`` of an AU cell
+    (:func:`merkit.data.labels.parse_aus`), as record fields."""
+    aus, sides, intensities = parse_aus(text, where)
+    return {"aus": aus, "au_sides": sides, "au_intensities": intensities}

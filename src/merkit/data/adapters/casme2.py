@@ -28,18 +28,22 @@ from pathlib import Path
 import pandas as pd
 
 from merkit.data.adapters._common import (
-    ascii_header,
-    check_clips,
+    attach_frames,
+    au_columns,
     check_missing_policy,
+    child_dir,
+    coding_sheet_rows,
     database_dir,
-    given_dir,
+    final_table,
+    find_database_dir,
+    found_in,
+    frames_folder,
     given_file,
-    report,
+    records_table,
     sample_table,
     sheet_frame_value,
 )
-from merkit.data.labels import parse_aus
-from merkit.data.schema import SchemaError, validate
+from merkit.data.schema import SchemaError
 
 log = logging.getLogger(__name__)
 
@@ -71,25 +75,25 @@ REQUIRED_HEADERS = ("subject", "filename", "onsetframe", "apexframe", "offsetfra
 
 
 def find_root(root: str | Path) -> Path:
-    """The CASME2 folder: ``<root>/CASME2`` if it exists, else ``root`` if it holds a sheet.
-
-    Raises
-    ------
-    FileNotFoundError
-        One sentence naming the path and the expected layout.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"CASME II root {root} does not exist or is not a folder")
-    sub = root / "CASME2"
-    if sub.is_dir():
-        return sub
-    if any(root.glob(SHEET_GLOB)):
-        return root
-    raise FileNotFoundError(
-        f"no CASME II data in {root}: expected a folder {sub} or a coding sheet "
-        f"{SHEET_GLOB} in {root}"
+    """The CASME2 folder: ``<root>/CASME2`` if it exists, else ``root`` if it holds a sheet;
+    :class:`FileNotFoundError` naming the expected layout otherwise."""
+    return find_database_dir(
+        root,
+        "CASME II",
+        ("CASME2",),
+        lambda folder: any(folder.glob(SHEET_GLOB)),
+        f"or a coding sheet {SHEET_GLOB} in {{root}}",
     )
+
+
+def discover(root: str | Path) -> list[str]:
+    """``["CASME2"]`` if a CASME II coding sheet or ``Cropped/`` is under ``root``, else
+    ``[]`` (a frame folder without its sheet counts: loading then names what is missing)."""
+    return [DATASET] if found_in(find_root, root, _sheet_or_frames) else []
+
+
+def _sheet_or_frames(folder: Path) -> bool:
+    return any(folder.glob(SHEET_GLOB)) or child_dir(folder, "Cropped") is not None
 
 
 def _sheet_date(path: Path) -> str:
@@ -135,34 +139,15 @@ def read_coding_sheet(path: str | Path) -> pd.DataFrame:
         ``sheet_row`` (1-based Excel row).
     """
     path = Path(path)
-    raw = pd.read_excel(path, sheet_name=None, header=None, dtype=object)
-    header_row = None
-    for sheet_name, frame in raw.items():
-        for i in range(min(len(frame), 30)):
-            names = {ascii_header(v) for v in frame.iloc[i].tolist()}
-            if {"subject", "filename"} <= names:
-                header_row, data, used_sheet = i, frame, sheet_name
-                break
-        if header_row is not None:
-            break
-    if header_row is None:
-        raise SchemaError(
-            f"{path}: no header row with 'Subject' and 'Filename' in sheets {list(raw)}"
-        )
-    headers = [ascii_header(v) for v in data.iloc[header_row].tolist()]
-    missing = [h for h in REQUIRED_HEADERS if h not in headers]
-    if missing:
-        found = [str(v) for v in data.iloc[header_row].tolist() if pd.notna(v)]
-        raise SchemaError(f"{path} sheet {used_sheet!r}: missing columns {missing}; found {found}")
-    col_of = {h: headers.index(h) for h in HEADERS if h in headers}
-
+    rows, _, _ = coding_sheet_rows(
+        path,
+        HEADERS,
+        ("subject", "filename"),
+        anchor_text="'Subject' and 'Filename'",
+        required=REQUIRED_HEADERS,
+    )
     records = []
-    for i in range(header_row + 1, len(data)):
-        row = data.iloc[i]
-        vals = {HEADERS[h]: row.iloc[j] for h, j in col_of.items()}
-        if all(pd.isna(v) for v in vals.values()):
-            continue  # blank line
-        excel_row = i + 1
+    for excel_row, vals in rows:
         clip = str(vals["clip"]).strip()
         where = f"{path.name} row {excel_row} ({clip})"
         subject = _subject_id(vals["subject"], where)
@@ -170,7 +155,7 @@ def read_coding_sheet(path: str | Path) -> pd.DataFrame:
         apex = sheet_frame_value(vals["apex"], "ApexFrame", where, allow_missing=True)
         if apex is pd.NA:
             log.warning("%s: ApexFrame %r -> apex missing (clip kept)", where, vals["apex"])
-        aus, sides, intens = parse_aus(vals["aus_text"], where)
+        au = au_columns(vals["aus_text"], where)
         emotion = vals["emotion"]
         if pd.isna(emotion) or not str(emotion).strip():
             raise SchemaError(f"{where}: Estimated Emotion is empty")
@@ -185,9 +170,7 @@ def read_coding_sheet(path: str | Path) -> pd.DataFrame:
                     vals["offset"], "OffsetFrame", where, allow_missing=False
                 ),
                 "emotion": str(emotion).strip().lower(),
-                "aus": aus,
-                "au_sides": sides,
-                "au_intensities": intens,
+                **au,
                 "objective_class": (
                     pd.NA
                     if obj is None or pd.isna(obj)
@@ -196,25 +179,9 @@ def read_coding_sheet(path: str | Path) -> pd.DataFrame:
                 "sheet_row": excel_row,
             }
         )
-    table = pd.DataFrame.from_records(records)
-    if table.empty:
-        raise SchemaError(f"{path}: the coding sheet has no clips")
-    table["objective_class"] = table["objective_class"].astype("Int64")
+    table = records_table(records, f"{path}: the coding sheet has no clips", ["objective_class"])
     log.info("CASME II: %d clips in %s", len(table), path.name)
     return table
-
-
-def _frames_dir(casme2_dir: Path, frames: str | Path | None) -> Path:
-    if frames is not None:
-        return given_dir(frames, casme2_dir, "CASME II frame folder")
-    for name in FRAME_DIRS:
-        p = casme2_dir / name
-        if p.is_dir():
-            return p
-    raise FileNotFoundError(
-        f"no CASME II frame folder in {casme2_dir}: expected one of {list(FRAME_DIRS)} "
-        "holding sub<NN>/<Filename>/img<N>.jpg"
-    )
 
 
 def load_casme2(
@@ -250,27 +217,17 @@ def load_casme2(
     check_missing_policy(missing)
     casme2_dir = database_dir(find_root, root, sheet)
     sheet_path = find_sheet(casme2_dir, sheet)
-    frames_root = _frames_dir(casme2_dir, frames)
+    frames_root = frames_folder(
+        casme2_dir, frames, FRAME_DIRS, "CASME II", "sub<NN>/<Filename>/img<N>.jpg"
+    )
     coded = read_coding_sheet(sheet_path)
-
-    subjects, clips = coded["subject"], coded["clip"]
-    dirs = [frames_root / f"sub{s}" / c for s, c in zip(subjects, clips, strict=True)]
-    keep, n_frames, problems = check_clips(
-        (f"sub{r.subject}/{r.clip}", d, r.onset, r.offset)
-        for r, d in zip(coded.itertuples(index=False), dirs, strict=True)
-    )
-    report(problems, what=f"CASME II frames missing under {frames_root}", missing=missing)
-    table = sample_table(
-        coded,
-        DATASET,
-        fps=FPS,
-        camera=CAMERA,
-        frames_dir=[str(d) for d in dirs],
-        n_frames=n_frames,
-        extra=("objective_class",),
-    )
-    table = table[keep]
-    table = validate(table, check_frames=False, source=str(sheet_path))
-    table.attrs["source"] = str(sheet_path)
+    table = sample_table(coded, DATASET, fps=FPS, camera=CAMERA, extra=("objective_class",))
+    clips = [
+        (f"sub{r.subject}/{r.clip}", frames_root / f"sub{r.subject}" / r.clip, r.onset, r.offset)
+        for r in coded.itertuples(index=False)
+    ]
+    what = f"CASME II frames missing under {frames_root}"
+    table = attach_frames(table, clips, what=what, missing=missing)
+    table = final_table(table, sheet_path)
     log.info("CASME II: %d clips loaded from %s", len(table), casme2_dir)
     return table

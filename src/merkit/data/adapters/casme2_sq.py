@@ -37,22 +37,25 @@ import numpy as np
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    au_columns,
     cell_text,
     check_missing_policy,
     child_dir,
     clip_frames_problem,
     database_dir,
     files_matching,
+    final_table,
+    find_database_dir,
+    found_in,
     frame_numbers,
-    given_dir,
+    frames_folder,
     given_file,
+    records_table,
     report,
-    resolve_dir,
     sample_table,
     sheet_frame_value,
 )
 from merkit.data.fixes import apply_fixes
-from merkit.data.labels import parse_aus
 from merkit.data.schema import SchemaError, validate
 
 log = logging.getLogger(__name__)
@@ -74,37 +77,27 @@ def _sheets_in(folder: Path) -> list[Path]:
     return files_matching(folder, SHEET_PATTERN)
 
 
+def _holds_data(folder: Path) -> bool:
+    """The coding sheet or ``rawpic/`` in ``folder``."""
+    return bool(_sheets_in(folder)) or child_dir(folder, "rawpic") is not None
+
+
 def find_root(root: str | Path) -> Path:
     """The CAS(ME)^2 folder: ``<root>/CASME_sq`` (or another of :data:`ROOT_NAMES`) if it
-    exists, else ``root`` if it holds the coding sheet or ``rawpic/``.
-
-    Raises
-    ------
-    FileNotFoundError
-        One sentence naming the path and the expected layout.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"CAS(ME)^2 root {root} does not exist or is not a folder")
-    for name in ROOT_NAMES:
-        sub = child_dir(root, name)
-        if sub is not None:
-            return sub
-    if _sheets_in(root) or child_dir(root, "rawpic") is not None:
-        return root
-    raise FileNotFoundError(
-        f"no CAS(ME)^2 data in {root}: expected a folder {root / 'CASME_sq'} or the coding "
-        f"sheet CASME_sq_gt.xlsx and rawpic/ in {root}"
+    exists, else ``root`` if it holds the coding sheet or ``rawpic/``;
+    :class:`FileNotFoundError` naming the expected layout otherwise."""
+    return find_database_dir(
+        root,
+        "CAS(ME)^2",
+        ROOT_NAMES,
+        _holds_data,
+        "or the coding sheet CASME_sq_gt.xlsx and rawpic/ in {root}",
     )
 
 
 def discover(root: str | Path) -> list[str]:
     """``["CASME_SQ"]`` if a CAS(ME)^2 coding sheet or ``rawpic/`` is under ``root``."""
-    try:
-        sq_dir = find_root(root)
-    except FileNotFoundError:
-        return []
-    return [DATASET] if _sheets_in(sq_dir) or child_dir(sq_dir, "rawpic") is not None else []
+    return [DATASET] if found_in(find_root, root, _holds_data) else []
 
 
 def find_sheet(sq_dir: Path, sheet: str | Path | None = None) -> Path:
@@ -238,7 +231,7 @@ def read_casme_sq_sheet(path: str | Path, *, micro_only: bool = True) -> pd.Data
         emotion = cell_text(vals["emotion"]).lower()
         if not emotion:
             raise SchemaError(f"{where}: emotion (7th column) is empty")
-        aus, sides, intens = parse_aus(vals["aus_text"], where)
+        au = au_columns(vals["aus_text"], where)
         records.append(
             {
                 "subject": folder,
@@ -252,32 +245,15 @@ def read_casme_sq_sheet(path: str | Path, *, micro_only: bool = True) -> pd.Data
                 "emotion": emotion,
                 "self_report": cell_text(vals.get("self_report")).lower() or pd.NA,
                 "expression_type": kind,
-                "aus": aus,
-                "au_sides": sides,
-                "au_intensities": intens,
+                **au,
                 "sheet_row": excel_row,
             }
         )
-    table = pd.DataFrame.from_records(records)
-    if table.empty:
-        raise SchemaError(f"{path}: no {'micro-expression ' if micro_only else ''}rows")
+    table = records_table(records, f"{path}: no {'micro-expression ' if micro_only else ''}rows")
     log.info(
         "CAS(ME)^2: %d %sexpressions in %s", len(table), "micro-" if micro_only else "", path.name
     )
     return table
-
-
-def _frames_root(sq_dir: Path, frames: str | Path | None) -> Path:
-    if frames is not None:
-        return given_dir(frames, sq_dir, "CAS(ME)^2 frame folder")
-    for rel in FRAME_DIRS:
-        p = resolve_dir(sq_dir, rel)
-        if p is not None and p.is_dir():
-            return p
-    raise FileNotFoundError(
-        f"no CAS(ME)^2 frame folder in {sq_dir}: expected one of {list(FRAME_DIRS)} holding "
-        "s<NN>/<NN>_<code><title>/img<N>.jpg (or pass frames=)"
-    )
 
 
 def _video_folder(
@@ -330,7 +306,13 @@ def load_casme_sq(
     check_missing_policy(missing)
     sq_dir = database_dir(find_root, root, sheet)
     sheet_path = find_sheet(sq_dir, sheet)
-    frames_root = _frames_root(sq_dir, frames)
+    frames_root = frames_folder(
+        sq_dir,
+        frames,
+        FRAME_DIRS,
+        "CAS(ME)^2",
+        "s<NN>/<NN>_<code><title>/img<N>.jpg (or pass frames=)",
+    )
     coded = read_casme_sq_sheet(sheet_path)
     extra = ("participant", "video_code", "self_report", "expression_type")
     table = sample_table(coded, DATASET, fps=FPS, camera=CAMERA, extra=extra)
@@ -369,9 +351,6 @@ def load_casme_sq(
     report(problems, what=f"CAS(ME)^2 frames missing under {frames_root}", missing=missing)
     table["frames_dir"] = dirs
     table["n_frames"] = counts
-    table = table[keep]
-    table = validate(table, check_frames=False, source=str(sheet_path))
-    table.attrs["source"] = str(sheet_path)
-    table.attrs["fixes_applied"] = list(applied)
+    table = final_table(table[keep], sheet_path, applied)
     log.info("CAS(ME)^2: %d micro-expressions loaded from %s", len(table), sq_dir)
     return table

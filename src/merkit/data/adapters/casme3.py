@@ -48,21 +48,23 @@ from pathlib import Path
 import pandas as pd
 
 from merkit.data.adapters._common import (
-    ascii_header,
+    attach_frames,
+    au_columns,
     cell_text,
-    check_clips,
     check_missing_policy,
     child_dir,
+    coding_sheet_rows,
     database_dir,
-    given_dir,
+    final_table,
+    find_database_dir,
+    frames_folder,
     given_file,
-    report,
+    records_table,
     resolve_dir,
     sample_table,
     sheet_frame_value,
 )
 from merkit.data.fixes import apply_fixes
-from merkit.data.labels import parse_aus
 from merkit.data.schema import SchemaError, validate
 
 log = logging.getLogger(__name__)
@@ -125,31 +127,20 @@ _SUBJECT_A = re.compile(r"^spNO\.(\d+)$", re.IGNORECASE)
 
 def find_root(root: str | Path) -> Path:
     """The CAS(ME)^3 folder: ``<root>/CASME3`` (or another of :data:`ROOT_NAMES`) if it
-    exists, else ``root`` if it holds a part A/C sheet or a ``part_A`` / ``part_C`` folder.
-
-    Raises
-    ------
-    FileNotFoundError
-        One sentence naming the path and the expected layout.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"CAS(ME)^3 root {root} does not exist or is not a folder")
-    for name in ROOT_NAMES:
-        sub = child_dir(root, name)
-        if sub is not None:
-            return sub
-    if (
-        _sheets(root, SHEET_A)
-        or _sheets(root, SHEET_C)
-        or child_dir(root, "part_A") is not None
-        or child_dir(root, "part_C") is not None
-    ):
-        return root
-    raise FileNotFoundError(
-        f"no CAS(ME)^3 data in {root}: expected a folder {root / 'CASME3'} or the sheets "
-        "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx / CAS(ME)3_part_C_ME.xlsx and part_A/ or "
-        f"part_C/ in {root}"
+    exists, else ``root`` if it holds a part A/C sheet or a ``part_A`` / ``part_C`` folder;
+    :class:`FileNotFoundError` naming the expected layout otherwise."""
+    return find_database_dir(
+        root,
+        "CAS(ME)^3",
+        ROOT_NAMES,
+        lambda folder: bool(
+            _sheets(folder, SHEET_A)
+            or _sheets(folder, SHEET_C)
+            or child_dir(folder, "part_A") is not None
+            or child_dir(folder, "part_C") is not None
+        ),
+        "or the sheets cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx / CAS(ME)3_part_C_ME.xlsx and "
+        "part_A/ or part_C/ in {root}",
     )
 
 
@@ -219,17 +210,15 @@ def find_sheet(casme3_dir: Path, part: str, sheet: str | Path | None = None) -> 
     return sheets[-1]
 
 
-def _read_headed(path: Path, headers: dict[str, str], required: tuple[str, ...]):
-    """(rows, column index per header, sheet name, header row) of the first sheet whose
-    first rows hold all ``required`` header names."""
-    raw = pd.read_excel(path, sheet_name=None, header=None, dtype=object)
-    for sheet_name, frame in raw.items():
-        for i in range(min(len(frame), 30)):
-            names = [ascii_header(v) for v in frame.iloc[i].tolist()]
-            if set(required) <= set(names):
-                col_of = {h: names.index(h) for h in headers if h in names}
-                return frame, col_of, sheet_name, i
-    raise SchemaError(f"{path}: no header row with columns {list(required)} in sheets {list(raw)}")
+def _read_headed(
+    path: Path, headers: dict[str, str], required: tuple[str, ...]
+) -> tuple[list[tuple[int, dict]], str]:
+    """(rows, sheet name) of the first sheet whose first rows hold all ``required`` header
+    names (:func:`~merkit.data.adapters._common.coding_sheet_rows`)."""
+    rows, sheet_name, _ = coding_sheet_rows(
+        path, headers, required, anchor_text=f"columns {list(required)}"
+    )
+    return rows, sheet_name
 
 
 def casme3_a_clip_id(filename: str, onset: int) -> str:
@@ -250,14 +239,9 @@ def read_part_a_sheet(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     required = ("subject", "filename", "onset", "apex", "offset", "au", "emotion")
-    data, col_of, sheet_name, header_row = _read_headed(path, HEADERS_A, required)
+    rows, sheet_name = _read_headed(path, HEADERS_A, required)
     records = []
-    for i in range(header_row + 1, len(data)):
-        row = data.iloc[i]
-        vals = {HEADERS_A[h]: row.iloc[j] for h, j in col_of.items()}
-        if all(pd.isna(v) for v in vals.values()):
-            continue
-        excel_row = i + 1
+    for excel_row, vals in rows:
         subject = cell_text(vals["subject"])
         filename = cell_text(vals["filename"])
         where = f"{path.name} row {excel_row} ({subject}/{filename})"
@@ -276,7 +260,7 @@ def read_part_a_sheet(path: str | Path) -> pd.DataFrame:
         emotion = cell_text(vals["emotion"])
         if not emotion:
             raise SchemaError(f"{where}: emotion is empty")
-        aus, sides, intens = parse_aus(vals["aus_text"], where)
+        au = au_columns(vals["aus_text"], where)
         obj = cell_text(vals.get("objective_class")).upper()
         if obj and obj not in ROMAN and not obj.isdigit():
             raise SchemaError(f"{where}: Objective class {obj!r} is not one of I..VII")
@@ -289,17 +273,12 @@ def read_part_a_sheet(path: str | Path) -> pd.DataFrame:
                 "apex": apex,
                 "offset": offset,
                 "emotion": emotion.lower(),
-                "aus": aus,
-                "au_sides": sides,
-                "au_intensities": intens,
+                **au,
                 "objective_class": ROMAN.get(obj, int(obj) if obj.isdigit() else pd.NA),
                 "sheet_row": excel_row,
             }
         )
-    table = pd.DataFrame.from_records(records)
-    if table.empty:
-        raise SchemaError(f"{path}: the part A sheet has no clips")
-    table["objective_class"] = table["objective_class"].astype("Int64")
+    table = records_table(records, f"{path}: the part A sheet has no clips", ["objective_class"])
     log.info("CAS(ME)^3 part A: %d clips in %s (sheet %r)", len(table), path.name, sheet_name)
     return table
 
@@ -317,14 +296,9 @@ def read_part_c_sheet(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     required = ("sub", "count", "onset", "offset", "au", "emotion")
-    data, col_of, sheet_name, header_row = _read_headed(path, HEADERS_C, required)
+    rows, sheet_name = _read_headed(path, HEADERS_C, required)
     records = []
-    for i in range(header_row + 1, len(data)):
-        row = data.iloc[i]
-        vals = {HEADERS_C[h]: row.iloc[j] for h, j in col_of.items()}
-        if all(pd.isna(v) for v in vals.values()):
-            continue
-        excel_row = i + 1
+    for excel_row, vals in rows:
         where = f"{path.name} row {excel_row}"
         sub = sheet_frame_value(vals["subject"], "sub", where, allow_missing=False)
         count = sheet_frame_value(vals["count"], "count", where, allow_missing=False)
@@ -334,7 +308,7 @@ def read_part_c_sheet(path: str | Path) -> pd.DataFrame:
         emotion = cell_text(vals["emotion"])
         if not emotion:
             raise SchemaError(f"{where}: emotion is empty")
-        aus, sides, intens = parse_aus(vals["aus_text"], where)
+        au = au_columns(vals["aus_text"], where)
         records.append(
             {
                 "subject": subject,
@@ -344,15 +318,11 @@ def read_part_c_sheet(path: str | Path) -> pd.DataFrame:
                 "apex": pd.NA,
                 "offset": sheet_frame_value(vals["offset"], "offset", where, allow_missing=False),
                 "emotion": emotion.lower(),
-                "aus": aus,
-                "au_sides": sides,
-                "au_intensities": intens,
+                **au,
                 "sheet_row": excel_row,
             }
         )
-    table = pd.DataFrame.from_records(records)
-    if table.empty:
-        raise SchemaError(f"{path}: the part C sheet has no clips")
+    table = records_table(records, f"{path}: the part C sheet has no clips")
     log.info("CAS(ME)^3 part C: %d clips in %s (sheet %r)", len(table), path.name, sheet_name)
     return table
 
@@ -364,16 +334,9 @@ def _frames_root(
     part: str,
     pattern: str,
 ) -> Path:
-    if frames is not None:
-        return given_dir(frames, casme3_dir, f"CAS(ME)^3 part {part} frame folder")
-    for rel in candidates:
-        p = resolve_dir(casme3_dir, rel)
-        if p is not None and p.is_dir():
-            return p
-    raise FileNotFoundError(
-        f"no CAS(ME)^3 part {part} frame folder in {casme3_dir}: expected one of "
-        f"{list(candidates)} holding {pattern}/<n>.jpg (or pass frames=)"
-    )
+    what = f"CAS(ME)^3 part {part}"
+    holding = f"{pattern}/<n>.jpg (or pass frames=)"
+    return frames_folder(casme3_dir, frames, candidates, what, holding)
 
 
 def _clip_folder(frames_root: Path, pattern: str, fields_options: list[dict]) -> Path:
@@ -390,22 +353,23 @@ def _check_frames(
     table: pd.DataFrame, folders: list[Path], name: str, frames_root: Path, missing: str
 ) -> pd.DataFrame:
     """Fill ``frames_dir``, ``depth_dir``, ``n_frames``; drop or report incomplete clips."""
-    keep, counts, problems = check_clips(
-        (
-            (f"{r.subject.split('/', 1)[1]}/{r.clip}", folder, int(r.onset), int(r.offset))
-            for r, folder in zip(table.itertuples(index=False), folders, strict=True)
-        ),
+    table = table.copy()
+    table["depth_dir"] = [
+        str(f.parent / "depth") if (f.parent / "depth").is_dir() else None for f in folders
+    ]
+    clips = [
+        (f"{r.subject.split('/', 1)[1]}/{r.clip}", folder, int(r.onset), int(r.offset))
+        for r, folder in zip(table.itertuples(index=False), folders, strict=True)
+    ]
+    return attach_frames(
+        table,
+        clips,
+        what=f"{name} frames missing under {frames_root}",
+        missing=missing,
         on_disk="video frames on disk",
         in_range=True,
         cache=True,
     )
-    depth = [str(f.parent / "depth") if (f.parent / "depth").is_dir() else None for f in folders]
-    report(problems, what=f"{name} frames missing under {frames_root}", missing=missing)
-    table = table.copy()
-    table["frames_dir"] = [str(f) for f in folders]
-    table["depth_dir"] = depth
-    table["n_frames"] = counts
-    return table[keep]
 
 
 def _base_table(coded: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -475,9 +439,7 @@ def load_casme3_a(
         for s, f in zip(table["subject"], table["filename"], strict=True)
     ]
     table = _check_frames(table, folders, "CAS(ME)^3 part A", frames_root, missing)
-    table = validate(table, check_frames=False, source=str(sheet_path))
-    table.attrs["source"] = str(sheet_path)
-    table.attrs["fixes_applied"] = list(applied)
+    table = final_table(table, sheet_path, applied)
     log.info("CAS(ME)^3 part A: %d clips loaded from %s", len(table), casme3_dir)
     return table
 
@@ -532,8 +494,6 @@ def load_casme3_c(
         options = [{"subject": f"{n:02d}"}, {"subject": str(n)}, {"subject": f"{n:03d}"}]
         folders.append(_clip_folder(frames_root, frames_pattern, options))
     table = _check_frames(table, folders, "CAS(ME)^3 part C", frames_root, missing)
-    table = validate(table, check_frames=False, source=str(sheet_path))
-    table.attrs["source"] = str(sheet_path)
-    table.attrs["fixes_applied"] = list(applied)
+    table = final_table(table, sheet_path, applied)
     log.info("CAS(ME)^3 part C: %d clips loaded from %s", len(table), casme3_dir)
     return table

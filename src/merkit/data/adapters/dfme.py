@@ -37,21 +37,20 @@ import numpy as np
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    au_columns,
+    cell_text,
+    check_clips,
     check_missing_policy,
     child_dir,
-    frame_numbers,
-    missing_frames,
-    ranges,
-    report,
-)
-from merkit.data.adapters.folder import (
-    cell_text,
+    find_database_dir,
     frame_value,
-    headed_rows,
     is_blank,
+    records_table,
+    report,
+    sample_table,
     subject_number,
 )
-from merkit.data.labels import parse_aus
+from merkit.data.adapters.folder import headed_rows
 from merkit.data.schema import SchemaError, validate
 
 log = logging.getLogger(__name__)
@@ -143,24 +142,14 @@ def micro_mask(
 
 
 def find_root(root: str | Path) -> Path:
-    """The DFME folder: ``<root>/DFME`` if it exists, else ``root`` if it holds a sheet.
-
-    Raises
-    ------
-    FileNotFoundError
-        One sentence naming the path and the expected layout.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"DFME root {root} does not exist or is not a folder")
-    sub = child_dir(root, DATASET)
-    if sub is not None:
-        return sub
-    if _sheet_paths(root):
-        return root
-    raise FileNotFoundError(
-        f"no DFME data in {root}: expected a folder {root / DATASET} or the sheets "
-        f"{list(SHEETS.values())} in {root}"
+    """The DFME folder: ``<root>/DFME`` if it exists, else ``root`` if it holds a sheet;
+    :class:`FileNotFoundError` naming the expected layout otherwise."""
+    return find_database_dir(
+        root,
+        DATASET,
+        (DATASET,),
+        lambda folder: bool(_sheet_paths(folder)),
+        f"or the sheets {list(SHEETS.values())} in {{root}}",
     )
 
 
@@ -224,7 +213,7 @@ def read_dfme_sheet(path: str | Path) -> pd.DataFrame:
         emotion_id = pd.NA
         if "emotion_id" in vals and not is_blank(vals["emotion_id"]):
             emotion_id = frame_value(vals["emotion_id"], "EmotionId", where)
-        aus, sides, intens = parse_aus(vals["aus_text"], where)
+        au = au_columns(vals["aus_text"], where)
         records.append(
             {
                 "subject": subject,
@@ -235,16 +224,11 @@ def read_dfme_sheet(path: str | Path) -> pd.DataFrame:
                 "fps": fps,
                 "emotion": emotion,
                 "emotion_id": emotion_id,
-                "aus": aus,
-                "au_sides": sides,
-                "au_intensities": intens,
+                **au,
                 "sheet_row": excel_row,
             }
         )
-    table = pd.DataFrame.from_records(records)
-    if table.empty:
-        raise SchemaError(f"{path}: the coding sheet has no clips")
-    table["emotion_id"] = table["emotion_id"].astype("Int64")
+    table = records_table(records, f"{path}: the coding sheet has no clips", ["emotion_id"])
     ids = table.dropna(subset=["emotion_id"]).groupby("emotion_id")["emotion"].unique()
     clash = {int(k): sorted(v) for k, v in ids.items() if len(v) > 1}
     if clash:
@@ -268,6 +252,14 @@ def _part_frames(dfme_dir: Path, part: str, frames) -> Path | None:
         if p is not None:
             return p
     return None
+
+
+def _clip_dir(root_dir: Path, subject: str, clip: str) -> Path:
+    """``<root_dir>/<clip>``, or ``<root_dir>/sub<subject>/<clip>`` when only that exists."""
+    folder = root_dir / clip
+    if not folder.is_dir() and (root_dir / f"sub{subject}" / clip).is_dir():
+        folder = root_dir / f"sub{subject}" / clip
+    return folder
 
 
 def load_dfme(
@@ -328,34 +320,19 @@ def load_dfme(
         coded = read_dfme_sheet(sheets[part])
         coded["part"] = part
         root_dir = _part_frames(dfme_dir, part, frames)
-        keep, dirs, counts = [], [], []
         if root_dir is None:
             problems.append(
                 f"{part}: no frame folder in {dfme_dir} (expected one of {list(PART_DIRS[part])}"
                 f" holding <Filename>/<frame>.png); its {len(coded)} clips"
             )
             continue
-        for r in coded.itertuples(index=False):
-            folder = root_dir / r.clip
-            if not folder.is_dir() and (root_dir / f"sub{r.subject}" / r.clip).is_dir():
-                folder = root_dir / f"sub{r.subject}" / r.clip
-            nums = frame_numbers(folder)
-            dirs.append(str(folder))
-            counts.append(int(nums.size))
-            if nums.size == 0:
-                problems.append(f"{part} {r.clip}: no frames in {folder}")
-                keep.append(False)
-                continue
-            gone = missing_frames(nums, int(r.onset), int(r.offset))
-            if gone.size:
-                problems.append(
-                    f"{part} {r.clip}: frames {ranges(gone)} of [{r.onset}, {r.offset}] missing "
-                    f"in {folder} (on disk: {ranges(nums)})"
-                )
-                keep.append(False)
-                continue
-            keep.append(True)
-        coded["frames_dir"] = dirs
+        folders = [_clip_dir(root_dir, r.subject, r.clip) for r in coded.itertuples(index=False)]
+        keep, counts, found = check_clips(
+            (f"{part} {r.clip}", folder, r.onset, r.offset)
+            for r, folder in zip(coded.itertuples(index=False), folders, strict=True)
+        )
+        problems += found
+        coded["frames_dir"] = [str(f) for f in folders]
         coded["n_frames"] = counts
         tables.append(coded[keep])
     report(problems, what=f"DFME frames missing under {dfme_dir}", missing=missing)
@@ -370,27 +347,14 @@ def load_dfme(
             f"DFME: {len(shared)} subject(s) appear in several parts, so the split would leak "
             f"identities: {some}"
         )
-    table = pd.DataFrame(
-        {
-            "dataset": DATASET,
-            "subject": [f"{DATASET}/{s}" for s in coded["subject"]],
-            "clip": coded["clip"],
-            "frames_dir": coded["frames_dir"],
-            "video_path": None,
-            "n_frames": coded["n_frames"],
-            "fps": coded["fps"],
-            "onset": coded["onset"],
-            "apex": coded["apex"],
-            "offset": coded["offset"],
-            "emotion": coded["emotion"],
-            "aus": coded["aus"],
-            "au_sides": coded["au_sides"],
-            "au_intensities": coded["au_intensities"],
-            "camera": CAMERA,
-            "part": coded["part"],
-            "emotion_id": coded["emotion_id"],
-            "sheet_row": coded["sheet_row"],
-        }
+    table = sample_table(
+        coded,
+        DATASET,
+        fps=coded["fps"],
+        camera=CAMERA,
+        frames_dir=coded["frames_dir"],
+        n_frames=coded["n_frames"],
+        extra=("part", "emotion_id", "sheet_row"),
     )
     table = validate(table, check_frames=False, source=str(dfme_dir))
     table["duration_ms"] = duration_ms(table)

@@ -191,7 +191,6 @@ def read_table_file(
 # ----------------------------------------------------------------------------------------
 
 
-
 def headed_rows(
     path: str | Path,
     headers: Mapping[str, tuple[str, ...]],
@@ -226,6 +225,7 @@ def headed_rows(
         vals = {name: line.iloc[j] for name, j in cols.items()}
         if not all(is_blank(v) for v in vals.values()):
             yield i + 1, vals
+
 
 def video_info(path: str | Path) -> tuple[int, float | None]:
     """``(frame count, frame rate or None)`` of a video file, decoded with PyAV.

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from merkit.data.adapters._common import child_dir
+from merkit.data.adapters._common import child_dir, records_table
 from merkit.data.adapters.smic import smic_clip_name, smic_subject_id
 from merkit.data.schema import SchemaError, validate
 
@@ -114,9 +114,7 @@ def read_composite_list(path: str | Path) -> pd.DataFrame:
         )
     if errors:
         raise SchemaError(f"{path}: {len(errors)} bad line(s)\n  " + "\n  ".join(errors[:20]))
-    table = pd.DataFrame.from_records(records)
-    if table.empty:
-        raise SchemaError(f"{path}: the list has no clips")
+    table = records_table(records, f"{path}: the list has no clips")
     dup = table.duplicated(["dataset", "subject_number", "clip"], keep=False)
     if dup.any():
         lines = table.loc[dup, "list_row"].tolist()

@@ -27,21 +27,23 @@ from pathlib import Path
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    attach_frames,
+    au_columns,
     cell_text,
-    check_clips,
     check_missing_policy,
     child_dir,
+    final_table,
+    find_database_dir,
+    found_in,
     frame_value,
-    given_dir,
+    frames_folder,
     given_file,
-    report,
-    resolve_dir,
+    records_table,
     sample_table,
     subject_number,
 )
 from merkit.data.adapters.folder import headed_rows
-from merkit.data.labels import parse_aus
-from merkit.data.schema import SchemaError, validate
+from merkit.data.schema import SchemaError
 
 log = logging.getLogger(__name__)
 
@@ -73,26 +75,25 @@ REQUIRED = ("subject", "clip", "onset", "apex", "offset", "aus_text", "emotion")
 
 def find_root(root: str | Path) -> Path:
     """The MMEW folder: ``<root>/MMEW`` or ``<root>/MMEW_Final`` if present, else ``root``
-    if it holds the sheet or ``Micro_Expression/``.
-
-    Raises
-    ------
-    FileNotFoundError
-        One sentence naming the path and the expected layout.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"MMEW root {root} does not exist or is not a folder")
-    for name in ROOT_DIRS:
-        sub = child_dir(root, name)
-        if sub is not None:
-            return sub
-    if any(root.glob(SHEET_GLOB)) or child_dir(root, "Micro_Expression") is not None:
-        return root
-    raise FileNotFoundError(
-        f"no MMEW data in {root}: expected a folder {root / 'MMEW'} holding {SHEET_GLOB} "
-        "and Micro_Expression/<emotion>/<Filename>/"
+    if it holds the sheet or ``Micro_Expression/``; :class:`FileNotFoundError` naming the
+    expected layout otherwise."""
+    return find_database_dir(
+        root,
+        DATASET,
+        ROOT_DIRS,
+        _holds_data,
+        f"holding {SHEET_GLOB} and Micro_Expression/<emotion>/<Filename>/",
     )
+
+
+def _holds_data(folder: Path) -> bool:
+    """The coding sheet or ``Micro_Expression/`` in ``folder``."""
+    return any(folder.glob(SHEET_GLOB)) or child_dir(folder, "Micro_Expression") is not None
+
+
+def discover(root: str | Path) -> list[str]:
+    """``["MMEW"]`` if the MMEW coding sheet or ``Micro_Expression/`` is under ``root``."""
+    return [DATASET] if found_in(find_root, root, _holds_data) else []
 
 
 def find_sheet(mmew_dir: Path, sheet: str | Path | None = None) -> Path:
@@ -136,7 +137,7 @@ def read_mmew_sheet(path: str | Path) -> pd.DataFrame:
         emotion = cell_text(vals["emotion"]).lower()
         if not emotion:
             raise SchemaError(f"{where}: Estimated Emotion is empty")
-        aus, sides, intens = parse_aus(vals["aus_text"], where)
+        au = au_columns(vals["aus_text"], where)
         remarks = cell_text(vals.get("remarks")) or None
         records.append(
             {
@@ -146,31 +147,14 @@ def read_mmew_sheet(path: str | Path) -> pd.DataFrame:
                 "apex": apex,
                 "offset": frame_value(vals["offset"], "OffsetFrame", where),
                 "emotion": emotion,
-                "aus": aus,
-                "au_sides": sides,
-                "au_intensities": intens,
+                **au,
                 "remarks": remarks,
                 "sheet_row": excel_row,
             }
         )
-    table = pd.DataFrame.from_records(records)
-    if table.empty:
-        raise SchemaError(f"{path}: the coding sheet has no clips")
+    table = records_table(records, f"{path}: the coding sheet has no clips")
     log.info("MMEW: %d clips in %s", len(table), path.name)
     return table
-
-
-def _frames_root(mmew_dir: Path, frames: str | Path | None) -> Path:
-    if frames is not None:
-        return given_dir(frames, mmew_dir, "MMEW frame folder")
-    for name in FRAME_DIRS:
-        p = resolve_dir(mmew_dir, name)
-        if p is not None:
-            return p
-    raise FileNotFoundError(
-        f"no MMEW frame folder in {mmew_dir}: expected one of {list(FRAME_DIRS)} holding "
-        "<emotion>/<Filename>/<n>.jpg"
-    )
 
 
 def _clip_dir(frames_root: Path, emotion: str, clip: str) -> Path:
@@ -213,26 +197,17 @@ def load_mmew(
     check_missing_policy(missing)
     mmew_dir = find_root(root)
     sheet_path = find_sheet(mmew_dir, sheet)
-    frames_root = _frames_root(mmew_dir, frames)
+    frames_root = frames_folder(
+        mmew_dir, frames, FRAME_DIRS, DATASET, "<emotion>/<Filename>/<n>.jpg"
+    )
     coded = read_mmew_sheet(sheet_path)
-
-    dirs = [_clip_dir(frames_root, r.emotion, r.clip) for r in coded.itertuples(index=False)]
-    keep, counts, problems = check_clips(
-        (f"{r.subject}/{r.clip}", d, r.onset, r.offset)
-        for r, d in zip(coded.itertuples(index=False), dirs, strict=True)
-    )
-    report(problems, what=f"MMEW frames missing under {frames_root}", missing=missing)
-    table = sample_table(
-        coded,
-        DATASET,
-        fps=FPS,
-        camera=CAMERA,
-        frames_dir=[str(d) for d in dirs],
-        n_frames=counts,
-        extra=("remarks", "sheet_row"),
-    )
-    table = table[keep]
-    table = validate(table, check_frames=False, source=str(sheet_path))
-    table.attrs["source"] = str(sheet_path)
+    table = sample_table(coded, DATASET, fps=FPS, camera=CAMERA, extra=("remarks", "sheet_row"))
+    clips = [
+        (f"{r.subject}/{r.clip}", _clip_dir(frames_root, r.emotion, r.clip), r.onset, r.offset)
+        for r in coded.itertuples(index=False)
+    ]
+    what = f"MMEW frames missing under {frames_root}"
+    table = attach_frames(table, clips, what=what, missing=missing)
+    table = final_table(table, sheet_path)
     log.info("MMEW: %d clips loaded from %s", len(table), mmew_dir)
     return table

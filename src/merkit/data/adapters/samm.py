@@ -36,20 +36,23 @@ import numpy as np
 import pandas as pd
 
 from merkit.data.adapters._common import (
-    ascii_header,
-    check_clips,
+    attach_frames,
+    au_columns,
     check_missing_policy,
     child_dir,
+    coding_sheet_rows,
     database_dir,
     files_matching,
+    final_table,
+    find_database_dir,
+    found_in,
     given_dir,
     given_file,
-    report,
+    records_table,
     sample_table,
     sheet_frame_value,
 )
 from merkit.data.fixes import apply_fixes
-from merkit.data.labels import parse_aus
 from merkit.data.schema import FRAME_SUFFIXES, SchemaError, validate
 
 log = logging.getLogger(__name__)
@@ -83,37 +86,29 @@ def _sheets_in(folder: Path) -> list[Path]:
     return files_matching(folder, SHEET_PATTERN)
 
 
+def _holds_data(folder: Path) -> bool:
+    """A coding sheet or three-digit subject folders in ``folder``."""
+    return bool(_sheets_in(folder)) or any(
+        p.is_dir() and _SUBJECT_DIR.match(p.name) for p in folder.iterdir()
+    )
+
+
 def find_root(root: str | Path) -> Path:
     """The SAMM folder: ``<root>/SAMM`` if it exists, else ``root`` if it holds a coding
-    sheet or three-digit subject folders.
-
-    Raises
-    ------
-    FileNotFoundError
-        One sentence naming the path and the expected layout.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"SAMM root {root} does not exist or is not a folder")
-    sub = child_dir(root, "SAMM")
-    if sub is not None:
-        return sub
-    if _sheets_in(root) or any(p.is_dir() and _SUBJECT_DIR.match(p.name) for p in root.iterdir()):
-        return root
-    raise FileNotFoundError(
-        f"no SAMM data in {root}: expected a folder {root / 'SAMM'} or the coding sheet "
-        f"SAMM_Micro_FACS_Codes_v2.xlsx and subject folders 006/ ... in {root}"
+    sheet or three-digit subject folders; :class:`FileNotFoundError` naming the expected
+    layout otherwise."""
+    return find_database_dir(
+        root,
+        DATASET,
+        ("SAMM",),
+        _holds_data,
+        "or the coding sheet SAMM_Micro_FACS_Codes_v2.xlsx and subject folders 006/ ... in {root}",
     )
 
 
 def discover(root: str | Path) -> list[str]:
     """``["SAMM"]`` if a SAMM coding sheet or subject folders are under ``root``, else ``[]``."""
-    try:
-        samm_dir = find_root(root)
-    except FileNotFoundError:
-        return []
-    subjects = any(p.is_dir() and _SUBJECT_DIR.match(p.name) for p in samm_dir.iterdir())
-    return [DATASET] if _sheets_in(samm_dir) or subjects else []
+    return [DATASET] if found_in(find_root, root, _holds_data) else []
 
 
 def find_sheet(samm_dir: Path, sheet: str | Path | None = None) -> Path:
@@ -158,39 +153,18 @@ def read_samm_sheet(path: str | Path) -> pd.DataFrame:
         (Int64) and ``sheet_row`` (1-based Excel row).
     """
     path = Path(path)
-    raw = pd.read_excel(path, sheet_name=None, header=None, dtype=object)
-    # MICRO_ONLY first: it is the sheet of the micro-movement clips
-    order = sorted(raw, key=lambda s: (ascii_header(s) != "microonly", list(raw).index(s)))
-    header_row = None
-    for sheet_name in order:
-        frame = raw[sheet_name]
-        for i in range(min(len(frame), 40)):
-            names = {ascii_header(v) for v in frame.iloc[i].tolist()}
-            if {"subject", "filename", "onsetframe"} <= names:
-                header_row, data, used_sheet = i, frame, sheet_name
-                break
-        if header_row is not None:
-            break
-    if header_row is None:
-        raise SchemaError(
-            f"{path}: no header row with 'Subject', 'Filename' and 'Onset Frame' in sheets "
-            f"{list(raw)}"
-        )
-    headers = [ascii_header(v) for v in data.iloc[header_row].tolist()]
-    missing = [h for h in REQUIRED_HEADERS if h not in headers]
-    if missing:
-        found = [str(v) for v in data.iloc[header_row].tolist() if pd.notna(v)]
-        raise SchemaError(f"{path} sheet {used_sheet!r}: missing columns {missing}; found {found}")
-    col_of = {h: headers.index(h) for h in HEADERS if h in headers}
+    rows, used_sheet, header_row = coding_sheet_rows(
+        path,
+        HEADERS,
+        ("subject", "filename", "onsetframe"),
+        anchor_text="'Subject', 'Filename' and 'Onset Frame'",
+        required=REQUIRED_HEADERS,
+        first="microonly",  # the sheet of the micro-movement clips
+        limit=40,
+    )
     log.debug("SAMM: header at row %d of sheet %r in %s", header_row + 1, used_sheet, path.name)
-
     records = []
-    for i in range(header_row + 1, len(data)):
-        row = data.iloc[i]
-        vals = {HEADERS[h]: row.iloc[j] for h, j in col_of.items()}
-        if all(pd.isna(v) for v in vals.values()):
-            continue  # blank line
-        excel_row = i + 1
+    for excel_row, vals in rows:
         clip = str(vals["clip"]).strip()
         where = f"{path.name} row {excel_row} ({clip})"
         subject = samm_subject_id(vals["subject"], where)
@@ -216,7 +190,7 @@ def read_samm_sheet(path: str | Path) -> pd.DataFrame:
         emotion = vals["emotion"]
         if pd.isna(emotion) or not str(emotion).strip():
             raise SchemaError(f"{where}: Estimated Emotion is empty")
-        aus, sides, intens = parse_aus(vals["aus_text"], where)
+        au = au_columns(vals["aus_text"], where)
         extra = {}
         for col, header in (
             ("objective_class", "Objective Classes"),
@@ -236,18 +210,14 @@ def read_samm_sheet(path: str | Path) -> pd.DataFrame:
                 "apex": apex,
                 "offset": offset,
                 "emotion": str(emotion).strip().lower(),
-                "aus": aus,
-                "au_sides": sides,
-                "au_intensities": intens,
+                **au,
                 **extra,
                 "sheet_row": excel_row,
             }
         )
-    table = pd.DataFrame.from_records(records)
-    if table.empty:
-        raise SchemaError(f"{path}: the coding sheet has no clips")
-    for col in ("objective_class", "inducement_code"):
-        table[col] = table[col].astype("Int64")
+    table = records_table(
+        records, f"{path}: the coding sheet has no clips", ("objective_class", "inducement_code")
+    )
     log.info("SAMM: %d clips in %s", len(table), path.name)
     return table
 
@@ -339,13 +309,8 @@ def load_samm(
         sid = r.subject.split("/", 1)[1]
         folder = (child_dir(frames_root, sid) or frames_root / sid) / r.clip
         clips.append((f"{sid}/{r.clip}", folder, r.onset, r.offset))
-    keep, counts, problems = check_clips(clips, lister=last_number_frames)
-    report(problems, what=f"SAMM frames missing under {frames_root}", missing=missing)
-    table["frames_dir"] = [str(c[1]) for c in clips]
-    table["n_frames"] = counts
-    table = table[keep]
-    table = validate(table, check_frames=False, source=str(sheet_path))
-    table.attrs["source"] = str(sheet_path)
-    table.attrs["fixes_applied"] = list(applied)
+    what = f"SAMM frames missing under {frames_root}"
+    table = attach_frames(table, clips, what=what, missing=missing, lister=last_number_frames)
+    table = final_table(table, sheet_path, applied)
     log.info("SAMM: %d clips loaded from %s", len(table), samm_dir)
     return table

@@ -35,9 +35,9 @@ import pandas as pd
 from merkit.data.adapters._common import (
     check_missing_policy,
     child_dir,
+    clip_frames_problem,
+    find_database_dir,
     frame_numbers,
-    missing_frames,
-    ranges,
     report,
 )
 from merkit.data.schema import SchemaError, empty_table, validate
@@ -96,24 +96,14 @@ def smic_clip_name(value: object, *, padded: bool = False) -> str:
 
 
 def find_root(root: str | Path) -> Path:
-    """The SMIC folder: ``<root>/SMIC`` if it exists, else ``root`` if it holds HS/VIS/NIR.
-
-    Raises
-    ------
-    FileNotFoundError
-        One sentence naming the path and the expected layout.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"SMIC root {root} does not exist or is not a folder")
-    sub = child_dir(root, "SMIC")
-    if sub is not None:
-        return sub
-    if any(child_dir(root, c) is not None for c in CAMERAS):
-        return root
-    raise FileNotFoundError(
-        f"no SMIC data in {root}: expected a folder {root / 'SMIC'} or camera folders "
-        "HS/, VIS/ or NIR/ in it"
+    """The SMIC folder: ``<root>/SMIC`` if it exists, else ``root`` if it holds HS/VIS/NIR;
+    :class:`FileNotFoundError` naming the expected layout otherwise."""
+    return find_database_dir(
+        root,
+        "SMIC",
+        ("SMIC",),
+        lambda folder: any(child_dir(folder, c) is not None for c in CAMERAS),
+        "or camera folders HS/, VIS/ or NIR/ in it",
     )
 
 
@@ -294,12 +284,9 @@ def load_smic(
             onset, apex, offset = int(entry["onset"]), int(entry["apex"]), int(entry["offset"])
         else:
             onset, apex, offset = int(nums[0]), pd.NA, int(nums[-1])
-        gone = missing_frames(nums, onset, offset)
-        if gone.size:
-            problems.append(
-                f"{c['clip']}: frames {ranges(gone)} of [{onset}, {offset}] missing in "
-                f"{c['dir']} (on disk: {ranges(nums)})"
-            )
+        problem = clip_frames_problem(nums, onset, offset, c["dir"])
+        if problem:
+            problems.append(f"{c['clip']}: {problem}")
             continue
         rows.append(
             {
