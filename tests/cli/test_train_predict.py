@@ -98,6 +98,24 @@ def test_train_resumes_and_weights_load(trained):
     assert card.channels == "uvs"
 
 
+def test_parallel_folds_give_the_same_numbers(trained, tmp_path):
+    flows, out, _ = trained
+    res = _train(flows, tmp_path / "par", "--jobs", "2")
+    assert res.exit_code == 0, res.output
+    assert "folds trained 6, from cache 0" in res.output
+    run = json.loads((out / "run.json").read_text())["run"]
+    assert json.loads((tmp_path / "par" / "run.json").read_text())["run"] == run
+    for seed in (0, 1):
+        for f in sorted((out / "folds" / run / f"seed{seed}").glob("*.csv")):
+            a = pd.read_csv(f)
+            b = pd.read_csv(tmp_path / "par" / "folds" / run / f"seed{seed}" / f.name)
+            cols = [c for c in a.columns if c != "seconds"]
+            pd.testing.assert_frame_equal(a[cols], b[cols])
+    before = pd.read_csv(out / "results.csv").sort_values(["task", "seed"])
+    after = pd.read_csv(tmp_path / "par" / "results.csv").sort_values(["task", "seed"])
+    np.testing.assert_array_equal(after["mean_f1"], before["mean_f1"])
+
+
 def test_flow_folder_feeds_cde_and_smic_loso_only(trained, tmp_path):
     flows, _, _ = trained
     out = tmp_path / "o"

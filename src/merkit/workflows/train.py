@@ -404,10 +404,32 @@ def _fold_frame(task: DeepTask, fold: Fold, seed: int, got) -> pd.DataFrame:
     return part
 
 
+def _fit_fold(
+    *, task: DeepTask, fold: Fold, seed: int, X: np.ndarray, cfg, model: str,
+    model_kwargs: dict, weights_root: Path | None, paths: tuple[Path, Path, Path],
+) -> tuple[int, str, tuple[pd.DataFrame, pd.DataFrame, tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
+    """Train one fold and write its files (weights, features, history, predictions last: the
+    predictions file marks the fold as done); a worker-process unit of :func:`_run_task`."""
+    from merkit.nets.train import save_weights, train_fold
+
+    csv, hist_path, z_path = paths
+    got = train_fold(model, X, task.y, fold.train_idx, fold.test_idx, cfg, seed=seed,
+                     fold_index=fold.index, model_kwargs=model_kwargs,
+                     multilabel=task.multilabel, features=True)  # fmt: skip
+    if weights_root is not None:
+        save_weights(got.model, weights_root / f"seed{seed}" / f"{fold.file_name}.pth")
+    part = _fold_frame(task, fold, seed, got)
+    hist = _history_frame(got.history)
+    _atomic_npz(z_path, sample=fold.test_idx, z=got.features)
+    _atomic_csv(hist, hist_path)
+    _atomic_csv(part, csv)
+    return seed, fold.name, (part, hist, (fold.test_idx, got.features))
+
+
 def _run_task(
     task: DeepTask, inputs: _Inputs, *, model: str, cfg, model_kwargs: dict, seeds: list[int],
     folds, final: bool, out_dir: Path, split: dict, bar, bar_task, input_params: dict,
-    fold_weights: bool = True,
+    fold_weights: bool = True, n_jobs: int = 1,
 ) -> _TaskRun:  # fmt: skip
     from merkit.nets.predict import ModelCard, write_model_card
     from merkit.nets.train import save_weights, train_fold
@@ -435,13 +457,35 @@ def _run_task(
     records, history, embeddings = [], [], []
     done = cached = 0
     sample_ids = task.sample_ids()
+
+    def paths(seed: int, fold: Fold) -> tuple[Path, Path, Path]:
+        base = fold_root / f"seed{seed}" / fold.file_name
+        return tuple(base.with_name(base.name + ext)
+                     for ext in (".csv", ".history.csv", ".npz"))  # fmt: skip
+
+    fit_args = {"task": task, "X": X, "cfg": cfg, "model": model, "model_kwargs": model_kwargs,
+                "weights_root": weights_root if fold_weights else None}  # fmt: skip
+    fresh: dict[tuple[int, str], tuple] = {}
+    todo = [(seed, fold) for seed in seeds for fold in chosen if not paths(seed, fold)[0].is_file()]
+    if n_jobs > 1 and len(todo) > 1:  # folds in worker processes, 1 torch thread each
+        from joblib import Parallel, delayed
+
+        jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(_fit_fold)(seed=seed, fold=fold, paths=paths(seed, fold), **fit_args)
+            for seed, fold in todo
+        )
+        for seed, name, got in jobs:
+            fresh[seed, name] = got
+            bar.advance(bar_task)
     for seed in seeds:
         parts, zs = [], []
         for fold in chosen:
-            base = fold_root / f"seed{seed}" / fold.file_name
-            csv, hist_path, z_path = (base.with_name(base.name + ext)
-                                      for ext in (".csv", ".history.csv", ".npz"))  # fmt: skip
-            if csv.is_file():
+            csv, hist_path, z_path = paths(seed, fold)
+            if (seed, fold.name) in fresh:
+                part, hist, z = fresh[seed, fold.name]
+                zs.append(z)
+                done += 1
+            elif csv.is_file():
                 part = _read_fold_csv(csv)
                 hist = pd.read_csv(hist_path) if hist_path.is_file() else None
                 if z_path.is_file():
@@ -449,17 +493,9 @@ def _run_task(
                         zs.append((f["sample"], f["z"]))
                 cached += 1
             else:
-                got = train_fold(model, X, task.y, fold.train_idx, fold.test_idx, cfg,
-                                 seed=seed, fold_index=fold.index, model_kwargs=model_kwargs,
-                                 multilabel=task.multilabel, features=True)  # fmt: skip
-                if fold_weights:
-                    save_weights(got.model, weights_root / f"seed{seed}" / f"{fold.file_name}.pth")
-                part = _fold_frame(task, fold, seed, got)
-                hist = _history_frame(got.history)
-                _atomic_npz(z_path, sample=fold.test_idx, z=got.features)
-                _atomic_csv(hist, hist_path)
-                _atomic_csv(part, csv)  # last: its presence marks the fold as done
-                zs.append((fold.test_idx, got.features))
+                _, _, (part, hist, z) = _fit_fold(seed=seed, fold=fold,
+                                                  paths=(csv, hist_path, z_path), **fit_args)
+                zs.append(z)
                 done += 1
             if hist is not None:
                 history.append(hist.assign(protocol=task.protocol, task=task.name, method=model,
@@ -467,7 +503,8 @@ def _run_task(
             else:
                 log.warning("%s seed %d fold %s: cached without a history", run, seed, fold.name)
             parts.append(part)
-            bar.advance(bar_task)
+            if (seed, fold.name) not in fresh:
+                bar.advance(bar_task)
         pooled = pd.concat(parts, ignore_index=True)
         extra = {"folds": len(chosen),
                  "seconds": float(pooled.groupby("fold")["seconds"].first().sum())}  # fmt: skip
@@ -596,6 +633,9 @@ def run_train(
         ``{"align": False, "preset": "fast", "face_size": [56, 56]}``).
     cache : path, bool or None
         Input cache folder (None/True: ``<data_dir>/.merkit-cache``; False: none).
+    n_jobs : int
+        Worker processes for computing the inputs and for training the folds (each fold
+        with the preset's torch threads, 1 by default); the same numbers for any value.
     """
     from merkit.nets import INPUT_KIND
     from merkit.nets.train import PRESETS, TrainConfig
@@ -690,7 +730,7 @@ def run_train(
             got = _run_task(task, inputs, model=model, cfg=cfg, model_kwargs=kwargs,
                             seeds=seeds, folds=folds, final=final, out_dir=out_dir, split=split,
                             bar=bar, bar_task=bar_task, input_params=input_params,
-                            fold_weights=fold_weights)  # fmt: skip
+                            fold_weights=fold_weights, n_jobs=n_jobs)  # fmt: skip
             runs.append((task, inputs, got))
     store.add_records([r for _, _, g in runs for r in g.records])
     history = write_history(out_dir / "history.csv", [h for _, _, g in runs for h in g.history])
