@@ -579,6 +579,10 @@ def train(
             "model's own for the protocol)."
         ),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="torch threads per training process (default 1).", min=1),
+    ] = None,
     seeds: Annotated[str, typer.Option(help="Comma list of seeds, e.g. 0,1,2.")] = "0",
     folds: Annotated[
         int | None,
@@ -639,7 +643,7 @@ def train(
         result = run_train(
             out, protocol=protocol, model=model, tasks=task, flows_dir=flows_dir, data_dir=data,
             n_folds=n_folds, split_seed=split_seed, epochs=epochs, lr=lr, batch_size=batch_size,
-            preset=preset, seeds=_seed_list(seeds), folds=folds, final=final,
+            preset=preset, threads=threads, seeds=_seed_list(seeds), folds=folds, final=final,
             fold_weights=fold_weights, model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
             cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console,
         )  # fmt: skip

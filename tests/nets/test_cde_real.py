@@ -58,9 +58,10 @@ def test_preset_reaches_the_stored_params(tmp_path):
     from merkit.results.store import ResultStore
 
     run_train(tmp_path, protocol="cde", model="off_apexnet", flows_dir=FLOW_ROOT, epochs=1,
-              preset="fr_adam", seeds=[0], folds=[FOLD], progress=False)  # fmt: skip
+              preset="fr_adam", threads=2, seeds=[0], folds=[FOLD], progress=False)  # fmt: skip
     res = ResultStore(tmp_path).results()
     params = json.loads(res["params"].iloc[0])
     assert (params["optimizer"], params["lr"], params["batch_size"], params["epochs"]) == (
         "adam", 1e-4, 32, 1)
+    assert params["threads"] == 2
     assert json.loads(res["classes"].iloc[0]) == ["negative", "positive", "surprise"]

@@ -585,6 +585,7 @@ def run_train(
     lr: float | None = None,
     batch_size: int | None = None,
     preset: str | None = None,
+    threads: int | None = None,
     seeds: Sequence[int] = (0,),
     folds: int | Sequence[str] | None = None,
     final: bool = False,
@@ -616,6 +617,9 @@ def run_train(
         Override the preset.
     preset : str, optional
         A :data:`merkit.nets.train.PRESETS` entry (default: :func:`preset_for`).
+    threads : int, optional
+        torch threads per training process (default 1: the small nets gain little from
+        more; with ``n_jobs`` folds in parallel, keep ``n_jobs * threads`` <= cores).
     seeds : sequence of int
         One model per fold and seed.
     folds : int or sequence of str, optional
@@ -652,8 +656,8 @@ def run_train(
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown training preset {preset!r}; known: {sorted(PRESETS)}")
     kwargs = dict(model_kwargs or {})
-    overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size))
-                 if v is not None}  # fmt: skip
+    overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
+                                   ("threads", threads)) if v is not None}  # fmt: skip
     split = {"n_folds": int(n_folds), "split_seed": int(split_seed)} if protocol in (
         "kfold", "au") else {}  # fmt: skip
 
