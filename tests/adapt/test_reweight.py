@@ -90,3 +90,24 @@ def test_iwsvm_mean_one_weights_and_errors():
         ImportanceWeightedSVM(weighting="foo").fit(X, y, sd)
     with pytest.raises(ValueError, match="carry labels"):
         ImportanceWeightedSVM().fit(X, np.r_[y[:60], yt], sd)
+
+
+def test_box_sum_qp_exact_and_its_slsqp_fallback(monkeypatch):
+    import sys
+
+    from merkit.adapt.kernels import box_sum_qp, kernel_matrix
+
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(40, 6))
+    K = kernel_matrix(A, kernel="rbf", gamma=0.2) + 1e-6 * np.eye(40)
+    q = -rng.uniform(0.5, 3.0, 40) * 4  # pulls weights up: the sum and the box bind
+    eps, B = 0.2, 3.0
+    x = box_sum_qp(K, q, B, eps)
+    assert x.min() >= 0 and x.max() <= B + 1e-12
+    assert 40 * (1 - eps) - 1e-8 <= x.sum() <= 40 * (1 + eps) + 1e-8
+    assert np.isclose(x.max(), B) and np.isclose(x.sum(), 40 * (1 + eps))  # both bind
+    monkeypatch.setitem(sys.modules, "quadprog", None)  # import fails -> SLSQP
+    y = box_sum_qp(K, q, B, eps)
+    f = lambda v: 0.5 * v @ K @ v + q @ v  # noqa: E731
+    assert f(x) <= f(y) + 1e-9 and abs(f(x) - f(y)) < 1e-6 * abs(f(x))
+    np.testing.assert_allclose(x, y, atol=1e-4)

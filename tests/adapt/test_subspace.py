@@ -123,3 +123,19 @@ def test_pca_basis_beyond_rank_is_finite_and_orthonormal():
     X, y, sd, yt = shifted_blobs(d=6)
     pred = SubspaceAlignment(n_components=20).fit(X, y, sample_domain=sd).predict(X[sd < 0])
     assert pred.shape == yt.shape and set(np.unique(pred)) <= {0, 1, 2}
+
+
+def test_tca_reuses_the_fitted_target_rows_exactly():
+    rng = np.random.default_rng(5)
+    Xs, Xt = rng.normal(size=(30, 50)), rng.normal(0.5, 1.0, size=(20, 50))
+    X = np.vstack([Xs, Xt])
+    y = np.r_[rng.integers(0, 3, 30), -np.ones(20, dtype=int)]
+    sd = np.r_[np.ones(30, dtype=int), -np.ones(20, dtype=int)]
+    est = TransferComponentAnalysis(n_components=5).fit(X, y, sd)
+    direct = kernel_matrix(Xt, est.X_fit_, est.kernel, est.gamma_) @ est.components_
+    np.testing.assert_allclose(est.transform(Xt), direct, rtol=1e-10, atol=1e-10)
+    other = Xt + 1e-3  # not the fitted rows: computed
+    np.testing.assert_allclose(
+        est.transform(other),
+        kernel_matrix(other, est.X_fit_, est.kernel, est.gamma_) @ est.components_,
+    )

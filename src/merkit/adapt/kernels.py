@@ -88,6 +88,58 @@ def resolve_gamma(kernel: str, gamma: float | None, X_fit: np.ndarray) -> float 
     return float(gamma) if gamma is not None else median_heuristic_gamma(X_fit)
 
 
+def box_sum_qp(
+    K: np.ndarray, q: np.ndarray, B: float, eps: float, x0: np.ndarray | None = None,
+    max_iter: int = 500,
+) -> np.ndarray:  # fmt: skip
+    """``argmin_x 1/2 x^T K x + q^T x`` s.t. ``0 <= x <= B``, ``|sum x - n| <= n eps``.
+
+    The quadratic programme of KMM and of STM's weight step (Huang et al. 2006). Solved
+    exactly by Goldfarb-Idnani's dual active-set method (``quadprog``; ``K`` symmetric
+    positive definite), 20-40x faster than SLSQP on n ~ 130; SLSQP from ``x0`` (default
+    ones) when quadprog is missing or rejects the problem.
+
+    Returns
+    -------
+    ndarray (n,)
+        Clipped to ``[0, B]``.
+    """
+    n = K.shape[0]
+    lo, hi = n * (1 - eps), n * (1 + eps)
+    try:
+        import quadprog
+
+        # quadprog: min 1/2 x'Gx - a'x s.t. C'x >= b (columns of C are the constraints)
+        C = np.hstack([np.ones((n, 1)), -np.ones((n, 1)), np.eye(n), -np.eye(n)])
+        b = np.r_[lo, -hi, np.zeros(n), np.full(n, -float(B))]
+        x = quadprog.solve_qp(np.ascontiguousarray(K, dtype=float), -np.asarray(q, float), C, b)[0]
+        return np.clip(x, 0.0, float(B))
+    except ImportError:
+        log.debug("quadprog not installed; SLSQP for the box-sum QP")
+    except ValueError as err:  # not positive definite / inconsistent constraints
+        log.warning("box-sum QP: quadprog failed (%s); falling back to SLSQP", err)
+    from scipy.optimize import minimize
+
+    ones = np.ones(n)
+    cons = [
+        {"type": "ineq", "fun": lambda x: hi - x.sum(), "jac": lambda x: -ones},
+        {"type": "ineq", "fun": lambda x: x.sum() - lo, "jac": lambda x: ones},
+    ]
+    start = ones if x0 is None else np.clip(np.asarray(x0, dtype=float), 0.0, B)
+    res = minimize(
+        lambda x: 0.5 * x @ K @ x + q @ x,
+        start,
+        jac=lambda x: K @ x + q,
+        bounds=[(0.0, float(B))] * n,
+        constraints=cons,
+        method="SLSQP",
+        options={"maxiter": max_iter, "ftol": 1e-12},
+    )
+    if not res.success:
+        log.warning("box-sum QP (SLSQP) did not converge: %s", res.message)
+    return np.clip(res.x, 0.0, float(B))
+
+
 def centering_matrix(n: int) -> np.ndarray:
     """``H = I - 11^T / n`` of shape (n, n)."""
     return np.eye(n) - np.full((n, n), 1.0 / n)

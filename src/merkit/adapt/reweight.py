@@ -26,11 +26,10 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, clone
 
 from merkit.adapt.base import DomainAdaptationClassifier
-from merkit.adapt.kernels import GramSVC, kernel_matrix, resolve_gamma
+from merkit.adapt.kernels import GramSVC, box_sum_qp, kernel_matrix, resolve_gamma
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ class KMM(BaseEstimator):
     unlabeled data", NIPS 2006 (doi:10.7551/mitpress/7503.003.0080).
 
     ``min_b 1/2 b^T K_ss b - kappa^T b`` with ``kappa_i = ns/nt sum_j k(xs_i, xt_j)``,
-    ``0 <= b <= B`` and ``|sum b - ns| <= ns eps``; solved with scipy's SLSQP.
+    ``0 <= b <= B`` and ``|sum b - ns| <= ns eps``; solved exactly (:func:`box_sum_qp`).
 
     Parameters
     ----------
@@ -132,24 +131,7 @@ class KMM(BaseEstimator):
         kappa = ns / nt * kernel_matrix(Xs, Xt, self.kernel, gamma).sum(1)
         eps = (np.sqrt(ns) - 1) / np.sqrt(ns) if self.eps is None else float(self.eps)
         scale = max(float(np.abs(K).max()), 1e-300)  # conditioning only; same minimiser
-        Kn, kn = K / scale, kappa / scale
-        ones = np.ones(ns)
-        cons = [
-            {"type": "ineq", "fun": lambda b: ns * (1 + eps) - b.sum(), "jac": lambda b: -ones},
-            {"type": "ineq", "fun": lambda b: b.sum() - ns * (1 - eps), "jac": lambda b: ones},
-        ]
-        res = minimize(
-            lambda b: 0.5 * b @ Kn @ b - kn @ b,
-            np.ones(ns),
-            jac=lambda b: Kn @ b - kn,
-            bounds=[(0.0, float(self.B))] * ns,
-            constraints=cons,
-            method="SLSQP",
-            options={"maxiter": 500, "ftol": 1e-12},
-        )
-        if not res.success:
-            log.warning("KMM QP did not converge: %s", res.message)
-        return np.clip(res.x, 0.0, self.B)
+        return box_sum_qp(K / scale, -kappa / scale, float(self.B), eps)
 
 
 class KLIEP(BaseEstimator):

@@ -18,8 +18,8 @@ objective never increases:
     the precomputed Gram matrix ``Xs Xs^T``: the same model as
     ``SVC(kernel="linear")`` but fast when d >> n);
 (b) SVM fixed: the QP ``min_s 1/2 s^T K s + (C/lam * l - kappa)^T s`` under the box and
-    sum constraints, ``l_i = max(0, 1 - y_i f(x_i))`` (hinge losses), solved with
-    scipy's SLSQP (warm-started).
+    sum constraints, ``l_i = max(0, 1 - y_i f(x_i))`` (hinge losses), solved exactly
+    (:func:`merkit.adapt.kernels.box_sum_qp`).
 
 Multi-class: one-vs-rest as in the CDMER benchmark (one binary STM per class, each
 with its own weights; prediction = arg-max of the binary decision values).
@@ -44,12 +44,11 @@ import logging
 import numbers
 
 import numpy as np
-from scipy.optimize import minimize
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
 from merkit.adapt.base import DomainAdaptationClassifier
-from merkit.adapt.kernels import kernel_matrix, resolve_gamma
+from merkit.adapt.kernels import box_sum_qp, kernel_matrix, resolve_gamma
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +85,9 @@ def stm_weight_qp(
     eps : float or None
         Sum tolerance, ``None`` = ``(sqrt(ns) - 1) / sqrt(ns)`` (Huang et al.).
     s0 : ndarray (ns,), optional
-        Starting point (default all ones).
+        Starting point of the SLSQP fallback (default all ones).
     max_iter : int
-        SLSQP iterations.
+        SLSQP iterations (fallback only).
 
     Returns
     -------
@@ -111,25 +110,7 @@ def stm_weight_qp(
     K = (K + K.T) / 2 + 1e-8 * max(float(np.trace(K)) / ns, 1e-300) * np.eye(ns)
     q = C / float(lam) * losses - kappa
     scale = max(float(np.abs(K).max()), float(np.abs(q).max()), 1e-300)  # conditioning
-    Kn, qn = K / scale, q / scale
-    ones = np.ones(ns)
-    cons = [
-        {"type": "ineq", "fun": lambda s: ns * (1 + eps) - s.sum(), "jac": lambda s: -ones},
-        {"type": "ineq", "fun": lambda s: s.sum() - ns * (1 - eps), "jac": lambda s: ones},
-    ]
-    x0 = np.ones(ns) if s0 is None else np.clip(np.asarray(s0, dtype=float), 0.0, B)
-    res = minimize(
-        lambda s: 0.5 * s @ Kn @ s + qn @ s,
-        x0,
-        jac=lambda s: Kn @ s + qn,
-        bounds=[(0.0, float(B))] * ns,
-        constraints=cons,
-        method="SLSQP",
-        options={"maxiter": max_iter, "ftol": 1e-12},
-    )
-    if not res.success:
-        log.warning("STM weight QP did not converge: %s", res.message)
-    return np.clip(res.x, 0.0, float(B))
+    return box_sum_qp(K / scale, q / scale, float(B), eps, x0=s0, max_iter=max_iter)
 
 
 class SelectiveTransferMachine(DomainAdaptationClassifier):

@@ -121,12 +121,18 @@ class TransferComponentAnalysis(DomainAdaptationClassifier):
         Z = K @ self.components_
         self.svm_ = SVC(kernel="linear", C=self.C).fit(Z[: Xs.shape[0]], ys)
         self.classes_ = self.svm_.classes_
+        self._target_embedding = Z[Xs.shape[0]:]
         return self
 
     def transform(self, X) -> np.ndarray:
         """Embed rows ``X`` (m, d) -> (m, k)."""
         check_is_fitted(self, "components_")
-        Kx = kernel_matrix(np.asarray(X, dtype=float), self.X_fit_, self.kernel, self.gamma_)
+        X = np.asarray(X, dtype=float)
+        Zt = getattr(self, "_target_embedding", None)
+        nt = 0 if Zt is None else len(Zt)
+        if nt and X.shape == (nt, self.X_fit_.shape[1]) and np.array_equal(X, self.X_fit_[-nt:]):
+            return Zt.copy()  # the fitted target rows (transductive use): their kernel rows
+        Kx = kernel_matrix(X, self.X_fit_, self.kernel, self.gamma_)
         return Kx @ self.components_
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
