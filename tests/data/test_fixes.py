@@ -123,3 +123,27 @@ source = "s"
     with pytest.raises(ValueError, match="cannot change the dataset or the subject"):
         load_fixes(write(tmp_path, bad_subject))
     assert load_fixes(write(tmp_path, "# nothing yet\n")) == ()
+
+
+def test_synthetic_databases_get_no_fixes(tmp_path, caplog):
+    # a `merkit synth` folder (its manifest at the top) whose SAMM sheet happens to name a
+    # fixed clip with other frame numbers: no fix and no "not applied" warning
+    (tmp_path / "synthetic.json").write_text("{}")
+    sheet = tmp_path / "SAMM" / "SAMM_Micro_FACS_Codes_v2.xlsx"
+    sheet.parent.mkdir()
+    sheet.write_bytes(b"")
+    t = table([{"subject": "SAMM/032", "clip": "032_3_1", "onset": 7300, "apex": 7330,
+                "offset": 7380}])  # fmt: skip
+    with caplog.at_level(logging.DEBUG, logger="merkit.data.fixes"):
+        out = apply_fixes(t, "SAMM", source=sheet)
+    assert out["apex"].tolist() == [7330] and "fixes_applied" not in out.attrs
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "merkit synth database" in caplog.text
+    # the same table from a real folder: the mismatch is reported
+    real = tmp_path / "real" / "SAMM_Micro_FACS_Codes_v2.xlsx"
+    real.parent.mkdir()
+    real.write_bytes(b"")
+    (tmp_path / "synthetic.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="merkit.data.fixes"):
+        apply_fixes(t, "SAMM", source=real)
+    assert "fix SAMM/032/032_3_1 not applied" in caplog.text

@@ -158,11 +158,23 @@ def _cell(value: object, like: object) -> object:
     return value
 
 
+#: manifest that ``merkit synth`` writes at the top of a generated database folder
+SYNTHETIC_MANIFEST = "synthetic.json"
+
+
+def is_synthetic(path: str | Path, levels: int = 4) -> bool:
+    """Whether ``path`` (a sheet or folder) lies in a database folder written by ``merkit
+    synth`` (its manifest in the folder or one of its ``levels`` parents)."""
+    p = Path(path).resolve()
+    return any((d / SYNTHETIC_MANIFEST).is_file() for d in [p, *p.parents][: levels + 1])
+
+
 def apply_fixes(
     table: pd.DataFrame,
     dataset: str | None = None,
     *,
     fixes: Iterable[Fix] | None = None,
+    source: str | Path | None = None,
 ) -> pd.DataFrame:
     """Apply the known fixes of ``dataset`` to a Sample table.
 
@@ -174,6 +186,10 @@ def apply_fixes(
         Only the fixes of this dataset (default: of every dataset in the table).
     fixes : iterable of Fix, optional
         Fixes to apply (default: :func:`load_fixes`).
+    source : path, optional
+        The sheet the table was read from; a sheet of a ``merkit synth`` database gets no
+        fixes (they correct typos of the released sheets, which synthetic sheets do not
+        copy; its clip names can still coincide with a fixed clip's).
 
     Returns
     -------
@@ -189,6 +205,9 @@ def apply_fixes(
     for c in ("dataset", "subject", "clip"):
         if c not in table.columns:
             raise SchemaError(f"apply_fixes: table lacks column {c!r}")
+    if source is not None and is_synthetic(source):
+        log.debug("%s is a merkit synth database: no sheet fixes", source)
+        return table
     all_fixes = tuple(fixes) if fixes is not None else load_fixes()
     datasets = {dataset} if dataset is not None else set(table["dataset"].astype(str))
     out = table.copy()

@@ -317,7 +317,7 @@ def load_casme_sq(
     extra = ("participant", "video_code", "self_report", "expression_type")
     table = sample_table(coded, DATASET, fps=FPS, camera=CAMERA, extra=extra)
     if fixes:
-        table = apply_fixes(table, DATASET)
+        table = apply_fixes(table, DATASET, source=sheet_path)
     applied = table.attrs.get("fixes_applied", [])
     validate(table, check_frames=False, source=str(sheet_path))
 

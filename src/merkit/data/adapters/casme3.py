@@ -423,7 +423,7 @@ def load_casme3_a(
     table["filename"] = coded["filename"]
     table["objective_class"] = coded["objective_class"]
     if fixes:
-        table = apply_fixes(table, DATASET_A)
+        table = apply_fixes(table, DATASET_A, source=sheet_path)
         renamed = [
             casme3_a_clip_id(f, o) for f, o in zip(table["filename"], table["onset"], strict=True)
         ]
@@ -485,7 +485,7 @@ def load_casme3_c(
     table = _base_table(coded, DATASET_C)
     table["count"] = coded["count"]
     if fixes:
-        table = apply_fixes(table, DATASET_C)
+        table = apply_fixes(table, DATASET_C, source=sheet_path)
     applied = table.attrs.get("fixes_applied", [])
     validate(table, check_frames=False, source=str(sheet_path))
     folders = []

@@ -299,7 +299,7 @@ def load_samm(
         coded, DATASET, fps=FPS, camera=CAMERA, extra=("objective_class", "inducement_code")
     )
     if fixes:
-        table = apply_fixes(table, DATASET)
+        table = apply_fixes(table, DATASET, source=sheet_path)
     applied = table.attrs.get("fixes_applied", [])
     # the sheet's own errors first (apex outside the clip...), before looking at frames
     validate(table, check_frames=False, source=str(sheet_path))
