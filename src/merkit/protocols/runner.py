@@ -40,6 +40,7 @@ from merkit.results.store import (
     _atomic_write_csv,
     _key_strings,
     _remove_empty_dir,
+    directory_lock,
     list_parts,
     merge_due,
     params_to_json,
@@ -831,22 +832,30 @@ def _merged_grid(directory: Path, found: Mapping[int, Mapping[str, Path]]) -> pd
 
 def _write_grid_part(directory: Path, rows: Iterable[Mapping]) -> None:
     """Write the new or changed ``rows`` as one grid part, then merge the parts when the
-    store's policy says so (:func:`merkit.results.store.merge_due`)."""
-    number = write_part(directory / PARTS_DIR, [(GRID_PART, _grid_frame(rows))])
-    found = _grid_parts(directory)
-    main = directory / GRID_FILE
-    size = sum(f.stat().st_size for part in found.values() for f in part.values())
-    if merge_due(main.stat().st_size if main.is_file() else 0, size, len(found),
-                 GRID_COMPACT_BELOW, GRID_MAX_PARTS):  # fmt: skip
-        _merge_grid(directory)
-    else:
-        log.debug("%s: grid rows in part %d", directory, number)
+    store's policy says so (:func:`merkit.results.store.merge_due`); under the store's
+    directory lock."""
+    frame = _grid_frame(rows)
+    with directory_lock(directory):
+        number = write_part(directory / PARTS_DIR, [(GRID_PART, frame)])
+        found = _grid_parts(directory)
+        main = directory / GRID_FILE
+        size = sum(f.stat().st_size for part in found.values() for f in part.values())
+        if merge_due(main.stat().st_size if main.is_file() else 0, size, len(found),
+                     GRID_COMPACT_BELOW, GRID_MAX_PARTS):  # fmt: skip
+            _merge_grid(directory)
+        else:
+            log.debug("%s: grid rows in part %d", directory, number)
 
 
 def _merge_grid(directory: Path) -> None:
     """Merge the grid parts into ``grid.csv`` (atomic write), then remove them oldest
     first (a crash leaves newer parts, which re-apply the same rows); also removes the
-    temporary files of a killed writer (one writer at a time)."""
+    temporary files of a killed writer (under the store's directory lock)."""
+    with directory_lock(directory):
+        _merge_grid_locked(directory)
+
+
+def _merge_grid_locked(directory: Path) -> None:
     parts_dir = directory / PARTS_DIR
     stale = list(directory.glob(f".{GRID_FILE}.*.tmp"))
     if parts_dir.is_dir():

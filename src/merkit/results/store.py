@@ -44,14 +44,20 @@ removed oldest first after the merged files are in place).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+
+try:  # POSIX; elsewhere the store is single-writer
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 import numpy as np
 import pandas as pd
@@ -195,6 +201,42 @@ def _remove_empty_dir(path: Path) -> None:
         path.rmdir()
     except OSError:
         pass
+
+
+_held: dict[Path, int] = {}  # re-entrancy: directories this process holds, and how deep
+
+
+@contextlib.contextmanager
+def directory_lock(directory: str | Path) -> Iterator[None]:
+    """Exclusive lock on a store directory across processes (``flock`` on the directory
+    itself, so no lock file; re-entrant within a process).
+
+    Several processes may write one store (e.g. one ``merkit train`` per fold into the
+    same ``--out``): part numbers, merges and the removal of stale temporary files happen
+    under this lock, so no writer removes or renumbers another's files.
+    """
+    key = Path(directory).resolve()
+    if _held.get(key):
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    key.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            _held.pop(key, None)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 # ------------------------------------------------ part files (shared with the grid table)
@@ -370,6 +412,10 @@ class ResultStore:
 
     def results(self) -> pd.DataFrame:
         """All results rows (one per key)."""
+        with directory_lock(self.directory):
+            return self._results()
+
+    def _results(self) -> pd.DataFrame:
         parts = self._parts()
         if not parts:
             return self._read(self.results_path, RESULT_COLUMNS)
@@ -379,6 +425,10 @@ class ResultStore:
 
     def predictions(self) -> pd.DataFrame:
         """All stored predictions (long format)."""
+        with directory_lock(self.directory):
+            return self._predictions()
+
+    def _predictions(self) -> pd.DataFrame:
         parts = self._parts()
         if not parts:
             return self._read(self.predictions_path, PREDICTION_COLUMNS)
@@ -551,18 +601,24 @@ class ResultStore:
         new_rows = _ordered(pd.DataFrame([r for r, _ in latest.values()]))
         new_preds = pd.concat([p for _, p in latest.values()], ignore_index=True)
         files = [("predictions", new_preds[list(PREDICTION_COLUMNS)]), ("results", new_rows)]
-        number = write_part(self.parts_dir, files)  # the results part commits the pair
-        log.debug("%s: stored %d unit(s) in part %d", self, len(new_rows), number)
-        parts = self._parts()
-        base = self.predictions_path.stat().st_size if self.predictions_path.is_file() else 0
-        size = sum(f.stat().st_size for pair in parts for f in pair)
-        if merge_due(base, size, len(parts), self.compact_below, self.max_parts):
-            self.compact()
+        with directory_lock(self.directory):  # other processes may write this store too
+            number = write_part(self.parts_dir, files)  # the results part commits the pair
+            log.debug("%s: stored %d unit(s) in part %d", self, len(new_rows), number)
+            parts = self._parts()
+            base = (self.predictions_path.stat().st_size if self.predictions_path.is_file()
+                    else 0)  # fmt: skip
+            size = sum(f.stat().st_size for pair in parts for f in pair)
+            if merge_due(base, size, len(parts), self.compact_below, self.max_parts):
+                self.compact()
 
     def compact(self) -> None:
         """Merge the parts into ``results.csv`` / ``predictions.csv`` (atomic writes), then
         remove them oldest first; a no-op without parts. Temporary files left by a killed
-        writer are removed (one writer at a time)."""
+        writer are removed (under :func:`directory_lock`: no live writer's)."""
+        with directory_lock(self.directory):
+            self._compact()
+
+    def _compact(self) -> None:
         stale = [*self.directory.glob(".results.csv.*.tmp"),
                  *self.directory.glob(".predictions.csv.*.tmp")]  # fmt: skip
         if self.parts_dir.is_dir():
