@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from da_speed import _fmt  # the benchmarks' duration format (run as a script)
 
 from merkit.adapt import METHODS
 from merkit.parallel import Backend
@@ -54,14 +55,6 @@ from merkit.results.store import ResultStore
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cdmer_lbptop_r3p8"
 EXPENSIVE_SAMPLE = 1000  # run_grid's default: reverse / iwcv on this many points per grid
-
-
-def _fmt(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
 
 
 def _samples(method: str, full: list[dict], n: int, n_xi: int, rng) -> list[list[dict]]:
