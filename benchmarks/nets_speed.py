@@ -10,6 +10,9 @@
   ``--epochs`` epochs; prints seconds per fold and the extrapolation to 68 folds (scaled
   to the 100 epochs of the preset).
 
+* Adam: samples/s of :func:`fit` under the ``fr_adam`` preset with torch's default
+  (multi-tensor) Adam and denormals kept, against merkit's fused Adam with denormals
+  flushed to zero (FR, Basic Inception; 1 thread, process CPU time).
 * The training loop: samples/s of :func:`merkit.nets.train.fit` against the plain
   DataLoader loop it replaced (NCHW, per-sample collation), for the five CDE networks at
   their CDE presets (batch 256 for STSTNet, 32 otherwise), 1 thread, measured in process
@@ -22,6 +25,7 @@ Usage: ``python benchmarks/nets_speed.py [--threads 2] [--seconds 3] [--epochs 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -106,6 +110,38 @@ def loop_rates(name: str, n: int, epochs: int, threads: int) -> tuple[float, flo
     return rates[0], rates[1]
 
 
+def adam_rates(name: str, n: int, epochs: int) -> tuple[float, float]:
+    """Training samples/s of :func:`fit` under the ``fr_adam`` preset (Adam lr 1e-4,
+    batch 32), 1 thread, process CPU time: the reference torch Adam (multi-tensor, the
+    default) with denormals kept, against merkit's fused Adam with denormals flushed."""
+    from unittest import mock
+
+    from merkit.nets import train as tr
+    from merkit.nets.data import make_loader
+
+    cfg = TrainConfig.preset("fr_adam", epochs=epochs)
+    rng = np.random.default_rng(0)
+    X = (rng.random((n, 3, 28, 28)) * 255).astype(np.float32)
+    y = rng.integers(0, 3, n)
+
+    def reference_adam(model, c):
+        return torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+    rates = []
+    for ref in (True, False):
+        torch.manual_seed(0)
+        model = create_model(name)
+        with contextlib.ExitStack() as stack:
+            if ref:
+                stack.enter_context(mock.patch.object(tr, "_optimizer", reference_adam))
+                stack.enter_context(mock.patch.object(torch, "set_flush_denormal", bool))
+            t0 = time.process_time()
+            tr.fit(model, make_loader(X, y, batch_size=cfg.batch_size, shuffle=True, seed=0),
+                   cfg)  # fmt: skip
+            rates.append(n * epochs / (time.process_time() - t0))
+    return rates[0], rates[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -117,6 +153,7 @@ def main() -> None:
     ap.add_argument("--skip-loso", action="store_true")
     ap.add_argument("--loop-samples", type=int, default=400, help="training set of the loop test")
     ap.add_argument("--loop-epochs", type=int, default=3)
+    ap.add_argument("--adam-epochs", type=int, default=8, help="epochs of the Adam table")
     ap.add_argument("--only-loop", action="store_true", help="only the fit-vs-plain-loop table")
     args = ap.parse_args()
 
@@ -129,6 +166,12 @@ def main() -> None:
         bs = TrainConfig.preset(preset_for(name, "cde")).batch_size
         plain, new = loop_rates(name, args.loop_samples, args.loop_epochs, 1)
         print(f"{name:16s} {bs:5d} {plain:11.0f} {new:9.0f} {new / plain:6.2f}")
+    print(f"\nAdam (fr_adam preset), {args.loop_samples} samples x {args.adam_epochs} epochs, "
+          "1 thread (process CPU time): samples/s")  # fmt: skip
+    print(f"{'model':16s} {'torch Adam':>11s} {'fused+FTZ':>10s} {'ratio':>6s}")
+    for name in ("fr", "basic_inception"):
+        plain, new = adam_rates(name, args.loop_samples, args.adam_epochs)
+        print(f"{name:16s} {plain:11.0f} {new:10.0f} {new / plain:6.2f}")
     if args.only_loop:
         return
 

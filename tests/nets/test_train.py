@@ -278,3 +278,36 @@ def test_predict_fast_path_equals_plain_iteration():
                for i in range(0, len(data.X), 4)]  # fmt: skip
     assert np.array_equal(p_fast, torch.cat(p_plain).numpy())
     assert np.array_equal(y_fast, p_fast.argmax(1))
+
+
+def test_adam_is_fused_and_matches_the_reference_update():
+    from merkit.nets.train import _optimizer
+
+    lin = torch.nn.Linear(4, 3)
+    ref = torch.nn.Linear(4, 3)
+    ref.load_state_dict(lin.state_dict())
+    opt = _optimizer(lin, TrainConfig(optimizer="adam", lr=0.1, weight_decay=0.01))
+    assert opt.param_groups[0]["fused"] is True
+    assert type(_optimizer(lin, TrainConfig(optimizer="adamw", lr=0.1))) is torch.optim.AdamW
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=0.1, weight_decay=0.01, foreach=False)
+    x = torch.arange(8.0).reshape(2, 4)
+    for _ in range(3):
+        for m, o in ((lin, opt), (ref, ref_opt)):
+            o.zero_grad()
+            m(x).pow(2).sum().backward()
+            o.step()
+    torch.testing.assert_close(lin.weight, ref.weight, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(lin.weight, torch.nn.Linear(4, 3).weight)  # it did move
+
+
+def test_session_flushes_denormals_and_restores_them():
+    from merkit.nets.train import torch_session
+
+    tiny = torch.tensor([1e-39])  # a float32 denormal
+    assert float(tiny * 1.0) > 0
+    with torch_session(0):
+        assert float(tiny * 1.0) == 0.0
+        with torch_session(1):
+            pass
+        assert float(tiny * 1.0) == 0.0  # still on after a nested session closes
+    assert float(tiny * 1.0) > 0

@@ -167,9 +167,17 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
+_FLUSH_DEPTH = [0]  # open torch_session()s (flush-to-zero stays on until the outermost exits)
+
+
 @contextlib.contextmanager
 def torch_session(seed: int, threads: int = 1, deterministic: bool = True) -> Iterator[None]:
-    """Seed torch (forked RNG, restored on exit), set threads and determinism temporarily."""
+    """Seed torch (forked RNG, restored on exit), set threads and determinism temporarily.
+
+    Denormal floats are flushed to zero inside the session (``torch.set_flush_denormal``;
+    off again on exit): Adam's second-moment estimates of tiny gradients become denormal,
+    and arithmetic on them made FR's training steps 1.5-2x slower.
+    """
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -177,9 +185,13 @@ def torch_session(seed: int, threads: int = 1, deterministic: bool = True) -> It
         torch.manual_seed(int(seed))
         torch.set_num_threads(int(threads))
         torch.use_deterministic_algorithms(bool(deterministic), warn_only=True)
+        _FLUSH_DEPTH[0] += 1
+        torch.set_flush_denormal(True)
         try:
             yield
         finally:
+            _FLUSH_DEPTH[0] -= 1
+            torch.set_flush_denormal(_FLUSH_DEPTH[0] > 0)  # nested sessions keep it on
             torch.set_num_threads(old_threads)
             torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
 
@@ -220,9 +232,10 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)  # fmt: skip
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # the fused (single-kernel) Adam: 2-5x faster steps than the default multi-tensor one
+    # on CPU for FR's ~10 M weights (benchmarks/nets_speed.py); same update rule
+    kind = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return kind(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
