@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from merkit._progress import progress_bar
 from merkit.data.adapters import discover, load_dataset
 from merkit.data.labels import apply_scheme, get_scheme
 from merkit.data.schema import FeatureSet
@@ -36,18 +36,6 @@ log = logging.getLogger(__name__)
 
 #: the four databases of the CDMER benchmark, in table order
 CDMER_DATABASES: tuple[str, ...] = ("CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR")
-
-
-def _progress(console: Console | None, enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not enabled,
-        transient=False,
-    )
 
 
 def load_databases(
@@ -197,7 +185,8 @@ def extract_databases(
     classes = scheme_classes(tables, scheme)
     out: dict[str, FeatureSet] = {}
     runs = {}
-    with _progress(console, progress) as bar, open_backend(backend, n_jobs, address) as be:
+    bar_ctx = progress_bar(progress, console=console)
+    with bar_ctx as bar, open_backend(backend, n_jobs, address) as be:
         for name, table in tables.items():
             task = bar.add_task(f"{desc.name} {name}", total=len(table))
             runs[name] = extract(

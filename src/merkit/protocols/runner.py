@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from merkit._progress import progress_bar
 from merkit.adapt import make_method
 from merkit.adapt.base import MASKED_LABEL
 from merkit.data.schema import FeatureSet
@@ -282,17 +282,6 @@ def run_unit(unit: WorkUnit, features: Mapping[str, FeatureSet]) -> UnitResult:
     )
 
 
-def _progress_bar(label: str, enabled: bool) -> Progress:
-    """The runners' rich progress bar: ``<label> <description> [bar] n/N elapsed``."""
-    return Progress(
-        TextColumn(f"[bold]{label}[/bold] {{task.description}}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=not enabled,
-    )
-
-
 def run_cdmer(
     features: Mapping[str, FeatureSet],
     method: str | Mapping[str, dict | Sequence[dict] | None] = "svm",
@@ -363,7 +352,7 @@ def run_cdmer(
         pending.clear()
 
     with (
-        _progress_bar("CDMER", progress) as bar,
+        progress_bar(progress, label="CDMER") as bar,
         open_backend(backend, n_jobs, address) as be,
     ):
         job = bar.add_task("", total=len(todo))
@@ -1097,7 +1086,7 @@ def run_grid(
 
     n_new = sum(n for n, _, _ in jobs)
     with (
-        _progress_bar("grid", progress) as bar,
+        progress_bar(progress, label="grid") as bar,
         open_backend(backend, n_jobs, address) as be,
     ):
         job = bar.add_task("fits", total=n_new)

@@ -641,9 +641,10 @@ def run_train(
         Worker processes for computing the inputs and for training the folds (each fold
         with the preset's torch threads, 1 by default); the same numbers for any value.
     """
+    from merkit._progress import progress_bar
     from merkit.nets import INPUT_KIND
     from merkit.nets.train import PRESETS, TrainConfig
-    from merkit.pipeline import _progress, write_text_atomic
+    from merkit.pipeline import write_text_atomic
     from merkit.results.store import ResultStore, result_key, result_keys
 
     t0 = time.perf_counter()
@@ -725,7 +726,7 @@ def run_train(
     store = ResultStore(out_dir)
     runs: list[tuple[DeepTask, _Inputs, _TaskRun]] = []
     total = sum(len(t.select_folds(folds)) for t, _ in built) * len(seeds)
-    with _progress(console, progress) as bar:
+    with progress_bar(progress, console=console) as bar:
         bar_task = bar.add_task(f"{protocol} {model}", total=total)
         for task, inputs in built:
             n_classes = len(task.classes)
