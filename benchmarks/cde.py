@@ -86,7 +86,7 @@ def subject_groups(table: pd.DataFrame, k: int) -> dict[str, int]:
 
 
 def _preset(model: str, epochs: int | None = None, preset: str | None = None,
-            lr: float | None = None):
+            lr: float | None = None, class_weight: str | None = None):
     from merkit.nets.train import TrainConfig
     from merkit.protocols.composite import CDE
     from merkit.workflows.train import preset_for
@@ -94,13 +94,16 @@ def _preset(model: str, epochs: int | None = None, preset: str | None = None,
     name = preset or preset_for(model, "cde")
     cfg = TrainConfig.preset(name, num_classes=CDE.num_classes)
     cfg = cfg if lr is None else replace(cfg, lr=float(lr))
+    if class_weight is not None:
+        cfg = replace(cfg, class_weight=None if class_weight == "none" else class_weight)
     return cfg if epochs is None else replace(cfg, epochs=int(epochs))
 
 
 # --------------------------------------------------------------------------- select
 def _pair_curve(model: str, pair: tuple[int, int], k: int, max_epochs: int, every: int,
                 seed: int, flows: str, scale: float = 1.0, init: str = "torch",
-                preset: str | None = None, lr: float | None = None) -> pd.DataFrame:  # fmt: skip
+                preset: str | None = None, lr: float | None = None,
+                class_weight: str | None = None) -> pd.DataFrame:  # fmt: skip
     """Train on the subjects of two groups; predict the others every ``every`` epochs."""
     import torch
 
@@ -113,7 +116,7 @@ def _pair_curve(model: str, pair: tuple[int, int], k: int, max_epochs: int, ever
     g = data.table["subject"].map(groups).to_numpy()
     tr = np.flatnonzero(np.isin(g, pair))
     va = np.flatnonzero(~np.isin(g, pair))
-    cfg = replace(_preset(model, max_epochs, preset, lr), seed=seed)
+    cfg = replace(_preset(model, max_epochs, preset, lr, class_weight), seed=seed)
     fs = fold_seed(seed, 1000 + 10 * pair[0] + pair[1])
     with torch_session(fs, cfg.threads, cfg.deterministic):
         net = create_model(model, num_classes=cfg.num_classes)
@@ -160,7 +163,8 @@ def select(args: argparse.Namespace) -> dict:
     else:
         curves = Parallel(n_jobs=args.workers)(
             delayed(_pair_curve)(args.model, p, k, args.max_epochs, args.every, args.seed,
-                                 str(args.flows), args.scale, args.init, args.preset, args.lr)
+                                 str(args.flows), args.scale, args.init, args.preset, args.lr,
+                                 args.class_weight)
             for p in pairs)  # fmt: skip
         curves = pd.concat(curves, ignore_index=True)
         curves.to_csv(out / "curves.csv", index=False)
@@ -186,6 +190,7 @@ def select(args: argparse.Namespace) -> dict:
         "model": args.model, "groups": k, "max_epochs": args.max_epochs, "every": args.every,
         "seed": args.seed, "tolerance": args.tolerance, "scale": args.scale,
         "init": args.init, "preset": args.preset, "lr": args.lr,
+        "class_weight": args.class_weight,
         "chosen_epochs": chosen,
         "subject_group": subject_groups(_read(args.flows).table, k),
         "seconds": round(time.perf_counter() - t0, 1),
@@ -205,12 +210,14 @@ def _read(flows):
 
 # --------------------------------------------------------------------------- run
 def _one_fold(out: str, model: str, flows: str, epochs: int | None, seed: int, subject: str,
-              preset: str | None = None, lr: float | None = None) -> float:  # fmt: skip
+              preset: str | None = None, lr: float | None = None,
+              class_weight: str | None = None) -> float:  # fmt: skip
     from merkit.pipeline import run_train
 
     t0 = time.perf_counter()
     run_train(out, protocol="cde", model=model, flows_dir=flows, epochs=epochs, seeds=[seed],
-              folds=[subject], preset=preset, lr=lr, progress=False)  # fmt: skip
+              folds=[subject], preset=preset, lr=lr, class_weight=class_weight,
+              progress=False)  # fmt: skip
     return time.perf_counter() - t0
 
 
@@ -229,9 +236,10 @@ def run(args: argparse.Namespace) -> None:
         sel = json.loads(Path(args.selection).read_text())
         if sel["model"] != args.model:
             raise SystemExit(f"{args.selection} selected epochs for {sel['model']}")
-        if (sel.get("preset"), sel.get("lr")) != (args.preset, args.lr):
-            raise SystemExit(f"{args.selection} selected epochs for preset {sel.get('preset')} "
-                             f"lr {sel.get('lr')}, not {args.preset} lr {args.lr}")  # fmt: skip
+        chosen_for = (sel.get("preset"), sel.get("lr"), sel.get("class_weight"))
+        if chosen_for != (args.preset, args.lr, args.class_weight):
+            raise SystemExit(f"{args.selection} selected epochs for preset, lr, class weight "
+                             f"{chosen_for}, not {(args.preset, args.lr, args.class_weight)}")
         epochs_of = {s: sel["chosen_epochs"][str(g)] for s, g in sel["subject_group"].items()}
     else:
         epochs_of = dict.fromkeys(subjects, args.epochs)
@@ -242,14 +250,14 @@ def run(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     secs = Parallel(n_jobs=args.workers, batch_size=1)(
         delayed(_one_fold)(args.out, args.model, str(args.flows), e, seed, s, args.preset,
-                           args.lr)
+                           args.lr, args.class_weight)
         for e, seed, s in tasks
     )
     wall = time.perf_counter() - t0
     for e, folds in by_epochs.items():  # all cached now: score (one run per epoch count)
         res = run_train(args.out, protocol="cde", model=args.model, flows_dir=args.flows,
                         epochs=e, seeds=seeds, folds=folds, preset=args.preset, lr=args.lr,
-                        progress=False)  # fmt: skip
+                        class_weight=args.class_weight, progress=False)  # fmt: skip
         log.info("runs %s (epochs %s): %d folds cached", res.runs, e, res.folds_cached)
     print(f"{args.model}: {len(tasks)} folds with {args.workers} workers, wall {wall:.0f} s; "
           f"per call mean {np.mean(secs):.1f} s")  # fmt: skip
@@ -360,6 +368,8 @@ def main() -> None:
     )
     s.add_argument("--preset", default=None, help="training preset (default: the model's)")
     s.add_argument("--lr", type=float, default=None, help="learning rate (default: preset's)")
+    s.add_argument("--class-weight", choices=("none", "balanced"), default=None,
+                   help="loss weights per class (default: the preset's)")
     s.add_argument("--only-group", type=int, default=None, help="diagnostic: one group's curve")
     s.add_argument("--reuse", action="store_true", help="re-derive from an existing curves.csv")
     s.add_argument("--out", type=Path, required=True)
@@ -372,6 +382,8 @@ def main() -> None:
     r.add_argument("--folds", type=int, default=None, help="only k folds (a quick check)")
     r.add_argument("--preset", default=None, help="training preset (default: the model's)")
     r.add_argument("--lr", type=float, default=None, help="learning rate (default: preset's)")
+    r.add_argument("--class-weight", choices=("none", "balanced"), default=None,
+                   help="loss weights per class (default: the preset's)")
     r.add_argument("--out", type=Path, required=True)
     t = sub.add_parser("table", help="UF1 / UAR per seed and database vs published")
     t.add_argument("folders", nargs="+", type=Path)

@@ -572,6 +572,13 @@ def train(
     ),
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: preset).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (default: preset).")] = None,
+    class_weight: Annotated[
+        str | None,
+        typer.Option(
+            help="Loss weights per class: balanced (n / (K n_k) of each fold's training "
+            "labels) or none (default: the preset's, unweighted)."
+        ),
+    ] = None,
     preset: Annotated[
         str | None,
         typer.Option(
@@ -643,7 +650,8 @@ def train(
         result = run_train(
             out, protocol=protocol, model=model, tasks=task, flows_dir=flows_dir, data_dir=data,
             n_folds=n_folds, split_seed=split_seed, epochs=epochs, lr=lr, batch_size=batch_size,
-            preset=preset, threads=threads, seeds=_seed_list(seeds), folds=folds, final=final,
+            class_weight=class_weight, preset=preset, threads=threads, seeds=_seed_list(seeds),
+            folds=folds, final=final,
             fold_weights=fold_weights, model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
             cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console,
         )  # fmt: skip

@@ -65,3 +65,22 @@ def test_preset_reaches_the_stored_params(tmp_path):
         "adam", 1e-4, 32, 1)
     assert params["threads"] == 2
     assert json.loads(res["classes"].iloc[0]) == ["negative", "positive", "surprise"]
+
+
+def test_balanced_class_weight_reaches_the_params_and_the_loss(tmp_path):
+    if not (FLOW_ROOT / "combined_3_class2_for_optical_flow.csv").is_file():
+        pytest.skip(f"MEGC 2019 flow images not available at {FLOW_ROOT}")
+    import json
+
+    from merkit.results.store import ResultStore
+
+    for name, cw in (("plain", None), ("balanced", "balanced")):
+        run_train(tmp_path / name, protocol="cde", model="off_apexnet", flows_dir=FLOW_ROOT,
+                  epochs=2, class_weight=cw, seeds=[0], folds=[FOLD], progress=False)  # fmt: skip
+    params = json.loads(ResultStore(tmp_path / "balanced").results()["params"].iloc[0])
+    assert params["class_weight"] == "balanced"
+    plain, balanced = (_fold_predictions(tmp_path / n) for n in ("plain", "balanced"))
+    probs = [f"prob_{c}" for c in range(3)]
+    # same seed and batches, other loss: other weights; the rare classes gain probability
+    assert not np.allclose(plain[probs].to_numpy(), balanced[probs].to_numpy())
+    assert balanced["prob_0"].mean() < plain["prob_0"].mean()

@@ -85,3 +85,12 @@ def test_unknown_training_preset_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"unknown training preset 'fr_sgd'; known: .*'fr_adam'"):
         wf.run_train(tmp_path, protocol="cde", model="fr", flows_dir=tmp_path / "none",
                      preset="fr_sgd", progress=False)  # fmt: skip
+
+
+def test_class_weight_is_checked(tmp_path):
+    with pytest.raises(ValueError, match=r"class_weight='auto'; expected 'none' or 'balanced'"):
+        wf.run_train(tmp_path, protocol="cde", model="fr", flows_dir=tmp_path / "none",
+                     class_weight="auto", progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="au protocol is multi-label: it takes no class weights"):
+        wf.run_train(tmp_path, protocol="au", model="fr", data_dir=tmp_path,
+                     class_weight="balanced", progress=False)  # fmt: skip

@@ -584,6 +584,7 @@ def run_train(
     epochs: int | None = None,
     lr: float | None = None,
     batch_size: int | None = None,
+    class_weight: str | None = None,
     preset: str | None = None,
     threads: int | None = None,
     seeds: Sequence[int] = (0,),
@@ -615,6 +616,9 @@ def run_train(
         Folds and subject-assignment seed of kfold / au.
     epochs, lr, batch_size : optional
         Override the preset.
+    class_weight : {None, "none", "balanced"}
+        Loss weights per class: "balanced" = n / (K * n_k) of each fold's training labels
+        (FR: also its detectors); None keeps the preset's (unweighted).
     preset : str, optional
         A :data:`merkit.nets.train.PRESETS` entry (default: :func:`preset_for`).
     threads : int, optional
@@ -659,6 +663,12 @@ def run_train(
     kwargs = dict(model_kwargs or {})
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
                                    ("threads", threads)) if v is not None}  # fmt: skip
+    if class_weight is not None:
+        if class_weight not in ("none", "balanced"):
+            raise ValueError(f"class_weight={class_weight!r}; expected 'none' or 'balanced'")
+        if protocol == "au":
+            raise ValueError("the au protocol is multi-label: it takes no class weights")
+        overrides["class_weight"] = None if class_weight == "none" else "balanced"
     split = {"n_folds": int(n_folds), "split_seed": int(split_seed)} if protocol in (
         "kfold", "au") else {}  # fmt: skip
 
