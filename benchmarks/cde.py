@@ -50,7 +50,7 @@ import pandas as pd
 FLOW_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "megc2019_flow"
 
 #: published CDE results (UF1, UAR): composite, SMIC-HS, CASME II, SAMM (MEGC 2019
-#: summary and the FR paper, Table 13); STSTNet's published UAR 0.7605 is not
+#: summary and the FR paper, Tables 1, 6 and 13); STSTNet's published UAR 0.7605 is not
 #: reproducible from its authors' log (see ../shared/data/README.md; true UAR 0.7186)
 PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
     "fr": {"composite": (0.7838, 0.7832), "SMIC_HS": (0.7011, 0.7083),
@@ -59,6 +59,8 @@ PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
                 "CASME2": (0.8382, 0.8686), "SAMM": (0.6588, 0.6810)},
     "dual_inception": {"composite": (0.7322, 0.7278), "SMIC_HS": (0.6645, 0.6726),
                        "CASME2": (0.8621, 0.8560), "SAMM": (0.5868, 0.5663)},
+    # FR paper Tables 1(a) and 6: composite only (interframe-Diff apex on SMIC-HS)
+    "basic_inception": {"composite": (0.7360, 0.7391)},
     "off_apexnet": {"composite": (0.7196, 0.7096), "SMIC_HS": (0.6817, 0.6695),
                     "CASME2": (0.8764, 0.8681), "SAMM": (0.5409, 0.5392)},
 }  # fmt: skip
