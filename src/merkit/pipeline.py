@@ -185,8 +185,10 @@ def extract_databases(
     classes = scheme_classes(tables, scheme)
     out: dict[str, FeatureSet] = {}
     runs = {}
-    bar_ctx = progress_bar(progress, console=console)
-    with bar_ctx as bar, open_backend(backend, n_jobs, address) as be:
+    with (
+        progress_bar(progress, console=console) as bar,
+        open_backend(backend, n_jobs, address) as be,
+    ):
         for name, table in tables.items():
             task = bar.add_task(f"{desc.name} {name}", total=len(table))
             runs[name] = extract(
