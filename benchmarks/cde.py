@@ -87,8 +87,13 @@ def subject_groups(table: pd.DataFrame, k: int) -> dict[str, int]:
     return groups
 
 
-def _preset(model: str, epochs: int | None = None, preset: str | None = None,
-            lr: float | None = None, class_weight: str | None = None):
+def _preset(
+    model: str,
+    epochs: int | None = None,
+    preset: str | None = None,
+    lr: float | None = None,
+    class_weight: str | None = None,
+):
     from merkit.nets.train import TrainConfig
     from merkit.protocols.composite import CDE
     from merkit.workflows.train import preset_for
@@ -240,8 +245,10 @@ def run(args: argparse.Namespace) -> None:
             raise SystemExit(f"{args.selection} selected epochs for {sel['model']}")
         chosen_for = (sel.get("preset"), sel.get("lr"), sel.get("class_weight"))
         if chosen_for != (args.preset, args.lr, args.class_weight):
-            raise SystemExit(f"{args.selection} selected epochs for preset, lr, class weight "
-                             f"{chosen_for}, not {(args.preset, args.lr, args.class_weight)}")
+            raise SystemExit(
+                f"{args.selection} selected epochs for preset, lr, class weight "
+                f"{chosen_for}, not {(args.preset, args.lr, args.class_weight)}"
+            )
         epochs_of = {s: sel["chosen_epochs"][str(g)] for s, g in sel["subject_group"].items()}
     else:
         epochs_of = dict.fromkeys(subjects, args.epochs)
@@ -251,8 +258,17 @@ def run(args: argparse.Namespace) -> None:
     tasks = [(e, seed, s) for seed in seeds for s in subjects for e in [epochs_of[s]]]
     t0 = time.perf_counter()
     secs = Parallel(n_jobs=args.workers, batch_size=1)(
-        delayed(_one_fold)(args.out, args.model, str(args.flows), e, seed, s, args.preset,
-                           args.lr, args.class_weight)
+        delayed(_one_fold)(
+            args.out,
+            args.model,
+            str(args.flows),
+            e,
+            seed,
+            s,
+            args.preset,
+            args.lr,
+            args.class_weight,
+        )
         for e, seed, s in tasks
     )
     wall = time.perf_counter() - t0
@@ -370,8 +386,12 @@ def main() -> None:
     )
     s.add_argument("--preset", default=None, help="training preset (default: the model's)")
     s.add_argument("--lr", type=float, default=None, help="learning rate (default: preset's)")
-    s.add_argument("--class-weight", choices=("none", "balanced"), default=None,
-                   help="loss weights per class (default: the preset's)")
+    s.add_argument(
+        "--class-weight",
+        choices=("none", "balanced"),
+        default=None,
+        help="loss weights per class (default: the preset's)",
+    )
     s.add_argument("--only-group", type=int, default=None, help="diagnostic: one group's curve")
     s.add_argument("--reuse", action="store_true", help="re-derive from an existing curves.csv")
     s.add_argument("--out", type=Path, required=True)
@@ -384,8 +404,12 @@ def main() -> None:
     r.add_argument("--folds", type=int, default=None, help="only k folds (a quick check)")
     r.add_argument("--preset", default=None, help="training preset (default: the model's)")
     r.add_argument("--lr", type=float, default=None, help="learning rate (default: preset's)")
-    r.add_argument("--class-weight", choices=("none", "balanced"), default=None,
-                   help="loss weights per class (default: the preset's)")
+    r.add_argument(
+        "--class-weight",
+        choices=("none", "balanced"),
+        default=None,
+        help="loss weights per class (default: the preset's)",
+    )
     r.add_argument("--out", type=Path, required=True)
     t = sub.add_parser("table", help="UF1 / UAR per seed and database vs published")
     t.add_argument("folders", nargs="+", type=Path)

@@ -116,10 +116,7 @@ def test_duplicates(tmp_path):
     with pytest.raises(SchemaError) as err:
         validate(table, check_frames=False)
     msg = str(err.value)
-    assert (
-        "duplicate (dataset, subject, clip): CASME2/01/EP00_01, CASME2/01/EP00_01"
-        in msg
-    )
+    assert "duplicate (dataset, subject, clip): CASME2/01/EP00_01, CASME2/01/EP00_01" in msg
     assert msg.count("CASME2/01/EP00_01") == 2
     # the same clip name in another subject or dataset is not a duplicate
     table.loc[2, "subject"] = "CASME2/03"
@@ -130,9 +127,7 @@ def test_unknown_label(tmp_path):
     table = make_table(tmp_path, label=["positive", "joy", "negative"])
     with pytest.raises(SchemaError) as err:
         validate(table, check_frames=False, classes=("negative", "positive", "surprise"))
-    assert "label not in ['negative', 'positive', 'surprise']: CASME2/02/EP01_01" in str(
-        err.value
-    )
+    assert "label not in ['negative', 'positive', 'surprise']: CASME2/02/EP01_01" in str(err.value)
     assert len(validate(table, check_frames=False)) == 3  # no classes given: not checked
 
 

@@ -18,8 +18,6 @@ def _rng_clip(shape=(9, 20, 24), seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, shape).astype(np.uint8)
 
 
-
-
 # --------------------------------------------------------------------------- codes
 def test_hand_built_neighbourhood() -> None:
     cube = np.zeros((3, 3, 3), dtype=np.float32)

@@ -18,8 +18,6 @@ from tests.features._toy import bar_clips, cv_accuracy
 A_DIAG = np.diag([1.000007, 1.000006, 1.000005, 1.000004, 1.000003, 1.000002, 1.000001, 1.0])
 
 
-
-
 # --------------------------------------------------------------------------- reference port
 def _filters(w: int):
     x = np.arange(w) - (w - 1) / 2

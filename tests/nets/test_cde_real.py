@@ -62,7 +62,11 @@ def test_preset_reaches_the_stored_params(tmp_path):
     res = ResultStore(tmp_path).results()
     params = json.loads(res["params"].iloc[0])
     assert (params["optimizer"], params["lr"], params["batch_size"], params["epochs"]) == (
-        "adam", 1e-4, 32, 1)
+        "adam",
+        1e-4,
+        32,
+        1,
+    )
     assert params["threads"] == 2
     assert json.loads(res["classes"].iloc[0]) == ["negative", "positive", "surprise"]
 

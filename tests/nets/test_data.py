@@ -73,8 +73,7 @@ def test_reader_rejects_unused_and_duplicate(tmp_path):
 def test_make_loader_is_seeded():
     X = np.arange(20, dtype=np.float32).reshape(10, 2)
     orders = [
-        [int(x[0, 0]) for x, _ in make_loader(X, np.zeros(10), batch_size=1, shuffle=True,
-                                               seed=s)]
+        [int(x[0, 0]) for x, _ in make_loader(X, np.zeros(10), batch_size=1, shuffle=True, seed=s)]
         for s in (1, 1, 2)
     ]
     assert orders[0] == orders[1] != orders[2]

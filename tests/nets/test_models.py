@@ -64,7 +64,8 @@ def test_ststnet_state_dict_keys_match_authors():
     keys = set(create_model("ststnet").state_dict())
     expected = {f"{m}{i}.{p}" for m in ("conv",) for i in (1, 2, 3) for p in ("weight", "bias")}
     expected |= {
-        f"bn{i}.{p}" for i in (1, 2, 3)
+        f"bn{i}.{p}"
+        for i in (1, 2, 3)
         for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
     }
     expected |= {"fc.weight", "fc.bias"}
@@ -101,8 +102,9 @@ def test_fr_attention_is_softmax_over_z():
 def test_fr_concat_and_literal_z_dimensions():
     m = FeatureRefinement(num_classes=3, fusion="concat")
     assert m(torch.rand(FLOW), return_features=True)["refined"].shape == (2, 3 * 1024)
-    literal = FeatureRefinement(num_classes=2, embed_dim=None, classifier_hidden=8,
-                                detector_hidden=4)
+    literal = FeatureRefinement(
+        num_classes=2, embed_dim=None, classifier_hidden=8, detector_hidden=4
+    )
     assert literal.feature_dim == 6272
     assert literal.units[0].weight.shape == (6272, 6272)
 

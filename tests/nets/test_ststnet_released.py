@@ -49,12 +49,17 @@ def test_all_rows_match_exactly_one_image(flows):
     assert flows.X.shape == (442, 3, 28, 28)
     assert t["subject"].nunique() == 68
     assert t.groupby("dataset")["subject"].nunique().to_dict() == {
-        "CASME2": 24, "SAMM": 28, "SMIC_HS": 16,
+        "CASME2": 24,
+        "SAMM": 28,
+        "SMIC_HS": 16,
     }
     assert np.bincount(flows.y).tolist() == [250, 109, 83]
     smic = t[t["dataset"] == "SMIC_HS"].iloc[0]
-    assert (smic["native_subject"], smic["subject"], smic["clip"]) == ("s01", "SMIC_HS/s1",
-                                                                       "s1_ne_01")
+    assert (smic["native_subject"], smic["subject"], smic["clip"]) == (
+        "s01",
+        "SMIC_HS/s1",
+        "s1_ne_01",
+    )
     assert smic["path"].endswith("s01_s01_ne_01 .png")
     # every image reaches 0 and 255 in every channel (min-max normalised)
     assert flows.X.min(axis=(2, 3)).max() == 0 and flows.X.max(axis=(2, 3)).min() == 255

@@ -29,12 +29,14 @@ def _synthetic_flows(n_subjects=3, per_subject=6, seed=0) -> FlowSet:
     y = np.tile(np.arange(3), n // 3 + 1)[:n].astype(np.int64)
     X = rng.normal(0.0, 0.1, size=(n, 3, 28, 28)).astype(np.float32)
     for i, c in enumerate(y):
-        X[i, 0, (c * 9):(c * 9 + 9), :] += 1.0
-        X[i, 1, :, (c * 9):(c * 9 + 9)] += 1.0
-    table = pd.DataFrame({
-        "subject": [f"SYN/{i // per_subject}" for i in range(n)],
-        "clip": [f"clip{i:02d}" for i in range(n)],
-    })
+        X[i, 0, (c * 9) : (c * 9 + 9), :] += 1.0
+        X[i, 1, :, (c * 9) : (c * 9 + 9)] += 1.0
+    table = pd.DataFrame(
+        {
+            "subject": [f"SYN/{i // per_subject}" for i in range(n)],
+            "clip": [f"clip{i:02d}" for i in range(n)],
+        }
+    )
     return FlowSet(X, y, table)
 
 
@@ -58,10 +60,14 @@ def test_same_seed_same_weights_after_two_steps(name):
     # a different seed (dropout masks) gives different weights
     torch.manual_seed(11)
     model = create_model(name)
-    fit(model, make_loader(data.X, data.y, batch_size=9, shuffle=True, seed=5),
-        TrainConfig(epochs=1, batch_size=9, lr=0.01, momentum=0.9, seed=4))
-    assert any(not torch.equal(states[0][k], v) for k, v in _state(model).items()
-               if v.is_floating_point())
+    fit(
+        model,
+        make_loader(data.X, data.y, batch_size=9, shuffle=True, seed=5),
+        TrainConfig(epochs=1, batch_size=9, lr=0.01, momentum=0.9, seed=4),
+    )
+    assert any(
+        not torch.equal(states[0][k], v) for k, v in _state(model).items() if v.is_floating_point()
+    )
 
 
 def test_fit_restores_global_torch_state():
@@ -71,8 +77,7 @@ def test_fit_restores_global_torch_state():
     torch.manual_seed(123)
     threads = torch.get_num_threads()
     data = _synthetic_flows()
-    fit(model, make_loader(data.X, data.y, batch_size=6),
-        TrainConfig(epochs=1, lr=1e-3, threads=1))
+    fit(model, make_loader(data.X, data.y, batch_size=6), TrainConfig(epochs=1, lr=1e-3, threads=1))
     assert torch.equal(torch.rand(3), expected)
     assert torch.get_num_threads() == threads
 
@@ -81,8 +86,9 @@ def test_fit_learns_and_reports_history():
     data = _synthetic_flows(per_subject=9)
     model = create_model("off_apexnet")
     loader = make_loader(data.X, data.y, batch_size=9, shuffle=True)
-    cfg = TrainConfig(epochs=15, optimizer="adam", lr=1e-3, scheduler="step", step_size=5,
-                      gamma=0.5)
+    cfg = TrainConfig(
+        epochs=15, optimizer="adam", lr=1e-3, scheduler="step", step_size=5, gamma=0.5
+    )
     hist = fit(model, loader, cfg, val_loader=make_loader(data.X, data.y))
     assert len(hist["loss"]) == 15
     assert hist["lr"][:6] == pytest.approx([1e-3] * 5 + [5e-4])

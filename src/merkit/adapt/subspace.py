@@ -121,7 +121,7 @@ class TransferComponentAnalysis(DomainAdaptationClassifier):
         Z = K @ self.components_
         self.svm_ = SVC(kernel="linear", C=self.C).fit(Z[: Xs.shape[0]], ys)
         self.classes_ = self.svm_.classes_
-        self._target_embedding = Z[Xs.shape[0]:]
+        self._target_embedding = Z[Xs.shape[0] :]
         return self
 
     def transform(self, X) -> np.ndarray:

@@ -162,8 +162,16 @@ PRESETS: dict[str, TrainConfig] = {
     "fr_adam": TrainConfig(epochs=40, batch_size=32, optimizer="adam", lr=1e-4),
     "fr_cdmer": TrainConfig(epochs=100, batch_size=32, optimizer="sgd", lr=5e-4, momentum=0.8),
     "ststnet": TrainConfig(epochs=800, batch_size=256, optimizer="adam", lr=5e-5),
-    "rcn_a": TrainConfig(epochs=100, batch_size=64, optimizer="sgd", lr=5e-4, momentum=0.9,
-                         scheduler="step", step_size=10, gamma=0.5),  # fmt: skip
+    "rcn_a": TrainConfig(
+        epochs=100,
+        batch_size=64,
+        optimizer="sgd",
+        lr=5e-4,
+        momentum=0.9,
+        scheduler="step",
+        step_size=10,
+        gamma=0.5,
+    ),
 }
 
 

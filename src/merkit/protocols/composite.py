@@ -231,4 +231,3 @@ class CompositeProtocol:
 
 #: the MEGC 2019 composite protocol
 CDE = CompositeProtocol()
-

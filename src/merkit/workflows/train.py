@@ -493,8 +493,9 @@ def _run_task(
                         zs.append((f["sample"], f["z"]))
                 cached += 1
             else:
-                _, _, (part, hist, z) = _fit_fold(seed=seed, fold=fold,
-                                                  paths=(csv, hist_path, z_path), **fit_args)
+                _, _, (part, hist, z) = _fit_fold(
+                    seed=seed, fold=fold, paths=(csv, hist_path, z_path), **fit_args
+                )
                 zs.append(z)
                 done += 1
             if hist is not None:
