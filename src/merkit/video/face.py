@@ -33,7 +33,8 @@ Coordinates
 :data:`MEAN_SHAPE` is the mean 68-point shape in the unit face box of the shape predictor
 (x right, y down, the face box is ``[0, 1] x [0, 1]``; the chin reaches y = 1.07): the
 initial shape stored in dlib's 68-point model (the mean of its iBUG 300-W training
-shapes, left-right symmetric), rounded to 4 decimals. The aligned crop is the square around
+shapes, left-right symmetric), rounded to 4 decimals (provenance and licence: NOTICE.md
+in the repository root). The aligned crop is the square around
 the mean shape's bounding box extended upwards by a forehead strip of 0.08 (unit-box
 units), enlarged by ``margin`` of its side on every edge, resized to ``size``.
 :func:`reference_landmarks` gives the mean shape in aligned-crop pixels.
