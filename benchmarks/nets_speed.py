@@ -84,6 +84,24 @@ def _plain_loop(model, X, y, cfg) -> None:
                 opt.step()
 
 
+def _random_flows(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` seeded random 28x28 (u, v, strain) flow images in 0..255 and 3-class labels."""
+    rng = np.random.default_rng(0)
+    return (rng.random((n, 3, 28, 28)) * 255).astype(np.float32), rng.integers(0, 3, n)
+
+
+def _rate(train, name: str, n: int, epochs: int, clock=time.process_time, warmup=None) -> float:
+    """Training samples/s of ``train(model)`` (``n`` samples x ``epochs``) on a fresh seeded
+    ``name`` model, timed with ``clock`` after the untimed ``warmup(model)``, if given."""
+    torch.manual_seed(0)
+    model = create_model(name)
+    if warmup is not None:
+        warmup(model)
+    t0 = clock()
+    train(model)
+    return n * epochs / (clock() - t0)
+
+
 def loop_rates(name: str, n: int, epochs: int, threads: int) -> tuple[float, float]:
     """Training samples/s of the model's CDE preset (batch size, optimiser) on ``n`` random
     flow images: the plain DataLoader loop and :func:`merkit.nets.train.fit`. CPU time of
@@ -95,19 +113,18 @@ def loop_rates(name: str, n: int, epochs: int, threads: int) -> tuple[float, flo
 
     clock = time.process_time if threads == 1 else time.perf_counter
     cfg = TrainConfig.preset(preset_for(name, "cde"), epochs=epochs, threads=threads)
-    rng = np.random.default_rng(0)
-    X = (rng.random((n, 3, 28, 28)) * 255).astype(np.float32)
-    y = rng.integers(0, 3, n)
-    rates = []
-    for run in (_plain_loop, lambda m, X, y, c: fit(
-            m, make_loader(X, y, batch_size=c.batch_size, shuffle=True, seed=0), c)):  # fmt: skip
-        torch.manual_seed(0)
-        model = create_model(name)
-        run(model, X[: cfg.batch_size], y[: cfg.batch_size], replace(cfg, epochs=1))  # warm-up
-        t0 = clock()
-        run(model, X, y, cfg)
-        rates.append(n * epochs / (clock() - t0))
-    return rates[0], rates[1]
+    X, y = _random_flows(n)
+
+    def fit_loop(m, X, y, c) -> None:
+        fit(m, make_loader(X, y, batch_size=c.batch_size, shuffle=True, seed=0), c)
+
+    def rate(run) -> float:
+        def warmup(model) -> None:
+            run(model, X[: cfg.batch_size], y[: cfg.batch_size], replace(cfg, epochs=1))
+
+        return _rate(lambda model: run(model, X, y, cfg), name, n, epochs, clock, warmup)
+
+    return rate(_plain_loop), rate(fit_loop)
 
 
 def adam_rates(name: str, n: int, epochs: int) -> tuple[float, float]:
@@ -120,26 +137,23 @@ def adam_rates(name: str, n: int, epochs: int) -> tuple[float, float]:
     from merkit.nets.data import make_loader
 
     cfg = TrainConfig.preset("fr_adam", epochs=epochs)
-    rng = np.random.default_rng(0)
-    X = (rng.random((n, 3, 28, 28)) * 255).astype(np.float32)
-    y = rng.integers(0, 3, n)
+    X, y = _random_flows(n)
 
     def reference_adam(model, c):
         return torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
-    rates = []
-    for ref in (True, False):
-        torch.manual_seed(0)
-        model = create_model(name)
-        with contextlib.ExitStack() as stack:
-            if ref:
-                stack.enter_context(mock.patch.object(tr, "_optimizer", reference_adam))
-                stack.enter_context(mock.patch.object(torch, "set_flush_denormal", bool))
-            t0 = time.process_time()
-            tr.fit(model, make_loader(X, y, batch_size=cfg.batch_size, shuffle=True, seed=0),
-                   cfg)  # fmt: skip
-            rates.append(n * epochs / (time.process_time() - t0))
-    return rates[0], rates[1]
+    def train_with(reference: bool):
+        def train(model) -> None:
+            with contextlib.ExitStack() as stack:
+                if reference:
+                    stack.enter_context(mock.patch.object(tr, "_optimizer", reference_adam))
+                    stack.enter_context(mock.patch.object(torch, "set_flush_denormal", bool))
+                tr.fit(model, make_loader(X, y, batch_size=cfg.batch_size, shuffle=True,
+                                          seed=0), cfg)  # fmt: skip
+
+        return train
+
+    return (_rate(train_with(True), name, n, epochs), _rate(train_with(False), name, n, epochs))
 
 
 def main() -> None:
