@@ -90,18 +90,6 @@ def _random_flows(n: int) -> tuple[np.ndarray, np.ndarray]:
     return (rng.random((n, 3, 28, 28)) * 255).astype(np.float32), rng.integers(0, 3, n)
 
 
-def _rate(train, name: str, n: int, epochs: int, clock=time.process_time, warmup=None) -> float:
-    """Training samples/s of ``train(model)`` (``n`` samples x ``epochs``) on a fresh seeded
-    ``name`` model, timed with ``clock`` after the untimed ``warmup(model)``, if given."""
-    torch.manual_seed(0)
-    model = create_model(name)
-    if warmup is not None:
-        warmup(model)
-    t0 = clock()
-    train(model)
-    return n * epochs / (clock() - t0)
-
-
 def loop_rates(name: str, n: int, epochs: int, threads: int) -> tuple[float, float]:
     """Training samples/s of the model's CDE preset (batch size, optimiser) on ``n`` random
     flow images: the plain DataLoader loop and :func:`merkit.nets.train.fit`. CPU time of
@@ -114,17 +102,16 @@ def loop_rates(name: str, n: int, epochs: int, threads: int) -> tuple[float, flo
     clock = time.process_time if threads == 1 else time.perf_counter
     cfg = TrainConfig.preset(preset_for(name, "cde"), epochs=epochs, threads=threads)
     X, y = _random_flows(n)
-
-    def fit_loop(m, X, y, c) -> None:
-        fit(m, make_loader(X, y, batch_size=c.batch_size, shuffle=True, seed=0), c)
-
-    def rate(run) -> float:
-        def warmup(model) -> None:
-            run(model, X[: cfg.batch_size], y[: cfg.batch_size], replace(cfg, epochs=1))
-
-        return _rate(lambda model: run(model, X, y, cfg), name, n, epochs, clock, warmup)
-
-    return rate(_plain_loop), rate(fit_loop)
+    rates = []
+    for run in (_plain_loop, lambda m, X, y, c: fit(
+            m, make_loader(X, y, batch_size=c.batch_size, shuffle=True, seed=0), c)):  # fmt: skip
+        torch.manual_seed(0)
+        model = create_model(name)
+        run(model, X[: cfg.batch_size], y[: cfg.batch_size], replace(cfg, epochs=1))  # warm-up
+        t0 = clock()
+        run(model, X, y, cfg)
+        rates.append(n * epochs / (clock() - t0))
+    return rates[0], rates[1]
 
 
 def adam_rates(name: str, n: int, epochs: int) -> tuple[float, float]:
@@ -142,18 +129,19 @@ def adam_rates(name: str, n: int, epochs: int) -> tuple[float, float]:
     def reference_adam(model, c):
         return torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
-    def train_with(reference: bool):
-        def train(model) -> None:
-            with contextlib.ExitStack() as stack:
-                if reference:
-                    stack.enter_context(mock.patch.object(tr, "_optimizer", reference_adam))
-                    stack.enter_context(mock.patch.object(torch, "set_flush_denormal", bool))
-                tr.fit(model, make_loader(X, y, batch_size=cfg.batch_size, shuffle=True,
-                                          seed=0), cfg)  # fmt: skip
-
-        return train
-
-    return (_rate(train_with(True), name, n, epochs), _rate(train_with(False), name, n, epochs))
+    rates = []
+    for ref in (True, False):
+        torch.manual_seed(0)
+        model = create_model(name)
+        with contextlib.ExitStack() as stack:
+            if ref:
+                stack.enter_context(mock.patch.object(tr, "_optimizer", reference_adam))
+                stack.enter_context(mock.patch.object(torch, "set_flush_denormal", bool))
+            t0 = time.process_time()
+            tr.fit(model, make_loader(X, y, batch_size=cfg.batch_size, shuffle=True, seed=0),
+                   cfg)  # fmt: skip
+            rates.append(n * epochs / (time.process_time() - t0))
+    return rates[0], rates[1]
 
 
 def main() -> None:
