@@ -360,6 +360,19 @@ def table_cmd(args: argparse.Namespace) -> None:
         print(out.round(4).to_string(index=False))
 
 
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    """The training settings shared by ``select`` and ``run`` (a selection is only valid for
+    the settings it was made with)."""
+    parser.add_argument("--preset", default=None, help="training preset (default: the model's)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: preset's)")
+    parser.add_argument(
+        "--class-weight",
+        choices=("none", "balanced"),
+        default=None,
+        help="loss weights per class (default: the preset's)",
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flows", type=Path, default=FLOW_ROOT)
@@ -384,14 +397,7 @@ def main() -> None:
         default="torch",
         help="diagnostic: Keras' Glorot-uniform initialisation",
     )
-    s.add_argument("--preset", default=None, help="training preset (default: the model's)")
-    s.add_argument("--lr", type=float, default=None, help="learning rate (default: preset's)")
-    s.add_argument(
-        "--class-weight",
-        choices=("none", "balanced"),
-        default=None,
-        help="loss weights per class (default: the preset's)",
-    )
+    _training_options(s)
     s.add_argument("--only-group", type=int, default=None, help="diagnostic: one group's curve")
     s.add_argument("--reuse", action="store_true", help="re-derive from an existing curves.csv")
     s.add_argument("--out", type=Path, required=True)
@@ -402,14 +408,7 @@ def main() -> None:
     r.add_argument("--selection", type=Path, default=None, help="selection.json of `select`")
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--folds", type=int, default=None, help="only k folds (a quick check)")
-    r.add_argument("--preset", default=None, help="training preset (default: the model's)")
-    r.add_argument("--lr", type=float, default=None, help="learning rate (default: preset's)")
-    r.add_argument(
-        "--class-weight",
-        choices=("none", "balanced"),
-        default=None,
-        help="loss weights per class (default: the preset's)",
-    )
+    _training_options(r)
     r.add_argument("--out", type=Path, required=True)
     t = sub.add_parser("table", help="UF1 / UAR per seed and database vs published")
     t.add_argument("folders", nargs="+", type=Path)
