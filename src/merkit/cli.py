@@ -27,6 +27,7 @@ USER_ERRORS = (
     FileNotFoundError,
     FileExistsError,
     NotADirectoryError,
+    IsADirectoryError,
     PermissionError,
     ValueError,
     KeyError,

@@ -175,6 +175,10 @@ def test_predict_errors_are_one_line(trained, tmp_path):
     lonely.write_bytes(weights.read_bytes())
     res = runner.invoke(app, ["predict", str(tmp_path), "--model", str(lonely)])
     assert res.exit_code == 2 and "no model card" in res.output
+    # the run folder instead of a file: one line pointing at the final weights inside
+    res = runner.invoke(app, ["predict", str(tmp_path), "--model", str(out / "weights")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "is a folder, not a weights file" in res.output and "final.pth" in res.output
 
 
 # --------------------------------------------------------------------------- --data (clips)

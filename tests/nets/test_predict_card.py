@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -65,3 +67,19 @@ def test_outputs_split_into_softmax_classes_and_sigmoid_aus(tmp_path):
     only_aus = ModelCard(model="ststnet", classes=(), aus=("AU1", "AU2", "AU4", "AU5", "AU6"))
     classes, aus = predict_outputs(only_aus.build().eval(), only_aus, x)
     assert classes is None and aus.shape == (4, 5)
+
+
+def test_a_folder_given_as_weights_names_a_weights_file_inside(tmp_path):
+    net = ModelCard(model="ststnet", classes=("a", "b", "c")).build()
+    run = tmp_path / "weights" / "ststnet-abc"
+    save_weights(net, run / "seed0" / "CASME2_01.pth")
+    save_weights(net, run / "final.pth")
+    final = str(run / "final.pth")
+    with pytest.raises(IsADirectoryError, match=f"is a folder, not a weights file; it holds 2 "
+                       rf"\.pth file\(s\), e\.g\. '{re.escape(final)}'"):  # fmt: skip
+        load_predictor(tmp_path / "weights")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IsADirectoryError, match="it holds no .pth file"):
+        load_predictor(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="weights file '.*nope.pth' does not exist"):
+        load_predictor(tmp_path / "nope.pth")

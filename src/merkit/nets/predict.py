@@ -189,6 +189,15 @@ def load_predictor(
         except that a ``model_name`` disagreeing with the card is an error.
     """
     weights = Path(weights)
+    if weights.is_dir():
+        found = sorted(weights.rglob("*.pth"))
+        finals = [f for f in found if f.name == "final.pth"]
+        hint = (
+            f"; it holds {len(found)} .pth file(s), e.g. {str((finals or found)[0])!r}"
+            if found
+            else "; it holds no .pth file"
+        )
+        raise IsADirectoryError(f"--model {str(weights)!r} is a folder, not a weights file{hint}")
     if not weights.is_file():
         raise FileNotFoundError(f"weights file {str(weights)!r} does not exist")
     card_path = find_model_card(weights)
