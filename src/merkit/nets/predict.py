@@ -197,7 +197,7 @@ def load_predictor(
             if found
             else "; it holds no .pth file"
         )
-        raise IsADirectoryError(f"--model {str(weights)!r} is a folder, not a weights file{hint}")
+        raise IsADirectoryError(f"weights {str(weights)!r} is a folder, not a weights file{hint}")
     if not weights.is_file():
         raise FileNotFoundError(f"weights file {str(weights)!r} does not exist")
     card_path = find_model_card(weights)
