@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from merkit.parallel import ClusterExtraMissing
 
@@ -32,6 +34,7 @@ USER_ERRORS = (
     ValueError,
     KeyError,
     ClusterExtraMissing,  # --backend ray / dask without the cluster extra
+    OSError,  # disk full, read-only or unwritable folders: named with what to do (_os_message)
 )
 
 _state = {"debug": False}
@@ -51,11 +54,39 @@ def _main(
     _state["debug"] = debug
 
 
+#: what to do about an operating-system error, by errno
+_OS_HINTS = {
+    errno.ENOSPC: "free disk space and run the same command again: finished work is kept and "
+    "the run resumes",
+    errno.EDQUOT: "free disk space (quota exceeded) and run the same command again: finished "
+    "work is kept and the run resumes",
+    errno.EROFS: "the file system is read-only: choose a writable folder",
+    errno.EACCES: "no permission: choose a folder you may write to, or fix its permissions",
+    errno.EPERM: "not permitted: choose a folder you may write to, or fix its permissions",
+}
+
+
+def _os_message(exc: OSError) -> str:
+    """One line for an operating-system error: the file, the reason, what to do."""
+    if exc.strerror is None or exc.errno not in _OS_HINTS:
+        return str(exc)
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror.lower()}; {_OS_HINTS[exc.errno]}"
+
+
+def _error_message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, OSError):
+        return _os_message(exc)
+    return str(exc)
+
+
 def _fail(exc: BaseException) -> None:
     if _state["debug"]:
         raise exc
-    msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-    err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    msg = _error_message(exc).strip() or type(exc).__name__
+    err_console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
