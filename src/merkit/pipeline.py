@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from merkit._io import atomic_write_text
 from merkit._progress import progress_bar
 from merkit.data.adapters import discover, load_dataset
 from merkit.data.labels import apply_scheme, get_scheme
@@ -415,12 +416,8 @@ def features_label(descriptor: str, levels: Sequence[int] | None, preprocess: di
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
-    import os
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def parse_methods(method: str | Sequence[str]) -> list[str]:

@@ -29,15 +29,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from merkit._io import atomic_write
 from merkit.video.io import frame_number, list_frames
 
 log = logging.getLogger(__name__)
@@ -149,12 +148,6 @@ def clip_key(
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def temporary_name(path: Path) -> Path:
-    """A fresh hidden name next to ``path`` for an atomic write (created with the umask's
-    permissions, unlike ``tempfile.mkstemp``)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-
-
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", name).strip("-") or "descriptor"
 
@@ -211,15 +204,7 @@ class FeatureCache:
             raise ValueError(f"cache entries are 1-D vectors, got shape {vector.shape}")
         path = self.path(descriptor, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temporary_name(path)
-        try:
-            with open(tmp, "xb") as fh:
-                np.save(fh, vector, allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, lambda fh: np.save(fh, vector, allow_pickle=False))
 
     def entries(self, descriptor: str | None = None) -> list[Path]:
         """Stored entry files (of one descriptor, or all)."""

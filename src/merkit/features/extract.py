@@ -43,13 +43,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from merkit._io import write_temporary
 from merkit.data.schema import FeatureSet
 from merkit.features.cache import (
     MISSING,
     FeatureCache,
     clip_key,
     clip_source,
-    temporary_name,
 )
 from merkit.features.grid import Grid
 from merkit.features.registry import Descriptor, get_descriptor
@@ -498,16 +498,7 @@ def feature_file_paths(path: str | Path) -> tuple[Path, Path, Path]:
 def _atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Write into a temporary file next to ``path``; return its name (not yet renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    try:
-        with open(
-            tmp, mode.replace("w", "x"), **({"newline": ""} if "b" not in mode else {})
-        ) as fh:
-            write(fh)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
+    return write_temporary(path, write, binary="b" in mode)
 
 
 def save_feature_file(

@@ -68,9 +68,7 @@ import base64
 import html
 import json
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +76,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from merkit._io import atomic_write_bytes
 from merkit.protocols.cdmer import TASKS, TYPES, get_task
 from merkit.results.metrics import bootstrap_ci
 from merkit.results.store import ResultStore, result_keys
@@ -273,14 +272,7 @@ def _task_name(task: str, protocol: str = _CDMER) -> str:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)  # permissions as a normal write (umask), not 0600
 
 
 def _value_text(v) -> str:

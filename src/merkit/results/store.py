@@ -49,7 +49,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +61,7 @@ except ImportError:  # pragma: no cover
 import numpy as np
 import pandas as pd
 
+from merkit import _io
 from merkit.results.metrics import score_all
 
 log = logging.getLogger(__name__)
@@ -168,32 +168,14 @@ def result_keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
 
 
 def _atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False)
-            fh.flush()
-            os.fsync(fh.fileno())  # on disk before the rename (survives a system crash too)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # on disk before the rename (survives a system crash too); umask permissions
+    _io.atomic_write(path, lambda fh: df.to_csv(fh, index=False), binary=False, fsync=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and ``os.replace``: a crash
-    leaves the old file or the new one, never half of it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    leaves the old file or the new one, never half of it (permissions as a normal write)."""
+    _io.atomic_write_text(path, text, fsync=True)
 
 
 def _remove_empty_dir(path: Path) -> None:

@@ -53,8 +53,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -64,6 +62,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from merkit._io import atomic_write
 from merkit.protocols.deep import DeepTask, Fold, TaskSpec, make_task, resolve_specs, summarize
 
 log = logging.getLogger(__name__)
@@ -140,9 +139,7 @@ def _cached_arrays(
             out[i] = a
             if folder is not None:
                 folder.mkdir(parents=True, exist_ok=True)
-                tmp = folder / f".{keys[i]}.{os.getpid()}.npy"
-                np.save(tmp, a)
-                os.replace(tmp, folder / f"{keys[i]}.npy")
+                atomic_write(folder / f"{keys[i]}.npy", lambda fh, a=a: np.save(fh, a))
     if memo is not None:
         memo.update(zip(keys, out, strict=True))
     log.info("%s inputs: %d computed, %d cached (%s)", kind, len(todo), len(table) - len(todo),
@@ -308,26 +305,12 @@ class TrainResult:
 
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: df.to_csv(fh, index=False), binary=False)
 
 
 def _atomic_npz(path: Path, **arrays) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _read_fold_csv(path: Path) -> pd.DataFrame:

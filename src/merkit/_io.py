@@ -1,0 +1,105 @@
+"""Atomic file writes: a temporary file next to the target, then ``os.replace``.
+
+A crash or Ctrl-C leaves the old file or the new one, never half of one. The temporary
+file is created like a normal ``open(path, "w")`` creates a file (mode ``0o666`` less the
+umask, or the folder's default ACL), so results, predictions and reports get the
+permissions the user's other files get; ``tempfile.mkstemp`` would make them ``0o600``.
+Every writer of merkit's output files goes through :func:`atomic_write` (or
+:func:`write_temporary` when several files are renamed together).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "temporary_name",
+    "write_temporary",
+]
+
+
+def temporary_name(path: str | Path) -> Path:
+    """A fresh hidden name next to ``path``: ``.<name>.<pid>.<random>.tmp``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def write_temporary(
+    path: str | Path,
+    write: Callable[[IO[Any]], object],
+    *,
+    binary: bool = True,
+    fsync: bool = False,
+    encoding: str = "utf-8",
+) -> Path:
+    """Write a new temporary file next to ``path`` with ``write(fh)``; return its name.
+
+    The caller renames it (``os.replace(tmp, path)``) or removes it. It is created with
+    ``O_EXCL`` and the permissions a normal ``open()`` gives (umask applied). Text files
+    are written with ``newline=""`` (what the ``csv`` module and pandas expect). On any
+    error the temporary file is removed and the error re-raised.
+
+    Parameters
+    ----------
+    path : path
+        The file the temporary one will replace (its folder must exist).
+    write : callable
+        Called with the open file object.
+    binary : bool
+        Open in binary (``"xb"``) or text (``"x"``) mode.
+    fsync : bool
+        Flush the data to disk before returning (survives a system crash after the rename).
+    encoding : str
+        Text mode only.
+    """
+    tmp = temporary_name(path)
+    text_args = {} if binary else {"encoding": encoding, "newline": ""}
+    try:
+        with open(tmp, "xb" if binary else "x", **text_args) as fh:
+            write(fh)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write(
+    path: str | Path,
+    write: Callable[[IO[Any]], object],
+    *,
+    binary: bool = True,
+    fsync: bool = False,
+    encoding: str = "utf-8",
+) -> Path:
+    """Write ``path`` atomically with ``write(fh)`` (see :func:`write_temporary`)."""
+    path = Path(path)
+    tmp = write_temporary(path, write, binary=binary, fsync=fsync, encoding=encoding)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda fh: fh.write(data), fsync=fsync)
+
+
+def atomic_write_text(
+    path: str | Path, text: str, *, fsync: bool = False, encoding: str = "utf-8"
+) -> Path:
+    """Write ``text`` to ``path`` atomically (no newline translation)."""
+    return atomic_write(path, lambda fh: fh.write(text), binary=False, fsync=fsync,
+                        encoding=encoding)  # fmt: skip
