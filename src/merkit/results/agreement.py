@@ -32,7 +32,33 @@ one row per item, an optional item-id column (header ``item``, ``clip``, ``sampl
     on every item).
 
 ``format="auto"`` reads ``counts`` when every cell is a whole number >= 0 and every row
-has the same total >= 2, else ``labels``; the choice is logged and returned.
+has the same total >= 2, and ``labels`` when the cells hold text, or whole numbers under
+headers named like annotators (``r1``, ``A2``, ``coder 3``, ``annotator4``...). Any other
+sheet of whole numbers is a counts sheet whose row totals differ: it is refused with the
+rows named (never re-read as labels); ``format="labels"`` reads it as numeric category
+codes. The choice is logged and returned.
+
+Sheets that are not agreement sheets (a database's coding sheet, a list of clips and
+labels, a FACS sheet) are refused with a :class:`ValueError` that names the file, what
+is wrong and what an agreement sheet looks like. The rules:
+
+* a value column whose *header* names frame numbers or timing (``onset``, ``apex``,
+  ``offset``, ``frame``, ``fps``, ``duration`` in the header), action units (``AU``,
+  ``Action Units``, ``FACS``), files or items (``Filename``, ``file``, ``path``,
+  ``folder``, ``video``, ``clip``... besides the item-id column) or subjects
+  (``Subject``, ``sub``, ``participant``) is not an annotator (all formats);
+* in a labels reading, a column is not an annotator when most of its values are AU codes
+  (``4+7``, ``AU12``, ``L1``, ``R4,5``; at least a tenth unambiguous: joined, prefixed
+  or with a side or intensity letter), subject ids (``sub01``, ``s01``, ``spNO.1``), file
+  or folder names (an extension such as ``.avi`` / ``.jpg`` or a path separator), or
+  numbers no category code takes (fractions, or beyond :data:`MAX_CODE`: frame numbers,
+  times), or when it holds more than :data:`MAX_CATEGORIES` different values;
+* an annotation scheme is small: a sheet with more than :data:`MAX_CATEGORIES`
+  categories, or with more than 20 whose once-used values make up a quarter or more of
+  all labels (categories nearly as many as items, most used once), is refused;
+* with 10 or more items, a column whose values repeat but share no category with any
+  other column belongs to a different scheme (e.g. ``Estimated Emotion`` next to
+  ``Objective Classes``), not to an annotator of the same one.
 """
 
 from __future__ import annotations
@@ -76,6 +102,45 @@ ID_HEADERS: frozenset[str] = frozenset(
      "filename", "file", "video", "name", "subject"}
 )  # fmt: skip
 SHEET_FORMATS = ("auto", "counts", "labels")
+#: most categories an annotation scheme (and one annotator's column) may have
+MAX_CATEGORIES = 50
+#: largest number read as a category code; larger numbers are frame numbers, times...
+MAX_CODE = 100
+#: what an agreement sheet looks like (the end of every refusal)
+SHEET_HELP = (
+    "an agreement sheet has one row per item (plus an optional item-id column) and either "
+    "one column per category holding how many annotators chose it (whole numbers, every "
+    "row summing to the number of annotators) or one column per annotator holding the "
+    f"category that annotator chose from one small scheme (at most {MAX_CATEGORIES} "
+    "categories)"
+)
+_FRAME_HEADER = re.compile(r"onset|apex|offset|frame|fps|duration")
+_AU_HEADERS = frozenset(
+    {"au", "aus", "actionunit", "actionunits", "aucode", "aucodes", "facs", "facscode",
+     "facscodes"}
+)  # fmt: skip
+_FILE_HEADERS = (ID_HEADERS - {"subject"}) | frozenset(
+    {"filename", "filenames", "filepath", "path", "paths", "folder", "folders", "directory",
+     "dir", "videoname", "clipname", "image", "images", "imagename"}
+)  # fmt: skip
+_SUBJECT_HEADERS = frozenset(
+    {"subject", "subjects", "sub", "subj", "subjectid", "participant", "participants",
+     "person", "spno"}
+)  # fmt: skip
+_ANNOTATOR_HEADER = re.compile(
+    r"^[racjeo]\d+$|annotat|rater|coder|judge|observer|label+er|reviewer|expert|assessor"
+    r"|标注|评分|打分|编码"
+)
+_AU_TOKEN = r"(?:au\s*)?[lrbtu]?\s*\d{1,2}[a-e]?\??"
+_AU_CODE = re.compile(rf"^{_AU_TOKEN}(?:\s*[+,/&]\s*{_AU_TOKEN})*$", re.IGNORECASE)
+_AU_MARK = re.compile(r"[+,/&]|^au|^[lrbtu]|\d[a-e]", re.IGNORECASE)
+_SUBJECT_ID = re.compile(r"^(?:sub|subj|subject|s|spno\.?)[\s_.-]*\d+$", re.IGNORECASE)
+_FILE_NAME = re.compile(
+    r"[^\W\d][/\\]|[/\\][^\W\d]"  # a path separator next to a letter (not 1/2)
+    r"|\.(?:avi|mp4|mov|mkv|wmv|mpe?g|jpe?g|png|bmp|tiff?|gif|mat|npy|npz|csv|tsv|xlsx?|txt"
+    r"|json|h5|pth|flo)$",
+    re.IGNORECASE,
+)
 
 
 def _counts_matrix(counts) -> np.ndarray:
@@ -401,6 +466,167 @@ def _whole_numbers(frame: pd.DataFrame) -> np.ndarray | None:
     return values
 
 
+def _quoted(names: Sequence[str], width: int = 40) -> str:
+    """``'a', 'b'``: names quoted, each cut to ``width`` characters."""
+    return ", ".join(
+        repr(n if len(n) <= width else n[: width - 3] + "...") for n in map(str, names)
+    )
+
+
+def _header_problems(names: Sequence[str]) -> list[tuple[str, str]]:
+    """``(header, what it holds)`` for the value columns whose header says "not an annotator"."""
+    out = []
+    for name in names:
+        key = _norm(name)
+        if _FRAME_HEADER.search(key):
+            out.append((name, "frame numbers or timing"))
+        elif key in _AU_HEADERS:
+            out.append((name, "AU codes"))
+        elif key in _SUBJECT_HEADERS:
+            out.append((name, "subject ids"))
+        elif key in _FILE_HEADERS:
+            out.append((name, "file or item names"))
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _column_problem(cells: Sequence[str]) -> str | None:
+    """What a labels column holds when it is not one annotator's categories, else None."""
+    if not cells:
+        return None
+    share = lambda pattern: sum(bool(pattern.search(c)) for c in cells) / len(cells)  # noqa: E731
+    if share(_AU_CODE) >= 0.8 and share(_AU_MARK) >= 0.1:
+        return "AU codes"
+    if share(_SUBJECT_ID) >= 0.8:
+        return "subject ids"
+    if share(_FILE_NAME) >= 0.5:
+        return "file or folder names"
+    numbers = [float(c) for c in cells if _is_number(c)]
+    if len(numbers) >= 0.8 * len(cells) and any(
+        abs(v) > MAX_CODE or not v.is_integer() for v in numbers
+    ):
+        return "numbers too large or fractional for category codes, e.g. frame numbers"
+    distinct = len(set(cells))
+    if distinct > MAX_CATEGORIES:
+        return f"{distinct} different values, i.e. names, ids or free text"
+    return None
+
+
+def _scheme_problems(
+    text: pd.DataFrame, names: Sequence[str], flagged: Iterable[int] = ()
+) -> list[str]:
+    """Why the labels of ``text`` (items x annotators, ``None`` = blank) are not one scheme.
+
+    Columns in ``flagged`` (already refused for what they hold) count for the categories
+    but are not compared for a shared scheme.
+    """
+    cells = [c for c in text.to_numpy(dtype=object).ravel() if isinstance(c, str)]
+    tally = pd.Series(cells, dtype=object).value_counts()
+    k, n_items = len(tally), text.shape[0]
+    out = []
+    if k > MAX_CATEGORIES:
+        out.append(
+            f"read as labels it has {k} categories over {n_items} items (an annotation scheme "
+            f"has at most {MAX_CATEGORIES})"
+        )
+    else:
+        once = int((tally == 1).sum())
+        if k > 20 and once >= 0.25 * len(cells):
+            out.append(
+                f"read as labels it has {k} categories over {n_items} items, {once} of them "
+                f"used only once ({once / len(cells):.0%} of the labels): values of single "
+                "items, not a scheme"
+            )
+    kept = [j for j in range(text.shape[1]) if j not in set(flagged)]
+    if n_items >= 10 and len(kept) >= 2:
+        sets = {j: {c for c in text.iloc[:, j] if isinstance(c, str)} for j in kept}
+        apart = [
+            names[j]
+            for j, own in sets.items()
+            if own
+            and len(own) <= n_items / 2
+            and not own & set().union(*(o for i, o in sets.items() if i != j))
+        ]
+        if apart:
+            out.append(
+                f"column{'s' if len(apart) > 1 else ''} {_quoted(apart)} share no category "
+                "with the other columns (different schemes, not annotators of one)"
+            )
+    return out
+
+
+def _refusal(path: Path, problems: Sequence[str], header: Sequence[str]) -> ValueError:
+    """The one-line error for a sheet that is not an agreement sheet."""
+    note = ""
+    if sum(_is_number(h) for h in header) >= len(header) / 2:
+        note = " (its first row, read as the header, holds data: is the header row missing?)"
+    return ValueError(f"{path}: not an agreement sheet{note}: {'; '.join(problems)}; {SHEET_HELP}")
+
+
+def _not_annotators(found: Sequence[tuple[str, str]], what: str) -> str:
+    groups: dict[str, list[str]] = {}
+    for name, reason in found:
+        groups.setdefault(reason, []).append(name)
+    listed = ", ".join(f"{_quoted(cols)} ({reason})" for reason, cols in groups.items())
+    return f"these columns are not {what}: {listed}"
+
+
+def _totals_error(
+    path: Path, whole: np.ndarray, items: Sequence[str], *, hint: bool
+) -> ValueError | None:
+    """Error for a counts table whose row totals differ (or are < 2), else None."""
+    sums = whole.sum(axis=1).astype(np.int64)
+    values, first, tally = np.unique(sums, return_index=True, return_counts=True)
+    # the most common total (ties: the one seen first), the rows that differ from it
+    common = int(values[np.lexsort((first, -tally))[0]])
+    odd = [f"{items[i]} ({int(s)})" for i, s in enumerate(sums) if s != common]
+    if not odd and common >= 2:
+        return None
+    more = f" (+{len(odd) - 10} more)" if len(odd) > 10 else ""
+    if odd:
+        listed = ", ".join(odd[:10])
+        what = f"row totals differ from the most common total {common}: {listed}{more}"
+    else:
+        what = f"every row totals {common}"
+    advice = (
+        "; if each column is one annotator and the numbers are category codes, pass "
+        "--format labels (format='labels')"
+        if hint
+        else ""
+    )
+    return ValueError(
+        f"{path}: read as a counts sheet (whole numbers, one column per category), every item "
+        f"needs the same number (>= 2) of annotators, but {what}{advice}"
+    )
+
+
+def _check_labels(
+    path: Path, values: pd.DataFrame, names: Sequence[str], header: Sequence[str]
+) -> None:
+    """Refuse ``values`` as a labels sheet when its columns are not annotators of one scheme."""
+    cells = values.to_numpy(dtype=object)
+    text = pd.DataFrame(
+        [[None if _is_blank(v) else _category_text(v) for v in row] for row in cells],
+        dtype=object,
+    )
+    found, flagged = [], []
+    for j, name in enumerate(names):
+        problem = _column_problem([c for c in text.iloc[:, j] if c is not None])
+        if problem is not None:
+            found.append((name, problem))
+            flagged.append(j)
+    problems = [_not_annotators(found, "annotators")] if found else []
+    problems += _scheme_problems(text, names, flagged)
+    if problems:
+        raise _refusal(path, problems, header)
+
+
 def read_agreement_sheet(
     path: str | Path,
     *,
@@ -468,12 +694,25 @@ def read_agreement_sheet(
             f"{path}: need >= 2 category (counts) or annotator (labels) columns besides the "
             f"item id, found {names}"
         )
+    found = _header_problems(names)
+    if found:
+        what = "annotators" if format == "labels" else "annotators or categories"
+        raise _refusal(path, [_not_annotators(found, what)], header)
     chosen = format
     whole = _whole_numbers(values)
     if format == "auto":
-        sums = whole.sum(axis=1) if whole is not None else None
-        counts_like = sums is not None and np.allclose(sums, sums[0]) and sums[0] >= 2
-        chosen = "counts" if counts_like else "labels"
+        if whole is not None and _totals_error(path, whole, items, hint=False) is None:
+            chosen = "counts"
+        elif whole is not None and not all(_ANNOTATOR_HEADER.search(_norm(h)) for h in names):
+            # whole numbers under category-like headers: a counts sheet whose totals differ
+            # (refused with the rows named); when no total is shared by half the rows, first
+            # make sure the columns are not something else altogether (frame numbers...)
+            sums = whole.sum(axis=1)
+            if np.unique(sums, return_counts=True)[1].max() < len(sums) / 2:
+                _check_labels(path, values, names, header)
+            raise _totals_error(path, whole, items, hint=True)
+        else:
+            chosen = "labels"
         log.info("%s: read as a %s sheet (format='auto')", path.name, chosen)
     if chosen == "counts":
         if whole is None:
@@ -489,16 +728,22 @@ def read_agreement_sheet(
                 f"{path}: a counts sheet needs whole numbers >= 0 in every category column; "
                 f"bad cells: {', '.join(bad[:10])}"
             )
-        sums = whole.sum(axis=1)
-        odd = [f"{items[i]} ({int(s)})" for i, s in enumerate(sums) if s != sums[0]]
-        if odd or sums[0] < 2:
-            raise ValueError(
-                f"{path}: every item needs the same number (>= 2) of annotators; row totals "
-                f"differ from the first item's {int(sums[0])}: {', '.join(odd[:10])}"
+        error = _totals_error(path, whole, items, hint=False)
+        if error is not None:
+            raise error
+        if len(names) > MAX_CATEGORIES:
+            raise _refusal(
+                path,
+                [
+                    f"read as counts it has {len(names)} category columns (an annotation "
+                    f"scheme has at most {MAX_CATEGORIES})"
+                ],
+                header,
             )
         counts = whole.astype(np.int64)
         categories = tuple(names)
     else:
+        _check_labels(path, values, names, header)
         try:
             counts, categories = counts_from_labels(values.to_numpy(dtype=object), items=items)
         except ValueError as err:
