@@ -475,7 +475,9 @@ def agreement(
         typer.Option(
             "--format",
             help="counts (one column per category), labels (one column per annotator) or "
-            "auto (counts when every row holds whole numbers with the same total).",
+            "auto (counts when every row holds whole numbers with the same total; labels for "
+            "text, or numbers under annotator headers like r1, coder2; other whole numbers "
+            "are refused as counts whose row totals differ).",
         ),
     ] = "auto",
     id_column: Annotated[
@@ -486,7 +488,10 @@ def agreement(
         str | None, typer.Option(help="Worksheet of an Excel file (default: the first).")
     ] = None,
 ) -> None:
-    """Fleiss' kappa of an annotation sheet, with its reading (DFME Table 4)."""
+    """Fleiss' kappa of an annotation sheet, with its reading (DFME Table 4).
+
+    Other sheets (a database's coding sheet, a clip list, FACS codes) are refused.
+    """
     from rich.table import Table
 
     from merkit.results.agreement import fleiss, read_agreement_sheet
