@@ -1117,7 +1117,8 @@ def run_grid(
                     for (task, consts), pts in groups.items()
                     for i in range(0, len(pts), 64)
                 ]  # fmt: skip
-                rjob = bar.add_task("TGSR reverse", total=len(todo))
+                # shown only when there is TGSR work: no stray "TGSR reverse 0/0" on other runs
+                rjob = bar.add_task("TGSR reverse", total=len(todo), visible=bool(todo))
                 for outs in _execute(rjobs, be):
                     for key, v in outs:
                         r = rows[key]

@@ -1,0 +1,25 @@
+"""The grid run's progress display: one bar per kind of work that is actually done."""
+
+from __future__ import annotations
+
+import re
+
+from merkit.protocols.runner import run_grid
+
+SVM_GRID = {"svm": [{"C": 0.05}, {"C": 1.0}]}
+TGSR_GRID = {"tgsr": [{"kappa": k, "xi": 0.5, "group_size": 2} for k in (1, 2)]}
+
+
+def bars(text: str) -> dict[str, str]:
+    """``{description: "n/N"}`` of the finished bars printed by a run."""
+    return dict(re.findall(r"grid (\w[\w ]*?)\s+\S*\s+(\d+/\d+)", text))
+
+
+def test_the_tgsr_bar_is_shown_only_when_there_is_tgsr_work(domains, tmp_path, capsys):
+    run_grid(domains, "svm", grid=SVM_GRID, store=tmp_path / "svm", progress=True)
+    out = capsys.readouterr().out
+    assert bars(out) == {"fits": "4/4"}, out  # no stray "TGSR reverse 0/0"
+    assert "TGSR" not in out and "0/0" not in out
+    run_grid(domains, "tgsr", grid=TGSR_GRID, store=tmp_path / "tgsr", progress=True)
+    out = capsys.readouterr().out
+    assert bars(out) == {"fits": "4/4", "TGSR reverse": "4/4"}, out
