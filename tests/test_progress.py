@@ -29,3 +29,12 @@ def test_disabled_bar_prints_nothing():
     with progress_bar(False, console=console) as bar:
         bar.advance(bar.add_task("x", total=2), 2)
     assert console.file.getvalue() == ""
+
+
+def test_descriptions_and_labels_with_brackets_are_shown_whole():
+    console = Console(file=io.StringIO(), width=120, force_terminal=False)
+    with progress_bar(True, console=console, label="run [v2]") as bar:
+        bar.advance(bar.add_task("exp [v2] [bold]x[/bold]", total=2), 2)
+    text = console.file.getvalue()
+    assert "run [v2] exp [v2] [bold]x[/bold]" in text, text
+    assert "2/2" in text
