@@ -91,10 +91,10 @@ def test_markdown(results: pd.DataFrame) -> None:
     assert len(lines) == 6 and md.endswith("\n")
     plain = pd.DataFrame({"name": ["a|b", "c"], "x": [1.5, 10.25]})
     assert to_markdown(plain, index=False).splitlines() == [
-        "| name |     x |",
-        "| ---- | ----: |",
-        "| a\\|b |   1.5 |",
-        "| c    | 10.25 |",
+        "| name |       x |",
+        "| ---- | ------: |",
+        "| a\\|b |  1.5000 |",
+        "| c    | 10.2500 |",
     ]
 
 

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ORACLE_LABEL",
     "ORACLE_NOTE",
+    "SELECTION_NOTE",
     "cdmer_scores",
     "cdmer_table",
     "selection_scores",
@@ -178,6 +179,11 @@ def cdmer_table(
 #: how oracle rows are labelled in selection tables, and the note explaining it
 ORACLE_LABEL = "oracle*"
 ORACLE_NOTE = "oracle*: best grid point scored with target labels (the papers' protocol)"
+#: the footnote of :func:`selection_table` (``table.attrs["note"]``): what ``(x)`` is
+SELECTION_NOTE = (
+    ORACLE_NOTE + "; (x) = oracle mean-F1 minus this row's mean-F1 (positive: how much the "
+    "oracle overstates what a label-free pick gets)"
+)
 
 
 def selection_scores(
@@ -249,8 +255,8 @@ def selection_table(
 
     Cells are ``"mean-F1 / accuracy"``; non-oracle cells end with ``(gap)``, the oracle
     mean-F1 minus the row's (positive = the optimism of the oracle). Oracle rows are
-    labelled :data:`ORACLE_LABEL`, explained by :data:`ORACLE_NOTE` (also in
-    ``table.attrs["note"]``). Columns: tasks then TYPE averages (see :func:`cdmer_scores`).
+    labelled :data:`ORACLE_LABEL`; ``table.attrs["note"]`` (:data:`SELECTION_NOTE`) explains
+    both. Columns: tasks then TYPE averages (see :func:`cdmer_scores`).
     """
     f1, acc, gap = selection_scores(
         results, tasks=tasks, all_tasks=all_tasks, averages=averages, protocol=protocol
@@ -272,7 +278,7 @@ def selection_table(
         names=["method", "selection"],
     )
     out = pd.DataFrame(data, index=index, columns=list(f1.columns), dtype=object)
-    out.attrs["note"] = ORACLE_NOTE + "; (x) = oracle mean-F1 minus this row's"
+    out.attrs["note"] = SELECTION_NOTE
     return out
 
 
@@ -290,10 +296,24 @@ def _md_escape(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(df: pd.DataFrame, *, index: bool = True) -> str:
-    """A GitHub pipe table of a DataFrame (no tabulate needed); numbers right-aligned."""
+def _cell(value, digits: int) -> str:
+    """A cell's text: floats with ``digits`` decimals (``0.5000`` beside ``0.2667``, never
+    ``0.5``), NaN / None empty, anything else ``str``."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def to_markdown(df: pd.DataFrame, *, index: bool = True, digits: int = 4) -> str:
+    """A GitHub pipe table of a DataFrame (no tabulate needed); numbers right-aligned.
+
+    Float cells get ``digits`` decimals (the same for every row); string cells (such as
+    :func:`cdmer_table`'s) are shown as they are.
+    """
     header = [str(c) for c in df.columns]
-    body = [[("" if pd.isna(v) else str(v)) for v in row] for row in df.itertuples(index=False)]
+    body = [[_cell(v, digits) for v in row] for row in df.itertuples(index=False)]
     align = ["right" if pd.api.types.is_numeric_dtype(df[c]) else "left" for c in df.columns]
     for j in range(len(header)):
         if body and all(_looks_numeric(r[j]) or r[j] in ("", _MISSING) for r in body):
@@ -332,22 +352,27 @@ def _looks_numeric(s: str) -> bool:
     return bool(_NUM.match(s))
 
 
-def to_rich(df: pd.DataFrame, *, title: str | None = None, index: bool = True):
-    """A :class:`rich.table.Table` of a DataFrame; ``**x**`` cells are shown bold."""
+def to_rich(df: pd.DataFrame, *, title: str | None = None, index: bool = True, digits: int = 4):
+    """A :class:`rich.table.Table` of a DataFrame; ``**x**`` cells are shown bold.
+
+    Float cells get ``digits`` decimals. The title, headers and cells are plain text, never
+    rich markup: names and paths with square brackets are shown whole.
+    """
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, show_lines=False)
+    table = Table(title=None if title is None else escape(title), show_lines=False)
     names, labels = _index_labels(df)
     if index:
         for n in names:
-            table.add_column(n, style="bold cyan", no_wrap=True)
+            table.add_column(escape(n), style="bold cyan", no_wrap=True)
     for c in df.columns:
-        table.add_column(str(c), justify="right", no_wrap=True)
+        table.add_column(escape(str(c)), justify="right", no_wrap=True)
     for lab, row in zip(labels, df.itertuples(index=False), strict=True):
         cells = [Text(x) for x in lab] if index else []
         for v in row:
-            cells.append(_bold_text("" if pd.isna(v) else str(v)))
+            cells.append(_bold_text(_cell(v, digits)))
         table.add_row(*cells)
     return table
 
