@@ -21,7 +21,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=False)
+#: results output; never reads rich markup, so paths, names and messages with square
+#: brackets ('runs/exp [v2]', '[onset, offset]') are printed whole
+console = Console(stderr=False, markup=False)
 err_console = Console(stderr=True)
 
 #: errors that are the user's input, reported as one line (no traceback)
@@ -109,7 +111,19 @@ def _show_table(results, title: str) -> None:
 
 
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Results folder (results.csv ...).")]
-SeedOption = Annotated[int, typer.Option(help="Random seed; the same seed gives the same numbers.")]
+#: the largest seed numpy's and scikit-learn's generators accept
+SEED_MAX = 2**32 - 1
+SeedOption = Annotated[
+    int,
+    typer.Option(help=f"Random seed, 0 to {SEED_MAX}; the same seed gives the same numbers."),
+]
+
+
+def _seed(value: int, option: str = "--seed") -> int:
+    """``value`` when it is a valid seed, else a one-line error naming ``option``."""
+    if not 0 <= value <= SEED_MAX:
+        raise ValueError(f"{option} {value} is out of range: give an integer from 0 to {SEED_MAX}")
+    return value
 
 
 @app.command()
@@ -129,7 +143,9 @@ def demo(
     from merkit.pipeline import run_demo
 
     try:
-        result = run_demo(out, data_dir=data, seed=seed, size=size, n_jobs=jobs, console=console)
+        result = run_demo(
+            out, data_dir=data, seed=_seed(seed), size=size, n_jobs=jobs, console=console
+        )
     except USER_ERRORS as exc:
         _fail(exc)
     _show_table(result.results, "merkit demo: mean-F1 / accuracy (%) per CDMER task")
@@ -165,7 +181,11 @@ def synth(
     try:
         names = tuple(n.strip().upper() for d in database or () for n in d.split(",") if n.strip())
         summary = synthesize(
-            out, seed=seed, size=size, databases=names or DEFAULT_DATABASES, overwrite=overwrite
+            out,
+            seed=_seed(seed),
+            size=size,
+            databases=names or DEFAULT_DATABASES,
+            overwrite=overwrite,
         )
     except USER_ERRORS as exc:
         _fail(exc)
@@ -387,9 +407,11 @@ def cdmer(
     grid: Annotated[
         str,
         typer.Option(
-            help="Hyper-parameters: 'default' (each method's documented default point, fast), "
-            "'published' (the papers' search spaces: oracle and label-free tables) or a JSON "
-            "file {method: [params, ...]}."
+            help=escape(  # help texts are rich markup: show the brackets
+                "Hyper-parameters: 'default' (each method's documented default point, fast), "
+                "'published' (the papers' search spaces: oracle and label-free tables) or a "
+                "JSON file {method: [params, ...]}."
+            )
         ),
     ] = "default",
     criterion: Annotated[
@@ -433,7 +455,7 @@ def cdmer(
         if data is None and (cache is not None or no_cache):
             raise ValueError("--cache / --no-cache apply to --data only")
         param_grid = load_param_grid(grid)
-        opts = dict(method=method, seed=seed, param_grid=param_grid, n_jobs=jobs,
+        opts = dict(method=method, seed=_seed(seed), param_grid=param_grid, n_jobs=jobs,
                     criterion=criterion, backend=backend, address=address)  # fmt: skip
         if features_dir is not None:
             results, _ = run_cdmer_on_feature_files(features_dir, out, **opts)
@@ -524,7 +546,7 @@ def _seed_list(text: str) -> list[int]:
         ) from None
     if not seeds:
         raise ValueError("--seeds is empty")
-    return seeds
+    return [_seed(s, "--seeds") for s in seeds]
 
 
 def _model_args(items: list[str] | None) -> dict:
@@ -682,6 +704,7 @@ def train(
     try:
         if flows_dir is None and data is None:
             raise ValueError("give --flows-dir (flow images) or --data (clips)")
+        _seed(split_seed, "--split-seed")
         flow, clip = _input_overrides(align, detector, flow_preset, face_size, clip_size,
                                       clip_length)  # fmt: skip
         result = run_train(
@@ -735,6 +758,7 @@ def predict(
     import json
 
     from rich.table import Table
+    from rich.text import Text
 
     from merkit.pipeline import run_predict
 
@@ -761,7 +785,7 @@ def predict(
         table.add_column("class")
         table.add_column("probability", justify="right")
         for name, p in got.probabilities.items():
-            table.add_row(f"[bold]{name}[/]" if name == got.label else name, f"{p:.4f}")
+            table.add_row(Text(name, style="bold" if name == got.label else ""), f"{p:.4f}")
         console.print(table)
     if got.aus:
         present = ", ".join(got.aus_present) or "none"
@@ -769,7 +793,8 @@ def predict(
         table.add_column("AU")
         table.add_column("probability", justify="right")
         for name, p in got.aus.items():
-            table.add_row(f"[bold]{name}[/]" if name in got.aus_present else name, f"{p:.4f}")
+            bold = "bold" if name in got.aus_present else ""
+            table.add_row(Text(name, style=bold), f"{p:.4f}")
         console.print(table)
 
 
@@ -799,7 +824,7 @@ def report(
     from merkit.results.report import build_report
 
     try:
-        html_path, md_path = build_report(results_dir, html, md, n_boot=n_boot, seed=seed,
+        html_path, md_path = build_report(results_dir, html, md, n_boot=n_boot, seed=_seed(seed),
                                           face=face, criterion=criterion)  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)
