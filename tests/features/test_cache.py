@@ -132,3 +132,49 @@ def test_missing_face_marker_is_kept(tmp_path) -> None:
     c.save("lbp_top:r3p8", "34" * 32, cache_mod.MISSING)
     got = c.load("lbp_top:r3p8", "34" * 32, 15045)
     assert got is not None and got.size == 0
+
+
+def test_frame_replaced_with_same_size_and_mtime_is_recomputed(tmp_path) -> None:
+    """``cp -p`` / ``rsync -a`` of another frame over one: size and mtime as before, new bytes.
+
+    The entry of that clip must not be served: the second run equals a run without a cache
+    and differs from the first; the other clips still come from the cache.
+    """
+    from merkit.data.synthetic import synthesize
+    from merkit.features.extract import extract
+    from merkit.pipeline import load_databases
+    from merkit.video.io import frame_number
+
+    synthesize(tmp_path / "data", seed=5, databases=["SMIC_VIS"], size="tiny")
+    table = load_databases(tmp_path / "data", names=["SMIC_VIS"])["SMIC_VIS"]
+    spec, cache = "lbp_top:r1p8", tmp_path / "cache"
+    first = extract(table, spec, cache=cache)
+    assert first.computed == len(table) == 6
+
+    row = table.iloc[2]
+    inside = [f for f in sorted(Path(row["frames_dir"]).iterdir())
+              if int(row["onset"]) < frame_number(f) < int(row["offset"])]  # fmt: skip
+    frame = inside[len(inside) // 2]
+    before = frame.stat()
+    img = cv2.imread(str(frame), cv2.IMREAD_UNCHANGED)
+    ok, data = cv2.imencode(".bmp", np.ascontiguousarray(255 - img))  # other pixels, same size
+    assert ok and len(data) == before.st_size and data.tobytes() != frame.read_bytes()
+    frame.write_bytes(data.tobytes())
+    os.utime(frame, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = frame.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+    second = extract(table, spec, cache=cache)
+    fresh = extract(table, spec)  # no cache
+    np.testing.assert_array_equal(second.features.X, fresh.features.X)
+    assert np.abs(second.features.X[2] - first.features.X[2]).max() > 1e-3
+    assert second.computed == 1 and second.cached == 5
+    np.testing.assert_array_equal(np.delete(second.features.X, 2, 0),
+                                  np.delete(first.features.X, 2, 0))  # fmt: skip
+
+
+def test_source_digest_follows_the_bytes(row) -> None:
+    src = clip_source(row)
+    frame = Path(row["frames_dir"]) / src["frames"][3][0]
+    assert src["frames"][3][3] == cache_mod.file_digest(frame) and len(src["frames"][3][3]) == 32
+    assert len({e[3] for e in src["frames"]}) == len(src["frames"])  # the frames differ
