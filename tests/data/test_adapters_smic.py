@@ -1,4 +1,11 @@
-"""SMIC adapter: the real smic-3classes.csv list with clip folders faked in tmp_path."""
+"""SMIC adapter: annotation lists with clip folders faked in tmp_path, and a synthetic SMIC.
+
+Every behaviour runs on a list written here in the format of the real ``smic-3classes.csv``
+(no header: subject, clip, onset, apex, offset, label 1 positive / 2 negative / 3 surprise;
+``s01_ne_01`` spelling, 6-digit frame numbers) and on a SMIC-HS written by
+:mod:`merkit.data.synthetic` in its native layout. The tests parametrized with ``real`` repeat
+them on the licensed list (``../shared/data/annotations/smic``) and skip when it is absent.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +26,28 @@ from merkit.data.adapters.smic import (
 )
 from merkit.data.labels import apply_scheme
 from merkit.data.schema import SchemaError
+from merkit.data.synthetic import synthesize
 
 ANNOTATIONS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "annotations"
 LIST = ANNOTATIONS / "smic" / "smic-3classes.csv"
 BMP = cv2.imencode(".bmp", np.full((8, 8), 100, np.uint8))[1].tobytes()
 FOLDER = {1: "positive", 2: "negative", 3: "surprise"}
+#: a list in the real one's format; its first six clips have the names of the real
+#: list's first six (s01: three negative, two positive, one surprise); s01_po_02 has its
+#: apex on the last frame (as in the real list); s10 sorts after s2
+SYNTH_LIST = pd.DataFrame(
+    [
+        ("s01", "s01_ne_01", 120400, 120413, 120436, 2),
+        ("s01", "s01_ne_02", 131050, 131058, 131081, 2),
+        ("s01", "s01_ne_03", 247300, 247315, 247326, 2),
+        ("s01", "s01_po_01", 250010, 250029, 250032, 1),
+        ("s01", "s01_po_02", 251200, 251229, 251229, 1),
+        ("s01", "s01_sur_01", 98765, 98792, 98797, 3),
+        ("s02", "s02_po_01", 4518, 4533, 4546, 1),
+        ("s02", "s02_sur_01", 9868, 9894, 9894, 3),
+        ("s10", "s10_ne_01", 700001, 700020, 700030, 2),
+    ]
+)
 
 
 def write_frames(folder: Path, frames) -> None:
@@ -46,6 +70,14 @@ def raw_list() -> pd.DataFrame:
     return pd.read_csv(LIST, header=None)
 
 
+@pytest.fixture(params=["synthetic", "real"])
+def listing(request) -> pd.DataFrame:
+    """The raw list (no header) written here, or the real one (skips when absent)."""
+    if request.param == "real":
+        return raw_list()
+    return SYNTH_LIST.copy()
+
+
 @pytest.fixture(scope="module")
 def real_hs(tmp_path_factory) -> Path:
     """``<root>/SMIC`` with the real list and all 164 HS clips (s1 / s1_ne_01 spelling)."""
@@ -58,9 +90,11 @@ def real_hs(tmp_path_factory) -> Path:
     return root
 
 
-def small_tree(root: Path, n: int = 6, *, padded: bool = False) -> tuple[Path, pd.DataFrame]:
-    """The first ``n`` clips of the real list, with their own copy of the list."""
-    listing = raw_list().head(n)
+def small_tree(
+    root: Path, listing: pd.DataFrame, n: int = 6, *, padded: bool = False
+) -> tuple[Path, pd.DataFrame]:
+    """The first ``n`` clips of ``listing``, with their own copy of the list."""
+    listing = listing.head(n)
     smic = root / "SMIC"
     smic.mkdir(parents=True, exist_ok=True)
     listing.to_csv(smic / "smic-3classes.csv", header=False, index=False)
@@ -80,9 +114,13 @@ def test_names_map_between_the_two_spellings():
             smic_clip_name(bad)
     with pytest.raises(ValueError, match="is not a SMIC subject name"):
         smic_subject_id("sub1")
-    listing = raw_list()
+
+
+def test_list_names_round_trip(listing):
     canonical = [smic_clip_name(c) for c in listing[1]]
-    assert len(set(canonical)) == 164
+    assert len(set(canonical)) == len(listing)  # 164 for the real list
+    assert all(c.startswith(smic_subject_id(s) + "_") for s, c in zip(listing[0], canonical,
+                                                                        strict=True))  # fmt: skip
     assert [smic_clip_name(c, padded=True) for c in canonical] == listing[1].tolist()
 
 
@@ -98,6 +136,49 @@ def test_read_the_real_list():
     assert (first["subject"], first["clip"], first["onset"], first["apex"], first["offset"]) == (
         "s1", "s1_ne_01", 559740, 559753, 559775,
     )  # fmt: skip
+
+
+def test_read_a_list(tmp_path):
+    path = tmp_path / "smic-3classes.csv"
+    SYNTH_LIST.to_csv(path, header=False, index=False)
+    table = read_smic_list(path)
+    assert table["clip"].tolist() == [smic_clip_name(c) for c in SYNTH_LIST[1]]
+    assert table["subject"].tolist() == ["s1"] * 6 + ["s2", "s2", "s10"]
+    assert table["emotion"].value_counts().to_dict() == {
+        "negative": 4, "positive": 3, "surprise": 2,
+    }  # fmt: skip
+    assert table["list_row"].tolist() == list(range(1, 10))
+    first = table.iloc[0]
+    assert (first["subject"], first["clip"], first["onset"], first["apex"], first["offset"]) == (
+        "s1", "s1_ne_01", 120400, 120413, 120436,
+    )  # fmt: skip
+
+
+def test_hs_list_loads_every_clip(tmp_path):
+    smic, _ = small_tree(tmp_path, SYNTH_LIST, n=9)
+    table = load_smic(tmp_path, "hs")
+    assert len(table) == 9
+    assert set(table["dataset"]) == {"SMIC_HS"} and set(table["camera"]) == {"hs"}
+    assert set(table["fps"]) == {100.0}
+    assert table["subject"].drop_duplicates().tolist() == [
+        "SMIC_HS/s1", "SMIC_HS/s2", "SMIC_HS/s10",
+    ]  # fmt: skip
+    assert table["clip"].tolist()[-3:] == ["s2_po_01", "s2_sur_01", "s10_ne_01"]
+    assert table["emotion"].value_counts().to_dict() == {
+        "negative": 4, "positive": 3, "surprise": 2,
+    }  # fmt: skip
+    assert (table["n_frames"] == table["offset"] - table["onset"] + 1).all()
+    assert table["n_frames"].tolist() == [37, 32, 27, 23, 30, 33, 29, 27, 30]
+    assert table["apex"].tolist() == [120413, 131058, 247315, 250029, 251229, 98792, 4533,
+                                      9894, 700020]  # fmt: skip
+    assert table["aus"].tolist() == [()] * 9
+    assert table["frames_dir"].iloc[0] == str(smic / "HS" / "s1" / "micro" / "negative" /
+                                              "s1_ne_01")  # fmt: skip
+    labelled = apply_scheme(table, "cdmer3")
+    assert labelled["y"].value_counts().sort_index().tolist() == [4, 3, 2]
+    row = table[table["clip"] == "s1_po_02"].iloc[0]
+    assert (row["onset"], row["apex"], row["offset"], row["n_frames"]) == (251200, 251229,
+                                                                          251229, 30)  # fmt: skip
 
 
 def test_real_hs_list_loads_164_clips(real_hs):
@@ -127,9 +208,9 @@ def test_exact_row_of_the_real_list(real_hs):
                                                                           702638, 30)  # fmt: skip
 
 
-def test_padded_folder_spelling_gives_the_same_table(tmp_path):
-    plain, _ = small_tree(tmp_path / "a")
-    padded, _ = small_tree(tmp_path / "b", padded=True)
+def test_padded_folder_spelling_gives_the_same_table(listing, tmp_path):
+    plain, _ = small_tree(tmp_path / "a", listing)
+    padded, _ = small_tree(tmp_path / "b", listing, padded=True)
     assert (padded / "HS" / "s01" / "micro" / "negative" / "s01_ne_01").is_dir()
     t1 = load_smic(plain.parent, "hs").drop(columns="frames_dir")
     t2 = load_smic(padded.parent, "hs").drop(columns="frames_dir")
@@ -137,15 +218,15 @@ def test_padded_folder_spelling_gives_the_same_table(tmp_path):
     assert t1["clip"].tolist()[:3] == ["s1_ne_01", "s1_ne_02", "s1_ne_03"]
 
 
-def test_the_smic_folder_itself_and_case_of_names(tmp_path):
-    smic, _ = small_tree(tmp_path)
+def test_the_smic_folder_itself_and_case_of_names(listing, tmp_path):
+    smic, _ = small_tree(tmp_path, listing)
     (smic / "HS").rename(smic / "hs")
     table = load_smic(smic, "HS")
     assert len(table) == 6 and table["dataset"].iloc[0] == "SMIC_HS"
 
 
-def test_list_label_disagreeing_with_the_folder_raises(tmp_path):
-    smic, _ = small_tree(tmp_path)
+def test_list_label_disagreeing_with_the_folder_raises(listing, tmp_path):
+    smic, _ = small_tree(tmp_path, listing)
     src = smic / "HS" / "s1" / "micro" / "negative" / "s1_ne_02"
     dst = smic / "HS" / "s1" / "micro" / "surprise" / "s1_ne_02"
     dst.parent.mkdir(exist_ok=True)
@@ -155,8 +236,8 @@ def test_list_label_disagreeing_with_the_folder_raises(tmp_path):
     assert "s1_ne_02: smic-3classes.csv line 2 says negative, folder surprise" in str(err.value)
 
 
-def test_list_and_disk_mismatches(tmp_path, caplog):
-    smic, _ = small_tree(tmp_path)
+def test_list_and_disk_mismatches(listing, tmp_path, caplog):
+    smic, _ = small_tree(tmp_path, listing)
     shutil.rmtree(smic / "HS" / "s1" / "micro" / "positive" / "s1_po_01")
     write_frames(smic / "HS" / "s1" / "micro" / "positive" / "s1_po_09", range(1, 30))
     with pytest.raises(SchemaError) as err:
@@ -171,8 +252,8 @@ def test_list_and_disk_mismatches(tmp_path, caplog):
     assert "s1_po_09" in caplog.text
 
 
-def test_frames_missing_inside_the_interval(tmp_path):
-    smic, listing = small_tree(tmp_path)
+def test_frames_missing_inside_the_interval(listing, tmp_path):
+    smic, listing = small_tree(tmp_path, listing)
     on = int(listing.iloc[0, 2])
     folder = smic / "HS" / "s1" / "micro" / "negative" / "s1_ne_01"
     (folder / f"image{on + 3:06d}.bmp").unlink()
@@ -181,8 +262,8 @@ def test_frames_missing_inside_the_interval(tmp_path):
     assert len(load_smic(tmp_path, missing="skip")) == 5
 
 
-def test_vis_and_nir_without_list(tmp_path):
-    smic, _ = small_tree(tmp_path)
+def test_vis_and_nir_without_list(listing, tmp_path):
+    smic, _ = small_tree(tmp_path, listing)
     for cam in ("VIS", "NIR"):
         write_frames(smic / cam / "s1" / "micro" / "negative" / "s1_ne_01", range(11, 31))
         write_frames(smic / cam / "s2" / "micro" / "surprise" / "s2_sur_03", range(1, 9))
@@ -203,8 +284,8 @@ def test_vis_and_nir_without_list(tmp_path):
     assert nir["emotion"].tolist() == ["negative", "surprise", "positive"]
 
 
-def test_hs_without_a_list_uses_the_frames_on_disk(tmp_path, caplog):
-    smic, listing = small_tree(tmp_path, n=2)
+def test_hs_without_a_list_uses_the_frames_on_disk(listing, tmp_path, caplog):
+    smic, listing = small_tree(tmp_path, listing, n=2)
     (smic / "smic-3classes.csv").unlink()
     with caplog.at_level(logging.INFO, logger="merkit.data.adapters.smic"):
         table = load_smic(tmp_path)
@@ -214,8 +295,8 @@ def test_hs_without_a_list_uses_the_frames_on_disk(tmp_path, caplog):
     assert table["apex"].isna().all()
 
 
-def test_explicit_annotations_argument(tmp_path):
-    smic, listing = small_tree(tmp_path, n=3)
+def test_explicit_annotations_argument(listing, tmp_path):
+    smic, listing = small_tree(tmp_path, listing, n=3)
     other = tmp_path / "elsewhere.csv"
     listing.to_csv(other, header=False, index=False)
     (smic / "smic-3classes.csv").unlink()
@@ -224,8 +305,8 @@ def test_explicit_annotations_argument(tmp_path):
         load_smic(tmp_path, annotations=tmp_path / "nope.csv")
 
 
-def test_bad_list_and_folders(tmp_path):
-    smic, listing = small_tree(tmp_path, n=2)
+def test_bad_list_and_folders(listing, tmp_path):
+    smic, listing = small_tree(tmp_path, listing, n=2)
     bad = listing.copy()
     bad.iloc[1, 5] = 7
     bad.to_csv(smic / "smic-3classes.csv", header=False, index=False)
@@ -242,6 +323,52 @@ def test_bad_list_and_folders(tmp_path):
     write_frames(smic / "HS" / "s1" / "micro" / "negative" / "s2_ne_01", range(3))
     with pytest.raises(SchemaError, match="s2_ne_01: clip of another subject than s1"):
         load_smic(tmp_path)
+
+
+def test_errors_on_a_synthetic_smic_in_its_native_layout(tmp_path, caplog):
+    info = synthesize(tmp_path, databases=["SMIC_HS"], size="tiny", seed=0)["databases"]
+    smic = tmp_path / "SMIC"
+    listed = read_smic_list(smic / "smic-3classes.csv")
+    table = load_smic(tmp_path)
+    assert len(table) == len(listed) == info["SMIC_HS"]["clips"] == 9
+    both = table.merge(listed, on="clip", suffixes=("", "_list"))
+    assert len(both) == 9
+    for col in ("onset", "apex", "offset", "emotion"):
+        assert both[col].tolist() == both[f"{col}_list"].tolist()
+    assert (both["subject"] == "SMIC_HS/" + both["subject_list"]).all()
+    row = both.iloc[0]
+    clip, line, onset, folder = row["clip"], row["list_row"], row["onset"], Path(row["frames_dir"])
+    assert folder.parent.name == row["emotion"] and folder.name == smic_clip_name(clip, padded=True)
+
+    # a frame missing inside the listed interval
+    frame = folder / f"image{onset + 2:06d}.bmp"
+    aside = tmp_path / "aside.bmp"
+    frame.rename(aside)
+    with pytest.raises(SchemaError, match=rf"{clip}: frames {onset + 2} of \[{onset}, "):
+        load_smic(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        assert clip not in load_smic(tmp_path, missing="skip")["clip"].tolist()
+    assert clip in caplog.text
+    aside.rename(frame)
+
+    # the clip filed under another emotion than the list's
+    other = next(e for e in ("negative", "positive", "surprise") if e != row["emotion"])
+    moved = folder.parent.parent / other / folder.name
+    moved.parent.mkdir(exist_ok=True)
+    folder.rename(moved)
+    with pytest.raises(SchemaError) as err:
+        load_smic(tmp_path)
+    assert f"{clip}: smic-3classes.csv line {line} says {row['emotion']}, folder {other}" in str(
+        err.value
+    )
+
+    # a listed clip that is not on disk
+    shutil.rmtree(moved)
+    with pytest.raises(SchemaError) as err:
+        load_smic(tmp_path)
+    assert "SMIC_HS clips missing or incomplete: 1 clip(s)" in str(err.value)
+    assert f"{clip}: in smic-3classes.csv but not on disk" in str(err.value)
+    assert len(load_smic(tmp_path, missing="skip")) == 8
 
 
 def test_layout_errors_are_one_clear_sentence(tmp_path):
