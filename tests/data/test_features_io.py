@@ -226,3 +226,100 @@ def test_released_svm_baseline_through_runner(released: dict) -> None:
     c_to_v = res[res.task == "Exp.9"].iloc[0]
     assert round(c_to_v.mean_f1, 4) == 0.4800  # published 0.4701 / 50.70 (see README)
     assert round(c_to_v.accuracy, 2) == 52.11
+
+
+# ------------------------------------------------------------- damaged or unusable inputs
+def test_truncated_mat_files_are_one_line_errors(tmp_path: Path) -> None:
+    """A .mat cut in half (an interrupted copy) is a ValueError naming the file and what to
+    do, not h5py's / scipy's OSError."""
+    X = np.random.default_rng(3).random((20, 300))
+    for write, name in ((write_v73, "CASME2"), (write_v5, "SMIC_VIS")):
+        whole = write(tmp_path / FNAME.format(name), name, X, np.arange(20) % 3 + 1)
+        data = whole.read_bytes()
+        cut = tmp_path / "cut" / whole.name
+        cut.parent.mkdir(exist_ok=True)
+        cut.write_bytes(data[: len(data) // 2])
+        with pytest.raises(ValueError, match="re-copy it") as err:
+            load_cdmer_features(cut)
+        assert str(err.value).startswith(f"{cut}: ") and "\n" not in str(err.value)
+        cut.unlink()
+
+
+def _feature_sets(n: int = 12, d: int = 20, seed: int = 0) -> dict:
+    """Four small labelled databases (FeatureSets), as ``merkit extract`` would give."""
+    import pandas as pd
+
+    from merkit.data.schema import FeatureSet
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, db in enumerate(("CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR")):
+        y = np.arange(n) % 3
+        X = rng.normal(size=(n, d)) + 0.8 * y[:, None] + 0.3 * k
+        table = pd.DataFrame({"dataset": db, "subject": [f"{db}/s{i % 4}" for i in range(n)],
+                              "clip": [f"c{i:02d}" for i in range(n)], "y": y,
+                              "label": [CDMER_CLASSES[v] for v in y]})  # fmt: skip
+        out[db] = FeatureSet(X.astype(np.float32), table, name=db, classes=CDMER_CLASSES)
+    return out
+
+
+def _resave(src: Path, dst: Path, **change) -> Path:
+    """A copy of the .npz ``src`` with arrays replaced (None: removed)."""
+    with np.load(src) as z:
+        arrays = {k: z[k] for k in z.files}
+    for k, v in change.items():
+        if v is None:
+            del arrays[k]
+        else:
+            arrays[k] = v
+    np.savez(dst, **arrays)
+    return dst
+
+
+def test_damaged_feature_npz_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """Truncated (BadZipFile), rows not matching the ids (IndexError), no ``y`` (KeyError):
+    each a one-line ValueError naming the file and saying to re-extract it."""
+    from merkit.features.extract import load_feature_file, save_feature_file
+
+    npz, _ = save_feature_file(_feature_sets(), tmp_path / "F", descriptor="lbp_top:r3p8")
+    assert len(load_feature_file(npz).features) == 4
+    cases = {}
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+    cases[cut] = "cut short or damaged"
+    with np.load(npz) as z:
+        X = z["X"]
+    cases[_resave(npz, tmp_path / "rows.npz", X=X[:-3])] = "X has 45 rows but y has 48"
+    cases[_resave(npz, tmp_path / "noy.npz", y=None)] = "array(s) y missing"
+    for path, what in cases.items():
+        with pytest.raises(ValueError, match="merkit extract") as err:
+            load_feature_file(path)
+        msg = str(err.value)
+        assert msg.startswith(f"{path}: ") and what in msg and "\n" not in msg, msg
+
+
+def test_check_features_names_file_database_and_first_bad_rows(tmp_path: Path) -> None:
+    from merkit.data.features_io import check_features
+
+    good = _feature_sets()
+    check_features(good)  # nothing to say
+    src = {name: tmp_path / "F.npz" for name in good}
+    bad = _feature_sets()
+    bad["SMIC_VIS"].X[[3, 7], 5] = np.nan
+    bad["SMIC_VIS"].X[7, 11] = np.inf
+    with pytest.raises(ValueError) as err:
+        check_features(bad, src)
+    assert str(err.value).startswith(
+        f"{tmp_path / 'F.npz'}: database SMIC_VIS: 3 non-finite value(s) (NaN or infinity) in "
+        "rows 3, 7 (clips c03, c07), columns [5, 11]; re-extract"
+    )
+    unlabelled = _feature_sets()
+    unlabelled["SMIC_HS"].table.loc[[0, 4], "y"] = -1
+    no_label = r"^database SMIC_HS: 2 clip\(s\) without a valid label y in rows 0, 4 \(clips c00, "
+    with pytest.raises(ValueError, match=no_label + r"c04\); y must be 0..2"):
+        check_features(unlabelled)
+    wide = _feature_sets()
+    wide.update({k: v for k, v in _feature_sets(d=25).items() if k.startswith("SMIC_")})
+    widths = r"different numbers of feature columns \(database CASME2 20, database SMIC_HS 25"
+    with pytest.raises(ValueError, match=widths):
+        check_features(wide)

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import logging
 import re
+import zipfile
+import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +36,10 @@ __all__ = [
     "CDMER_LEVELS",
     "canonical_dataset",
     "cdmer_lbptop_layout",
+    "check_features",
     "load_cdmer_dir",
     "load_cdmer_features",
+    "read_feature_npz",
 ]
 
 #: class names of the CDMER benchmark, indexed by y = file label - 1
@@ -119,21 +124,34 @@ def _read_variables(path: Path) -> dict[str, np.ndarray]:
     """
     import h5py
 
+    damaged = "re-copy it from the benchmark's release (it may be cut short or damaged)"
     if h5py.is_hdf5(path):
         out = {}
-        with h5py.File(path, "r") as f:
-            for k, v in f.items():
-                if isinstance(v, h5py.Dataset) and not k.startswith("#"):
-                    out[k] = np.asarray(v[()]).T
+        try:
+            with h5py.File(path, "r") as f:
+                for k, v in f.items():
+                    if isinstance(v, h5py.Dataset) and not k.startswith("#"):
+                        out[k] = np.asarray(v[()]).T
+        except (OSError, KeyError, ValueError) as err:  # h5py: truncated file, bad blocks
+            raise ValueError(
+                f"{path}: cannot read this MATLAB v7.3 (HDF5) file ({_first_line(err)}); {damaged}"
+            ) from err
         return out
     from scipy.io import loadmat
     from scipy.io.matlab import MatReadError
 
     try:
         raw = loadmat(path)
-    except (MatReadError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable MATLAB .mat file ({err})") from err
+    except (MatReadError, ValueError, OSError, EOFError, zlib.error) as err:
+        raise ValueError(
+            f"{path}: not a readable MATLAB .mat file ({_first_line(err)}); {damaged}"
+        ) from err
     return {k: v for k, v in raw.items() if not k.startswith("__")}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
 
 
 def _find_var(variables: dict[str, np.ndarray], suffix: str, db: str | None, path: Path) -> str:
@@ -286,3 +304,152 @@ def load_cdmer_dir(folder: str | Path, pattern: str = "CrossCorpus_*.mat") -> di
         out[fs.name] = fs
         origin[fs.name] = f
     return out
+
+
+# ----------------------------------------------------------------- merkit feature files
+#: arrays of a merkit feature file (``merkit extract``), beside ``format``
+_NPZ_ARRAYS = ("X", "y", "dataset", "subject", "clip", "blocks", "levels", "classes",
+               "descriptor", "params", "preprocess", "scheme")  # fmt: skip
+_REEXTRACT = "re-extract it with 'merkit extract' (or copy the file again)"
+
+
+def read_feature_npz(path: str | Path, *, expected_format: str) -> dict[str, np.ndarray]:
+    """The arrays of a merkit feature file ``F.npz``, checked for completeness.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npz`` written by :func:`merkit.features.extract.save_feature_file`.
+    expected_format : str
+        The ``format`` tag such files carry.
+
+    Returns
+    -------
+    dict
+        Array name -> array (``X``, ``y``, ``dataset``, ``subject``, ``clip``...).
+
+    Raises
+    ------
+    ValueError
+        One line naming the file: unreadable (cut short, damaged: not a zip archive),
+        not a merkit feature file, an array missing, or arrays whose lengths disagree
+        with the rows of ``X``.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(
+            f"{path}: cannot read it as a merkit feature file, it is cut short or damaged "
+            f"({_first_line(err)}); {_REEXTRACT}"
+        ) from err
+    fmt = str(data.get("format", ""))
+    if fmt != expected_format:
+        raise ValueError(
+            f"{path} is not a merkit feature file (format {fmt or 'missing'!r}, expected "
+            f"{expected_format!r}; write one with 'merkit extract')"
+        )
+    absent = [k for k in _NPZ_ARRAYS if k not in data]
+    if absent:
+        raise ValueError(
+            f"{path}: incomplete merkit feature file, array(s) {', '.join(absent)} missing "
+            f"(present: {', '.join(sorted(data))}); {_REEXTRACT}"
+        )
+    X = data["X"]
+    if X.ndim != 2:
+        raise ValueError(f"{path}: X must be a 2-D (clips x features) array, got shape "
+                         f"{X.shape}; {_REEXTRACT}")  # fmt: skip
+    n = X.shape[0]
+    sizes = {k: data[k].shape[0] if data[k].ndim else 1 for k in ("y", "dataset", "subject",
+                                                                    "clip")}  # fmt: skip
+    wrong = {k: v for k, v in sizes.items() if v != n}
+    if wrong:
+        got = ", ".join(f"{k} has {v}" for k, v in wrong.items())
+        raise ValueError(f"{path}: X has {n} rows but {got} entries; the arrays do not belong "
+                         f"together, {_REEXTRACT}")  # fmt: skip
+    if data["blocks"].size not in (0, X.shape[1]):
+        raise ValueError(
+            f"{path}: the block layout has {data['blocks'].size} entries but X has "
+            f"{X.shape[1]} columns; {_REEXTRACT}"
+        )
+    return data
+
+
+def _rows_text(rows: np.ndarray, table: pd.DataFrame, limit: int = 5) -> str:
+    """``rows 3, 7 (clips a, b)``: the first ``limit`` of ``rows`` with their clip ids."""
+    first = rows[:limit].tolist()
+    more = f" and {rows.size - limit} more" if rows.size > limit else ""
+    text = f"row{'s' if rows.size > 1 else ''} {', '.join(map(str, first))}{more}"
+    if "clip" in table.columns:
+        clips = table["clip"].astype(str).to_numpy()[rows[:limit]]
+        text += f" (clip{'s' if rows.size > 1 else ''} {', '.join(clips)})"
+    return text
+
+
+def check_features(
+    features: Mapping[str, FeatureSet],
+    sources: Mapping[str, str | Path] | None = None,
+    *,
+    labels: bool = True,
+) -> None:
+    """Refuse features a method cannot use, before any unit of work runs.
+
+    Checks every database: all values finite, a label ``y`` in ``0..K-1`` on every row
+    (``labels``), and the same number of columns in all of them.
+
+    Parameters
+    ----------
+    features : mapping
+        Database name -> FeatureSet.
+    sources : mapping, optional
+        Database name -> the file it was read from (named in the messages).
+    labels : bool
+        Require labels.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file and the database, what is wrong (the first bad rows
+        with their clip ids, or columns) and what to do.
+    """
+    sources = sources or {}
+
+    def where(name: str) -> str:
+        src = sources.get(name)
+        return f"{src}: database {name}" if src is not None else f"database {name}"
+
+    for name, fs in features.items():
+        finite = np.isfinite(fs.X)
+        if not finite.all():
+            rows = np.flatnonzero(~finite.all(axis=1))
+            cols = np.flatnonzero(~finite.all(axis=0))
+            raise ValueError(
+                f"{where(name)}: {int((~finite).sum())} non-finite value(s) (NaN or infinity) "
+                f"in {_rows_text(rows, fs.table)}, columns {cols[:5].tolist()}"
+                f"{' ...' if cols.size > 5 else ''}; re-extract the features with "
+                "'merkit extract' (or copy the file again)"
+            )
+        if not labels:
+            continue
+        if "y" not in fs.table.columns:
+            raise ValueError(f"{where(name)}: no labels (y); extract with a label scheme, e.g. "
+                             "'merkit extract --scheme cdmer3'")  # fmt: skip
+        y = pd.to_numeric(fs.table["y"], errors="coerce").to_numpy(dtype=float)
+        k = len(fs.classes)
+        bad = ~np.isfinite(y) | (y < 0) | ((y >= k) if k else False)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            expect = f"0..{k - 1} ({', '.join(fs.classes)})" if k else "class indices from 0"
+            raise ValueError(
+                f"{where(name)}: {rows.size} clip(s) without a valid label y in "
+                f"{_rows_text(rows, fs.table)}; y must be {expect}: extract with a label "
+                "scheme, e.g. 'merkit extract --scheme cdmer3'"
+            )
+    widths = {name: fs.X.shape[1] for name, fs in features.items()}
+    if len(set(widths.values())) > 1:
+        listed = ", ".join(f"{where(n)} {d}" for n, d in widths.items())
+        raise ValueError(
+            f"the databases have different numbers of feature columns ({listed}); describe "
+            "every database with the same descriptor and grid ('merkit extract')"
+        )

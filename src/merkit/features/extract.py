@@ -644,17 +644,10 @@ def load_feature_file(path: str | Path) -> FeatureFile:
     npz, csv, skipped_csv = feature_file_paths(path)
     if not npz.is_file():
         raise FileNotFoundError(f"feature file {npz} does not exist")
-    try:
-        with np.load(npz, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{npz}: cannot read it as a merkit feature file ({err})") from err
-    fmt = str(data.get("format", ""))
-    if fmt != FEATURE_FILE_FORMAT:
-        raise ValueError(
-            f"{npz} is not a merkit feature file (format {fmt or 'missing'!r}, expected "
-            f"{FEATURE_FILE_FORMAT!r}; write one with 'merkit extract')"
-        )
+    from merkit.data.features_io import read_feature_npz
+
+    # unreadable, incomplete or inconsistent files: one line naming the file
+    data = read_feature_npz(npz, expected_format=FEATURE_FILE_FORMAT)
     X = data["X"]
     n = X.shape[0]
     ids = pd.DataFrame({"dataset": data["dataset"], "subject": data["subject"],
