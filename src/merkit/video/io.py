@@ -126,6 +126,10 @@ def read_frames(
     return np.stack(frames)
 
 
+class TruncatedVideoError(ValueError):
+    """A video file decodes to fewer frames than its container declares (a cut-off copy)."""
+
+
 def read_video(
     path: str | Path,
     start: int | None = None,
@@ -135,9 +139,26 @@ def read_video(
 ) -> np.ndarray:
     """Frames ``start..end`` (1-based, inclusive) of a video file, decoded with PyAV.
 
+    The frame count the container declares (e.g. an AVI header) is checked against the
+    frames that decode whole (a frame of a packet the demuxer flags as corrupt, the partial
+    last packet of a cut-off file, ends the clip): a file that ends early (a half-copied
+    or cut-off video) raises :class:`TruncatedVideoError` unless every asked-for frame
+    (``end`` given, at most the frames that decode) is there. Containers that declare no
+    count (0) are checked for cut-off frames only.
+
     Returns
     -------
     ndarray of uint8, shape (T, H, W) if ``grey`` else (T, H, W, 3) RGB
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    TruncatedVideoError
+        If fewer frames decode whole than the container declares (or one is cut off) and
+        the range asks for more; a ValueError.
+    ValueError
+        If the file cannot be decoded or no frame lies in ``[start, end]``.
     """
     import av
 
@@ -149,22 +170,71 @@ def read_video(
     first = 1 if start is None else start
     fmt = "gray" if grey else "rgb24"
     frames = []
+    declared = decoded = 0
+    ended = True  # the stream ran out, or reached a cut-off frame (rather than ``end``)
+    damaged = False
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise ValueError(f"{where} has no video stream")
             stream = container.streams.video[0]
-            for i, frame in enumerate(container.decode(stream), start=1):
-                if end is not None and i > end:
+            declared = int(stream.frames or 0)
+            for i, (frame, corrupt) in enumerate(_decode(container, stream), start=1):
+                if corrupt:  # a packet cut off by the end of the file: the frame is partial
+                    damaged = True
                     break
+                if end is not None and i > end:
+                    ended = False
+                    break
+                decoded = i
                 if i >= first:
                     frames.append(frame.to_ndarray(format=fmt))
     except av.error.FFmpegError as err:
-        raise ValueError(f"cannot decode {where}: {err}") from err
+        if 0 < decoded < declared:
+            raise _truncated(where, declared, decoded, f" (decoder: {err})") from err
+        raise ValueError(
+            f"cannot decode {where}: {err}; the file may be damaged, truncated or not a "
+            "video: re-export or re-copy it"
+        ) from err
+    if ended and (decoded < declared or damaged):
+        if end is None or end > decoded:
+            raise _truncated(where, declared, decoded)
+        log.warning("%s is truncated after frame %d (of %d declared); frames %s..%d were "
+                    "asked for and decode whole", where, decoded, declared, first,
+                    end)  # fmt: skip
     if not frames:
         raise ValueError(f"{where}: no frame with 1-based index in [{start}, {end}]")
     log.debug("read %d frames from %s", len(frames), path)
     return np.stack(frames)
+
+
+def _decode(container, stream):
+    """``(frame, corrupt)`` of every frame; ``corrupt``: decoded from a packet the demuxer
+    flags as corrupt (the last packet of a cut-off file is partial)."""
+    corrupt_pts: set[int] = set()
+    for packet in container.demux(stream):
+        if packet.is_corrupt and packet.pts is not None:
+            corrupt_pts.add(int(packet.pts))
+        for frame in packet.decode():
+            yield frame, frame.pts is not None and int(frame.pts) in corrupt_pts
+
+
+def _truncated(where: str, declared: int, decoded: int, detail: str = "") -> TruncatedVideoError:
+    use = (
+        f", or ask only for frames that decode (offset <= {decoded}, e.g. "
+        f"`merkit predict --offset {decoded}`)"
+        if decoded > 1
+        else ""
+    )
+    verb = "decodes" if decoded == 1 else "decode"
+    counts = (
+        f"its container declares {declared} frames but only {decoded} {verb}"
+        if declared > decoded
+        else f"frame {decoded + 1} is cut off, {decoded} {verb} whole"
+    )
+    return TruncatedVideoError(
+        f"{where} is truncated: {counts}{detail}; re-export or re-copy the video{use}"
+    )
 
 
 def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
