@@ -292,6 +292,14 @@ CacheOption = Annotated[
     ),
 ]
 NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write a cache.")]
+MissingOption = Annotated[
+    str,
+    typer.Option(
+        "--missing",
+        help="Clips whose frames are missing or incomplete: error (stop and list them) or "
+        "skip (leave them out: their number is printed, skipped.csv lists them).",
+    ),
+]
 
 
 @app.command()
@@ -326,6 +334,7 @@ def extract(
         bool,
         typer.Option(help="With --align, drop clips without a face (listed in F.skipped.csv)."),
     ] = False,
+    missing: MissingOption = "error",
     jobs: JobsOption = 1,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
@@ -351,6 +360,7 @@ def extract(
             console=console,
             backend=backend,
             address=address,
+            missing=missing,
         )
     except FaceMissingError as exc:
         _fail(ValueError(f"{exc} (pass --skip-missing to drop such clips)"))
@@ -365,7 +375,7 @@ def extract(
         + (f" (cache: {result.cache})" if result.cache else "")
     )
     if result.skipped_csv is not None:
-        console.print(f"skipped clips (no face): {result.skipped_csv}")
+        console.print(f"skipped clips: {result.skipped}, listed in {result.skipped_csv}")
     console.print(f"features: {result.npz}  table: {result.csv}")
 
 
@@ -400,6 +410,7 @@ def cdmer(
     ] = 1,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
+    missing: MissingOption = "error",
     method: Annotated[
         str,
         typer.Option(help="Method registry name, a comma list (svm,tca) or 'all' (every method)."),
@@ -454,6 +465,8 @@ def cdmer(
             )
         if data is None and (cache is not None or no_cache):
             raise ValueError("--cache / --no-cache apply to --data only")
+        if data is None and missing != "error":
+            raise ValueError("--missing applies to --data only (clips on disk)")
         param_grid = load_param_grid(grid)
         opts = dict(method=method, seed=_seed(seed), param_grid=param_grid, n_jobs=jobs,
                     criterion=criterion, backend=backend, address=address)  # fmt: skip
@@ -469,6 +482,7 @@ def cdmer(
                 grid=block_grid,
                 cache=_cache_arg(cache, no_cache),
                 console=console,
+                missing=missing,
                 **opts,
             )
     except USER_ERRORS as exc:
@@ -692,6 +706,7 @@ def train(
     jobs: JobsOption = 1,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
+    missing: MissingOption = "error",
 ) -> None:
     """Train a network under a protocol; resumable (stored folds are not retrained).
 
@@ -713,7 +728,7 @@ def train(
             class_weight=class_weight, preset=preset, threads=threads, seeds=_seed_list(seeds),
             folds=folds, final=final,
             fold_weights=fold_weights, model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
-            cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console,
+            cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console, missing=missing,
         )  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)

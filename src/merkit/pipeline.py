@@ -20,7 +20,9 @@ from rich.console import Console
 
 from merkit._io import atomic_write_text
 from merkit._progress import progress_bar
+from merkit._writable import ensure_writable_dir
 from merkit.data.adapters import discover, load_dataset
+from merkit.data.adapters._common import collect_skipped
 from merkit.data.labels import apply_scheme, get_scheme
 from merkit.data.schema import FeatureSet
 from merkit.features.cache import CACHE_DIRNAME, FeatureCache
@@ -28,6 +30,7 @@ from merkit.features.extract import (
     Preprocess,
     configure_descriptor,
     extract,
+    feature_file_paths,
     load_feature_file,
     save_feature_file,
 )
@@ -44,6 +47,7 @@ def load_databases(
     *,
     names: Sequence[str] | None = None,
     scheme: str = "cdmer3",
+    missing: str = "raise",
 ) -> dict[str, pd.DataFrame]:
     """Read every database found under ``root`` and apply a label scheme.
 
@@ -58,12 +62,17 @@ def load_databases(
         Label scheme name (:mod:`merkit.data.labels`), or ``"none"``: keep every clip,
         labelled with its native emotion (``label``; ``y`` indexes the sorted emotions of
         all the databases read, recorded in ``attrs["classes"]``).
+    missing : {"raise", "error", "skip"}
+        Clips whose frames are missing or incomplete: stop with the list (``"raise"`` or
+        ``"error"``), or leave them out (``"skip"``): their ``"<clip>: <problem>"`` lines
+        go to the table's ``attrs["skipped_clips"]`` (see :func:`skipped_clips`).
 
     Returns
     -------
     dict
         Database name -> validated, labelled Sample table.
     """
+    policy = missing_policy(missing)
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist")
@@ -83,9 +92,54 @@ def load_databases(
             f"no database found in {root}: expected one of {list(names or CDMER_DATABASES)} "
             "in its native layout (CASME2/ with a coding sheet, SMIC/HS|VIS|NIR/...)"
         )
+    tables = {}
+    for n in wanted:
+        with collect_skipped() as lines:
+            tables[n] = load_dataset(n, root, missing=policy)
+        if lines:
+            tables[n].attrs["skipped_clips"] = tuple(lines)
     if str(scheme).lower() == "none":
-        return _label_native({n: load_dataset(n, root) for n in wanted})
-    return {n: apply_scheme(load_dataset(n, root), scheme) for n in wanted}
+        return _label_native(tables)
+    return {n: apply_scheme(t, scheme) for n, t in tables.items()}
+
+
+def missing_policy(missing: str) -> str:
+    """``"error"`` / ``"raise"`` -> ``"raise"``, ``"skip"`` -> ``"skip"``: what to do with
+    clips whose frames are missing (the CLI's ``--missing error|skip``)."""
+    value = str(missing).strip().lower()
+    if value in ("error", "raise", "skip"):
+        return "skip" if value == "skip" else "raise"
+    raise ValueError(
+        f"--missing {missing!r}: expected 'error' (stop and list the clips whose frames are "
+        "missing) or 'skip' (leave them out, listed)"
+    )
+
+
+#: columns of the lists of left-out clips (``F.skipped.csv``, ``skipped.csv``)
+SKIPPED_COLUMNS: tuple[str, ...] = ("dataset", "subject", "clip", "reason")
+
+
+def skipped_clips(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """``dataset, subject, clip, reason`` of the clips :func:`load_databases` left out
+    (``missing="skip"``; ``clip`` is the adapter's clip name, ``subject`` is empty)."""
+    rows = []
+    for name, t in tables.items():
+        for line in t.attrs.get("skipped_clips", ()):
+            clip, _, reason = str(line).partition(": ")
+            rows.append({"dataset": name, "subject": "", "clip": clip, "reason": reason})
+    return pd.DataFrame(rows, columns=list(SKIPPED_COLUMNS))
+
+
+def write_skipped(out_dir: Path, skipped: pd.DataFrame) -> Path | None:
+    """``out_dir/skipped.csv`` listing ``skipped`` (with a warning naming their number),
+    or None, removing a stale list, when nothing was left out."""
+    path = out_dir / "skipped.csv"
+    if not len(skipped):
+        path.unlink(missing_ok=True)
+        return None
+    write_text_atomic(path, skipped.to_csv(index=False))
+    log.warning("%d clip(s) left out (--missing skip), listed in %s", len(skipped), path)
+    return path
 
 
 def _label_native(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -259,6 +313,7 @@ class ExtractResult:
     cached: int
     cache: Path | None
     seconds: float
+    skipped: int = 0  # clips left out (frames missing, no face), listed in skipped_csv
 
 
 def run_extract(
@@ -277,6 +332,7 @@ def run_extract(
     progress: bool = True,
     backend: str | Backend = "loky",
     address: str | None = None,
+    missing: str = "raise",
 ) -> ExtractResult:
     """Describe every clip of the databases under ``data_dir`` and write one feature file.
 
@@ -300,14 +356,23 @@ def run_extract(
     n_jobs, backend, address
         Workers over clips: local processes (``"loky"``) or a Ray / Dask cluster
         (:class:`merkit.parallel.Backend`).
+    missing : {"raise", "error", "skip"}
+        Clips whose frames are missing: stop, or leave them out (listed in
+        ``F.skipped.csv`` with the clips without a face).
+
+    Raises
+    ------
+    PermissionError, NotADirectoryError
+        The folder of ``out`` cannot be written (checked before any clip is read).
     """
     t0 = time.perf_counter()
     desc = configure_descriptor(descriptor, grid)  # unknown descriptors fail before reading
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data folder {data_dir} does not exist")
+    ensure_writable_dir(feature_file_paths(out)[0].parent, "--out")  # before any clip
     names = list(datasets) if datasets else discover(data_dir)
-    tables = load_databases(data_dir, names=names or None, scheme=scheme)
+    tables = load_databases(data_dir, names=names or None, scheme=scheme, missing=missing)
     store = _cache_of(data_dir, cache)
     got = extract_databases(
         tables,
@@ -323,15 +388,17 @@ def run_extract(
         address=address,
     )
     pre = next(iter(got.extraction.values())).preprocess
+    lists = [s for s in (skipped_clips(tables), got.skipped) if len(s)]
+    skipped = pd.concat(lists, ignore_index=True) if lists else got.skipped
     npz, csv = save_feature_file(
         got.features,
         out,
         descriptor=desc,
         preprocess=pre,
         scheme=str(scheme),
-        skipped=got.skipped,
+        skipped=skipped,
     )
-    skipped_csv = npz.with_name(npz.stem + ".skipped.csv") if len(got.skipped) else None
+    skipped_csv = npz.with_name(npz.stem + ".skipped.csv") if len(skipped) else None
     return ExtractResult(
         npz=npz,
         csv=csv,
@@ -342,6 +409,7 @@ def run_extract(
         cached=got.cached,
         cache=store.directory if store is not None else None,
         seconds=time.perf_counter() - t0,
+        skipped=len(skipped),
     )
 
 
@@ -584,11 +652,13 @@ def run_cdmer_on_features(
     criteria : sequence of str
         Label-free criteria computed for every grid point.
     """
+    from merkit.data.features_io import check_features
     from merkit.protocols.runner import run_cdmer, run_grid
     from merkit.results.store import ResultStore
 
     names = parse_methods(method)
-    out_dir = Path(out_dir)
+    out_dir = ensure_writable_dir(out_dir, "--out")
+    check_features(features)  # finite, labelled, one width: before the first unit runs
     extra = None if label is None else {"features": label}
     if param_grid not in (None, "default"):
         if params is not None:
@@ -647,10 +717,12 @@ def run_cdmer_on_feature_files(
 ) -> tuple[pd.DataFrame, str]:
     """CDMER on the benchmark's released feature files (``CrossCorpus_*.mat``) in a folder
     (grid and backend options: :func:`run_cdmer_on_features`)."""
-    from merkit.data.features_io import load_cdmer_dir
+    from merkit.data.features_io import check_features, load_cdmer_dir
 
     methods = parse_methods(method)
+    ensure_writable_dir(out_dir, "--out")
     features = load_cdmer_dir(features_dir)
+    check_features(features, {k: Path(features_dir) for k in features})
     names = ", ".join(f"{k} (n={len(v)})" for k, v in features.items())
     return run_cdmer_on_features(
         features,
@@ -697,6 +769,7 @@ def run_cdmer_on_data(
     criterion: str = "reverse",
     backend: str | Backend = "loky",
     address: str | None = None,
+    missing: str = "raise",
 ) -> tuple[pd.DataFrame, str]:
     """CDMER on raw databases: every descriptor x every available task with ``method``.
 
@@ -714,11 +787,19 @@ def run_cdmer_on_data(
         (:func:`run_cdmer_on_features`); ``n_jobs`` workers of ``backend`` (at
         ``address``; one :class:`merkit.parallel.Backend` for the whole run) serve
         extraction and grid points.
+    missing : {"raise", "error", "skip"}
+        Clips whose frames are missing: stop, or leave them out (listed in
+        ``out_dir/skipped.csv`` and the summary).
     """
     methods = parse_methods(method)
     names = _check_descriptors(descriptors, grid)
+    out_dir = ensure_writable_dir(out_dir, "--out")  # before any clip is described
     data_dir = Path(data_dir)
-    tables = load_databases(data_dir, scheme="cdmer3")
+    tables = load_databases(data_dir, scheme="cdmer3", missing=missing)
+    dropped = skipped_clips(tables)
+    listed = write_skipped(out_dir, dropped)
+    left_out = [f"clips left out, frames missing (--missing skip): {len(dropped)}, listed in "
+                f"{listed}"] if listed is not None else []  # fmt: skip
     store = _cache_of(data_dir, cache)
     counts = ", ".join(f"{n} {len(t)}" for n, t in tables.items())
     results, markdown = pd.DataFrame(), ""
@@ -751,6 +832,7 @@ def run_cdmer_on_data(
                 title=f"CDMER on the databases in {data_dir}, {_methods_title(methods)}",
                 notes=[
                     f"databases: {data_dir.resolve()} ({counts} clips, cdmer3 labels)",
+                    *left_out,
                     f"features: {', '.join(labels)}",
                 ],
                 label=label,
@@ -806,7 +888,10 @@ def run_cdmer_on_feature_npz(
     are pooled (one database may come from one file only); different descriptors are run
     one after the other into the same store (descriptor x method rows).
     """
+    from merkit.data.features_io import check_features
+
     methods = parse_methods(method)
+    ensure_writable_dir(out_dir, "--out")
     files = _feature_files(paths)
     groups: dict[str, dict[str, FeatureSet]] = {}
     origin: dict[tuple[str, str], Path] = {}
@@ -822,6 +907,8 @@ def run_cdmer_on_feature_npz(
                 )
             group[name] = fs
             origin[(label, name)] = f
+    for label, group in groups.items():  # every file, before the first unit runs
+        check_features(group, {name: origin[(label, name)] for name in group})
     results, markdown = pd.DataFrame(), ""
     sources = ", ".join(str(f) for f in files)
     with open_backend(backend, n_jobs, address) as be:
@@ -868,9 +955,11 @@ def run_demo(
     from merkit.data.synthetic import is_synthesized, synthesize
 
     seconds: dict[str, float] = {}
+    out_dir = ensure_writable_dir(out_dir, "--out")  # before minutes of synthesis
+    if data_dir is not None and not is_synthesized(data_dir, seed=seed, size=size):
+        ensure_writable_dir(data_dir, "--data")
     temporary = data_dir is None
     data_dir = default_demo_dir() if temporary else Path(data_dir)
-    out_dir = Path(out_dir)
     try:
         t0 = time.perf_counter()
         if is_synthesized(data_dir, seed=seed, size=size):

@@ -977,6 +977,10 @@ def build_report(
         face_img = plots.read_face(face) if isinstance(face, (str, Path)) else np.asarray(face)
     html_path = Path(out_html) if out_html is not None else results_dir / "report.html"
     md_path = Path(out_md) if out_md is not None else results_dir / "report.md"
+    from merkit._writable import ensure_writable_dir  # before the intervals and figures
+
+    ensure_writable_dir(html_path.parent, "--html" if out_html is not None else "results folder")
+    ensure_writable_dir(md_path.parent, "--md" if out_md is not None else "results folder")
 
     doc = _Doc()
     protocols = list(dict.fromkeys(results["protocol"].astype(str)))

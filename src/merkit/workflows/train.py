@@ -533,12 +533,16 @@ def _embedding(task: DeepTask, pooled: pd.DataFrame, zs: list, sample_ids: np.nd
 
 
 # --------------------------------------------------------------------------- main
-def _load_task_table(spec: TaskSpec, data_dir: Path) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    from merkit.pipeline import load_databases, scheme_classes
+def _load_task_table(
+    spec: TaskSpec, data_dir: Path, missing: str = "raise"
+) -> tuple[pd.DataFrame, tuple[str, ...], pd.DataFrame]:
+    """The task's clips, its class names and the clips left out (``missing="skip"``)."""
+    from merkit.pipeline import load_databases, scheme_classes, skipped_clips
 
-    tables = load_databases(data_dir, names=list(spec.datasets), scheme=spec.scheme)
+    tables = load_databases(data_dir, names=list(spec.datasets), scheme=spec.scheme,
+                            missing=missing)  # fmt: skip
     table = pd.concat(list(tables.values()), ignore_index=True)
-    return table, scheme_classes(tables, spec.scheme)
+    return table, scheme_classes(tables, spec.scheme), skipped_clips(tables)
 
 
 def _check_combination(protocol: str, model: str, flows_dir, data_dir) -> None:
@@ -582,6 +586,7 @@ def run_train(
     n_jobs: int = 1,
     console: Console | None = None,
     progress: bool = True,
+    missing: str = "raise",
 ) -> TrainResult:
     """Train a network under a protocol (module docstring for inputs and outputs).
 
@@ -628,11 +633,20 @@ def run_train(
     n_jobs : int
         Worker processes for computing the inputs and for training the folds (each fold
         with the preset's torch threads, 1 by default); the same numbers for any value.
+    missing : {"raise", "error", "skip"}
+        With ``data_dir``: clips whose frames are missing stop the run (listed), or are
+        left out and listed in ``out_dir/skipped.csv``.
+
+    Raises
+    ------
+    PermissionError, NotADirectoryError
+        ``out_dir`` cannot be written (checked before any input is read).
     """
     from merkit._progress import progress_bar
+    from merkit._writable import ensure_writable_dir
     from merkit.nets import INPUT_KIND
     from merkit.nets.train import PRESETS, TrainConfig
-    from merkit.pipeline import write_text_atomic
+    from merkit.pipeline import write_skipped, write_text_atomic
     from merkit.results.store import ResultStore, result_key, result_keys
 
     t0 = time.perf_counter()
@@ -655,6 +669,8 @@ def run_train(
         overrides["class_weight"] = None if class_weight == "none" else "balanced"
     split = {"n_folds": int(n_folds), "split_seed": int(split_seed)} if protocol in (
         "kfold", "au") else {}  # fmt: skip
+
+    out_dir = ensure_writable_dir(out_dir, "--out")  # before any input is read or computed
 
     # ---- tables and inputs of every task
     flow_set = None
@@ -692,6 +708,7 @@ def run_train(
         kwargs.setdefault("in_channels", 1)
     memo: dict = {}
     built: list[tuple[DeepTask, _Inputs]] = []
+    dropped: list[pd.DataFrame] = []  # clips left out with missing="skip"
     for spec in specs:
         if flow_set is not None:
             t = flow_set.table.assign(y=flow_set.y, _row=np.arange(len(flow_set)))
@@ -701,7 +718,8 @@ def run_train(
             source = {"source": "flow images", "flows_dir": str(flows_dir)}
             built.append((task, _Inputs(X, fp, source, "flow")))
             continue
-        table, classes = _load_task_table(spec, data_dir)
+        table, classes, left_out = _load_task_table(spec, data_dir, missing)
+        dropped.append(left_out)
         task = make_task(spec, table, classes=classes, n_folds=n_folds, split_seed=split_seed)
         if kind == "flow":
             X = flow_inputs(task.table, params=input_params, n_jobs=n_jobs, memo=memo,
@@ -713,6 +731,9 @@ def run_train(
                             folder=None if base is None else base / "clips")  # fmt: skip
             fp = _fingerprint(f"clips-tim{input_params['length']}", X, task.y)
             built.append((task, _Inputs(X, fp, {"source": "clips"}, "clip", scale=1 / 255)))
+
+    if dropped:  # --data: skipped.csv lists the clips left out (a stale list goes)
+        write_skipped(out_dir, pd.concat(dropped, ignore_index=True).drop_duplicates())
 
     # ---- train, score, store
     out_dir = Path(out_dir)

@@ -3,11 +3,13 @@ headers and rows, numbered frames on disk and their checks, and the Sample-table
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,22 @@ def missing_frames(on_disk: np.ndarray, onset: int, offset: int) -> np.ndarray:
     return np.setdiff1d(np.arange(onset, offset + 1, dtype=np.int64), on_disk)
 
 
+#: the ``"<clip>: <problem>"`` lines :func:`report` skipped, while :func:`collect_skipped` runs
+_SKIPPED: ContextVar[list[str] | None] = ContextVar("merkit_skipped_clips", default=None)
+
+
+@contextlib.contextmanager
+def collect_skipped() -> Iterator[list[str]]:
+    """Collect the ``"<clip>: <problem>"`` lines of the clips that :func:`report` skips
+    (``missing="skip"``) inside the block, so a workflow can list them."""
+    sink: list[str] = []
+    token = _SKIPPED.set(sink)
+    try:
+        yield sink
+    finally:
+        _SKIPPED.reset(token)
+
+
 def report(problems: list[str], *, what: str, missing: str, limit: int = 10) -> None:
     """Raise (``missing="raise"``) or log (``"skip"``) a list of per-clip problems."""
     if not problems:
@@ -108,7 +126,12 @@ def report(problems: list[str], *, what: str, missing: str, limit: int = 10) -> 
     more = f"\n  (+{len(problems) - limit} more)" if len(problems) > limit else ""
     text = f"{what}: {len(problems)} clip(s)\n  " + "\n  ".join(shown) + more
     if missing == "raise":
-        raise SchemaError(text + "\n(pass missing='skip' to leave these clips out)")
+        raise SchemaError(
+            text + "\n(pass --missing skip, or missing='skip' in Python, to leave these clips out)"
+        )
+    sink = _SKIPPED.get()
+    if sink is not None:
+        sink.extend(problems)
     log.warning("%s\nthese clips are skipped", text)
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from merkit._writable import ensure_writable_dir
 from merkit.data.synthetic.camera import CAMERAS, Camera
 from merkit.data.synthetic.face import (
     EMOTION_AUS,
@@ -994,6 +995,8 @@ def synthesize(
         Unknown database or size.
     FileExistsError
         A database folder exists and ``overwrite`` is False.
+    PermissionError, NotADirectoryError
+        ``out_dir`` cannot be written (checked before anything is drawn).
     """
     dbs = list(dict.fromkeys(databases))
     unknown = [d for d in dbs if d not in DATABASES]
@@ -1002,8 +1005,7 @@ def synthesize(
     if not dbs:
         raise ValueError("no database to write")
     cfg = _resolve_size(size)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_writable_dir(out_dir, "output folder")  # before any frame is drawn
     folders = {"CASME2": out / "CASME2", "SMIC_HS": out / "SMIC" / "HS",
                "SMIC_VIS": out / "SMIC" / "VIS", "SMIC_NIR": out / "SMIC" / "NIR",
                "SAMM": out / "SAMM", "DFME": out / "DFME"}  # fmt: skip
