@@ -60,6 +60,11 @@ features, ``y_true``, ``y_pred`` (n,) int, ``sample_id`` (n,) str, ``classes`` s
 
 The report computes no metric itself: tables show the stored scores, intervals and
 confusion matrices come from :mod:`merkit.results.metrics` on ``predictions.csv``.
+Before anything is rendered the two files are checked against each other: a file that is
+not merkit's CSV, a score out of range (UF1 and UAR 0..1, accuracy 0..100 %), a results
+row repeated, without ``n_test`` predictions, or whose predictions do not re-score to its
+stored scores (a stale or edited file) is refused with a one-line ``ValueError`` naming
+the file and the row.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ import pandas as pd
 from merkit._io import atomic_write_bytes
 from merkit.protocols.cdmer import TASKS, TYPES, get_task
 from merkit.results.metrics import bootstrap_ci
-from merkit.results.store import ResultStore, result_keys
+from merkit.results.store import PARTS_DIR, ResultStore, result_keys
 from merkit.results.tables import (
     ORACLE_LABEL,
     cdmer_table,
@@ -922,6 +927,133 @@ def _embedding_classes(results_dir: Path) -> dict[tuple, list[str]]:
     return {k: v for k, v in out.items() if k not in bad}
 
 
+# ---------------------------------------------------------------- validation
+#: stored score ranges: UF1 and UAR are fractions, accuracy is in percent
+_METRIC_RANGES = {"mean_f1": (0.0, 1.0), "uar": (0.0, 1.0), "accuracy": (0.0, 100.0)}
+#: largest difference between a stored score and its re-scored predictions (accuracy in %)
+_METRIC_TOLERANCE = {"mean_f1": 1e-6, "uar": 1e-6, "accuracy": 1e-4}
+_STALE = "re-run into a fresh --out, or delete the stale file"
+_WRITERS = "merkit cdmer, demo or train (--out DIR)"
+
+
+def _read_store(store: ResultStore) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Results and predictions of a store, a file that is not merkit's named in one line.
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``results.csv`` in the folder.
+    ValueError
+        A file that is not readable CSV or lacks merkit's columns.
+    """
+    from merkit.results.store import PREDICTION_COLUMNS, RESULT_COLUMNS
+
+    if not store.results_path.is_file():
+        raise FileNotFoundError(f"{store.results_path}: no results.csv in the results folder; "
+                                f"expected a results folder written by {_WRITERS}")  # fmt: skip
+    frames = []
+    for path, columns, read in ((store.results_path, RESULT_COLUMNS, store.results),
+                                (store.predictions_path, PREDICTION_COLUMNS,
+                                 store.predictions)):  # fmt: skip
+        try:
+            frames.append(read())
+        except ValueError as err:  # pandas' parser, decoding and empty-file errors too
+            head, reason = str(path), " ".join(str(err).split())
+            if reason.startswith(str(store.directory)):  # the store named the file (a part?)
+                head, _, reason = reason.partition(": ")
+            if isinstance(err, UnicodeDecodeError):
+                reason = "not UTF-8 text"
+            elif isinstance(err, pd.errors.EmptyDataError):
+                reason = "empty"
+            reason = reason.removeprefix("not a merkit results file, ") or type(err).__name__
+            raise ValueError(
+                f"{head}: not a merkit {path.stem} file ({reason}); expected a CSV with "
+                f"columns {', '.join(columns)}, as {_WRITERS} write it"
+            ) from err
+    return frames[0], frames[1]
+
+
+def _row_text(row: dict) -> str:
+    """``protocol/task/method`` with selection, params and seed: how errors name a row."""
+    return (f"row {row['protocol']}/{row['task']}/{row['method']} (selection "
+            f"{row['selection']}, params {row['params']}, seed {row['seed']})")  # fmt: skip
+
+
+def _validate(store: ResultStore, results: pd.DataFrame, preds: pd.DataFrame) -> None:
+    """Refuse a store whose results and predictions do not describe the same evaluation.
+
+    Checks every results row: scores in range (UF1, UAR in 0..1, accuracy in 0..100 %),
+    JSON columns readable, key not repeated, as many predictions as ``n_test``, and the
+    predictions re-scored by :func:`merkit.results.metrics.score_all` (over the row's
+    ``labels``) equal to the stored scores (within :data:`_METRIC_TOLERANCE`).
+    Predictions without a results row are not shown and not checked.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file, the row, the stored and the recomputed value, and
+        what to do.
+    """
+    from merkit.results.metrics import score_all
+
+    rname, pname = store.results_path.name, store.predictions_path.name
+    rpath, ppath = str(store.results_path), str(store.predictions_path)
+    if store.parts_dir.is_dir() and any(store.parts_dir.iterdir()):  # rows not merged yet
+        rpath, ppath = (f"{p} (+ {PARTS_DIR}/)" for p in (rpath, ppath))
+    if preds.empty and not results.empty:
+        state = "is empty" if store.predictions_path.is_file() else "is missing"
+        raise ValueError(f"{ppath} {state}, but {rname} has {len(results)} rows; merkit "
+                         "writes the predictions of every row beside it: re-run into a fresh "
+                         "--out")  # fmt: skip
+    rows = results.to_dict("records")
+    for col, (low, high) in _METRIC_RANGES.items():
+        v = results[col].to_numpy(dtype=float)
+        bad = np.flatnonzero(~((v >= low) & (v <= high)))  # NaN too
+        if bad.size:
+            raise ValueError(
+                f"{rpath}: {_row_text(rows[bad[0]])}: {col} = {v[bad[0]]:.6g} is outside "
+                f"{low:g}..{high:g} (mean_f1 and uar are fractions, accuracy a percentage); "
+                f"{_STALE}"
+            )
+    keys = result_keys(results)
+    dup = np.flatnonzero(pd.Series(keys).duplicated().to_numpy())
+    if dup.size:
+        raise ValueError(f"{rpath}: {_row_text(rows[dup[0]])} appears more than once; {_STALE}")
+    labels: list[list | None] = []
+    for row in rows:
+        try:
+            labels.append(_json_list(row["labels"]))
+            _json_list(row["classes"])
+            json.loads(str(row["params"]))
+        except ValueError as err:
+            raise ValueError(f"{rpath}: {_row_text(row)}: labels, classes or params is not "
+                             f"valid JSON ({err}); {_STALE}") from err  # fmt: skip
+    positions: dict[tuple, np.ndarray] = {}
+    for key, idx in pd.Series(range(len(preds))).groupby(pd.Series(result_keys(preds))):
+        positions[key] = idx.to_numpy()
+    none = np.zeros(0, dtype=np.int64)
+    y_true, y_pred = preds["y_true"].to_numpy(), preds["y_pred"].to_numpy()
+    for row, key, lab in zip(rows, keys, labels, strict=True):
+        idx = positions.get(key, none)
+        if idx.size != int(row["n_test"]):
+            found = f"has {idx.size} predictions" if idx.size else "has no predictions"
+            raise ValueError(f"{ppath}: {_row_text(row)} {found}, {rname} says n_test = "
+                             f"{int(row['n_test'])}; {_STALE}")  # fmt: skip
+        try:
+            got = score_all(y_true[idx], y_pred[idx], labels=lab)
+        except ValueError as err:
+            raise ValueError(f"{ppath}: the predictions of {_row_text(row)} cannot be scored "
+                             f"({err}); {_STALE}") from err  # fmt: skip
+        for col, tol in _METRIC_TOLERANCE.items():
+            stored, recomputed = float(row[col]), float(got[col])
+            if not abs(stored - recomputed) <= tol:
+                raise ValueError(
+                    f"{rpath}: {_row_text(row)}: {col} = {stored:.6g} in {rname}, but its "
+                    f"{idx.size} predictions in {pname} re-score to {recomputed:.6g} (the "
+                    f"two files disagree, one is stale or edited); {_STALE}"
+                )
+
+
 # ---------------------------------------------------------------- report
 def build_report(
     results_dir: str | Path,
@@ -966,12 +1098,10 @@ def build_report(
     if not results_dir.is_dir():
         raise NotADirectoryError(f"{results_dir}: results folder not found")
     store = ResultStore(results_dir)
-    if not store.results_path.is_file():
-        raise FileNotFoundError(f"{store.results_path}: no results.csv in the results folder")
-    results = store.results()
+    results, preds = _read_store(store)
     if results.empty:
         raise ValueError(f"{store.results_path}: no results rows to report")
-    preds = store.predictions()
+    _validate(store, results, preds)
     face_img = None
     if face is not None:
         face_img = plots.read_face(face) if isinstance(face, (str, Path)) else np.asarray(face)
