@@ -83,3 +83,29 @@ def test_a_folder_given_as_weights_names_a_weights_file_inside(tmp_path):
         load_predictor(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="weights file '.*nope.pth' does not exist"):
         load_predictor(tmp_path / "nope.pth")
+
+
+def test_damaged_weights_are_named_before_the_card_is_looked_for(tmp_path):
+    torch.manual_seed(0)
+    good = save_weights(ModelCard(model="ststnet", classes=("a", "b", "c")).build(),
+                        tmp_path / "good.pth").read_bytes()  # fmt: skip
+    empty, cut = tmp_path / "empty.pth", tmp_path / "cut.pth"
+    empty.write_bytes(b"")
+    cut.write_bytes(good[: len(good) // 2])
+    torch.save({"conv1.weight": torch.zeros(1), "note": "trained on X"}, tmp_path / "mixed.pth")
+    # no card anywhere: the file's own problem is what is reported
+    with pytest.raises(ValueError, match=r"weights file '.*empty\.pth' is empty \(0 bytes\)"):
+        load_predictor(empty)
+    with pytest.raises(ValueError, match=r"weights file '.*cut\.pth' is truncated \(\d+ bytes"):
+        load_predictor(cut, model_name="ststnet")
+    with pytest.raises(ValueError, match=r"mixed\.pth' is not a plain state_dict: entries "
+                       r"\['note'\] are not tensors"):  # fmt: skip
+        load_predictor(tmp_path / "mixed.pth", model_name="ststnet")
+
+
+def test_card_with_bad_model_arguments_names_them(tmp_path):
+    card = ModelCard(model="r3d", classes=("a", "b"), input_kind="clip",
+                     model_kwargs={"width": "abc"})  # fmt: skip
+    with pytest.raises(ValueError, match=r"model 'r3d': argument width='abc' \(a str\) does not "
+                       r"match the expected type int"):  # fmt: skip
+        card.build()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,10 +13,12 @@ from merkit.nets import create_model
 from merkit.nets.data import FlowSet, make_loader
 from merkit.nets.train import (
     TrainConfig,
+    WeightsFileError,
     class_weights,
     fit,
     load_weights,
     predict,
+    read_state_dict,
     run_loso,
     save_weights,
 )
@@ -131,6 +135,78 @@ def test_weights_roundtrip_weights_only(tmp_path):
     other = load_weights(create_model("fr"), path)
     for k, v in model.state_dict().items():
         assert torch.equal(v, other.state_dict()[k])
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("epochs", 0, "epochs=0 (--epochs): must be at least 1; 0 epochs would score the "
+                      "untrained network"),
+        ("epochs", -3, "epochs=-3 (--epochs): must be at least 1"),
+        ("epochs", 2.5, "epochs=2.5 (--epochs): must be a whole number >= 1"),
+        ("batch_size", 0, "batch_size=0 (--batch-size): must be at least 1"),
+        ("lr", 0.0, "lr=0.0 (--lr): the learning rate must be a number > 0"),
+        ("lr", -1e-3, "lr=-0.001 (--lr): the learning rate must be a number > 0"),
+        ("lr", float("nan"), "lr=nan (--lr): the learning rate must be a number > 0"),
+        ("threads", 0, "threads=0 (--threads): must be at least 1"),
+        ("step_size", 0, "step_size=0: must be at least 1"),
+    ],
+)  # fmt: skip
+def test_non_positive_training_options_are_refused_by_name(option, value, message):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**{option: value})
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig.preset("fr_cde", **{option: value})
+    assert TrainConfig(**{option: 1}).to_dict()[option] == 1  # the least valid value
+
+
+def _pickled_module(path):
+    torch.save(torch.nn.Linear(2, 2), path)  # a whole pickled module, not a state_dict
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b""), r"is empty \(0 bytes\); re-copy it or save the "
+                                   r"weights again with torch\.save\("),
+        (lambda p: p.write_text("hello"), r"is not a PyTorch weights file \(neither a "
+                                      r"torch\.save zip archive nor a pickle\)"),
+        (_pickled_module, r"carries pickled Python objects \(torch\.nn\.modules\.linear\.Linear\)"
+                          r", not only tensors, so it was not loaded"),
+        (lambda p: torch.save([torch.zeros(2)], p), r"holds a list, not a state_dict"),
+        (lambda p: torch.save({"state_dict": {}, "epoch": 3}, p),
+         r"is not a plain state_dict: entries \['state_dict', 'epoch'\] are not tensors; a "
+         r"training checkpoint\?"),
+    ],
+    ids=["empty", "text", "pickled-module", "list", "checkpoint"],
+)  # fmt: skip
+def test_bad_weights_files_are_named_one_line_errors(tmp_path, make, message):
+    path = tmp_path / "bad.pth"
+    make(path)
+    with pytest.raises(WeightsFileError) as err:
+        load_weights(create_model("ststnet"), path)
+    msg = str(err.value)
+    assert re.match(rf"weights file {re.escape(repr(str(path)))} {message}", msg), msg
+    assert "\n" not in msg and isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize("keep", [0.01, 0.5, 0.99])
+def test_truncated_weights_file_is_named(tmp_path, keep):
+    torch.manual_seed(0)
+    good = save_weights(create_model("ststnet"), tmp_path / "good.pth").read_bytes()
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(good[: int(len(good) * keep)])
+    with pytest.raises(WeightsFileError) as err:
+        read_state_dict(cut)
+    assert str(err.value) == (
+        f"weights file {str(cut)!r} is truncated ({cut.stat().st_size} bytes, the end of its "
+        "zip archive is missing); re-copy it or save the weights again with "
+        "torch.save(model.state_dict(), path)"
+    )
+    with pytest.raises(FileNotFoundError, match="weights file '.*absent.pth' does not exist"):
+        read_state_dict(tmp_path / "absent.pth")
 
 
 def test_tiny_loso_stores_pooled_predictions(tmp_path):

@@ -31,9 +31,14 @@ Multi-label (AU) training wraps a model in :class:`merkit.nets.multilabel.MultiL
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
 from functools import partial
+from typing import Any
 
+import numpy as np
 from torch import nn
 
 from merkit.nets.apexnets import OffApexNet, STSTNet
@@ -41,7 +46,14 @@ from merkit.nets.fr import BasicInception, DualInception, FeatureRefinement
 from merkit.nets.rcn import RCNA
 from merkit.nets.video3d import R3D, I3DLite
 
-__all__ = ["INPUT_KIND", "MODELS", "count_parameters", "create_model"]
+__all__ = [
+    "INPUT_KIND",
+    "MODELS",
+    "check_model_kwargs",
+    "count_parameters",
+    "create_model",
+    "model_arguments",
+]
 
 #: registry name -> constructor (keyword arguments are passed through)
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -63,8 +75,50 @@ INPUT_KIND: dict[str, str] = {
 }
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build the network registered under ``name`` (e.g. ``create_model("fr", num_classes=3)``).
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__name__
+    return str(hint).replace("typing.", "").replace("NoneType", "None")
+
+
+def _article(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a (JSON-like) value fits a constructor annotation (lists stand for tuples)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None) or hint is None:
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+            value, bool
+        )
+    if origin is tuple or hint is tuple:
+        if not isinstance(value, (tuple, list)):
+            return False
+        if not args:
+            return True
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(
+            _fits(v, a) for v, a in zip(value, args, strict=True)
+        )
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # an annotation not checked here
+
+
+def model_arguments(name: str) -> dict[str, Any]:
+    """Keyword arguments of a registered network's constructor and their annotations.
 
     Raises
     ------
@@ -75,7 +129,62 @@ def create_model(name: str, **kwargs) -> nn.Module:
         builder = MODELS[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}") from None
-    return builder(**kwargs)
+    cls = builder.func if isinstance(builder, partial) else builder
+    hints = typing.get_type_hints(cls.__init__)
+    params = inspect.signature(builder).parameters.values()
+    return {
+        p.name: hints.get(p.name, Any)
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+
+
+def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Check keyword arguments against a registered network's constructor.
+
+    Lists may stand for tuples (JSON has no tuples); an int fits a float.
+
+    Raises
+    ------
+    KeyError
+        Unknown model name.
+    ValueError
+        An argument the constructor does not take, or a value of the wrong type; the
+        one-line message names the model, the argument and the expected type.
+    """
+    known = model_arguments(name)
+    for key, value in kwargs.items():
+        if key not in known:
+            raise ValueError(
+                f"model {name!r} takes no argument {key!r}; its arguments: "
+                f"{', '.join(f'{k} ({_type_name(h)})' for k, h in known.items())}"
+            )
+        if not _fits(value, known[key]):
+            raise ValueError(
+                f"model {name!r}: argument {key}={value!r} ({_article(type(value).__name__)}) "
+                f"does not match the expected type {_type_name(known[key])}"
+            )
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build the network registered under ``name`` (e.g. ``create_model("fr", num_classes=3)``).
+
+    The keyword arguments are checked first (:func:`check_model_kwargs`).
+
+    Raises
+    ------
+    KeyError
+        Unknown name (the message lists the registered ones).
+    ValueError
+        An unknown argument, a value of the wrong type, or values the network cannot be
+        built with (e.g. ``width=0``).
+    """
+    check_model_kwargs(name, kwargs)
+    try:
+        return MODELS[name](**kwargs)
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as err:
+        reason = (str(err).strip().splitlines() or [""])[0] or type(err).__name__
+        raise ValueError(f"model {name!r} cannot be built with {dict(kwargs)}: {reason}") from err
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from merkit.nets import INPUT_KIND, MODELS, create_model
-from merkit.nets.train import load_weights, logits_of
+from merkit.nets.train import logits_of, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,16 @@ def load_predictor(
     model_name, classes : optional
         Used when no card is found (a released state_dict); override nothing otherwise
         except that a ``model_name`` disagreeing with the card is an error.
+
+    Raises
+    ------
+    FileNotFoundError
+        No weights file, or no card and no ``model_name``.
+    IsADirectoryError
+        ``weights`` is a folder (the message names a ``.pth`` inside).
+    ValueError
+        The file is empty, truncated, carries pickled objects or is no state_dict
+        (:class:`merkit.nets.train.WeightsFileError`), or the weights do not fit the card.
     """
     weights = Path(weights)
     if weights.is_dir():
@@ -198,8 +208,7 @@ def load_predictor(
             else "; it holds no .pth file"
         )
         raise IsADirectoryError(f"weights {str(weights)!r} is a folder, not a weights file{hint}")
-    if not weights.is_file():
-        raise FileNotFoundError(f"weights file {str(weights)!r} does not exist")
+    state = read_state_dict(weights)  # one-line errors: missing, empty, truncated, pickled
     card_path = find_model_card(weights)
     if card_path is not None:
         card = read_model_card(card_path)
@@ -220,7 +229,7 @@ def load_predictor(
         )
     model = card.build()
     try:
-        load_weights(model, weights)
+        model.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(
             f"weights {str(weights)!r} do not fit a {card.model!r} network with "
@@ -328,7 +337,9 @@ class ClipPrediction:
         return d
 
 
-def _read_clip(clip: Path) -> tuple[np.ndarray, list[int]]:
+def _read_clip(clip: Path, offset: int | None = None) -> tuple[np.ndarray, list[int]]:
+    """Frames and frame numbers of a frame folder or a video (up to ``offset`` in a video:
+    a truncated video is refused unless every frame asked for decodes)."""
     from merkit.video.io import frame_number, list_frames, read_frames, read_video
 
     if clip.is_dir():
@@ -336,7 +347,8 @@ def _read_clip(clip: Path) -> tuple[np.ndarray, list[int]]:
         return read_frames(clip, grey=True), numbers
     if not clip.exists():
         raise FileNotFoundError(f"clip {str(clip)!r} does not exist (a video file or frame folder)")
-    frames = read_video(clip, grey=True)
+    end = int(offset) if offset is not None and int(offset) >= 1 else None
+    frames = read_video(clip, None, end, grey=True)
     return frames, list(range(1, len(frames) + 1))
 
 
@@ -392,7 +404,7 @@ def predict_clip(
         opts["align"] = bool(align)
     if detector is not None:
         opts["detector"] = detector
-    frames, numbers = _read_clip(clip)
+    frames, numbers = _read_clip(clip, offset)
     lo = 0 if onset is None else _position(numbers, int(onset), "onset", clip)
     hi = len(numbers) - 1 if offset is None else _position(numbers, int(offset), "offset", clip)
     if hi <= lo:

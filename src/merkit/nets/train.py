@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -54,6 +55,8 @@ __all__ = [
     "FoldResult",
     "LosoRun",
     "TrainConfig",
+    "WeightsFileError",
+    "check_training_options",
     "class_weights",
     "compute_loss",
     "embed",
@@ -62,6 +65,7 @@ __all__ = [
     "load_weights",
     "logits_of",
     "predict",
+    "read_state_dict",
     "run_loso",
     "save_weights",
     "torch_session",
@@ -70,6 +74,50 @@ __all__ = [
 
 _OPTIMIZERS = ("sgd", "adam", "adamw")
 _SCHEDULERS = ("none", "step", "cosine")
+
+
+#: what each numeric training option must be, and why
+_OPTION_RULES = {
+    "epochs": (1, "0 epochs would score the untrained network"),
+    "batch_size": (1, "a batch holds at least 1 clip"),
+    "threads": (1, "torch needs at least 1 thread"),
+    "step_size": (1, "the step scheduler decays the lr every step_size >= 1 epochs"),
+}
+#: the options that ``merkit train`` takes under the same name
+_CLI_OPTIONS = ("epochs", "batch_size", "lr", "threads")
+
+
+def check_training_options(**options: float | int | None) -> None:
+    """Check numeric training options before any work starts (``None`` = not given).
+
+    ``epochs``, ``batch_size``, ``threads``, ``step_size`` must be integers >= 1 and
+    ``lr`` a finite number > 0.
+
+    Raises
+    ------
+    ValueError
+        One line naming the option (and its ``merkit train`` option), the value and what it
+        must be.
+    """
+    for name, value in options.items():
+        if value is None:
+            continue
+        flag = f" (--{name.replace('_', '-')})" if name in _CLI_OPTIONS else ""
+        if name == "lr":
+            try:
+                ok = np.isfinite(float(value)) and float(value) > 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"lr={value!r}{flag}: the learning rate must be a number > 0, e.g. 1e-3"
+                )
+            continue
+        least, why = _OPTION_RULES[name]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name}={value!r}{flag}: must be a whole number >= {least}")
+        if value < least:
+            raise ValueError(f"{name}={value}{flag}: must be at least {least}; {why}")
 
 
 @dataclass(frozen=True)
@@ -118,11 +166,10 @@ class TrainConfig:
             raise ValueError(f"optimizer={self.optimizer!r}; expected one of {_OPTIMIZERS}")
         if self.scheduler not in _SCHEDULERS:
             raise ValueError(f"scheduler={self.scheduler!r}; expected one of {_SCHEDULERS}")
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.threads < 1:
-            raise ValueError(
-                f"TrainConfig needs epochs >= 0, batch_size >= 1, lr > 0, threads >= 1; got "
-                f"{self.epochs}, {self.batch_size}, {self.lr}, {self.threads}"
-            )
+        check_training_options(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, threads=self.threads,
+            step_size=self.step_size,
+        )  # fmt: skip
         cw = self.class_weight
         if isinstance(cw, str) and cw != "balanced":
             raise ValueError(f"class_weight={cw!r}; expected None, 'balanced' or a sequence")
@@ -446,12 +493,94 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     return path
 
 
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a state_dict saved by :func:`save_weights` (or a released one) onto CPU."""
+class WeightsFileError(ValueError):
+    """A weights file that is empty, truncated, not a PyTorch file or not a plain state_dict."""
+
+
+_RESAVE = "save the weights again with torch.save(model.state_dict(), path)"
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state_dict in a weights file, on CPU, read with ``torch.load(weights_only=True)``.
+
+    Nothing in the file is executed: a file that carries pickled Python objects besides
+    tensors (a whole pickled model, custom classes) is refused, not loaded.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    WeightsFileError
+        (a ValueError) If the file is empty, truncated or damaged, not a PyTorch file,
+        carries pickled objects, or holds something other than a dict of tensors; the
+        one-line message names the file, the problem and what to do.
+    """
+    import pickle
+    import zipfile
+
     path = Path(path)
+    where = f"weights file {str(path)!r}"
     if not path.is_file():
-        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
-    model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+        raise FileNotFoundError(f"{where} does not exist")
+    size = path.stat().st_size
+    if size == 0:
+        raise WeightsFileError(f"{where} is empty (0 bytes); re-copy it or {_RESAVE}")
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    is_zip = head.startswith(b"PK\x03\x04")
+    # a zip archive (torch.save) or a pickle (legacy torch.save, protocol 2+: b"\x80")
+    torch_like = is_zip or head.startswith(b"\x80")
+    if is_zip and not zipfile.is_zipfile(path):
+        raise WeightsFileError(
+            f"{where} is truncated ({size} bytes, the end of its zip archive is missing); "
+            f"re-copy it or {_RESAVE}"
+        )
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found is None:  # a damaged pickle stream, not a refused object
+            unpickler = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
+            raise _damaged(where, unpickler.group(1).strip() if unpickler else err,
+                           torch_like) from err  # fmt: skip
+        raise WeightsFileError(
+            f"{where} carries pickled Python objects ({found.group(1)}), not only tensors, so "
+            f"it was not loaded (merkit reads weights with torch.load(weights_only=True) and "
+            f"runs no code from a file); if you trust its source, load it in Python and "
+            f"{_RESAVE}"
+        ) from None
+    except (EOFError, OSError, RuntimeError, KeyError, IndexError, ValueError) as err:
+        raise _damaged(where, err, torch_like) from err
+    if not isinstance(state, Mapping):
+        raise WeightsFileError(
+            f"{where} holds a {type(state).__name__}, not a state_dict (a dict of tensors); "
+            f"{_RESAVE}"
+        )
+    other = [str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if other:
+        hint = "; a training checkpoint? " if "state_dict" in state else "; "
+        raise WeightsFileError(
+            f"{where} is not a plain state_dict: entries {other[:5]} are not tensors{hint}{_RESAVE}"
+        )
+    return dict(state)
+
+
+def _damaged(where: str, err: BaseException | str, torch_like: bool) -> WeightsFileError:
+    if not torch_like:
+        return WeightsFileError(
+            f"{where} is not a PyTorch weights file (neither a torch.save zip archive nor a "
+            f"pickle); give the .pth written by torch.save(model.state_dict(), path)"
+        )
+    reason = (str(err).strip().splitlines() or [""])[0] or type(err).__name__
+    return WeightsFileError(f"{where} is damaged or truncated ({reason}); re-copy it or {_RESAVE}")
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a state_dict saved by :func:`save_weights` (or a released one) onto CPU.
+
+    The file is read by :func:`read_state_dict` (its errors: one line naming the file).
+    """
+    model.load_state_dict(read_state_dict(path))
     return model
 
 
