@@ -20,6 +20,18 @@ from merkit.video.flow import save_flow_image
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CLIP = SHARED / "clips" / "casme2_sub01_EP02_01f.avi"
 runner = CliRunner()
+#: tests of the licensed CASME II clip skip before any fixture trains a network for them
+needs_shared_clip = pytest.mark.skipif(
+    not CLIP.is_file(), reason=f"licensed clip {CLIP.name} absent (../shared/data/clips)"
+)
+
+
+@pytest.fixture(scope="module")
+def smile_clip(tmp_path_factory) -> Path:
+    """A synthetic 24-frame clip (a face that smiles, MJPEG AVI): predict without the data."""
+    from tests.video._clips import smile_frames, write_video
+
+    return write_video(tmp_path_factory.mktemp("smile") / "smile.avi", smile_frames())
 
 
 def _flow_folder(root: Path) -> Path:
@@ -140,9 +152,8 @@ def test_flow_folder_feeds_cde_and_smic_loso_only(trained, tmp_path):
     assert res.exit_code == 2 and "--flows-dir" in res.output
 
 
+@needs_shared_clip
 def test_predict_clip_prints_probabilities(trained):
-    if not CLIP.is_file():
-        pytest.skip("shared clip casme2_sub01_EP02_01f.avi is absent")
     _, out, _ = trained
     run = json.loads((out / "run.json").read_text())["run"]
     weights = out / "weights" / run / "final.pth"
@@ -295,11 +306,29 @@ def test_data_loso_and_kfold_fold_averages(synth, tmp_path):
     assert "10 folds need at least 10 subjects, the data has 5" in res.output
 
 
-def test_data_au_rows_and_predict_prints_aus(synth, tmp_path):
-    out = tmp_path / "au"
+@pytest.fixture(scope="module")
+def au_run(synth, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("au") / "au"
     res = _train_data(synth, out, "--protocol", "au", "--model", "fr", "--n-folds", "3",
                       "--final")  # fmt: skip
     assert res.exit_code == 0, res.output
+    return out
+
+
+def _predict_aus(clip: Path, final: Path, names: list[str]) -> None:
+    res = runner.invoke(app, ["predict", str(clip), "--model", str(final), "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert got["label"] == "" and got["probabilities"] == {}
+    assert list(got["aus"]) == names
+    assert all(0 < p < 1 for p in got["aus"].values())
+    assert got["aus_present"] == [a for a, p in got["aus"].items() if p > 0.5]
+    res = runner.invoke(app, ["predict", str(clip), "--model", str(final)])
+    assert res.exit_code == 0 and "action units present" in res.output and "AU17" in res.output
+
+
+def test_data_au_rows_and_predict_prints_aus(au_run, smile_clip):
+    out = au_run
     r = pd.read_csv(out / "results.csv")
     assert (r["protocol"] == "au").all() and r["task"].str.startswith("DFME-AU12/AU").all()
     emb = np.load(out / "embeddings" / "au__DFME-AU12__fr__seed0.npz")
@@ -314,27 +343,40 @@ def test_data_au_rows_and_predict_prints_aus(synth, tmp_path):
     assert mean == pytest.approx(r["mean_f1"].mean())
     hist = pd.read_csv(out / "history.csv")
     assert ((hist["accuracy"] >= 0) & (hist["accuracy"] <= 1)).all()  # exact-match ratio
-    if not CLIP.is_file():
-        pytest.skip("shared clip casme2_sub01_EP02_01f.avi is absent")
     run = json.loads((out / "run.json").read_text())["run"]
-    final = out / "weights" / run / "final.pth"
-    res = runner.invoke(app, ["predict", str(CLIP), "--model", str(final), "--json"])
-    assert res.exit_code == 0, res.output
-    got = json.loads(res.stdout)
-    assert got["label"] == "" and got["probabilities"] == {}
-    assert list(got["aus"]) == names
-    assert all(0 < p < 1 for p in got["aus"].values())
-    assert got["aus_present"] == [a for a, p in got["aus"].items() if p > 0.5]
-    res = runner.invoke(app, ["predict", str(CLIP), "--model", str(final)])
-    assert res.exit_code == 0 and "action units present" in res.output and "AU17" in res.output
+    _predict_aus(smile_clip, out / "weights" / run / "final.pth", names)
 
 
-def test_data_r3d_on_clips_and_predict(synth, tmp_path):
-    out = tmp_path / "r3d"
+@needs_shared_clip
+def test_predict_prints_aus_of_the_shared_clip(au_run):
+    run = json.loads((au_run / "run.json").read_text())["run"]
+    names = list(np.load(au_run / "embeddings" / "au__DFME-AU12__fr__seed0.npz")["classes"])
+    _predict_aus(CLIP, au_run / "weights" / run / "final.pth", names)
+
+
+@pytest.fixture(scope="module")
+def r3d_run(synth, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("r3d") / "r3d"
     res = _train_data(synth, out, "--protocol", "loso", "--task", "SAMM-4", "--model", "r3d",
                       "--model-arg", "width=4", "--clip-size", "32", "--clip-length", "8",
                       "--final")  # fmt: skip
     assert res.exit_code == 0, res.output
+    return out
+
+
+def _predict_r3d(clip: Path, final: Path) -> dict:
+    res = runner.invoke(app, ["predict", str(clip), "--model", str(final), "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert got["apex"] is None and got["model"] == "r3d"
+    assert list(got["probabilities"]) == ["negative", "positive", "surprise", "others"]
+    assert sum(got["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
+    assert got["label"] == max(got["probabilities"], key=got["probabilities"].get)
+    return got
+
+
+def test_data_r3d_on_clips_and_predict(r3d_run, smile_clip):
+    out = r3d_run
     r = pd.read_csv(out / "results.csv").iloc[0]
     assert (r["method"], r["task"], r["n_test"]) == ("r3d", "SAMM-4", 9)
     params = json.loads(r["params"])
@@ -346,15 +388,15 @@ def test_data_r3d_on_clips_and_predict(synth, tmp_path):
     assert card.input_kind == "clip" and card.size == (32, 32) and card.clip["length"] == 8
     sd = torch.load(out / "weights" / run / "final.pth", weights_only=True)
     assert sd["stem.0.weight"].shape == (4, 1, 3, 7, 7)
-    if not CLIP.is_file():
-        pytest.skip("shared clip casme2_sub01_EP02_01f.avi is absent")
-    final = out / "weights" / run / "final.pth"
-    res = runner.invoke(app, ["predict", str(CLIP), "--model", str(final), "--json"])
-    assert res.exit_code == 0, res.output
-    got = json.loads(res.stdout)
-    assert got["apex"] is None and got["model"] == "r3d"
-    assert list(got["probabilities"]) == ["negative", "positive", "surprise", "others"]
-    assert sum(got["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
+    got = _predict_r3d(smile_clip, out / "weights" / run / "final.pth")
+    assert (got["onset"], got["offset"], got["face"]) == (1, 24, "none")  # card: --no-align
+
+
+@needs_shared_clip
+def test_r3d_predicts_the_shared_clip(r3d_run):
+    run = json.loads((r3d_run / "run.json").read_text())["run"]
+    got = _predict_r3d(CLIP, r3d_run / "weights" / run / "final.pth")
+    assert (got["onset"], got["offset"]) == (1, 44)
 
 
 def test_data_errors_name_the_mismatch(synth, tmp_path):
