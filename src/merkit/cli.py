@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,10 +12,46 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from typer.core import TyperGroup
+
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click import exceptions as _click_errors
+except ImportError:  # older typer runs on click itself
+    from click import exceptions as _click_errors
 
 from merkit.parallel import ClusterExtraMissing
 
+#: `merkit` with no command: click shows the help (no such class in click < 8.2)
+_NoArgsIsHelp = getattr(_click_errors, "NoArgsIsHelpError", ())
+
+
+class _OneLineErrors(TyperGroup):
+    """Command group whose usage errors (unknown option, bad value) are one ``error:`` line."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NoArgsIsHelp as exc:
+            exc.show()  # `merkit` alone prints its help
+            sys.exit(exc.exit_code)
+        except _click_errors.ClickException as exc:
+            command = exc.ctx.command_path if getattr(exc, "ctx", None) else "merkit"
+            msg = " ".join(exc.format_message().split())
+            hint = f" (see '{command} --help')" if isinstance(exc, _click_errors.UsageError) else ""
+            err_console.print(
+                f"[bold red]error:[/] {escape(msg)}{escape(hint)}", highlight=False, soft_wrap=True
+            )
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err_console.print("[bold red]error:[/] interrupted", highlight=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="merkit",
     help="Micro-expression recognition (MER) and cross-database MER (CDMER) toolkit.",
     no_args_is_help=True,

@@ -117,3 +117,31 @@ def test_a_seed_out_of_range_is_one_line_naming_the_option(args, option, value, 
         f"error: {option} {value} is out of range: give an integer from 0 to 4294967295\n"
     )
     assert not (tmp_path / "s").exists() and not (tmp_path / "o" / "results.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["cdmer", "--seed", "abc"], "error: Invalid value for '--seed':"),
+        (["cdmer", "--bogus"], "error: No such option: --bogus"),
+        (["synth"], "error: Missing argument 'out'."),
+        (["train", "--flows-dir"], "error: Option '--flows-dir' requires an argument."),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], message: str) -> None:
+    """Typos in options get the same one-line form as every other error, with the way out."""
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1, res.output
+    assert lines[0].startswith(message), res.output
+    # a missing option value is found while the group parses, so the hint names the group
+    command = "merkit" if args[-1] == "--flows-dir" else f"merkit {args[0]}"
+    assert lines[0].endswith(f"(see '{command} --help')")
+    assert "╭" not in res.output and "Traceback" not in res.output
+
+
+def test_no_command_shows_the_help() -> None:
+    res = runner.invoke(app, [])
+    assert res.exit_code == 2
+    assert "Usage: merkit" in res.output and "cdmer" in res.output
