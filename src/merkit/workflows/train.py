@@ -559,6 +559,39 @@ def _check_combination(protocol: str, model: str, flows_dir, data_dir) -> None:
         )
 
 
+def _positive_int(value, name: str, flag: str, least: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name}={value!r} ({flag}): must be a whole number >= {least}")
+
+
+def _check_options(
+    protocol: str, model: str, kind: str, kwargs: Mapping, *, epochs, lr, batch_size, threads,
+    folds, n_folds, flow: Mapping | None, clip: Mapping | None,
+) -> None:  # fmt: skip
+    """Every training option, before any input is read or computed (one-line errors)."""
+    from merkit.nets import check_model_kwargs
+    from merkit.nets.train import check_training_options
+
+    check_training_options(epochs=epochs, lr=lr, batch_size=batch_size, threads=threads)
+    if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
+        _positive_int(folds, "folds", "--folds")
+    if protocol in ("kfold", "au"):
+        _positive_int(n_folds, "n_folds", "--n-folds", least=2)
+    sizes = [("face_size", "--face-size", (flow or {}).get("face_size")),
+             ("clip size", "--clip-size", (clip or {}).get("size")),
+             ("clip length", "--clip-length", [(clip or {}).get("length")])]  # fmt: skip
+    for name, flag, values in sizes:
+        for v in values or []:
+            if v is not None:
+                _positive_int(v, name, flag)
+    if "num_classes" in kwargs:
+        raise ValueError(
+            f"model argument num_classes={kwargs['num_classes']!r} (--model-arg): the task's "
+            "classes set it; leave it out"
+        )
+    check_model_kwargs(model, {"in_channels": 1, **kwargs} if kind == "clip" else kwargs)
+
+
 def run_train(
     out_dir: str | Path,
     *,
@@ -659,6 +692,9 @@ def run_train(
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown training preset {preset!r}; known: {sorted(PRESETS)}")
     kwargs = dict(model_kwargs or {})
+    _check_options(protocol, model, kind, kwargs, epochs=epochs, lr=lr, batch_size=batch_size,
+                   threads=threads, folds=folds, n_folds=n_folds, flow=flow,
+                   clip=clip)  # fmt: skip
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
                                    ("threads", threads)) if v is not None}  # fmt: skip
     if class_weight is not None:
