@@ -177,7 +177,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
         Unknown name (the message lists the registered ones).
     ValueError
         An unknown argument, a value of the wrong type, or values the network cannot be
-        built with (e.g. ``width=0``).
+        built with (e.g. ``dropout=1.5``).
     """
     check_model_kwargs(name, kwargs)
     try:
