@@ -18,9 +18,8 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from merkit._io import atomic_write_text
+from merkit._io import atomic_write_text, ensure_writable_dir
 from merkit._progress import progress_bar
-from merkit._writable import ensure_writable_dir
 from merkit.data.adapters import discover, load_dataset
 from merkit.data.adapters._common import collect_skipped
 from merkit.data.labels import apply_scheme, get_scheme

@@ -81,7 +81,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from merkit._io import atomic_write_bytes
+from merkit._io import atomic_write_bytes, ensure_writable_dir
 from merkit.protocols.cdmer import TASKS, TYPES, get_task
 from merkit.results.metrics import bootstrap_ci
 from merkit.results.store import PARTS_DIR, ResultStore, result_keys
@@ -1107,7 +1107,6 @@ def build_report(
         face_img = plots.read_face(face) if isinstance(face, (str, Path)) else np.asarray(face)
     html_path = Path(out_html) if out_html is not None else results_dir / "report.html"
     md_path = Path(out_md) if out_md is not None else results_dir / "report.md"
-    from merkit._writable import ensure_writable_dir  # before the intervals and figures
 
     ensure_writable_dir(html_path.parent, "--html" if out_html is not None else "results folder")
     ensure_writable_dir(md_path.parent, "--md" if out_md is not None else "results folder")

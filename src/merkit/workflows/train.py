@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from merkit._io import atomic_write
+from merkit._io import atomic_write, ensure_writable_dir
 from merkit.protocols.deep import DeepTask, Fold, TaskSpec, make_task, resolve_specs, summarize
 
 log = logging.getLogger(__name__)
@@ -676,7 +676,6 @@ def run_train(
         ``out_dir`` cannot be written (checked before any input is read).
     """
     from merkit._progress import progress_bar
-    from merkit._writable import ensure_writable_dir
     from merkit.nets import INPUT_KIND
     from merkit.nets.train import PRESETS, TrainConfig
     from merkit.pipeline import write_skipped, write_text_atomic

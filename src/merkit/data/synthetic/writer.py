@@ -44,7 +44,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from merkit._writable import ensure_writable_dir
+from merkit._io import ensure_writable_dir
 from merkit.data.synthetic.camera import CAMERAS, Camera
 from merkit.data.synthetic.face import (
     EMOTION_AUS,
