@@ -178,3 +178,25 @@ def test_source_digest_follows_the_bytes(row) -> None:
     frame = Path(row["frames_dir"]) / src["frames"][3][0]
     assert src["frames"][3][3] == cache_mod.file_digest(frame) and len(src["frames"][3][3]) == 32
     assert len({e[3] for e in src["frames"]}) == len(src["frames"])  # the frames differ
+
+
+def test_digests_are_remembered_until_the_bytes_are_written(row, tmp_path, monkeypatch) -> None:
+    """A warm run reads ``stat``, not every frame; writing a frame (even with its old size and
+    mtime put back) sets its ctime, so its digest is taken again."""
+    memo = tmp_path / "digests"
+    calls: list[str] = []
+    real = cache_mod.file_digest
+    monkeypatch.setattr(cache_mod, "file_digest", lambda p: calls.append(Path(p).name) or real(p))
+    first = clip_source(row, memo)
+    assert len(calls) == 8 and len(list(memo.glob("*/*.json"))) == 1
+    calls.clear()
+    assert clip_source(row, memo) == first and calls == []  # remembered
+    frame = Path(row["frames_dir"]) / first["frames"][3][0]
+    before = frame.stat()
+    frame.write_bytes(bytes(255 - b for b in frame.read_bytes()))  # same size, new bytes
+    os.utime(frame, ns=(before.st_atime_ns, before.st_mtime_ns))
+    again = clip_source(row, memo)
+    assert len(calls) == 8  # the clip's signature changed: its frames are hashed again
+    assert again["frames"][3][3] == real(frame) != first["frames"][3][3]
+    assert [e[3] for e in again["frames"][:3]] == [e[3] for e in first["frames"][:3]]
+    assert clip_source(row) == again  # the same source as without a memo

@@ -21,12 +21,16 @@ Editing, adding or removing a frame of a clip therefore recomputes that clip onl
 when the new file has the old size and modification time (``cp -p`` / ``rsync -a`` of
 other frames over the old ones): the key follows the bytes, not only the ``stat``. Any
 other parameter change recomputes everything it touches. Computing a key reads every
-frame of the clip in range (BLAKE2b, a few hundred MB/s): on a warm run that is most of
-the time. Entries are written to a temporary file in the same folder and renamed
-(``os.replace``), so an interrupted run never leaves a half-written entry; an entry that
-cannot be read (or has the wrong shape) is recomputed with a warning. A zero-length
-entry records "no face on the onset frame" for an aligned clip, so skipped clips are not
-searched again.
+frame of the clip in range (BLAKE2b, a few hundred MB/s), once: the digests of a clip are
+remembered in ``<cache dir>/digests/`` under the files' full ``stat`` (device, inode, size,
+modification *and* change time in ns). Writing a file's bytes always sets its change time
+(ctime), which ``touch``, ``cp -p`` and ``rsync -a`` cannot set back, so a remembered digest
+is used only for bytes that have not been written since it was taken; a warm run reads
+``stat`` and one small file per clip, not every frame. Entries are written to a temporary
+file in the same folder and renamed (``os.replace``), so an interrupted run never leaves a
+half-written entry; an entry that cannot be read (or has the wrong shape) is recomputed
+with a warning. A zero-length entry records "no face on the onset frame" for an aligned
+clip, so skipped clips are not searched again.
 """
 
 from __future__ import annotations
@@ -87,8 +91,50 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def clip_source(row: Mapping) -> dict[str, Any]:
+def _signature(path: Path) -> list[int]:
+    """What changes whenever a file's bytes are written: device, inode, size, mtime, ctime."""
+    st = path.stat()
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _digests(files: list[Path], memo_dir: Path | None) -> list[str]:
+    """:func:`file_digest` of each file, remembered under ``memo_dir`` by their signatures.
+
+    A remembered list is used only when every file has the signature it had when it was
+    hashed; files written while they were being hashed are not remembered.
+    """
+    if memo_dir is None:
+        return [file_digest(f) for f in files]
+    before = [[str(f.resolve()), *_signature(f)] for f in files]
+    key = hashlib.sha256(json.dumps(before, separators=(",", ":")).encode()).hexdigest()
+    memo = memo_dir / key[:2] / f"{key}.json"
+    try:
+        known = json.loads(memo.read_text(encoding="utf-8"))
+        if isinstance(known, list) and len(known) == len(files):
+            return [str(d) for d in known]
+    except (OSError, ValueError):
+        pass
+    digests = [file_digest(f) for f in files]
+    if [[str(f.resolve()), *_signature(f)] for f in files] == before:
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(digests)
+            atomic_write(memo, lambda fh: fh.write(text), binary=False)
+        except OSError as err:  # a read-only cache still gives correct keys, only slower
+            log.debug("cannot remember frame digests in %s: %s", memo, err)
+    return digests
+
+
+def clip_source(row: Mapping, memo_dir: str | Path | None = None) -> dict[str, Any]:
     """What is on disk for one clip: frame files in ``[onset, offset]`` or the video file.
+
+    Parameters
+    ----------
+    row : mapping
+        Sample-table row (``onset``, ``offset``, ``frames_dir`` or ``video_path``).
+    memo_dir : path, optional
+        Folder remembering the digests of files whose bytes have not been written since
+        they were hashed (``FeatureCache.digests``); without it every file is read.
 
     Returns
     -------
@@ -105,20 +151,21 @@ def clip_source(row: Mapping) -> dict[str, Any]:
         frame numbers) or a missing video file.
     """
     onset, offset = int(row["onset"]), int(row["offset"])
+    memo = Path(memo_dir) if memo_dir is not None else None
     if _present(row.get("frames_dir")):
+        files = [f for f in list_frames(row["frames_dir"]) if onset <= frame_number(f) <= offset]
         entries = []
-        for f in list_frames(row["frames_dir"]):
-            n = frame_number(f)
-            if onset <= n <= offset:
-                st = f.stat()
-                entries.append([f.name, st.st_size, st.st_mtime_ns, file_digest(f)])
+        for f, digest in zip(files, _digests(files, memo), strict=True):
+            st = f.stat()
+            entries.append([f.name, st.st_size, st.st_mtime_ns, digest])
         return {"frames": entries}
     if _present(row.get("video_path")):
         path = Path(row["video_path"])
         if not path.is_file():
             raise FileNotFoundError(f"video {str(path)!r} does not exist")
         st = path.stat()
-        return {"video": [str(path.resolve()), st.st_size, st.st_mtime_ns, file_digest(path)]}
+        (digest,) = _digests([path], memo)
+        return {"video": [str(path.resolve()), st.st_size, st.st_mtime_ns, digest]}
     raise ValueError("neither frames_dir nor video_path is set")
 
 
@@ -188,6 +235,11 @@ class FeatureCache:
 
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.directory)!r})"
+
+    @property
+    def digests(self) -> Path:
+        """Folder remembering frame digests (see :func:`clip_source`)."""
+        return self.directory / "digests"
 
     def path(self, descriptor: str, key: str) -> Path:
         """File of an entry."""

@@ -374,7 +374,7 @@ def extract(
         dkey, pkey = _descriptor_key(desc), pre.key()
         for i, row in enumerate(rows):
             try:
-                source = clip_source(row)
+                source = clip_source(row, cache.digests)
             except (OSError, ValueError) as exc:
                 raise ClipError(f"clip {_clip_name(row)}: {exc}", _clip_name(row)) from exc
             keys[i] = clip_key(row, dkey, pkey, source=source)
