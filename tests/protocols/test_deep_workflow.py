@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,11 +13,18 @@ import pytest
 from merkit.workflows import train as wf
 
 
-def _table(n=3) -> pd.DataFrame:
+def _table(root: Path, n=3) -> pd.DataFrame:
+    """``n`` clips of five small frames each (img1.png .. img5.png) under ``root``."""
+    for i in range(n):
+        (root / f"clip{i}").mkdir(parents=True, exist_ok=True)
+        for f in range(1, 6):
+            cv2.imwrite(
+                str(root / f"clip{i}" / f"img{f}.png"), np.full((8, 8), 10 * i + f, np.uint8)
+            )
     return pd.DataFrame({
         "dataset": "CASME2", "subject": [f"CASME2/0{i}" for i in range(n)],
         "clip": [f"EP0{i}" for i in range(n)], "onset": 1, "apex": 3, "offset": 5,
-        "frames_dir": [f"/nowhere/{i}" for i in range(n)],
+        "frames_dir": [str(root / f"clip{i}") for i in range(n)],
     })  # fmt: skip
 
 
@@ -33,22 +44,48 @@ def test_flow_inputs_are_cached_per_clip_and_parameters(monkeypatch, tmp_path):
         return np.stack([np.full((*size, 3), 10 * i, np.uint8) for i in range(len(rows))])
 
     monkeypatch.setattr("merkit.video.flow.flow_images", fake)
-    t = _table()
-    X = wf.flow_inputs(t, folder=tmp_path)
+    t = _table(tmp_path / "data")
+    cache = tmp_path / "cache"
+    X = wf.flow_inputs(t, folder=cache)
     assert X.shape == (3, 3, 28, 28) and X.dtype == np.float32 and X[2, 0, 0, 0] == 20
-    assert len(list(tmp_path.glob("*.npy"))) == 3
-    again = wf.flow_inputs(t.iloc[[2, 0]], folder=tmp_path)  # read back, nothing computed
+    assert len(list(cache.glob("*.npy"))) == 3
+    again = wf.flow_inputs(t.iloc[[2, 0]], folder=cache)  # read back, nothing computed
     assert calls == [(3, "default")]
     np.testing.assert_array_equal(again, X[[2, 0]])
-    wf.flow_inputs(t, folder=tmp_path, params={"preset": "fast"})  # other parameters: new keys
-    assert calls[-1] == (3, "fast") and len(list(tmp_path.glob("*.npy"))) == 6
+    wf.flow_inputs(t, folder=cache, params={"preset": "fast"})  # other parameters: new keys
+    assert calls[-1] == (3, "fast") and len(list(cache.glob("*.npy"))) == 6
     memo: dict = {}
     wf.flow_inputs(t, params={"preset": "fast"}, memo=memo)
     wf.flow_inputs(t.iloc[:1], params={"preset": "fast"}, memo=memo)  # from memory
     assert len(calls) == 3 and len(memo) == 3
 
 
-def test_face_not_found_suggests_no_align(monkeypatch):
+def test_input_cache_follows_the_bytes_of_the_frames(monkeypatch, tmp_path):
+    """A frame replaced by one of the same size with its mtime put back (``cp -p``,
+    ``rsync -a``) is not served from the cache: that clip's input is computed again."""
+    calls = []
+
+    def fake(rows, *, size, strain, n_jobs, face_size, **kw):
+        calls.append(list(rows["clip"]))
+        return np.stack([np.full((*size, 3), 1, np.uint8) for _ in range(len(rows))])
+
+    monkeypatch.setattr("merkit.video.flow.flow_images", fake)
+    t = _table(tmp_path / "data")
+    wf.flow_inputs(t, folder=tmp_path / "cache")
+    frame = tmp_path / "data" / "clip1" / "img3.png"
+    before = frame.stat()
+    img = cv2.imread(str(frame), cv2.IMREAD_GRAYSCALE)
+    ok, data = cv2.imencode(".png", 255 - img)
+    assert ok and len(data) == before.st_size
+    frame.write_bytes(data.tobytes())
+    os.utime(frame, ns=(before.st_atime_ns, before.st_mtime_ns))
+    wf.flow_inputs(t, folder=tmp_path / "cache")
+    assert calls == [["EP00", "EP01", "EP02"], ["EP01"]]
+    wf.flow_inputs(t, folder=tmp_path / "cache")  # now every clip is cached again
+    assert len(calls) == 2
+
+
+def test_face_not_found_suggests_no_align(monkeypatch, tmp_path):
     from merkit.video.face import FaceNotFoundError
 
     def fail(rows, **kw):
@@ -56,7 +93,7 @@ def test_face_not_found_suggests_no_align(monkeypatch):
 
     monkeypatch.setattr("merkit.video.flow.flow_images", fail)
     with pytest.raises(ValueError, match=r"EP05_03f: no face found.*--no-align"):
-        wf.flow_inputs(_table())
+        wf.flow_inputs(_table(tmp_path))
 
 
 def test_history_blocks_replace_their_own_key(tmp_path):

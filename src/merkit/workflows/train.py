@@ -63,6 +63,7 @@ import pandas as pd
 from rich.console import Console
 
 from merkit._io import atomic_write, ensure_writable_dir
+from merkit.features.cache import clip_source
 from merkit.protocols.deep import DeepTask, Fold, TaskSpec, make_task, resolve_specs, summarize
 
 log = logging.getLogger(__name__)
@@ -112,12 +113,17 @@ def preset_for(model: str, protocol: str) -> str:
 
 
 # --------------------------------------------------------------------------- inputs
-def _clip_key(row: pd.Series, params: dict, kind: str = "flow") -> str:
+def _clip_key(row: pd.Series, params: dict, kind: str = "flow", digests: Path | None = None) -> str:
+    """Cache key of one clip's input: its identity, the bytes of its frames (or video file,
+    :func:`merkit.features.cache.clip_source`) and the parameters, so a frame replaced by
+    another of the same size and mtime is computed again."""
     ident = {k: str(row.get(k, "")) for k in ("dataset", "subject", "clip", "onset", "apex",
                                                "offset", "frames_dir", "video_path")}  # fmt: skip
-    body: dict = {"clip": ident, "params": params}
-    if kind != "flow":
-        body["kind"] = kind
+    try:
+        source = clip_source(row, digests)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"clip {ident['subject']}/{ident['clip']}: {exc}") from exc
+    body: dict = {"clip": ident, "source": source, "params": params, "kind": kind}
     return hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -125,7 +131,8 @@ def _cached_arrays(
     table: pd.DataFrame, params: dict, folder: Path | None, kind: str, compute,
     memo: dict | None,
 ) -> list[np.ndarray]:  # fmt: skip
-    keys = [_clip_key(r, params, kind) for _, r in table.iterrows()]
+    digests = None if folder is None else folder / "digests"
+    keys = [_clip_key(r, params, kind, digests) for _, r in table.iterrows()]
     out: list[np.ndarray | None] = [None] * len(table)
     for i, k in enumerate(keys):
         if memo is not None and k in memo:
