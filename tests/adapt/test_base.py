@@ -156,7 +156,12 @@ def test_sklearn_estimator_checks() -> None:
     from sklearn.utils.estimator_checks import check_estimator
 
     # integer class labels only: -1 is reserved for unlabelled target rows
-    expected = {"check_classifiers_classes": "string class labels are not supported"}
+    expected = {
+        "check_classifiers_classes": "string class labels are not supported",
+        # fit takes sample_weight since issue #16; LibSVM stops at tol=1e-3, so weights and
+        # repeated rows agree to ~1e-4, not 1e-7 (scikit-learn lists this for SVC too)
+        "check_sample_weight_equivalence_on_dense_data": "LibSVM tolerance (as SVC)",
+    }
     check_estimator(SVMBaseline(), expected_failed_checks=expected)
 
 

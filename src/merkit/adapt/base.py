@@ -14,17 +14,33 @@ target rows at once::
   so is a source row with ``y = -1``.
 * Hyper-parameters are set only in ``__init__`` (``get_params``/``set_params`` and
   ``clone`` come from :class:`sklearn.base.BaseEstimator`); fitted state ends in ``_``.
+* Metadata routing (scikit-learn's, which skada switches on): ``sample_domain`` is
+  requested by default by ``fit``, ``predict``, ``predict_proba``, ``predict_log_proba``
+  and ``score`` (and dropped, not passed, for ``decision_function``), and
+  ``sample_weight`` by ``score``, so an estimator works inside
+  ``skada.make_da_pipeline`` or a routed :class:`sklearn.pipeline.Pipeline` with no
+  ``set_*_request`` call. ``sample_weight`` of ``fit`` keeps scikit-learn's default
+  (routed only after ``set_fit_request(sample_weight=True)``).
+* ``predict_proba`` is the softmax of the per-class decision values at temperature
+  :attr:`DomainAdaptationClassifier.proba_temperature` (no calibration, so no label
+  of any domain is used): see :meth:`DomainAdaptationClassifier.predict_proba`.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.svm import SVC
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_is_fitted,
+    column_or_1d,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,21 +167,51 @@ def split_source_target(
     return X[src], y[src], X[~src]
 
 
+def _softmax(S: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of scores (m, c), shifted by the row maximum for stability."""
+    Z = np.exp(S - S.max(axis=1, keepdims=True))
+    return Z / Z.sum(axis=1, keepdims=True)
+
+
 class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
     """Base class of merkit's DA classifiers.
 
     Subclasses set their hyper-parameters in ``__init__`` (stored verbatim) and
     implement ``_fit(Xs, ys, Xt)`` (source rows, their labels, unlabelled target
-    rows; ``Xt`` may have 0 rows) and ``_predict(X)``. ``fit`` validates the inputs,
-    sets ``classes_``, ``n_features_in_``, ``n_source_``, ``n_target_`` and calls ``_fit``.
+    rows; ``Xt`` may have 0 rows), ``_predict(X)`` and ``decision_function(X)``
+    (per-class scores (m, n_classes), or (m,) for 2 classes with positive values
+    meaning ``classes_[1]``). ``fit`` validates the inputs, sets ``classes_``,
+    ``n_features_in_``, ``n_source_``, ``n_target_`` and calls ``_fit``.
 
-    Class attribute ``requires_target`` (default False): when True, ``fit`` fails
-    without target rows (methods that align the domains need them).
+    ``sample_weight``: a subclass whose ``_fit`` takes a ``sample_weight`` keyword gets
+    the weights of the source rows (target rows are unlabelled, their weights are not
+    used); the subclass documents what they mean. Without it, ``fit`` accepts only
+    all-equal weights (they change nothing) and raises ``ValueError`` otherwise.
+
+    Class attributes: ``requires_target`` (default False; when True ``fit`` fails
+    without target rows, for methods that align the domains) and
+    ``proba_temperature`` (default 1.0, see :meth:`predict_proba`).
     """
 
     requires_target: bool = False
+    #: temperature T of ``predict_proba = softmax(decision_function / T)``
+    proba_temperature: float = 1.0
 
-    def fit(self, X, y, sample_domain=None):
+    # metadata routing defaults (skada convention): sample_domain goes wherever it is
+    # accepted; allow_source (a skada scorer flag) is never passed on
+    __metadata_request__fit = {"sample_domain": True}
+    __metadata_request__predict = {"sample_domain": True, "allow_source": False}
+    __metadata_request__predict_proba = {"sample_domain": True, "allow_source": False}
+    __metadata_request__predict_log_proba = {"sample_domain": True, "allow_source": False}
+    # decision_function(X) takes no metadata: skada's sample_domain is dropped, not passed
+    __metadata_request__decision_function = {"sample_domain": False, "allow_source": False}
+    __metadata_request__score = {
+        "sample_domain": True,
+        "sample_weight": True,
+        "allow_source": False,
+    }
+
+    def fit(self, X, y, sample_domain=None, sample_weight=None):
         """Fit on source rows (labelled) and target rows (``y = -1``).
 
         Parameters
@@ -174,6 +220,9 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
         y : array-like of shape (n,)
         sample_domain : array-like of shape (n,), optional
             skada convention (> 0 source, < 0 target); inferred from ``y`` if omitted.
+        sample_weight : array-like of shape (n,), optional
+            Non-negative weights; only the source rows' weights are used (the class
+            docstring of each method says how). ``None`` = unweighted.
 
         Returns
         -------
@@ -189,16 +238,39 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
                 f"{name}: the labelled source rows hold {classes.size} class(es) "
                 f"{classes.tolist()}; at least 2 are needed"
             )
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X, ensure_non_negative=True)[src]
+            if not np.any(sw > 0):
+                raise ValueError(
+                    f"{name}: sample_weight is zero on every source row; give some labelled "
+                    "rows a positive weight"
+                )
+            kept = np.unique(ys[sw > 0])
+            if kept.size < 2:
+                raise ValueError(
+                    f"{name}: the source rows with a positive sample_weight hold "
+                    f"{kept.size} class(es) {kept.tolist()}; at least 2 are needed"
+                )
         if self.requires_target and Xt.shape[0] == 0:
             raise ValueError(
                 f"{name} adapts to the target domain: pass the unlabelled target rows "
                 "(y = -1, negative sample_domain) to fit"
             )
+        kwargs = {}
+        if sw is not None:
+            if "sample_weight" in inspect.signature(self._fit).parameters:
+                kwargs["sample_weight"] = sw
+            elif sw.size and not np.all(sw == sw[0]):
+                raise ValueError(
+                    f"{name} does not support unequal sample weights; fit it without "
+                    "sample_weight (or use a method that takes them, e.g. SVMBaseline)"
+                )
         self.classes_ = classes
         self.n_features_in_ = X.shape[1]
         self.n_source_ = int(Xs.shape[0])
         self.n_target_ = int(Xt.shape[0])
-        self._fit(Xs, ys, Xt)
+        self._fit(Xs, ys, Xt, **kwargs)
         return self
 
     def _check_predict_X(self, X) -> np.ndarray:
@@ -216,6 +288,58 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
         """Class labels of the rows of ``X`` (``sample_domain`` is accepted and ignored)."""
         return np.asarray(self._predict(self._check_predict_X(X)))
 
+    def predict_proba(self, X, sample_domain=None) -> np.ndarray:
+        """Class probabilities (m, n_classes), columns in ``classes_`` order.
+
+        ``softmax(S / T)`` of the per-class decision values ``S`` of
+        ``decision_function`` (a 2-class score ``s`` becomes ``(-s/2, s/2)``, i.e.
+        ``P(classes_[1]) = sigmoid(s / T)``) with ``T = proba_temperature`` (1.0). Not
+        calibrated: no label of either domain is used, so a value is a monotone
+        confidence, not a frequency. Rows sum to 1 and ``argmax == predict``: in the
+        rare rows where the method's own rule disagrees with the largest score
+        (LibSVM's one-vs-one vote ties, which LibSVM settles by class order, not by
+        the scores) the predicted class's probability is swapped with the largest one.
+        ``sample_domain`` is accepted and ignored.
+        """
+        X = self._check_predict_X(X)
+        S = np.asarray(self.decision_function(X), dtype=float)
+        if S.ndim == 1:
+            S = np.column_stack([-S / 2, S / 2])
+        P = _softmax(S / float(self.proba_temperature))
+        pred = np.searchsorted(self.classes_, np.asarray(self._predict(X)))
+        top = np.argmax(P, axis=1)
+        rows = np.flatnonzero(top != pred)
+        if rows.size:
+            hi, lo = P[rows, top[rows]].copy(), P[rows, pred[rows]].copy()
+            P[rows, top[rows]], P[rows, pred[rows]] = lo, hi
+            # exact ties: argmax takes the first column; favour the predicted one
+            tied = rows[np.argmax(P[rows], axis=1) != pred[rows]]
+            P[tied, pred[tied]] = np.nextafter(P[tied, pred[tied]], np.inf)
+            P[tied] /= P[tied].sum(axis=1, keepdims=True)
+        return P
+
+    def predict_log_proba(self, X, sample_domain=None) -> np.ndarray:
+        """Natural log of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X, sample_domain))
+
+    def score(self, X, y, sample_domain=None, sample_weight=None) -> float:
+        """Mean accuracy of ``predict(X)`` against ``y`` (optionally weighted).
+
+        ``sample_domain`` is accepted for skada's routing and ignored: the caller
+        decides which rows are scored (skada's scorers pass only source rows or only
+        target rows). Rows labelled ``-1`` (masked target rows) cannot be scored; pass
+        only labelled rows.
+        """
+        y = np.asarray(y)
+        if np.any(y == MASKED_LABEL):
+            raise ValueError(
+                f"{type(self).__name__}.score: y holds masked labels (-1) in rows "
+                f"{np.flatnonzero(y == MASKED_LABEL)[:10].tolist()}; score only rows whose "
+                "labels are known (use a label-free scorer for unlabelled target rows)"
+            )
+        return super().score(X, y, sample_weight=sample_weight)
+
     def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement _fit(Xs, ys, Xt)")
 
@@ -230,7 +354,7 @@ class SVMBaseline(DomainAdaptationClassifier):
     """No adaptation: an SVM (LibSVM via :class:`sklearn.svm.SVC`) on the source rows only.
 
     The CDMER benchmark's baseline (linear kernel, C = 1, raw features). Target rows
-    passed to ``fit`` are ignored.
+    passed to ``fit`` are ignored. ``sample_weight`` scales each source row's C (LibSVM).
 
     Parameters
     ----------
@@ -255,14 +379,14 @@ class SVMBaseline(DomainAdaptationClassifier):
         self.gamma = gamma
         self.class_weight = class_weight
 
-    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> None:
+    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
         if not isinstance(self.C, numbers.Real) or not self.C > 0:
             raise ValueError(f"SVMBaseline: C must be a positive number, got {self.C!r}")
         if self.kernel not in _KERNELS:
             raise ValueError(f"SVMBaseline: kernel must be one of {_KERNELS}, got {self.kernel!r}")
         self.svc_ = SVC(
             C=float(self.C), kernel=self.kernel, gamma=self.gamma, class_weight=self.class_weight
-        ).fit(Xs, ys)
+        ).fit(Xs, ys, sample_weight=sample_weight)
         if Xt.shape[0]:
             log.debug("SVMBaseline ignores %d target rows", Xt.shape[0])
 

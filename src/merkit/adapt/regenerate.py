@@ -20,6 +20,10 @@ soft-thresholding.
   predict the original target rows.
 - DRLS: reference = source regenerated into the label space; predict by arg-max.
 
+``fit(..., sample_weight=w)``: TSRG and DRFS-T scale their SVM's C per source row (the
+regenerator is unweighted); DRLS has no per-sample loss to weight and accepts only
+all-equal weights.
+
 Zong, Huang, Zheng, Cui, Zhao, "Learning a target sample re-generator for
 cross-database micro-expression recognition", ACM MM 2017, doi:10.1145/3123266.3123367;
 Zong, Zheng, Huang, Shi, Cui, Zhao, "Domain regeneration for cross-database
@@ -290,11 +294,16 @@ class TargetSampleRegenerator(_Regenerator):
     tol, max_iter : ALM stopping rule (``max|P - Q| < tol``).
     """
 
-    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> None:
+    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
         self._learn(Xs, Xt, Xs)
-        self.svm_ = GramSVC(C=self.C).fit(Xs, ys)
+        self.svm_ = GramSVC(C=self.C).fit(Xs, ys, sample_weight=sample_weight)
         self.classes_ = self.svm_.classes_
         return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """SVM decision values of the regenerated rows (``SVC``'s one-vs-rest shape)."""
+        Z = self.regenerate(self._check_predict_X(X))
+        return self.svm_.decision_function(Z)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         """Labels of target-domain rows ``X`` (m, d), classified after regeneration."""
@@ -309,11 +318,16 @@ class DomainRegenerationTarget(_Regenerator):
     Parameters as :class:`TargetSampleRegenerator`.
     """
 
-    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> None:
+    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
         self._learn(Xt, Xs, Xt)
-        self.svm_ = GramSVC(C=self.C).fit(self.regenerate(Xs), ys)
+        self.svm_ = GramSVC(C=self.C).fit(self.regenerate(Xs), ys, sample_weight=sample_weight)
         self.classes_ = self.svm_.classes_
         return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """SVM decision values of the original rows (``SVC``'s one-vs-rest shape)."""
+        X = self._check_predict_X(X)
+        return self.svm_.decision_function(X)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         """Labels of target-domain rows ``X`` (m, d) (no regeneration)."""
@@ -335,7 +349,7 @@ class DomainRegenerationLabelSpace(_Regenerator):
 
     def decision_function(self, X) -> np.ndarray:
         """Regenerated label scores (m, n_classes)."""
-        return self.regenerate(X)
+        return self.regenerate(self._check_predict_X(X))
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         """Arg-max labels of rows ``X`` (m, d)."""

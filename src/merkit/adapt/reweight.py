@@ -356,6 +356,10 @@ class ImportanceWeightedSVM(DomainAdaptationClassifier):
         Rescale the weights to mean 1 over the rows with a positive weight (default);
         weights <= 0 become 0 (no influence). ``False`` keeps the estimator's raw scale,
         which also changes the effective C.
+
+    ``fit(..., sample_weight=s)`` multiplies each source row's importance weight by
+    ``s_i`` before the rescaling (with ``normalize=True`` only relative weights matter);
+    the importance estimator itself is fitted on the unweighted rows.
     """
 
     def __init__(self, weighting="ulsif", C: float = 1.0, normalize: bool = True) -> None:
@@ -377,7 +381,7 @@ class ImportanceWeightedSVM(DomainAdaptationClassifier):
             raise ValueError(f"weighting must be a name or an estimator, got {self.weighting!r}")
         return clone(self.weighting)
 
-    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> None:
+    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
         est = self._weight_estimator().fit(Xs, Xt)
         raw = np.asarray(est.weights_, dtype=float)
         if not np.all(np.isfinite(raw)) or not np.any(raw > 0):
@@ -385,11 +389,23 @@ class ImportanceWeightedSVM(DomainAdaptationClassifier):
             raw = np.ones(len(Xs))
         self.raw_weights_ = raw
         w = np.maximum(raw, 0.0)  # a row of weight <= 0 has no influence in LibSVM
+        if sample_weight is not None:
+            w = w * sample_weight
+            if not np.any(w > 0):
+                raise ValueError(
+                    "ImportanceWeightedSVM: sample_weight is 0 on every source row with a "
+                    "positive importance weight; nothing to train on"
+                )
         self.weights_ = w / w[w > 0].mean() if self.normalize else w
         self.weight_estimator_ = est
         self.svm_ = GramSVC(C=self.C).fit(Xs, ys, sample_weight=self.weights_)
         self.classes_ = self.svm_.classes_
         return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """Decision values of the weighted SVM (``SVC``'s one-vs-rest shape)."""
+        X = self._check_predict_X(X)
+        return self.svm_.decision_function(X)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         """Labels of rows ``X`` (m, d)."""

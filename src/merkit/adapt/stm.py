@@ -36,6 +36,8 @@ What the papers leave open (choices made here; see docs/da-reproduction.md, "STM
   libraries' 1/d width makes every kernel value ~1 on LBP-TOP histograms).
 * Weight scale: the raw s enters the SVM (C keeps STM's meaning; the sum constraint
   keeps the mean weight within ``1 +- eps``).
+* ``fit(..., sample_weight=v)``: the caller's weight of each source row multiplies its
+  loss (``C v_i s_i L_i``) in both steps; the KMM term is unweighted.
 """
 
 from __future__ import annotations
@@ -183,10 +185,19 @@ class SelectiveTransferMachine(DomainAdaptationClassifier):
             raise ValueError(f"{name}: max_iter must be an integer >= 0, got {self.max_iter!r}")
 
     def _binary(
-        self, G: np.ndarray, yb: np.ndarray, K: np.ndarray, kappa: np.ndarray
+        self,
+        G: np.ndarray,
+        yb: np.ndarray,
+        K: np.ndarray,
+        kappa: np.ndarray,
+        v: np.ndarray | None = None,
     ) -> tuple[tuple[SVC, np.ndarray], np.ndarray, list[float]]:
-        """Alternate SVM and weight steps for labels ``yb`` in {-1, +1}."""
+        """Alternate SVM and weight steps for labels ``yb`` in {-1, +1}.
+
+        ``v`` (ns,): the caller's per-row weights, multiplying each row's loss (its C).
+        """
         ns = len(yb)
+        v = np.ones(ns) if v is None else v
         C, lam = float(self.C), float(self.lam)
         s = np.ones(ns)
         Kq = (K + K.T) / 2
@@ -195,11 +206,11 @@ class SelectiveTransferMachine(DomainAdaptationClassifier):
             # Rows with zero weight are dropped here: scikit-learn's precomputed-kernel SVC
             # drops them internally but then indexes the kernel columns of the reduced set,
             # which gives wrong decision values (checked with scikit-learn 1.9).
-            idx = np.flatnonzero(s > 0)
+            idx = np.flatnonzero(s * v > 0)
             if np.unique(yb[idx]).size < 2:
                 return None
             svc = SVC(kernel="precomputed", C=C).fit(
-                G[np.ix_(idx, idx)], yb[idx], sample_weight=s[idx]
+                G[np.ix_(idx, idx)], yb[idx], sample_weight=(s * v)[idx]
             )
             f = svc.decision_function(G[:, idx])
             loss = np.maximum(0.0, 1.0 - yb * f)
@@ -208,12 +219,18 @@ class SelectiveTransferMachine(DomainAdaptationClassifier):
             return (svc, idx), loss, wnorm2
 
         def objective(s, loss, wnorm2) -> float:
-            return 0.5 * wnorm2 + C * float(s @ loss) + lam * (0.5 * s @ Kq @ s - kappa @ s)
+            return 0.5 * wnorm2 + C * float((s * v) @ loss) + lam * (0.5 * s @ Kq @ s - kappa @ s)
 
-        model, loss, w2 = svm_step(s)
+        first = svm_step(s)
+        if first is None:
+            raise ValueError(
+                "SelectiveTransferMachine: the rows with a positive sample_weight hold one "
+                "class of a binary problem; give both classes some weight"
+            )
+        model, loss, w2 = first
         history = [objective(s, loss, w2)]
         for _ in range(int(self.max_iter)):
-            s_new = stm_weight_qp(K, kappa, loss, lam, C, self.B, self.eps, s0=s)
+            s_new = stm_weight_qp(K, kappa, loss * v, lam, C, self.B, self.eps, s0=s)
             step = svm_step(s_new)
             if step is None:
                 log.warning("STM: weights keep < 2 classes; keeping the previous weights")
@@ -231,7 +248,7 @@ class SelectiveTransferMachine(DomainAdaptationClassifier):
                 break
         return model, s, history
 
-    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> None:
+    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
         self._check_params()
         ns, nt = len(Xs), len(Xt)
         self.gamma_ = resolve_gamma(self.kernel, self.gamma, np.vstack([Xs, Xt]))
@@ -244,7 +261,7 @@ class SelectiveTransferMachine(DomainAdaptationClassifier):
         self.svms_, weights, self.objective_, n_iter = [], [], [], []
         for c in positives:
             yb = np.where(ys == c, 1.0, -1.0)
-            model, s, hist = self._binary(G, yb, K, kappa)
+            model, s, hist = self._binary(G, yb, K, kappa, sample_weight)
             self.svms_.append(model)
             weights.append(s)
             self.objective_.append(hist)

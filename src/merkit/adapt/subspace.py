@@ -6,6 +6,13 @@ labelled source rows (``sample_domain > 0``) and unlabelled target rows
 rows. The classifier is a linear SVM (LibSVM, ``C = 1``) on the adapted
 representation, as in the CDMER benchmark (Li et al. 2022 / Zong et al.).
 Nothing d x d is formed: d = 15045 with n ~ 200 samples.
+
+``fit(..., sample_weight=w)`` scales the SVM's C per source row (LibSVM); the
+adaptation itself (components, bases, spectrum, covariances) stays unweighted.
+``decision_function`` gives the SVM's decision values on the adapted rows. TCA, SA, GFK
+and TKL are also transformers (:class:`sklearn.base.TransformerMixin`): ``transform``
+gives the adapted representation the SVM sees (the target-side map for SA) and
+``fit_transform(X, y, sample_domain=...)`` is ``fit`` then ``transform(X)``.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import logging
 import numpy as np
 from scipy.linalg import eigh
 from scipy.optimize import nnls
+from sklearn.base import TransformerMixin
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
@@ -68,7 +76,7 @@ def tca_components(K: np.ndarray, n_source: int, mu: float) -> tuple[np.ndarray,
     return vals[::-1], W[:, ::-1]
 
 
-class TransferComponentAnalysis(DomainAdaptationClassifier):
+class TransferComponentAnalysis(TransformerMixin, DomainAdaptationClassifier):
     """Transfer Component Analysis (TCA) + linear SVM.
 
     Pan, Tsang, Kwok, Yang, "Domain adaptation via transfer component analysis",
@@ -109,7 +117,7 @@ class TransferComponentAnalysis(DomainAdaptationClassifier):
         self.gamma = gamma
         self.C = C
 
-    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> None:
+    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
         Xf = np.vstack([Xs, Xt])
         k = _check_k(self.n_components, Xf.shape[0] - 1, "TCA")
         self.gamma_ = resolve_gamma(self.kernel, self.gamma, Xf)
@@ -119,7 +127,9 @@ class TransferComponentAnalysis(DomainAdaptationClassifier):
         self.components_ = W[:, :k]
         self.X_fit_ = Xf
         Z = K @ self.components_
-        self.svm_ = SVC(kernel="linear", C=self.C).fit(Z[: Xs.shape[0]], ys)
+        self.svm_ = SVC(kernel="linear", C=self.C).fit(
+            Z[: Xs.shape[0]], ys, sample_weight=sample_weight
+        )
         self.classes_ = self.svm_.classes_
         self._target_embedding = Z[Xs.shape[0] :]
         return self
@@ -134,6 +144,11 @@ class TransferComponentAnalysis(DomainAdaptationClassifier):
             return Zt.copy()  # the fitted target rows (transductive use): their kernel rows
         Kx = kernel_matrix(X, self.X_fit_, self.kernel, self.gamma_)
         return Kx @ self.components_
+
+    def decision_function(self, X) -> np.ndarray:
+        """SVM decision values of the embedded rows (``SVC``'s one-vs-rest shape)."""
+        Z = self.transform(self._check_predict_X(X))
+        return self.svm_.decision_function(Z)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         """Labels of rows ``X`` (m, d), embedded with the kernel extension."""
@@ -161,7 +176,7 @@ def pca_basis(X: np.ndarray, n_components: int) -> np.ndarray:
     return Q * np.where(np.diag(R) < 0, -1.0, 1.0)
 
 
-class SubspaceAlignment(DomainAdaptationClassifier):
+class SubspaceAlignment(TransformerMixin, DomainAdaptationClassifier):
     """Subspace Alignment (SA) + linear SVM.
 
     Fernando, Habrard, Sebban, Tuytelaars, "Unsupervised visual domain adaptation using
@@ -185,12 +200,14 @@ class SubspaceAlignment(DomainAdaptationClassifier):
         self.n_components = n_components
         self.C = C
 
-    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> None:
+    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
         k = _check_k(self.n_components, min(len(Xs), len(Xt)) - 1, "SA")
         Ps, self.target_basis_ = pca_basis(Xs, k), pca_basis(Xt, k)
         self.alignment_ = Ps.T @ self.target_basis_
         self.source_map_ = Ps @ self.alignment_
-        self.svm_ = SVC(kernel="linear", C=self.C).fit(Xs @ self.source_map_, ys)
+        self.svm_ = SVC(kernel="linear", C=self.C).fit(
+            Xs @ self.source_map_, ys, sample_weight=sample_weight
+        )
         self.classes_ = self.svm_.classes_
         return self
 
@@ -198,6 +215,11 @@ class SubspaceAlignment(DomainAdaptationClassifier):
         """Target-side projection ``X Pt`` (m, k)."""
         check_is_fitted(self, "target_basis_")
         return np.asarray(X, dtype=float) @ self.target_basis_
+
+    def decision_function(self, X) -> np.ndarray:
+        """SVM decision values of the target-side projection (``SVC``'s one-vs-rest shape)."""
+        Z = self.transform(self._check_predict_X(X))
+        return self.svm_.decision_function(Z)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         """Labels of target-domain rows ``X`` (m, d)."""
@@ -240,7 +262,7 @@ def gfk_factors(Ps: np.ndarray, Pt: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.hstack([A1, A2]), M_half
 
 
-class GeodesicFlowKernel(DomainAdaptationClassifier):
+class GeodesicFlowKernel(TransformerMixin, DomainAdaptationClassifier):
     """Geodesic Flow Kernel (GFK) + linear SVM.
 
     Gong, Shi, Sha, Grauman, "Geodesic flow kernel for unsupervised domain adaptation",
@@ -264,11 +286,13 @@ class GeodesicFlowKernel(DomainAdaptationClassifier):
         self.n_components = n_components
         self.C = C
 
-    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> None:
+    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
         k = _check_k(self.n_components, min(len(Xs), len(Xt)) - 1, "GFK")
         F, M_half = gfk_factors(pca_basis(Xs, k), pca_basis(Xt, k))
         self.projection_ = F @ M_half
-        self.svm_ = SVC(kernel="linear", C=self.C).fit(Xs @ self.projection_, ys)
+        self.svm_ = SVC(kernel="linear", C=self.C).fit(
+            Xs @ self.projection_, ys, sample_weight=sample_weight
+        )
         self.classes_ = self.svm_.classes_
         return self
 
@@ -276,6 +300,11 @@ class GeodesicFlowKernel(DomainAdaptationClassifier):
         """GFK features (m, 2k)."""
         check_is_fitted(self, "projection_")
         return np.asarray(X, dtype=float) @ self.projection_
+
+    def decision_function(self, X) -> np.ndarray:
+        """SVM decision values of the transformed rows (``SVC``'s one-vs-rest shape)."""
+        Z = self.transform(self._check_predict_X(X))
+        return self.svm_.decision_function(Z)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         """Labels of rows ``X`` (m, d)."""
@@ -308,7 +337,7 @@ def tkl_spectrum(Phi_s: np.ndarray, K_s: np.ndarray, damping: float) -> np.ndarr
     return T @ u
 
 
-class TransferKernelLearning(DomainAdaptationClassifier):
+class TransferKernelLearning(TransformerMixin, DomainAdaptationClassifier):
     """Transfer Kernel Learning (TKL) + SVM on the learned kernel.
 
     Long, Wang, Sun, Yu, "Domain invariant transfer kernel learning", IEEE TKDE 27(6),
@@ -353,7 +382,7 @@ class TransferKernelLearning(DomainAdaptationClassifier):
         self.n_eigen = n_eigen
         self.C = C
 
-    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> None:
+    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
         self.gamma_ = resolve_gamma(self.kernel, self.gamma, np.vstack([Xs, Xt]))
         Kt = kernel_matrix(Xt, kernel=self.kernel, gamma=self.gamma_)
         vals, vecs = np.linalg.eigh((Kt + Kt.T) / 2)
@@ -369,7 +398,9 @@ class TransferKernelLearning(DomainAdaptationClassifier):
         Phi_s = kernel_matrix(Xs, Xt, self.kernel, self.gamma_) @ self.nystroem_
         Ks = kernel_matrix(Xs, kernel=self.kernel, gamma=self.gamma_)
         self.spectrum_ = tkl_spectrum(Phi_s, Ks, self.damping)
-        self.svm_ = GramSVC(C=self.C).fit(Phi_s * np.sqrt(self.spectrum_), ys)
+        self.svm_ = GramSVC(C=self.C).fit(
+            Phi_s * np.sqrt(self.spectrum_), ys, sample_weight=sample_weight
+        )
         self.classes_ = self.svm_.classes_
         return self
 
@@ -378,6 +409,11 @@ class TransferKernelLearning(DomainAdaptationClassifier):
         check_is_fitted(self, "spectrum_")
         Kx = kernel_matrix(np.asarray(X, dtype=float), self.X_target_, self.kernel, self.gamma_)
         return (Kx @ self.nystroem_) * np.sqrt(self.spectrum_)
+
+    def decision_function(self, X) -> np.ndarray:
+        """SVM decision values of the transformed rows (``SVC``'s one-vs-rest shape)."""
+        Z = self.transform(self._check_predict_X(X))
+        return self.svm_.decision_function(Z)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         """Labels of rows ``X`` (m, d)."""
@@ -421,16 +457,21 @@ class CorrelationAlignment(DomainAdaptationClassifier):
         self.reg = reg
         self.C = C
 
-    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> None:
+    def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
         if not self.reg > 0:
             raise ValueError(f"CORAL reg must be > 0, got {self.reg!r}")
         Vs, fs = _cov_power(Xs - Xs.mean(0), self.reg, -0.5)
         Vt, ft = _cov_power(Xt - Xt.mean(0), self.reg, 0.5)
         Y = self.reg**-0.5 * Xs + ((Xs @ Vs) * fs) @ Vs.T  # Xs (Cs + reg I)^-1/2
         self.source_ = self.reg**0.5 * Y + ((Y @ Vt) * ft) @ Vt.T  # ... (Ct + reg I)^1/2
-        self.svm_ = GramSVC(C=self.C).fit(self.source_, ys)
+        self.svm_ = GramSVC(C=self.C).fit(self.source_, ys, sample_weight=sample_weight)
         self.classes_ = self.svm_.classes_
         return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """SVM decision values of the (untransformed) rows (``SVC``'s one-vs-rest shape)."""
+        X = self._check_predict_X(X)
+        return self.svm_.decision_function(X)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         """Labels of target-domain rows ``X`` (m, d) (not transformed)."""
