@@ -294,6 +294,8 @@ class TargetSampleRegenerator(_Regenerator):
     tol, max_iter : ALM stopping rule (``max|P - Q| < tol``).
     """
 
+    _libsvm_decision = True
+
     def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
         self._learn(Xs, Xt, Xs)
         self.svm_ = GramSVC(C=self.C).fit(Xs, ys, sample_weight=sample_weight)
@@ -317,6 +319,8 @@ class DomainRegenerationTarget(_Regenerator):
     classifies the original rows, so it works for any new target rows.
     Parameters as :class:`TargetSampleRegenerator`.
     """
+
+    _libsvm_decision = True
 
     def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
         self._learn(Xt, Xs, Xt)

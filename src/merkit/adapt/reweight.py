@@ -362,6 +362,8 @@ class ImportanceWeightedSVM(DomainAdaptationClassifier):
     the importance estimator itself is fitted on the unweighted rows.
     """
 
+    _libsvm_decision = True
+
     def __init__(self, weighting="ulsif", C: float = 1.0, normalize: bool = True) -> None:
         self.weighting = weighting
         self.C = C

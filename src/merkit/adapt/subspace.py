@@ -101,6 +101,8 @@ class TransferComponentAnalysis(TransformerMixin, DomainAdaptationClassifier):
         SVM box constraint.
     """
 
+    _libsvm_decision = True
+
     requires_target = True
 
     def __init__(
@@ -194,6 +196,8 @@ class SubspaceAlignment(TransformerMixin, DomainAdaptationClassifier):
         SVM box constraint.
     """
 
+    _libsvm_decision = True
+
     requires_target = True
 
     def __init__(self, n_components: int = 20, C: float = 1.0) -> None:
@@ -279,6 +283,8 @@ class GeodesicFlowKernel(TransformerMixin, DomainAdaptationClassifier):
     C : float
         SVM box constraint.
     """
+
+    _libsvm_decision = True
 
     requires_target = True
 
@@ -366,6 +372,8 @@ class TransferKernelLearning(TransformerMixin, DomainAdaptationClassifier):
         SVM box constraint.
     """
 
+    _libsvm_decision = True
+
     requires_target = True
 
     def __init__(
@@ -450,6 +458,8 @@ class CorrelationAlignment(DomainAdaptationClassifier):
     C : float
         Linear SVM box constraint.
     """
+
+    _libsvm_decision = True
 
     requires_target = True
 
