@@ -37,7 +37,6 @@ from merkit.adapt.subspace import (
 from merkit.adapt.tgsr import (
     TGSRProblem,
     TransferGroupSparseRegression,
-    block_ids,
     tgsr_grid_scores,
 )
 from merkit.data.features_io import load_cdmer_features
@@ -112,7 +111,7 @@ DEFAULTS = {
     "tsrg": TSRG(),
     "drfs_t": DRFS_T(),
     "drls": DRLS(),
-    "tgsr": TransferGroupSparseRegression(),
+    "tgsr": TransferGroupSparseRegression(group_size=177),  # the authors' grouping
 }
 
 
@@ -209,7 +208,7 @@ def main() -> None:
             sd = np.r_[np.ones(len(Xs), int), -np.ones(len(Xt), int)]
             t = time.time()
             if m == "tgsr":
-                prob = TGSRProblem.from_data(Xs, np.eye(3)[ys], Xt, block_ids(Xs.shape[1]))
+                prob = TGSRProblem.from_data(Xs, np.eye(3)[ys], Xt, fs.tgsr_groups)
                 xis = XI if a.full else XI_QUICK
                 S, _ = tgsr_grid_scores(prob, Xt, range(1, 86), xis)
                 res = [

@@ -466,6 +466,15 @@ def cdmer(
         str,
         typer.Option(help="Label-free criterion of the selection tables (with a grid)."),
     ] = "reverse",
+    tgsr_groups: Annotated[
+        str | None,
+        typer.Option(
+            "--tgsr-groups",
+            help="TGSR's column groups on the --features-dir files: 'authors' (default; the "
+            "TGSR authors' 85 runs of 177 contiguous columns, reproduces their grid) or "
+            "'spatial' (the true facial blocks). merkit's own features always use their blocks.",
+        ),
+    ] = None,
     out: OutOption = Path("merkit-out/cdmer"),
     seed: SeedOption = 0,
     backend: BackendOption = "loky",
@@ -504,11 +513,18 @@ def cdmer(
             raise ValueError("--cache / --no-cache apply to --data only")
         if data is None and missing != "error":
             raise ValueError("--missing applies to --data only (clips on disk)")
+        if features_dir is None and tgsr_groups is not None:
+            raise ValueError(
+                "--tgsr-groups applies to --features-dir only (merkit's own features group "
+                "TGSR's columns by their facial blocks)"
+            )
         param_grid = load_param_grid(grid)
         opts = dict(method=method, seed=_seed(seed), param_grid=param_grid, n_jobs=jobs,
                     criterion=criterion, backend=backend, address=address)  # fmt: skip
         if features_dir is not None:
-            results, _ = run_cdmer_on_feature_files(features_dir, out, **opts)
+            results, _ = run_cdmer_on_feature_files(
+                features_dir, out, tgsr_groups=tgsr_groups or "authors", **opts
+            )
         elif features:
             results, _ = run_cdmer_on_feature_npz(features, out, **opts)
         else:

@@ -713,14 +713,16 @@ def run_cdmer_on_feature_files(
     criterion: str = "reverse",
     backend: str | Backend = "loky",
     address: str | None = None,
+    tgsr_groups: str = "authors",
 ) -> tuple[pd.DataFrame, str]:
     """CDMER on the benchmark's released feature files (``CrossCorpus_*.mat``) in a folder
-    (grid and backend options: :func:`run_cdmer_on_features`)."""
+    (grid and backend options: :func:`run_cdmer_on_features`; ``tgsr_groups``: TGSR's
+    column groups, :func:`merkit.data.features_io.load_cdmer_features`)."""
     from merkit.data.features_io import check_features, load_cdmer_dir
 
     methods = parse_methods(method)
     ensure_writable_dir(out_dir, "--out")
-    features = load_cdmer_dir(features_dir)
+    features = load_cdmer_dir(features_dir, tgsr_groups=tgsr_groups)
     check_features(features, {k: Path(features_dir) for k in features})
     names = ", ".join(f"{k} (n={len(v)})" for k, v in features.items())
     return run_cdmer_on_features(
@@ -730,7 +732,8 @@ def run_cdmer_on_feature_files(
         seed=seed,
         progress=progress,
         title=f"CDMER, released LBP-TOP features, {_methods_title(methods)}",
-        notes=[f"features: {Path(features_dir).resolve()}: {names}"],
+        notes=[f"features: {Path(features_dir).resolve()}: {names}"]
+        + ([f"TGSR groups: {tgsr_groups} (--tgsr-groups)"] if "tgsr" in methods else []),
         param_grid=param_grid,
         n_jobs=n_jobs,
         criterion=criterion,

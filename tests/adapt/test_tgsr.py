@@ -39,11 +39,14 @@ def test_path_matches_single_fits():
 
 def test_errors():
     X, y, sd, _ = shifted_blobs(n=20, d=10)
-    with pytest.raises(ValueError, match="not a whole number of blocks of 177"):
-        TransferGroupSparseRegression().fit(X, y, sd)
+    with pytest.raises(ValueError, match=r"not a whole number of runs of group_size=3"):
+        TransferGroupSparseRegression(group_size=3).fit(X, y, sd)
     with pytest.raises(ValueError, match=r"kappa must be in 1..5"):
         TransferGroupSparseRegression(kappa=6, group_size=2).fit(X, y, sd)
-    assert len(np.unique(block_ids(15045))) == 85
+    with pytest.raises(ValueError, match=r"groups must have one id per column \(10,\)"):
+        TransferGroupSparseRegression().fit(X, y, sd, column_groups=np.arange(9))
+    with pytest.raises(ValueError, match="in one place only"):
+        TransferGroupSparseRegression(group_size=2).fit(X, y, sd, column_groups=np.arange(10))
 
 
 def _primal_tgsr(Xs, Y, Xt, g, kappa, xi, tol=1e-8, max_iter=2000):

@@ -264,3 +264,52 @@ def test_grid_option_errors(source, extra, expected, request, tmp_path) -> None:
     res = runner.invoke(app, ["cdmer", "--features-dir", str(folder), *extra,
                               "--out", str(tmp_path)])  # fmt: skip
     assert expected in _one_line_error(res)
+
+
+def _tgsr_f1(data: dict, task: str, kappa: int, groups: np.ndarray) -> float:
+    """mean-F1 of TGSR fitted directly (estimator API) with the given column groups."""
+    from merkit.adapt.tgsr import TransferGroupSparseRegression
+
+    (Xs, ys), (Xt, yt) = (data[d] for d in TASKS[task])
+    X = np.vstack([Xs, Xt]).astype(float)
+    y = np.r_[ys, -np.ones(len(Xt), dtype=int)]
+    sd = np.r_[np.ones(len(Xs), dtype=int), -np.ones(len(Xt), dtype=int)]
+    est = TransferGroupSparseRegression(kappa=kappa, xi=0.01)
+    pred = est.fit(X, y, sd, column_groups=groups).predict(Xt.astype(float))
+    return f1_score(yt, pred, average="macro", labels=[0, 1, 2])
+
+
+def test_tgsr_groups_option_on_synthetic_features(synthetic, tmp_path) -> None:
+    from merkit.data.features_io import cdmer_lbptop_layout
+
+    folder, data = synthetic
+    spec = tmp_path / "grid.json"
+    spec.write_text(json.dumps({"tgsr": [{"kappa": 3, "xi": 0.01}]}))
+    got = {}
+    for option in ([], ["--tgsr-groups", "spatial"], ["--tgsr-groups", "authors"]):
+        out = tmp_path / (option[-1] if option else "default")
+        res = runner.invoke(app, ["cdmer", "--features-dir", str(folder), "--method", "tgsr",
+                                  "--grid", str(spec), *option, "--out", str(out)])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        grid = pd.read_csv(out / "grid.csv").set_index("task")
+        got[out.name] = grid["mean_f1"].to_dict()
+        if option:
+            assert f"TGSR groups: {option[-1]}" in (out / "summary.md").read_text()
+    # the default is the authors' grouping: 85 runs of 177 contiguous columns
+    assert got["default"] == got["authors"]
+    authors, spatial = np.repeat(np.arange(85), 177), cdmer_lbptop_layout()[0]
+    for task in TASKS:
+        assert got["authors"][task] == pytest.approx(_tgsr_f1(data, task, 3, authors), abs=1e-12)
+        assert got["spatial"][task] == pytest.approx(_tgsr_f1(data, task, 3, spatial), abs=1e-12)
+    assert got["authors"] != got["spatial"]  # kappa < 85: the grouping matters
+
+
+def test_tgsr_groups_option_errors(synthetic, tmp_path) -> None:
+    folder, _ = synthetic
+    res = runner.invoke(app, ["cdmer", "--features-dir", str(folder), "--tgsr-groups", "faces",
+                              "--out", str(tmp_path)])  # fmt: skip
+    assert "unknown TGSR grouping 'faces'; expected one of authors, spatial" in _one_line_error(res)
+    npz = tmp_path / "F.npz"
+    res = runner.invoke(app, ["cdmer", "--features", str(npz), "--tgsr-groups", "spatial",
+                              "--out", str(tmp_path / "o")])  # fmt: skip
+    assert "--tgsr-groups applies to --features-dir only" in _one_line_error(res)

@@ -206,14 +206,24 @@ def test_tgsr_blocks_file_of_run_cdmer_and_run_grid(tmp_path) -> None:
 def test_tgsr_blocks_of_the_real_features(tmp_path) -> None:
     if not SHARED.is_dir():
         pytest.skip(f"CDMER reference features not found at {SHARED}")
-    from merkit.data.features_io import load_cdmer_dir
-    from merkit.results.report import read_tgsr_blocks
+    from merkit.data.features_io import cdmer_lbptop_layout, load_cdmer_dir, tgsr_authors_groups
+    from merkit.results.report import read_tgsr_blocks, read_tgsr_grouping
 
-    feats = load_cdmer_dir(SHARED)
     grid = {"tgsr": [{"kappa": 60, "xi": 1.0}]}
-    run = run_grid(feats, "tgsr", grid=grid, tasks=["C->V"], store=tmp_path, progress=False,
-                   criteria=["class_entropy"])  # fmt: skip
-    oracle = json.loads(run.selected.set_index("selection").loc["oracle", "params"])
-    levels, blocks = read_tgsr_blocks(tmp_path / TGSR_BLOCKS_FILE)
-    assert levels == (1, 2, 4, 8) and len(blocks["Exp.9"]) == oracle["kappa"]
+    # the true facial blocks: the selected groups are the blocks drawn
+    feats = load_cdmer_dir(SHARED, tgsr_groups="spatial")
+    run_grid(feats, "tgsr", grid=grid, tasks=["C->V"], store=tmp_path / "s", progress=False,
+             criteria=["class_entropy"])  # fmt: skip
+    levels, blocks = read_tgsr_blocks(tmp_path / "s" / TGSR_BLOCKS_FILE)
+    assert levels == (1, 2, 4, 8) and len(blocks["Exp.9"]) == 60
     assert set(blocks["Exp.9"]) <= set(range(85))
+    assert read_tgsr_grouping(tmp_path / "s" / TGSR_BLOCKS_FILE) == ("spatial", {})
+    # the authors' column runs (default): 60 runs, drawn as the blocks their columns reach
+    feats = load_cdmer_dir(SHARED)
+    run_grid(feats, "tgsr", grid=grid, tasks=["C->V"], store=tmp_path, progress=False,
+             criteria=["class_entropy"])  # fmt: skip
+    grouping, runs = read_tgsr_grouping(tmp_path / TGSR_BLOCKS_FILE)
+    assert grouping == "authors" and len(runs["Exp.9"]) == 60
+    _, blocks = read_tgsr_blocks(tmp_path / TGSR_BLOCKS_FILE)
+    reach = cdmer_lbptop_layout()[0][np.isin(tgsr_authors_groups(), runs["Exp.9"])]
+    assert blocks["Exp.9"] == np.unique(reach).tolist()

@@ -46,28 +46,45 @@ log = logging.getLogger(__name__)
 CDMER_N_BLOCKS = 85
 CDMER_BLOCK_SIZE = 177
 
+_HOW_TO_GROUP = (
+    "pass the column groups to fit (fit(X, y, sample_domain, column_groups=fs.blocks) with "
+    "the FeatureSet's layout), or set groups= (one id per column) or group_size= "
+    "(contiguous runs of that many columns)"
+)
 
-def block_ids(n_features: int, groups=None, group_size: int = CDMER_BLOCK_SIZE) -> np.ndarray:
-    """Block id per column (n_features,).
 
-    ``groups`` if given; else the CDMER LBP-TOP layout
-    (:func:`merkit.data.features_io.cdmer_lbptop_layout`, whose blocks are *not*
-    contiguous: each level stores all XY, then all XT, then all YT histograms) when
-    ``n_features == 85 * 177``; else contiguous blocks of ``group_size`` columns.
+def block_ids(n_features: int, groups=None, group_size: int | None = None) -> np.ndarray:
+    """Group id per column (n_features,): ``groups`` if given, else contiguous runs of
+    ``group_size`` columns.
+
+    Nothing is guessed from the column count: TGSR's groups are part of the data
+    (``FeatureSet.blocks`` / ``FeatureSet.column_groups``), so one of the two must be
+    given.
+
+    Raises
+    ------
+    ValueError
+        Neither is given, both are given, ``groups`` has the wrong shape, or
+        ``n_features`` is not a whole number of runs of ``group_size``.
     """
+    if groups is not None and group_size is not None:
+        raise ValueError(
+            "TGSR: give the column groups either as groups= or as group_size=, not both"
+        )
     if groups is not None:
         g = np.asarray(groups)
         if g.shape != (n_features,):
-            raise ValueError(f"groups must have one id per column ({n_features},), got {g.shape}")
+            raise ValueError(
+                f"TGSR: groups must have one id per column ({n_features},), got {g.shape}"
+            )
         return g
-    if n_features == CDMER_N_BLOCKS * CDMER_BLOCK_SIZE:
-        from merkit.data.features_io import cdmer_lbptop_layout
-
-        return np.asarray(cdmer_lbptop_layout()[0])
-    if n_features % group_size:
+    if group_size is None:
+        raise ValueError(f"TGSR needs column groups for its {n_features} columns: {_HOW_TO_GROUP}")
+    group_size = int(group_size)
+    if group_size < 1 or n_features % group_size:
         raise ValueError(
-            f"{n_features} columns are not a whole number of blocks of {group_size}; "
-            "pass groups= (block id per column)"
+            f"TGSR: {n_features} columns are not a whole number of runs of group_size="
+            f"{group_size}; pass groups= (one id per column) instead"
         )
     return np.repeat(np.arange(n_features // group_size), group_size)
 
@@ -589,18 +606,33 @@ class TransferGroupSparseRegression(DomainAdaptationClassifier):
 
     See the module docstring. ``predict`` is ``argmax C^T x`` for any rows.
 
+    TGSR is meaningless without the column groups, and they belong to the data, not to
+    the column count: pass them to :meth:`fit` as ``column_groups`` (one group id per
+    column, e.g. ``FeatureSet.tgsr_groups``: the facial blocks of merkit's own features,
+    the authors' or the spatial grouping of the benchmark's ``.mat`` files), or fix them
+    here with ``groups`` (same array) or ``group_size`` (contiguous runs of that many
+    columns; ``group_size=177`` on the benchmark files is the TGSR authors' grouping).
+    Exactly one of the three must be given; ``fit`` raises a ValueError otherwise.
+
     Parameters
     ----------
     kappa : int
-        Number of facial blocks kept (1 .. number of blocks, 85 for CDMER features).
+        Number of groups kept (1 .. number of groups, 85 for the CDMER features).
     xi : float
         MMD weight (benchmark grid 0.001 .. 1000).
     groups : array-like (d,) or None
-        Block id per column (e.g. ``FeatureSet.blocks``); ``None`` = the CDMER LBP-TOP
-        layout for 15045 columns, else contiguous blocks of ``group_size`` columns.
-    group_size : int
-        Columns per block when ``groups`` is None (177 for LBP-TOP R3P8).
+        Group id per column, fixed at construction (for code that builds estimators from
+        parameters only); prefer ``fit(..., column_groups=...)``.
+    group_size : int or None
+        Contiguous runs of ``group_size`` columns as the groups.
     tol, max_iter : ALM stopping rule.
+
+    Attributes
+    ----------
+    coef_ : (d, c) regression matrix; column_groups_ : (d,) the groups used;
+    block_ids_ : the distinct group ids; block_norms_ : their coefficient norms;
+    selected_blocks_ : ids of the groups with a non-zero coefficient group;
+    n_iter_ : ALM iterations.
     """
 
     requires_target = True
@@ -610,7 +642,7 @@ class TransferGroupSparseRegression(DomainAdaptationClassifier):
         kappa: int = CDMER_N_BLOCKS,
         xi: float = 0.01,
         groups=None,
-        group_size: int = CDMER_BLOCK_SIZE,
+        group_size: int | None = None,
         tol: float = 1e-8,
         max_iter: int = 2000,
     ) -> None:
@@ -621,8 +653,41 @@ class TransferGroupSparseRegression(DomainAdaptationClassifier):
         self.tol = tol
         self.max_iter = max_iter
 
+    def fit(self, X, y, sample_domain=None, sample_weight=None, column_groups=None):
+        """Fit on source rows (labelled) and target rows (``y = -1``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+        y : array-like of shape (n,)
+        sample_domain : array-like of shape (n,), optional
+            skada convention (> 0 source, < 0 target).
+        sample_weight : array-like of shape (n,), optional
+            Passed on to :meth:`DomainAdaptationClassifier.fit` (when given).
+        column_groups : array-like of shape (d,), optional
+            Group id of every column (fit metadata, e.g. ``FeatureSet.tgsr_groups``);
+            required unless ``groups`` or ``group_size`` was set, and an error if one was.
+
+        Returns
+        -------
+        self
+        """
+        if column_groups is not None and (self.groups is not None or self.group_size is not None):
+            raise ValueError(
+                "TGSR: column_groups passed to fit while groups= or group_size= is set; "
+                "give the column groups in one place only"
+            )
+        if np.ndim(X) == 2:  # else the base class reports the bad X
+            g = column_groups if column_groups is not None else self.groups
+            self._fit_groups = block_ids(np.shape(X)[1], g, self.group_size)
+        kw = {} if sample_weight is None else {"sample_weight": sample_weight}
+        try:
+            return super().fit(X, y, sample_domain, **kw)
+        finally:
+            self.__dict__.pop("_fit_groups", None)
+
     def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> None:
-        g = block_ids(Xs.shape[1], self.groups, self.group_size)
+        g = self._fit_groups
         self.classes_, codes = np.unique(ys, return_inverse=True)
         C, n_iter = tgsr_path(
             Xs,
@@ -636,6 +701,7 @@ class TransferGroupSparseRegression(DomainAdaptationClassifier):
         )
         self.coef_ = C[0]
         self.n_iter_ = int(n_iter[0])
+        self.column_groups_ = g
         self.block_ids_ = np.unique(g)
         norms = np.array([np.linalg.norm(self.coef_[g == b]) for b in self.block_ids_])
         self.block_norms_ = norms

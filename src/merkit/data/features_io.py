@@ -13,6 +13,13 @@ histograms of all its blocks come first, then all XT, then all YT (each 59 bins)
 blocks inside a plane are in MATLAB column-major order. ``FeatureSet.blocks`` maps
 each column to a row-major block id (the :class:`~merkit.data.schema.FeatureSet`
 convention), so block 1 is the top-right cell of the 2x2 grid.
+
+TGSR groups (``FeatureSet.column_groups``, :data:`TGSR_GROUPINGS`): ``"authors"`` (the
+default) are the TGSR authors' 85 runs of 177 *contiguous* columns (columns 0-176 =
+group 0, ...), which is how their code grouped these files whatever the columns' true
+layout: with them merkit reproduces the authors' grid records point by point.
+``"spatial"`` are the true facial blocks (``FeatureSet.blocks``). Both agree at
+kappa = 85 (every group kept), the published best points.
 """
 
 from __future__ import annotations
@@ -34,12 +41,14 @@ log = logging.getLogger(__name__)
 __all__ = [
     "CDMER_CLASSES",
     "CDMER_LEVELS",
+    "TGSR_GROUPINGS",
     "canonical_dataset",
     "cdmer_lbptop_layout",
     "check_features",
     "load_cdmer_dir",
     "load_cdmer_features",
     "read_feature_npz",
+    "tgsr_authors_groups",
 ]
 
 #: class names of the CDMER benchmark, indexed by y = file label - 1
@@ -48,6 +57,8 @@ CDMER_CLASSES: tuple[str, ...] = ("negative", "positive", "surprise")
 CDMER_LEVELS: tuple[int, ...] = (1, 2, 4, 8)
 _BINS = 59
 _PLANES = 3
+#: TGSR groupings of the benchmark files: the authors' contiguous runs, the true blocks
+TGSR_GROUPINGS: tuple[str, ...] = ("authors", "spatial")
 
 _FILE_RE = re.compile(r"^CrossCorpus_.+?_R\d+P\d+_(?P<db>.+?)_\d+by\d+$", re.IGNORECASE)
 _CANONICAL = {
@@ -99,6 +110,18 @@ def cdmer_lbptop_layout(
             planes.append(np.full(nb * n_bins, p))
         first += nb
     return np.concatenate(blocks).astype(np.int64), np.concatenate(planes).astype(np.int64)
+
+
+def tgsr_authors_groups(levels: tuple[int, ...] = CDMER_LEVELS, n_bins: int = _BINS) -> np.ndarray:
+    """The TGSR authors' groups of the benchmark vector: one run of ``3 * n_bins``
+    contiguous columns per block (85 runs of 177 for the released files), int64 (D,).
+
+    Their code cut the stored vector into equal contiguous runs; because the file stores
+    a level's XY histograms of every block, then XT, then YT, a run is three consecutive
+    histograms (one block's three planes only at level 1), not one facial block.
+    """
+    n_groups = sum(L * L for L in levels)
+    return np.repeat(np.arange(n_groups, dtype=np.int64), _PLANES * n_bins)
 
 
 def _db_from_filename(path: Path) -> str | None:
@@ -164,7 +187,18 @@ def _find_var(variables: dict[str, np.ndarray], suffix: str, db: str | None, pat
     raise ValueError(f"{path}: expected {want}; variables present: {sorted(variables)}")
 
 
-def load_cdmer_features(path: str | Path, *, name: str | None = None) -> FeatureSet:
+def _check_grouping(tgsr_groups: str) -> str:
+    key = str(tgsr_groups).strip().lower()
+    if key not in TGSR_GROUPINGS:
+        raise ValueError(
+            f"unknown TGSR grouping {tgsr_groups!r}; expected one of {', '.join(TGSR_GROUPINGS)}"
+        )
+    return key
+
+
+def load_cdmer_features(
+    path: str | Path, *, name: str | None = None, tgsr_groups: str = "authors"
+) -> FeatureSet:
     """Load one released CDMER feature file.
 
     Parameters
@@ -174,6 +208,10 @@ def load_cdmer_features(path: str | Path, *, name: str | None = None) -> Feature
     name : str, optional
         Dataset name to use (default: from ``<DB>`` in the file name, mapped to
         merkit's names: ``CASME2``, ``SMIC_HS``, ``SMIC_VIS``, ``SMIC_NIR``).
+    tgsr_groups : {"authors", "spatial"}
+        TGSR's column groups when D = 15045 (see the module docstring): ``"authors"``
+        sets ``column_groups`` to :func:`tgsr_authors_groups` (``grouping`` "authors"),
+        ``"spatial"`` leaves the groups to ``blocks``.
 
     Returns
     -------
@@ -181,7 +219,8 @@ def load_cdmer_features(path: str | Path, *, name: str | None = None) -> Feature
         ``X`` (n, D) float32 in the file's sample order; ``table`` with columns
         ``dataset, subject ("<dataset>/unknown": the files carry no subject ids),
         clip ("0001".. in file order), emotion, label, y``; ``classes`` =
-        ``("negative", "positive", "surprise")``; ``blocks``/``levels`` when D = 15045.
+        ``("negative", "positive", "surprise")``; ``blocks``/``levels`` (and, for
+        ``"authors"``, ``column_groups``) when D = 15045.
 
     Raises
     ------
@@ -192,6 +231,7 @@ def load_cdmer_features(path: str | Path, *, name: str | None = None) -> Feature
         integers, feature/label sizes that do not match, non-finite features.
     """
     path = Path(path)
+    grouping = _check_grouping(tgsr_groups)
     if not path.is_file():
         raise FileNotFoundError(f"CDMER feature file not found: {path}")
     db = _db_from_filename(path)
@@ -249,11 +289,13 @@ def load_cdmer_features(path: str | Path, *, name: str | None = None) -> Feature
             "y": y,
         }
     )
-    blocks, levels = None, None
+    blocks, levels, groups = None, None, None
     expected_d = sum(L * L for L in CDMER_LEVELS) * _PLANES * _BINS
     if X.shape[1] == expected_d:
         blocks, _ = cdmer_lbptop_layout()
         levels = CDMER_LEVELS
+        if grouping == "authors":
+            groups = tgsr_authors_groups()
     else:
         log.info(
             "%s: %d columns, not the benchmark's %d; no block layout recorded",
@@ -261,7 +303,16 @@ def load_cdmer_features(path: str | Path, *, name: str | None = None) -> Feature
             X.shape[1],
             expected_d,
         )
-    fs = FeatureSet(X, table, name=dataset, classes=CDMER_CLASSES, blocks=blocks, levels=levels)
+    fs = FeatureSet(
+        X,
+        table,
+        name=dataset,
+        classes=CDMER_CLASSES,
+        blocks=blocks,
+        levels=levels,
+        column_groups=groups,
+        grouping=grouping if blocks is not None else None,
+    )
     log.info(
         "loaded %s: %s, classes %s",
         path.name,
@@ -271,8 +322,11 @@ def load_cdmer_features(path: str | Path, *, name: str | None = None) -> Feature
     return fs
 
 
-def load_cdmer_dir(folder: str | Path, pattern: str = "CrossCorpus_*.mat") -> dict[str, FeatureSet]:
-    """Load every released CDMER feature file of a folder.
+def load_cdmer_dir(
+    folder: str | Path, pattern: str = "CrossCorpus_*.mat", *, tgsr_groups: str = "authors"
+) -> dict[str, FeatureSet]:
+    """Load every released CDMER feature file of a folder (``tgsr_groups``: see
+    :func:`load_cdmer_features`).
 
     Returns
     -------
@@ -287,6 +341,7 @@ def load_cdmer_dir(folder: str | Path, pattern: str = "CrossCorpus_*.mat") -> di
         Two files give the same dataset name.
     """
     folder = Path(folder)
+    _check_grouping(tgsr_groups)
     if not folder.is_dir():
         raise FileNotFoundError(f"CDMER feature folder not found: {folder}")
     files = sorted(folder.glob(pattern))
@@ -298,7 +353,7 @@ def load_cdmer_dir(folder: str | Path, pattern: str = "CrossCorpus_*.mat") -> di
     out: dict[str, FeatureSet] = {}
     origin: dict[str, Path] = {}
     for f in files:
-        fs = load_cdmer_features(f)
+        fs = load_cdmer_features(f, tgsr_groups=tgsr_groups)
         if fs.name in out:
             raise ValueError(f"{f} and {origin[fs.name]} both hold dataset {fs.name!r}")
         out[fs.name] = fs

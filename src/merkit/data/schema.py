@@ -212,6 +212,12 @@ class FeatureSet:
     levels : tuple of int, optional
         Grid levels behind ``blocks`` (e.g. ``(1, 2, 4, 8)`` -> 85 blocks, row-major
         inside a level, levels in this order).
+    column_groups : ndarray of shape (D,), optional
+        Group id of each column for group-sparse methods (TGSR) when the groups are not
+        the spatial ``blocks``: e.g. the TGSR authors' 85 runs of 177 contiguous columns
+        of the benchmark's ``.mat`` files. ``None``: the groups are ``blocks``.
+    grouping : str, optional
+        Name of ``column_groups`` (``"authors"``...); ``"spatial"`` when they are ``blocks``.
     name : str
         Domain name (``"CASME2"``, ``"SMIC_VIS"``...).
     classes : tuple of str
@@ -227,6 +233,8 @@ class FeatureSet:
         classes: tuple[str, ...] = (),
         blocks=None,
         levels: tuple[int, ...] | None = None,
+        column_groups=None,
+        grouping: str | None = None,
     ) -> None:
         import numpy as np
 
@@ -244,12 +252,27 @@ class FeatureSet:
                     f"features of {name}: block layout has {blocks.shape[0]} entries, "
                     f"X has {X.shape[1]} columns"
                 )
+        if column_groups is not None:
+            column_groups = np.asarray(column_groups, dtype=np.int64)
+            if column_groups.shape != (X.shape[1],):
+                raise SchemaError(
+                    f"features of {name}: column groups have {column_groups.shape[0]} "
+                    f"entries, X has {X.shape[1]} columns"
+                )
         self.X = X
         self.table = table.reset_index(drop=True)
         self.name = name
         self.classes = tuple(classes)
         self.blocks = blocks
         self.levels = tuple(levels) if levels is not None else None
+        self.column_groups = column_groups
+        self.grouping = grouping or ("spatial" if column_groups is None else "custom")
+
+    @property
+    def tgsr_groups(self):
+        """Group id per column (D,) for group-sparse methods: ``column_groups``, else
+        ``blocks`` (None when the features have neither)."""
+        return self.column_groups if self.column_groups is not None else self.blocks
 
     @property
     def y(self):
@@ -280,6 +303,9 @@ class FeatureSet:
         for col in ("y", "clip", "subject"):
             if col in self.table.columns:
                 h.update("\x1f".join(map(str, self.table[col].tolist())).encode())
+        if self.column_groups is not None:  # TGSR results depend on the grouping
+            h.update(self.grouping.encode())
+            h.update(np.ascontiguousarray(self.column_groups).tobytes())
         return h.hexdigest()[:12]
 
     def __repr__(self) -> str:

@@ -248,6 +248,32 @@ def _check_pair(src: FeatureSet, tgt: FeatureSet, task: CdmerTask) -> None:
         )
 
 
+def _pair_groups(src: FeatureSet, tgt: FeatureSet, task: CdmerTask) -> np.ndarray | None:
+    """The column groups (``FeatureSet.tgsr_groups``) both domains share, or None."""
+    gs, gt = src.tgsr_groups, tgt.tgsr_groups
+    if gs is None or gt is None:
+        return None
+    if not np.array_equal(gs, gt):
+        raise ValueError(
+            f"{task}: {src.name} and {tgt.name} group their columns differently "
+            f"({src.grouping} vs {tgt.grouping}); load both with the same layout"
+        )
+    return gs
+
+
+def _group_metadata(est, params: Mapping, groups: np.ndarray | None) -> dict:
+    """``{"column_groups": groups}`` for an estimator whose ``fit`` takes column groups
+    (TGSR), unless ``params`` fix them (``groups`` / ``group_size``: an explicit
+    hyper-parameter replaces the features' layout); else ``{}``."""
+    import inspect
+
+    if groups is None or "column_groups" not in inspect.signature(est.fit).parameters:
+        return {}
+    if any(params.get(k) is not None for k in ("groups", "group_size")):
+        return {}
+    return {"column_groups": groups}
+
+
 def run_unit(unit: WorkUnit, features: Mapping[str, FeatureSet]) -> UnitResult:
     """Fit ``unit.method`` on the task's source (labelled) + target (unlabelled) rows and
     predict the target rows."""
@@ -266,8 +292,9 @@ def run_unit(unit: WorkUnit, features: Mapping[str, FeatureSet]) -> UnitResult:
     est = make_method(unit.method, **unit.params)
     if "random_state" in est.get_params() and "random_state" not in unit.params:
         est.set_params(random_state=unit.seed)
+    meta = _group_metadata(est, unit.params, _pair_groups(src, tgt, task))
     t0 = time.perf_counter()
-    est.fit(X[fit_idx], y_fit[fit_idx], sample_domain=domain[fit_idx])
+    est.fit(X[fit_idx], y_fit[fit_idx], sample_domain=domain[fit_idx], **meta)
     y_pred = np.asarray(est.predict(X[split.test_idx]))
     seconds = time.perf_counter() - t0
     test_rows = split.test_idx - len(src)  # positions in the target table
@@ -425,14 +452,20 @@ def write_tgsr_blocks(
     The file (format of :func:`merkit.results.report.read_tgsr_blocks`) is
     ``{"levels": [grid levels], "tasks": {task name: [selected block ids]}}``:
     ``selected_blocks_`` of :class:`~merkit.adapt.tgsr.TransferGroupSparseRegression`
-    fitted as :func:`run_unit` does. Tasks of an existing file with the same levels are
-    kept (a task given here replaces its entry). The write is atomic.
+    fitted as :func:`run_unit` does. When TGSR's groups are not the facial blocks (the
+    authors' column runs of the benchmark files), ``"grouping"`` names them, ``"groups"``
+    holds the selected group ids per task and ``"tasks"`` the facial blocks (of
+    ``FeatureSet.blocks``) that hold at least one column of a selected group. Tasks of
+    an existing file with the same levels and grouping are kept (a task given here
+    replaces its entry). The write is atomic.
     """
     from merkit.results.store import atomic_write_text
 
     path = Path(directory) / TGSR_BLOCKS_FILE
     levels: list[int] = []
     tasks: dict[str, list[int]] = {}
+    grouping = "spatial"
+    runs: dict[str, list[int]] = {}
     for u in units:
         src = features[u.task.source]
         levels = [int(v) for v in (src.levels or (1, 2, 4, 8))]
@@ -440,17 +473,33 @@ def write_tgsr_blocks(
         X = np.vstack([td.Xs, td.Xt])
         y = np.r_[td.ys, np.full(len(td.Xt), MASKED_LABEL, dtype=np.int64)]
         sd = np.r_[np.ones(len(td.Xs), dtype=np.int64), -np.ones(len(td.Xt), dtype=np.int64)]
-        est = make_method(u.method, **u.params).fit(X, y, sample_domain=sd)
-        tasks[u.task.name] = [int(b) for b in est.selected_blocks_]
+        est = make_method(u.method, **u.params)
+        meta = _group_metadata(est, u.params, td.groups)
+        est.fit(X, y, sample_domain=sd, **meta)
+        sel = [int(b) for b in est.selected_blocks_]
+        if meta and src.column_groups is not None and src.blocks is not None:
+            # the groups are not facial blocks: record the blocks their columns fall in
+            grouping = src.grouping
+            runs[u.task.name] = sel
+            used = np.isin(est.column_groups_, sel)
+            tasks[u.task.name] = np.unique(src.blocks[used]).astype(int).tolist()
+        else:
+            tasks[u.task.name] = sel
     if path.is_file():
         try:
             old = json.loads(path.read_text())
         except json.JSONDecodeError:
             old = None
-        if isinstance(old, dict) and "tasks" in old and old.get("levels") == levels:
+        same = isinstance(old, dict) and old.get("levels") == levels
+        if same and "tasks" in old and old.get("grouping", "spatial") == grouping:
             tasks = {**old["tasks"], **tasks}
+            runs = {**old.get("groups", {}), **runs}
     rows = ",\n".join(f"  {json.dumps(t)}: {json.dumps(ids)}" for t, ids in tasks.items())
-    atomic_write_text(path, f'{{"levels": {json.dumps(levels)}, "tasks": {{\n{rows}\n}}}}\n')
+    head = f'{{"levels": {json.dumps(levels)}, '
+    if grouping != "spatial":
+        grp = ",\n".join(f"  {json.dumps(t)}: {json.dumps(ids)}" for t, ids in runs.items())
+        head += f'"grouping": {json.dumps(grouping)}, "groups": {{\n{grp}\n}}, '
+    atomic_write_text(path, f'{head}"tasks": {{\n{rows}\n}}}}\n')
     log.info("TGSR selected blocks of %s: %s", ", ".join(tasks), path)
     return path
 
@@ -558,6 +607,8 @@ class _TaskData:
     sample: np.ndarray
     clip: np.ndarray
     classes: tuple[str, ...] = ()
+    #: column groups of the features (``FeatureSet.tgsr_groups``), fit metadata of TGSR
+    groups: np.ndarray | None = None
 
 
 def _task_data(task: CdmerTask, features: Mapping[str, FeatureSet]) -> _TaskData:
@@ -575,6 +626,7 @@ def _task_data(task: CdmerTask, features: Mapping[str, FeatureSet]) -> _TaskData
         sample=rows,
         clip=tgt.table["clip"].astype(str).to_numpy()[rows],
         classes=src.classes or tgt.classes,
+        groups=_pair_groups(src, tgt, task),
     )
 
 
@@ -594,8 +646,11 @@ def _fit_grid_point(unit: WorkUnit, td: _TaskData, criteria: Sequence[str], n_fo
     est = make_method(unit.method, **unit.params)
     if "random_state" in est.get_params() and "random_state" not in unit.params:
         est.set_params(random_state=unit.seed)
+    meta = _group_metadata(est, unit.params, td.groups)
+    # the label-free criteria refit from parameters: the groups go in as ``groups``
+    params = {**unit.params, "groups": meta["column_groups"]} if meta else unit.params
     t0 = time.perf_counter()
-    est.fit(X, y, sample_domain=sd)
+    est.fit(X, y, sample_domain=sd, **meta)
     pred = np.asarray(est.predict(td.Xt))
     seconds = time.perf_counter() - t0
     vals: dict[str, float] = {}
@@ -605,11 +660,9 @@ def _fit_grid_point(unit: WorkUnit, td: _TaskData, criteria: Sequence[str], n_fo
         elif c == "class_entropy":
             vals[c] = sel.class_entropy(pred)
         elif c == "reverse":
-            vals[c] = sel.reverse_validation(unit.method, unit.params, td.Xs, td.ys, td.Xt, pred)
+            vals[c] = sel.reverse_validation(unit.method, params, td.Xs, td.ys, td.Xt, pred)
         elif c == "iwcv":
-            vals[c] = sel.iwcv_score(
-                unit.method, unit.params, td.Xs, td.ys, td.Xt, n_folds, unit.seed
-            )
+            vals[c] = sel.iwcv_score(unit.method, params, td.Xs, td.ys, td.Xt, n_folds, unit.seed)
     return {"key": unit.key, "y_pred": pred, "criteria": vals, "seconds": seconds,
             "criteria_seconds": time.perf_counter() - t0 - seconds}  # fmt: skip
 
@@ -626,6 +679,15 @@ def _tgsr_setting(unit: WorkUnit) -> tuple | None:
     d = TransferGroupSparseRegression().get_params()
     consts = tuple((k, p.get(k, d[k])) for k in _TGSR_CONST)
     return consts, int(p.get("kappa", d["kappa"])), float(p.get("xi", d["xi"]))
+
+
+def _tgsr_groups(td: _TaskData, consts: dict) -> np.ndarray:
+    """TGSR's column groups of a task: contiguous runs when the unit sets ``group_size``,
+    else the features' groups (``td.groups``) as :func:`_group_metadata` passes them."""
+    from merkit.adapt.tgsr import block_ids
+
+    size = consts["group_size"]
+    return block_ids(td.Xs.shape[1], td.groups if size is None else None, size)
 
 
 def _tgsr_scores(prob, K: np.ndarray, kappas, xis, consts: dict, labels=None) -> np.ndarray:
@@ -647,11 +709,11 @@ def _tgsr_forward(
     (same ALM iterates); ``reverse`` / ``iwcv`` are left to :func:`_tgsr_reverse`.
     """
     from merkit.adapt import selection as sel
-    from merkit.adapt.tgsr import TGSRProblem, block_ids
+    from merkit.adapt.tgsr import TGSRProblem
 
     c = dict(consts)
     t0 = time.perf_counter()
-    g = block_ids(td.Xs.shape[1], None, c["group_size"])
+    g = _tgsr_groups(td, c)
     classes, codes = np.unique(td.ys, return_inverse=True)
     prob = TGSRProblem.from_data(td.Xs, np.eye(len(classes))[codes], td.Xt, g)
     K = prob.cross_gram(td.Xt)
@@ -686,14 +748,14 @@ def _tgsr_reverse(
     """
     from sklearn.metrics import f1_score
 
-    from merkit.adapt.tgsr import TGSRProblem, block_ids
+    from merkit.adapt.tgsr import TGSRProblem
 
     out = [(key, 0.0) for key, _, _, pseudo in points if np.unique(pseudo).size < 2]
     todo = [p for p in points if np.unique(p[3]).size >= 2]
     if not todo:
         return out
     c = dict(consts)
-    g = block_ids(td.Xt.shape[1], None, c["group_size"])
+    g = _tgsr_groups(td, c)
     classes = np.unique(np.concatenate([td.ys, *[p[3] for p in todo]]))
     onehot = np.stack([(p[3][:, None] == classes[None]).astype(float) for p in todo])
     prob = TGSRProblem.from_data(td.Xt, onehot[0], td.Xs, g)

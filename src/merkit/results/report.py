@@ -103,6 +103,7 @@ __all__ = [
     "read_embeddings",
     "read_history",
     "read_tgsr_blocks",
+    "read_tgsr_grouping",
 ]
 
 #: optional file of a results folder: selected TGSR blocks per task
@@ -613,6 +614,27 @@ def read_tgsr_blocks(path: str | Path) -> tuple[tuple[int, ...], dict[str, list[
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: block ids must be integers ({err})") from err
     return levels, blocks
+
+
+def read_tgsr_grouping(path: str | Path) -> tuple[str, dict[str, list[int]]]:
+    """TGSR's grouping of a ``tgsr_blocks.json`` file and ``{task: selected group ids}``.
+
+    ``"spatial"`` (the groups are the facial blocks; no separate group ids) unless the
+    file names another grouping (e.g. ``"authors"``: contiguous column runs), whose
+    selected groups are then returned (:func:`read_tgsr_blocks` gives the facial blocks
+    those groups' columns fall in).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict) or "grouping" not in data:
+        return "spatial", {}
+    groups = data.get("groups", {})
+    if not isinstance(groups, dict):
+        raise ValueError(f"{path}: 'groups' must be a JSON object {{task: [group ids...]}}")
+    return str(data["grouping"]), {str(t): [int(g) for g in v] for t, v in groups.items()}
 
 
 def read_history(path: str | Path) -> pd.DataFrame:
@@ -1148,18 +1170,30 @@ def build_report(
     blocks_path = results_dir / TGSR_BLOCKS_FILE
     if blocks_path.is_file():
         levels, blocks = read_tgsr_blocks(blocks_path)
+        grouping, groups = read_tgsr_grouping(blocks_path)
         doc.heading("TGSR salient facial regions")
         where = "the given face frame" if face is not None else "the synthetic neutral face"
         doc.para(f"Blocks with a non-zero coefficient group per task ({TGSR_BLOCKS_FILE}: "
                  "TGSR refitted at the oracle point of a grid run, or at the best point), "
                  f"drawn over {where}: one panel per grid level (selected blocks filled), "
                  "then how many levels select each pixel.")  # fmt: skip
+        if grouping != "spatial":
+            what = (
+                "the TGSR authors' runs of contiguous columns of the feature vector, "
+                "each holding parts of several blocks"
+                if grouping == "authors"
+                else "column groups that are not the facial blocks"
+            )
+            doc.para(f"TGSR's groups were the {grouping!r} grouping ({what}). Drawn are the "
+                     "facial blocks holding at least one column of a selected group: the map "
+                     "shows where the selected groups reach, not blocks TGSR chose.")  # fmt: skip
         img = face_img if face_img is not None else plots.neutral_face()
         for task, ids in blocks.items():
             label = _task_name(task)
             if label.startswith("Exp."):
                 label = f"{label} {get_task(label).code}"
-            fig = plots.salient_map(ids, levels=levels, image=img, title=label)
+            title = f"{label} ({len(groups[task])} {grouping} groups)" if task in groups else label
+            fig = plots.salient_map(ids, levels=levels, image=img, title=title)
             doc.image(
                 f"tgsr_{_slug(label)}.png", plots.figure_png(fig), f"TGSR selected blocks: {label}"
             )
