@@ -227,3 +227,40 @@ def test_tgsr_blocks_of_the_real_features(tmp_path) -> None:
     _, blocks = read_tgsr_blocks(tmp_path / TGSR_BLOCKS_FILE)
     reach = cdmer_lbptop_layout()[0][np.isin(tgsr_authors_groups(), runs["Exp.9"])]
     assert blocks["Exp.9"] == np.unique(reach).tolist()
+
+
+def test_tgsr_blocks_file_of_column_runs_names_the_blocks_they_reach(tmp_path) -> None:
+    # benchmark-style features on the 1 + 2x2 grid (5 blocks x 3 planes x 2 bins, stored
+    # level by plane) grouped as the TGSR authors did: 5 runs of 6 contiguous columns
+    from merkit.data.features_io import cdmer_lbptop_layout, tgsr_authors_groups
+    from merkit.results.report import build_report, read_tgsr_blocks, read_tgsr_grouping
+
+    blocks = cdmer_lbptop_layout(levels=(1, 2), n_bins=2)[0]
+    runs = tgsr_authors_groups(levels=(1, 2), n_bins=2)
+    assert blocks.tolist()[6:18] == [1, 1, 3, 3, 2, 2, 4, 4] + [1, 1, 3, 3]  # column-major
+    assert runs.tolist()[6:18] == [1] * 6 + [2] * 6
+
+    def grouped(fs: FeatureSet, groups) -> FeatureSet:
+        return FeatureSet(fs.X, fs.table, name=fs.name, classes=fs.classes, blocks=blocks,
+                          levels=(1, 2), column_groups=groups,
+                          grouping="authors" if groups is not None else None)  # fmt: skip
+
+    raw = {"CASME2": domain("CASME2", 40, 0.0, 1, d=30),
+           "SMIC_VIS": domain("SMIC_VIS", 25, -0.7, 3, d=30)}  # fmt: skip
+    feats = {k: grouped(v, runs) for k, v in raw.items()}
+    run_cdmer(feats, "tgsr", params={"kappa": 2, "xi": 0.1}, tasks=["C->V"], store=tmp_path,
+              progress=False)  # fmt: skip
+    grouping, sel = read_tgsr_grouping(tmp_path / TGSR_BLOCKS_FILE)
+    levels, drawn = read_tgsr_blocks(tmp_path / TGSR_BLOCKS_FILE)
+    assert grouping == "authors" and len(sel["Exp.9"]) == 2 and levels == (1, 2)
+    assert drawn["Exp.9"] == np.unique(blocks[np.isin(runs, sel["Exp.9"])]).tolist()
+    assert len(drawn["Exp.9"]) > 2  # a run of this layout reaches several blocks
+    _, md = build_report(tmp_path, n_boot=20)
+    text = md.read_text()
+    assert "TGSR's groups were the 'authors' grouping (the TGSR authors' runs" in text
+    # the same features grouped by their facial blocks: the selected groups are drawn
+    spatial = {k: grouped(v, None) for k, v in raw.items()}
+    run_cdmer(spatial, "tgsr", params={"kappa": 2, "xi": 0.1}, tasks=["C->V"],
+              store=tmp_path / "s", progress=False)  # fmt: skip
+    assert read_tgsr_grouping(tmp_path / "s" / TGSR_BLOCKS_FILE) == ("spatial", {})
+    assert len(read_tgsr_blocks(tmp_path / "s" / TGSR_BLOCKS_FILE)[1]["Exp.9"]) == 2
