@@ -103,6 +103,14 @@ def test_runner_fits_tgsr_on_the_features_blocks(extracted, tmp_path) -> None:
     g2 = run_grid(perm, "tgsr", grid=grid, store=tmp_path / "b", **kw).grid
     assert g1["mean_f1"].nunique() > 1
     pd.testing.assert_frame_equal(g1[cols], g2[cols])
+    # the per-point path (estimator fits; reverse validation refits from parameters) too
+    grid = {"tgsr": [{"kappa": k, "xi": 0.1} for k in (2, 5)]}
+    kw = dict(tasks=["C->V"], progress=False, criteria=["reverse", "class_entropy"])
+    fast = run_grid(perm, "tgsr", grid=grid, store=tmp_path / "f", **kw).grid
+    slow = run_grid(perm, "tgsr", grid=grid, store=tmp_path / "s", fast=False, **kw).grid
+    cols = ["params", "mean_f1", "reverse", "class_entropy"]
+    pd.testing.assert_frame_equal(fast[cols], slow[cols], rtol=1e-9)
+    assert fast["reverse"].nunique() == 2
 
 
 def test_the_old_column_count_guess_is_not_invariant(extracted) -> None:
