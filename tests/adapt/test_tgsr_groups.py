@@ -145,6 +145,23 @@ def test_tgsr_without_groups_says_how_to_pass_them(extracted) -> None:
         TransferGroupSparseRegression().fit(X, np.where(sd > 0, y, -1), sd)
 
 
+def test_column_groups_are_routed_fit_metadata() -> None:
+    # with metadata routing on (as skada sets it), a pipeline passes column_groups to
+    # TGSR's fit; the fitted groups are those passed
+    import sklearn
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tests.adapt._synth import shifted_blobs
+
+    X, y, sd, _ = shifted_blobs(n=20, d=8)
+    g = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = Pipeline([("scale", StandardScaler()), ("tgsr", TransferGroupSparseRegression(2))])
+        pipe.fit(X, y, sample_domain=sd, column_groups=g)
+    assert np.array_equal(pipe[-1].column_groups_, g) and len(pipe[-1].selected_blocks_) == 2
+
+
 def test_benchmark_loader_supplies_both_groupings(tmp_path) -> None:
     from scipy.io import savemat
 

@@ -636,6 +636,9 @@ class TransferGroupSparseRegression(DomainAdaptationClassifier):
     """
 
     requires_target = True
+    # with scikit-learn's metadata routing on (skada switches it on), a pipeline passes
+    # ``column_groups`` to fit without a set_fit_request call
+    __metadata_request__fit = {"column_groups": True}
 
     def __init__(
         self,
