@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -91,38 +92,39 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _signature(path: Path) -> list[int]:
+def _signature(st: os.stat_result) -> list[int]:
     """What changes whenever a file's bytes are written: device, inode, size, mtime, ctime."""
-    st = path.stat()
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def _digests(files: list[Path], memo_dir: Path | None) -> list[str]:
-    """:func:`file_digest` of each file, remembered under ``memo_dir`` by their signatures.
+def _digests(files: list[Path], memo_dir: Path | None) -> tuple[list[str], list[os.stat_result]]:
+    """:func:`file_digest` and ``stat`` of each file; digests remembered under ``memo_dir``.
 
-    A remembered list is used only when every file has the signature it had when it was
-    hashed; files written while they were being hashed are not remembered.
+    A remembered list is used only when every file has the signature (device, inode, size,
+    mtime, ctime) it had when it was hashed; files written while they were being hashed
+    are not remembered.
     """
+    stats = [f.stat() for f in files]
     if memo_dir is None:
-        return [file_digest(f) for f in files]
-    before = [[str(f.resolve()), *_signature(f)] for f in files]
+        return [file_digest(f) for f in files], stats
+    before = [_signature(st) for st in stats]
     key = hashlib.sha256(json.dumps(before, separators=(",", ":")).encode()).hexdigest()
     memo = memo_dir / key[:2] / f"{key}.json"
     try:
         known = json.loads(memo.read_text(encoding="utf-8"))
         if isinstance(known, list) and len(known) == len(files):
-            return [str(d) for d in known]
+            return [str(d) for d in known], stats
     except (OSError, ValueError):
         pass
     digests = [file_digest(f) for f in files]
-    if [[str(f.resolve()), *_signature(f)] for f in files] == before:
+    if [_signature(f.stat()) for f in files] == before:
         try:
             memo.parent.mkdir(parents=True, exist_ok=True)
             text = json.dumps(digests)
             atomic_write(memo, lambda fh: fh.write(text), binary=False)
         except OSError as err:  # a read-only cache still gives correct keys, only slower
             log.debug("cannot remember frame digests in %s: %s", memo, err)
-    return digests
+    return digests, stats
 
 
 def clip_source(row: Mapping, memo_dir: str | Path | None = None) -> dict[str, Any]:
@@ -154,17 +156,15 @@ def clip_source(row: Mapping, memo_dir: str | Path | None = None) -> dict[str, A
     memo = Path(memo_dir) if memo_dir is not None else None
     if _present(row.get("frames_dir")):
         files = [f for f in list_frames(row["frames_dir"]) if onset <= frame_number(f) <= offset]
-        entries = []
-        for f, digest in zip(files, _digests(files, memo), strict=True):
-            st = f.stat()
-            entries.append([f.name, st.st_size, st.st_mtime_ns, digest])
+        digests, stats = _digests(files, memo)
+        entries = [[f.name, st.st_size, st.st_mtime_ns, d]
+                   for f, st, d in zip(files, stats, digests, strict=True)]  # fmt: skip
         return {"frames": entries}
     if _present(row.get("video_path")):
         path = Path(row["video_path"])
         if not path.is_file():
             raise FileNotFoundError(f"video {str(path)!r} does not exist")
-        st = path.stat()
-        (digest,) = _digests([path], memo)
+        (digest,), (st,) = _digests([path], memo)
         return {"video": [str(path.resolve()), st.st_size, st.st_mtime_ns, digest]}
     raise ValueError("neither frames_dir nor video_path is set")
 
