@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from merkit.cli import app
 from merkit.nets.predict import ModelCard, write_model_card
 from merkit.nets.train import save_weights
+from tests.cli._output import one_error_line
 from tests.video._clips import (
     APEX,
     N_FRAMES,
@@ -105,14 +106,6 @@ def test_predict_synthetic_frame_folder_keeps_native_numbers(clip, weights):
     assert sum(got["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
 
 
-def _one_error_line(res) -> str:
-    assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output
-    lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
-    return lines[0]
-
-
 def test_predict_truncated_video_is_one_line_error(clip, weights):
     video = clip["video"]
     half = truncate(video, clip["root"] / "half.avi", video.stat().st_size // 2)
@@ -123,12 +116,12 @@ def test_predict_truncated_video_is_one_line_error(clip, weights):
                 break
             whole += bool(packet.size)
     assert 2 < whole < N_FRAMES - 5
-    line = _one_error_line(runner.invoke(app, ["predict", str(half), "--model", str(weights)]))
+    line = one_error_line(runner.invoke(app, ["predict", str(half), "--model", str(weights)]))
     assert f"video {str(half)!r} is truncated: its container declares {N_FRAMES} frames but " \
            f"only {whole} decode; re-export or re-copy the video" in line  # fmt: skip
     # 20 KB of it: the truncation, not "offset 1 must come after onset 1"
     k20 = truncate(video, clip["root"] / "k20.avi", 20_000)
-    line = _one_error_line(runner.invoke(app, ["predict", str(k20), "--model", str(weights)]))
+    line = one_error_line(runner.invoke(app, ["predict", str(k20), "--model", str(weights)]))
     assert "k20.avi' is truncated: its container declares 24 frames" in line
     # the frames that decode whole can still be used, given explicitly
     res = runner.invoke(app, ["predict", str(half), "--model", str(weights), "--offset",
@@ -180,7 +173,7 @@ BAD = {
 def test_bad_weights_file_is_one_line_error(clip, bad_weights, name):
     path = bad_weights[name]
     res = runner.invoke(app, ["predict", str(clip["video"]), "--model", str(path)])
-    line = _one_error_line(res)
+    line = one_error_line(res)
     assert line.startswith(f"error: weights file {str(path)!r} ")
     assert BAD[name] in line
     assert "Aborted" not in res.output

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from merkit.cli import app
 from merkit.workflows.train import run_train
+from tests.cli._output import one_error_line
 from tests.cli.test_train_predict import _flow_folder
 
 runner = CliRunner()
@@ -18,14 +19,6 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def flows(tmp_path_factory) -> Path:
     return _flow_folder(tmp_path_factory.mktemp("flows") / "flows")
-
-
-def _one_error_line(res) -> str:
-    assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output
-    lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -51,7 +44,7 @@ def test_bad_training_option_is_refused_before_any_work(flows, tmp_path, args, m
     out = tmp_path / "out"
     res = runner.invoke(app, ["train", "--flows-dir", str(flows), "--epochs", "1", "--folds",
                               "1", "--out", str(out), *args])  # fmt: skip
-    assert _one_error_line(res).startswith(f"error: {message}")
+    assert one_error_line(res).startswith(f"error: {message}")
     assert not out.exists()  # nothing trained, nothing written
 
 
@@ -72,7 +65,7 @@ def test_bad_3d_model_options_are_refused_before_reading_clips(tmp_path, args, m
     data.mkdir()  # no database: reading it would fail with another message
     res = runner.invoke(app, ["train", "--data", str(data), "--model", "r3d", "--out",
                               str(tmp_path / "out"), *args])  # fmt: skip
-    assert _one_error_line(res) == f"error: {message}"
+    assert one_error_line(res) == f"error: {message}"
 
 
 def test_library_refuses_zero_epochs_before_reading_inputs(tmp_path):

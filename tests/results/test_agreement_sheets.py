@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from merkit.cli import app
 from merkit.results.agreement import fleiss, read_agreement_sheet
+from tests.results.test_agreement import WIKI  # Fleiss (1971) worked example
 
 #: the end of every refusal: what an agreement sheet looks like
 HELP = (
@@ -23,21 +24,6 @@ HELP = (
     "category that annotator chose from one small scheme (at most 50 categories)"
 )
 
-# Fleiss (1971) worked example: 10 items, 14 raters, 5 categories (kappa 0.20993)
-WIKI = np.array(
-    [
-        [0, 0, 0, 0, 14],
-        [0, 2, 6, 4, 2],
-        [0, 0, 3, 5, 6],
-        [0, 3, 9, 2, 0],
-        [2, 2, 8, 1, 1],
-        [7, 7, 0, 0, 0],
-        [3, 2, 6, 3, 0],
-        [2, 5, 3, 2, 2],
-        [6, 5, 2, 1, 0],
-        [0, 2, 2, 3, 7],
-    ]
-)
 EMOTIONS = ("happiness", "disgust", "surprise", "repression", "others", "fear", "sadness")
 AUS = ("12", "4+7", "L12", "14", "4+L10", "R15", "1+2", "AU12", "17", "6+12")
 
