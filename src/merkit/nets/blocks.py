@@ -13,12 +13,19 @@ All blocks take channel-first tensors: images ``[B, C, H, W]``, clips ``[B, C, T
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["BasicBlock3d", "Inception2d", "Inception3d", "conv3d_bn_relu", "mlp_head"]
+__all__ = [
+    "BasicBlock3d",
+    "Inception2d",
+    "Inception3d",
+    "conv3d_bn_relu",
+    "logits_of",
+    "mlp_head",
+]
 
 
 class Inception2d(nn.Module):
@@ -175,3 +182,14 @@ def mlp_head(
         cin = int(h)
     layers.append(nn.Linear(cin, out_features))
     return nn.Sequential(*layers)
+
+
+def logits_of(outputs: torch.Tensor | Mapping) -> torch.Tensor:
+    """Logits from a model output (tensor, or dict with ``"logits"``)."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, Mapping) and "logits" in outputs:
+        return outputs["logits"]
+    raise TypeError(
+        f"model output must be a logits tensor or a dict with 'logits', got {type(outputs)}"
+    )

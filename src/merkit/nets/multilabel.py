@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from merkit.nets.train import logits_of
+from merkit.nets.blocks import logits_of
 
 __all__ = ["MAX_LABELS", "MultiLabelNet", "decode_multilabel", "encode_multilabel"]
 

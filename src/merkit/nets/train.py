@@ -44,7 +44,9 @@ from torch.utils.data import (
 )
 
 from merkit.nets import create_model
+from merkit.nets.blocks import logits_of
 from merkit.nets.data import FlowSet, make_loader
+from merkit.nets.multilabel import MultiLabelNet, encode_multilabel
 from merkit.protocols.splits import leave_one_subject_out
 from merkit.results.store import ResultStore
 
@@ -260,17 +262,6 @@ def class_weights(y: np.ndarray, cfg: TrainConfig) -> torch.Tensor | None:
         w = np.where(counts > 0, len(y) / (cfg.num_classes * np.maximum(counts, 1)), 0.0)
         return torch.as_tensor(w, dtype=torch.float32)
     return torch.as_tensor(cfg.class_weight, dtype=torch.float32)
-
-
-def logits_of(outputs: torch.Tensor | Mapping) -> torch.Tensor:
-    """Logits from a model output (tensor, or dict with ``"logits"``)."""
-    if isinstance(outputs, torch.Tensor):
-        return outputs
-    if isinstance(outputs, Mapping) and "logits" in outputs:
-        return outputs["logits"]
-    raise TypeError(
-        f"model output must be a logits tensor or a dict with 'logits', got {type(outputs)}"
-    )
 
 
 def compute_loss(
@@ -685,8 +676,6 @@ def train_fold(
     fs = fold_seed(seed, fold_index)
     fold_cfg = replace(cfg, seed=int(seed))
     if multilabel:
-        from merkit.nets.multilabel import MultiLabelNet, encode_multilabel
-
         if cfg.class_weight is not None:
             raise ValueError("multi-label training takes no class_weight")
         n_labels = int(np.asarray(y).shape[1])
