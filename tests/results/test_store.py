@@ -395,3 +395,24 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     res = store.results()
     assert len(res) == 80 and res.groupby("task").size().to_dict() == {"a": 40, "b": 40}
     assert len(store.predictions()) == 80 * 200
+
+
+def test_parts_folder_removed_while_listed_reads_as_no_parts(tmp_path, monkeypatch) -> None:
+    """A reader lists ``parts/`` while another process's merge removes it: no parts (the
+    merged file holds them), not a FileNotFoundError."""
+    from merkit.results.store import list_parts
+
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "00000001.grid.csv").write_text("a\n1\n")
+    assert list(list_parts(parts, ("grid",))) == [1]
+    real = Path.iterdir
+
+    def vanished(self):
+        if self == parts:
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", vanished)
+    assert list_parts(parts, ("grid",)) == {}
+    assert list_parts(tmp_path / "never", ("grid",)) == {}

@@ -226,9 +226,11 @@ def list_parts(parts_dir: Path, kinds: Sequence[str]) -> dict[int, dict[str, Pat
     """``{number: {kind: path}}`` of the part files ``NNNNNNNN.<kind>.csv`` in ``parts_dir``
     whose kind is one of ``kinds`` (temporary files of unfinished writes are not listed)."""
     out: dict[int, dict[str, Path]] = {}
-    if not parts_dir.is_dir():
+    try:
+        names = list(parts_dir.iterdir())
+    except (FileNotFoundError, NotADirectoryError):  # none yet, or a merge just removed it
         return out
-    for f in parts_dir.iterdir():
+    for f in names:
         num, _, rest = f.name.partition(".")
         kind = rest.removesuffix(".csv")
         if num.isdigit() and rest.endswith(".csv") and kind in kinds:
