@@ -197,6 +197,18 @@ def _frames_present(row: pd.Series) -> bool:
     return p.is_dir() and any(f.suffix.lower() in FRAME_SUFFIXES for f in p.iterdir())
 
 
+def _per_column(values, n_columns: int, what: str):
+    """``values`` as an int64 array of one entry per column (None stays None)."""
+    import numpy as np
+
+    if values is None:
+        return None
+    values = np.asarray(values, dtype=np.int64)
+    if values.shape != (n_columns,):
+        raise SchemaError(f"{what} {values.shape[0]} entries, X has {n_columns} columns")
+    return values
+
+
 class FeatureSet:
     """Features of one database: ``X`` (n, D) float32 with the Sample ``table``.
 
@@ -245,20 +257,10 @@ class FeatureSet:
             raise SchemaError(
                 f"features of {name}: {X.shape[0]} feature rows but {len(table)} table rows"
             )
-        if blocks is not None:
-            blocks = np.asarray(blocks, dtype=np.int64)
-            if blocks.shape != (X.shape[1],):
-                raise SchemaError(
-                    f"features of {name}: block layout has {blocks.shape[0]} entries, "
-                    f"X has {X.shape[1]} columns"
-                )
-        if column_groups is not None:
-            column_groups = np.asarray(column_groups, dtype=np.int64)
-            if column_groups.shape != (X.shape[1],):
-                raise SchemaError(
-                    f"features of {name}: column groups have {column_groups.shape[0]} "
-                    f"entries, X has {X.shape[1]} columns"
-                )
+        blocks = _per_column(blocks, X.shape[1], f"features of {name}: block layout has")
+        column_groups = _per_column(
+            column_groups, X.shape[1], f"features of {name}: column groups have"
+        )
         self.X = X
         self.table = table.reset_index(drop=True)
         self.name = name
