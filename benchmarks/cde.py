@@ -156,7 +156,7 @@ def select(args: argparse.Namespace) -> dict:
 
     from joblib import Parallel, delayed
 
-    from merkit.results.metrics import uf1
+    from merkit.metrics import uf1
 
     k = int(args.groups)
     out = Path(args.out)
@@ -304,7 +304,7 @@ def pooled_folds(folder: Path) -> pd.DataFrame:
 
 def score_folder(folder: Path, table: pd.DataFrame) -> pd.DataFrame:
     """UF1 / UAR per (seed, task) from the pooled fold files (complete seeds only)."""
-    from merkit.results.metrics import uar, uf1
+    from merkit.metrics import uar, uf1
 
     df = pooled_folds(folder)
     rows = []

@@ -40,7 +40,7 @@ from merkit.adapt.tgsr import (
     tgsr_grid_scores,
 )
 from merkit.data.features_io import load_cdmer_features
-from merkit.results.metrics import accuracy, uf1
+from merkit.metrics import accuracy, uf1
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cdmer_lbptop_r3p8"
 FILES = {

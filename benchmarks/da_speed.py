@@ -37,10 +37,10 @@ import numpy as np
 
 from merkit.adapt import METHODS
 from merkit.adapt.selection import DEFAULTS, published_grid
+from merkit.metrics import accuracy
 from merkit.protocols.cdmer import get_task
 from merkit.protocols.runner import WorkUnit, run_grid, run_unit
-from merkit.results.metrics import accuracy
-from merkit.results.store import params_to_json
+from merkit.store import params_to_json
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cdmer_lbptop_r3p8"
 
@@ -77,7 +77,7 @@ def per_fit(task, feats, methods) -> None:
         p = DEFAULTS.get(m, {})
         res, dt = _cpu(lambda m=m, p=p: run_unit(WorkUnit(task, m, params_to_json(p)), feats))
         acc = 100 * float(np.mean(res.y_pred == res.y_true))
-        from merkit.results.metrics import uf1
+        from merkit.metrics import uf1
 
         print(f"{m:8s} {params_to_json(p):34s} {dt:8.2f}  {uf1(res.y_true, res.y_pred):.4f} / "
               f"{acc:.2f}")  # fmt: skip

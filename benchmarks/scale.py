@@ -51,7 +51,7 @@ from merkit.adapt import METHODS
 from merkit.parallel import Backend
 from merkit.protocols.cdmer import available_tasks
 from merkit.protocols.runner import grid_points, run_grid
-from merkit.results.store import ResultStore
+from merkit.store import ResultStore
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cdmer_lbptop_r3p8"
 EXPENSIVE_SAMPLE = 1000  # run_grid's default: reverse / iwcv on this many points per grid

@@ -27,7 +27,7 @@ from scipy.io import loadmat
 
 from merkit.adapt.tgsr import TGSRProblem, tgsr_grid_scores
 from merkit.data.features_io import load_cdmer_dir
-from merkit.results.metrics import accuracy, uf1
+from merkit.metrics import accuracy, uf1
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DB = {"C": "CASME2", "V": "SMIC_VIS"}

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from merkit.results.store import ResultStore
-from merkit.results.store import atomic_write_text as store_write_text
+from merkit.store import ResultStore
+from merkit.store import atomic_write_text as store_write_text
 
 #: umasks tried; under each, a file must get the mode ``open(path, "w")`` would give it
 UMASKS = (0o022, 0o077)

@@ -653,7 +653,7 @@ def run_cdmer_on_features(
     """
     from merkit.data.features_io import check_features
     from merkit.protocols.runner import run_cdmer, run_grid
-    from merkit.results.store import ResultStore
+    from merkit.store import ResultStore
 
     names = parse_methods(method)
     out_dir = ensure_writable_dir(out_dir, "--out")

@@ -3,7 +3,7 @@
 ``shifted_blobs`` is so easy that the source-only SVM already scores 1.0 on its target,
 so a method with its adaptation removed passes every other adapt test. Here each
 registered method meets a synthetic shift on which :class:`SVMBaseline` fails and must
-beat it by ``MARGIN`` target mean-F1 (:func:`merkit.results.metrics.uf1`, averaged over
+beat it by ``MARGIN`` target mean-F1 (:func:`merkit.metrics.uf1`, averaged over
 ``SEEDS``):
 
 * :func:`subspace_shift` (the classes move to a rotated subspace): SA, GFK, CORAL, TKL;
@@ -32,7 +32,7 @@ from merkit.adapt import regenerate as regenerate_mod
 from merkit.adapt import stm as stm_mod
 from merkit.adapt import subspace as subspace_mod
 from merkit.adapt import tgsr as tgsr_mod
-from merkit.results.metrics import uf1
+from merkit.metrics import uf1
 from tests.adapt._synth import covariate_shift, subspace_shift, translation_shift
 
 #: seeds of the synthetic data sets; the check averages the target mean-F1 over them

@@ -28,7 +28,7 @@ from merkit.adapt.subspace import (
 )
 from merkit.adapt.tgsr import TransferGroupSparseRegression
 from merkit.data.features_io import cdmer_lbptop_layout
-from merkit.results.metrics import accuracy, uf1
+from merkit.metrics import accuracy, uf1
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cdmer_lbptop_r3p8"
 FILES = {

@@ -28,8 +28,8 @@ from merkit.data.features_io import (
 )
 from merkit.data.schema import FeatureSet
 from merkit.features.extract import configure_descriptor
+from merkit.metrics import accuracy, uf1
 from merkit.protocols.runner import WorkUnit, get_task, run_grid, run_unit
-from merkit.results.metrics import accuracy, uf1
 
 CLASSES = ("negative", "positive", "surprise")
 #: columns of lbp_top:r3p8 on the 1, 2, 4, 8 grid (85 blocks x 177)

@@ -301,7 +301,7 @@ def test_train_data_missing_skip_lists_the_clips(holey, tmp_path) -> None:
 def test_disk_full_mid_grid_is_one_line_and_the_run_resumes(
     features_npz, tmp_path, monkeypatch
 ) -> None:
-    from merkit.results.store import ResultStore
+    from merkit.store import ResultStore
 
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps({"svm": [{"C": c} for c in (0.01, 0.1, 1.0, 10.0, 100.0)]}))

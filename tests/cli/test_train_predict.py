@@ -13,8 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 from merkit.cli import app
+from merkit.metrics import per_au_f1, score_all, uf1
 from merkit.nets.predict import read_model_card
-from merkit.results.metrics import per_au_f1, score_all, uf1
 from merkit.video.flow import save_flow_image
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -254,8 +254,8 @@ def test_data_cde_writes_history_embeddings_and_resumes(synth, tmp_path):
 
 
 def test_data_cdmer_rows_render_in_the_paper_table(synth, tmp_path):
-    from merkit.results.store import ResultStore
     from merkit.results.tables import cdmer_table
+    from merkit.store import ResultStore
 
     out = tmp_path / "cdmer"
     res = _train_data(synth, out, "--protocol", "cdmer", "--model", "ststnet", "--task",

@@ -18,8 +18,8 @@ from merkit.data.adapters import load_dataset
 from merkit.data.labels import apply_scheme
 from merkit.data.synthetic import synthesize
 from merkit.features.registry import get_descriptor
+from merkit.metrics import uf1
 from merkit.protocols.splits import subject_kfold
-from merkit.results.metrics import uf1
 from merkit.video.io import load_clip
 from merkit.video.tim import tim
 

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from merkit.metrics import uf1
 from merkit.pipeline import run_train
-from merkit.results.metrics import uf1
 
 FLOW_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "megc2019_flow"
 FOLD = "CASME2/17"
@@ -55,7 +55,7 @@ def test_preset_reaches_the_stored_params(tmp_path):
         pytest.skip(f"MEGC 2019 flow images not available at {FLOW_ROOT}")
     import json
 
-    from merkit.results.store import ResultStore
+    from merkit.store import ResultStore
 
     run_train(tmp_path, protocol="cde", model="off_apexnet", flows_dir=FLOW_ROOT, epochs=1,
               preset="fr_adam", threads=2, seeds=[0], folds=[FOLD], progress=False)  # fmt: skip
@@ -76,7 +76,7 @@ def test_balanced_class_weight_reaches_the_params_and_the_loss(tmp_path):
         pytest.skip(f"MEGC 2019 flow images not available at {FLOW_ROOT}")
     import json
 
-    from merkit.results.store import ResultStore
+    from merkit.store import ResultStore
 
     for name, cw in (("plain", None), ("balanced", "balanced")):
         run_train(tmp_path / name, protocol="cde", model="off_apexnet", flows_dir=FLOW_ROOT,

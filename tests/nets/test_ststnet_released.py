@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from merkit.metrics import uar, uf1
 from merkit.nets import create_model
 from merkit.nets.data import make_loader, read_megc2019_flow
 from merkit.nets.train import load_weights, predict
-from merkit.results.metrics import uar, uf1
 
 FLOW_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "megc2019_flow"
 WEIGHTS = FLOW_ROOT / "ststnet_released_weights"

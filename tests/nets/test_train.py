@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from merkit.metrics import uar, uf1
 from merkit.nets import create_model
 from merkit.nets.data import FlowSet, make_loader
 from merkit.nets.train import (
@@ -22,8 +23,7 @@ from merkit.nets.train import (
     run_loso,
     save_weights,
 )
-from merkit.results.metrics import uar, uf1
-from merkit.results.store import ResultStore
+from merkit.store import ResultStore
 
 
 def _synthetic_flows(n_subjects=3, per_subject=6, seed=0) -> FlowSet:

@@ -93,7 +93,7 @@ def test_grid_same_numbers_on_dask(domains, serial_grid, dask_address, tmp_path)
     assert serial_grid.grid["y_pred"].nunique() > 5
     _same_grid(serial_grid, dask)
     # the stores agree too (predictions of every point and selection)
-    from merkit.results.store import ResultStore
+    from merkit.store import ResultStore
 
     a = ResultStore(tmp_path).predictions()
     b = ResultStore(serial_grid.store).predictions()

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.svm import SVC
 
+from merkit import metrics as M
 from merkit.adapt import METHODS
 from merkit.adapt.base import DomainAdaptationClassifier
 from merkit.data.schema import FeatureSet
@@ -19,9 +20,8 @@ from merkit.protocols.cdmer import (
     resolve_tasks,
 )
 from merkit.protocols.runner import WorkUnit, cdmer_units, run_cdmer, run_unit
-from merkit.results import metrics as M
-from merkit.results.store import ResultStore
 from merkit.results.tables import cdmer_table
+from merkit.store import ResultStore
 
 
 def test_twelve_tasks_in_published_order() -> None:

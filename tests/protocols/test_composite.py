@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from merkit.metrics import uar, uf1
 from merkit.protocols.composite import CDE, COMPOSITE_TASK, fold_file_name
-from merkit.results.metrics import uar, uf1
 
 FLOWS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "megc2019_flow"
 

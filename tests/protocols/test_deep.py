@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from merkit.metrics import per_au_f1, score_all, uf1
 from merkit.protocols.deep import (
     DEFAULT_TASKS,
     make_task,
@@ -13,8 +14,7 @@ from merkit.protocols.deep import (
     summarize,
     task_spec,
 )
-from merkit.results.metrics import per_au_f1, score_all, uf1
-from merkit.results.store import ResultStore
+from merkit.store import ResultStore
 
 
 def _table(dbs=("CASME2", "SMIC_HS", "SMIC_VIS"), subjects=3, clips=4, seed=0) -> pd.DataFrame:

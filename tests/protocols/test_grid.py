@@ -21,7 +21,7 @@ from merkit.protocols.runner import (
     run_grid,
     run_unit,
 )
-from merkit.results.store import ResultStore
+from merkit.store import ResultStore
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "cdmer_lbptop_r3p8"
 METRICS = ["mean_f1", "uar", "accuracy"]

@@ -17,7 +17,7 @@ import pytest
 from merkit.data.schema import FeatureSet
 from merkit.protocols import runner
 from merkit.protocols.runner import TGSR_BLOCKS_FILE, read_grid, run_cdmer, run_grid
-from merkit.results.store import ResultStore
+from merkit.store import ResultStore
 
 CLASSES = ("negative", "positive", "surprise")
 METRICS = ["mean_f1", "uar", "accuracy"]

@@ -8,7 +8,6 @@ import pytest
 from typer.testing import CliRunner
 
 from merkit.cli import app
-from merkit.results import metrics
 from merkit.results.agreement import (
     au_reliability,
     counts_from_labels,
@@ -57,7 +56,6 @@ def test_worked_example_and_its_parts():
     assert np.sum(w * res.kappa_j) / np.sum(w) == pytest.approx(res.kappa, abs=1e-12)
     assert res.per_category()["category"].tolist() == list("abcde")
     assert fleiss_kappa(WIKI) == res.kappa
-    assert metrics.fleiss_kappa is fleiss_kappa  # one implementation, re-exported
 
 
 def test_matches_statsmodels_on_random_tables():

@@ -1,4 +1,4 @@
-"""Tests of merkit.results.metrics, including golden tests on the STSTNet authors' logs."""
+"""Tests of merkit.metrics, including golden tests on the STSTNet authors' logs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from merkit.results import metrics as M
+from merkit import metrics as M
+from merkit.results.agreement import fleiss_kappa
 
 # ----------------------------------------------------------------------------- parsers
 
@@ -273,7 +274,7 @@ def test_fleiss_kappa_reference_example() -> None:
         [6, 5, 2, 1, 0],
         [0, 2, 2, 3, 7],
     ]
-    assert M.fleiss_kappa(counts) == pytest.approx(0.20993, abs=1e-5)
-    assert M.fleiss_kappa([[3, 0], [0, 3], [3, 0]]) == pytest.approx(1.0)
+    assert fleiss_kappa(counts) == pytest.approx(0.20993, abs=1e-5)
+    assert fleiss_kappa([[3, 0], [0, 3], [3, 0]]) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="same number"):
-        M.fleiss_kappa([[3, 0], [1, 1]])
+        fleiss_kappa([[3, 0], [1, 1]])

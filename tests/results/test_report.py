@@ -15,11 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from merkit.cli import app
+from merkit.metrics import bootstrap_ci
 from merkit.protocols.cdmer import TASKS
 from merkit.protocols.runner import GRID_FILE, read_grid
 from merkit.results import plots
 from merkit.results import report as report_mod
-from merkit.results.metrics import bootstrap_ci
 from merkit.results.report import (
     EMBEDDINGS_DIR,
     HISTORY_FILE,
@@ -29,7 +29,7 @@ from merkit.results.report import (
     read_history,
     read_tgsr_blocks,
 )
-from merkit.results.store import ResultStore, params_to_json
+from merkit.store import ResultStore, params_to_json
 
 TASK_IDS = ("Exp.1", "Exp.2", "Exp.7")  # two TYPE-I tasks, one TYPE-II
 CLASSES = ("negative", "positive", "surprise")

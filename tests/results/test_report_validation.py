@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from merkit.cli import app
-from merkit.results.metrics import score_all
+from merkit.metrics import score_all
 from merkit.results.report import build_report
-from merkit.results.store import ResultStore
+from merkit.store import ResultStore
 
 STALE = "re-run into a fresh --out, or delete the stale file"
 

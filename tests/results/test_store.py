@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from merkit.results import metrics as M
-from merkit.results.store import (
+from merkit import metrics as M
+from merkit.store import (
     PREDICTION_COLUMNS,
     RESULT_COLUMNS,
     ResultStore,
@@ -236,7 +236,7 @@ def test_uncommitted_part_is_ignored(tmp_path: Path, monkeypatch) -> None:
     store.add(**unit(seed=0, n=300))
     before_res, before_pred = store.results(), store.predictions()
     real = ResultStore.make_record(**unit(seed=0, shift=9))  # would replace seed 0
-    import merkit.results.store as S
+    import merkit.store as S
 
     writes = []
 
@@ -322,7 +322,7 @@ def test_half_written_file_never_replaces_the_old(tmp_path: Path, monkeypatch) -
 _KILL_SCRIPT = """
 import sys
 import numpy as np
-from merkit.results.store import ResultStore
+from merkit.store import ResultStore
 store = ResultStore(sys.argv[1], compact_below=1 << 16, max_parts=4)
 for i in range(100000):
     rng = np.random.default_rng(i)
@@ -366,7 +366,7 @@ def test_killed_writer_leaves_a_consistent_store(tmp_path: Path) -> None:
 _WRITER_SCRIPT = """
 import sys
 import numpy as np
-from merkit.results.store import ResultStore
+from merkit.store import ResultStore
 store = ResultStore(sys.argv[1], compact_below=1 << 14, max_parts=3)
 for i in range(40):
     rng = np.random.default_rng(i)
@@ -400,7 +400,7 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
 def test_parts_folder_removed_while_listed_reads_as_no_parts(tmp_path, monkeypatch) -> None:
     """A reader lists ``parts/`` while another process's merge removes it: no parts (the
     merged file holds them), not a FileNotFoundError."""
-    from merkit.results.store import list_parts
+    from merkit.store import list_parts
 
     parts = tmp_path / "parts"
     parts.mkdir()

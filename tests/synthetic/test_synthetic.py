@@ -412,7 +412,7 @@ def _svm():
 def _within_uf1(X, y, groups) -> float:
     from sklearn.model_selection import GroupKFold
 
-    from merkit.results.metrics import uf1
+    from merkit.metrics import uf1
 
     pred = np.empty_like(y)
     for train, test in GroupKFold(min(5, len(set(groups)))).split(X, y, groups):
@@ -421,7 +421,7 @@ def _within_uf1(X, y, groups) -> float:
 
 
 def _cross_uf1(source, target, *, centre: bool = False) -> float:
-    from merkit.results.metrics import uf1
+    from merkit.metrics import uf1
 
     (Xs, ys, _), (Xt, yt, _) = source, target
     if centre:  # per-domain mean removal: the crudest domain adaptation

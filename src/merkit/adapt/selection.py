@@ -69,7 +69,7 @@ from sklearn.model_selection import StratifiedKFold
 from merkit.adapt import METHODS, PRESETS, make_method
 from merkit.adapt.base import DomainAdaptationClassifier
 from merkit.adapt.reweight import KMM, WEIGHTINGS
-from merkit.results.store import params_to_json
+from merkit.store import params_to_json
 
 log = logging.getLogger(__name__)
 

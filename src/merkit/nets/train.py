@@ -48,7 +48,7 @@ from merkit.nets.blocks import logits_of
 from merkit.nets.data import FlowSet, make_loader
 from merkit.nets.multilabel import MultiLabelNet, encode_multilabel
 from merkit.protocols.splits import leave_one_subject_out
-from merkit.results.store import ResultStore
+from merkit.store import ResultStore
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ each database, again from the pooled predictions.
 
 Here: the overall row has ``task = "composite"``, the per-database rows ``task`` = the
 database name (``CASME2``, ``SMIC_HS``, ``SAMM``); all rows have ``protocol = "cde"``.
-Scores come from :meth:`merkit.results.store.ResultStore.make_record` only.
+Scores come from :meth:`merkit.store.ResultStore.make_record` only.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from merkit.protocols.splits import Split, check_leakage, leave_one_subject_out
-from merkit.results.store import ResultStore
+from merkit.store import ResultStore
 
 log = logging.getLogger(__name__)
 

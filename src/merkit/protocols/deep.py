@@ -3,7 +3,7 @@
 A *task* is one training unit of a protocol (a labelled table, its folds and its scoring);
 :func:`task_spec` names the databases and labels it needs, :func:`make_task` builds it
 from the loaded Sample table. Splits come from :mod:`merkit.protocols.splits` (leakage
-checked); scores from :meth:`merkit.results.store.ResultStore.make_record`, i.e. from the
+checked); scores from :meth:`merkit.store.ResultStore.make_record`, i.e. from the
 pooled predictions.
 
 Protocols (tasks, default ones first; folds; results rows):
@@ -40,7 +40,7 @@ and their standard deviations over the folds (``*_std``).
 ``au`` rows hold one AU each: ``task = "<task>/AU<n>"``, ``y_true`` / ``y_pred`` the 0/1
 occurrence of that AU in each test clip and ``labels = [1]``, so ``mean_f1`` is the AU's
 binary F1 over the pooled folds (TP, FP, FN counted over all folds, as in the DFME paper
-and :func:`merkit.results.metrics.per_au_f1`), ``uar`` its recall and ``accuracy`` the
+and :func:`merkit.metrics.per_au_f1`), ``uar`` its recall and ``accuracy`` the
 share of clips where its presence is right. An AU that occurs in no test clip gets no
 row (its recall, and so its F1, is undefined; logged). :func:`summarize` adds the mean AU
 F1 over the AU rows as the row ``task = "<task>/mean"``.
@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from merkit.metrics import score_all
 from merkit.protocols.cdmer import TASKS as CDMER_TASKS
 from merkit.protocols.cdmer import get_task
 from merkit.protocols.composite import CDE, COMPOSITE_TASK
@@ -65,8 +66,7 @@ from merkit.protocols.splits import (
     source_target,
     subject_kfold,
 )
-from merkit.results.metrics import score_all
-from merkit.results.store import ResultStore
+from merkit.store import ResultStore
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ labelled, target rows ``y = -1`` with negative ``sample_domain``, the
 :mod:`merkit.adapt.base` convention) and predicts the target; :func:`run_cdmer`
 runs a list of units, skipping those already in a :class:`ResultStore` when
 ``resume`` is set, and returns the tidy results table. Metrics come from
-:mod:`merkit.results.metrics` via the store's record builder; no target label
+:mod:`merkit.metrics` via the store's record builder; no target label
 reaches ``fit``.
 """
 
@@ -31,7 +31,7 @@ from merkit.data.schema import FeatureSet
 from merkit.parallel import Backend, open_backend
 from merkit.protocols.cdmer import CdmerTask, available_tasks, get_task, resolve_tasks
 from merkit.protocols.splits import stack_domains
-from merkit.results.store import (
+from merkit.store import (
     COMPACT_BELOW_BYTES,
     MAX_PARTS,
     PARTS_DIR,
@@ -357,7 +357,7 @@ def run_cdmer(
     Returns
     -------
     DataFrame
-        One results row per unit (columns of :data:`merkit.results.store.RESULT_COLUMNS`
+        One results row per unit (columns of :data:`merkit.store.RESULT_COLUMNS`
         plus ``seconds``), in unit order; resumed units are read back from the store.
 
     With a store, TGSR units also write ``DIR/tgsr_blocks.json`` (see
@@ -459,7 +459,7 @@ def write_tgsr_blocks(
     an existing file with the same levels and grouping are kept (a task given here
     replaces its entry). The write is atomic.
     """
-    from merkit.results.store import atomic_write_text
+    from merkit.store import atomic_write_text
 
     path = Path(directory) / TGSR_BLOCKS_FILE
     levels: list[int] = []
@@ -806,7 +806,7 @@ def read_grid(directory: str | Path) -> pd.DataFrame:
 
     Layout: ``DIR/grid.csv`` holds the merged rows, one per key (task, method, params,
     seed, data); ``DIR/parts/NNNNNNNN.grid.csv`` (next to the store's parts, written with
-    the same helpers of :mod:`merkit.results.store`) the rows :func:`run_grid` wrote or
+    the same helpers of :mod:`merkit.store`) the rows :func:`run_grid` wrote or
     updated since the last merge, each part written atomically (its rename commits it).
     Reading applies the parts oldest first: the newest version of a key wins and keeps
     the place where its key first appeared, so the table is the same, column order and
@@ -883,7 +883,7 @@ def _merged_grid(directory: Path, found: Mapping[int, Mapping[str, Path]]) -> pd
 
 def _write_grid_part(directory: Path, rows: Iterable[Mapping]) -> None:
     """Write the new or changed ``rows`` as one grid part, then merge the parts when the
-    store's policy says so (:func:`merkit.results.store.merge_due`); under the store's
+    store's policy says so (:func:`merkit.store.merge_due`); under the store's
     directory lock."""
     frame = _grid_frame(rows)
     with directory_lock(directory):

@@ -4,8 +4,8 @@ sensitivity, TGSR salient regions, learning curves and 2-D feature embeddings.
 Every plotting function returns a :class:`matplotlib.figure.Figure` drawn with the Agg
 backend (no display needed); :func:`figure_png` turns one into PNG bytes. No metric is
 computed here: confusion matrices come from
-:func:`merkit.results.metrics.confusion_matrix`, intervals from
-:func:`merkit.results.metrics.bootstrap_ci`, the sensitivity curves plot the mean-F1
+:func:`merkit.metrics.confusion_matrix`, intervals from
+:func:`merkit.metrics.bootstrap_ci`, the sensitivity curves plot the mean-F1
 stored in ``grid.csv``, learning curves the losses a training run logged.
 :func:`embed_2d` is the one computation: a seeded t-SNE projection for display.
 """
@@ -30,7 +30,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from merkit.features.grid import Grid  # noqa: E402
-from merkit.results.metrics import confusion_matrix  # noqa: E402
+from merkit.metrics import confusion_matrix  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """A self-contained HTML report (and a Markdown twin) of a results store.
 
-:func:`build_report` reads a results folder (:class:`merkit.results.store.ResultStore`:
+:func:`build_report` reads a results folder (:class:`merkit.store.ResultStore`:
 ``results.csv`` + ``predictions.csv``; optionally ``grid.csv`` of
 :func:`merkit.protocols.runner.run_grid`, ``tgsr_blocks.json``, and of a deep training
 run ``history.csv`` and ``embeddings/*.npz``) and writes
@@ -25,7 +25,7 @@ Sections:
    Parameters that differ between rows of a method label the rows; the constant ones
    are listed once under the table.
 2. Bootstrap 95% confidence intervals of mean-F1 per (row, task), "mean-F1 [low, high]",
-   from the stored predictions (:func:`merkit.results.metrics.bootstrap_ci`, percentile
+   from the stored predictions (:func:`merkit.metrics.bootstrap_ci`, percentile
    bootstrap over test clips), as a forest plot and as tables. Several seeds of a row
    are pooled and resampled by test sample (cluster bootstrap: a clip is drawn with all
    its seeds' predictions), so the estimate is the mean-F1 of the pooled predictions.
@@ -59,7 +59,7 @@ reads, or any label) to the list of TGSR block ids selected on it
 features, ``y_true``, ``y_pred`` (n,) int, ``sample_id`` (n,) str, ``classes`` str.
 
 The report computes no metric itself: tables show the stored scores, intervals and
-confusion matrices come from :mod:`merkit.results.metrics` on ``predictions.csv``.
+confusion matrices come from :mod:`merkit.metrics` on ``predictions.csv``.
 Before anything is rendered the two files are checked against each other: a file that is
 not merkit's CSV, a score out of range (UF1 and UAR 0..1, accuracy 0..100 %), a results
 row repeated, without ``n_test`` predictions, or whose predictions do not re-score to its
@@ -82,15 +82,15 @@ import numpy as np
 import pandas as pd
 
 from merkit._io import atomic_write_bytes, ensure_writable_dir
+from merkit.metrics import bootstrap_ci
 from merkit.protocols.cdmer import TASKS, TYPES, get_task
-from merkit.results.metrics import bootstrap_ci
-from merkit.results.store import PARTS_DIR, ResultStore, result_keys
 from merkit.results.tables import (
     ORACLE_LABEL,
     cdmer_table,
     selection_table,
     to_markdown,
 )
+from merkit.store import PARTS_DIR, ResultStore, result_keys
 
 log = logging.getLogger(__name__)
 
@@ -968,7 +968,7 @@ def _read_store(store: ResultStore) -> tuple[pd.DataFrame, pd.DataFrame]:
     ValueError
         A file that is not readable CSV or lacks merkit's columns.
     """
-    from merkit.results.store import PREDICTION_COLUMNS, RESULT_COLUMNS
+    from merkit.store import PREDICTION_COLUMNS, RESULT_COLUMNS
 
     if not store.results_path.is_file():
         raise FileNotFoundError(f"{store.results_path}: no results.csv in the results folder; "
@@ -1006,7 +1006,7 @@ def _validate(store: ResultStore, results: pd.DataFrame, preds: pd.DataFrame) ->
 
     Checks every results row: scores in range (UF1, UAR in 0..1, accuracy in 0..100 %),
     JSON columns readable, key not repeated, as many predictions as ``n_test``, and the
-    predictions re-scored by :func:`merkit.results.metrics.score_all` (over the row's
+    predictions re-scored by :func:`merkit.metrics.score_all` (over the row's
     ``labels``) equal to the stored scores (within :data:`_METRIC_TOLERANCE`).
     Predictions without a results row are not shown and not checked.
 
@@ -1016,7 +1016,7 @@ def _validate(store: ResultStore, results: pd.DataFrame, preds: pd.DataFrame) ->
         One line naming the file, the row, the stored and the recomputed value, and
         what to do.
     """
-    from merkit.results.metrics import score_all
+    from merkit.metrics import score_all
 
     rname, pname = store.results_path.name, store.predictions_path.name
     rpath, ppath = str(store.results_path), str(store.predictions_path)

@@ -60,7 +60,7 @@ def cdmer_scores(
     Parameters
     ----------
     results : DataFrame
-        Results rows (:meth:`merkit.results.store.ResultStore.results` or the return of
+        Results rows (:meth:`merkit.store.ResultStore.results` or the return of
         :func:`merkit.protocols.runner.run_cdmer`).
     tasks : iterable, optional
         Task columns to show (default: the tasks present in ``results``).

@@ -423,7 +423,7 @@ def _run_task(
 ) -> _TaskRun:  # fmt: skip
     from merkit.nets.predict import ModelCard, write_model_card
     from merkit.nets.train import save_weights, train_fold
-    from merkit.results.store import params_to_json
+    from merkit.store import params_to_json
 
     chosen = task.select_folds(folds)
     params = {"model": model, **model_kwargs,
@@ -686,7 +686,7 @@ def run_train(
     from merkit.nets import INPUT_KIND
     from merkit.nets.train import PRESETS, TrainConfig
     from merkit.pipeline import write_skipped, write_text_atomic
-    from merkit.results.store import ResultStore, result_key, result_keys
+    from merkit.store import ResultStore, result_key, result_keys
 
     t0 = time.perf_counter()
     protocol = str(protocol).lower()

@@ -24,7 +24,7 @@ and re-running replaces the previous choice. Adding a unit whose key exists repl
 it (newer wins), in both files.
 
 Metrics are always computed from the pooled predictions by
-:mod:`merkit.results.metrics` (:meth:`ResultStore.recompute` re-derives them from
+:mod:`merkit.metrics` (:meth:`ResultStore.recompute` re-derives them from
 ``predictions.csv``). Writes are atomic (temporary file + ``os.replace``);
 predictions are written before results, so a results row never lacks its
 predictions. One writer at a time: concurrent writers must batch through one process.
@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 
 from merkit import _io
-from merkit.results.metrics import score_all
+from merkit.metrics import score_all
 
 log = logging.getLogger(__name__)
 

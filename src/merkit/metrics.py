@@ -39,9 +39,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Fleiss' kappa lives with the other agreement statistics; re-exported here
-from merkit.results.agreement import fleiss_kappa
-
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -50,7 +47,6 @@ __all__ = [
     "bootstrap_ci",
     "class_counts",
     "confusion_matrix",
-    "fleiss_kappa",
     "per_au_f1",
     "per_class_scores",
     "score_all",
