@@ -14,7 +14,8 @@ file is created like a normal ``open(path, "w")`` creates a file (mode ``0o666``
 umask, or the folder's default ACL), so results, predictions and reports get the
 permissions the user's other files get; ``tempfile.mkstemp`` would make them ``0o600``.
 Every writer of merkit's output files goes through :func:`atomic_write` (or
-:func:`write_temporary` when several files are renamed together).
+:func:`write_temporary` when several files are renamed together); the text, bytes, CSV and
+``.npz`` writers below are that one function with the file's serialisation.
 """
 
 from __future__ import annotations
@@ -23,13 +24,18 @@ import errno
 import os
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
+import pandas as pd
 
 __all__ = [
     "atomic_write",
     "atomic_write_bytes",
+    "atomic_write_csv",
+    "atomic_write_npz",
     "atomic_write_text",
     "ensure_writable_dir",
     "temporary_name",
@@ -115,6 +121,20 @@ def atomic_write_text(
     """Write ``text`` to ``path`` atomically (no newline translation)."""
     return atomic_write(path, lambda fh: fh.write(text), binary=False, fsync=fsync,
                         encoding=encoding)  # fmt: skip
+
+
+def atomic_write_csv(path: str | Path, table: pd.DataFrame, *, fsync: bool = False) -> Path:
+    """Write ``table`` to ``path`` as CSV (no index column) atomically."""
+    return atomic_write(path, lambda fh: table.to_csv(fh, index=False), binary=False,
+                        fsync=fsync)  # fmt: skip
+
+
+def atomic_write_npz(
+    path: str | Path, arrays: Mapping[str, np.ndarray], *, fsync: bool = False
+) -> Path:
+    """Write ``arrays`` to ``path`` as an uncompressed ``.npz`` (:func:`numpy.savez`)
+    atomically."""
+    return atomic_write(path, lambda fh: np.savez(fh, **arrays), fsync=fsync)
 
 
 _REMEDY = "choose a folder you can write to, or fix its permissions"

@@ -1,12 +1,25 @@
-"""A tidy results store on disk: one row per evaluated unit, predictions kept.
+"""The results store on disk: the one reader and writer of a results folder's files.
 
-Layout of a store directory::
+One row per evaluated unit, predictions kept. Layout of a store directory::
 
     DIR/results.csv      one row per key (protocol, task, method, selection, [params], seed)
     DIR/predictions.csv  one row per test sample of every unit (long format)
     DIR/parts/           rows added since the last merge (present while a large store grows;
-                         ``grid.csv`` of :func:`merkit.protocols.runner.run_grid` keeps its
-                         own parts ``NNNNNNNN.grid.csv`` there, with the helpers below)
+                         the grid table keeps its own parts ``NNNNNNNN.grid.csv`` there)
+    DIR/grid.csv         every point of a hyper-parameter grid run (:func:`read_grid`,
+                         :func:`write_grid_part`, :func:`merge_grid`)
+    DIR/tgsr_blocks.json TGSR's selected blocks per task (:func:`write_tgsr_blocks`,
+                         :func:`read_tgsr_blocks`, :func:`read_tgsr_grouping`)
+    DIR/history.csv      learning curves of a deep training run (:func:`write_history`,
+                         :func:`read_history`)
+    DIR/embeddings/      learned features per run (:func:`write_embeddings`,
+                         :func:`read_embeddings`)
+    DIR/folds/           the files of each trained fold (:func:`write_fold`, :func:`read_fold`)
+    DIR/skipped.csv, run.json, summary.csv, summary.md
+                         clips left out, what a run ran, its summaries (``write_*`` below)
+
+Every file is written atomically by :mod:`merkit._io` (a temporary file, then a rename:
+a crash leaves the old file or the new one; permissions as a normal write).
 
 ``results.csv`` columns: ``protocol, task, source, target, method, selection,
 params`` (JSON, sorted keys), ``seed, mean_f1`` (0..1), ``uar`` (0..1), ``accuracy``
@@ -27,7 +40,8 @@ Metrics are always computed from the pooled predictions by
 :mod:`merkit.metrics` (:meth:`ResultStore.recompute` re-derives them from
 ``predictions.csv``). Writes are atomic (temporary file + ``os.replace``);
 predictions are written before results, so a results row never lacks its
-predictions. One writer at a time: concurrent writers must batch through one process.
+predictions. Writers of one store in several processes serialise on
+:func:`directory_lock`.
 
 Writes are incremental: :meth:`ResultStore.add_records` writes only the new rows, as the
 pair ``parts/NNNNNNNN.predictions.csv`` then ``parts/NNNNNNNN.results.csv`` (the results
@@ -49,6 +63,7 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,12 +82,43 @@ from merkit.metrics import score_all
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "EMBEDDINGS_DIR",
+    "FOLD_SUFFIXES",
+    "GRID_FILE",
+    "GRID_PART",
+    "HISTORY_COLUMNS",
+    "HISTORY_FILE",
     "PREDICTION_COLUMNS",
     "RESULT_COLUMNS",
+    "RUN_FILE",
+    "SKIPPED_FILE",
+    "SUMMARY_FILE",
+    "SUMMARY_TABLE_FILE",
+    "TGSR_BLOCKS_FILE",
     "ResultStore",
-    "atomic_write_text",
+    "directory_lock",
+    "embeddings_path",
+    "fold_paths",
+    "grid_key",
+    "merge_grid",
     "params_to_json",
+    "read_embeddings",
+    "read_fold",
+    "read_grid",
+    "read_history",
+    "read_tgsr_blocks",
+    "read_tgsr_grouping",
     "result_key",
+    "result_keys",
+    "write_embeddings",
+    "write_fold",
+    "write_grid_part",
+    "write_history",
+    "write_run_info",
+    "write_skipped",
+    "write_summary",
+    "write_summary_table",
+    "write_tgsr_blocks",
 ]
 
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -168,13 +214,11 @@ def result_keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
 
 
 def _atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
-    # on disk before the rename (survives a system crash too); umask permissions
-    _io.atomic_write(path, lambda fh: df.to_csv(fh, index=False), binary=False, fsync=True)
+    _io.atomic_write_csv(path, df, fsync=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: a crash
-    leaves the old file or the new one, never half of it (permissions as a normal write)."""
+    """Write ``text`` to ``path`` atomically (:func:`merkit._io.atomic_write_text`)."""
     _io.atomic_write_text(path, text, fsync=True)
 
 
@@ -247,7 +291,7 @@ def write_part(parts_dir: Path, frames: Sequence[tuple[str, pd.DataFrame]]) -> i
     parts_dir.mkdir(exist_ok=True)
     try:
         for kind, df in frames:
-            _atomic_write_csv(df, parts_dir / f"{number:08d}.{kind}.csv")
+            _io.atomic_write_csv(parts_dir / f"{number:08d}.{kind}.csv", df, fsync=True)
     except BaseException:
         if made_dir:
             _remove_empty_dir(parts_dir)
@@ -617,8 +661,9 @@ class ResultStore:
         if parts:
             rows = self._merged_results([self.results_path, *(r for r, _ in parts)])
             preds = self.predictions()
-            _atomic_write_csv(preds[list(PREDICTION_COLUMNS)], self.predictions_path)
-            _atomic_write_csv(rows, self.results_path)
+            _io.atomic_write_csv(self.predictions_path, preds[list(PREDICTION_COLUMNS)],
+                                fsync=True)  # fmt: skip
+            _io.atomic_write_csv(self.results_path, rows, fsync=True)
             log.debug("%s: merged %d part(s), %d rows", self, len(parts), len(rows))
         remove_parts(found, _PART_KINDS)  # the results part (commit) goes first
         _remove_empty_dir(self.parts_dir)
@@ -650,3 +695,528 @@ class ResultStore:
             first = g.iloc[0]
             out.append({c: first[c] for c in _KEY_COLUMNS} | s | {"n_test": len(g)})
         return pd.DataFrame(out)
+
+    # ------------------------------------------------------------ per-run files
+    @property
+    def grid_path(self) -> Path:
+        return self.directory / GRID_FILE
+
+    @property
+    def tgsr_blocks_path(self) -> Path:
+        return self.directory / TGSR_BLOCKS_FILE
+
+    @property
+    def history_path(self) -> Path:
+        return self.directory / HISTORY_FILE
+
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.directory / EMBEDDINGS_DIR
+
+    def has_parts(self) -> bool:
+        """Whether rows written since the last merge wait in ``parts/`` (of any table)."""
+        try:
+            return any(self.parts_dir.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+
+    def grid(self) -> pd.DataFrame:
+        """The grid rows of the store (:func:`read_grid`; empty without a grid run)."""
+        return read_grid(self.directory)
+
+    def tgsr_blocks(self) -> tuple[tuple[int, ...], dict[str, list[int]]] | None:
+        """Levels and selected blocks per task (:func:`read_tgsr_blocks`), or None without
+        ``tgsr_blocks.json``."""
+        return read_tgsr_blocks(self.tgsr_blocks_path) if self.tgsr_blocks_path.is_file() else None
+
+    def tgsr_grouping(self) -> tuple[str, dict[str, list[int]]]:
+        """TGSR's grouping and selected groups per task (:func:`read_tgsr_grouping`);
+        ``("spatial", {})`` without ``tgsr_blocks.json``."""
+        if not self.tgsr_blocks_path.is_file():
+            return "spatial", {}
+        return read_tgsr_grouping(self.tgsr_blocks_path)
+
+    def history(self) -> pd.DataFrame | None:
+        """The training history (:func:`read_history`), or None without ``history.csv``."""
+        return read_history(self.history_path) if self.history_path.is_file() else None
+
+    def embedding_files(self) -> list[Path]:
+        """The ``embeddings/*.npz`` files of the store, sorted by name (read each with
+        :func:`read_embeddings`)."""
+        folder = self.embeddings_dir
+        return sorted(folder.glob("*.npz")) if folder.is_dir() else []
+
+
+# ================================================================== the grid table
+#: name of the per-grid-point table written next to the results store
+GRID_FILE = "grid.csv"
+#: kind of the grid's part files (``DIR/parts/NNNNNNNN.grid.csv``)
+GRID_PART = "grid"
+#: merge the grid parts after every write while ``grid.csv`` is smaller than this (bytes)
+GRID_COMPACT_BELOW = COMPACT_BELOW_BYTES
+#: merge the grid parts when this many have accumulated
+GRID_MAX_PARTS = MAX_PARTS
+
+_GRID_COLUMNS = (*RESULT_COLUMNS, "published_params", "seconds", "criteria_seconds",
+                 "criteria", "entropy", "class_entropy", "reverse", "iwcv", "y_pred")  # fmt: skip
+_GRID_STR_COLUMNS = ("protocol", "task", "source", "target", "method", "selection",
+                     "params", "published_params", "data", "labels", "created", "criteria",
+                     "y_pred")  # fmt: skip
+_GRID_FLOAT_COLUMNS = ("mean_f1", "uar", "accuracy", "seconds", "criteria_seconds", "score",
+                       "entropy", "class_entropy", "reverse", "iwcv")  # fmt: skip
+
+
+def grid_key(row: Mapping) -> tuple[str, ...]:
+    """The identity of a grid row: its results key with ``selection = "none"`` (every
+    point of a grid is a given parameter set)."""
+    return result_key(row["protocol"], row["task"], row["method"], "none", row["params"],
+                      row["seed"], row.get("data", ""))  # fmt: skip
+
+
+def read_grid(directory: str | Path) -> pd.DataFrame:
+    """The grid rows of ``DIR`` as a DataFrame (empty when there are none); ``criteria``
+    and ``y_pred`` stay JSON strings.
+
+    Layout: ``DIR/grid.csv`` holds the merged rows, one per key (:func:`grid_key`: task,
+    method, params, seed, data); ``DIR/parts/NNNNNNNN.grid.csv`` (next to the results'
+    parts, written with the same helpers) the rows written or updated since the last merge
+    (:func:`write_grid_part`), each part written atomically (its rename commits it).
+    Reading applies the parts oldest first: the newest version of a key wins and keeps
+    the place where its key first appeared, so the table is the same, column order and
+    dtypes included, whether or not the parts are merged.
+    """
+    directory = Path(directory)
+    path = directory / GRID_FILE
+    for _ in range(20):
+        found = _grid_parts(directory)
+        if not found:
+            return _read_grid_csv(path) if path.is_file() else pd.DataFrame()
+        try:
+            rows = _merged_grid(directory, found)
+        except FileNotFoundError:  # a merge removed a part meanwhile: read again
+            continue
+        other = [c for c in rows.columns if c not in _GRID_STR_COLUMNS]
+        if not other:
+            return rows
+        # the types a merged file reads with (the string columns are read as strings)
+        typed = _read_grid_csv(io.StringIO(rows[other].to_csv(index=False)))
+        return pd.concat([rows.drop(columns=other), typed], axis=1)[rows.columns]
+    raise RuntimeError(f"{directory}: the grid parts kept changing while being read")
+
+
+def _read_grid_csv(source) -> pd.DataFrame:
+    df = pd.read_csv(source, dtype={c: str for c in _GRID_STR_COLUMNS}, keep_default_na=False,
+                     na_values=[])  # fmt: skip
+    for c in _GRID_FLOAT_COLUMNS:
+        if c in df.columns:
+            df[c] = pd.to_numeric(df[c].replace("", np.nan)).astype(float)
+    return df
+
+
+def _grid_frame(rows: Iterable[Mapping] | pd.DataFrame) -> pd.DataFrame:
+    """Grid rows as a table: the standard columns first, others in order of appearance."""
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    first = [c for c in _GRID_COLUMNS if c in df.columns]
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+def _grid_parts(directory: Path) -> dict[int, dict[str, Path]]:
+    return list_parts(directory / PARTS_DIR, (GRID_PART,))
+
+
+def _merged_grid(directory: Path, found: Mapping[int, Mapping[str, Path]]) -> pd.DataFrame:
+    """``grid.csv`` and the parts ``found`` as the strings written: per key the row of the
+    newest part, at the place its key first appeared."""
+    files = [found[n][GRID_PART] for n in sorted(found)]
+    if (directory / GRID_FILE).is_file():
+        files.insert(0, directory / GRID_FILE)
+    frames = [pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[]) for f in files]
+    df = pd.concat(frames, ignore_index=True).fillna("")
+    keys = _key_strings(df.assign(selection="none"))  # as grid_key
+    first, _ = pd.factorize(keys)  # numbered in order of first appearance
+    newest = ~keys.duplicated(keep="last").to_numpy()
+    df = df[newest].iloc[np.argsort(first[newest])]
+    return _grid_frame(df).reset_index(drop=True)
+
+
+def write_grid_part(directory: str | Path, rows: Iterable[Mapping]) -> None:
+    """Write the new or changed grid ``rows`` as one part ``DIR/parts/NNNNNNNN.grid.csv``,
+    then merge the parts when the store's policy says so (:func:`merge_due` with
+    :data:`GRID_COMPACT_BELOW` and :data:`GRID_MAX_PARTS`); under :func:`directory_lock`."""
+    directory = Path(directory)
+    frame = _grid_frame(rows)
+    with directory_lock(directory):
+        number = write_part(directory / PARTS_DIR, [(GRID_PART, frame)])
+        found = _grid_parts(directory)
+        main = directory / GRID_FILE
+        size = sum(f.stat().st_size for part in found.values() for f in part.values())
+        if merge_due(main.stat().st_size if main.is_file() else 0, size, len(found),
+                     GRID_COMPACT_BELOW, GRID_MAX_PARTS):  # fmt: skip
+            _merge_grid_locked(directory)
+        else:
+            log.debug("%s: grid rows in part %d", directory, number)
+
+
+def merge_grid(directory: str | Path) -> None:
+    """Merge the grid parts into ``grid.csv`` (atomic write), then remove them oldest
+    first (a crash leaves newer parts, which re-apply the same rows); also removes the
+    temporary files of a killed writer (under :func:`directory_lock`)."""
+    directory = Path(directory)
+    with directory_lock(directory):
+        _merge_grid_locked(directory)
+
+
+def _merge_grid_locked(directory: Path) -> None:
+    parts_dir = directory / PARTS_DIR
+    stale = list(directory.glob(f".{GRID_FILE}.*.tmp"))
+    if parts_dir.is_dir():
+        stale += parts_dir.glob(f".*.{GRID_PART}.csv.*.tmp")
+    for f in stale:
+        f.unlink(missing_ok=True)
+    found = _grid_parts(directory)
+    if found:
+        _io.atomic_write_csv(directory / GRID_FILE, _merged_grid(directory, found), fsync=True)
+        remove_parts(found, (GRID_PART,))
+    _remove_empty_dir(parts_dir)
+
+
+# =================================================================== TGSR blocks
+#: written next to the results store when TGSR runs: its selected blocks per task
+TGSR_BLOCKS_FILE = "tgsr_blocks.json"
+#: grid levels of a ``tgsr_blocks.json`` file that names none
+_TGSR_LEVELS = (1, 2, 4, 8)
+
+
+def write_tgsr_blocks(
+    directory: str | Path,
+    levels: Sequence[int],
+    tasks: Mapping[str, Sequence[int]],
+    *,
+    grouping: str = "spatial",
+    groups: Mapping[str, Sequence[int]] | None = None,
+) -> Path:
+    """Write TGSR's selected blocks per task to ``DIR/tgsr_blocks.json`` (atomic write).
+
+    The file is ``{"levels": [grid levels], "tasks": {task name: [selected block ids]}}``
+    (read by :func:`read_tgsr_blocks`). When TGSR's groups are not the facial blocks
+    (``grouping`` other than ``"spatial"``, e.g. the authors' column runs of the benchmark
+    files), ``"grouping"`` names them, ``"groups"`` holds the selected group ids per task
+    and ``"tasks"`` the facial blocks that hold at least one column of a selected group
+    (:func:`read_tgsr_grouping`). Tasks of an existing file with the same levels and
+    grouping are kept (a task given here replaces its entry).
+
+    Parameters
+    ----------
+    directory : str or Path
+        The results folder.
+    levels : sequence of int
+        Grid levels the block ids refer to (:class:`merkit.features.grid.Grid`).
+    tasks : mapping
+        Task name -> selected block ids (or, for a non-spatial grouping, the blocks the
+        selected groups reach).
+    grouping : str
+        Name of TGSR's column grouping (``"spatial"``: the groups are the blocks).
+    groups : mapping, optional
+        Task name -> selected group ids, for a non-spatial grouping.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    path = Path(directory) / TGSR_BLOCKS_FILE
+    levels = [int(v) for v in levels]
+    tasks = {str(t): [int(b) for b in ids] for t, ids in tasks.items()}
+    runs = {str(t): [int(g) for g in ids] for t, ids in (groups or {}).items()}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = None
+        same = isinstance(old, dict) and old.get("levels") == levels
+        if same and "tasks" in old and old.get("grouping", "spatial") == grouping:
+            tasks = {**old["tasks"], **tasks}
+            runs = {**old.get("groups", {}), **runs}
+    rows = ",\n".join(f"  {json.dumps(t)}: {json.dumps(ids)}" for t, ids in tasks.items())
+    head = f'{{"levels": {json.dumps(levels)}, '
+    if grouping != "spatial":
+        grp = ",\n".join(f"  {json.dumps(t)}: {json.dumps(ids)}" for t, ids in runs.items())
+        head += f'"grouping": {json.dumps(grouping)}, "groups": {{\n{grp}\n}}, '
+    _io.atomic_write_text(path, f'{head}"tasks": {{\n{rows}\n}}}}\n', fsync=True)
+    log.info("TGSR selected blocks of %s: %s", ", ".join(tasks), path)
+    return path
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+def read_tgsr_blocks(path: str | Path) -> tuple[tuple[int, ...], dict[str, list[int]]]:
+    """Grid levels and ``{task: selected block ids}`` of a ``tgsr_blocks.json`` file.
+
+    The file is the object :func:`write_tgsr_blocks` writes, or (written by hand) a plain
+    ``{task: [block ids...]}`` of the grid ``(1, 2, 4, 8)``.
+    """
+    path = Path(path)
+    data = _read_json(path)
+    levels: tuple[int, ...] = _TGSR_LEVELS
+    if isinstance(data, dict) and "tasks" in data:
+        levels = tuple(int(v) for v in data.get("levels", levels))
+        data = data["tasks"]
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise ValueError(f"{path}: expected a JSON object {{task: [block ids...]}}")
+    try:
+        blocks = {str(t): [int(b) for b in v] for t, v in data.items()}
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: block ids must be integers ({err})") from err
+    return levels, blocks
+
+
+def read_tgsr_grouping(path: str | Path) -> tuple[str, dict[str, list[int]]]:
+    """TGSR's grouping of a ``tgsr_blocks.json`` file and ``{task: selected group ids}``.
+
+    ``"spatial"`` (the groups are the facial blocks; no separate group ids) unless the
+    file names another grouping (e.g. ``"authors"``: contiguous column runs), whose
+    selected groups are then returned (:func:`read_tgsr_blocks` gives the facial blocks
+    those groups' columns fall in).
+    """
+    path = Path(path)
+    data = _read_json(path)
+    if not isinstance(data, dict) or "grouping" not in data:
+        return "spatial", {}
+    groups = data.get("groups", {})
+    if not isinstance(groups, dict):
+        raise ValueError(f"{path}: 'groups' must be a JSON object {{task: [group ids...]}}")
+    return str(data["grouping"]), {str(t): [int(g) for g in v] for t, v in groups.items()}
+
+
+# ========================================================== deep training runs
+#: learning curves of a deep training run: one row per (protocol, task, model, seed, fold,
+#: epoch)
+HISTORY_FILE = "history.csv"
+#: the leading columns of ``history.csv`` (written in this order, others after them)
+HISTORY_COLUMNS: tuple[str, ...] = ("protocol", "task", "method", "seed", "fold", "epoch",
+                                    "loss", "accuracy", "lr")  # fmt: skip
+#: columns a history file must have (``lr``, ``val_loss``, ``val_accuracy`` are optional)
+_HISTORY_REQUIRED = ("protocol", "task", "method", "seed", "fold", "epoch", "loss", "accuracy")
+_HISTORY_KEY = ["protocol", "task", "method", "seed", "fold"]
+_HISTORY_TEXT = ("protocol", "task", "method", "fold")
+#: folder of a deep training run holding the learned features per (protocol, task, model,
+#: seed)
+EMBEDDINGS_DIR = "embeddings"
+#: the three files of one trained fold: predictions (written last: marks the fold done),
+#: history and test features
+FOLD_SUFFIXES = (".csv", ".history.csv", ".npz")
+
+
+def write_history(path: str | Path, blocks: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Merge history ``blocks`` into the file ``path`` atomically; returns the file's rows.
+
+    A block holds the epochs of one (protocol, task, method, seed, fold) key; the rows
+    of a key already in the file are replaced by the new block's. Columns:
+    :data:`HISTORY_COLUMNS` first, any others (``val_loss``...) after them. Without a
+    non-empty block nothing is written and an empty table returned.
+    """
+    path = Path(path)
+    blocks = [b for b in blocks if not b.empty]
+    if not blocks:
+        return pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    new = pd.concat(blocks, ignore_index=True)
+    new["seed"] = new["seed"].astype("int64")
+    if path.is_file():
+        old = pd.read_csv(path, dtype={c: str for c in _HISTORY_TEXT}, keep_default_na=False,
+                          na_values=[""])  # fmt: skip
+        keys = set(map(tuple, new[_HISTORY_KEY].astype(str).to_numpy()))
+        stale = [tuple(r) in keys for r in old[_HISTORY_KEY].astype(str).to_numpy()]
+        new = pd.concat([old[~np.array(stale, dtype=bool)], new], ignore_index=True)
+    extra = [c for c in new.columns if c not in HISTORY_COLUMNS]
+    new = new[list(HISTORY_COLUMNS) + extra]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _io.atomic_write_csv(path, new)
+    return new
+
+
+def read_history(path: str | Path) -> pd.DataFrame:
+    """A training history file (``history.csv``), validated; ``fold`` read as text.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the missing columns, or the rows with a non-numeric value.
+    """
+    path = Path(path)
+    df = pd.read_csv(path, dtype={c: str for c in _HISTORY_TEXT}, keep_default_na=False,
+                     na_values=[""])  # fmt: skip
+    missing = [c for c in _HISTORY_REQUIRED if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{path}: not a training history, columns {missing} are missing (expected "
+            f"{', '.join(_HISTORY_REQUIRED)}[, lr, val_loss, val_accuracy])"
+        )
+    for c in ("seed", "epoch", "loss", "accuracy", "lr", "val_loss", "val_accuracy"):
+        if c in df.columns:
+            num = pd.to_numeric(df[c], errors="coerce")
+            bad = num.isna() & df[c].notna()
+            if c in ("seed", "epoch", "loss", "accuracy"):
+                bad |= num.isna()
+            if bad.any():
+                rows = (np.flatnonzero(bad.to_numpy()) + 2).tolist()[:5]
+                raise ValueError(f"{path}: column {c!r} is not numeric on lines {rows}")
+            df[c] = num
+    df["seed"] = df["seed"].astype("int64")
+    df["epoch"] = df["epoch"].astype("int64")
+    return df
+
+
+def embeddings_path(directory: str | Path, protocol: str, task: str, model: str,
+                    seed: int) -> Path:  # fmt: skip
+    """``DIR/embeddings/<protocol>__<task>__<model>__seed<seed>.npz``: where the learned
+    features of one (protocol, task, model, seed) go (:func:`read_embeddings` parses the
+    name back)."""
+    name = f"{protocol}__{task}__{model}__seed{int(seed)}.npz"
+    return Path(directory) / EMBEDDINGS_DIR / name
+
+
+def write_embeddings(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Write the learned features of one run to ``path`` (an uncompressed ``.npz``,
+    atomically; the folder is created): ``z`` (n, d), ``y_true``, ``y_pred`` (n,) or (n, L),
+    ``sample_id``, ``classes`` and any other arrays given (e.g. ``fold``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _io.atomic_write_npz(path, arrays)
+
+
+def read_embeddings(path: str | Path) -> dict:
+    """Learned features of one run (``embeddings/*.npz``), validated.
+
+    Returns
+    -------
+    dict
+        ``z`` (n, d) float, ``y_true``, ``y_pred`` (n,) int, or (n, L) 0/1 for a
+        multi-label (AU) task, ``multilabel`` (bool), ``classes`` (list of str, class or
+        AU names; empty if absent), ``name`` (``protocol``, ``task``, ``model``, ``seed``
+        parsed from ``<protocol>__<task>__<model>__seed<seed>.npz``, else ``None``).
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except ValueError as err:
+        raise ValueError(f"{path}: not a plain .npz of arrays (string arrays must be "
+                         f"unicode, not object: {err})") from err  # fmt: skip
+    missing = [k for k in ("z", "y_true", "y_pred") if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: arrays {missing} are missing (expected z, y_true, y_pred, "
+                         "sample_id, classes)")  # fmt: skip
+    z = np.asarray(arrays["z"], dtype=np.float64)
+    yt, yp = np.asarray(arrays["y_true"]), np.asarray(arrays["y_pred"])
+    if z.ndim != 2:
+        raise ValueError(f"{path}: z must be 2-D (n, d), got shape {z.shape}")
+    sid = arrays.get("sample_id")
+    if yt.ndim not in (1, 2) or yt.shape[0] != z.shape[0] or yp.shape != yt.shape:
+        raise ValueError(f"{path}: y_true {yt.shape} and y_pred {yp.shape} must both be (n,) "
+                         f"or (n, L) with n = {z.shape[0]} rows of z")  # fmt: skip
+    if sid is not None and sid.shape != (z.shape[0],):
+        raise ValueError(f"{path}: sample_id has shape {sid.shape}, z has {z.shape[0]} rows")
+    parsed = None
+    parts = path.stem.split("__")
+    if len(parts) == 4 and re.fullmatch(r"seed-?\d+", parts[3]):
+        parsed = {"protocol": parts[0], "task": parts[1], "model": parts[2],
+                  "seed": int(parts[3][4:])}  # fmt: skip
+    classes = [str(c) for c in np.atleast_1d(arrays.get("classes", np.array([], dtype=str)))]
+    return {"z": z, "y_true": yt, "y_pred": yp, "multilabel": yt.ndim == 2,
+            "classes": classes, "name": parsed}  # fmt: skip
+
+
+def fold_paths(base: str | Path) -> tuple[Path, Path, Path]:
+    """``(predictions, history, features)`` files of one trained fold: ``base`` +
+    :data:`FOLD_SUFFIXES` (``<fold>.csv``, ``<fold>.history.csv``, ``<fold>.npz``)."""
+    base = Path(base)
+    csv, hist, npz = (base.with_name(base.name + ext) for ext in FOLD_SUFFIXES)
+    return csv, hist, npz
+
+
+def write_fold(
+    base: str | Path,
+    predictions: pd.DataFrame,
+    history: pd.DataFrame,
+    sample: np.ndarray,
+    z: np.ndarray,
+) -> None:
+    """Write the files of one trained fold (:func:`fold_paths`), each atomically: the test
+    features (``sample``, ``z``), the history, then the predictions, whose presence marks
+    the fold as done (:func:`read_fold`)."""
+    csv, hist, npz = fold_paths(base)
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    _io.atomic_write_npz(npz, {"sample": sample, "z": z})
+    _io.atomic_write_csv(hist, history)
+    _io.atomic_write_csv(csv, predictions)
+
+
+def read_fold(
+    base: str | Path,
+) -> tuple[pd.DataFrame, pd.DataFrame | None, tuple[np.ndarray, np.ndarray] | None] | None:
+    """The files of one trained fold (:func:`write_fold`): ``(predictions, history or
+    None, (sample, z) or None)``, or None when the fold is not done (no predictions file).
+    ``fold``, ``subject`` and ``clip`` of the predictions are read as text."""
+    csv, hist, npz = fold_paths(base)
+    if not csv.is_file():
+        return None
+    predictions = pd.read_csv(csv, dtype={"fold": str, "subject": str, "clip": str},
+                              keep_default_na=False)  # fmt: skip
+    history = pd.read_csv(hist) if hist.is_file() else None
+    features = None
+    if npz.is_file():
+        with np.load(npz) as f:
+            features = (f["sample"], f["z"])
+    return predictions, history, features
+
+
+# =============================================================== other run files
+#: clips a run left out (``--missing skip``): ``dataset, subject, clip, reason``
+SKIPPED_FILE = "skipped.csv"
+#: what a training run ran (runs, data fingerprints, settings)
+RUN_FILE = "run.json"
+#: summary table of a training run (:func:`merkit.protocols.deep.summarize`)
+SUMMARY_TABLE_FILE = "summary.csv"
+#: Markdown summary of a CDMER run
+SUMMARY_FILE = "summary.md"
+
+
+def write_skipped(directory: str | Path, skipped: pd.DataFrame) -> Path | None:
+    """``DIR/skipped.csv`` listing ``skipped`` (with a warning naming their number), or
+    None, removing a stale list, when nothing was left out."""
+    path = Path(directory) / SKIPPED_FILE
+    if not len(skipped):
+        path.unlink(missing_ok=True)
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _io.atomic_write_csv(path, skipped)
+    log.warning("%d clip(s) left out (--missing skip), listed in %s", len(skipped), path)
+    return path
+
+
+def write_run_info(directory: str | Path, info: Mapping) -> Path:
+    """``DIR/run.json``: ``info`` as indented JSON with sorted keys (values JSON cannot
+    hold written as text), atomically."""
+    path = Path(directory) / RUN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(info, indent=2, sort_keys=True, default=str) + "\n"
+    return _io.atomic_write_text(path, text)
+
+
+def write_summary_table(directory: str | Path, table: pd.DataFrame) -> Path:
+    """``DIR/summary.csv``: ``table`` as CSV (no index), atomically."""
+    path = Path(directory) / SUMMARY_TABLE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _io.atomic_write_csv(path, table)
+
+
+def write_summary(directory: str | Path, markdown: str) -> Path:
+    """``DIR/summary.md``: the Markdown summary of a run, atomically."""
+    path = Path(directory) / SUMMARY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _io.atomic_write_text(path, markdown)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from merkit import _io
 from merkit import metrics as M
 from merkit.store import (
     PREDICTION_COLUMNS,
@@ -236,21 +237,19 @@ def test_uncommitted_part_is_ignored(tmp_path: Path, monkeypatch) -> None:
     store.add(**unit(seed=0, n=300))
     before_res, before_pred = store.results(), store.predictions()
     real = ResultStore.make_record(**unit(seed=0, shift=9))  # would replace seed 0
-    import merkit.store as S
-
     writes = []
 
-    def crash_on_commit(df, path):
+    def crash_on_commit(path, df, **kwargs):
         if path.name.endswith(".results.csv"):
             raise KeyboardInterrupt("killed")
         writes.append(path.name)
-        return orig(df, path)
+        return orig(path, df, **kwargs)
 
-    orig = S._atomic_write_csv
-    monkeypatch.setattr(S, "_atomic_write_csv", crash_on_commit)
+    orig = _io.atomic_write_csv
+    monkeypatch.setattr(_io, "atomic_write_csv", crash_on_commit)
     with pytest.raises(KeyboardInterrupt):
         store.add_records([real])
-    monkeypatch.setattr(S, "_atomic_write_csv", orig)
+    monkeypatch.setattr(_io, "atomic_write_csv", orig)
     assert writes == ["00000001.predictions.csv"]
     _same(store.results(), before_res)
     _same(store.predictions(), before_pred)  # the orphan predictions are not read
@@ -416,3 +415,192 @@ def test_parts_folder_removed_while_listed_reads_as_no_parts(tmp_path, monkeypat
     monkeypatch.setattr(Path, "iterdir", vanished)
     assert list_parts(parts, ("grid",)) == {}
     assert list_parts(tmp_path / "never", ("grid",)) == {}
+
+
+# ------------------------------------------------------------------ per-run files
+def grid_row(task: str, c: float, version: int = 0) -> dict:
+    """A grid row as the grid runner writes it (12 target predictions)."""
+    rng = np.random.default_rng(int(1000 * c) + 7 * version + 31 * int(task[4:]))
+    return {
+        "protocol": "cdmer", "task": task, "source": "CASME2", "target": "SMIC_VIS",
+        "method": "svm", "selection": "none", "params": json.dumps({"C": c}), "seed": 0,
+        "data": "ab12>cd34", "mean_f1": rng.random(), "uar": rng.random(),
+        "accuracy": 100 * rng.random(), "n_test": 12, "labels": "", "classes": "",
+        "created": "2024-05-01T00:00:00+00:00", "seconds": round(rng.random(), 4),
+        "published_params": json.dumps({"C": c}), "criteria": '["entropy"]',
+        "entropy": -rng.random(), "class_entropy": np.nan if version == 0 else rng.random(),
+        "y_pred": json.dumps(rng.integers(0, 3, 12).tolist(), separators=(",", ":")),
+    }  # fmt: skip
+
+
+def test_grid_parts_merge_and_read(tmp_path: Path, monkeypatch) -> None:
+    """Grid rows written as parts read like the merged grid.csv: the newest row of a key
+    at the place its key first appeared, same columns and dtypes; the merge removes the
+    parts."""
+    import merkit.store as S
+
+    monkeypatch.setattr(S, "merge_due", lambda *args: False)  # merge only when asked
+    first = [grid_row(t, c) for t in ("Exp.9", "Exp.10") for c in (0.01, 1.0)]
+    update = [grid_row("Exp.9", 1.0, version=1), grid_row("Exp.11", 0.01)]
+    S.write_grid_part(tmp_path, first)
+    S.write_grid_part(tmp_path, update)
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == [
+        "00000001.grid.csv", "00000002.grid.csv"]  # fmt: skip
+    assert not (tmp_path / S.GRID_FILE).exists()
+    got = S.read_grid(tmp_path)
+    assert got[["task", "params"]].values.tolist() == [
+        ["Exp.9", '{"C": 0.01}'], ["Exp.9", '{"C": 1.0}'], ["Exp.10", '{"C": 0.01}'],
+        ["Exp.10", '{"C": 1.0}'], ["Exp.11", '{"C": 0.01}']]  # fmt: skip
+    assert got["mean_f1"].iloc[1] == update[0]["mean_f1"]  # the newer version of the key
+    assert got["class_entropy"].isna().tolist() == [True, False, True, True, True]
+    assert got["y_pred"].iloc[1] == update[0]["y_pred"] and got["seed"].dtype == np.int64
+    assert [S.grid_key(r) for r in got.to_dict("records")][1] == S.grid_key(update[0])
+    assert ResultStore(tmp_path).grid().equals(got)
+    S.merge_grid(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [S.GRID_FILE]
+    pd.testing.assert_frame_equal(S.read_grid(tmp_path), got, check_exact=True)
+    assert S.read_grid(tmp_path / "none").empty
+
+
+def test_small_grid_is_merged_at_each_write(tmp_path: Path) -> None:
+    from merkit.store import GRID_FILE, read_grid, write_grid_part
+
+    write_grid_part(tmp_path, [grid_row("Exp.9", 0.01)])
+    write_grid_part(tmp_path, [grid_row("Exp.9", 0.01, version=1), grid_row("Exp.9", 1.0)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [GRID_FILE]
+    assert len(read_grid(tmp_path)) == 2
+
+
+def test_tgsr_blocks_round_trip(tmp_path: Path) -> None:
+    from merkit.store import (
+        TGSR_BLOCKS_FILE,
+        read_tgsr_blocks,
+        read_tgsr_grouping,
+        write_tgsr_blocks,
+    )
+
+    store = ResultStore(tmp_path)
+    assert store.tgsr_blocks() is None and store.tgsr_grouping() == ("spatial", {})
+    path = write_tgsr_blocks(tmp_path, [1, 2, 4, 8], {"Exp.9": [0, 3, 40]})
+    assert path == tmp_path / TGSR_BLOCKS_FILE
+    assert path.read_text() == '{"levels": [1, 2, 4, 8], "tasks": {\n  "Exp.9": [0, 3, 40]\n}}\n'
+    write_tgsr_blocks(tmp_path, (1, 2, 4, 8), {"Exp.10": [5], "Exp.9": [1]})  # kept + replaced
+    assert read_tgsr_blocks(path) == ((1, 2, 4, 8), {"Exp.9": [1], "Exp.10": [5]})
+    assert read_tgsr_grouping(path) == ("spatial", {})
+    write_tgsr_blocks(tmp_path, [1, 2], {"Exp.3": [0, 4]})  # other levels: a new file
+    assert store.tgsr_blocks() == ((1, 2), {"Exp.3": [0, 4]})
+    write_tgsr_blocks(tmp_path, [1, 2], {"Exp.3": [2]}, grouping="authors",
+                      groups={"Exp.3": [7, 8]})  # fmt: skip
+    assert read_tgsr_blocks(path) == ((1, 2), {"Exp.3": [2]})  # other grouping: replaced
+    write_tgsr_blocks(tmp_path, [1, 2], {"Exp.4": [1]}, grouping="authors",
+                      groups={"Exp.4": [0]})  # fmt: skip
+    assert read_tgsr_grouping(path) == ("authors", {"Exp.3": [7, 8], "Exp.4": [0]})
+    assert store.tgsr_grouping() == ("authors", {"Exp.3": [7, 8], "Exp.4": [0]})
+    assert json.loads(path.read_text())["tasks"] == {"Exp.3": [2], "Exp.4": [1]}
+    path.write_text("{broken")
+    write_tgsr_blocks(tmp_path, [1, 2], {"Exp.1": [3]})  # an unreadable old file is replaced
+    assert read_tgsr_blocks(path) == ((1, 2), {"Exp.1": [3]})
+
+
+def history_block(fold: str, seed: int, loss: float, epochs: int = 3) -> pd.DataFrame:
+    return pd.DataFrame({"epoch": np.arange(1, epochs + 1), "loss": loss / np.arange(1, 4)[:epochs],
+                         "accuracy": np.linspace(0.3, 0.9, epochs), "lr": 1e-3}).assign(
+        protocol="loso", task="CASME2", method="ststnet", seed=seed, fold=fold)  # fmt: skip
+
+
+def test_history_round_trip(tmp_path: Path) -> None:
+    from merkit.store import HISTORY_COLUMNS, HISTORY_FILE, read_history, write_history
+
+    path = tmp_path / HISTORY_FILE
+    assert write_history(path, []).empty and not path.exists()
+    write_history(path, [history_block("01", 0, 4.0), history_block("02", 0, 3.0)])
+    got = write_history(path, [history_block("01", 0, 2.0, epochs=2), history_block("01", 1, 1.0)])
+    assert got.columns.tolist() == list(HISTORY_COLUMNS)
+    back = read_history(path)
+    assert back.equals(ResultStore(tmp_path).history())
+    assert back[["fold", "seed"]].drop_duplicates().values.tolist() == [["02", 0], ["01", 0],
+                                                                        ["01", 1]]  # fmt: skip
+    assert back["fold"].tolist()[:3] == ["02"] * 3  # text, leading zero kept
+    assert back.loc[(back.fold == "01") & (back.seed == 0), "loss"].tolist() == [2.0, 1.0]
+    assert back["epoch"].dtype == np.int64 and len(back) == 8
+    assert ResultStore(tmp_path / "other").history() is None
+
+
+def test_embeddings_round_trip(tmp_path: Path) -> None:
+    from merkit.store import EMBEDDINGS_DIR, embeddings_path, read_embeddings, write_embeddings
+
+    path = embeddings_path(tmp_path, "loso", "CASME2", "ststnet", 3)
+    assert path == tmp_path / EMBEDDINGS_DIR / "loso__CASME2__ststnet__seed3.npz"
+    z = np.arange(12, dtype=np.float32).reshape(4, 3)
+    write_embeddings(path, z=z, y_true=np.array([0, 1, 2, 1]), y_pred=np.array([0, 1, 1, 1]),
+                     sample_id=np.array(["s1/a", "s1/b", "s2/a", "s2/b"]),
+                     classes=np.array(["neg", "pos", "sur"]),
+                     fold=np.array(["s1", "s1", "s2", "s2"]))  # fmt: skip
+    e = read_embeddings(path)
+    np.testing.assert_array_equal(e["z"], z)
+    assert e["y_pred"].tolist() == [0, 1, 1, 1] and e["classes"] == ["neg", "pos", "sur"]
+    assert e["name"] == {"protocol": "loso", "task": "CASME2", "model": "ststnet", "seed": 3}
+    assert not e["multilabel"] and ResultStore(tmp_path).embedding_files() == [path]
+    with np.load(path) as f:
+        assert f["fold"].tolist() == ["s1", "s1", "s2", "s2"]
+
+
+def test_fold_files_round_trip(tmp_path: Path) -> None:
+    from merkit.store import fold_paths, read_fold, write_fold
+
+    base = tmp_path / "folds" / "run-1" / "seed0" / "sub01"
+    assert read_fold(base) is None
+    preds = pd.DataFrame({"seed": 0, "fold": "01", "sample": [4, 7],
+                          "subject": ["01", "01"], "clip": ["0001", "0002"], "y_true": [1, 2],
+                          "y_pred": [1, 0]})  # fmt: skip
+    hist = history_block("01", 0, 1.0).drop(columns=["protocol", "task", "method"])
+    write_fold(base, preds, hist, np.array([4, 7]), np.ones((2, 5), dtype=np.float32))
+    csv, hist_path, npz = fold_paths(base)
+    assert [p.name for p in (csv, hist_path, npz)] == ["sub01.csv", "sub01.history.csv",
+                                                       "sub01.npz"]  # fmt: skip
+    got, h, (sample, z) = read_fold(base)
+    pd.testing.assert_frame_equal(got, preds)
+    assert h["loss"].tolist() == hist["loss"].tolist() and sample.tolist() == [4, 7]
+    assert z.shape == (2, 5)
+    hist_path.unlink()
+    npz.unlink()
+    assert read_fold(base)[1:] == (None, None)
+
+
+def test_run_files(tmp_path: Path, caplog) -> None:
+    from merkit.store import (
+        RUN_FILE,
+        SKIPPED_FILE,
+        SUMMARY_FILE,
+        SUMMARY_TABLE_FILE,
+        write_run_info,
+        write_skipped,
+        write_summary,
+        write_summary_table,
+    )
+
+    skipped = pd.DataFrame({"dataset": ["SMIC"], "subject": [""], "clip": ["s1_ne_01"],
+                            "reason": ["frames missing"]})  # fmt: skip
+    assert write_skipped(tmp_path, skipped) == tmp_path / SKIPPED_FILE
+    assert "1 clip(s) left out" in caplog.text
+    assert pd.read_csv(tmp_path / SKIPPED_FILE, keep_default_na=False).equals(skipped)
+    assert write_skipped(tmp_path, skipped.iloc[:0]) is None  # a stale list goes
+    assert not (tmp_path / SKIPPED_FILE).exists()
+    write_run_info(tmp_path, {"seeds": [0, 1], "out": tmp_path, "model": "fr"})
+    assert json.loads((tmp_path / RUN_FILE).read_text()) == {
+        "model": "fr", "out": str(tmp_path), "seeds": [0, 1]}  # fmt: skip
+    assert (tmp_path / RUN_FILE).read_text().startswith('{\n  "model": "fr"')
+    write_summary_table(tmp_path, pd.DataFrame({"uf1": [0.5]}))
+    assert (tmp_path / SUMMARY_TABLE_FILE).read_text() == "uf1\n0.5\n"
+    write_summary(tmp_path / "new", "# summary\n")
+    assert (tmp_path / "new" / SUMMARY_FILE).read_text() == "# summary\n"
+
+
+def test_has_parts(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path, compact_below=0)
+    assert not store.has_parts()
+    store.add(**unit(seed=0, n=300))
+    store.add(**unit(seed=1))
+    assert store.has_parts()
+    store.compact()
+    assert not store.has_parts()
