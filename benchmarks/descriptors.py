@@ -1,7 +1,7 @@
 """Speed of merkit's appearance descriptors against straightforward references.
 
 For LBP-TOP, LBP-SIP, LPQ-TOP, HOG-TOP and HIGO-TOP (the registry variants of the CDMER
-benchmark), on one 16 x 112 x 112 clip over the 85-block grid, single-threaded (BLAS and
+benchmark), on one 16 x 112 x 112 clip over the 85-block layout, single-threaded (BLAS and
 OpenMP limited to one thread with threadpoolctl): the median wall time and CPU time per
 clip of merkit's vectorised code, of a reference written the obvious way — per-slice
 library calls and a loop over blocks — and their ratio. Each reference is checked to give
@@ -41,7 +41,7 @@ from scipy.signal import convolve2d  # noqa: E402
 from skimage.feature import local_binary_pattern  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from merkit.features.grid import Grid  # noqa: E402
+from merkit.features.layout import BlockLayout  # noqa: E402
 from merkit.features.registry import get_descriptor  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def _lbp_top_reference():
 
 
 # --------------------------------------------------------------------------- references
-def lbp_sip_reference(clip: np.ndarray, radius: int, grid: Grid) -> np.ndarray:
+def lbp_sip_reference(clip: np.ndarray, radius: int, layout: BlockLayout) -> np.ndarray:
     """LBP-SIP with per-frame scikit-image codes and a loop over blocks."""
     r = radius
     t, h, w = clip.shape
@@ -67,7 +67,7 @@ def lbp_sip_reference(clip: np.ndarray, radius: int, grid: Grid) -> np.ndarray:
     temporal = (data[: t - 2 * r, r : h - r, r : w - r] >= centre).astype(np.int64)
     temporal += 2 * (data[2 * r :, r : h - r, r : w - r] >= centre)
     out = []
-    for y0, y1, x0, x1 in grid.block_bounds(h - 2 * r, w - 2 * r):
+    for y0, y1, x0, x1 in layout.block_bounds(h - 2 * r, w - 2 * r):
         for codes, nb in ((spatial, 16), (temporal, 4)):
             hist = np.bincount(codes[:, y0:y1, x0:x1].ravel(), minlength=nb)
             out.append(hist / hist.sum())
@@ -87,7 +87,7 @@ def _lpq_slice(img: np.ndarray, v: np.ndarray | None, w: int = 5) -> np.ndarray:
     return ((f >= 0) * (1 << np.arange(8))).sum(-1)
 
 
-def lpq_top_reference(clip: np.ndarray, rho: float, grid: Grid) -> np.ndarray:
+def lpq_top_reference(clip: np.ndarray, rho: float, layout: BlockLayout) -> np.ndarray:
     """LPQ-TOP as LPQ_TOP.m computes it, slice by slice, then a loop over blocks."""
     from merkit.features.lpq import whitening_matrix
 
@@ -99,18 +99,20 @@ def lpq_top_reference(clip: np.ndarray, rho: float, grid: Grid) -> np.ndarray:
     xt = np.stack([_lpq_slice(data[:, y, :].T, v_t) for y in range(2, h - 2)]).transpose(2, 0, 1)
     yt = np.stack([_lpq_slice(data[:, :, x].T, v_t) for x in range(2, w - 2)]).transpose(2, 1, 0)
     out = []
-    for y0, y1, x0, x1 in grid.block_bounds(h - 4, w - 4):
+    for y0, y1, x0, x1 in layout.block_bounds(h - 4, w - 4):
         for codes in (xy, xt, yt):
             hist = np.bincount(codes[:, y0:y1, x0:x1].ravel(), minlength=256)
             out.append(hist / hist.sum())
     return np.concatenate(out).astype(np.float32)
 
 
-def gradient_reference(clip: np.ndarray, bins: int, weighted: bool, grid: Grid) -> np.ndarray:
+def gradient_reference(
+    clip: np.ndarray, bins: int, weighted: bool, layout: BlockLayout
+) -> np.ndarray:
     """HOG-TOP / HIGO-TOP with np.gradient, arctan2 and np.histogram per block and plane."""
     g_t, g_y, g_x = (g[1:-1, 1:-1, 1:-1] for g in np.gradient(clip.astype(float)))
     out = []
-    for y0, y1, x0, x1 in grid.block_bounds(clip.shape[1] - 2, clip.shape[2] - 2):
+    for y0, y1, x0, x1 in layout.block_bounds(clip.shape[1] - 2, clip.shape[2] - 2):
         for h, v in ((g_x, g_y), (g_x, g_t), (g_y, g_t)):
             hb, vb = h[:, y0:y1, x0:x1].ravel(), v[:, y0:y1, x0:x1].ravel()
             theta = np.mod(np.arctan2(vb, hb) + np.pi / 2, np.pi) - np.pi / 2
@@ -145,22 +147,22 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     clip = rng.integers(0, 256, (args.frames, args.size, args.size)).astype(np.uint8)
     dithered = clip + rng.random(clip.shape)
-    grid = Grid((1, 2, 4, 8))
+    layout = BlockLayout((1, 2, 4, 8))
     lbp_ref = _lbp_top_reference()
 
     cases = [
-        ("lbp_top:r3p8", clip, lambda c: lbp_ref(c, 3, 8, grid)),
-        ("lbp_sip:r1", clip, lambda c: lbp_sip_reference(c, 1, grid)),
-        ("lbp_sip:r3", clip, lambda c: lbp_sip_reference(c, 3, grid)),
-        ("lpq_top:w5", dithered, lambda c: lpq_top_reference(c, 0.1, grid)),
-        ("lpq_top:w5:rho0", dithered, lambda c: lpq_top_reference(c, 0.0, grid)),
-        ("hog_top:p4", dithered, lambda c: gradient_reference(c, 4, True, grid)),
-        ("hog_top:p8", dithered, lambda c: gradient_reference(c, 8, True, grid)),
-        ("higo_top:p4", dithered, lambda c: gradient_reference(c, 4, False, grid)),
-        ("higo_top:p8", dithered, lambda c: gradient_reference(c, 8, False, grid)),
+        ("lbp_top:r3p8", clip, lambda c: lbp_ref(c, 3, 8, layout)),
+        ("lbp_sip:r1", clip, lambda c: lbp_sip_reference(c, 1, layout)),
+        ("lbp_sip:r3", clip, lambda c: lbp_sip_reference(c, 3, layout)),
+        ("lpq_top:w5", dithered, lambda c: lpq_top_reference(c, 0.1, layout)),
+        ("lpq_top:w5:rho0", dithered, lambda c: lpq_top_reference(c, 0.0, layout)),
+        ("hog_top:p4", dithered, lambda c: gradient_reference(c, 4, True, layout)),
+        ("hog_top:p8", dithered, lambda c: gradient_reference(c, 8, True, layout)),
+        ("higo_top:p4", dithered, lambda c: gradient_reference(c, 4, False, layout)),
+        ("higo_top:p8", dithered, lambda c: gradient_reference(c, 8, False, layout)),
     ]
     print(
-        f"{args.frames}x{args.size}x{args.size} clip, {grid.n_blocks} blocks, 1 thread; "
+        f"{args.frames}x{args.size}x{args.size} clip, {layout.n_blocks} blocks, 1 thread; "
         f"median of {args.repeats} runs (reference: {max(3, args.repeats // 3)})"
     )
     print(

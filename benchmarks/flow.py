@@ -31,7 +31,7 @@ from merkit.features.flowhist import (
     mdmo_clip,
     mdmo_roi_masks,
 )
-from merkit.features.grid import Grid
+from merkit.features.layout import BlockLayout
 from merkit.video.face import reference_landmarks
 from merkit.video.flow import clip_flows, tvl1_flow
 
@@ -60,13 +60,15 @@ def load_clip(n: int = 16, size: int = 112) -> tuple[np.ndarray, str]:
 
 
 # ----------------------------------------------------------------------------- references
-def hoof_reference(flows: np.ndarray, bins: int = 8, grid: Grid | None = None) -> np.ndarray:
+def hoof_reference(
+    flows: np.ndarray, bins: int = 8, layout: BlockLayout | None = None
+) -> np.ndarray:
     """HOOF with a loop over blocks and ``np.histogram`` on angles (magnitude-weighted)."""
-    grid = Grid((1, 2, 4, 8)) if grid is None else grid
+    layout = BlockLayout((1, 2, 4, 8)) if layout is None else layout
     _, h, w, _ = flows.shape
     width = 2 * np.pi / bins
     out = []
-    for y0, y1, x0, x1 in grid.block_bounds(h, w):
+    for y0, y1, x0, x1 in layout.block_bounds(h, w):
         block = flows[:, y0:y1, x0:x1].reshape(-1, 2).astype(np.float64)
         theta = np.mod(np.arctan2(-block[:, 1], block[:, 0]) + width / 2, 2 * np.pi)
         mag = np.hypot(block[:, 0], block[:, 1])

@@ -21,15 +21,15 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from merkit.features.grid import Grid  # noqa: E402
+from merkit.features.layout import BlockLayout  # noqa: E402
 from merkit.features.lbp import lbp_top, map_codes  # noqa: E402
 
 
-def skimage_reference(clip: np.ndarray, radius: int = 3, points: int = 8, grid=None):
+def skimage_reference(clip: np.ndarray, radius: int = 3, points: int = 8, layout=None):
     """LBP-TOP from per-slice ``skimage.feature.local_binary_pattern`` calls."""
     from skimage.feature import local_binary_pattern
 
-    grid = Grid() if grid is None else grid
+    layout = BlockLayout() if layout is None else layout
     t, h, w = clip.shape
     r = radius
     xy = np.stack([local_binary_pattern(clip[i], points, r, "default") for i in range(t)])
@@ -41,8 +41,8 @@ def skimage_reference(clip: np.ndarray, radius: int = 3, points: int = 8, grid=N
         yt.transpose(1, 2, 0)[r : t - r, r : h - r, r : w - r],
     ]
     nb = points * (points - 1) + 3
-    bounds = grid.block_bounds(h - 2 * r, w - 2 * r)
-    out = np.empty((grid.n_blocks, 3, nb))
+    bounds = layout.block_bounds(h - 2 * r, w - 2 * r)
+    out = np.empty((layout.n_blocks, 3, nb))
     for k, codes in enumerate(planes):
         bins = map_codes(codes.astype(np.int64), points, "u2")
         for b, (y0, y1, x0, x1) in enumerate(bounds):

@@ -85,7 +85,7 @@ def test_second_run_computes_nothing_and_matches(vis, tmp_path, counted) -> None
 def test_changing_a_parameter_recomputes(vis, tmp_path, counted) -> None:
     extract(vis, SPEC, cache=tmp_path)
     extract(vis, SPEC, cache=tmp_path, preprocess=Preprocess(length=8))
-    extract(vis, SPEC, cache=tmp_path, grid="1,2")
+    extract(vis, SPEC, cache=tmp_path, layout="1,2")
     extract(vis, SPEC, cache=tmp_path, preprocess=Preprocess(length=8))  # cached now
     assert len(counted) == 18
 
@@ -200,11 +200,13 @@ def test_unreadable_frame_names_the_clip_and_file(vis) -> None:
     assert frame.name in str(e.value)
 
 
-def test_configure_descriptor_grids() -> None:
+def test_configure_descriptor_layouts() -> None:
     d = configure_descriptor("lbp_top_cdmer:r3p8", "1,2")
-    assert d.grid.levels == (1, 2) and d.grid.order == "column" and d.grid.partition == "cdmer"
+    assert (
+        d.layout.levels == (1, 2) and d.layout.order == "column" and d.layout.partition == "cdmer"
+    )
     assert d.dim == 5 * 177
-    with pytest.raises(ValueError, match="mdmo does not take a block grid"):
+    with pytest.raises(ValueError, match="mdmo does not take a block layout"):
         configure_descriptor("mdmo", "1,2")
     with pytest.raises(KeyError, match="unknown descriptor 'nope'"):
         configure_descriptor("nope:r1")

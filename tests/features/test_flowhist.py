@@ -19,11 +19,11 @@ from merkit.features.flowhist import (
     mdmo_roi_masks,
     mdmo_roi_polygons,
 )
-from merkit.features.grid import Grid
+from merkit.features.layout import BlockLayout
 from merkit.features.registry import get_descriptor
 from merkit.video.face import reference_landmarks
 
-WHOLE = Grid((1,))
+WHOLE = BlockLayout((1,))
 
 
 def _uniform(u: float, v: float, shape=(16, 16)) -> np.ndarray:
@@ -72,8 +72,8 @@ def test_uniform_right_flow_fills_the_zero_angle_bin_of_every_block():
 def test_rotating_the_field_by_90_degrees_shifts_by_a_quarter(bins):
     rng = np.random.default_rng(0)
     flow = rng.normal(size=(24, 24, 2)).astype(np.float32)
-    a = hoof(flow, bins=bins, grid=WHOLE)
-    b = hoof(_rotate_90(flow), bins=bins, grid=WHOLE)
+    a = hoof(flow, bins=bins, layout=WHOLE)
+    b = hoof(_rotate_90(flow), bins=bins, layout=WHOLE)
     assert not np.allclose(a, np.roll(a, 1))  # a non-trivial histogram
     np.testing.assert_allclose(b, np.roll(a, bins // 4), atol=1e-6)
 
@@ -83,17 +83,17 @@ def test_mirror_binning_is_left_right_symmetric():
     flow = rng.normal(size=(20, 20, 2)).astype(np.float32)
     mirrored = flow * [-1.0, 1.0]  # every vector reflected left-right
     np.testing.assert_allclose(
-        hoof(flow, binning="mirror", grid=WHOLE), hoof(mirrored, binning="mirror", grid=WHOLE)
+        hoof(flow, binning="mirror", layout=WHOLE), hoof(mirrored, binning="mirror", layout=WHOLE)
     )
-    assert not np.allclose(hoof(flow, grid=WHOLE), hoof(mirrored, grid=WHOLE))
+    assert not np.allclose(hoof(flow, layout=WHOLE), hoof(mirrored, layout=WHOLE))
 
 
 def test_magnitude_weighting_and_counting():
     flow = np.zeros((1, 2, 2), np.float32)
     flow[0, 0] = (3.0, 0.0)  # right, magnitude 3
     flow[0, 1] = (0.0, -1.0)  # up, magnitude 1
-    weighted = hoof(flow, bins=4, grid=WHOLE)
-    counted = hoof(flow, bins=4, grid=WHOLE, magnitude=False)
+    weighted = hoof(flow, bins=4, layout=WHOLE)
+    counted = hoof(flow, bins=4, layout=WHOLE, magnitude=False)
     np.testing.assert_allclose(weighted, [0.75, 0.25, 0, 0])
     np.testing.assert_allclose(counted, [0.5, 0.5, 0, 0])
 
@@ -103,7 +103,7 @@ def test_small_vectors_can_be_ignored():
     flow[0, 0] = (0.05, 0.0)
     flow[0, 1] = (0.0, 0.05)
     flow[0, 2] = (-2.0, 0.0)
-    h = hoof(flow, bins=4, grid=WHOLE, magnitude=False, min_magnitude=0.1)
+    h = hoof(flow, bins=4, layout=WHOLE, magnitude=False, min_magnitude=0.1)
     np.testing.assert_allclose(h, [0, 0, 1, 0])
 
 
@@ -111,7 +111,7 @@ def test_blocks_normalise_separately_and_still_blocks_are_zero():
     flow = np.zeros((16, 16, 2), np.float32)
     flow[:8, :8] = (1.0, 0.0)  # top-left block: right
     flow[:8, 8:] = (0.0, -4.0)  # top-right block: up, four times stronger
-    h = hoof(flow, bins=4, grid=Grid((1, 2))).reshape(5, 4)
+    h = hoof(flow, bins=4, layout=BlockLayout((1, 2))).reshape(5, 4)
     np.testing.assert_allclose(h[0], [0.2, 0.8, 0, 0])  # whole face, magnitude-weighted
     np.testing.assert_allclose(h[1], [1, 0, 0, 0])
     np.testing.assert_allclose(h[2], [0, 1, 0, 0])
@@ -121,13 +121,13 @@ def test_blocks_normalise_separately_and_still_blocks_are_zero():
 
 def test_a_sequence_accumulates_votes_over_time():
     seq = np.stack([_uniform(1, 0), _uniform(0, 1), _uniform(0, 1), _uniform(-1, 0)])
-    np.testing.assert_allclose(hoof(seq, bins=4, grid=WHOLE), [0.25, 0, 0.25, 0.5])
+    np.testing.assert_allclose(hoof(seq, bins=4, layout=WHOLE), [0.25, 0, 0.25, 0.5])
 
 
 def test_hoof_dimensions_follow_the_grid():
     flow = _uniform(1, 1, (40, 40))
     assert hoof(flow).shape == (85 * 8,)
-    assert hoof(flow, bins=6, grid=Grid((1, 2, 4))).shape == (21 * 6,)
+    assert hoof(flow, bins=6, layout=BlockLayout((1, 2, 4))).shape == (21 * 6,)
     assert hoof(flow).dtype == np.float32
 
 
@@ -140,7 +140,7 @@ def test_hoof_dimensions_follow_the_grid():
         (np.zeros((8, 8, 2)), {"bins": 1}, "bins must be an integer >= 2"),
         (np.zeros((8, 8, 2)), {"binning": "half"}, "unknown HOOF binning"),
         (np.zeros((8, 8, 2)), {"min_magnitude": -1}, "min_magnitude"),
-        (np.zeros((4, 4, 2)), {"grid": Grid((1, 8))}, "does not fit"),
+        (np.zeros((4, 4, 2)), {"layout": BlockLayout((1, 8))}, "does not fit"),
     ],
 )
 def test_hoof_errors(flow, kwargs, message):
@@ -163,7 +163,7 @@ def _texture_clip(shifts, size=32, seed=0) -> np.ndarray:
 
 def test_hoof_clip_sees_a_rightward_motion():
     clip = _texture_clip([(0, 0), (1, 0), (2, 0)])
-    h = hoof_clip(clip, bins=8, grid=WHOLE)
+    h = hoof_clip(clip, bins=8, layout=WHOLE)
     assert h[0] > 0.8
 
 

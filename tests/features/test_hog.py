@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from merkit.features import registry
-from merkit.features.grid import Grid
 from merkit.features.hog import (
     gradient_orientations,
     higo_top,
@@ -16,16 +15,19 @@ from merkit.features.hog import (
     orientation_bins,
     output_dim,
 )
+from merkit.features.layout import BlockLayout
 from tests.features._toy import bar_clips, cv_accuracy
 
 
-def reference_histograms(clip: np.ndarray, bins: int, grid: Grid, weighted: bool) -> np.ndarray:
+def reference_histograms(
+    clip: np.ndarray, bins: int, layout: BlockLayout, weighted: bool
+) -> np.ndarray:
     """Straightforward per-block version: np.gradient, arctan of the ratio, np.histogram."""
     gt, gy, gx = np.gradient(clip.astype(float))
     inner = (slice(1, -1),) * 3
     gt, gy, gx = gt[inner], gy[inner], gx[inner]
     out = []
-    for y0, y1, x0, x1 in grid.block_bounds(clip.shape[1] - 2, clip.shape[2] - 2):
+    for y0, y1, x0, x1 in layout.block_bounds(clip.shape[1] - 2, clip.shape[2] - 2):
         for h, v in ((gx, gy), (gx, gt), (gy, gt)):
             hb, vb = h[:, y0:y1, x0:x1].ravel(), v[:, y0:y1, x0:x1].ravel()
             theta = np.arctan2(vb, hb)
@@ -66,16 +68,18 @@ def test_plane_conventions_on_moving_ramps() -> None:
     assert (xy_b == 2).all() and np.allclose(xy_m, 4.0)  # (g_x, g_y) = (4, 0): 0 degrees
     assert (xt_b == 1).all() and np.allclose(xt_m, np.hypot(4, 4))  # (4, -4): -45 degrees
     assert (yt_b == 0).all() and np.allclose(yt_m, 4.0)  # (0, -4): vertical
-    v = hog_top(2.0 * (x - t), bins=4, grid=Grid((1,))).reshape(3, 4)
+    v = hog_top(2.0 * (x - t), bins=4, layout=BlockLayout((1,))).reshape(3, 4)
     np.testing.assert_array_equal(v, [[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0]])
-    v = hog_top(2.0 * (x + t), bins=4, grid=Grid((1,))).reshape(3, 4)  # moving left: +45
+    v = hog_top(2.0 * (x + t), bins=4, layout=BlockLayout((1,))).reshape(3, 4)  # moving left: +45
     np.testing.assert_array_equal(v[1], [0, 0, 0, 1])
     # a vertical ramp moving down: XY and XT vertical, YT at -45 degrees
-    v = hog_top(3.0 * (y - t), bins=4, grid=Grid((1,))).reshape(3, 4)
+    v = hog_top(3.0 * (y - t), bins=4, layout=BlockLayout((1,))).reshape(3, 4)
     np.testing.assert_array_equal(v, [[1, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0]])
-    np.testing.assert_array_equal(higo_top(3.0 * (y - t), bins=4, grid=Grid((1,))), v.ravel())
+    np.testing.assert_array_equal(
+        higo_top(3.0 * (y - t), bins=4, layout=BlockLayout((1,))), v.ravel()
+    )
     # a static horizontal ramp: no gradient on YT at all, whose histogram is then uniform
-    v = higo_top(2.0 * x, bins=4, grid=Grid((1,))).reshape(3, 4)
+    v = higo_top(2.0 * x, bins=4, layout=BlockLayout((1,))).reshape(3, 4)
     np.testing.assert_array_equal(v, [[0, 0, 1, 0], [0, 0, 1, 0], [0.25] * 4])
 
 
@@ -93,10 +97,10 @@ def test_dimensions_and_normalisation() -> None:
 @pytest.mark.parametrize("bins", [4, 8])
 def test_histograms_equal_the_per_block_reference(bins) -> None:
     clip = np.random.default_rng(bins).random((8, 29, 33)) * 255
-    grid = Grid((1, 2, 3))
+    layout = BlockLayout((1, 2, 3))
     for fn, weighted in ((hog_top, True), (higo_top, False)):
-        ours = fn(clip, bins=bins, grid=grid)
-        ref = reference_histograms(clip, bins, grid, weighted)
+        ours = fn(clip, bins=bins, layout=layout)
+        ref = reference_histograms(clip, bins, layout, weighted)
         np.testing.assert_allclose(ours, ref, atol=1e-6)
 
 
@@ -132,9 +136,9 @@ def test_invariances_and_determinism() -> None:
     _, y, x = np.meshgrid(np.arange(6), np.arange(40), np.arange(40), indexing="ij")
     stripes = np.where(x < 20, np.sin(x), np.sin(y)) * 20.0 + 100.0
     boosted = np.where(x < 20, stripes, 4.0 * stripes - 300.0)
-    g = Grid((1,))
-    higo_a, higo_b = higo_top(stripes, bins=4, grid=g), higo_top(boosted, bins=4, grid=g)
-    hog_a, hog_b = hog_top(stripes, bins=4, grid=g), hog_top(boosted, bins=4, grid=g)
+    g = BlockLayout((1,))
+    higo_a, higo_b = higo_top(stripes, bins=4, layout=g), higo_top(boosted, bins=4, layout=g)
+    hog_a, hog_b = hog_top(stripes, bins=4, layout=g), hog_top(boosted, bins=4, layout=g)
     assert np.abs(higo_a - higo_b).max() < 0.03
     assert 0.4 < hog_a[0] < 0.6 and hog_b[0] > 0.75  # XY bin 0: vertical gradients
 
@@ -142,7 +146,7 @@ def test_invariances_and_determinism() -> None:
 def test_flat_blocks_are_uniform() -> None:
     clip = np.full((5, 20, 20), 3.0)
     clip[:, :, 12:] = np.random.default_rng(0).random((5, 20, 8)) * 9
-    v = hog_top(clip, bins=4, grid=Grid((1, 2))).reshape(5, 3, 4)
+    v = hog_top(clip, bins=4, layout=BlockLayout((1, 2))).reshape(5, 3, 4)
     np.testing.assert_array_equal(v[1], 0.25)  # top-left block: flat
     assert (v[2] != 0.25).any()  # top-right: textured
 
@@ -171,10 +175,10 @@ def test_invalid_inputs() -> None:
 # --------------------------------------------------------------------------- toy problem
 def test_separates_motion_direction_through_the_temporal_planes() -> None:
     clips, y = bar_clips()
-    grid = Grid((1, 2))
+    layout = BlockLayout((1, 2))
     for fn in (hog_top, higo_top):
         for bins in (4, 8):
-            x = np.stack([fn(c, bins=bins, grid=grid) for c in clips]).reshape(40, 5, 3, bins)
+            x = np.stack([fn(c, bins=bins, layout=layout) for c in clips]).reshape(40, 5, 3, bins)
             assert cv_accuracy(x.reshape(40, -1), y) > 0.8
             assert cv_accuracy(x[:, 0, 2].reshape(40, -1), y) > 0.8  # whole-face YT alone
             assert cv_accuracy(x[:, :, 0].reshape(40, -1), y) < 0.75  # XY alone

@@ -8,9 +8,9 @@ import pytest
 from skimage.feature import local_binary_pattern
 
 from merkit.features import registry
-from merkit.features.grid import Grid
+from merkit.features.layout import BlockLayout
 from merkit.features.lbp import (
-    cdmer_grid,
+    cdmer_layout,
     cdmer_to_block_layout,
     lbp_top,
     lbp_top_codes,
@@ -142,16 +142,16 @@ def test_output_dims_and_normalisation() -> None:
     np.testing.assert_allclose(v4.reshape(85, 3, 15).sum(-1), 1.0, atol=1e-5)
     assert lbp_top(clip, mapping="riu2").shape == (85 * 30,)
     assert lbp_top(clip, points=(4, 4, 4), mapping="none").shape == (85 * 48,)
-    mixed = lbp_top(clip, points=(8, 4, 4), grid=Grid((1, 2)))
+    mixed = lbp_top(clip, points=(8, 4, 4), layout=BlockLayout((1, 2)))
     assert mixed.shape == (5 * (59 + 15 + 15),)
 
 
 def test_histograms_are_block_histograms_of_the_codes() -> None:
     clip = _rng_clip((9, 30, 34), seed=7)
-    grid = Grid((1, 2, 3))
-    v = lbp_top(clip, grid=grid).reshape(grid.n_blocks, 3, 59)
+    layout = BlockLayout((1, 2, 3))
+    v = lbp_top(clip, layout=layout).reshape(layout.n_blocks, 3, 59)
     codes = lbp_top_codes(clip)
-    bounds = grid.block_bounds(24, 28)  # the code map: frame minus a 3-pixel border
+    bounds = layout.block_bounds(24, 28)  # the code map: frame minus a 3-pixel border
     for b, (y0, y1, x0, x1) in enumerate(bounds):
         for k in range(3):
             bins = map_codes(codes[k][:, y0:y1, x0:x1], 8).ravel()
@@ -159,7 +159,7 @@ def test_histograms_are_block_histograms_of_the_codes() -> None:
 
 
 def test_constant_and_static_clips() -> None:
-    flat = lbp_top(np.full((7, 20, 20), 90.0), grid=Grid((1, 2)))
+    flat = lbp_top(np.full((7, 20, 20), 90.0), layout=BlockLayout((1, 2)))
     h = flat.reshape(5, 3, 59)
     np.testing.assert_allclose(h[..., 57], 1.0)  # all neighbours >= centre: code 255
     frame = np.random.default_rng(2).random((30, 30)) * 255
@@ -169,7 +169,7 @@ def test_constant_and_static_clips() -> None:
         bits = [(codes >> p) & 1 for p in range(8)]
         assert (bits[2] == 1).all() and (bits[6] == 1).all()  # tied temporal neighbours
         assert all((bits[p] == bits[(8 - p) % 8]).all() for p in (1, 3))  # time-symmetric
-    v = lbp_top(static, grid=Grid((1,))).reshape(3, 59)
+    v = lbp_top(static, layout=BlockLayout((1,))).reshape(3, 59)
     allowed = np.unique(map_codes(np.unique(np.concatenate([xt.ravel(), yt.ravel()])), 8))
     assert v[1, allowed].sum() == pytest.approx(1.0)
     # of the 59 bins, the static codes reach only those with bits 2 and 6 set
@@ -204,19 +204,21 @@ def test_invalid_inputs() -> None:
         lbp_top(np.zeros((9, 30, 30)), points=(8, 1, 8))
     with pytest.raises(ValueError, match="unknown LBP mapping"):
         lbp_top(np.zeros((9, 30, 30)), mapping="rotation")
-    with pytest.raises(ValueError, match="layout"):
-        lbp_top(np.zeros((9, 30, 30)), layout="plane")
+    with pytest.raises(ValueError, match="column order"):
+        lbp_top(np.zeros((9, 30, 30)), column_order="plane")
     with pytest.raises(ValueError, match="real-valued"):
         lbp_top(np.zeros((9, 30, 30), dtype=complex))
 
 
 def test_cdmer_layout_is_a_reordering_of_the_block_layout() -> None:
     clip = _rng_clip((16, 112, 112), seed=11)
-    bench = lbp_top(clip, grid=cdmer_grid(), layout="cdmer")
-    ours = lbp_top(clip, grid=Grid(partition="cdmer"))
+    bench = lbp_top(clip, layout=cdmer_layout(), column_order="level_plane")
+    ours = lbp_top(clip, layout=BlockLayout(partition="cdmer"))
     np.testing.assert_array_equal(bench[cdmer_to_block_layout()], ours)
-    grid = cdmer_grid()
-    np.testing.assert_array_equal(bench, lbp_top(clip, grid=grid)[grid.level_plane_order(3, 59)])
+    layout = cdmer_layout()
+    np.testing.assert_array_equal(
+        bench, lbp_top(clip, layout=layout)[layout.level_plane_order(3, 59)]
+    )
 
 
 # --------------------------------------------------------------------------- real benchmark
@@ -246,12 +248,12 @@ def test_benchmark_u2_bin_order(casme2_features) -> None:
 
 def test_benchmark_partition_and_layout(casme2_features) -> None:
     """Each histogram is counts / (voxels of its block): the denominators implied by the
-    cdmer grid and layout make every value of every row an integer count."""
-    grid = cdmer_grid()
+    cdmer block layout and column order make every value of every row an integer count."""
+    layout = cdmer_layout()
     voxels = np.array(
-        [(y1 - y0) * (x1 - x0) * 10 for y0, y1, x0, x1 in grid.block_bounds(106, 106)]
+        [(y1 - y0) * (x1 - x0) * 10 for y0, y1, x0, x1 in layout.block_bounds(106, 106)]
     )
-    per_group = np.concatenate([np.tile(voxels[sl], 3) for sl in grid.level_slices])
+    per_group = np.concatenate([np.tile(voxels[sl], 3) for sl in layout.level_slices])
     counts = casme2_features.reshape(-1, 255, 59) * per_group[None, :, None]
     assert np.abs(counts - np.round(counts)).max() < 1e-6
     assert sorted(set(per_group.tolist())) == [1690, 1950, 2250, 6250, 6750, 7290, 28090, 112360]
@@ -304,7 +306,7 @@ def test_benchmark_row_reproduced_from_official_cropped_frames(
         pytest.skip(f"{folder} not available")
     frames = read_frames(folder)
     small = np.stack([cv2.resize(f, (112, 112), interpolation=cv2.INTER_AREA) for f in frames])
-    v = lbp_top(tim(small, 16), grid=cdmer_grid(), layout="cdmer")
+    v = lbp_top(tim(small, 16), layout=cdmer_layout(), column_order="level_plane")
     dist = np.abs(casme2_features - v).reshape(130, 255, 59).sum(-1).mean(1)
     order = np.argsort(dist)
     assert order[0] == 0
@@ -338,7 +340,7 @@ def test_registry_specs() -> None:
     assert registry.get_descriptor("lbp_top:rx3ry3rt3p8").name == "lbp_top:r3p8"
     assert registry.get_descriptor("lbp_top:r2p8:riu2").dim_per_block == 30
     c = registry.get_descriptor("lbp_top_cdmer:r3p8")
-    assert c.layout == "level_plane" and c.grid == cdmer_grid()
+    assert c.column_order == "level_plane" and c.layout == cdmer_layout()
     assert c.column_blocks()[177 + 59 * 4] == 1
     assert set(registry.available()) >= {"lbp_top", "lbp_top_cdmer"}
 
@@ -348,7 +350,9 @@ def test_registry_descriptor_computes_features() -> None:
     d = registry.get_descriptor("lbp_top:r3p8")
     np.testing.assert_array_equal(d(clip), lbp_top(clip))
     c = registry.get_descriptor("lbp_top_cdmer:r3p8")
-    np.testing.assert_array_equal(c(clip), lbp_top(clip, grid=cdmer_grid(), layout="cdmer"))
+    np.testing.assert_array_equal(
+        c(clip), lbp_top(clip, layout=cdmer_layout(), column_order="level_plane")
+    )
 
 
 def test_registry_errors_and_describe() -> None:
@@ -372,18 +376,18 @@ def test_registering_a_new_family(monkeypatch) -> None:
 
     @registry.register("mean_block", summary="mean grey level per block", example="mean_block")
     def _mean(params: str, options: tuple[str, ...]) -> registry.Descriptor:
-        grid = Grid((1, 2))
+        layout = BlockLayout((1, 2))
 
-        def fn(clip, grid):
+        def fn(clip, layout):
             return np.array(
                 [
                     clip[:, y0:y1, x0:x1].mean()
-                    for y0, y1, x0, x1 in grid.block_bounds(*clip.shape[1:])
+                    for y0, y1, x0, x1 in layout.block_bounds(*clip.shape[1:])
                 ],
                 dtype=np.float32,
             )
 
-        return registry.Descriptor("mean_block", "mean_block", {"grid": grid}, fn, 1, grid)
+        return registry.Descriptor("mean_block", "mean_block", {"layout": layout}, fn, 1, layout)
 
     assert "mean_block" in registry.available()
     out = registry.get_descriptor("mean_block")(np.arange(2 * 4 * 4, dtype=float).reshape(2, 4, 4))

@@ -8,7 +8,7 @@ import pytest
 from skimage.feature import local_binary_pattern
 
 from merkit.features import registry
-from merkit.features.grid import Grid
+from merkit.features.layout import BlockLayout
 from merkit.features.lbp import lbp_top_codes
 from merkit.features.lbpsip import lbp_sip, lbp_sip_codes, output_dim
 from tests.features._toy import bar_clips, cv_accuracy
@@ -32,14 +32,14 @@ def test_hand_built_neighbourhood() -> None:
     assert spatial.shape == temporal.shape == (1, 1, 1)
     assert int(spatial[0, 0, 0]) == 0b0101 == 5
     assert int(temporal[0, 0, 0]) == 0b01 == 1
-    v = lbp_sip(cube, radii=1, grid=Grid((1,)))
+    v = lbp_sip(cube, radii=1, layout=BlockLayout((1,)))
     expected = np.zeros(20, dtype=np.float32)
     expected[5] = expected[16 + 1] = 1.0
     np.testing.assert_array_equal(v, expected)
     # the corners and edges (not on the three axes) are never looked at
     noisy = cube.copy()
     noisy[[0, 2, 0, 2], [0, 0, 2, 2], [0, 2, 2, 0]] = [255, 0, 3, 99]
-    np.testing.assert_array_equal(lbp_sip(noisy, radii=1, grid=Grid((1,))), expected)
+    np.testing.assert_array_equal(lbp_sip(noisy, radii=1, layout=BlockLayout((1,))), expected)
 
 
 def test_radius_three_neighbourhood() -> None:
@@ -82,15 +82,19 @@ def test_dimensions_and_normalisation() -> None:
         h = v.reshape(85, 20)
         np.testing.assert_allclose(h[:, :16].sum(1), 1.0, atol=1e-6)
         np.testing.assert_allclose(h[:, 16:].sum(1), 1.0, atol=1e-6)
-    assert lbp_sip(clip, grid=Grid((1, 2))).shape == (100,) == (output_dim(Grid((1, 2))),)
+    assert (
+        lbp_sip(clip, layout=BlockLayout((1, 2))).shape
+        == (100,)
+        == (output_dim(BlockLayout((1, 2))),)
+    )
 
 
 def test_histograms_are_block_histograms_of_the_codes() -> None:
     clip = _rng_clip((9, 30, 34), seed=7)
-    grid = Grid((1, 2, 3))
-    v = lbp_sip(clip, radii=3, grid=grid).reshape(grid.n_blocks, 20)
+    layout = BlockLayout((1, 2, 3))
+    v = lbp_sip(clip, radii=3, layout=layout).reshape(layout.n_blocks, 20)
     spatial, temporal = lbp_sip_codes(clip, radii=3)
-    for b, (y0, y1, x0, x1) in enumerate(grid.block_bounds(24, 28)):  # frame minus 3 px
+    for b, (y0, y1, x0, x1) in enumerate(layout.block_bounds(24, 28)):  # frame minus 3 px
         s = spatial[:, y0:y1, x0:x1].ravel()
         t = temporal[:, y0:y1, x0:x1].ravel()
         np.testing.assert_allclose(v[b, :16], np.bincount(s, minlength=16) / s.size, rtol=1e-6)
@@ -98,16 +102,16 @@ def test_histograms_are_block_histograms_of_the_codes() -> None:
 
 
 def test_flat_static_and_moving_clips() -> None:
-    flat = lbp_sip(np.full((5, 20, 20), 7.0), grid=Grid((1, 2)))
+    flat = lbp_sip(np.full((5, 20, 20), 7.0), layout=BlockLayout((1, 2)))
     expected = np.zeros(20)
     expected[15] = expected[19] = 1.0  # all ties: every bit set
     np.testing.assert_array_equal(flat.reshape(5, 20), np.tile(expected, (5, 1)))
     frame = np.random.default_rng(2).random((30, 30)) * 255
-    static = lbp_sip(np.repeat(frame[None], 6, axis=0), grid=Grid((1,)))
+    static = lbp_sip(np.repeat(frame[None], 6, axis=0), layout=BlockLayout((1,)))
     np.testing.assert_array_equal(static[16:], [0, 0, 0, 1])  # past = now = future
     assert (static[:16] > 0).sum() >= 10  # spatial texture spread over the 16 codes
     brightening = np.stack([frame + 10 * t for t in range(6)])
-    np.testing.assert_array_equal(lbp_sip(brightening, grid=Grid((1,)))[16:], [0, 0, 1, 0])
+    np.testing.assert_array_equal(lbp_sip(brightening, layout=BlockLayout((1,)))[16:], [0, 0, 1, 0])
 
 
 def test_deterministic_and_monotonic_grey_invariant() -> None:
@@ -146,9 +150,9 @@ def test_invalid_inputs() -> None:
 # --------------------------------------------------------------------------- toy problem
 def test_separates_motion_direction_through_the_temporal_codes() -> None:
     clips, y = bar_clips()
-    grid = Grid((1, 2))
+    layout = BlockLayout((1, 2))
     for radius in (1, 3):
-        x = np.stack([lbp_sip(c, radii=radius, grid=grid) for c in clips]).reshape(40, 5, 20)
+        x = np.stack([lbp_sip(c, radii=radius, layout=layout) for c in clips]).reshape(40, 5, 20)
         assert cv_accuracy(x.reshape(40, -1), y) > 0.8
         assert cv_accuracy(x[:, :, 16:].reshape(40, -1), y) > 0.8  # temporal codes alone
         # the spatial codes alone do not see the direction (the bar sweeps the same rows)
@@ -160,7 +164,7 @@ def test_registry_specs() -> None:
     for spec, radii in (("lbp_sip:r1", (1, 1, 1)), ("lbp_sip:r3", (3, 3, 3))):
         d = registry.get_descriptor(spec)
         assert d.name == spec and d.family == "lbp_sip" and d.params["radii"] == radii
-        assert d.dim_per_block == 20 and d.dim == 1700 and d.grid.n_blocks == 85
+        assert d.dim_per_block == 20 and d.dim == 1700 and d.layout.n_blocks == 85
         cols = d.column_blocks()
         assert cols.shape == (1700,) and cols[19] == 0 and cols[20] == 1 and cols[-1] == 84
     assert registry.get_descriptor("lbp_sip").name == "lbp_sip:r1"

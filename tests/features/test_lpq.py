@@ -10,7 +10,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.signal import convolve2d
 
 from merkit.features import registry
-from merkit.features.grid import Grid
+from merkit.features.layout import BlockLayout
 from merkit.features.lbp import lbp_top, lbp_top_codes
 from merkit.features.lpq import lpq_top, lpq_top_codes, output_dim, whitening_matrix
 from tests.features._toy import bar_clips, cv_accuracy
@@ -133,7 +133,7 @@ def test_flat_and_static_clips_give_exact_codes() -> None:
     for codes in (xt, yt):
         assert set(np.unique(codes).tolist()) == {243, 247, 251, 255}
     assert len(np.unique(xy)) > 150
-    v = lpq_top(np.repeat(frame[None], 7, axis=0), rho=0, grid=Grid((1,))).reshape(3, 256)
+    v = lpq_top(np.repeat(frame[None], 7, axis=0), rho=0, layout=BlockLayout((1,))).reshape(3, 256)
     assert v[1, [243, 247, 251, 255]].sum() == pytest.approx(1.0)
 
 
@@ -144,15 +144,15 @@ def test_dimensions_and_normalisation() -> None:
         v = lpq_top(clip, rho=rho)
         assert v.dtype == np.float32 and v.shape == (65280,) == (output_dim(),)
         np.testing.assert_allclose(v.reshape(85, 3, 256).sum(-1), 1.0, atol=1e-5)
-    assert lpq_top(clip, grid=Grid((1, 2))).shape == (5 * 768,)
+    assert lpq_top(clip, layout=BlockLayout((1, 2))).shape == (5 * 768,)
 
 
 def test_histograms_are_block_histograms_of_the_codes() -> None:
     clip = np.random.default_rng(7).integers(0, 256, (9, 30, 34))
-    grid = Grid((1, 2, 3))
-    v = lpq_top(clip, grid=grid).reshape(grid.n_blocks, 3, 256)
+    layout = BlockLayout((1, 2, 3))
+    v = lpq_top(clip, layout=layout).reshape(layout.n_blocks, 3, 256)
     codes = lpq_top_codes(clip)
-    for b, (y0, y1, x0, x1) in enumerate(grid.block_bounds(26, 30)):  # frame minus 2 px
+    for b, (y0, y1, x0, x1) in enumerate(layout.block_bounds(26, 30)):  # frame minus 2 px
         for k in range(3):
             c = codes[k][:, y0:y1, x0:x1].ravel()
             np.testing.assert_allclose(v[b, k], np.bincount(c, minlength=256) / c.size, rtol=1e-6)
@@ -183,7 +183,7 @@ def test_blur_changes_lpq_top_less_than_lbp_top() -> None:
     (R = 2, P = 8): ratio 0.85 at sigma 0.5 (0.98 at sigma 1, not asserted). LBP-TOP R3P8
     compares pixels 3 apart and its u2 histogram changes less than either under such mild
     blur."""
-    grid = Grid((1,))
+    layout = BlockLayout((1,))
 
     def rel(f, a, b) -> float:
         fa = f(a)
@@ -197,9 +197,9 @@ def test_blur_changes_lpq_top_less_than_lbp_top() -> None:
         clip = np.stack([tex[t : t + 48, 2 * t : 2 * t + 48] for t in range(12)])
         for sigma, bound in ((0.5, 0.97), (1.0, 0.8)):
             blurred = gaussian_filter(clip, (0, sigma, sigma))
-            lbp = rel(lambda c: lbp_top(c, radii=(1, 1, 1), grid=grid), clip, blurred)
+            lbp = rel(lambda c: lbp_top(c, radii=(1, 1, 1), layout=layout), clip, blurred)
             for rho in (0.1, 0):
-                lpq = rel(lambda c, r=rho: lpq_top(c, rho=r, grid=grid), clip, blurred)
+                lpq = rel(lambda c, r=rho: lpq_top(c, rho=r, layout=layout), clip, blurred)
                 assert lpq < bound * lbp, (seed, sigma, rho, lpq, lbp)
             if sigma == 0.5:
                 lpq_changed = changed(lpq_top_codes(clip, rho=0), lpq_top_codes(blurred, rho=0))
@@ -242,9 +242,9 @@ def test_invalid_inputs() -> None:
 # --------------------------------------------------------------------------- toy problem
 def test_separates_motion_direction_through_the_temporal_planes() -> None:
     clips, y = bar_clips()
-    grid = Grid((1, 2))
+    layout = BlockLayout((1, 2))
     for rho in (0.1, 0):
-        x = np.stack([lpq_top(c, rho=rho, grid=grid) for c in clips]).reshape(40, 5, 3, 256)
+        x = np.stack([lpq_top(c, rho=rho, layout=layout) for c in clips]).reshape(40, 5, 3, 256)
         assert cv_accuracy(x.reshape(40, -1), y) > 0.8
         assert cv_accuracy(x[:, :, 0].reshape(40, -1), y) < 0.75  # XY alone: no direction
 

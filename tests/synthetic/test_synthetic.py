@@ -389,7 +389,7 @@ def test_cameras_are_different_domains():
 @pytest.fixture(scope="module")
 def lbp_top_features(default_db) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """CDMER pipeline on the default databases: onset..offset -> 112x112 grey -> TIM 16 ->
-    LBP-TOP R3P8 on the 85-block grid; 3-class CDMER labels. ``{db: (X, y, subject)}``."""
+    LBP-TOP R3P8 on the 85-block layout; 3-class CDMER labels. ``{db: (X, y, subject)}``."""
     from merkit.data.adapters import load_dataset
     from merkit.data.labels import apply_scheme
     from merkit.features.extract import extract_features

@@ -219,10 +219,10 @@ class FeatureSet:
     table : DataFrame
         The Sample table (with ``label`` and ``y`` when a scheme was applied).
     blocks : ndarray of shape (D,), optional
-        Facial block index of each column (0..n_blocks-1), from the multi-scale grid;
+        Facial block index of each column (0..n_blocks-1), from the multi-scale block layout;
         used by group-sparse methods (TGSR) and salient-region maps.
     levels : tuple of int, optional
-        Grid levels behind ``blocks`` (e.g. ``(1, 2, 4, 8)`` -> 85 blocks, row-major
+        Block levels behind ``blocks`` (e.g. ``(1, 2, 4, 8)`` -> 85 blocks, row-major
         inside a level, levels in this order).
     column_groups : ndarray of shape (D,), optional
         Group id of each column for group-sparse methods (TGSR) when the groups are not

@@ -14,7 +14,7 @@ SHA-256 of a canonical JSON document holding
   file,
 * ``onset`` and ``offset``,
 * the preprocessing parameters (frame size, TIM length, alignment options),
-* the descriptor (canonical spec and every parameter, grid included),
+* the descriptor (canonical spec and every parameter, block layout included),
 * :data:`FEATURE_CODE_VERSION`.
 
 Editing, adding or removing a frame of a clip therefore recomputes that clip only, also
@@ -170,7 +170,7 @@ def clip_source(row: Mapping, memo_dir: str | Path | None = None) -> dict[str, A
 
 
 def _canonical(value: Any) -> Any:
-    """JSON-able, deterministic form of parameter values (grids, tuples, arrays)."""
+    """JSON-able, deterministic form of parameter values (block layouts, tuples, arrays)."""
     if isinstance(value, Mapping):
         return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
@@ -181,7 +181,7 @@ def _canonical(value: Any) -> Any:
         return value.item()
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    return repr(value)  # dataclasses such as Grid have a deterministic repr
+    return repr(value)  # dataclasses such as BlockLayout have a deterministic repr
 
 
 def clip_key(

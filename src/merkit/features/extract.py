@@ -21,7 +21,7 @@ Feature files
 per database. ``F.npz`` (``numpy.load(..., allow_pickle=False)``) holds
 
 ``X`` (n, D) float32; ``y`` (n,) int64 (-1 when unlabelled); ``dataset``, ``subject``,
-``clip`` (n,) str; ``blocks`` (D,) int64 block index of each column; ``levels`` grid
+``clip`` (n,) str; ``blocks`` (D,) int64 block index of each column; ``levels`` block
 levels; ``classes`` class names indexed by ``y``; 0-d strings ``format``
 (``"merkit-features/1"``), ``descriptor`` (canonical spec), ``params`` and
 ``preprocess`` (JSON), ``scheme``, ``code_version``.
@@ -51,7 +51,7 @@ from merkit.features.cache import (
     clip_key,
     clip_source,
 )
-from merkit.features.grid import Grid
+from merkit.features.layout import BlockLayout
 from merkit.features.registry import Descriptor, get_descriptor
 from merkit.parallel import Backend, open_backend
 
@@ -190,9 +190,9 @@ class Preprocess:
 
 
 def configure_descriptor(
-    descriptor: str | Descriptor, grid: Grid | str | None = None
+    descriptor: str | Descriptor, layout: BlockLayout | str | None = None
 ) -> Descriptor:
-    """The registry descriptor of a spec, with its block grid's levels replaced by ``grid``.
+    """The registry descriptor of a spec, with its block levels replaced by ``layout``'s.
 
     The descriptor's block order and partition are kept (``lbp_top_cdmer`` stays
     column-major with the benchmark's partition).
@@ -202,20 +202,25 @@ def configure_descriptor(
     UnknownDescriptorError
         (a KeyError) Unknown family.
     ValueError
-        Malformed spec, or a grid for a descriptor without blocks (``mdmo``).
+        Malformed spec, or a block layout for a descriptor without blocks (``mdmo``).
     """
     desc = descriptor if isinstance(descriptor, Descriptor) else get_descriptor(descriptor)
-    if grid is None:
+    if layout is None:
         return desc
-    levels = grid.levels if isinstance(grid, Grid) else Grid.parse(grid).levels
-    if "grid" not in desc.params:
-        raise ValueError(f"descriptor {desc.name} does not take a block grid (got {grid!s})")
-    new = Grid(levels, order=desc.grid.order, partition=desc.grid.partition)
-    return replace(desc, grid=new, params={**desc.params, "grid": new})
+    levels = layout.levels if isinstance(layout, BlockLayout) else BlockLayout.parse(layout).levels
+    if "layout" not in desc.params:
+        raise ValueError(f"descriptor {desc.name} does not take a block layout (got {layout!s})")
+    new = BlockLayout(levels, order=desc.layout.order, partition=desc.layout.partition)
+    return replace(desc, layout=new, params={**desc.params, "layout": new})
 
 
 def _descriptor_key(desc: Descriptor) -> dict[str, Any]:
-    return {"name": desc.name, "params": desc.params, "dim": desc.dim, "layout": desc.layout}
+    return {
+        "name": desc.name,
+        "params": desc.params,
+        "dim": desc.dim,
+        "column_order": desc.column_order,
+    }
 
 
 def describe_clip(
@@ -313,7 +318,7 @@ def extract(
     table: pd.DataFrame,
     descriptor: str | Descriptor = "lbp_top:r3p8",
     *,
-    grid: Grid | str | None = None,
+    layout: BlockLayout | str | None = None,
     preprocess: Preprocess | None = None,
     n_jobs: int = 1,
     cache: FeatureCache | str | Path | None = None,
@@ -332,8 +337,8 @@ def extract(
         A validated Sample table (one database or several).
     descriptor : str or Descriptor
         Registry spec, e.g. ``"lbp_top:r3p8"``.
-    grid : Grid or str, optional
-        Block-grid levels replacing the descriptor's (default 1, 2, 4, 8 -> 85 blocks).
+    layout : BlockLayout or str, optional
+        Block levels replacing the descriptor's (default 1, 2, 4, 8 -> 85 blocks).
     preprocess : Preprocess, optional
         Size, TIM length and alignment (default 112 x 112, 16 frames, no alignment).
     n_jobs : int
@@ -359,7 +364,7 @@ def extract(
     """
     if on_missing not in ("raise", "skip"):
         raise ValueError(f"on_missing={on_missing!r}; expected 'raise' or 'skip'")
-    desc = configure_descriptor(descriptor, grid)
+    desc = configure_descriptor(descriptor, layout)
     pre = (preprocess or Preprocess()).resolved()
     if isinstance(cache, (str, Path)):
         cache = FeatureCache(cache)
@@ -429,7 +434,7 @@ def extract(
         name=name or "+".join(sorted(table["dataset"].astype(str).unique())),
         classes=classes,
         blocks=desc.column_blocks(),
-        levels=desc.grid.levels,
+        levels=desc.layout.levels,
     )
     log.info(
         "described %d clips with %s: X %s (%d computed, %d cached)",
@@ -453,7 +458,7 @@ def extract_features(
     table: pd.DataFrame,
     descriptor: str = "lbp_top:r3p8",
     *,
-    grid: Grid | str | None = None,
+    layout: BlockLayout | str | None = None,
     size: tuple[int, int] = (112, 112),
     length: int = 16,
     n_jobs: int = 1,
@@ -472,7 +477,7 @@ def extract_features(
     return extract(
         table,
         descriptor,
-        grid=grid,
+        layout=layout,
         preprocess=Preprocess(size=size, length=length, align=align),
         n_jobs=n_jobs,
         cache=cache,

@@ -1,4 +1,4 @@
-"""Optical-flow descriptors: HOOF histograms over a block grid, and MDMO over 36 facial ROIs.
+"""Optical-flow descriptors: HOOF histograms over a block layout, and MDMO over 36 facial ROIs.
 
 Angles
 ------
@@ -56,7 +56,7 @@ import logging
 import cv2
 import numpy as np
 
-from merkit.features.grid import Grid
+from merkit.features.layout import BlockLayout
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +120,10 @@ def hoof(
     bins: int = 8,
     magnitude: bool = True,
     binning: str = "full",
-    grid: Grid | None = None,
+    layout: BlockLayout | None = None,
     min_magnitude: float = 0.0,
 ) -> np.ndarray:
-    """HOOF histograms of a flow field (or a sequence of them) over a block grid.
+    """HOOF histograms of a flow field (or a sequence of them) over a block layout.
 
     Parameters
     ----------
@@ -135,34 +135,34 @@ def hoof(
         Weight votes by the vector magnitude (Chaudhry et al.) or count vectors.
     binning : {"full", "mirror"}
         See the module docstring.
-    grid : Grid, optional
-        Blocks (default ``Grid((1, 2, 4, 8))``, 85 blocks).
+    layout : BlockLayout, optional
+        Blocks (default ``BlockLayout((1, 2, 4, 8))``, 85 blocks).
     min_magnitude : float
         Vectors no longer than this do not vote (zero vectors have no direction).
 
     Returns
     -------
-    ndarray of float32, shape (grid.n_blocks * bins,)
+    ndarray of float32, shape (layout.n_blocks * bins,)
         Block-major: ``x[b * bins:(b + 1) * bins]`` is block ``b``, summing to 1 (or 0 for a
         block without votes).
     """
     flows = _as_flow_sequence(flow, "hoof")
     bins = _check_bins(bins)
-    grid = Grid((1, 2, 4, 8)) if grid is None else grid
+    layout = BlockLayout((1, 2, 4, 8)) if layout is None else layout
     if min_magnitude < 0:
         raise ValueError(f"min_magnitude must be >= 0, got {min_magnitude}")
     t, h, w, _ = flows.shape
-    block_map = grid.block_index_map(h, w)  # (levels, H, W)
+    block_map = layout.block_index_map(h, w)  # (levels, H, W)
     mags = np.hypot(flows[..., 0], flows[..., 1])  # (T, H, W)
     idx = angle_bins(flows, bins, binning)
     weights = (mags if magnitude else np.ones_like(mags)) * (mags > min_magnitude)
-    hist = np.zeros(grid.n_blocks * bins, dtype=np.float64)
+    hist = np.zeros(layout.n_blocks * bins, dtype=np.float64)
     flat_w = weights.reshape(t, -1)
     flat_i = idx.reshape(t, -1)
     for level_map in block_map:
         keys = level_map.reshape(1, -1) * bins + flat_i
         hist += np.bincount(keys.ravel(), weights=flat_w.ravel(), minlength=hist.size)
-    hist = hist.reshape(grid.n_blocks, bins)
+    hist = hist.reshape(layout.n_blocks, bins)
     totals = hist.sum(axis=1, keepdims=True)
     np.divide(hist, totals, out=hist, where=totals > 0)
     return hist.ravel().astype(np.float32)
@@ -174,7 +174,7 @@ def hoof_clip(
     bins: int = 8,
     magnitude: bool = True,
     binning: str = "full",
-    grid: Grid | None = None,
+    layout: BlockLayout | None = None,
     pairs: str = "consecutive",
     preset: str = "fast",
 ) -> np.ndarray:
@@ -183,7 +183,7 @@ def hoof_clip(
     from merkit.video.flow import clip_flows
 
     flows = clip_flows(clip, pairs=pairs, preset=preset)
-    return hoof(flows, bins=bins, magnitude=magnitude, binning=binning, grid=grid)
+    return hoof(flows, bins=bins, magnitude=magnitude, binning=binning, layout=layout)
 
 
 # --------------------------------------------------------------------------- MDMO ROIs

@@ -29,7 +29,7 @@ Conventions
     only by the magnitude weights.
 
 Coded voxels are ``clip[1:T-1, 1:H-1, 1:W-1]`` for all three planes; the spatial blocks of
-a :class:`~merkit.features.grid.Grid` are laid over that code map and span the whole
+a :class:`~merkit.features.layout.BlockLayout` are laid over that code map and span the whole
 duration. Each (block, plane) histogram is normalised to sum 1; one without any vote (a
 flat block) is uniform, ``1/p`` per bin.
 """
@@ -41,8 +41,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from merkit.features.grid import Grid
-from merkit.features.lbp import grid_cells
+from merkit.features.layout import BlockLayout, block_cells
 
 log = logging.getLogger(__name__)
 
@@ -152,17 +151,17 @@ def _orientations(data: np.ndarray, bins: int) -> list[tuple[np.ndarray, np.ndar
     ]
 
 
-def _gradient_histograms(clip, bins: int, grid: Grid | None, magnitude: bool, name: str):
-    grid = Grid() if grid is None else grid
+def _gradient_histograms(clip, bins: int, layout: BlockLayout | None, magnitude: bool, name: str):
+    layout = BlockLayout() if layout is None else layout
     bins = _check_bins(bins)
     data = _check_clip(clip, name)
     _, h, w = data.shape
     ch, cw = h - 2, w - 2
     try:
-        grid.check_size(ch, cw)
+        layout.check_size(ch, cw)
     except ValueError as err:
         raise ValueError(f"{name} code map of {ch}x{cw} pixels: {err}") from err
-    cell, agg = grid_cells(grid, ch, cw)
+    cell, agg = block_cells(layout, ch, cw)
     idx_base = (cell * np.int32(bins))[None]
     sums = np.zeros((3, agg.shape[1] * bins))
     # frames are independent once the temporal neighbours are included: work in chunks of
@@ -187,7 +186,7 @@ def _gradient_histograms(clip, bins: int, grid: Grid | None, magnitude: bool, na
     return np.concatenate(per_plane, axis=1).astype(np.float32).ravel()
 
 
-def hog_top(clip: np.ndarray, *, bins: int = 8, grid: Grid | None = None) -> np.ndarray:
+def hog_top(clip: np.ndarray, *, bins: int = 8, layout: BlockLayout | None = None) -> np.ndarray:
     """HOG-TOP: magnitude-weighted orientation histograms on XY, XT, YT per block.
 
     Parameters
@@ -196,9 +195,9 @@ def hog_top(clip: np.ndarray, *, bins: int = 8, grid: Grid | None = None) -> np.
         Grey clip, e.g. 16 TIM frames of 112 x 112 (at least 3 x 3 x 3).
     bins : int
         Orientation bins p over the unsigned range (CDMER benchmark: 4 and 8).
-    grid : Grid, optional
+    layout : BlockLayout, optional
         Spatial blocks over the map of coded voxels (the frame minus a 1-pixel border);
-        default ``Grid((1, 2, 4, 8))`` (85 blocks).
+        default ``BlockLayout((1, 2, 4, 8))`` (85 blocks).
 
     Returns
     -------
@@ -206,19 +205,19 @@ def hog_top(clip: np.ndarray, *, bins: int = 8, grid: Grid | None = None) -> np.
         Ordered (block, plane XY/XT/YT, bin); each (block, plane) histogram sums to 1
         (sum of the magnitudes voting in each bin / sum of all magnitudes).
     """
-    return _gradient_histograms(clip, bins, grid, True, "HOG-TOP")
+    return _gradient_histograms(clip, bins, layout, True, "HOG-TOP")
 
 
-def higo_top(clip: np.ndarray, *, bins: int = 8, grid: Grid | None = None) -> np.ndarray:
+def higo_top(clip: np.ndarray, *, bins: int = 8, layout: BlockLayout | None = None) -> np.ndarray:
     """HIGO-TOP: unweighted orientation histograms (one vote per pixel with a non-zero
     gradient) on XY, XT, YT per block.
 
     Parameters and output as :func:`hog_top`; each (block, plane) histogram is the fraction
     of voting pixels per orientation bin and sums to 1.
     """
-    return _gradient_histograms(clip, bins, grid, False, "HIGO-TOP")
+    return _gradient_histograms(clip, bins, layout, False, "HIGO-TOP")
 
 
-def output_dim(bins: int = 8, grid: Grid | None = None) -> int:
+def output_dim(bins: int = 8, layout: BlockLayout | None = None) -> int:
     """Length of the :func:`hog_top` / :func:`higo_top` vector (3 x p per block)."""
-    return (Grid() if grid is None else grid).n_blocks * 3 * _check_bins(bins)
+    return (BlockLayout() if layout is None else layout).n_blocks * 3 * _check_bins(bins)

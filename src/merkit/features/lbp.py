@@ -11,8 +11,8 @@ motion). Each compares ``P`` neighbours sampled on an ellipse around the voxel (
 interpolation) with the voxel: bit ``p`` is 1 when neighbour ``p`` >= centre. Codes are
 mapped to histogram bins (``"u2"``: uniform patterns; ``"riu2"``: rotation-invariant
 uniform; ``"none"``: raw codes) and histogrammed per spatial block of a multi-scale
-:class:`~merkit.features.grid.Grid` (blocks span the whole duration); each (block, plane)
-histogram sums to 1.
+:class:`~merkit.features.layout.BlockLayout` (blocks span the whole duration); each
+(block, plane) histogram sums to 1.
 
 Neighbour positions (angle ``a_p = 2*pi*p/P``; ``x`` right, ``y`` down, ``t`` forward)
     XY: ``(dy, dx) = (-Ry sin a_p, Rx cos a_p)``; XT: ``(dt, dx) = (-Rt sin a_p, Rx cos a_p)``;
@@ -39,27 +39,27 @@ from the files themselves (checks in ``tests/features/test_lbp.py``):
   alike; this 106 x 106 code map is cut into blocks (not the 112 x 112 image), each
   ``round(106/n)`` wide with the remainder in the last one: per-block voxel counts
   (recovered as the common denominator of every histogram) are 106^2, 53^2,
-  {27, 25}^2 and {13, 15}^2 x 10 frames — ``Grid(partition="cdmer")``.
+  {27, 25}^2 and {13, 15}^2 x 10 frames — ``BlockLayout(partition="cdmer")``.
 * Column layout is (level, plane, block, bin) — for each level all XY histograms, then
   XT, then YT — not (block, plane, bin): at levels 4 and 8 the first n^2 histograms are
   XY-shaped and the larger last-row/last-column blocks recur at the same index per plane.
-  ``layout="cdmer"`` reproduces it.
+  ``column_order="level_plane"`` reproduces it.
 * Inside a level blocks are column-major: read so, each block's XY histogram matches the
   left-right mirrored (bits p <-> P/2 - p) histogram of its mirror block (mean L1 0.41
   at 4x4 vs 0.92 read row-major, CASME II), and YT matches its mirror unpermuted (0.22 vs
-  0.54). Hence ``Grid(order="column")``.
+  0.54). Hence ``BlockLayout(order="column")``.
 * The neighbour directions above: the 10 official cropped CASME II frames in
   ``shared/data/clips/casme2_frames`` (INTER_AREA to 112 x 112, TIM to 16 frames) give, with
-  :func:`cdmer_grid` and ``layout="cdmer"``, a vector whose nearest benchmark row is row 0
-  (mean L1 per histogram 0.096; next row 0.30, SMIC rows >= 0.62). Flipping XY up-down
+  :func:`cdmer_layout` and ``column_order="level_plane"``, a vector whose nearest benchmark
+  row is row 0 (mean L1 per histogram 0.096; next row 0.30, SMIC rows >= 0.62). Flipping XY up-down
   raises the XY part from 0.08 to 0.81; reversing time in XT/YT (the ``t + Rt sin``
   convention of circulating ports of the LBPTOP MATLAB code) from 0.11 to 0.27. The
   remaining gap is presumably the input (the benchmark clip's frame range and resizing
   are not known exactly; rounding TIM output to uint8 fits worse, 0.17).
 
-:func:`cdmer_grid` with ``layout="cdmer"`` reproduces the benchmark's column order;
-:func:`cdmer_to_block_layout` reorders the columns of the benchmark files into merkit's
-(block, plane, bin) layout with row-major blocks.
+:func:`cdmer_layout` with ``column_order="level_plane"`` reproduces the benchmark's column
+order; :func:`cdmer_to_block_layout` reorders the columns of the benchmark files into
+merkit's (block, plane, bin) column order with row-major blocks.
 """
 
 from __future__ import annotations
@@ -69,38 +69,38 @@ from functools import lru_cache
 
 import numpy as np
 
-from merkit.features.grid import Grid
+from merkit.features.layout import COLUMN_ORDERS, BlockLayout, block_cells
 
 log = logging.getLogger(__name__)
 
 PLANES = ("XY", "XT", "YT")
 MAPPINGS = ("u2", "riu2", "none")
-OUTPUT_LAYOUTS = ("block", "cdmer")
 _MAX_LUT_POINTS = 16
 _MAX_POINTS = 24
 
 
-def cdmer_grid() -> Grid:
-    """The 85-block grid of the CDMER benchmark features (column-major, cdmer partition)."""
-    return Grid((1, 2, 4, 8), order="column", partition="cdmer")
+def cdmer_layout() -> BlockLayout:
+    """The 85-block layout of the CDMER benchmark features (column-major, cdmer partition)."""
+    return BlockLayout((1, 2, 4, 8), order="column", partition="cdmer")
 
 
 def cdmer_to_block_layout(
     n_planes: int = 3, n_bins: int = 59, levels: tuple[int, ...] = (1, 2, 4, 8)
 ) -> np.ndarray:
-    """Column permutation from the CDMER benchmark layout to merkit's block layout.
+    """Column permutation from the CDMER benchmark's column order to merkit's.
 
     The benchmark files order columns (level, plane, block column-major, bin); merkit
-    orders them (block row-major, plane, bin), the layout of ``Grid(levels)``.
+    orders them (block row-major, plane, bin) over ``BlockLayout(levels)``.
 
     Returns
     -------
     ndarray of int64, shape (n_blocks * n_planes * n_bins,)
-        ``X_merkit = X_benchmark[:, perm]``; then ``Grid(levels).column_blocks(n_planes *
-        n_bins)`` names the block of every column.
+        ``X_merkit = X_benchmark[:, perm]``; then
+        ``BlockLayout(levels).column_blocks(n_planes * n_bins)`` names the block of every
+        column.
     """
-    src = Grid(levels, order="column")
-    dst = Grid(levels, order="row")
+    src = BlockLayout(levels, order="column")
+    dst = BlockLayout(levels, order="row")
     to_level_plane = src.level_plane_order(n_planes, n_bins)
     from_level_plane = np.argsort(to_level_plane)  # X_src_block = X_benchmark[:, this]
     position = {b: i for i, b in enumerate(src.blocks)}
@@ -341,7 +341,7 @@ def _plane_codes(data: np.ndarray, plane: str, points: int, radii) -> np.ndarray
     bit = np.empty(centre.shape, dtype=dtype)
     for p, off in enumerate(neighbour_offsets(plane, points, radii)):
         terms = _corner_terms(off)
-        if len(terms) == 1:  # on the pixel grid: compare directly
+        if len(terms) == 1:  # on a pixel centre: compare directly
             np.greater_equal(view(*terms[0][0]), centre, out=bit, casting="unsafe")
         else:  # interpolate neighbour - centre, exact zero on flat neighbourhoods
             for k, (shift, wgt) in enumerate(terms):
@@ -358,35 +358,16 @@ def _plane_codes(data: np.ndarray, plane: str, points: int, radii) -> np.ndarray
 
 
 # --------------------------------------------------------------------------- histograms
-@lru_cache(maxsize=32)
-def grid_cells(grid: Grid, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cells (intersections of the blocks of all levels) of a ``height x width`` code map.
-
-    Returns the cell index of every pixel (int32 [H, W]) and the 0/1 matrix
-    (n_blocks, n_cells) that sums cell histograms into block histograms, so that one
-    ``bincount`` per plane serves every level.
-    """
-    maps = grid.block_index_map(height, width).reshape(len(grid.levels), -1)
-    combos, cell = np.unique(maps.T, axis=0, return_inverse=True)
-    agg = np.zeros((grid.n_blocks, len(combos)))
-    for level in range(len(grid.levels)):
-        agg[combos[:, level], np.arange(len(combos))] = 1.0
-    cell = cell.reshape(height, width).astype(np.int32)
-    cell.flags.writeable = False
-    agg.flags.writeable = False
-    return cell, agg
-
-
 def lbp_top(
     clip: np.ndarray,
     *,
     radii: tuple[float, float, float] = (3, 3, 3),
     points: tuple[int, int, int] = (8, 8, 8),
-    grid: Grid | None = None,
+    layout: BlockLayout | None = None,
     mapping: str = "u2",
-    layout: str = "block",
+    column_order: str = "block",
 ) -> np.ndarray:
-    """LBP-TOP histograms of a grey clip over a multi-scale block grid.
+    """LBP-TOP histograms of a grey clip over a multi-scale block layout.
 
     Parameters
     ----------
@@ -396,58 +377,63 @@ def lbp_top(
         Radii along x, y and t (the usual R3: ``(3, 3, 3)``).
     points : (P_xy, P_xt, P_yt)
         Neighbours on the XY, XT and YT planes.
-    grid : Grid, optional
+    layout : BlockLayout, optional
         Spatial blocks, laid over the map of coded voxels (the frame minus a border of
-        ``ceil(R)``); default ``Grid((1, 2, 4, 8))`` (85 blocks).
+        ``ceil(R)``); default ``BlockLayout((1, 2, 4, 8))`` (85 blocks).
     mapping : {"u2", "riu2", "none"}
         Code -> bin mapping (:func:`map_codes`).
-    layout : {"block", "cdmer"}
-        ``"block"``: values ordered (block, plane, bin) — merkit's layout, matching
-        ``grid.column_blocks(3 * n_bins)``. ``"cdmer"``: (level, plane, block, bin), the
-        column order of the CDMER benchmark files (use with :func:`cdmer_grid`).
+    column_order : {"block", "level_plane"}
+        ``"block"``: values ordered (block, plane, bin) — merkit's order, matching
+        ``layout.column_blocks(3 * n_bins)``. ``"level_plane"``: (level, plane, block,
+        bin), the column order of the CDMER benchmark files (use with
+        :func:`cdmer_layout`).
 
     Returns
     -------
     ndarray of float32, shape (n_blocks * sum of the three planes' bins,)
         Each (block, plane) histogram sums to 1. R3P8 u2 over 85 blocks: 15045 values.
     """
-    if grid is None:
-        grid = Grid()
-    if layout not in OUTPUT_LAYOUTS:
-        raise ValueError(f"unknown LBP-TOP layout {layout!r}; expected one of {OUTPUT_LAYOUTS}")
+    if layout is None:
+        layout = BlockLayout()
+    if column_order not in COLUMN_ORDERS:
+        raise ValueError(
+            f"unknown LBP-TOP column order {column_order!r}; expected one of {COLUMN_ORDERS}"
+        )
     nbs = [n_bins(p, mapping) for p in points]
-    if layout == "cdmer" and len(set(nbs)) != 1:
-        raise ValueError("layout='cdmer' needs the same number of bins on the three planes")
+    if column_order == "level_plane" and len(set(nbs)) != 1:
+        raise ValueError(
+            "column_order='level_plane' needs the same number of bins on the three planes"
+        )
     data, radii_t = _check_clip(clip, radii, points)
     mt, my, mx = _margins(radii_t)
     t, h, w = data.shape
     ch, cw = h - 2 * my, w - 2 * mx
     try:
-        grid.check_size(ch, cw)
+        layout.check_size(ch, cw)
     except ValueError as err:
         raise ValueError(f"LBP-TOP code map of {ch}x{cw} pixels: {err}") from err
     per_plane = []
     for plane, p, nb in zip(PLANES, points, nbs, strict=True):
         codes = _plane_codes(data, plane, p, radii_t)
         bins = map_codes(codes, p, mapping)
-        cell, agg = grid_cells(grid, ch, cw)
+        cell, agg = block_cells(layout, ch, cw)
         idx = (cell * np.int32(nb))[None] + bins.astype(np.int32)
         cell_hist = np.bincount(idx.ravel(), minlength=agg.shape[1] * nb)
         hist = agg @ cell_hist.reshape(agg.shape[1], nb).astype(np.float64)
         counts = hist.sum(axis=1)
         per_plane.append(hist / counts[:, None])
     log.debug("LBP-TOP of a %s clip: %d voxels coded per plane", data.shape, codes.size)
-    if layout == "block":
+    if column_order == "block":
         out = np.concatenate(per_plane, axis=1)
     else:
         stacked = np.stack(per_plane, axis=1)  # (block, plane, bin)
-        out = np.concatenate([stacked[sl].transpose(1, 0, 2).ravel() for sl in grid.level_slices])
+        out = np.concatenate([stacked[sl].transpose(1, 0, 2).ravel() for sl in layout.level_slices])
     return out.astype(np.float32).ravel()
 
 
 def output_dim(
-    points: tuple[int, int, int] = (8, 8, 8), grid: Grid | None = None, mapping: str = "u2"
+    points: tuple[int, int, int] = (8, 8, 8), layout: BlockLayout | None = None, mapping: str = "u2"
 ) -> int:
     """Length of the :func:`lbp_top` vector."""
-    grid = Grid() if grid is None else grid
-    return grid.n_blocks * sum(n_bins(p, mapping) for p in points)
+    layout = BlockLayout() if layout is None else layout
+    return layout.n_blocks * sum(n_bins(p, mapping) for p in points)

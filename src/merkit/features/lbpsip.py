@@ -6,7 +6,7 @@ LNCS 9003, 525-537. doi:10.1007/978-3-319-16865-4_34
 
 The three circles of LBP-TOP (on the XY, XT and YT planes through a voxel) meet in six
 points, the voxel's neighbours along the three axes; LBP-SIP keeps only those six, which
-lie on the sampling grid (no interpolation). For the voxel ``c = (t, y, x)`` and integer
+lie on the voxel lattice (no interpolation). For the voxel ``c = (t, y, x)`` and integer
 radii ``(Rx, Ry, Rt)``, bit = 1 when the neighbour is >= the centre:
 
 spatial code, 4 bits (16 values)
@@ -24,7 +24,7 @@ Zong et al., doi:10.1145/3323873.3326590: R = 1 or 3 on all three axes).
 
 Coded voxels are those at least ``Rt`` frames and ``Ry`` / ``Rx`` pixels from the borders,
 ``clip[Rt:T-Rt, Ry:H-Ry, Rx:W-Rx]``; the spatial blocks of a multi-scale
-:class:`~merkit.features.grid.Grid` are laid over that code map (as for
+:class:`~merkit.features.layout.BlockLayout` are laid over that code map (as for
 :func:`merkit.features.lbp.lbp_top`) and span the whole duration. For every block the
 16-bin spatial histogram and the 4-bin temporal histogram are each normalised to sum 1.
 """
@@ -35,8 +35,7 @@ import logging
 
 import numpy as np
 
-from merkit.features.grid import Grid
-from merkit.features.lbp import grid_cells
+from merkit.features.layout import BlockLayout, block_cells
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def _check_radii(radii) -> tuple[int, int, int]:
         if isinstance(r, bool) or float(r) != int(r) or int(r) < 1:
             raise ValueError(
                 f"LBP-SIP radii must be positive integers (the six points lie on the voxel "
-                f"grid), got {radii!r}"
+                f"lattice), got {radii!r}"
             )
         out.append(int(r))
     return out[0], out[1], out[2]
@@ -130,9 +129,9 @@ def lbp_sip(
     clip: np.ndarray,
     *,
     radii: int | tuple[int, int, int] = (1, 1, 1),
-    grid: Grid | None = None,
+    layout: BlockLayout | None = None,
 ) -> np.ndarray:
-    """LBP-SIP histograms of a grey clip over a multi-scale block grid.
+    """LBP-SIP histograms of a grey clip over a multi-scale block layout.
 
     Parameters
     ----------
@@ -141,9 +140,9 @@ def lbp_sip(
     radii : int or (Rx, Ry, Rt)
         Integer neighbour distances; the benchmark's LBP-SIP(R1) and LBP-SIP(R3) use
         ``1`` and ``3`` on all axes.
-    grid : Grid, optional
+    layout : BlockLayout, optional
         Spatial blocks over the map of coded voxels (the frame minus a border of ``Ry`` /
-        ``Rx``); default ``Grid((1, 2, 4, 8))`` (85 blocks).
+        ``Rx``); default ``BlockLayout((1, 2, 4, 8))`` (85 blocks).
 
     Returns
     -------
@@ -151,14 +150,14 @@ def lbp_sip(
         Ordered (block, part, bin): per block the 16-bin spatial histogram, then the 4-bin
         temporal histogram, each summing to 1 (1700 values over 85 blocks).
     """
-    grid = Grid() if grid is None else grid
+    layout = BlockLayout() if layout is None else layout
     spatial, temporal = lbp_sip_codes(clip, radii=radii)
     _, ch, cw = spatial.shape
     try:
-        grid.check_size(ch, cw)
+        layout.check_size(ch, cw)
     except ValueError as err:
         raise ValueError(f"LBP-SIP code map of {ch}x{cw} pixels: {err}") from err
-    cell, agg = grid_cells(grid, ch, cw)
+    cell, agg = block_cells(layout, ch, cw)
     parts = []
     for codes, (_, nb) in zip((spatial, temporal), PARTS, strict=True):
         idx = (cell * np.int32(nb))[None] + codes.astype(np.int32)
@@ -169,6 +168,6 @@ def lbp_sip(
     return np.concatenate(parts, axis=1).astype(np.float32).ravel()
 
 
-def output_dim(grid: Grid | None = None) -> int:
+def output_dim(layout: BlockLayout | None = None) -> int:
     """Length of the :func:`lbp_sip` vector (20 per block)."""
-    return (Grid() if grid is None else grid).n_blocks * DIM_PER_BLOCK
+    return (BlockLayout() if layout is None else layout).n_blocks * DIM_PER_BLOCK

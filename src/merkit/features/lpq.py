@@ -39,11 +39,11 @@ decorrelation, "LPQ-TOP(decorr=0)"):
   machine; against another implementation they may differ by a fixed bit flip, i.e. a
   fixed permutation of the 256 bins.
 
-Differences from ``LPQ_TOP.m``, for merkit's multi-scale grid: the three planes code the
+Differences from ``LPQ_TOP.m``, for merkit's multi-scale block layout: the three planes code the
 same voxels — those whose whole window fits on every plane, ``clip[mt:T-mt, my:H-my,
 mx:W-mx]`` with ``m = (w - 1) / 2`` (``LPQ_TOP.m`` codes, per plane, every voxel whose
 window fits on that plane) — and the spatial blocks of a
-:class:`~merkit.features.grid.Grid` are laid over that code map and span the whole
+:class:`~merkit.features.layout.BlockLayout` are laid over that code map and span the whole
 duration. The STFT sums are evaluated in float64 as sums of differences to the centre
 (the same numbers in exact arithmetic), so a part whose filter runs along an axis where
 the clip is constant (a flat window, a static clip in time) is exactly 0 — bit 1 — instead
@@ -57,8 +57,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from merkit.features.grid import Grid
-from merkit.features.lbp import grid_cells
+from merkit.features.layout import BlockLayout, block_cells
 
 log = logging.getLogger(__name__)
 
@@ -324,9 +323,9 @@ def lpq_top(
     *,
     window: int | tuple[int, int, int] = (5, 5, 5),
     rho: float | tuple[float, float] | None = 0.1,
-    grid: Grid | None = None,
+    layout: BlockLayout | None = None,
 ) -> np.ndarray:
-    """LPQ-TOP histograms of a grey clip over a multi-scale block grid.
+    """LPQ-TOP histograms of a grey clip over a multi-scale block layout.
 
     Parameters
     ----------
@@ -337,9 +336,9 @@ def lpq_top(
     rho : float, (rho_s, rho_t) or None
         Decorrelation: ``0.1`` (``[0.1, 0.1]``, LPQ-TOP(decorr=0.1), default) or ``0``
         (no decorrelation, LPQ-TOP(decorr=0)).
-    grid : Grid, optional
+    layout : BlockLayout, optional
         Spatial blocks over the map of coded voxels (the frame minus a border of
-        ``(w - 1) / 2``); default ``Grid((1, 2, 4, 8))`` (85 blocks).
+        ``(w - 1) / 2``); default ``BlockLayout((1, 2, 4, 8))`` (85 blocks).
 
     Returns
     -------
@@ -347,14 +346,14 @@ def lpq_top(
         Ordered (block, plane XY/XT/YT, code); each (block, plane) histogram sums to 1
         (65280 values over 85 blocks).
     """
-    grid = Grid() if grid is None else grid
+    layout = BlockLayout() if layout is None else layout
     codes = lpq_top_codes(clip, window=window, rho=rho)
     _, ch, cw = codes[0].shape
     try:
-        grid.check_size(ch, cw)
+        layout.check_size(ch, cw)
     except ValueError as err:
         raise ValueError(f"LPQ-TOP code map of {ch}x{cw} pixels: {err}") from err
-    cell, agg = grid_cells(grid, ch, cw)
+    cell, agg = block_cells(layout, ch, cw)
     per_plane = []
     for plane_codes in codes:
         idx = (cell * np.int32(N_BINS))[None] + plane_codes.astype(np.int32)
@@ -365,6 +364,6 @@ def lpq_top(
     return np.concatenate(per_plane, axis=1).astype(np.float32).ravel()
 
 
-def output_dim(grid: Grid | None = None) -> int:
+def output_dim(layout: BlockLayout | None = None) -> int:
     """Length of the :func:`lpq_top` vector (3 x 256 per block)."""
-    return (Grid() if grid is None else grid).n_blocks * 3 * N_BINS
+    return (BlockLayout() if layout is None else layout).n_blocks * 3 * N_BINS

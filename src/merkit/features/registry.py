@@ -8,10 +8,10 @@ on every plane), ``"lbp_top:rx1ry1rt4p8"`` (per-axis radii) or ``"lbp_top:r3p8:r
 family's defaults. Families:
 
 ``lbp_top``
-    :func:`merkit.features.lbp.lbp_top` over ``Grid((1, 2, 4, 8))`` in merkit's (block,
-    plane, bin) layout.
+    :func:`merkit.features.lbp.lbp_top` over ``BlockLayout((1, 2, 4, 8))`` in merkit's
+    (block, plane, bin) column order.
 ``lbp_top_cdmer``
-    The same codes with the CDMER benchmark's grid (column-major, cdmer partition) and
+    The same codes with the CDMER benchmark's block layout (column-major, cdmer partition) and
     (level, plane, block, bin) column order, comparable column by column with the
     benchmark's ``CrossCorpus_LBPTOP_R3P8_*`` files.
 
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from merkit.features import lbp as _lbp
-from merkit.features.grid import Grid
+from merkit.features.layout import BlockLayout
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,11 @@ class Descriptor:
     function : callable
         ``function(clip, **params) -> 1-D float32 array``.
     dim_per_block : int
-        Feature values per grid block.
-    grid : Grid
+        Feature values per block.
+    layout : BlockLayout
         Blocks behind the vector.
-    layout : str
-        Column layout: ``"block"`` (block, value) or ``"level_plane"`` (level, plane, block,
+    column_order : str
+        Column order: ``"block"`` (block, value) or ``"level_plane"`` (level, plane, block,
         bin — the CDMER benchmark files).
     n_planes : int
         Planes per block (for ``"level_plane"`` column maps).
@@ -68,8 +68,8 @@ class Descriptor:
     params: dict[str, Any]
     function: Callable[..., np.ndarray] = field(repr=False)
     dim_per_block: int
-    grid: Grid
-    layout: str = "block"
+    layout: BlockLayout
+    column_order: str = "block"
     n_planes: int = 1
 
     def __call__(self, clip: np.ndarray) -> np.ndarray:
@@ -79,12 +79,12 @@ class Descriptor:
     @property
     def dim(self) -> int:
         """Length of the feature vector."""
-        return self.grid.n_blocks * self.dim_per_block
+        return self.layout.n_blocks * self.dim_per_block
 
     def column_blocks(self) -> np.ndarray:
         """Block index of each feature column (for FeatureSet.blocks)."""
-        return self.grid.column_blocks(
-            self.dim_per_block, layout=self.layout, n_planes=self.n_planes
+        return self.layout.column_blocks(
+            self.dim_per_block, column_order=self.column_order, n_planes=self.n_planes
         )
 
 
@@ -161,8 +161,8 @@ def describe(spec: str) -> str:
     d = get_descriptor(spec if ":" in spec else entry.example)
     params = ", ".join(f"{k}={v}" for k, v in d.params.items())
     return (
-        f"{d.name}: {entry.summary}. Parameters: {params}. {d.grid.n_blocks} blocks x "
-        f"{d.dim_per_block} values = {d.dim} features ({d.layout} layout)."
+        f"{d.name}: {entry.summary}. Parameters: {params}. {d.layout.n_blocks} blocks x "
+        f"{d.dim_per_block} values = {d.dim} features ({d.column_order} column order)."
     )
 
 
@@ -216,24 +216,36 @@ def _lbp_params(family: str, params: str, options: tuple[str, ...]):
 )
 def _lbp_top(params: str, options: tuple[str, ...]) -> Descriptor:
     name, radii, points, mapping, dpb = _lbp_params("lbp_top", params, options)
-    grid = Grid((1, 2, 4, 8))
-    kwargs = {"radii": radii, "points": points, "grid": grid, "mapping": mapping, "layout": "block"}
-    return Descriptor(name, "lbp_top", kwargs, _lbp.lbp_top, dpb, grid, "block", 3)
+    layout = BlockLayout((1, 2, 4, 8))
+    kwargs = {
+        "radii": radii,
+        "points": points,
+        "layout": layout,
+        "mapping": mapping,
+        "column_order": "block",
+    }
+    return Descriptor(name, "lbp_top", kwargs, _lbp.lbp_top, dpb, layout, "block", 3)
 
 
 @register(
     "lbp_top_cdmer",
     summary=(
-        "LBP-TOP with the CDMER benchmark's grid (column-major blocks, round(n/k) partition) "
-        "and column order (level, plane, block, bin)"
+        "LBP-TOP with the CDMER benchmark's block layout (column-major blocks, round(n/k) "
+        "partition) and column order (level, plane, block, bin)"
     ),
     example="lbp_top_cdmer:r3p8",
 )
 def _lbp_top_cdmer(params: str, options: tuple[str, ...]) -> Descriptor:
     name, radii, points, mapping, dpb = _lbp_params("lbp_top_cdmer", params, options)
-    grid = _lbp.cdmer_grid()
-    kwargs = {"radii": radii, "points": points, "grid": grid, "mapping": mapping, "layout": "cdmer"}
-    return Descriptor(name, "lbp_top_cdmer", kwargs, _lbp.lbp_top, dpb, grid, "level_plane", 3)
+    layout = _lbp.cdmer_layout()
+    kwargs = {
+        "radii": radii,
+        "points": points,
+        "layout": layout,
+        "mapping": mapping,
+        "column_order": "level_plane",
+    }
+    return Descriptor(name, "lbp_top_cdmer", kwargs, _lbp.lbp_top, dpb, layout, "level_plane", 3)
 
 
 # --------------------------------------------------------------------------- LBP-SIP
@@ -269,10 +281,10 @@ def _lbp_sip(params: str, options: tuple[str, ...]) -> Descriptor:
         raise ValueError(f"lbp_sip parameters {params!r}: radii must be positive")
     rx, ry, rt = radii
     name = f"lbp_sip:r{rx}" if rx == ry == rt else f"lbp_sip:rx{rx}ry{ry}rt{rt}"
-    grid = Grid((1, 2, 4, 8))
-    kwargs = {"radii": radii, "grid": grid}
+    layout = BlockLayout((1, 2, 4, 8))
+    kwargs = {"radii": radii, "layout": layout}
     dpb = lbpsip.DIM_PER_BLOCK
-    return Descriptor(name, "lbp_sip", kwargs, lbpsip.lbp_sip, dpb, grid, "block", 2)
+    return Descriptor(name, "lbp_sip", kwargs, lbpsip.lbp_sip, dpb, layout, "block", 2)
 
 
 # --------------------------------------------------------------------------- LPQ-TOP
@@ -327,9 +339,9 @@ def _lpq_top(params: str, options: tuple[str, ...]) -> Descriptor:
             name += f":rho{_number(str(rho[0]))}"
     else:
         name += f":rhos{_number(str(rho[0]))}rhot{_number(str(rho[1]))}"
-    grid = Grid((1, 2, 4, 8))
-    kwargs = {"window": window, "rho": None if rho == (0.0, 0.0) else rho, "grid": grid}
-    return Descriptor(name, "lpq_top", kwargs, lpq.lpq_top, 3 * lpq.N_BINS, grid, "block", 3)
+    layout = BlockLayout((1, 2, 4, 8))
+    kwargs = {"window": window, "rho": None if rho == (0.0, 0.0) else rho, "layout": layout}
+    return Descriptor(name, "lpq_top", kwargs, lpq.lpq_top, 3 * lpq.N_BINS, layout, "block", 3)
 
 
 # --------------------------------------------------------------------------- HOG/HIGO-TOP
@@ -348,10 +360,10 @@ def _gradient_descriptor(family: str, params: str, options: tuple[str, ...]) -> 
     bins = int(m["p"])
     if not 2 <= bins <= 360:
         raise ValueError(f"{family} parameters {params!r}: bins must be in 2..360")
-    grid = Grid((1, 2, 4, 8))
+    layout = BlockLayout((1, 2, 4, 8))
     function = hog.hog_top if family == "hog_top" else hog.higo_top
-    kwargs = {"bins": bins, "grid": grid}
-    return Descriptor(f"{family}:p{bins}", family, kwargs, function, 3 * bins, grid, "block", 3)
+    kwargs = {"bins": bins, "layout": layout}
+    return Descriptor(f"{family}:p{bins}", family, kwargs, function, 3 * bins, layout, "block", 3)
 
 
 @register(
@@ -408,16 +420,16 @@ def _hoof(params: str, options: tuple[str, ...]) -> Descriptor:
         raise ValueError(
             f"hoof options {':'.join(options)!r}: expected distinct options from {_HOOF_OPTIONS}"
         )
-    grid = Grid((1, 2, 4, 8))
+    layout = BlockLayout((1, 2, 4, 8))
     kwargs = {
         "bins": bins,
         "magnitude": "count" not in options,
         "binning": "mirror" if "mirror" in options else "full",
-        "grid": grid,
+        "layout": layout,
         "pairs": "onset" if "onset" in options else "consecutive",
     }
     name = ":".join([f"hoof:b{bins}", *[o for o in _HOOF_OPTIONS if o in options]])
-    return Descriptor(name, "hoof", kwargs, flowhist.hoof_clip, bins, grid, "block", 1)
+    return Descriptor(name, "hoof", kwargs, flowhist.hoof_clip, bins, layout, "block", 1)
 
 
 @register(
@@ -436,8 +448,8 @@ def _mdmo(params: str, options: tuple[str, ...]) -> Descriptor:
     if any(t != "mean" for t in tokens) or len(tokens) > 1:
         raise ValueError(f"mdmo options {':'.join(tokens)!r}: the only option is 'mean'")
     landmarks = "mean" if tokens else "auto"
-    grid = Grid((1,))
+    layout = BlockLayout((1,))
     kwargs = {"landmarks": landmarks}
     name = "mdmo:mean" if landmarks == "mean" else "mdmo"
     dim = 2 * len(flowhist.MDMO_ROIS)
-    return Descriptor(name, "mdmo", kwargs, flowhist.mdmo_clip, dim, grid, "block", 1)
+    return Descriptor(name, "mdmo", kwargs, flowhist.mdmo_clip, dim, layout, "block", 1)

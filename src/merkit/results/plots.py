@@ -29,7 +29,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from merkit.features.grid import Grid  # noqa: E402
+from merkit.features.layout import BlockLayout  # noqa: E402
 from merkit.metrics import confusion_matrix  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -220,9 +220,9 @@ def salient_map(
     *,
     title: str | None = None,
 ) -> Figure:
-    """TGSR's selected facial blocks drawn over a face, one panel per grid level.
+    """TGSR's selected facial blocks drawn over a face, one panel per block level.
 
-    Block ids follow :class:`merkit.features.grid.Grid` (levels in order, row-major
+    Block ids follow :class:`merkit.features.layout.BlockLayout` (levels in order, row-major
     inside a level: 0 = the whole face, 1..4 the 2x2 blocks, 5..20 the 4x4, 21..84 the
     8x8 for levels 1, 2, 4, 8), as TGSR's ``selected_blocks_`` on the CDMER LBP-TOP
     layout. A last panel counts, per pixel, how many levels selected the block holding it.
@@ -232,19 +232,19 @@ def salient_map(
     selected_blocks : sequence of int
         Ids of the blocks with a non-zero coefficient group.
     levels : sequence of int or str
-        Grid levels the ids refer to.
+        Block levels the ids refer to.
     image : ndarray of shape (H, W) or (H, W, 3), optional
         A face frame (grey or RGB; uint8 or float); default :func:`neutral_face`.
     title : str, optional
         Figure title.
     """
-    grid = Grid(levels=levels)
+    layout = BlockLayout(levels=levels)
     sel = np.unique(np.asarray(list(selected_blocks), dtype=np.int64))
-    bad = sel[(sel < 0) | (sel >= grid.n_blocks)]
+    bad = sel[(sel < 0) | (sel >= layout.n_blocks)]
     if bad.size:
         raise ValueError(
-            f"block ids {bad.tolist()} are outside 0..{grid.n_blocks - 1} "
-            f"(grid levels {grid.levels})"
+            f"block ids {bad.tolist()} are outside 0..{layout.n_blocks - 1} "
+            f"(block levels {layout.levels})"
         )
     face = neutral_face() if image is None else np.asarray(image)
     if face.ndim == 3:
@@ -255,13 +255,13 @@ def salient_map(
     if face.max() > 1.0:
         face = face / 255.0
     h, w = face.shape
-    bounds = grid.block_bounds(h, w)
+    bounds = layout.block_bounds(h, w)
     chosen = set(sel.tolist())
-    n_panels = len(grid.levels) + 1
+    n_panels = len(layout.levels) + 1
     fig, axes = plt.subplots(1, n_panels, figsize=(2.6 * n_panels, 3.0), squeeze=False)
     axes = axes[0]
     coverage = np.zeros((h, w), dtype=int)
-    for ax, n, sl in zip(axes, grid.levels, grid.level_slices, strict=False):
+    for ax, n, sl in zip(axes, layout.levels, layout.level_slices, strict=False):
         ax.imshow(face, cmap="gray", vmin=0.0, vmax=1.0)
         n_sel = 0
         for b in range(sl.start, sl.stop):
@@ -278,14 +278,14 @@ def salient_map(
     ax = axes[-1]
     ax.imshow(face, cmap="gray", vmin=0.0, vmax=1.0)
     masked = np.ma.masked_equal(coverage, 0)
-    im = ax.imshow(masked, cmap="autumn_r", alpha=0.6, vmin=1, vmax=max(1, len(grid.levels)))
+    im = ax.imshow(masked, cmap="autumn_r", alpha=0.6, vmin=1, vmax=max(1, len(layout.levels)))
     cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-    cbar.set_ticks(range(1, max(1, len(grid.levels)) + 1))
+    cbar.set_ticks(range(1, max(1, len(layout.levels)) + 1))
     cbar.ax.tick_params(labelsize=6)
     ax.set_title("levels selecting each pixel", fontsize=8)
     ax.axis("off")
     if title:
-        fig.suptitle(f"{title}: {sel.size}/{grid.n_blocks} blocks selected", fontsize=10)
+        fig.suptitle(f"{title}: {sel.size}/{layout.n_blocks} blocks selected", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -293,7 +293,7 @@ def salient_map(
 def read_face(path: str | Path) -> np.ndarray:
     """A face frame from an image file as grey (H, W) in [0, 1] (for :func:`salient_map`).
 
-    The grid is laid over the whole image, so give an aligned face crop (as the
+    The block layout is laid over the whole image, so give an aligned face crop (as the
     features were computed on).
     """
     import cv2

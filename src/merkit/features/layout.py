@@ -1,6 +1,6 @@
-"""Multi-scale block grids over a face (or over a map of codes computed on a face).
+"""Multi-scale block layouts over a face (or over a map of codes computed on a face).
 
-A :class:`Grid` with ``levels=(1, 2, 4, 8)`` cuts an image into 1x1, 2x2, 4x4 and 8x8
+A :class:`BlockLayout` with ``levels=(1, 2, 4, 8)`` cuts an image into 1x1, 2x2, 4x4 and 8x8
 blocks: 1 + 4 + 16 + 64 = 85 blocks, the layout of the CDMER benchmark features
 (Zong et al., "Cross-database micro-expression recognition: a benchmark", 2018/2022,
 doi:10.1145/3323873.3326590) and of the block-sparse methods built on them (TGSR).
@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 ORDERS = ("row", "column")
 PARTITIONS = ("even", "cdmer")
-LAYOUTS = ("block", "level_plane")
+COLUMN_ORDERS = ("block", "level_plane")
 
 
 def _parse_levels(levels: str | int | Iterable[int]) -> tuple[int, ...]:
@@ -40,7 +41,8 @@ def _parse_levels(levels: str | int | Iterable[int]) -> tuple[int, ...]:
             values = [int(p) for p in parts]
         except ValueError as err:
             raise ValueError(
-                f"grid levels {levels!r}: expected comma-separated positive integers like '1,2,4,8'"
+                f"block levels {levels!r}: expected comma-separated positive integers "
+                "like '1,2,4,8'"
             ) from err
     elif isinstance(levels, (int, np.integer)):
         values = [int(levels)]
@@ -49,16 +51,16 @@ def _parse_levels(levels: str | int | Iterable[int]) -> tuple[int, ...]:
         for v in values:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise ValueError(
-                    f"grid levels {levels!r}: every level must be an integer, got {v!r}"
+                    f"block levels {levels!r}: every level must be an integer, got {v!r}"
                 )
         values = [int(v) for v in values]
     if not values:
-        raise ValueError(f"grid levels {levels!r}: at least one level is required")
+        raise ValueError(f"block levels {levels!r}: at least one level is required")
     bad = [v for v in values if v < 1]
     if bad:
-        raise ValueError(f"grid levels {levels!r}: levels must be positive integers, got {bad}")
+        raise ValueError(f"block levels {levels!r}: levels must be positive integers, got {bad}")
     if len(set(values)) != len(values):
-        raise ValueError(f"grid levels {levels!r}: a level appears twice")
+        raise ValueError(f"block levels {levels!r}: a level appears twice")
     return tuple(values)
 
 
@@ -101,8 +103,8 @@ def partition(n: int, k: int, method: str = "even") -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Grid:
-    """Multi-scale grid of blocks.
+class BlockLayout:
+    """Multi-scale layout of blocks.
 
     Parameters
     ----------
@@ -115,7 +117,7 @@ class Grid:
 
     Examples
     --------
-    >>> g = Grid("1,2,4,8")
+    >>> g = BlockLayout("1,2,4,8")
     >>> g.n_blocks
     85
     >>> g.blocks[1:3]
@@ -130,9 +132,9 @@ class Grid:
     def __post_init__(self) -> None:
         object.__setattr__(self, "levels", _parse_levels(self.levels))
         if self.order not in ORDERS:
-            raise ValueError(f"grid order {self.order!r}: expected one of {ORDERS}")
+            raise ValueError(f"block order {self.order!r}: expected one of {ORDERS}")
         if self.partition not in PARTITIONS:
-            raise ValueError(f"grid partition {self.partition!r}: expected one of {PARTITIONS}")
+            raise ValueError(f"block partition {self.partition!r}: expected one of {PARTITIONS}")
         blocks = []
         for n in self.levels:
             if self.order == "row":
@@ -142,8 +144,8 @@ class Grid:
         object.__setattr__(self, "_blocks", tuple(blocks))
 
     @classmethod
-    def parse(cls, spec: str, **kwargs) -> Grid:
-        """Grid from a string such as ``"1,2,4,8"``."""
+    def parse(cls, spec: str, **kwargs) -> BlockLayout:
+        """Block layout from a string such as ``"1,2,4,8"``."""
         return cls(levels=_parse_levels(spec), **kwargs)
 
     @property
@@ -175,7 +177,7 @@ class Grid:
         Every pixel lies in exactly one block of each level.
         """
         if height < 1 or width < 1:
-            raise ValueError(f"grid over a {height}x{width} image: size must be positive")
+            raise ValueError(f"block layout over a {height}x{width} image: size must be positive")
         out = []
         cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for n, r, c in self._blocks:
@@ -187,7 +189,7 @@ class Grid:
                     )
                 except ValueError as err:
                     raise ValueError(
-                        f"grid level {n} does not fit a {height}x{width} image: {err}"
+                        f"block level {n} does not fit a {height}x{width} image: {err}"
                     ) from err
             ys, xs = cache[n]
             out.append((int(ys[r]), int(ys[r + 1]), int(xs[c]), int(xs[c + 1])))
@@ -209,7 +211,7 @@ class Grid:
         return out
 
     def column_blocks(
-        self, dim_per_block: int, *, layout: str = "block", n_planes: int = 1
+        self, dim_per_block: int, *, column_order: str = "block", n_planes: int = 1
     ) -> np.ndarray:
         """Block index of each feature column.
 
@@ -217,9 +219,9 @@ class Grid:
         ----------
         dim_per_block : int
             Feature values per block (e.g. 177 = 3 planes x 59 bins for LBP-TOP R3P8).
-        layout : {"block", "level_plane"}
-            ``"block"``: columns ordered (block, value) — merkit's layout.
-            ``"level_plane"``: ordered (level, plane, block-in-level, bin) — the layout of
+        column_order : {"block", "level_plane"}
+            ``"block"``: columns ordered (block, value) — merkit's order.
+            ``"level_plane"``: ordered (level, plane, block-in-level, bin) — the order of
             the CDMER benchmark files; needs ``n_planes``.
         n_planes : int
             Planes per block for ``"level_plane"`` (``dim_per_block`` must divide by it).
@@ -230,10 +232,12 @@ class Grid:
         """
         if int(dim_per_block) != dim_per_block or dim_per_block < 1:
             raise ValueError(f"dim_per_block must be a positive integer, got {dim_per_block!r}")
-        if layout == "block":
+        if column_order == "block":
             return np.repeat(np.arange(self.n_blocks, dtype=np.int64), int(dim_per_block))
-        if layout != "level_plane":
-            raise ValueError(f"unknown column layout {layout!r}; expected one of {LAYOUTS}")
+        if column_order != "level_plane":
+            raise ValueError(
+                f"unknown column order {column_order!r}; expected one of {COLUMN_ORDERS}"
+            )
         if n_planes < 1 or dim_per_block % n_planes:
             raise ValueError(
                 f"dim_per_block {dim_per_block} is not a multiple of n_planes {n_planes}"
@@ -246,7 +250,7 @@ class Grid:
         return np.concatenate(parts)
 
     def level_plane_order(self, n_planes: int, n_bins: int) -> np.ndarray:
-        """Column permutation from the ``"block"`` layout to the ``"level_plane"`` one.
+        """Column permutation from the ``"block"`` column order to the ``"level_plane"`` one.
 
         ``X_level_plane = X_block[:, perm]`` and ``X_block = X_level_plane[:, argsort(perm)]``.
         """
@@ -257,3 +261,22 @@ class Grid:
 
     def __str__(self) -> str:
         return ",".join(str(n) for n in self.levels)
+
+
+@lru_cache(maxsize=32)
+def block_cells(layout: BlockLayout, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cells (intersections of the blocks of all levels) of a ``height x width`` code map.
+
+    Returns the cell index of every pixel (int32 [H, W]) and the 0/1 matrix
+    (n_blocks, n_cells) that sums cell histograms into block histograms, so that one
+    ``bincount`` per plane serves every level.
+    """
+    maps = layout.block_index_map(height, width).reshape(len(layout.levels), -1)
+    combos, cell = np.unique(maps.T, axis=0, return_inverse=True)
+    agg = np.zeros((layout.n_blocks, len(combos)))
+    for level in range(len(layout.levels)):
+        agg[combos[:, level], np.arange(len(combos))] = 1.0
+    cell = cell.reshape(height, width).astype(np.int32)
+    cell.flags.writeable = False
+    agg.flags.writeable = False
+    return cell, agg
