@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,19 +18,21 @@ from typer.testing import CliRunner
 from merkit.cli import app
 from merkit.metrics import bootstrap_ci
 from merkit.protocols.cdmer import TASKS
-from merkit.protocols.runner import GRID_FILE, read_grid
 from merkit.results import plots
 from merkit.results import report as report_mod
-from merkit.results.report import (
+from merkit.results.report import build_report
+from merkit.store import (
     EMBEDDINGS_DIR,
+    GRID_FILE,
     HISTORY_FILE,
     TGSR_BLOCKS_FILE,
-    build_report,
+    ResultStore,
+    params_to_json,
     read_embeddings,
+    read_grid,
     read_history,
     read_tgsr_blocks,
 )
-from merkit.store import ResultStore, params_to_json
 
 TASK_IDS = ("Exp.1", "Exp.2", "Exp.7")  # two TYPE-I tasks, one TYPE-II
 CLASSES = ("negative", "positive", "surprise")
@@ -252,8 +255,6 @@ def test_confusion_grid_class_names() -> None:
 
 
 def test_report_tgsr_section_user_face(store_dir: Path, tmp_path: Path) -> None:
-    import cv2
-
     d = _copy(store_dir, tmp_path / "tgsr")
     (d / GRID_FILE).unlink()  # keep this build small
     blocks = {"Exp.1": [0, 1, 4, 21, 84], "C->H": [2, 7]}
@@ -334,8 +335,9 @@ def test_report_deep_run(deep_dir: Path, monkeypatch) -> None:
     # forest + 1 confusion grid + learning curves + t-SNE
     imgs = _imgs(text)
     assert len(imgs) == 4 and all(b.startswith(PNG_MAGIC) for b in imgs)
-    units = report_mod._unit_predictions(res, ResultStore(deep_dir).predictions(),
-                                         report_mod._embedding_classes(deep_dir))  # fmt: skip
+    deep = ResultStore(deep_dir)
+    units = report_mod._unit_predictions(res, deep.predictions(),
+                                         report_mod._embedding_classes(deep))  # fmt: skip
     assert all(u.classes == list(CLASSES) for u in units.values())
     assert (md_path.parent / "report_files" / "tsne_cde_composite_fr.png").is_file()
 

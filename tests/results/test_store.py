@@ -4,20 +4,52 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import merkit.store as S
 from merkit import _io
 from merkit import metrics as M
 from merkit.store import (
+    EMBEDDINGS_DIR,
+    GRID_FILE,
+    HISTORY_COLUMNS,
+    HISTORY_FILE,
     PREDICTION_COLUMNS,
     RESULT_COLUMNS,
+    RUN_FILE,
+    SKIPPED_FILE,
+    SUMMARY_FILE,
+    SUMMARY_TABLE_FILE,
+    TGSR_BLOCKS_FILE,
     ResultStore,
+    embeddings_path,
+    fold_paths,
+    list_parts,
     params_to_json,
+    read_embeddings,
+    read_fold,
+    read_grid,
+    read_history,
+    read_tgsr_blocks,
+    read_tgsr_grouping,
     result_key,
+    write_embeddings,
+    write_fold,
+    write_grid_part,
+    write_history,
+    write_run_info,
+    write_skipped,
+    write_summary,
+    write_summary_table,
+    write_tgsr_blocks,
 )
 
 
@@ -337,10 +369,6 @@ for i in range(100000):
 def test_killed_writer_leaves_a_consistent_store(tmp_path: Path) -> None:
     """SIGKILL a process that keeps writing (parts and merges): every results row that
     can be read has its complete predictions, and the metrics recompute from them."""
-    import signal
-    import subprocess
-    import sys
-    import time
 
     proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(tmp_path)],
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
@@ -381,8 +409,6 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     """Two processes writing one store at once (as parallel `merkit train` folds into one
     --out do): part numbers, merges and stale-file removal are serialised by the
     directory lock, so neither crashes and every row of both is stored once."""
-    import subprocess
-    import sys
 
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER_SCRIPT, str(tmp_path), task],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -399,7 +425,6 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
 def test_parts_folder_removed_while_listed_reads_as_no_parts(tmp_path, monkeypatch) -> None:
     """A reader lists ``parts/`` while another process's merge removes it: no parts (the
     merged file holds them), not a FileNotFoundError."""
-    from merkit.store import list_parts
 
     parts = tmp_path / "parts"
     parts.mkdir()
@@ -437,7 +462,6 @@ def test_grid_parts_merge_and_read(tmp_path: Path, monkeypatch) -> None:
     """Grid rows written as parts read like the merged grid.csv: the newest row of a key
     at the place its key first appeared, same columns and dtypes; the merge removes the
     parts."""
-    import merkit.store as S
 
     monkeypatch.setattr(S, "merge_due", lambda *args: False)  # merge only when asked
     first = [grid_row(t, c) for t in ("Exp.9", "Exp.10") for c in (0.01, 1.0)]
@@ -463,7 +487,6 @@ def test_grid_parts_merge_and_read(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_small_grid_is_merged_at_each_write(tmp_path: Path) -> None:
-    from merkit.store import GRID_FILE, read_grid, write_grid_part
 
     write_grid_part(tmp_path, [grid_row("Exp.9", 0.01)])
     write_grid_part(tmp_path, [grid_row("Exp.9", 0.01, version=1), grid_row("Exp.9", 1.0)])
@@ -472,12 +495,6 @@ def test_small_grid_is_merged_at_each_write(tmp_path: Path) -> None:
 
 
 def test_tgsr_blocks_round_trip(tmp_path: Path) -> None:
-    from merkit.store import (
-        TGSR_BLOCKS_FILE,
-        read_tgsr_blocks,
-        read_tgsr_grouping,
-        write_tgsr_blocks,
-    )
 
     store = ResultStore(tmp_path)
     assert store.tgsr_blocks() is None and store.tgsr_grouping() == ("spatial", {})
@@ -509,7 +526,6 @@ def history_block(fold: str, seed: int, loss: float, epochs: int = 3) -> pd.Data
 
 
 def test_history_round_trip(tmp_path: Path) -> None:
-    from merkit.store import HISTORY_COLUMNS, HISTORY_FILE, read_history, write_history
 
     path = tmp_path / HISTORY_FILE
     assert write_history(path, []).empty and not path.exists()
@@ -527,7 +543,6 @@ def test_history_round_trip(tmp_path: Path) -> None:
 
 
 def test_embeddings_round_trip(tmp_path: Path) -> None:
-    from merkit.store import EMBEDDINGS_DIR, embeddings_path, read_embeddings, write_embeddings
 
     path = embeddings_path(tmp_path, "loso", "CASME2", "ststnet", 3)
     assert path == tmp_path / EMBEDDINGS_DIR / "loso__CASME2__ststnet__seed3.npz"
@@ -546,7 +561,6 @@ def test_embeddings_round_trip(tmp_path: Path) -> None:
 
 
 def test_fold_files_round_trip(tmp_path: Path) -> None:
-    from merkit.store import fold_paths, read_fold, write_fold
 
     base = tmp_path / "folds" / "run-1" / "seed0" / "sub01"
     assert read_fold(base) is None
@@ -568,17 +582,6 @@ def test_fold_files_round_trip(tmp_path: Path) -> None:
 
 
 def test_run_files(tmp_path: Path, caplog) -> None:
-    from merkit.store import (
-        RUN_FILE,
-        SKIPPED_FILE,
-        SUMMARY_FILE,
-        SUMMARY_TABLE_FILE,
-        write_run_info,
-        write_skipped,
-        write_summary,
-        write_summary_table,
-    )
-
     skipped = pd.DataFrame({"dataset": ["SMIC"], "subject": [""], "clip": ["s1_ne_01"],
                             "reason": ["frames missing"]})  # fmt: skip
     assert write_skipped(tmp_path, skipped) == tmp_path / SKIPPED_FILE

@@ -82,41 +82,39 @@ import numpy as np
 import pandas as pd
 
 from merkit._io import atomic_write_bytes, ensure_writable_dir
-from merkit.metrics import bootstrap_ci
+from merkit.metrics import bootstrap_ci, score_all
 from merkit.protocols.cdmer import TASKS, TYPES, get_task
+from merkit.protocols.runner import published_names
+from merkit.results import plots
 from merkit.results.tables import (
     ORACLE_LABEL,
     cdmer_table,
     selection_table,
     to_markdown,
 )
-from merkit.store import PARTS_DIR, ResultStore, result_keys
+from merkit.store import (
+    EMBEDDINGS_DIR,
+    HISTORY_FILE,
+    PARTS_DIR,
+    PREDICTION_COLUMNS,
+    RESULT_COLUMNS,
+    TGSR_BLOCKS_FILE,
+    ResultStore,
+    read_embeddings,
+    result_keys,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "EMBEDDINGS_DIR",
-    "HISTORY_FILE",
-    "TGSR_BLOCKS_FILE",
     "TSNE_MAX_POINTS",
     "build_report",
-    "read_embeddings",
-    "read_history",
-    "read_tgsr_blocks",
-    "read_tgsr_grouping",
 ]
 
-#: optional file of a results folder: selected TGSR blocks per task
-TGSR_BLOCKS_FILE = "tgsr_blocks.json"
-#: optional file of a deep training run: one row per (protocol, task, model, seed, fold, epoch)
-HISTORY_FILE = "history.csv"
-#: optional folder of a deep training run: learned features per (protocol, task, model, seed)
-EMBEDDINGS_DIR = "embeddings"
 #: most points embedded by t-SNE per file (a seeded subset above it)
 TSNE_MAX_POINTS = 2000
 
 _CDMER = "cdmer"
-_HISTORY_COLUMNS = ("protocol", "task", "method", "seed", "fold", "epoch", "loss", "accuracy")
 _DOMAINS = "C = CASME II, H = SMIC-HS, V = SMIC-VIS, N = SMIC-NIR"
 
 
@@ -274,11 +272,6 @@ def _task_name(task: str, protocol: str = _CDMER) -> str:
         return get_task(task).name
     except (KeyError, ValueError):
         return str(task)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, data)  # permissions as a normal write (umask), not 0600
 
 
 def _value_text(v) -> str:
@@ -557,8 +550,6 @@ def _oracle_params(results: pd.DataFrame, grid: pd.DataFrame, method: str, task:
 
 def _sensitivity(results: pd.DataFrame, grid: pd.DataFrame) -> list[tuple[str, dict, dict]]:
     """Per method: ``(method, {param: {task: (xs, ys)}}, {param: {task: oracle x}})``."""
-    from merkit.protocols.runner import published_names
-
     if grid.empty:
         return []
     if "protocol" in grid.columns:
@@ -594,126 +585,6 @@ def _sensitivity(results: pd.DataFrame, grid: pd.DataFrame) -> list[tuple[str, d
         if curves:
             out.append((str(method), curves, marks))
     return out
-
-
-def read_tgsr_blocks(path: str | Path) -> tuple[tuple[int, ...], dict[str, list[int]]]:
-    """Grid levels and ``{task: selected block ids}`` of a ``tgsr_blocks.json`` file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-    levels: tuple[int, ...] = (1, 2, 4, 8)
-    if isinstance(data, dict) and "tasks" in data:
-        levels = tuple(int(v) for v in data.get("levels", levels))
-        data = data["tasks"]
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        raise ValueError(f"{path}: expected a JSON object {{task: [block ids...]}}")
-    try:
-        blocks = {str(t): [int(b) for b in v] for t, v in data.items()}
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: block ids must be integers ({err})") from err
-    return levels, blocks
-
-
-def read_tgsr_grouping(path: str | Path) -> tuple[str, dict[str, list[int]]]:
-    """TGSR's grouping of a ``tgsr_blocks.json`` file and ``{task: selected group ids}``.
-
-    ``"spatial"`` (the groups are the facial blocks; no separate group ids) unless the
-    file names another grouping (e.g. ``"authors"``: contiguous column runs), whose
-    selected groups are then returned (:func:`read_tgsr_blocks` gives the facial blocks
-    those groups' columns fall in).
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(data, dict) or "grouping" not in data:
-        return "spatial", {}
-    groups = data.get("groups", {})
-    if not isinstance(groups, dict):
-        raise ValueError(f"{path}: 'groups' must be a JSON object {{task: [group ids...]}}")
-    return str(data["grouping"]), {str(t): [int(g) for g in v] for t, v in groups.items()}
-
-
-def read_history(path: str | Path) -> pd.DataFrame:
-    """A training history file (``history.csv``), validated; ``fold`` read as text.
-
-    Raises
-    ------
-    ValueError
-        Naming the file and the missing columns, or the rows with a non-numeric value.
-    """
-    path = Path(path)
-    df = pd.read_csv(path, dtype={c: str for c in ("protocol", "task", "method", "fold")},
-                     keep_default_na=False, na_values=[""])  # fmt: skip
-    missing = [c for c in _HISTORY_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{path}: not a training history, columns {missing} are missing (expected "
-            f"{', '.join(_HISTORY_COLUMNS)}[, lr, val_loss, val_accuracy])"
-        )
-    for c in ("seed", "epoch", "loss", "accuracy", "lr", "val_loss", "val_accuracy"):
-        if c in df.columns:
-            num = pd.to_numeric(df[c], errors="coerce")
-            bad = num.isna() & df[c].notna()
-            if c in ("seed", "epoch", "loss", "accuracy"):
-                bad |= num.isna()
-            if bad.any():
-                rows = (np.flatnonzero(bad.to_numpy()) + 2).tolist()[:5]
-                raise ValueError(f"{path}: column {c!r} is not numeric on lines {rows}")
-            df[c] = num
-    df["seed"] = df["seed"].astype("int64")
-    df["epoch"] = df["epoch"].astype("int64")
-    return df
-
-
-def read_embeddings(path: str | Path) -> dict:
-    """Learned features of one run (``embeddings/*.npz``), validated.
-
-    Returns
-    -------
-    dict
-        ``z`` (n, d) float, ``y_true``, ``y_pred`` (n,) int, or (n, L) 0/1 for a
-        multi-label (AU) task, ``multilabel`` (bool), ``classes`` (list of str, class or
-        AU names; empty if absent), ``name`` (``protocol``, ``task``, ``model``, ``seed``
-        parsed from ``<protocol>__<task>__<model>__seed<seed>.npz``, else ``None``).
-    """
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except ValueError as err:
-        raise ValueError(f"{path}: not a plain .npz of arrays (string arrays must be "
-                         f"unicode, not object: {err})") from err  # fmt: skip
-    missing = [k for k in ("z", "y_true", "y_pred") if k not in arrays]
-    if missing:
-        raise ValueError(f"{path}: arrays {missing} are missing (expected z, y_true, y_pred, "
-                         "sample_id, classes)")  # fmt: skip
-    z = np.asarray(arrays["z"], dtype=np.float64)
-    yt, yp = np.asarray(arrays["y_true"]), np.asarray(arrays["y_pred"])
-    if z.ndim != 2:
-        raise ValueError(f"{path}: z must be 2-D (n, d), got shape {z.shape}")
-    sid = arrays.get("sample_id")
-    if yt.ndim not in (1, 2) or yt.shape[0] != z.shape[0] or yp.shape != yt.shape:
-        raise ValueError(f"{path}: y_true {yt.shape} and y_pred {yp.shape} must both be (n,) "
-                         f"or (n, L) with n = {z.shape[0]} rows of z")  # fmt: skip
-    if sid is not None and sid.shape != (z.shape[0],):
-        raise ValueError(f"{path}: sample_id has shape {sid.shape}, z has {z.shape[0]} rows")
-    parsed = None
-    parts = path.stem.split("__")
-    if len(parts) == 4 and re.fullmatch(r"seed-?\d+", parts[3]):
-        parsed = {"protocol": parts[0], "task": parts[1], "model": parts[2],
-                  "seed": int(parts[3][4:])}  # fmt: skip
-    classes = [str(c) for c in np.atleast_1d(arrays.get("classes", np.array([], dtype=str)))]
-    return {"z": z, "y_true": yt, "y_pred": yp, "multilabel": yt.ndim == 2,
-            "classes": classes, "name": parsed}  # fmt: skip
-
-
-def _embedding_files(results_dir: Path) -> list[Path]:
-    folder = results_dir / EMBEDDINGS_DIR
-    return sorted(folder.glob("*.npz")) if folder.is_dir() else []
 
 
 # ---------------------------------------------------------------- sections
@@ -779,8 +650,6 @@ def _results_tables(
 def _interval_section(
     doc: _Doc, results: pd.DataFrame, protocols: list[str], cis: dict, n_boot: int, seed: int
 ) -> None:
-    from merkit.results import plots
-
     doc.heading("Bootstrap 95% confidence intervals of mean-F1")
     doc.para(
         f"Each interval is the 2.5-97.5 percentile range of the mean-F1 over {n_boot} "
@@ -820,8 +689,6 @@ def _interval_section(
 
 
 def _confusion_section(doc: _Doc, units: dict[tuple, _Unit], protocols: list[str]) -> None:
-    from merkit.results import plots
-
     doc.heading("Confusion matrices")
     doc.para("Per table row and task, predictions pooled over the seeds of the row (n counts "
              "predictions); colour = share of the true class (row-normalised), text = count "
@@ -859,12 +726,9 @@ def _confusion_section(doc: _Doc, units: dict[tuple, _Unit], protocols: list[str
                   f"confusion matrices: {title}")  # fmt: skip
 
 
-def _deep_section(doc: _Doc, results_dir: Path, seed: int) -> None:
-    from merkit.results import plots
-
-    hist_path = results_dir / HISTORY_FILE
-    if hist_path.is_file():
-        history = read_history(hist_path)
+def _deep_section(doc: _Doc, store: ResultStore, seed: int) -> None:
+    history = store.history()
+    if history is not None:
         doc.heading("Deep training: learning curves")
         doc.para(
             f"From {HISTORY_FILE}: training loss and accuracy per epoch; a thin line per "
@@ -878,7 +742,7 @@ def _deep_section(doc: _Doc, results_dir: Path, seed: int) -> None:
             doc.image(f"history_{_slug(title)}.png", plots.figure_png(fig),
                       f"learning curves: {title} ({h['fold'].nunique()} folds, seeds "
                       f"{', '.join(map(str, sorted(h['seed'].unique())))})")  # fmt: skip
-    files = _embedding_files(results_dir)
+    files = store.embedding_files()
     if not files:
         return
     doc.heading("Deep features: t-SNE")
@@ -928,21 +792,22 @@ def _deep_section(doc: _Doc, results_dir: Path, seed: int) -> None:
                  f"{', '.join(multilabel)}.")  # fmt: skip
 
 
-def _embedding_classes(results_dir: Path) -> dict[tuple, list[str]]:
-    """``(protocol, model) -> class names`` from the embedding files (when they agree)."""
+def _embedding_classes(store: ResultStore) -> dict[tuple, list[str]]:
+    """``(protocol, model) -> class names`` from the embedding files (when they agree;
+    files that cannot be read are left to :func:`_deep_section` to report)."""
     out: dict[tuple, list[str]] = {}
     bad: set[tuple] = set()
-    for f in _embedding_files(results_dir):
+    for f in store.embedding_files():
         parts = f.stem.split("__")
         if len(parts) != 4:
             continue
         try:
-            with np.load(f, allow_pickle=False) as z:
-                if "classes" not in z.files or np.ndim(z["y_true"]) != 1:
-                    continue  # no names, or AU names of a multi-label task
-                classes = [str(c) for c in z["classes"]]
-        except (ValueError, OSError, KeyError):
+            e = read_embeddings(f)
+        except (ValueError, OSError):
             continue
+        if e["multilabel"]:
+            continue  # AU names of a multi-label task
+        classes = e["classes"]
         key = (parts[0], parts[2])
         if classes and out.setdefault(key, classes) != classes:
             bad.add(key)
@@ -968,8 +833,6 @@ def _read_store(store: ResultStore) -> tuple[pd.DataFrame, pd.DataFrame]:
     ValueError
         A file that is not readable CSV or lacks merkit's columns.
     """
-    from merkit.store import PREDICTION_COLUMNS, RESULT_COLUMNS
-
     if not store.results_path.is_file():
         raise FileNotFoundError(f"{store.results_path}: no results.csv in the results folder; "
                                 f"expected a results folder written by {_WRITERS}")  # fmt: skip
@@ -1016,11 +879,9 @@ def _validate(store: ResultStore, results: pd.DataFrame, preds: pd.DataFrame) ->
         One line naming the file, the row, the stored and the recomputed value, and
         what to do.
     """
-    from merkit.metrics import score_all
-
     rname, pname = store.results_path.name, store.predictions_path.name
     rpath, ppath = str(store.results_path), str(store.predictions_path)
-    if store.parts_dir.is_dir() and any(store.parts_dir.iterdir()):  # rows not merged yet
+    if store.has_parts():  # rows not merged yet
         rpath, ppath = (f"{p} (+ {PARTS_DIR}/)" for p in (rpath, ppath))
     if preds.empty and not results.empty:
         state = "is empty" if store.predictions_path.is_file() else "is missing"
@@ -1113,9 +974,6 @@ def build_report(
     -------
     html_path, md_path : Path
     """
-    from merkit.protocols.runner import read_grid
-    from merkit.results import plots
-
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise NotADirectoryError(f"{results_dir}: results folder not found")
@@ -1145,7 +1003,7 @@ def build_report(
     _results_tables(doc, results, protocols, crit)
 
     shown = {"oracle"} | ({crit} if crit else set())
-    units = _unit_predictions(results, preds, _embedding_classes(results_dir), shown)
+    units = _unit_predictions(results, preds, _embedding_classes(store), shown)
     cis = _intervals(units, n_boot, seed)
     if cis:
         _interval_section(doc, results, protocols, cis, n_boot, seed)
@@ -1153,7 +1011,7 @@ def build_report(
         _confusion_section(doc, units, protocols)
 
     # ---- sensitivity
-    grid = read_grid(results_dir)
+    grid = store.grid()
     sens = _sensitivity(results, grid) if not grid.empty else []
     if sens:
         doc.heading("Hyper-parameter sensitivity (grid.csv)")
@@ -1167,10 +1025,10 @@ def build_report(
             )
 
     # ---- TGSR salient regions
-    blocks_path = results_dir / TGSR_BLOCKS_FILE
-    if blocks_path.is_file():
-        levels, blocks = read_tgsr_blocks(blocks_path)
-        grouping, groups = read_tgsr_grouping(blocks_path)
+    tgsr = store.tgsr_blocks()
+    if tgsr is not None:
+        levels, blocks = tgsr
+        grouping, groups = store.tgsr_grouping()
         doc.heading("TGSR salient facial regions")
         where = "the given face frame" if face is not None else "the synthetic neutral face"
         doc.para(f"Blocks with a non-zero coefficient group per task ({TGSR_BLOCKS_FILE}: "
@@ -1199,13 +1057,15 @@ def build_report(
             )
 
     # ---- deep runs
-    _deep_section(doc, results_dir, seed)
+    _deep_section(doc, store, seed)
 
     title = f"merkit report: {results_dir.name}"
-    _write_atomic(html_path, _render_html(doc, title).encode("utf-8"))
+    atomic_write_bytes(html_path, _render_html(doc, title).encode("utf-8"))
     image_dir = md_path.parent / f"{md_path.stem}_files"
+    if doc.images:
+        image_dir.mkdir(parents=True, exist_ok=True)
     for name, png in doc.images:
-        _write_atomic(image_dir / name, png)
-    _write_atomic(md_path, _render_md(doc, title, image_dir.name).encode("utf-8"))
+        atomic_write_bytes(image_dir / name, png)
+    atomic_write_bytes(md_path, _render_md(doc, title, image_dir.name).encode("utf-8"))
     log.info("report: %s, %s (%d figures)", html_path, md_path, len(doc.images))
     return html_path, md_path
