@@ -883,7 +883,7 @@ def _merge_grid_locked(directory: Path) -> None:
 # =================================================================== TGSR blocks
 #: written next to the results store when TGSR runs: its selected blocks per task
 TGSR_BLOCKS_FILE = "tgsr_blocks.json"
-#: grid levels of a ``tgsr_blocks.json`` file that names none
+#: block levels of a ``tgsr_blocks.json`` file that names none
 _TGSR_LEVELS = (1, 2, 4, 8)
 
 
@@ -897,7 +897,7 @@ def write_tgsr_blocks(
 ) -> Path:
     """Write TGSR's selected blocks per task to ``DIR/tgsr_blocks.json`` (atomic write).
 
-    The file is ``{"levels": [grid levels], "tasks": {task name: [selected block ids]}}``
+    The file is ``{"levels": [block levels], "tasks": {task name: [selected block ids]}}``
     (read by :func:`read_tgsr_blocks`). When TGSR's groups are not the facial blocks
     (``grouping`` other than ``"spatial"``, e.g. the authors' column runs of the benchmark
     files), ``"grouping"`` names them, ``"groups"`` holds the selected group ids per task
@@ -910,7 +910,7 @@ def write_tgsr_blocks(
     directory : str or Path
         The results folder.
     levels : sequence of int
-        Grid levels the block ids refer to (:class:`merkit.features.grid.Grid`).
+        Block levels the block ids refer to (:class:`merkit.features.layout.BlockLayout`).
     tasks : mapping
         Task name -> selected block ids (or, for a non-spatial grouping, the blocks the
         selected groups reach).
@@ -955,10 +955,10 @@ def _read_json(path: Path):
 
 
 def read_tgsr_blocks(path: str | Path) -> tuple[tuple[int, ...], dict[str, list[int]]]:
-    """Grid levels and ``{task: selected block ids}`` of a ``tgsr_blocks.json`` file.
+    """Block levels and ``{task: selected block ids}`` of a ``tgsr_blocks.json`` file.
 
     The file is the object :func:`write_tgsr_blocks` writes, or (written by hand) a plain
-    ``{task: [block ids...]}`` of the grid ``(1, 2, 4, 8)``.
+    ``{task: [block ids...]}`` of the block levels ``(1, 2, 4, 8)``.
     """
     path = Path(path)
     data = _read_json(path)

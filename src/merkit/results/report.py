@@ -1,9 +1,10 @@
 """A self-contained HTML report (and a Markdown twin) of a results store.
 
-:func:`build_report` reads a results folder (:class:`merkit.store.ResultStore`:
-``results.csv`` + ``predictions.csv``; optionally ``grid.csv`` of
-:func:`merkit.protocols.runner.run_grid`, ``tgsr_blocks.json``, and of a deep training
-run ``history.csv`` and ``embeddings/*.npz``) and writes
+:func:`build_report` reads a results folder through the readers of
+:mod:`merkit.store` (``results.csv`` + ``predictions.csv`` of
+:class:`~merkit.store.ResultStore`; optionally ``grid.csv`` of a grid run,
+``tgsr_blocks.json``, and of a deep training run ``history.csv`` and ``embeddings/*.npz``)
+and writes
 
 * ``report.html``: one file, every figure embedded as a base64 PNG;
 * ``report.md``: the same tables, figures saved beside it as PNG files
@@ -45,13 +46,14 @@ Sections:
    the learned features of every ``embeddings/*.npz`` (coloured by true class,
    misclassified clips ringed).
 
-``tgsr_blocks.json`` (written by :func:`merkit.protocols.runner.write_tgsr_blocks` when
-TGSR runs: the oracle point of a grid, else the best point; or by the user): a JSON object
-mapping a task (``"Exp.1"``, ``"C->H"``... anything :func:`merkit.protocols.cdmer.get_task`
-reads, or any label) to the list of TGSR block ids selected on it
+``tgsr_blocks.json`` (:func:`merkit.store.write_tgsr_blocks`, when TGSR runs: the oracle
+point of a grid, else the best point; or by the user): a JSON object mapping a task
+(``"Exp.1"``, ``"C->H"``... anything :func:`merkit.protocols.cdmer.get_task` reads, or any
+label) to the list of TGSR block ids selected on it
 (``TransferGroupSparseRegression.selected_blocks_``, ids of
-:class:`merkit.features.grid.Grid` ``(1, 2, 4, 8)``: 0..84). Optionally
-``{"levels": [1, 2, 4, 8], "tasks": {task: [ids...]}}`` for another grid.
+:class:`merkit.features.layout.BlockLayout` ``(1, 2, 4, 8)``: 0..84). Optionally
+``{"levels": [1, 2, 4, 8], "tasks": {task: [ids...]}}`` for other block levels
+(:func:`merkit.store.read_tgsr_blocks`).
 
 ``history.csv``: columns ``protocol, task, method`` (the model), ``seed, fold, epoch``
 (1-based), ``loss, accuracy`` (training), optionally ``lr, val_loss, val_accuracy``.
