@@ -38,6 +38,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from joblib import Parallel, delayed, parallel_config
+
 log = logging.getLogger(__name__)
 
 __all__ = ["BACKENDS", "CLUSTER_EXTRA", "Backend", "ClusterExtraMissing", "open_backend"]
@@ -273,7 +275,6 @@ class Backend:
             for func, args in calls:
                 yield func(*args)
             return
-        from joblib import Parallel, delayed, parallel_config
 
         self._start()
         n = self._workers if self.name != "loky" else _local_workers(self.n_jobs)
@@ -305,8 +306,6 @@ class Backend:
         """One joblib Parallel (Ray actor pool) for every map of this backend: creating
         the pool's actors takes seconds."""
         if self._parallel is None:
-            from joblib import Parallel, parallel_config
-
             with parallel_config(backend="ray", n_jobs=n):
                 parallel = Parallel(n_jobs=n)
                 parallel.__enter__()

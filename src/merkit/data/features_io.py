@@ -31,8 +31,11 @@ import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
+from scipy.io import loadmat
+from scipy.io.matlab import MatReadError
 
 from merkit.data.schema import FeatureSet
 
@@ -145,8 +148,6 @@ def _read_variables(path: Path) -> dict[str, np.ndarray]:
     h5py shows a v7.3 array with its dimensions reversed (MATLAB is column-major);
     they are reversed back here so that both formats give MATLAB's ``size()``.
     """
-    import h5py
-
     damaged = "re-copy it from the benchmark's release (it may be cut short or damaged)"
     if h5py.is_hdf5(path):
         out = {}
@@ -160,8 +161,6 @@ def _read_variables(path: Path) -> dict[str, np.ndarray]:
                 f"{path}: cannot read this MATLAB v7.3 (HDF5) file ({_first_line(err)}); {damaged}"
             ) from err
         return out
-    from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
 
     try:
         raw = loadmat(path)

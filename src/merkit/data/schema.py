@@ -34,9 +34,11 @@ A label scheme (:mod:`merkit.data.labels`) adds ``label`` (class name) and ``y``
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -199,8 +201,6 @@ def _frames_present(row: pd.Series) -> bool:
 
 def _per_column(values, n_columns: int, what: str):
     """``values`` as an int64 array of one entry per column (None stays None)."""
-    import numpy as np
-
     if values is None:
         return None
     values = np.asarray(values, dtype=np.int64)
@@ -248,8 +248,6 @@ class FeatureSet:
         column_groups=None,
         grouping: str | None = None,
     ) -> None:
-        import numpy as np
-
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2:
             raise SchemaError(f"features of {name}: X must be 2-D (n, D), got shape {X.shape}")
@@ -279,8 +277,6 @@ class FeatureSet:
     @property
     def y(self):
         """Integer labels (``table['y']``)."""
-        import numpy as np
-
         if "y" not in self.table.columns:
             raise SchemaError(f"features of {self.name}: no label column 'y' (apply a scheme)")
         return np.asarray(self.table["y"], dtype=np.int64)
@@ -294,10 +290,6 @@ class FeatureSet:
         Results stores key on it, so results computed from other features are never
         reused for these.
         """
-        import hashlib
-
-        import numpy as np
-
         h = hashlib.sha1(usedforsecurity=False)
         h.update(self.name.encode())
         h.update(str(self.X.shape).encode())

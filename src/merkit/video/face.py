@@ -53,6 +53,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from merkit.video.io import load_clip
+
 log = logging.getLogger(__name__)
 
 #: mean 68-point shape (x, y) in the unit face box (dlib / iBUG 300-W point order)
@@ -597,8 +599,6 @@ def load_aligned_clip(
     info : dict
         As :func:`align_clip`.
     """
-    from merkit.video.io import load_clip
-
     name = f"{row.get('dataset')}/{row.get('subject')}/{row.get('clip')}"
     frames = load_clip(row, size=None, grey=grey)
     return align_clip(

@@ -39,6 +39,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
+
+from merkit.video.apex import spot_apex
+from merkit.video.face import align_clip
+from merkit.video.io import frame_number, list_frames, load_clip
 
 log = logging.getLogger(__name__)
 
@@ -453,10 +458,6 @@ def sample_flow(
         ``apex_index`` (in the clip), ``apex_spotted`` (bool), ``face`` (alignment info or
         None).
     """
-    from merkit.video.apex import spot_apex
-    from merkit.video.face import align_clip
-    from merkit.video.io import frame_number, list_frames, load_clip
-
     name = _row_name(row)
     try:
         if align:
@@ -521,7 +522,6 @@ def flow_images(
     -------
     ndarray of uint8, shape (n, H, W, 3 or 2), in table order
     """
-    from joblib import Parallel, delayed
 
     def one(row: pd.Series) -> np.ndarray:
         flow, _ = sample_flow(row, **kwargs)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pandas as pd
@@ -160,8 +161,6 @@ def read_video(
     ValueError
         If the file cannot be decoded or no frame lies in ``[start, end]``.
     """
-    import av
-
     path = Path(path)
     where = f"video {str(path)!r}"
     _check_range(start, end, where)

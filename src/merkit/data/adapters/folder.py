@@ -48,6 +48,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+import av
 import pandas as pd
 
 from merkit.data.adapters._common import (
@@ -233,8 +234,6 @@ def video_info(path: str | Path) -> tuple[int, float | None]:
     The count is the container's when it records one, else the frames are decoded and
     counted.
     """
-    import av
-
     path = Path(path)
     try:
         with av.open(str(path)) as container:

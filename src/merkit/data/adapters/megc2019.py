@@ -28,7 +28,10 @@ import numpy as np
 import pandas as pd
 
 from merkit.data.adapters._common import child_dir, records_table
-from merkit.data.adapters.smic import smic_clip_name, smic_subject_id
+from merkit.data.adapters.casme2 import load_casme2
+from merkit.data.adapters.samm import load_samm
+from merkit.data.adapters.smic import load_smic, smic_clip_name, smic_subject_id
+from merkit.data.labels import SCHEMES
 from merkit.data.schema import SchemaError, validate
 
 log = logging.getLogger(__name__)
@@ -152,8 +155,6 @@ def megc2019_composite(
     SchemaError
         Naming every list line that matches no clip (or several) of its database table.
     """
-    from merkit.data.labels import SCHEMES
-
     listed = read_composite_list(list_path)
     given = {"CASME2": casme2, "SMIC_HS": smic_hs, "SAMM": samm}
     index: dict[tuple[str, int, str], list[int]] = {}
@@ -288,9 +289,6 @@ def load_megc2019(
     DataFrame
         See :func:`megc2019_composite`.
     """
-    from merkit.data.adapters.casme2 import load_casme2
-    from merkit.data.adapters.smic import load_smic
-
     given = dict(tables or {})
     unknown = [k for k in given if k not in SOURCES.values()]
     if unknown:
@@ -301,7 +299,5 @@ def load_megc2019(
     if "SMIC_HS" not in given:
         given["SMIC_HS"] = load_smic(root, camera="hs", missing=missing)
     if "SAMM" not in given:
-        from merkit.data.adapters.samm import load_samm
-
         given["SAMM"] = load_samm(root, missing=missing)
     return megc2019_composite(given["CASME2"], given["SMIC_HS"], given["SAMM"], path)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import shutil
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -43,6 +44,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Font
 
 from merkit._io import ensure_writable_dir
 from merkit.data.synthetic.camera import CAMERAS, Camera
@@ -600,9 +603,6 @@ def write_casme2_sheet(path: Path, rows: list[dict]) -> None:
     blank, Action Units (a number for a single bilateral AU, else text like ``'4+L10'``),
     Estimated Emotion; sheet ``Sheet1`` plus empty ``Sheet2`` and ``Sheet3``.
     """
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font
-
     wb = Workbook()
     ws = wb.active
     ws.title = "Sheet1"
@@ -647,8 +647,6 @@ def _deterministic_zip(
     the value Excel would have cached for a formula cell (openpyxl writes formulas without
     one, so readers that do not compute formulas, like pandas, would see an empty cell).
     """
-    import re
-
     src = zipfile.ZipFile(io.BytesIO(data))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
@@ -713,9 +711,6 @@ def write_samm_sheet(path: Path, rows: list[dict]) -> None:
     Objective Classes (1..7), Notes (``Blinks`` when the clip holds a blink). Rows sorted
     by subject, inducement code and number. Byte-identical for identical rows.
     """
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
-
     wb = Workbook()
     ws = wb.active
     ws.title = "MICRO_ONLY"
@@ -771,9 +766,6 @@ def write_dfme_sheet(path: Path, rows: list[dict], *, test: bool = False) -> Non
     else text ``'4+7'``, ``'L12'``, ``'L1+L2+L5'``); rows sorted by Filename. The test
     sheets set column I's width to 9, as the released ones do.
     """
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
-
     wb = Workbook()
     ws = wb.active
     ws.title = "Sheet1"
