@@ -140,13 +140,14 @@ def test_frame_replaced_with_same_size_and_mtime_is_recomputed(tmp_path) -> None
     The entry of that clip must not be served: the second run equals a run without a cache
     and differs from the first; the other clips still come from the cache.
     """
+    from merkit.data.adapters import load_dataset
+    from merkit.data.labels import apply_scheme
     from merkit.data.synthetic import synthesize
     from merkit.features.extract import extract
-    from merkit.pipeline import load_databases
     from merkit.video.io import frame_number
 
     synthesize(tmp_path / "data", seed=5, databases=["SMIC_VIS"], size="tiny")
-    table = load_databases(tmp_path / "data", names=["SMIC_VIS"])["SMIC_VIS"]
+    table = apply_scheme(load_dataset("SMIC_VIS", tmp_path / "data"), "cdmer3")
     spec, cache = "lbp_top:r1p8", tmp_path / "cache"
     first = extract(table, spec, cache=cache)
     assert first.computed == len(table) == 6

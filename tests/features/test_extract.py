@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from merkit.data.adapters import load_dataset
+from merkit.data.labels import apply_scheme
 from merkit.data.schema import FeatureSet
 from merkit.features import extract as ex
 from merkit.features.cache import FeatureCache
@@ -25,7 +27,6 @@ from merkit.features.extract import (
     load_feature_file,
     save_feature_file,
 )
-from merkit.pipeline import load_databases
 
 SPEC = "lbp_top:r1p8"
 DIM = 85 * 177
@@ -45,7 +46,7 @@ def vis(data_dir, tmp_path) -> pd.DataFrame:
     """SMIC-VIS (6 short clips) copied to a private folder, so tests may touch frames."""
     root = tmp_path / "data"
     shutil.copytree(data_dir / "SMIC", root / "SMIC", ignore=shutil.ignore_patterns("HS", "NIR"))
-    return load_databases(root, names=["SMIC_VIS"])["SMIC_VIS"]
+    return apply_scheme(load_dataset("SMIC_VIS", root), "cdmer3")
 
 
 @pytest.fixture()

@@ -55,6 +55,7 @@ __all__ = [
     "CACHE_DIRNAME",
     "FEATURE_CODE_VERSION",
     "FeatureCache",
+    "canonical",
     "clip_key",
     "clip_source",
     "file_digest",
@@ -169,14 +170,14 @@ def clip_source(row: Mapping, memo_dir: str | Path | None = None) -> dict[str, A
     raise ValueError("neither frames_dir nor video_path is set")
 
 
-def _canonical(value: Any) -> Any:
+def canonical(value: Any) -> Any:
     """JSON-able, deterministic form of parameter values (block layouts, tuples, arrays)."""
     if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
+        return [canonical(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _canonical(value.tolist())
+        return canonical(value.tolist())
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
     if value is None or isinstance(value, (str, int, float, bool)):
@@ -209,9 +210,9 @@ def clip_key(
         "version": FEATURE_CODE_VERSION,
         "clip": [str(row["dataset"]), str(row["subject"]), str(row["clip"])],
         "range": [int(row["onset"]), int(row["offset"])],
-        "source": _canonical(source if source is not None else clip_source(row)),
-        "preprocess": _canonical(preprocess),
-        "descriptor": _canonical(descriptor),
+        "source": canonical(source if source is not None else clip_source(row)),
+        "preprocess": canonical(preprocess),
+        "descriptor": canonical(descriptor),
     }
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

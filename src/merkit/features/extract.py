@@ -40,20 +40,33 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
 from merkit._io import write_temporary
+from merkit.data.features_io import read_feature_npz
 from merkit.data.schema import FeatureSet
 from merkit.features.cache import (
+    FEATURE_CODE_VERSION,
     MISSING,
     FeatureCache,
+    canonical,
     clip_key,
     clip_source,
 )
 from merkit.features.layout import BlockLayout
 from merkit.features.registry import Descriptor, get_descriptor
 from merkit.parallel import Backend, open_backend
+from merkit.video.face import (
+    DETECTORS,
+    LANDMARK_MODES,
+    FaceNotFoundError,
+    landmark_model_available,
+    load_aligned_clip,
+)
+from merkit.video.io import load_clip
+from merkit.video.tim import tim
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +145,6 @@ class Preprocess:
         if int(self.length) < 2:
             raise ValueError(f"TIM length must be at least 2, got {self.length}")
         object.__setattr__(self, "length", int(self.length))
-        from merkit.video.face import DETECTORS, LANDMARK_MODES
 
         if self.detector not in DETECTORS:
             raise ValueError(
@@ -147,7 +159,6 @@ class Preprocess:
         """``"auto"`` options replaced by what this installation uses."""
         if not self.align:
             return self
-        from merkit.video.face import landmark_model_available
 
         dlib = landmark_model_available()
         detector = self.detector if self.detector != "auto" else ("dlib" if dlib else "haar")
@@ -171,10 +182,7 @@ class Preprocess:
             With ``align``, when the onset frame shows no face.
         """
         if not self.align:
-            from merkit.video.io import load_clip
-
             return load_clip(row, size=self.size, grey=True)
-        from merkit.video.face import load_aligned_clip
 
         p = self.resolved()
         frames, _ = load_aligned_clip(
@@ -237,14 +245,10 @@ def describe_clip(
         Frames missing or unreadable, bad range, or a descriptor that rejects the clip; the
         message names the clip and the cause.
     """
-    import cv2
-
-    from merkit.video.face import FaceNotFoundError
-
     name = _clip_name(row)
     try:
         frames = preprocess.load(row)
-        clip = _tim(frames, preprocess.length)
+        clip = tim(frames, preprocess.length)
         vec = np.asarray(descriptor(clip), dtype=np.float32).ravel()
     except FaceNotFoundError as exc:
         p = preprocess.resolved()
@@ -264,12 +268,6 @@ def describe_clip(
             name,
         )
     return vec
-
-
-def _tim(frames: np.ndarray, length: int) -> np.ndarray:
-    from merkit.video.tim import tim
-
-    return tim(frames, length)
 
 
 def _compute_clip(
@@ -555,7 +553,6 @@ def save_feature_file(
         pre_json = json.dumps(preprocess.key(), sort_keys=True)
     else:
         pre_json = json.dumps(dict(preprocess or {}), sort_keys=True, default=str)
-    from merkit.features.cache import FEATURE_CODE_VERSION, _canonical
 
     arrays = {
         "X": X,
@@ -568,7 +565,7 @@ def save_feature_file(
         "classes": np.asarray(classes, dtype=str),
         "format": np.asarray(FEATURE_FILE_FORMAT),
         "descriptor": np.asarray(desc.name),
-        "params": np.asarray(json.dumps(_canonical(desc.params), sort_keys=True)),
+        "params": np.asarray(json.dumps(canonical(desc.params), sort_keys=True)),
         "preprocess": np.asarray(pre_json),
         "scheme": np.asarray(scheme),
         "code_version": np.asarray(FEATURE_CODE_VERSION),
@@ -649,7 +646,6 @@ def load_feature_file(path: str | Path) -> FeatureFile:
     npz, csv, skipped_csv = feature_file_paths(path)
     if not npz.is_file():
         raise FileNotFoundError(f"feature file {npz} does not exist")
-    from merkit.data.features_io import read_feature_npz
 
     # unreadable, incomplete or inconsistent files: one line naming the file
     data = read_feature_npz(npz, expected_format=FEATURE_FILE_FORMAT)

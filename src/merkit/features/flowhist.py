@@ -57,6 +57,8 @@ import cv2
 import numpy as np
 
 from merkit.features.layout import BlockLayout
+from merkit.video import face
+from merkit.video.flow import clip_flows
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +182,6 @@ def hoof_clip(
 ) -> np.ndarray:
     """HOOF of a clip ``(T, H, W)``: TV-L1 flows (``merkit.video.flow.clip_flows``), then
     :func:`hoof` (votes summed over the flows)."""
-    from merkit.video.flow import clip_flows
-
     flows = clip_flows(clip, pairs=pairs, preset=preset)
     return hoof(flows, bins=bins, magnitude=magnitude, binning=binning, layout=layout)
 
@@ -415,8 +415,6 @@ def clip_landmarks(
     margin : float
         Margin of the aligned crop (for the mean shape).
     """
-    from merkit.video import face
-
     if not isinstance(landmarks, str):
         return _check_landmarks(landmarks)
     if landmarks not in ("auto", "mean"):
@@ -466,8 +464,6 @@ def mdmo_clip(
     -------
     ndarray of float32, shape (72,)
     """
-    from merkit.video.flow import clip_flows
-
     clip = np.asarray(clip)
     if clip.ndim != 3 or len(clip) < 2:
         raise ValueError(f"mdmo_clip needs a grey clip (T, H, W) with T >= 2, got {clip.shape}")

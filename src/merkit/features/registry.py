@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from merkit.features import flowhist, hog, lbpsip, lpq
 from merkit.features import lbp as _lbp
 from merkit.features.layout import BlockLayout
 
@@ -262,8 +263,6 @@ _RADII_SPEC = re.compile(r"^(?:r(?P<r>\d+)|rx(?P<rx>\d+)ry(?P<ry>\d+)rt(?P<rt>\d
     example="lbp_sip:r1",
 )
 def _lbp_sip(params: str, options: tuple[str, ...]) -> Descriptor:
-    from merkit.features import lbpsip
-
     params = params or "r1"
     m = _RADII_SPEC.match(params)
     if not m:
@@ -305,8 +304,6 @@ _RHO_SPEC = re.compile(
     example="lpq_top:w5",
 )
 def _lpq_top(params: str, options: tuple[str, ...]) -> Descriptor:
-    from merkit.features import lpq
-
     params = params or "w5"
     m = _WINDOW_SPEC.match(params)
     if not m:
@@ -349,8 +346,6 @@ _BINS_SPEC = re.compile(r"^p(?P<p>\d+)$")
 
 
 def _gradient_descriptor(family: str, params: str, options: tuple[str, ...]) -> Descriptor:
-    from merkit.features import hog
-
     params = params or "p8"
     m = _BINS_SPEC.match(params)
     if not m:
@@ -406,8 +401,6 @@ _HOOF_OPTIONS = ("mirror", "count", "onset")
     example="hoof:b8",
 )
 def _hoof(params: str, options: tuple[str, ...]) -> Descriptor:
-    from merkit.features import flowhist
-
     params = params or "b8"
     m = _HOOF_SPEC.match(params)
     if not m:
@@ -442,8 +435,6 @@ def _hoof(params: str, options: tuple[str, ...]) -> Descriptor:
     example="mdmo",
 )
 def _mdmo(params: str, options: tuple[str, ...]) -> Descriptor:
-    from merkit.features import flowhist
-
     tokens = [t for t in (params, *options) if t]
     if any(t != "mean" for t in tokens) or len(tokens) > 1:
         raise ValueError(f"mdmo options {':'.join(tokens)!r}: the only option is 'mean'")
