@@ -73,6 +73,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from merkit.data.adapters.folder import read_table_file
+from merkit.data.labels import parse_aus
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -374,8 +377,6 @@ def counts_from_labels(
 
 
 def _au_set(value, *, sides: bool, context: str) -> frozenset:
-    from merkit.data.labels import parse_aus
-
     if isinstance(value, (set, frozenset, list, tuple)) and not isinstance(value, str):
         if sides:
             return frozenset(
@@ -655,8 +656,6 @@ def read_agreement_sheet(
     -------
     AgreementSheet
     """
-    from merkit.data.adapters.folder import read_table_file
-
     if format not in SHEET_FORMATS:
         raise ValueError(f"format must be one of {SHEET_FORMATS}, got {format!r}")
     path = Path(path)

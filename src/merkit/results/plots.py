@@ -22,13 +22,17 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import cv2  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.manifold import TSNE  # noqa: E402
 
+from merkit.data.synthetic.face import FaceGeometry, Framing, render_face  # noqa: E402
 from merkit.features.layout import BlockLayout  # noqa: E402
 from merkit.metrics import confusion_matrix  # noqa: E402
 
@@ -207,8 +211,6 @@ def sensitivity_figure(
 
 def neutral_face(size: int = 160) -> np.ndarray:
     """A neutral synthetic grey face (size, size) in [0, 1] (merkit's face renderer)."""
-    from merkit.data.synthetic.face import FaceGeometry, Framing, render_face
-
     rgb = render_face(FaceGeometry(), Framing(width=size, height=size))
     return np.clip(rgb.mean(axis=-1), 0.0, 1.0).astype(np.float32)
 
@@ -296,8 +298,6 @@ def read_face(path: str | Path) -> np.ndarray:
     The block layout is laid over the whole image, so give an aligned face crop (as the
     features were computed on).
     """
-    import cv2
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: face image not found")
@@ -471,9 +471,6 @@ def embed_2d(
         Positions in ``z`` of the embedded rows.
     perplexity : float
     """
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2:
         raise ValueError(f"embed_2d: features must be 2-D (n, d), got shape {z.shape}")
