@@ -17,7 +17,7 @@ authors' flow images (``../shared/data/megc2019_flow``). Three steps:
     are flat and noisy after the first tens of epochs; parsimony, as the 1-SE rule).
     Writes ``selection.json`` and ``curves.csv``.
 ``run``
-    The LOSO folds of ``merkit train`` (:func:`merkit.pipeline.run_train`, one call per
+    The LOSO folds of ``merkit train`` (:func:`merkit.workflows.train.run_train`, one call per
     (seed, fold), so its per-fold cache, weights and model card are the ones written)
     spread over ``--workers`` processes (1 torch thread each), then one call over all
     folds that only reads the cache and writes ``results.csv`` / ``summary.csv``.
@@ -42,10 +42,20 @@ import logging
 import os
 import time
 from dataclasses import replace
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from joblib import Parallel, delayed
+
+from merkit.metrics import uar, uf1
+from merkit.nets import create_model
+from merkit.nets.data import make_loader, read_megc2019_flow
+from merkit.nets.train import TrainConfig, fit, fold_seed, predict, torch_session
+from merkit.protocols.composite import CDE
+from merkit.workflows.train import preset_for, run_train
 
 FLOW_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "megc2019_flow"
 
@@ -73,8 +83,6 @@ log = logging.getLogger("cde")
 def subject_groups(table: pd.DataFrame, k: int) -> dict[str, int]:
     """Subject -> group in 0..k-1: the subjects of each database, in CDE fold order,
     dealt round robin (a database's subjects spread evenly over the groups)."""
-    from merkit.protocols.composite import CDE
-
     groups: dict[str, int] = {}
     by_db: dict[str, list[str]] = {}
     for s in CDE.folds(table):
@@ -94,10 +102,6 @@ def _preset(
     lr: float | None = None,
     class_weight: str | None = None,
 ):
-    from merkit.nets.train import TrainConfig
-    from merkit.protocols.composite import CDE
-    from merkit.workflows.train import preset_for
-
     name = preset or preset_for(model, "cde")
     cfg = TrainConfig.preset(name, num_classes=CDE.num_classes)
     cfg = cfg if lr is None else replace(cfg, lr=float(lr))
@@ -112,12 +116,6 @@ def _pair_curve(model: str, pair: tuple[int, int], k: int, max_epochs: int, ever
                 preset: str | None = None, lr: float | None = None,
                 class_weight: str | None = None) -> pd.DataFrame:  # fmt: skip
     """Train on the subjects of two groups; predict the others every ``every`` epochs."""
-    import torch
-
-    from merkit.nets import create_model
-    from merkit.nets.data import make_loader, read_megc2019_flow
-    from merkit.nets.train import fit, fold_seed, predict, torch_session
-
     data = read_megc2019_flow(flows, channels="uvs", scale=scale)  # merkit train: scale 1
     groups = subject_groups(data.table, k)
     g = data.table["subject"].map(groups).to_numpy()
@@ -152,12 +150,6 @@ def _pair_curve(model: str, pair: tuple[int, int], k: int, max_epochs: int, ever
 
 def select(args: argparse.Namespace) -> dict:
     """Per group: the epoch count maximising the pooled validation UF1 on the other groups."""
-    from itertools import combinations
-
-    from joblib import Parallel, delayed
-
-    from merkit.metrics import uf1
-
     k = int(args.groups)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -210,8 +202,6 @@ def select(args: argparse.Namespace) -> dict:
 
 
 def _read(flows):
-    from merkit.nets.data import read_megc2019_flow
-
     return read_megc2019_flow(flows, channels="uvs")
 
 
@@ -219,8 +209,6 @@ def _read(flows):
 def _one_fold(out: str, model: str, flows: str, epochs: int | None, seed: int, subject: str,
               preset: str | None = None, lr: float | None = None,
               class_weight: str | None = None) -> float:  # fmt: skip
-    from merkit.pipeline import run_train
-
     t0 = time.perf_counter()
     run_train(out, protocol="cde", model=model, flows_dir=flows, epochs=epochs, seeds=[seed],
               folds=[subject], preset=preset, lr=lr, class_weight=class_weight,
@@ -230,13 +218,7 @@ def _one_fold(out: str, model: str, flows: str, epochs: int | None, seed: int, s
 
 def run(args: argparse.Namespace) -> None:
     """All (seed, fold) units in parallel worker processes, then the scoring call."""
-    from joblib import Parallel, delayed
-
-    from merkit.pipeline import run_train
-
     data = _read(args.flows)
-    from merkit.protocols.composite import CDE
-
     subjects = CDE.select_folds(data.table, args.folds)
     seeds = [int(s) for s in str(args.seeds).split(",")]
     if args.selection:
@@ -304,8 +286,6 @@ def pooled_folds(folder: Path) -> pd.DataFrame:
 
 def score_folder(folder: Path, table: pd.DataFrame) -> pd.DataFrame:
     """UF1 / UAR per (seed, task) from the pooled fold files (complete seeds only)."""
-    from merkit.metrics import uar, uf1
-
     df = pooled_folds(folder)
     rows = []
     if df.empty:

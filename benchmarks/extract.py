@@ -1,7 +1,7 @@
 """Extraction speed end to end: ~200 synthetic clips -> LBP-TOP R3P8 feature file.
 
 Synthesises CASME II (8 subjects x 10 clips), SMIC-HS (8 x 8) and SMIC-VIS/NIR (4 subjects
-each): 208 clips in their native layouts. Then runs ``merkit.pipeline.run_extract``
+each): 208 clips in their native layouts. Then runs ``merkit.workflows.extract.run_extract``
 (read the databases, every clip -> 112x112 -> TIM 16 -> LBP-TOP R3P8 on 85 blocks, write
 F.npz + F.csv), label scheme ``none`` so that every clip is described:
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from merkit.data.synthetic import synthesize
-from merkit.pipeline import run_extract
+from merkit.workflows.extract import run_extract
 
 SIZE = {
     "preset": "default",

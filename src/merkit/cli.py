@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import sys
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 try:  # typer >= 0.20 carries its own copy of click
@@ -19,7 +23,22 @@ try:  # typer >= 0.20 carries its own copy of click
 except ImportError:  # older typer runs on click itself
     from click import exceptions as _click_errors
 
+from merkit.features.extract import FaceMissingError, Preprocess
 from merkit.parallel import ClusterExtraMissing
+from merkit.results.tables import to_rich
+from merkit.workflows.agreement import run_agreement
+from merkit.workflows.cdmer import (
+    run_cdmer_on_data,
+    run_cdmer_on_feature_files,
+    run_cdmer_on_feature_npz,
+)
+from merkit.workflows.databases import database_summary
+from merkit.workflows.demo import run_demo
+from merkit.workflows.extract import run_extract
+from merkit.workflows.predict import run_predict
+from merkit.workflows.report import run_report
+from merkit.workflows.synth import run_synth
+from merkit.workflows.train import run_train
 
 #: `merkit` with no command: click shows the help (no such class in click < 8.2)
 _NoArgsIsHelp = getattr(_click_errors, "NoArgsIsHelpError", ())
@@ -129,22 +148,24 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(code=2)
 
 
-def _show_table(results, title: str) -> None:
-    """Paper-format table; tasks as rows when it would not fit the terminal as columns."""
-    from merkit.protocols.cdmer import get_task
-    from merkit.results.tables import cdmer_table, to_rich
+def _show_tables(tables: list[tuple[str, pd.DataFrame]]) -> None:
+    """Every titled table a workflow returned, each followed by its footnote (if any)."""
+    for title, table in tables:
+        console.print(to_rich(table, title=title))
+        if "note" in table.attrs:
+            console.print(table.attrs["note"], highlight=False)
 
-    table = cdmer_table(results, bold_best=True)
-    if len(table.columns) > 4:
-        table = table.T
-        table.index = [
-            f"{c} {get_task(c).code}" if c.startswith("Exp.") else c for c in table.index
-        ]
-        table.index.name = "task"
-        table.columns = [
-            " ".join(str(v) for v in c) if isinstance(c, tuple) else str(c) for c in table.columns
-        ]
-    console.print(to_rich(table, title=title))
+
+def _show_text_table(table: pd.DataFrame, title: str, left: tuple[str, ...] = ()) -> None:
+    """A table of text cells as it is; the columns in ``left`` (all when empty) align left,
+    the others right."""
+    shown = Table(title=Text(title))
+    for col in table.columns:
+        justify = "left" if not left or col in left else "right"
+        shown.add_column(Text(str(col)), justify=justify)
+    for row in table.itertuples(index=False):
+        shown.add_row(*(Text(str(v)) for v in row))
+    console.print(shown)
 
 
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Results folder (results.csv ...).")]
@@ -177,15 +198,13 @@ def demo(
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers.")] = 1,
 ) -> None:
     """Synthesise the CDMER databases, describe them with LBP-TOP and run the 12 tasks (SVM)."""
-    from merkit.pipeline import run_demo
-
     try:
         result = run_demo(
             out, data_dir=data, seed=_seed(seed), size=size, n_jobs=jobs, console=console
         )
     except USER_ERRORS as exc:
         _fail(exc)
-    _show_table(result.results, "merkit demo: mean-F1 / accuracy (%) per CDMER task")
+    _show_tables(result.tables)
     took = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     console.print(f"timings: {took}")
     if result.data_dir is None:
@@ -213,16 +232,9 @@ def synth(
     overwrite: Annotated[bool, typer.Option(help="Replace existing database folders.")] = False,
 ) -> None:
     """Write synthetic micro-expression databases in their native layouts and sheets."""
-    from merkit.data.synthetic import DEFAULT_DATABASES, synthesize
-
     try:
-        names = tuple(n.strip().upper() for d in database or () for n in d.split(",") if n.strip())
-        summary = synthesize(
-            out,
-            seed=_seed(seed),
-            size=size,
-            databases=names or DEFAULT_DATABASES,
-            overwrite=overwrite,
+        summary = run_synth(
+            out, seed=_seed(seed), size=size, databases=database, overwrite=overwrite
         )
     except USER_ERRORS as exc:
         _fail(exc)
@@ -239,32 +251,11 @@ def datasets(
     scheme: Annotated[str | None, typer.Option(help="Apply a label scheme (e.g. cdmer3).")] = None,
 ) -> None:
     """List the databases found under ROOT with clip, subject and label counts."""
-    from rich.table import Table
-
-    from merkit.data.adapters import discover, load_dataset
-    from merkit.data.labels import apply_scheme
-
     try:
-        if not root.is_dir():
-            raise FileNotFoundError(f"data folder {root} does not exist")
-        names = discover(root)
-        if not names:
-            raise FileNotFoundError(f"no database in a native layout found under {root}")
-        table = Table(title=f"databases under {root}")
-        for col in ("database", "clips", "subjects", "fps", "labels"):
-            table.add_column(col)
-        for name in names:
-            t = load_dataset(name, root)
-            column = "emotion"
-            if scheme:
-                t = apply_scheme(t, scheme)
-                column = "label"
-            counts = ", ".join(f"{k} {v}" for k, v in t[column].value_counts().sort_index().items())
-            fps = ", ".join(f"{f:g}" for f in sorted(t["fps"].unique()))
-            table.add_row(name, str(len(t)), str(t["subject"].nunique()), fps, counts)
+        table = database_summary(root, scheme)
     except USER_ERRORS as exc:
         _fail(exc)
-    console.print(table)
+    _show_text_table(table, f"databases under {root}")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -278,9 +269,7 @@ def _size(text: str) -> tuple[int, int]:
     return (values[0], values[-1])
 
 
-def _preprocess(size: str, length: int, align: bool, detector: str, margin: float):
-    from merkit.features.extract import Preprocess
-
+def _preprocess(size: str, length: int, align: bool, detector: str, margin: float) -> Preprocess:
     return Preprocess(
         size=_size(size), length=length, align=align, detector=detector, margin=margin
     )
@@ -301,9 +290,9 @@ DescriptorOption = Annotated[
         "(repeat or comma-separate for several).",
     ),
 ]
-GridOption = Annotated[
+LevelsOption = Annotated[
     str | None,
-    typer.Option(help="Block-grid levels, e.g. 1,2,4,8 (default: the descriptor's own)."),
+    typer.Option(help="Block levels, e.g. 1,2,4,8 (default: the descriptor's own)."),
 ]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers over clips.")]
 BackendOption = Annotated[
@@ -348,7 +337,7 @@ def extract(
     descriptor: Annotated[
         str, typer.Option("--descriptor", "-d", help="Descriptor spec, e.g. lbp_top:r3p8.")
     ] = "lbp_top:r3p8",
-    grid: GridOption = None,
+    levels: LevelsOption = None,
     dataset: Annotated[
         list[str] | None,
         typer.Option(help="Database to describe (repeatable; default: every one found)."),
@@ -379,15 +368,12 @@ def extract(
     address: AddressOption = None,
 ) -> None:
     """Describe every clip (preprocess -> TIM -> descriptor) into one feature file."""
-    from merkit.features.extract import FaceMissingError
-    from merkit.pipeline import run_extract
-
     try:
         result = run_extract(
             data,
             out,
             descriptor=descriptor,
-            grid=grid,
+            levels=levels,
             datasets=dataset,
             scheme=scheme,
             preprocess=_preprocess(size, length, align, detector, margin),
@@ -403,10 +389,11 @@ def extract(
         _fail(ValueError(f"{exc} (pass --skip-missing to drop such clips)"))
     except USER_ERRORS as exc:
         _fail(exc)
-    n = sum(len(fs) for fs in result.features.values())
-    dim = next(iter(result.features.values())).X.shape[1]
-    per_db = ", ".join(f"{k} {len(v)}" for k, v in result.features.items())
-    console.print(f"{result.descriptor}: {n} clips x {dim} features ({per_db})")
+    per_db = ", ".join(f"{k} {n}" for k, n in result.clips.items())
+    console.print(
+        f"{result.descriptor}: {sum(result.clips.values())} clips x {result.dim} features "
+        f"({per_db})"
+    )
     console.print(
         f"computed {result.computed}, from cache {result.cached}, {result.seconds:.1f} s"
         + (f" (cache: {result.cache})" if result.cache else "")
@@ -435,12 +422,9 @@ def cdmer(
         typer.Option(help="Raw databases in native layouts; described with --descriptor."),
     ] = None,
     descriptor: DescriptorOption = None,
-    block_grid: Annotated[
+    levels: Annotated[
         str | None,
-        typer.Option(
-            "--block-grid",
-            help="Block-grid levels of the descriptors with --data, e.g. 1,2,4,8.",
-        ),
+        typer.Option(help="Block levels of the descriptors with --data, e.g. 1,2,4,8."),
     ] = None,
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", help="Parallel workers (clips with --data; grid points).")
@@ -488,15 +472,6 @@ def cdmer(
     printed twice: under the oracle protocol (best point scored with target labels) and
     with the label-free --criterion pick.
     """
-    from merkit.pipeline import (
-        grid_tables,
-        label_features,
-        load_param_grid,
-        run_cdmer_on_data,
-        run_cdmer_on_feature_files,
-        run_cdmer_on_feature_npz,
-    )
-
     try:
         given = [n for n, v in (("--features-dir", features_dir), ("--features", features),
                                 ("--data", data)) if v]  # fmt: skip
@@ -505,9 +480,9 @@ def cdmer(
                 "give exactly one of --features-dir, --features or --data"
                 + (f" (got {' and '.join(given)})" if given else "")
             )
-        if data is None and (descriptor or block_grid):
+        if data is None and (descriptor or levels):
             raise ValueError(
-                "--descriptor and --block-grid describe raw databases: use them with --data"
+                "--descriptor and --levels describe raw databases: use them with --data"
             )
         if data is None and (cache is not None or no_cache):
             raise ValueError("--cache / --no-cache apply to --data only")
@@ -518,21 +493,20 @@ def cdmer(
                 "--tgsr-groups applies to --features-dir only (merkit's own features group "
                 "TGSR's columns by their facial blocks)"
             )
-        param_grid = load_param_grid(grid)
-        opts = dict(method=method, seed=_seed(seed), param_grid=param_grid, n_jobs=jobs,
+        opts = dict(method=method, seed=_seed(seed), param_grid=grid, n_jobs=jobs,
                     criterion=criterion, backend=backend, address=address)  # fmt: skip
         if features_dir is not None:
-            results, _ = run_cdmer_on_feature_files(
+            result = run_cdmer_on_feature_files(
                 features_dir, out, tgsr_groups=tgsr_groups or "authors", **opts
             )
         elif features:
-            results, _ = run_cdmer_on_feature_npz(features, out, **opts)
+            result = run_cdmer_on_feature_npz(features, out, **opts)
         else:
-            results, _ = run_cdmer_on_data(
+            result = run_cdmer_on_data(
                 data,
                 out,
                 descriptors=descriptor or ["lbp_top:r3p8"],
-                grid=block_grid,
+                levels=levels,
                 cache=_cache_arg(cache, no_cache),
                 console=console,
                 missing=missing,
@@ -540,17 +514,10 @@ def cdmer(
             )
     except USER_ERRORS as exc:
         _fail(exc)
-    if param_grid in (None, "default"):
-        _show_table(label_features(results), "CDMER: mean-F1 / accuracy (%)")
-    else:
-        from merkit.results.tables import to_rich
-
-        for title, table in grid_tables(results, criterion=criterion):
-            console.print(to_rich(table, title=title))
-            if "note" in table.attrs:
-                console.print(table.attrs["note"], highlight=False)
-        console.print(f"every grid point: {out / 'grid.csv'}")
-    console.print(f"results: {out / 'results.csv'}  summary: {out / 'summary.md'}")
+    _show_tables(result.tables)
+    if result.grid_csv is not None:
+        console.print(f"every grid point: {result.grid_csv}")
+    console.print(f"results: {result.results_csv}  summary: {result.summary_md}")
 
 
 @app.command()
@@ -581,25 +548,16 @@ def agreement(
 
     Other sheets (a database's coding sheet, a clip list, FACS codes) are refused.
     """
-    from rich.table import Table
-
-    from merkit.results.agreement import fleiss, read_agreement_sheet
-
     try:
-        data = read_agreement_sheet(sheet, format=format, id_column=id_column, sheet=worksheet)
-        result = fleiss(data.counts, data.categories)
+        got = run_agreement(sheet, format=format, id_column=id_column, worksheet=worksheet)
     except USER_ERRORS as exc:
         _fail(exc)
+    result = got.fleiss
     console.print(
         f"{sheet.name}: {result.n_items} items x {result.n_raters} annotators, "
-        f"{len(result.categories)} categories ({data.format} sheet)"
+        f"{len(result.categories)} categories ({got.sheet.format} sheet)"
     )
-    table = Table(title="per category")
-    for col in ("category", "share p_j", "kappa_j"):
-        table.add_column(col, justify="left" if col == "category" else "right")
-    for cat, share, kj in zip(result.categories, result.p_j, result.kappa_j, strict=True):
-        table.add_row(cat, f"{share:.3f}", "n/a" if kj != kj else f"{kj:.3f}")
-    console.print(table)
+    _show_text_table(got.table, "per category", left=("category",))
     console.print(f"P_bar = {result.P_bar:.4f}  P_e = {result.P_e:.4f}")
     console.print(f"Fleiss' kappa = {result.kappa:.4f} ({result.band})")
 
@@ -618,8 +576,6 @@ def _seed_list(text: str) -> list[int]:
 
 def _model_args(items: list[str] | None) -> dict:
     """``["width=8", "hidden=[256]"]`` -> ``{"width": 8, "hidden": [256]}`` (JSON values)."""
-    import json
-
     out: dict = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -766,9 +722,6 @@ def train(
     Writes results.csv, summary.csv, history.csv (learning curves), embeddings/*.npz
     (penultimate features of the test clips), per-fold predictions and weights to --out.
     """
-    from merkit.pipeline import run_train
-    from merkit.results.tables import to_rich
-
     try:
         if flows_dir is None and data is None:
             raise ValueError("give --flows-dir (flow images) or --data (clips)")
@@ -785,13 +738,7 @@ def train(
         )  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)
-    summary = result.summary
-    cols = ["uf1", "uar", "accuracy", "n_test"]
-    cols += [c for c in ("fold_uf1", "fold_uar", "fold_accuracy") if c in summary.columns]
-    if (summary["seeds"] > 1).any():
-        cols += ["seeds", "uf1_std"]
-    shown = summary.set_index(["method", "task"])[cols].round(4)
-    console.print(to_rich(shown, title=f"{protocol}: pooled UF1, UAR, accuracy (%), seed mean"))
+    _show_tables(result.tables)
     console.print(
         f"folds trained {result.folds_done}, from cache {result.folds_cached}, "
         f"{result.seconds:.1f} s"
@@ -820,19 +767,16 @@ def predict(
     align: Annotated[
         bool | None, typer.Option("--align/--no-align", help="Face alignment (default: card).")
     ] = None,
+    detector: Annotated[
+        str | None,
+        typer.Option(help="Face detector: auto, dlib, haar or frame (default: card)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Predict the emotion (and AUs) of one clip: face -> apex -> TV-L1 flow -> network."""
-    import json
-
-    from rich.table import Table
-    from rich.text import Text
-
-    from merkit.pipeline import run_predict
-
     try:
         got = run_predict(clip, model, model_name=model_name, onset=onset, apex=apex,
-                          offset=offset, align=align)  # fmt: skip
+                          offset=offset, align=align, detector=detector)  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)
     if as_json:
@@ -889,10 +833,8 @@ def report(
     ] = "reverse",
 ) -> None:
     """Self-contained HTML + Markdown report: tables, intervals, confusion matrices, curves."""
-    from merkit.results.report import build_report
-
     try:
-        html_path, md_path = build_report(results_dir, html, md, n_boot=n_boot, seed=_seed(seed),
+        html_path, md_path = run_report(results_dir, html, md, n_boot=n_boot, seed=_seed(seed),
                                           face=face, criterion=criterion)  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)

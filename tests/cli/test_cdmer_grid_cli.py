@@ -252,7 +252,7 @@ def test_several_methods_at_their_default_points(features_dir, tmp_path) -> None
         (["--method", "svm,nope"], "unknown method(s) ['nope']"),
         (["--grid", "best"], "--grid must be 'default', 'published' or a JSON file"),
         (["--grid", "published", "--criterion", "luck"], "criterion 'luck' is not among"),
-        (["--block-grid", "1,2"], "use them with --data"),
+        (["--levels", "1,2"], "use them with --data"),
     ],
 )
 @pytest.mark.parametrize("source", ["synthetic", "released"])

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from merkit.cli import app
+from merkit.workflows.databases import load_databases
 
 runner = CliRunner()
 DIM = 85 * 177
@@ -30,7 +31,7 @@ def data(tmp_path_factory) -> Path:
 def extracted(data, tmp_path_factory) -> tuple[Path, object, object]:
     """Cold then warm extraction of every database (2 jobs, default cache folder)."""
     out = tmp_path_factory.mktemp("feats") / "F"
-    args = ["extract", str(data), "--descriptor", "lbp_top:r3p8", "--grid", "1,2,4,8",
+    args = ["extract", str(data), "--descriptor", "lbp_top:r3p8", "--levels", "1,2,4,8",
             "--out", str(out), "--jobs", "2"]  # fmt: skip
     cold = runner.invoke(app, args)
     warm = runner.invoke(app, args)
@@ -88,8 +89,6 @@ def _copy_vis(data: Path, dst: Path) -> Path:
 
 def _vis_clip(root: Path, i: int) -> tuple[str, Path]:
     """Clip name (as the adapter reads it) and frame folder of SMIC-VIS row ``i``."""
-    from merkit.pipeline import load_databases
-
     row = load_databases(root, names=["SMIC_VIS"])["SMIC_VIS"].iloc[i]
     return f"{row['subject']}/{row['clip']}", Path(row["frames_dir"])
 

@@ -182,3 +182,19 @@ def test_bad_weights_file_is_one_line_error(clip, bad_weights, name):
     if name == "pickled":  # ...though it would have, loaded without weights_only
         torch.load(path, weights_only=False)["w"].close()
         assert marker.exists()
+
+
+def test_predict_detector_option_reaches_the_face_detector(clip, weights):
+    """`--detector` overrides the card's detector (haar) all the way down to face detection:
+    an unknown detector is refused by the detector itself, and `frame` (no detection: the
+    whole frame is the face) gives other inputs, so other probabilities, than the card's."""
+    line = one_error_line(runner.invoke(app, ["predict", str(clip["video"]), "--model",
+                                              str(weights), "--detector", "bogus"]))  # fmt: skip
+    assert line.startswith("error: unknown face detector 'bogus'"), line
+    runs = {}
+    for extra in ([], ["--detector", "frame"]):
+        res = runner.invoke(app, ["predict", str(clip["video"]), "--model", str(weights),
+                                  "--apex", str(APEX), "--json", *extra])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        runs[tuple(extra)] = list(json.loads(res.stdout)["probabilities"].values())
+    assert not np.allclose(runs[()], runs[("--detector", "frame")], rtol=1e-3)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from merkit.metrics import uf1
-from merkit.pipeline import run_train
+from merkit.workflows.train import run_train
 
 FLOW_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "megc2019_flow"
 FOLD = "CASME2/17"

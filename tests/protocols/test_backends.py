@@ -132,7 +132,7 @@ def synth(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def vis(synth) -> pd.DataFrame:
-    from merkit.pipeline import load_databases
+    from merkit.workflows.databases import load_databases
 
     return load_databases(synth, names=["SMIC_VIS"])["SMIC_VIS"]
 

@@ -7,6 +7,10 @@ over the tasks of that type shown in the table. A row missing one of those tasks
 gets no average ("-") rather than an average over a different set of tasks.
 Several seeds of one row are averaged. Output as a pandas DataFrame of strings,
 Markdown (a built-in pipe-table writer) or a :class:`rich.table.Table`.
+
+Rows of several feature sources (the results' ``features`` column) are told apart by
+:func:`prefix_methods_with_features`; a hyper-parameter grid run gives the tables of
+:func:`grid_tables`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+from rich.table import Table
+from rich.text import Text
 
 from merkit.protocols.cdmer import TASKS, TYPES, CdmerTask, get_task
 
@@ -28,6 +34,9 @@ __all__ = [
     "SELECTION_NOTE",
     "cdmer_scores",
     "cdmer_table",
+    "cdmer_terminal_table",
+    "grid_tables",
+    "prefix_methods_with_features",
     "selection_scores",
     "selection_table",
     "to_markdown",
@@ -176,6 +185,40 @@ def cdmer_table(
     return pd.DataFrame(data, index=f1.index, columns=list(f1.columns), dtype=object)
 
 
+def prefix_methods_with_features(results: pd.DataFrame) -> pd.DataFrame:
+    """Results with ``method`` prefixed by the ``features`` column (descriptor x method rows).
+
+    Rows without a ``features`` entry (e.g. the released benchmark features) keep their
+    method name, so tables of a single feature source look as before.
+    """
+    if "features" not in results.columns:
+        return results
+    feats = results["features"].fillna("").astype(str)
+    if not (feats != "").any():
+        return results
+    out = results.copy()
+    out["method"] = [
+        f"{f} {m}" if f else str(m) for f, m in zip(feats, out["method"].astype(str), strict=True)
+    ]
+    return out
+
+
+def cdmer_terminal_table(results: pd.DataFrame) -> pd.DataFrame:
+    """:func:`cdmer_table` (best cells bold) for a terminal: with more than four columns
+    the tasks become the rows (``"Exp.n S->T"``), so the table fits the width."""
+    table = cdmer_table(results, bold_best=True)
+    if len(table.columns) > 4:
+        table = table.T
+        table.index = [
+            f"{c} {get_task(c).code}" if c.startswith("Exp.") else c for c in table.index
+        ]
+        table.index.name = "task"
+        table.columns = [
+            " ".join(str(v) for v in c) if isinstance(c, tuple) else str(c) for c in table.columns
+        ]
+    return table
+
+
 #: how oracle rows are labelled in selection tables, and the note explaining it
 ORACLE_LABEL = "oracle*"
 ORACLE_NOTE = "oracle*: best grid point scored with target labels (the papers' protocol)"
@@ -282,6 +325,40 @@ def selection_table(
     return out
 
 
+def _type_tables(results: pd.DataFrame, selection: str) -> list[tuple[str, pd.DataFrame]]:
+    """Tables 3 (TYPE-I) and 4 (TYPE-II) of the rows of one selection (those present)."""
+    rows = results[results["selection"].astype(str) == selection].copy()
+    if rows.empty:
+        return []
+    rows["params"] = "{}"  # the chosen params differ per task
+    present = sorted({get_task(t) for t in rows["task"]}, key=lambda t: t.exp)
+    out = []
+    for number, typ, span in ((3, "TYPE-I", "Exp.1-6"), (4, "TYPE-II", "Exp.7-12")):
+        tasks = [t for t in present if t.type == typ]
+        if tasks:
+            out.append((f"Table {number} ({typ}, {span})",
+                        cdmer_table(rows, tasks=tasks, bold_best=True)))  # fmt: skip
+    return out
+
+
+def grid_tables(
+    results: pd.DataFrame, *, criterion: str = "reverse"
+) -> list[tuple[str, pd.DataFrame]]:
+    """The tables of a grid run: Tables 3 / 4 under the oracle protocol, Tables 3 / 4 with
+    the label-free ``criterion``'s picks, and the per-method oracle-vs-label-free table
+    (:func:`selection_table`). Titles name the protocol; rows of several feature sources
+    are told apart (:func:`prefix_methods_with_features`)."""
+    res = prefix_methods_with_features(results)
+    out = [(f"Oracle protocol (best grid point scored with target labels): {t}", df)
+           for t, df in _type_tables(res, "oracle")]  # fmt: skip
+    out += [(f"Label-free selection ({criterion}, no target label): {t}", df)
+            for t, df in _type_tables(res, criterion)]  # fmt: skip
+    sel = res[res["selection"].astype(str) != "none"]
+    if len(sel):
+        out.append(("Oracle vs label-free selection per method", selection_table(sel)))
+    return out
+
+
 def _index_labels(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     if isinstance(df.index, pd.MultiIndex):
         names = [str(n) if n is not None else "" for n in df.index.names]
@@ -352,23 +429,21 @@ def _looks_numeric(s: str) -> bool:
     return bool(_NUM.match(s))
 
 
-def to_rich(df: pd.DataFrame, *, title: str | None = None, index: bool = True, digits: int = 4):
+def to_rich(
+    df: pd.DataFrame, *, title: str | None = None, index: bool = True, digits: int = 4
+) -> Table:
     """A :class:`rich.table.Table` of a DataFrame; ``**x**`` cells are shown bold.
 
     Float cells get ``digits`` decimals. The title, headers and cells are plain text, never
     rich markup: names and paths with square brackets are shown whole.
     """
-    from rich.markup import escape
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=None if title is None else escape(title), show_lines=False)
+    table = Table(title=None if title is None else Text(title), show_lines=False)
     names, labels = _index_labels(df)
     if index:
         for n in names:
-            table.add_column(escape(n), style="bold cyan", no_wrap=True)
+            table.add_column(Text(n), style="bold cyan", no_wrap=True)
     for c in df.columns:
-        table.add_column(escape(str(c)), justify="right", no_wrap=True)
+        table.add_column(Text(str(c)), justify="right", no_wrap=True)
     for lab, row in zip(labels, df.itertuples(index=False), strict=True):
         cells = [Text(x) for x in lab] if index else []
         for v in row:
@@ -377,9 +452,7 @@ def to_rich(df: pd.DataFrame, *, title: str | None = None, index: bool = True, d
     return table
 
 
-def _bold_text(s: str):
-    from rich.text import Text
-
+def _bold_text(s: str) -> Text:
     text = Text()
     for i, part in enumerate(s.split("**")):
         text.append(part, style="bold" if i % 2 else "")

@@ -1,6 +1,6 @@
 """Train deep models under a protocol: clips (or a flow folder) -> inputs -> folds -> results.
 
-This is ``merkit train``; :func:`merkit.pipeline.run_train` calls :func:`run_train`. The
+This is ``merkit train`` (:func:`run_train`). The
 protocols and their tasks are those of :mod:`merkit.protocols.deep` (cde, cdmer, loso,
 kfold, au); the training loop is :func:`merkit.nets.train.train_fold` (no early stopping,
 no model selection: every fold trains for the preset's epochs and its last weights
@@ -60,11 +60,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from rich.console import Console
 
-from merkit._io import atomic_write, ensure_writable_dir
+from merkit._io import atomic_write, atomic_write_text, ensure_writable_dir
+from merkit._progress import progress_bar
+from merkit.data.adapters import discover
 from merkit.features.cache import clip_source
+from merkit.features.extract import Preprocess
+from merkit.protocols.composite import CDE
 from merkit.protocols.deep import DeepTask, Fold, TaskSpec, make_task, resolve_specs, summarize
+from merkit.store import ResultStore, params_to_json, result_key, result_keys
+from merkit.video.face import FaceNotFoundError
+from merkit.video.flow import flow_images
+from merkit.workflows.databases import (
+    cache_folder,
+    load_databases,
+    scheme_classes,
+    skipped_clips,
+    write_skipped,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +92,8 @@ __all__ = [
     "composite_flows_from_data",
     "flow_inputs",
     "preset_for",
-    "run_predict",
     "run_train",
+    "summary_table",
     "write_history",
 ]
 
@@ -168,8 +183,6 @@ def flow_inputs(
     folder : path, optional
         Cache folder (``.npy`` per clip); None computes everything.
     """
-    from merkit.video.flow import flow_images
-
     p = {**FLOW_IMAGE_PARAMS, **(params or {})}
 
     def compute(rows: pd.DataFrame) -> list[np.ndarray]:
@@ -199,11 +212,7 @@ def clip_inputs(
     Each clip: onset..offset grey frames, face-aligned (or resized) to ``size``, TIM to
     ``length`` frames, / 255 (:func:`merkit.nets.data.clip_volume`); cached per clip.
     """
-    from joblib import Parallel, delayed
-
-    from merkit.features.extract import Preprocess
     from merkit.nets.data import clip_volume
-    from merkit.video.face import FaceNotFoundError
 
     p = {**CLIP_PARAMS, **(params or {})}
     prep = Preprocess(size=tuple(p["size"]), length=int(p["length"]), align=bool(p["align"]),
@@ -226,14 +235,6 @@ def clip_inputs(
     folder = None if folder is None else Path(folder)
     arrays = _cached_arrays(table, p, folder, "clip", compute, memo)
     return np.ascontiguousarray(np.stack(arrays), dtype=np.float32)
-
-
-def _cache_base(data_dir: Path, cache: str | Path | bool | None) -> Path | None:
-    from merkit.pipeline import default_cache_dir
-
-    if cache is False:
-        return None
-    return default_cache_dir(data_dir) if cache in (None, True) else Path(cache)
 
 
 def _fingerprint(prefix: str, X: np.ndarray, y: np.ndarray) -> str:
@@ -261,10 +262,7 @@ def composite_flows_from_data(
         ``X`` float32 (n, 3, 28, 28) in 0..255, ``y`` the megc3 labels;
         ``table.attrs["fingerprint"]`` identifies the images.
     """
-    from merkit.data.adapters import discover
     from merkit.nets.data import FlowSet
-    from merkit.pipeline import load_databases
-    from merkit.protocols.composite import CDE
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -276,7 +274,7 @@ def composite_flows_from_data(
         )
     table = pd.concat(list(load_databases(data_dir, names=found, scheme="megc3").values()),
                       ignore_index=True)  # fmt: skip
-    base = _cache_base(data_dir, cache)
+    base = cache_folder(data_dir, cache)
     X = flow_inputs(table, params=params, folder=None if base is None else base / "flows",
                     n_jobs=n_jobs)  # fmt: skip
     out = FlowSet(X, table["y"].to_numpy(np.int64).copy(), table, "uvs")
@@ -291,7 +289,8 @@ class TrainResult:
     """What :func:`run_train` wrote and measured.
 
     ``run_dir``, ``weights_dir`` and ``final_weights`` are those of the first task;
-    ``runs``, ``weights_dirs`` and ``final_paths`` map every task to its own.
+    ``runs``, ``weights_dirs`` and ``final_paths`` map every task to its own; ``tables``
+    holds the titled summary table to print (:func:`summary_table`).
     """
 
     out_dir: Path
@@ -308,6 +307,18 @@ class TrainResult:
     final_paths: dict[str, Path] = field(default_factory=dict)
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
     embeddings: list[Path] = field(default_factory=list)
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+
+
+def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary rows to show: pooled UF1, UAR, accuracy and test clips per (method,
+    task), the fold means when the protocol has them, the seeds and UF1's spread over them
+    when there are several; 4 decimals."""
+    cols = ["uf1", "uar", "accuracy", "n_test"]
+    cols += [c for c in ("fold_uf1", "fold_uar", "fold_accuracy") if c in summary.columns]
+    if (summary["seeds"] > 1).any():
+        cols += ["seeds", "uf1_std"]
+    return summary.set_index(["method", "task"])[cols].round(4)
 
 
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
@@ -423,7 +434,6 @@ def _run_task(
 ) -> _TaskRun:  # fmt: skip
     from merkit.nets.predict import ModelCard, write_model_card
     from merkit.nets.train import save_weights, train_fold
-    from merkit.store import params_to_json
 
     chosen = task.select_folds(folds)
     params = {"model": model, **model_kwargs,
@@ -458,8 +468,6 @@ def _run_task(
     fresh: dict[tuple[int, str], tuple] = {}
     todo = [(seed, fold) for seed in seeds for fold in chosen if not paths(seed, fold)[0].is_file()]
     if n_jobs > 1 and len(todo) > 1:  # folds in worker processes, 1 torch thread each
-        from joblib import Parallel, delayed
-
         jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
             delayed(_fit_fold)(seed=seed, fold=fold, paths=paths(seed, fold), **fit_args)
             for seed, fold in todo
@@ -544,8 +552,6 @@ def _load_task_table(
     spec: TaskSpec, data_dir: Path, missing: str = "raise"
 ) -> tuple[pd.DataFrame, tuple[str, ...], pd.DataFrame]:
     """The task's clips, its class names and the clips left out (``missing="skip"``)."""
-    from merkit.pipeline import load_databases, scheme_classes, skipped_clips
-
     tables = load_databases(data_dir, names=list(spec.datasets), scheme=spec.scheme,
                             missing=missing)  # fmt: skip
     table = pd.concat(list(tables.values()), ignore_index=True)
@@ -682,11 +688,8 @@ def run_train(
     PermissionError, NotADirectoryError
         ``out_dir`` cannot be written (checked before any input is read).
     """
-    from merkit._progress import progress_bar
     from merkit.nets import INPUT_KIND
     from merkit.nets.train import PRESETS, TrainConfig
-    from merkit.pipeline import write_skipped, write_text_atomic
-    from merkit.store import ResultStore, result_key, result_keys
 
     t0 = time.perf_counter()
     protocol = str(protocol).lower()
@@ -725,8 +728,6 @@ def run_train(
         flow_set = read_megc2019_flow(flows_dir, channels="uvs")
         available = set(flow_set.table["dataset"].astype(str))
     else:
-        from merkit.data.adapters import discover
-
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
             raise FileNotFoundError(f"data folder {data_dir} does not exist")
@@ -739,7 +740,7 @@ def run_train(
                 f"--flows-dir holds the MEGC 2019 3-class composite labels only (protocol cde, "
                 f"loso task SMIC_HS-3); {protocol} task(s) {bad} need --data (clips)"
             )
-    base = None if data_dir is None else _cache_base(data_dir, cache)
+    base = None if data_dir is None else cache_folder(data_dir, cache)
     if flow_set is not None:  # how the released images were made is not recorded
         input_params = {k: v for k, v in FLOW_IMAGE_PARAMS.items() if k != "size"}
     elif kind == "flow":
@@ -803,7 +804,7 @@ def run_train(
                     f"{task.protocol}__{task.name}__{model}__seed{seed}.npz")  # fmt: skip
             _atomic_npz(path, **arrays)
             written.append(path)
-    write_text_atomic(out_dir / "run.json", json.dumps({
+    atomic_write_text(out_dir / "run.json", json.dumps({
         "protocol": protocol, "model": model, "seeds": seeds,
         "run": runs[0][2].run, "runs": {t.name: g.run for t, _, g in runs},
         "data": {t.name: i.data_fp for t, i, _ in runs},
@@ -828,21 +829,6 @@ def run_train(
         weights_dirs={t.name: g.weights_dir for t, _, g in runs},
         final_paths={t.name: g.final for t, _, g in runs if g.final is not None},
         history=history, embeddings=written,
+        tables=[(f"{protocol}: pooled UF1, UAR, accuracy (%), seed mean",
+                 summary_table(summary))],
     )  # fmt: skip
-
-
-def run_predict(
-    clip: str | Path,
-    weights: str | Path,
-    *,
-    model_name: str | None = None,
-    onset: int | None = None,
-    apex: int | None = None,
-    offset: int | None = None,
-    align: bool | None = None,
-):
-    """Emotion and/or AUs of one clip (:func:`merkit.nets.predict.predict_clip`)."""
-    from merkit.nets.predict import predict_clip
-
-    return predict_clip(clip, weights, model_name=model_name, onset=onset, apex=apex,
-                        offset=offset, align=align)  # fmt: skip

@@ -1,0 +1,535 @@
+"""``merkit cdmer``: the CDMER tasks on features, with the paper-format tables.
+
+Three feature sources, one function each: the benchmark's released ``.mat`` files
+(:func:`run_cdmer_on_feature_files`), merkit feature files (:func:`run_cdmer_on_feature_npz`)
+and raw databases described here (:func:`run_cdmer_on_data`); all three end in
+:func:`run_cdmer_on_features`, which runs the methods through
+:mod:`merkit.protocols.runner` into one results store and returns a :class:`CdmerResult`
+holding the tables to show.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from merkit._io import atomic_write_text, ensure_writable_dir
+from merkit.adapt import METHODS
+from merkit.data.features_io import check_features, load_cdmer_dir
+from merkit.data.schema import FeatureSet
+from merkit.features.extract import Preprocess, configure_descriptor, load_feature_file
+from merkit.parallel import Backend, open_backend
+from merkit.protocols.runner import run_cdmer, run_grid
+from merkit.results.tables import (
+    ORACLE_NOTE,
+    cdmer_table,
+    cdmer_terminal_table,
+    grid_tables,
+    prefix_methods_with_features,
+    to_markdown,
+)
+from merkit.store import ResultStore
+from merkit.workflows.databases import (
+    feature_cache,
+    load_databases,
+    skipped_clips,
+    write_skipped,
+)
+from merkit.workflows.extract import extract_databases
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CdmerResult",
+    "cdmer_summary",
+    "feature_source_name",
+    "grid_summary",
+    "load_param_grid",
+    "parse_methods",
+    "run_cdmer_on_data",
+    "run_cdmer_on_feature_files",
+    "run_cdmer_on_feature_npz",
+    "run_cdmer_on_features",
+]
+
+#: title of the one table of a run at each method's default point
+TABLE_TITLE = "CDMER: mean-F1 / accuracy (%)"
+
+
+@dataclass
+class CdmerResult:
+    """What a CDMER workflow stored and the tables it shows.
+
+    Attributes
+    ----------
+    results : DataFrame
+        Every row of the results store in ``out_dir`` (all methods run there so far).
+    markdown : str
+        The Markdown summary written to ``out_dir/summary.md``.
+    tables : list of (str, DataFrame)
+        Titled tables to print: the paper-format table (tasks as rows when wide), or for a
+        grid run Tables 3 / 4 under the oracle protocol and the label-free criterion and
+        the oracle-vs-label-free table (its footnote in ``attrs["note"]``).
+    out_dir : Path
+    grid_csv : Path, optional
+        Every grid point of a grid run (None at the default points).
+    """
+
+    results: pd.DataFrame
+    markdown: str
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    out_dir: Path = Path()
+    grid_csv: Path | None = None
+
+    @property
+    def results_csv(self) -> Path:
+        return self.out_dir / "results.csv"
+
+    @property
+    def summary_md(self) -> Path:
+        return self.out_dir / "summary.md"
+
+
+def parse_methods(method: str | Sequence[str]) -> list[str]:
+    """Registry names from ``"all"`` (every registry method, in registry order), a comma
+    list (``"svm,tca"``) or a sequence of such items; unknown names are an error."""
+    items = [method] if isinstance(method, str) else list(method)
+    names: list[str] = []
+    for item in items:
+        for part in str(item).split(","):
+            part = part.strip().lower()
+            if not part:
+                continue
+            names.extend(METHODS if part == "all" else [part])
+    if not names:
+        raise ValueError("no method given (a registry name, a comma list or 'all')")
+    bad = [n for n in names if n not in METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; known methods: {', '.join(sorted(METHODS))}")
+    return list(dict.fromkeys(names))
+
+
+def load_param_grid(grid: str | Path | dict | None) -> str | dict | None:
+    """``None`` / ``"default"`` / ``"published"`` / a mapping as given; a path: a JSON file
+    ``{method: [params, ...]}``."""
+    if grid is None or isinstance(grid, dict):
+        return grid
+    text = str(grid)
+    if text in ("default", "published"):
+        return text
+    path = Path(text)
+    if not path.is_file():
+        raise ValueError(
+            f"--grid must be 'default', 'published' or a JSON file of {{method: [params]}}; "
+            f"{text!r} is none of these"
+        )
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: expected a JSON object {{method: [params, ...]}}")
+    return {str(k).lower(): v for k, v in spec.items()}
+
+
+def feature_source_name(descriptor: str, levels: Sequence[int] | None, preprocess: dict) -> str:
+    """Short name of a feature source: the descriptor spec plus its non-default settings
+    (block levels, frame size, TIM length, alignment), e.g. ``"lbp_top:r3p8 levels1,2"``."""
+    parts = [descriptor]
+    if levels is not None and tuple(levels) not in ((1, 2, 4, 8), (1,)):
+        parts.append("levels" + ",".join(str(v) for v in levels))
+    size = tuple(preprocess.get("size", (112, 112)))
+    if size != (112, 112):
+        parts.append(f"{size[0]}x{size[1]}")
+    if int(preprocess.get("length", 16)) != 16:
+        parts.append(f"tim{preprocess['length']}")
+    if preprocess.get("align"):
+        parts.append("aligned")
+    return " ".join(parts)
+
+
+def cdmer_summary(results: pd.DataFrame, *, title: str, notes: list[str] | None = None) -> str:
+    """Markdown summary of CDMER results: the paper-format table plus notes."""
+    table = cdmer_table(prefix_methods_with_features(results), bold_best=True)
+    lines = [
+        f"# {title}",
+        "",
+        "Cells are mean-F1 / accuracy (%); TYPE-I = Exp.1-6, "
+        "TYPE-II = Exp.7-12 (averages over the tasks shown).",
+        "",
+        to_markdown(table),
+        "",
+    ]
+    for note in notes or []:
+        lines.append(f"- {note}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def grid_summary(
+    tables: list[tuple[str, pd.DataFrame]],
+    *,
+    title: str,
+    criterion: str = "reverse",
+    notes: list[str] | None = None,
+) -> str:
+    """Markdown summary of a grid run: its ``tables`` (:func:`merkit.results.tables.grid_tables`)
+    with their footnotes, then the notes."""
+    lines = [
+        f"# {title}",
+        "",
+        "Cells are mean-F1 / accuracy (%); TYPE-I = Exp.1-6, TYPE-II = Exp.7-12 "
+        "(averages over the tasks shown). The oracle protocol picks, per task, the grid "
+        "point with the best mean-F1 on the target labels (as the papers did): an "
+        f"optimistic upper bound. The label-free selection picks by {criterion!r} and never "
+        "sees a target label.",
+        "",
+    ]
+    for name, df in tables:
+        lines += [f"## {name}", "", to_markdown(df), ""]
+        if "note" in df.attrs:
+            lines += [f"{df.attrs['note']}.", ""]
+    if not tables:
+        lines += ["(no selection rows)", ""]
+    lines += [f"- {ORACLE_NOTE}"]
+    for note in notes or []:
+        lines.append(f"- {note}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def run_cdmer_on_features(
+    features: dict[str, FeatureSet],
+    out_dir: str | Path,
+    *,
+    method: str | Sequence[str] = "svm",
+    params: dict | list[dict] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    title: str = "CDMER results",
+    notes: list[str] | None = None,
+    label: str | None = None,
+    param_grid: str | Path | dict | None = None,
+    n_jobs: int = 1,
+    criterion: str = "reverse",
+    criteria: Sequence[str] = ("reverse", "class_entropy", "entropy"),
+    backend: str | Backend = "loky",
+    address: str | None = None,
+    table_title: str = TABLE_TITLE,
+) -> CdmerResult:
+    """Run methods over every available CDMER task; store results and a Markdown summary.
+
+    Writes ``out_dir/results.csv``, ``predictions.csv`` and ``summary.md``; a re-run
+    resumes (units already in the store are not recomputed). ``label`` names the feature
+    source (e.g. ``"lbp_top:r3p8"``): it goes into the store's ``features`` column and the
+    tables show ``"<label> <method>"`` rows.
+
+    Parameters
+    ----------
+    method : str or sequence of str
+        Registry name, comma list or ``"all"`` (:func:`parse_methods`).
+    params : dict or list of dict, optional
+        Parameters of a single method (without ``param_grid``).
+    param_grid : None, "default", "published", mapping or JSON file
+        None or ``"default"``: each method at its documented default point, one table
+        (nothing is selected, so oracle = label-free). ``"published"`` (the papers'
+        search spaces), ``{method: [params]}`` or a JSON file of one
+        (:func:`load_param_grid`): every grid point through
+        :func:`merkit.protocols.runner.run_grid` (``grid.csv`` written), then Tables 3 / 4
+        under the oracle protocol and under the label-free ``criterion``, plus the
+        oracle-vs-label-free table.
+    n_jobs : int
+        Workers over grid points (units).
+    backend, address
+        Local processes (``"loky"``) or a Ray / Dask cluster at ``address`` or started
+        for the run (:class:`merkit.parallel.Backend`).
+    criterion : str
+        The label-free criterion of the second set of tables (one of ``criteria``).
+    criteria : sequence of str
+        Label-free criteria computed for every grid point.
+    table_title : str
+        Title of the table of a run at the default points.
+    """
+    param_grid = load_param_grid(param_grid)
+    names = parse_methods(method)
+    out_dir = ensure_writable_dir(out_dir, "--out")
+    check_features(features)  # finite, labelled, one width: before the first unit runs
+    extra = None if label is None else {"features": label}
+    if param_grid not in (None, "default"):
+        if params is not None:
+            raise ValueError("give params or a parameter grid, not both")
+        if criterion not in criteria:
+            raise ValueError(f"criterion {criterion!r} is not among the criteria {list(criteria)}")
+        store = ResultStore(out_dir)
+        run = run_grid(
+            features, names, grid=param_grid, seed=seed, store=store, n_jobs=n_jobs,
+            criteria=criteria, progress=progress, extra=extra, backend=backend, address=address,
+        )  # fmt: skip
+        results = store.results()
+        grid_csv = out_dir / "grid.csv"
+        grid_notes = [
+            f"grid: {param_grid if isinstance(param_grid, str) else 'custom'}; "
+            f"{len(run.grid)} grid points ({run.computed} fitted now, {run.resumed} resumed), "
+            f"every point in {grid_csv}",
+            *(notes or []),
+        ]
+        tables = grid_tables(results, criterion=criterion)
+        markdown = grid_summary(tables, title=title, criterion=criterion, notes=grid_notes)
+        atomic_write_text(out_dir / "summary.md", markdown)
+        return CdmerResult(results, markdown, tables, out_dir, grid_csv)
+    if params is not None and len(names) > 1:
+        raise ValueError("params apply to a single method")
+    store = ResultStore(out_dir)
+    spec = names[0] if len(names) == 1 else {n: None for n in names}
+    run_cdmer(
+        features,
+        spec,
+        params=params if len(names) == 1 else None,
+        seed=seed,
+        progress=progress,
+        store=store,
+        extra=extra,
+        n_jobs=n_jobs,
+        backend=backend,
+        address=address,
+    )
+    results = store.results()  # every method stored in out_dir so far, one table
+    markdown = cdmer_summary(results, title=title, notes=notes)
+    atomic_write_text(out_dir / "summary.md", markdown)
+    table = cdmer_terminal_table(prefix_methods_with_features(results))
+    return CdmerResult(results, markdown, [(table_title, table)], out_dir)
+
+
+def run_cdmer_on_feature_files(
+    features_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    method: str | Sequence[str] = "svm",
+    seed: int = 0,
+    progress: bool = True,
+    param_grid: str | Path | dict | None = None,
+    n_jobs: int = 1,
+    criterion: str = "reverse",
+    backend: str | Backend = "loky",
+    address: str | None = None,
+    tgsr_groups: str = "authors",
+) -> CdmerResult:
+    """CDMER on the benchmark's released feature files (``CrossCorpus_*.mat``) in a folder
+    (grid and backend options: :func:`run_cdmer_on_features`; ``tgsr_groups``: TGSR's
+    column groups, :func:`merkit.data.features_io.load_cdmer_features`)."""
+    param_grid = load_param_grid(param_grid)
+    methods = parse_methods(method)
+    ensure_writable_dir(out_dir, "--out")
+    features = load_cdmer_dir(features_dir, tgsr_groups=tgsr_groups)
+    check_features(features, {k: Path(features_dir) for k in features})
+    names = ", ".join(f"{k} (n={len(v)})" for k, v in features.items())
+    return run_cdmer_on_features(
+        features,
+        out_dir,
+        method=methods,
+        seed=seed,
+        progress=progress,
+        title=f"CDMER, released LBP-TOP features, {_methods_title(methods)}",
+        notes=[f"features: {Path(features_dir).resolve()}: {names}"]
+        + ([f"TGSR groups: {tgsr_groups} (--tgsr-groups)"] if "tgsr" in methods else []),
+        param_grid=param_grid,
+        n_jobs=n_jobs,
+        criterion=criterion,
+        backend=backend,
+        address=address,
+    )
+
+
+def _methods_title(methods: Sequence[str]) -> str:
+    return ", ".join(methods) if len(methods) <= 4 else f"{len(methods)} methods"
+
+
+def _check_descriptors(descriptors: Sequence[str], levels: str | None) -> list[str]:
+    specs = [d.strip() for item in descriptors for d in str(item).split(",") if d.strip()]
+    if not specs:
+        raise ValueError("no descriptor given (e.g. --descriptor lbp_top:r3p8)")
+    names = [configure_descriptor(d, levels).name for d in specs]  # fail before any work
+    return list(dict.fromkeys(names))
+
+
+def run_cdmer_on_data(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    descriptors: Sequence[str] = ("lbp_top:r3p8",),
+    method: str | Sequence[str] = "svm",
+    levels: str | None = None,
+    preprocess: Preprocess | None = None,
+    n_jobs: int = 1,
+    cache: str | Path | bool | None = None,
+    seed: int = 0,
+    console: Console | None = None,
+    progress: bool = True,
+    param_grid: str | Path | dict | None = None,
+    criterion: str = "reverse",
+    backend: str | Backend = "loky",
+    address: str | None = None,
+    missing: str = "raise",
+) -> CdmerResult:
+    """CDMER on raw databases: every descriptor x every available task with ``method``.
+
+    The databases under ``data_dir`` (CDMER four, native layouts) get the ``cdmer3``
+    scheme; each descriptor is extracted (cached, see
+    :func:`merkit.workflows.extract.run_extract`) and evaluated into one results store,
+    its rows tagged in the ``features`` column.
+
+    Parameters
+    ----------
+    descriptors : sequence of str
+        Registry specs; an item may be a comma list (``"lbp_top:r3p8,hog_top:p8"``).
+    levels : str, optional
+        Block levels of the descriptors (e.g. ``"1,2,4,8"``).
+    param_grid, criterion : hyper-parameter grid and label-free criterion
+        (:func:`run_cdmer_on_features`); ``n_jobs`` workers of ``backend`` (at
+        ``address``; one :class:`merkit.parallel.Backend` for the whole run) serve
+        extraction and grid points.
+    missing : {"raise", "error", "skip"}
+        Clips whose frames are missing: stop, or leave them out (listed in
+        ``out_dir/skipped.csv`` and the summary).
+    """
+    param_grid = load_param_grid(param_grid)
+    methods = parse_methods(method)
+    names = _check_descriptors(descriptors, levels)
+    out_dir = ensure_writable_dir(out_dir, "--out")  # before any clip is described
+    data_dir = Path(data_dir)
+    tables = load_databases(data_dir, scheme="cdmer3", missing=missing)
+    dropped = skipped_clips(tables)
+    listed = write_skipped(out_dir, dropped)
+    left_out = [f"clips left out, frames missing (--missing skip): {len(dropped)}, listed in "
+                f"{listed}"] if listed is not None else []  # fmt: skip
+    store = feature_cache(data_dir, cache)
+    counts = ", ".join(f"{n} {len(t)}" for n, t in tables.items())
+    result = CdmerResult(pd.DataFrame(), "", out_dir=out_dir)
+    labels = []
+    with open_backend(backend, n_jobs, address) as be:
+        for spec in names:
+            got = extract_databases(
+                tables,
+                descriptor=spec,
+                levels=levels,
+                scheme="cdmer3",
+                preprocess=preprocess,
+                n_jobs=n_jobs,
+                backend=be,
+                cache=store,
+                console=console,
+                progress=progress,
+            )
+            ex = next(iter(got.extraction.values()))
+            first = next(iter(got.features.values()))
+            label = feature_source_name(ex.descriptor.name, first.levels, ex.preprocess.key())
+            labels.append(label)
+            log.info("%s: %d clips described, %d from the cache", label, got.computed, got.cached)
+            result = run_cdmer_on_features(
+                got.features,
+                out_dir,
+                method=methods,
+                seed=seed,
+                progress=progress,
+                title=f"CDMER on the databases in {data_dir}, {_methods_title(methods)}",
+                notes=[
+                    f"databases: {data_dir.resolve()} ({counts} clips, cdmer3 labels)",
+                    *left_out,
+                    f"features: {', '.join(labels)}",
+                ],
+                label=label,
+                param_grid=param_grid,
+                n_jobs=n_jobs,
+                criterion=criterion,
+                backend=be,
+            )
+    return result
+
+
+def _feature_files(paths: Sequence[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted(f for f in p.glob("*.npz") if f.is_file())
+            if not found:
+                raise FileNotFoundError(
+                    f"no .npz feature file in {p} (write one with 'merkit extract')"
+                )
+            files.extend(found)
+        elif p.suffix.lower() != ".npz" and p.with_name(p.name + ".npz").is_file():
+            files.append(p.with_name(p.name + ".npz"))
+        elif p.is_file() and p.suffix.lower() == ".npz":
+            files.append(p)
+        elif p.is_file():
+            raise ValueError(
+                f"{p} is not a merkit feature file (expected F.npz from 'merkit extract')"
+            )
+        else:
+            raise FileNotFoundError(f"feature file {p} does not exist")
+    return list(dict.fromkeys(files))
+
+
+def run_cdmer_on_feature_npz(
+    paths: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    method: str | Sequence[str] = "svm",
+    seed: int = 0,
+    progress: bool = True,
+    param_grid: str | Path | dict | None = None,
+    n_jobs: int = 1,
+    criterion: str = "reverse",
+    backend: str | Backend = "loky",
+    address: str | None = None,
+) -> CdmerResult:
+    """CDMER on merkit feature files (``merkit extract``): files, or folders of ``.npz``
+    (grid and backend options: :func:`run_cdmer_on_features`).
+
+    Each row's ``dataset`` is its domain. Files with the same descriptor and preprocessing
+    are pooled (one database may come from one file only); different descriptors are run
+    one after the other into the same store (descriptor x method rows).
+    """
+    param_grid = load_param_grid(param_grid)
+    methods = parse_methods(method)
+    out_dir = ensure_writable_dir(out_dir, "--out")
+    files = _feature_files(paths)
+    groups: dict[str, dict[str, FeatureSet]] = {}
+    origin: dict[tuple[str, str], Path] = {}
+    for f in files:
+        ff = load_feature_file(f)
+        first = next(iter(ff.features.values()))
+        label = feature_source_name(ff.descriptor, first.levels, ff.preprocess)
+        group = groups.setdefault(label, {})
+        for name, fs in ff.features.items():
+            if name in group:
+                raise ValueError(
+                    f"database {name} with {label} is in both {origin[(label, name)]} and {f}"
+                )
+            group[name] = fs
+            origin[(label, name)] = f
+    for label, group in groups.items():  # every file, before the first unit runs
+        check_features(group, {name: origin[(label, name)] for name in group})
+    result = CdmerResult(pd.DataFrame(), "", out_dir=out_dir)
+    sources = ", ".join(str(f) for f in files)
+    with open_backend(backend, n_jobs, address) as be:
+        for label, features in groups.items():
+            result = run_cdmer_on_features(
+                features,
+                out_dir,
+                method=methods,
+                seed=seed,
+                progress=progress,
+                title=f"CDMER on merkit feature files, {_methods_title(methods)}",
+                notes=[f"feature files: {sources}", f"features: {', '.join(groups)}"],
+                label=label,
+                param_grid=param_grid,
+                n_jobs=n_jobs,
+                criterion=criterion,
+                backend=be,
+            )
+    return result
