@@ -12,7 +12,7 @@ Column layout (measured on the released CASME2 and SMIC_VIS files, see
 histograms of all its blocks come first, then all XT, then all YT (each 59 bins);
 blocks inside a plane are in MATLAB column-major order. ``FeatureSet.blocks`` maps
 each column to a row-major block id (the :class:`~merkit.data.schema.FeatureSet`
-convention), so block 1 is the top-right cell of the 2x2 grid.
+convention), so block 1 is the top-right block of level 2 (2x2).
 
 TGSR groups (``FeatureSet.column_groups``, :data:`TGSR_GROUPINGS`): ``"authors"`` (the
 default) are the TGSR authors' 85 runs of 177 *contiguous* columns (columns 0-176 =
@@ -56,7 +56,7 @@ __all__ = [
 
 #: class names of the CDMER benchmark, indexed by y = file label - 1
 CDMER_CLASSES: tuple[str, ...] = ("negative", "positive", "surprise")
-#: grid levels of the released features
+#: block levels of the released features
 CDMER_LEVELS: tuple[int, ...] = (1, 2, 4, 8)
 _BINS = 59
 _PLANES = 3
@@ -505,5 +505,5 @@ def check_features(
         listed = ", ".join(f"{where(n)} {d}" for n, d in widths.items())
         raise ValueError(
             f"the databases have different numbers of feature columns ({listed}); describe "
-            "every database with the same descriptor and grid ('merkit extract')"
+            "every database with the same descriptor and block levels ('merkit extract')"
         )

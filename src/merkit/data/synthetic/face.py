@@ -257,7 +257,7 @@ class Framing:
         cy = self.eye_line * self.height - geometry.eye_y * s + self.offset[1]
         return cx, cy
 
-    def canonical_grid(self, geometry: FaceGeometry, supersample: int = 1):
+    def canonical_coordinates(self, geometry: FaceGeometry, supersample: int = 1):
         """Canonical ``(u, v)`` of every (sub)pixel centre, each (H*k, W*k) float64."""
         k = int(supersample)
         s = self.scale(geometry)
@@ -362,7 +362,7 @@ def render_face(
         Linear RGB radiance, roughly in [0, 1] (before the camera's response).
     """
     g = geometry
-    u, v = framing.canonical_grid(g, supersample)
+    u, v = framing.canonical_coordinates(g, supersample)
     px = 1.0 / (framing.scale(g) * supersample)  # canonical units per render pixel
     a = g.aspect
 
@@ -613,7 +613,7 @@ def au_weight_field(
         raise ValueError(f"unknown action unit {au}; supported: {sorted(_AU_COMPONENTS)}")
     if side not in ("", "L", "R"):
         raise ValueError(f"side must be '', 'L' or 'R', got {side!r}")
-    u, v = framing.canonical_grid(geometry)
+    u, v = framing.canonical_coordinates(geometry)
     lm = geometry.landmarks()
     field = np.zeros(u.shape + (2,))
     sides = {"": ("l", "r"), "L": ("l",), "R": ("r",)}[side]
@@ -662,7 +662,7 @@ class FaceRenderer:
         self._fields: dict[tuple[int, str], np.ndarray] = {}
         h, w = self.framing.height, self.framing.width
         gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        self._grid = np.ascontiguousarray(np.stack([gx, gy], axis=-1))
+        self._pixel_xy = np.ascontiguousarray(np.stack([gx, gy], axis=-1))
 
     @property
     def base_closed(self) -> np.ndarray:
@@ -714,7 +714,7 @@ class FaceRenderer:
         if blink > 0.0:
             base = cv2.addWeighted(self.base_closed, float(blink), self.base_open,
                                    1.0 - float(blink), 0.0)  # fmt: skip
-        maps = cv2.subtract(self._grid, self.displacement(amplitudes))
+        maps = cv2.subtract(self._pixel_xy, self.displacement(amplitudes))
         maps = cv2.subtract(maps, (float(shift[0]), float(shift[1]), 0.0, 0.0))
         return cv2.remap(base, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
