@@ -124,7 +124,7 @@ def test_a_sequence_accumulates_votes_over_time():
     np.testing.assert_allclose(hoof(seq, bins=4, layout=WHOLE), [0.25, 0, 0.25, 0.5])
 
 
-def test_hoof_dimensions_follow_the_grid():
+def test_hoof_dimensions_follow_the_layout():
     flow = _uniform(1, 1, (40, 40))
     assert hoof(flow).shape == (85 * 8,)
     assert hoof(flow, bins=6, layout=BlockLayout((1, 2, 4))).shape == (21 * 6,)

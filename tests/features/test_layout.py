@@ -8,7 +8,7 @@ import pytest
 from merkit.features.layout import BlockLayout, partition
 
 
-def test_default_grid_blocks() -> None:
+def test_default_layout_blocks() -> None:
     g = BlockLayout()
     assert g.levels == (1, 2, 4, 8)
     assert g.n_blocks == 85

@@ -2,8 +2,8 @@
 
 The benchmark (Zong et al., IEEE TKDE 2022, doi:10.1109/TKDE.2020.3018470) released
 ``CrossCorpus_LBPTOP_R3P8_<DB>_112by112.mat`` per database, holding
-``<DB>_micro_feature`` (LBP-TOP, R = 3, P = 8, 59 uniform bins, 1x1 + 2x2 + 4x4 + 8x8
-grids of a 16-frame 112x112 clip: 85 blocks x 3 planes x 59 = 15045 columns) and
+``<DB>_micro_feature`` (LBP-TOP, R = 3, P = 8, 59 uniform bins, block levels 1x1, 2x2,
+4x4 and 8x8 of a 16-frame 112x112 clip: 85 blocks x 3 planes x 59 = 15045 columns) and
 ``<DB>_micro_label`` (1 = negative, 2 = positive, 3 = surprise). Both MATLAB v7.3
 (HDF5, read with h5py) and v5 (scipy.io.loadmat) files are accepted.
 
