@@ -29,13 +29,17 @@ import contextlib
 import time
 from dataclasses import replace
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 
 from merkit.nets import INPUT_KIND, MODELS, count_parameters, create_model
-from merkit.nets.data import read_megc2019_flow
-from merkit.nets.train import TrainConfig, run_loso, torch_session
+from merkit.nets import train as tr
+from merkit.nets.data import make_loader, read_megc2019_flow
+from merkit.nets.train import TrainConfig, _optimizer, compute_loss, fit, torch_session
+from merkit.protocols.deep import run_loso
+from merkit.workflows.train import preset_for
 
 FLOW_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "megc2019_flow"
 
@@ -70,9 +74,6 @@ def throughput(
 
 def _plain_loop(model, X, y, cfg) -> None:
     """The loop :func:`fit` replaced: DataLoader batches, NCHW layout (the reference)."""
-    from merkit.nets.data import make_loader
-    from merkit.nets.train import _optimizer, compute_loss
-
     with torch_session(cfg.seed, cfg.threads):
         opt = _optimizer(model, cfg)
         for _ in range(cfg.epochs):
@@ -95,10 +96,6 @@ def loop_rates(name: str, n: int, epochs: int, threads: int) -> tuple[float, flo
     flow images: the plain DataLoader loop and :func:`merkit.nets.train.fit`. CPU time of
     this process with 1 thread (robust to other processes on the machine), wall time
     otherwise."""
-    from merkit.nets.data import make_loader
-    from merkit.nets.train import fit
-    from merkit.workflows.train import preset_for
-
     clock = time.process_time if threads == 1 else time.perf_counter
     cfg = TrainConfig.preset(preset_for(name, "cde"), epochs=epochs, threads=threads)
     X, y = _random_flows(n)
@@ -118,11 +115,6 @@ def adam_rates(name: str, n: int, epochs: int) -> tuple[float, float]:
     """Training samples/s of :func:`fit` under the ``fr_adam`` preset (Adam lr 1e-4,
     batch 32), 1 thread, process CPU time: the reference torch Adam (multi-tensor, the
     default) with denormals kept, against merkit's fused Adam with denormals flushed."""
-    from unittest import mock
-
-    from merkit.nets import train as tr
-    from merkit.nets.data import make_loader
-
     cfg = TrainConfig.preset("fr_adam", epochs=epochs)
     X, y = _random_flows(n)
 
@@ -163,8 +155,6 @@ def main() -> None:
           f"1 thread (process CPU time): samples/s")  # fmt: skip
     print(f"{'model':16s} {'batch':>5s} {'plain loop':>11s} {'fit':>9s} {'ratio':>6s}")
     for name in ("ststnet", "off_apexnet", "dual_inception", "basic_inception", "fr"):
-        from merkit.workflows.train import preset_for
-
         bs = TrainConfig.preset(preset_for(name, "cde")).batch_size
         plain, new = loop_rates(name, args.loop_samples, args.loop_epochs, 1)
         print(f"{name:16s} {bs:5d} {plain:11.0f} {new:9.0f} {new / plain:6.2f}")

@@ -20,9 +20,9 @@ from merkit.nets.train import (
     load_weights,
     predict,
     read_state_dict,
-    run_loso,
     save_weights,
 )
+from merkit.protocols.deep import run_loso
 from merkit.store import ResultStore
 
 

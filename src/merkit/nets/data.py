@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from merkit.data.adapters.smic import smic_clip_name, smic_subject_id
 from merkit.video.flow import load_flow_image
+from merkit.video.tim import tim
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +219,6 @@ def clip_volume(frames: np.ndarray, *, length: int = 16, scale: float = 1.0 / 25
     ndarray of float32, shape (1, length, H, W)
         One channel (grey), channel first: stack clips to ``[B, 1, T, H, W]``.
     """
-    from merkit.video.tim import tim
-
     frames = np.asarray(frames, dtype=np.float32)
     if frames.ndim != 3 or frames.shape[0] < 2:
         raise ValueError(f"a clip needs (T >= 2, H, W) grey frames, got shape {frames.shape}")

@@ -29,12 +29,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from merkit.nets import INPUT_KIND, MODELS, create_model
+from merkit.nets.data import clip_volume
 from merkit.nets.train import logits_of, read_state_dict
+from merkit.video.apex import spot_apex
+from merkit.video.face import align_clip
+from merkit.video.flow import flow_image, tvl1_flow
+from merkit.video.io import frame_number, list_frames, read_frames, read_video
 
 log = logging.getLogger(__name__)
 
@@ -340,8 +346,6 @@ class ClipPrediction:
 def _read_clip(clip: Path, offset: int | None = None) -> tuple[np.ndarray, list[int]]:
     """Frames and frame numbers of a frame folder or a video (up to ``offset`` in a video:
     a truncated video is refused unless every frame asked for decodes)."""
-    from merkit.video.io import frame_number, list_frames, read_frames, read_video
-
     if clip.is_dir():
         numbers = [frame_number(f) for f in list_frames(clip)]
         return read_frames(clip, grey=True), numbers
@@ -388,11 +392,6 @@ def predict_clip(
     align, detector : optional
         Override the card's face alignment (default: align, ``"auto"`` detector).
     """
-    from merkit.nets.data import clip_volume
-    from merkit.video.apex import spot_apex
-    from merkit.video.face import align_clip
-    from merkit.video.flow import flow_image, tvl1_flow
-
     clip = Path(clip)
     model, card = load_predictor(weights, model_name=model_name)
     opts = {"align": True, "face_size": [112, 112], "margin": 0.1, "detector": "auto",
@@ -419,8 +418,6 @@ def predict_clip(
                                   name=str(clip))  # fmt: skip
         face = str(info["method"])
     else:
-        import cv2
-
         frames = np.stack([cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA)
                            for f in frames])  # fmt: skip
         face = "none"

@@ -1,4 +1,4 @@
-"""The one training loop of merkit's networks, prediction, and leave-one-subject-out runs.
+"""The one training loop of merkit's networks and prediction.
 
 Model protocol
 --------------
@@ -9,7 +9,7 @@ the logits (with optional class weights). Nothing else is assumed.
 
 Reproducibility
 ---------------
-:func:`fit` and :func:`run_loso` run inside :func:`torch_session`: the global torch RNG
+:func:`fit` and :func:`train_fold` run inside :func:`torch_session`: the global torch RNG
 is forked (and restored afterwards), seeded with ``cfg.seed``, torch uses ``cfg.threads``
 intra-op threads (default 1) and deterministic algorithms (``warn_only``). Batches come
 from :func:`merkit.nets.data.make_loader`, whose shuffling has its own seeded generator.
@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,17 +46,14 @@ from torch.utils.data import (
 
 from merkit.nets import create_model
 from merkit.nets.blocks import logits_of
-from merkit.nets.data import FlowSet, make_loader
+from merkit.nets.data import make_loader
 from merkit.nets.multilabel import MultiLabelNet, encode_multilabel
-from merkit.protocols.splits import leave_one_subject_out
-from merkit.store import ResultStore
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "PRESETS",
     "FoldResult",
-    "LosoRun",
     "TrainConfig",
     "WeightsFileError",
     "check_training_options",
@@ -68,7 +66,6 @@ __all__ = [
     "logits_of",
     "predict",
     "read_state_dict",
-    "run_loso",
     "save_weights",
     "torch_session",
     "train_fold",
@@ -140,7 +137,7 @@ class TrainConfig:
     class_weight : None, "balanced" or sequence of float
         Per-class loss weights; "balanced" = n / (K * n_k) from the training labels.
     num_classes : int
-        K (used by "balanced" and by :func:`run_loso` to build the model).
+        K (used by "balanced" and by :func:`train_fold` to build the model).
     seed : int
     threads : int
         torch intra-op threads.
@@ -506,9 +503,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         carries pickled objects, or holds something other than a dict of tensors; the
         one-line message names the file, the problem and what to do.
     """
-    import pickle
-    import zipfile
-
     path = Path(path)
     where = f"weights file {str(path)!r}"
     if not path.is_file():
@@ -707,115 +701,3 @@ def train_fold(
         z = embed(net, test_loader)
     return FoldResult(net, history, y_pred, probs.astype(np.float32), z,
                       time.perf_counter() - t0)  # fmt: skip
-
-
-@dataclass
-class LosoRun:
-    """Result of :func:`run_loso`.
-
-    Attributes
-    ----------
-    predictions : DataFrame
-        One row per (seed, test sample): ``seed, fold, sample, subject, clip, y_true,
-        y_pred, prob_0..prob_{K-1}``.
-    records : list of (dict, DataFrame)
-        One scored unit per seed (pooled over the folds), from ``ResultStore.make_record``.
-    histories : dict
-        ``(seed, fold) -> fit history``.
-    seconds : dict
-        ``(seed, fold) -> training + prediction time``.
-    """
-
-    predictions: pd.DataFrame
-    records: list = field(default_factory=list)
-    histories: dict = field(default_factory=dict)
-    seconds: dict = field(default_factory=dict)
-
-
-def run_loso(
-    model_name: str,
-    dataset: FlowSet,
-    cfg: TrainConfig,
-    seeds: Sequence[int] = (0,),
-    *,
-    model_kwargs: Mapping | None = None,
-    store: ResultStore | None = None,
-    protocol: str = "loso",
-    task: str = "megc2019",
-    data: str = "",
-    weights_dir: str | Path | None = None,
-    folds: Iterable[str] | None = None,
-) -> LosoRun:
-    """Leave-one-subject-out: one freshly initialised model per held-out subject and seed.
-
-    Parameters
-    ----------
-    model_name : str
-        Registry name (:data:`merkit.nets.MODELS`); built with ``num_classes=cfg.num_classes``
-        and ``model_kwargs`` under the fold's seed.
-    dataset : FlowSet
-        Inputs, labels and the table whose ``subject`` column defines the folds.
-    cfg : TrainConfig
-        ``cfg.seed`` is replaced by each of ``seeds``.
-    seeds : sequence of int
-    store : ResultStore, optional
-        When given, one unit per seed is added (method = model_name, fold = subject).
-    weights_dir : path, optional
-        Save each fold's weights to ``<weights_dir>/seed<seed>/<subject with / -> _>.pth``.
-    folds : iterable of str, optional
-        Only these test subjects (a partial run: the records then cover only them).
-
-    Returns
-    -------
-    LosoRun
-        Metrics in the records are computed from the pooled predictions.
-    """
-    # the fold's position among ALL subjects seeds it, so a partial run reproduces a full one
-    splits = list(enumerate(leave_one_subject_out(dataset.table)))
-    if folds is not None:
-        wanted = set(folds)
-        splits = [(k, s) for k, s in splits if s.name.removeprefix("loso/") in wanted]
-        unknown = wanted - {s.name.removeprefix("loso/") for _, s in splits}
-        if unknown:
-            raise ValueError(f"run_loso: folds {sorted(unknown)} are not subjects of the dataset")
-    kwargs = dict(model_kwargs or {})
-    params = {"model": model_name, **kwargs, **cfg.to_dict()}
-    params.pop("seed")
-    rows, records, histories, seconds = [], [], {}, {}
-    for seed in seeds:
-        fold_cfg = replace(cfg, seed=int(seed))
-        parts = []
-        for k, split in splits:
-            subject = split.name.removeprefix("loso/")
-            te = split.test_idx
-            got = train_fold(model_name, dataset.X, dataset.y, split.train_idx, te, fold_cfg,
-                             seed=int(seed), fold_index=k, model_kwargs=kwargs)  # fmt: skip
-            histories[(int(seed), subject)] = got.history
-            y_pred, probs = got.y_pred, got.probs
-            seconds[(int(seed), subject)] = got.seconds
-            if weights_dir is not None:
-                save_weights(got.model, Path(weights_dir) / f"seed{seed}" /
-                             f"{subject.replace('/', '_')}.pth")  # fmt: skip
-            part = pd.DataFrame({
-                "seed": int(seed), "fold": subject, "sample": te,
-                "subject": dataset.table["subject"].to_numpy()[te],
-                "clip": dataset.table["clip"].to_numpy()[te],
-                "y_true": dataset.y[te], "y_pred": y_pred,
-            })  # fmt: skip
-            for c in range(probs.shape[1]):
-                part[f"prob_{c}"] = probs[:, c]
-            parts.append(part)
-            log.info("%s seed %d fold %s: %d test, %.1f s", model_name, seed, subject,
-                     len(te), seconds[(int(seed), subject)])  # fmt: skip
-        pooled = pd.concat(parts, ignore_index=True)
-        rows.append(pooled)
-        records.append(ResultStore.make_record(
-            protocol=protocol, task=task, method=model_name, params=params, seed=int(seed),
-            data=data, y_true=pooled["y_true"].to_numpy(), y_pred=pooled["y_pred"].to_numpy(),
-            fold=pooled["fold"].to_numpy(), sample=pooled["sample"].to_numpy(),
-            clip=pooled["clip"].to_numpy(), labels=list(range(cfg.num_classes)),
-            extra={"seconds": float(sum(v for (s, _), v in seconds.items() if s == int(seed)))},
-        ))  # fmt: skip
-    if store is not None:
-        store.add_records(records)
-    return LosoRun(pd.concat(rows, ignore_index=True), records, histories, seconds)

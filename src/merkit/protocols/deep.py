@@ -4,7 +4,9 @@ A *task* is one training unit of a protocol (a labelled table, its folds and its
 :func:`task_spec` names the databases and labels it needs, :func:`make_task` builds it
 from the loaded Sample table. Splits come from :mod:`merkit.protocols.splits` (leakage
 checked); scores from :meth:`merkit.store.ResultStore.make_record`, i.e. from the
-pooled predictions.
+pooled predictions. :func:`run_loso` runs leave-one-subject-out directly on a flow set
+(one network per held-out subject and seed, trained by :func:`merkit.nets.train.train_fold`;
+torch is imported only when it runs).
 
 Protocols (tasks, default ones first; folds; results rows):
 
@@ -50,11 +52,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from merkit.data.labels import au_labels, get_scheme
 from merkit.metrics import score_all
 from merkit.protocols.cdmer import TASKS as CDMER_TASKS
 from merkit.protocols.cdmer import get_task
@@ -68,6 +73,10 @@ from merkit.protocols.splits import (
 )
 from merkit.store import ResultStore
 
+if TYPE_CHECKING:
+    from merkit.nets.data import FlowSet
+    from merkit.nets.train import TrainConfig
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -77,9 +86,11 @@ __all__ = [
     "SINGLE_DATABASE_TASKS",
     "DeepTask",
     "Fold",
+    "LosoRun",
     "TaskSpec",
     "make_task",
     "resolve_specs",
+    "run_loso",
     "summarize",
     "task_spec",
 ]
@@ -413,8 +424,6 @@ def make_task(
     ValueError
         Missing databases or labels (the message says what the task needs).
     """
-    from merkit.data.labels import au_labels, get_scheme
-
     where = f"{spec.protocol} task {spec.name}"
     for col in ("dataset", "subject", "clip"):
         if col not in table.columns:
@@ -500,3 +509,122 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     stds = ["uf1_std", "uar_std", "accuracy_std"]
     out[stds] = out[stds].fillna(0.0)
     return out[cols + extra].reset_index(drop=True)
+
+
+@dataclass
+class LosoRun:
+    """Result of :func:`run_loso`.
+
+    Attributes
+    ----------
+    predictions : DataFrame
+        One row per (seed, test sample): ``seed, fold, sample, subject, clip, y_true,
+        y_pred, prob_0..prob_{K-1}``.
+    records : list of (dict, DataFrame)
+        One scored unit per seed (pooled over the folds), from ``ResultStore.make_record``.
+    histories : dict
+        ``(seed, fold) -> fit history``.
+    seconds : dict
+        ``(seed, fold) -> training + prediction time``.
+    """
+
+    predictions: pd.DataFrame
+    records: list = field(default_factory=list)
+    histories: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+
+
+def run_loso(
+    model_name: str,
+    dataset: FlowSet,
+    cfg: TrainConfig,
+    seeds: Sequence[int] = (0,),
+    *,
+    model_kwargs: Mapping | None = None,
+    store: ResultStore | None = None,
+    protocol: str = "loso",
+    task: str = "megc2019",
+    data: str = "",
+    weights_dir: str | Path | None = None,
+    folds: Iterable[str] | None = None,
+) -> LosoRun:
+    """Leave-one-subject-out: one freshly initialised model per held-out subject and seed.
+
+    Parameters
+    ----------
+    model_name : str
+        Registry name (:data:`merkit.nets.MODELS`); built with ``num_classes=cfg.num_classes``
+        and ``model_kwargs`` under the fold's seed.
+    dataset : FlowSet
+        Inputs, labels and the table whose ``subject`` column defines the folds.
+    cfg : TrainConfig
+        ``cfg.seed`` is replaced by each of ``seeds``.
+    seeds : sequence of int
+    store : ResultStore, optional
+        When given, one unit per seed is added (method = model_name, fold = subject).
+    weights_dir : path, optional
+        Save each fold's weights to ``<weights_dir>/seed<seed>/<subject with / -> _>.pth``.
+    folds : iterable of str, optional
+        Only these test subjects (a partial run: the records then cover only them).
+
+    Returns
+    -------
+    LosoRun
+        Metrics in the records are computed from the pooled predictions.
+
+    Notes
+    -----
+    The networks need torch (the ``[nets]`` extra): :mod:`merkit.nets.train` is imported
+    here, not with this module.
+    """
+    from merkit.nets.train import save_weights, train_fold
+
+    # the fold's position among ALL subjects seeds it, so a partial run reproduces a full one
+    splits = list(enumerate(leave_one_subject_out(dataset.table)))
+    if folds is not None:
+        wanted = set(folds)
+        splits = [(k, s) for k, s in splits if s.name.removeprefix("loso/") in wanted]
+        unknown = wanted - {s.name.removeprefix("loso/") for _, s in splits}
+        if unknown:
+            raise ValueError(f"run_loso: folds {sorted(unknown)} are not subjects of the dataset")
+    kwargs = dict(model_kwargs or {})
+    params = {"model": model_name, **kwargs, **cfg.to_dict()}
+    params.pop("seed")
+    rows, records, histories, seconds = [], [], {}, {}
+    for seed in seeds:
+        fold_cfg = replace(cfg, seed=int(seed))
+        parts = []
+        for k, split in splits:
+            subject = split.name.removeprefix("loso/")
+            te = split.test_idx
+            got = train_fold(model_name, dataset.X, dataset.y, split.train_idx, te, fold_cfg,
+                             seed=int(seed), fold_index=k, model_kwargs=kwargs)  # fmt: skip
+            histories[(int(seed), subject)] = got.history
+            y_pred, probs = got.y_pred, got.probs
+            seconds[(int(seed), subject)] = got.seconds
+            if weights_dir is not None:
+                save_weights(got.model, Path(weights_dir) / f"seed{seed}" /
+                             f"{subject.replace('/', '_')}.pth")  # fmt: skip
+            part = pd.DataFrame({
+                "seed": int(seed), "fold": subject, "sample": te,
+                "subject": dataset.table["subject"].to_numpy()[te],
+                "clip": dataset.table["clip"].to_numpy()[te],
+                "y_true": dataset.y[te], "y_pred": y_pred,
+            })  # fmt: skip
+            for c in range(probs.shape[1]):
+                part[f"prob_{c}"] = probs[:, c]
+            parts.append(part)
+            log.info("%s seed %d fold %s: %d test, %.1f s", model_name, seed, subject,
+                     len(te), seconds[(int(seed), subject)])  # fmt: skip
+        pooled = pd.concat(parts, ignore_index=True)
+        rows.append(pooled)
+        records.append(ResultStore.make_record(
+            protocol=protocol, task=task, method=model_name, params=params, seed=int(seed),
+            data=data, y_true=pooled["y_true"].to_numpy(), y_pred=pooled["y_pred"].to_numpy(),
+            fold=pooled["fold"].to_numpy(), sample=pooled["sample"].to_numpy(),
+            clip=pooled["clip"].to_numpy(), labels=list(range(cfg.num_classes)),
+            extra={"seconds": float(sum(v for (s, _), v in seconds.items() if s == int(seed)))},
+        ))  # fmt: skip
+    if store is not None:
+        store.add_records(records)
+    return LosoRun(pd.concat(rows, ignore_index=True), records, histories, seconds)
