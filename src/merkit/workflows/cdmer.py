@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from merkit._io import atomic_write_text, ensure_writable_dir
+from merkit._io import ensure_writable_dir
 from merkit.adapt import METHODS
 from merkit.data.features_io import check_features, load_cdmer_dir
 from merkit.data.schema import FeatureSet
@@ -34,13 +34,8 @@ from merkit.results.tables import (
     prefix_methods_with_features,
     to_markdown,
 )
-from merkit.store import ResultStore
-from merkit.workflows.databases import (
-    feature_cache,
-    load_databases,
-    skipped_clips,
-    write_skipped,
-)
+from merkit.store import ResultStore, write_skipped, write_summary
+from merkit.workflows.databases import feature_cache, load_databases, skipped_clips
 from merkit.workflows.extract import extract_databases
 
 log = logging.getLogger(__name__)
@@ -279,7 +274,7 @@ def run_cdmer_on_features(
         ]
         tables = grid_tables(results, criterion=criterion)
         markdown = grid_summary(tables, title=title, criterion=criterion, notes=grid_notes)
-        atomic_write_text(out_dir / "summary.md", markdown)
+        write_summary(out_dir, markdown)
         return CdmerResult(results, markdown, tables, out_dir, grid_csv)
     if params is not None and len(names) > 1:
         raise ValueError("params apply to a single method")
@@ -299,7 +294,7 @@ def run_cdmer_on_features(
     )
     results = store.results()  # every method stored in out_dir so far, one table
     markdown = cdmer_summary(results, title=title, notes=notes)
-    atomic_write_text(out_dir / "summary.md", markdown)
+    write_summary(out_dir, markdown)
     table = cdmer_terminal_table(prefix_methods_with_features(results))
     return CdmerResult(results, markdown, [(table_title, table)], out_dir)
 

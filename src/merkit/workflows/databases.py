@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from merkit._io import atomic_write_text
 from merkit.data.adapters import discover, load_dataset
 from merkit.data.adapters._common import collect_skipped
 from merkit.data.labels import apply_scheme, get_scheme
@@ -34,12 +33,12 @@ __all__ = [
     "missing_policy",
     "scheme_classes",
     "skipped_clips",
-    "write_skipped",
 ]
 
 #: the four databases of the CDMER benchmark, in table order
 CDMER_DATABASES: tuple[str, ...] = ("CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR")
-#: columns of the lists of left-out clips (``F.skipped.csv``, ``skipped.csv``)
+#: columns of the lists of left-out clips (``F.skipped.csv``, ``skipped.csv`` written by
+#: :func:`merkit.store.write_skipped`)
 SKIPPED_COLUMNS: tuple[str, ...] = ("dataset", "subject", "clip", "reason")
 
 
@@ -125,19 +124,6 @@ def skipped_clips(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             clip, _, reason = str(line).partition(": ")
             rows.append({"dataset": name, "subject": "", "clip": clip, "reason": reason})
     return pd.DataFrame(rows, columns=list(SKIPPED_COLUMNS))
-
-
-def write_skipped(out_dir: Path, skipped: pd.DataFrame) -> Path | None:
-    """``out_dir/skipped.csv`` listing ``skipped`` (with a warning naming their number),
-    or None, removing a stale list, when nothing was left out."""
-    path = out_dir / "skipped.csv"
-    if not len(skipped):
-        path.unlink(missing_ok=True)
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, skipped.to_csv(index=False))
-    log.warning("%d clip(s) left out (--missing skip), listed in %s", len(skipped), path)
-    return path
 
 
 def _label_native(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

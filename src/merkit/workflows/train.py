@@ -63,30 +63,37 @@ import pandas as pd
 from joblib import Parallel, delayed
 from rich.console import Console
 
-from merkit._io import atomic_write, atomic_write_text, ensure_writable_dir
+from merkit._io import atomic_write, ensure_writable_dir
 from merkit._progress import progress_bar
 from merkit.data.adapters import discover
 from merkit.features.cache import clip_source
 from merkit.features.extract import Preprocess
 from merkit.protocols.composite import CDE
 from merkit.protocols.deep import DeepTask, Fold, TaskSpec, make_task, resolve_specs, summarize
-from merkit.store import ResultStore, params_to_json, result_key, result_keys
+from merkit.store import (
+    ResultStore,
+    embeddings_path,
+    fold_paths,
+    params_to_json,
+    read_fold,
+    result_key,
+    result_keys,
+    write_embeddings,
+    write_fold,
+    write_history,
+    write_run_info,
+    write_skipped,
+    write_summary_table,
+)
 from merkit.video.face import FaceNotFoundError
 from merkit.video.flow import flow_images
-from merkit.workflows.databases import (
-    cache_folder,
-    load_databases,
-    scheme_classes,
-    skipped_clips,
-    write_skipped,
-)
+from merkit.workflows.databases import cache_folder, load_databases, scheme_classes, skipped_clips
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "CLIP_PARAMS",
     "FLOW_IMAGE_PARAMS",
-    "HISTORY_COLUMNS",
     "TrainResult",
     "clip_inputs",
     "composite_flows_from_data",
@@ -94,7 +101,6 @@ __all__ = [
     "preset_for",
     "run_train",
     "summary_table",
-    "write_history",
 ]
 
 #: how flow images are computed from clips (:func:`flow_inputs`)
@@ -104,10 +110,6 @@ FLOW_IMAGE_PARAMS: dict = {"align": True, "face_size": [112, 112], "margin": 0.1
 #: how clip volumes are made for the 3-D networks (:func:`clip_inputs`)
 CLIP_PARAMS: dict = {"align": True, "size": [112, 112], "length": 16, "margin": 0.1,
                      "detector": "auto", "landmarks": "auto"}  # fmt: skip
-#: the leading columns of ``history.csv``
-HISTORY_COLUMNS: tuple[str, ...] = ("protocol", "task", "method", "seed", "fold", "epoch",
-                                    "loss", "accuracy", "lr")  # fmt: skip
-_HISTORY_KEY = ["protocol", "task", "method", "seed", "fold"]
 #: training preset of the networks with their own published settings
 _NET_PRESETS = {"ststnet": "ststnet", "rcn_a": "rcn_a"}
 #: tasks the MEGC 2019 flow folder can feed (its labels are the 3 composite classes)
@@ -321,44 +323,10 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     return summary.set_index(["method", "task"])[cols].round(4)
 
 
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: df.to_csv(fh, index=False), binary=False)
-
-
-def _atomic_npz(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
-
-
-def _read_fold_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"fold": str, "subject": str, "clip": str},
-                       keep_default_na=False)  # fmt: skip
-
-
 def _history_frame(history: Mapping[str, Sequence[float]]) -> pd.DataFrame:
     df = pd.DataFrame({k: list(v) for k, v in history.items()})
     df.insert(0, "epoch", np.arange(1, len(df) + 1))
     return df
-
-
-def write_history(path: Path, blocks: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Merge history blocks into ``path`` (same key replaced) atomically; returns the file."""
-    blocks = [b for b in blocks if not b.empty]
-    if not blocks:
-        return pd.DataFrame(columns=list(HISTORY_COLUMNS))
-    new = pd.concat(blocks, ignore_index=True)
-    new["seed"] = new["seed"].astype("int64")
-    if path.is_file():
-        old = pd.read_csv(path, dtype={c: str for c in ("protocol", "task", "method", "fold")},
-                          keep_default_na=False, na_values=[""])  # fmt: skip
-        keys = set(map(tuple, new[_HISTORY_KEY].astype(str).to_numpy()))
-        stale = [tuple(r) in keys for r in old[_HISTORY_KEY].astype(str).to_numpy()]
-        new = pd.concat([old[~np.array(stale, dtype=bool)], new], ignore_index=True)
-    extra = [c for c in new.columns if c not in HISTORY_COLUMNS]
-    new = new[list(HISTORY_COLUMNS) + extra]
-    _atomic_csv(new, path)
-    return new
 
 
 # --------------------------------------------------------------------------- one task
@@ -407,13 +375,13 @@ def _fold_frame(task: DeepTask, fold: Fold, seed: int, got) -> pd.DataFrame:
 
 def _fit_fold(
     *, task: DeepTask, fold: Fold, seed: int, X: np.ndarray, cfg, model: str,
-    model_kwargs: dict, weights_root: Path | None, paths: tuple[Path, Path, Path],
+    model_kwargs: dict, weights_root: Path | None, base: Path,
 ) -> tuple[int, str, tuple[pd.DataFrame, pd.DataFrame, tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
-    """Train one fold and write its files (weights, features, history, predictions last: the
-    predictions file marks the fold as done); a worker-process unit of :func:`_run_task`."""
+    """Train one fold and write its weights, then its files (:func:`merkit.store.write_fold`
+    at ``base``: the predictions file, written last, marks the fold as done); a
+    worker-process unit of :func:`_run_task`."""
     from merkit.nets.train import save_weights, train_fold
 
-    csv, hist_path, z_path = paths
     got = train_fold(model, X, task.y, fold.train_idx, fold.test_idx, cfg, seed=seed,
                      fold_index=fold.index, model_kwargs=model_kwargs,
                      multilabel=task.multilabel, features=True)  # fmt: skip
@@ -421,9 +389,7 @@ def _fit_fold(
         save_weights(got.model, weights_root / f"seed{seed}" / f"{fold.file_name}.pth")
     part = _fold_frame(task, fold, seed, got)
     hist = _history_frame(got.history)
-    _atomic_npz(z_path, sample=fold.test_idx, z=got.features)
-    _atomic_csv(hist, hist_path)
-    _atomic_csv(part, csv)
+    write_fold(base, part, hist, fold.test_idx, got.features)
     return seed, fold.name, (part, hist, (fold.test_idx, got.features))
 
 
@@ -458,18 +424,17 @@ def _run_task(
     done = cached = 0
     sample_ids = task.sample_ids()
 
-    def paths(seed: int, fold: Fold) -> tuple[Path, Path, Path]:
-        base = fold_root / f"seed{seed}" / fold.file_name
-        return tuple(base.with_name(base.name + ext)
-                     for ext in (".csv", ".history.csv", ".npz"))  # fmt: skip
+    def base(seed: int, fold: Fold) -> Path:
+        return fold_root / f"seed{seed}" / fold.file_name
 
     fit_args = {"task": task, "X": X, "cfg": cfg, "model": model, "model_kwargs": model_kwargs,
                 "weights_root": weights_root if fold_weights else None}  # fmt: skip
     fresh: dict[tuple[int, str], tuple] = {}
-    todo = [(seed, fold) for seed in seeds for fold in chosen if not paths(seed, fold)[0].is_file()]
+    todo = [(seed, fold) for seed in seeds for fold in chosen
+            if not fold_paths(base(seed, fold))[0].is_file()]  # fmt: skip
     if n_jobs > 1 and len(todo) > 1:  # folds in worker processes, 1 torch thread each
         jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(_fit_fold)(seed=seed, fold=fold, paths=paths(seed, fold), **fit_args)
+            delayed(_fit_fold)(seed=seed, fold=fold, base=base(seed, fold), **fit_args)
             for seed, fold in todo
         )
         for seed, name, got in jobs:
@@ -478,22 +443,19 @@ def _run_task(
     for seed in seeds:
         parts, zs = [], []
         for fold in chosen:
-            csv, hist_path, z_path = paths(seed, fold)
+            stored = None if (seed, fold.name) in fresh else read_fold(base(seed, fold))
             if (seed, fold.name) in fresh:
                 part, hist, z = fresh[seed, fold.name]
                 zs.append(z)
                 done += 1
-            elif csv.is_file():
-                part = _read_fold_csv(csv)
-                hist = pd.read_csv(hist_path) if hist_path.is_file() else None
-                if z_path.is_file():
-                    with np.load(z_path) as f:
-                        zs.append((f["sample"], f["z"]))
+            elif stored is not None:
+                part, hist, z = stored
+                if z is not None:
+                    zs.append(z)
                 cached += 1
             else:
-                _, _, (part, hist, z) = _fit_fold(
-                    seed=seed, fold=fold, paths=(csv, hist_path, z_path), **fit_args
-                )
+                _, _, (part, hist, z) = _fit_fold(seed=seed, fold=fold, base=base(seed, fold),
+                                                  **fit_args)  # fmt: skip
                 zs.append(z)
                 done += 1
             if hist is not None:
@@ -800,18 +762,16 @@ def run_train(
     written = []
     for task, _, got in runs:
         for seed, arrays in got.embeddings:
-            path = (out_dir / "embeddings" /
-                    f"{task.protocol}__{task.name}__{model}__seed{seed}.npz")  # fmt: skip
-            _atomic_npz(path, **arrays)
-            written.append(path)
-    atomic_write_text(out_dir / "run.json", json.dumps({
+            path = embeddings_path(out_dir, task.protocol, task.name, model, seed)
+            written.append(write_embeddings(path, **arrays))
+    write_run_info(out_dir, {
         "protocol": protocol, "model": model, "seeds": seeds,
         "run": runs[0][2].run, "runs": {t.name: g.run for t, _, g in runs},
         "data": {t.name: i.data_fp for t, i, _ in runs},
         "folds": {t.name: len(t.select_folds(folds)) for t, _, _ in runs},
         "model_kwargs": kwargs, "inputs": input_params, **split,
         **runs[0][1].source,
-    }, indent=2, sort_keys=True, default=str) + "\n")  # fmt: skip
+    })  # fmt: skip
 
     results = store.results()
     mine = {result_key(*(row[c] for c in ("protocol", "task", "method", "selection", "params",
@@ -820,7 +780,7 @@ def run_train(
     keep = np.array([k in mine for k in result_keys(results)], dtype=bool)
     results = results[keep].reset_index(drop=True)
     summary = summarize(results)
-    _atomic_csv(summary, out_dir / "summary.csv")
+    write_summary_table(out_dir, summary)
     first = runs[0][2]
     return TrainResult(
         out_dir, results, summary, first.run, sum(g.done for _, _, g in runs),
