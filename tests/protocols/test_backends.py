@@ -141,17 +141,17 @@ def test_extraction_same_numbers_on_dask(vis, dask_address, tmp_path) -> None:
     from merkit.features.extract import extract
 
     spec = "lbp_top:r1p8"
-    ref = extract(vis, spec, grid="1,2").features.X
+    ref = extract(vis, spec, layout="1,2").features.X
     assert ref.shape == (6, 5 * 177) and np.ptp(ref, axis=0).max() > 0
     # local Dask cluster started for the call (and shut down), cache written by the workers
-    got = extract(vis, spec, grid="1,2", backend="dask", n_jobs=2, cache=tmp_path / "c1")
+    got = extract(vis, spec, layout="1,2", backend="dask", n_jobs=2, cache=tmp_path / "c1")
     np.testing.assert_array_equal(got.features.X, ref)
     assert (got.computed, got.cached) == (6, 0)
     # cluster at an address: this process stores the cache entries
-    got = extract(vis, spec, grid="1,2", backend="dask", address=dask_address,
+    got = extract(vis, spec, layout="1,2", backend="dask", address=dask_address,
                   cache=tmp_path / "c2")  # fmt: skip
     np.testing.assert_array_equal(got.features.X, ref)
-    warm = extract(vis, spec, grid="1,2", cache=tmp_path / "c2")
+    warm = extract(vis, spec, layout="1,2", cache=tmp_path / "c2")
     assert (warm.computed, warm.cached) == (0, 6)
     np.testing.assert_array_equal(warm.features.X, ref)
 
