@@ -168,7 +168,7 @@ def test_cli_backend_options(synth, dask_address, tmp_path) -> None:
     X, res = {}, {}
     for name, extra in (("loky", []), ("dask", ["--backend", "dask", "--address", dask_address])):
         feats = tmp_path / name / "F"
-        args = ["--descriptor", "lbp_top:r1p8", "--grid", "1,2", "--out", str(feats)]
+        args = ["--descriptor", "lbp_top:r1p8", "--levels", "1,2", "--out", str(feats)]
         got = runner.invoke(app, ["extract", str(synth), *args, "--no-cache", *extra])
         assert got.exit_code == 0, got.output
         with np.load(feats.with_suffix(".npz")) as z:
