@@ -34,7 +34,7 @@ from unittest import mock
 import numpy as np
 import torch
 
-from merkit.nets import INPUT_KIND, MODELS, count_parameters, create_model
+from merkit.nets import MODELS, count_parameters, create_model, input_kind
 from merkit.nets import train as tr
 from merkit.nets.data import make_loader, read_megc2019_flow
 from merkit.nets.train import TrainConfig, _optimizer, compute_loss, fit, torch_session
@@ -170,7 +170,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}")
     print(f"{'model':16s} {'params':>12s} {'input':>22s} {'samples/s':>10s}")
     for name in MODELS:
-        if INPUT_KIND[name] == "clip":
+        if input_kind(name) == "clip":
             s = args.clip_size
             shape = (args.batch, 3, args.clip_frames, s, s)
             warmup = 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from merkit.nets import INPUT_KIND, MODELS, create_model
+from merkit.nets import MODELS, create_model, input_kind
 from merkit.nets.data import clip_volume, make_loader
 from merkit.nets.multilabel import MultiLabelNet, decode_multilabel, encode_multilabel
 from merkit.nets.train import TrainConfig, embed, train_fold
@@ -36,7 +36,7 @@ def test_every_registered_model_has_an_entry():
 def test_features_feed_the_last_linear_layer(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=4).eval()
-    x = torch.rand(CLIP if INPUT_KIND[name] == "clip" else FLOW)
+    x = torch.rand(CLIP if input_kind(name) == "clip" else FLOW)
     dim, last = LAST[name]
     with torch.no_grad():
         z = model.features(x)

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 
-from merkit.nets import INPUT_KIND, MODELS, create_model
+from merkit.nets import MODELS, create_model, input_kind
 from merkit.nets.apexnets import STSTNet
 
 #: input shape per kind: two samples; small clips keep the 3-D networks fast
@@ -133,7 +133,7 @@ def seeded_model(name: str) -> torch.nn.Module:
 
 def seeded_input(name: str) -> torch.Tensor:
     """The fixed input of network ``name``: ``N(0, 1)`` float32 from ``default_rng(1)``."""
-    shape = SHAPES[INPUT_KIND[name]]
+    shape = SHAPES[input_kind(name)]
     return torch.from_numpy(np.random.default_rng(1).standard_normal(shape).astype(np.float32))
 
 

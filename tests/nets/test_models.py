@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from merkit.nets import INPUT_KIND, MODELS, count_parameters, create_model
+from merkit.nets import MODELS, count_parameters, create_model, input_kind, training_preset
 from merkit.nets.fr import FeatureRefinement
+from merkit.workflows.train import preset_for
 
 # small clips keep the 3-D models fast; the flow models use the real 28 x 28 size
 CLIP = (2, 3, 8, 32, 32)
@@ -21,7 +22,7 @@ def _logits(out):
 def test_forward_shapes(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=4).eval()
-    shape = CLIP if INPUT_KIND[name] == "clip" else FLOW
+    shape = CLIP if input_kind(name) == "clip" else FLOW
     with torch.no_grad():
         out = _logits(model(torch.rand(shape)))
     assert out.shape == (2, 4)
@@ -139,3 +140,35 @@ def test_bad_inputs_raise_with_model_name():
         create_model("nope")
     with pytest.raises(ValueError, match="fusion='max'"):
         FeatureRefinement(fusion="max")
+
+
+def test_what_each_network_takes_and_trains_with() -> None:
+    kinds = {name: input_kind(name) for name in MODELS}
+    assert {n for n, k in kinds.items() if k == "clip"} == {"r3d", "i3d"}
+    assert set(kinds.values()) == {"flow", "clip"}
+    own = {name: training_preset(name) for name in MODELS}
+    assert {n: p for n, p in own.items() if p} == {"ststnet": "ststnet", "rcn_a": "rcn_a"}
+    assert [preset_for("fr_fc", p) for p in ("cde", "loso")] == ["fr_cde", "fr_cdmer"]
+    assert preset_for("ststnet", "cde") == "ststnet"
+    with pytest.raises(KeyError, match="unknown model 'nope'; registered: "):
+        input_kind("nope")
+
+
+def test_a_network_is_declared_in_one_place(monkeypatch) -> None:
+    """A new network: its class (with what it takes and how it trains) and one MODELS entry."""
+
+    class Tiny3d(torch.nn.Module):
+        input_kind = "clip"
+        training_preset = "rcn_a"
+
+        def __init__(self, num_classes: int = 3) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(3, num_classes)
+
+        def forward(self, x):
+            return self.fc(x.mean(dim=(2, 3, 4)))
+
+    monkeypatch.setitem(MODELS, "tiny3d", Tiny3d)
+    assert input_kind("tiny3d") == "clip"
+    assert preset_for("tiny3d", "cde") == "rcn_a"
+    assert create_model("tiny3d", num_classes=5)(torch.rand(CLIP)).shape == (2, 5)

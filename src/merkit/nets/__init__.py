@@ -47,12 +47,14 @@ from merkit.nets.rcn import RCNA
 from merkit.nets.video3d import R3D, I3DLite
 
 __all__ = [
-    "INPUT_KIND",
     "MODELS",
     "check_model_kwargs",
     "count_parameters",
     "create_model",
+    "input_kind",
     "model_arguments",
+    "network_class",
+    "training_preset",
 ]
 
 #: registry name -> constructor (keyword arguments are passed through)
@@ -69,10 +71,35 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "i3d": I3DLite,
 }
 
-#: registry name -> "flow" (4-D images) or "clip" (5-D videos)
-INPUT_KIND: dict[str, str] = {
-    name: ("clip" if name in ("r3d", "i3d") else "flow") for name in MODELS
-}
+
+def network_class(name: str) -> type[nn.Module]:
+    """The class a registry name builds (through an ablation's ``partial``).
+
+    A network declares what it needs next to its code, as class attributes read here:
+    ``input_kind`` ("flow" 4-D images, the default, or "clip" 5-D videos) and
+    ``training_preset`` (its authors' :data:`merkit.nets.train.PRESETS` entry; None, the
+    default, trains with FR's setting for the protocol).
+
+    Raises
+    ------
+    KeyError
+        Unknown name (the message lists the registered ones).
+    """
+    try:
+        builder = MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}") from None
+    return builder.func if isinstance(builder, partial) else builder
+
+
+def training_preset(name: str) -> str | None:
+    """The network's own training preset (e.g. ``"ststnet"``), None for FR's settings."""
+    return getattr(network_class(name), "training_preset", None)
+
+
+def input_kind(name: str) -> str:
+    """What the network takes: ``"flow"`` (4-D images) or ``"clip"`` (5-D videos)."""
+    return getattr(network_class(name), "input_kind", "flow")
 
 
 def _type_name(hint: Any) -> str:
@@ -125,11 +152,8 @@ def model_arguments(name: str) -> dict[str, Any]:
     KeyError
         Unknown name (the message lists the registered ones).
     """
-    try:
-        builder = MODELS[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}") from None
-    cls = builder.func if isinstance(builder, partial) else builder
+    cls = network_class(name)
+    builder = MODELS[name]
     hints = typing.get_type_hints(cls.__init__)
     params = inspect.signature(builder).parameters.values()
     return {

@@ -7,6 +7,8 @@ this family, lives in :mod:`merkit.nets.fr` with the FR ablations that share its
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -51,6 +53,9 @@ class STSTNet(nn.Module):
     ``[B, in_channels, 28, 28] -> logits [B, num_classes]`` (other sizes work when the
     pooled maps are 5x5, i.e. H = W in 26..31).
     """
+
+    #: trains with its authors' setting, :data:`merkit.nets.train.PRESETS` ``'ststnet'``
+    training_preset: ClassVar[str | None] = "ststnet"
 
     def __init__(self, num_classes: int = 3, in_channels: int = 3, dropout: float = 0.5) -> None:
         super().__init__()

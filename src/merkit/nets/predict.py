@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from merkit.nets import INPUT_KIND, MODELS, create_model
+from merkit.nets import MODELS, create_model, input_kind
 from merkit.nets.data import clip_volume
 from merkit.nets.train import logits_of, read_state_dict
 from merkit.video.apex import spot_apex
@@ -90,7 +90,7 @@ class ModelCard:
     au_threshold : float
         Probability above which an AU is reported present.
     input_kind : {"flow", "clip"}
-        What the network takes (:data:`merkit.nets.INPUT_KIND`).
+        What the network takes (:func:`merkit.nets.input_kind`).
     clip : dict
         How a clip becomes the input of a ``"clip"`` network (``length``, ``align``,
         ``detector``, ``landmarks``, ``margin``).
@@ -112,9 +112,9 @@ class ModelCard:
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"model card: unknown model {self.model!r}; known: {sorted(MODELS)}")
-        if INPUT_KIND[self.model] != self.input_kind:
+        if input_kind(self.model) != self.input_kind:
             raise ValueError(
-                f"model card: {self.model!r} takes {INPUT_KIND[self.model]} inputs, the card "
+                f"model card: {self.model!r} takes {input_kind(self.model)} inputs, the card "
                 f"says {self.input_kind!r}"
             )
         if self.channels not in _CHANNELS:

@@ -25,6 +25,8 @@ paper's other variants (RCN-S/W/P/C/F) are not implemented here.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -79,6 +81,9 @@ class RCNA(nn.Module):
     ``[B, in_channels, H, W] -> logits [B, num_classes]`` for H, W >= 8 (28 x 28 flow
     images work; the pooled maps are resampled to ``pool_size``).
     """
+
+    #: trains with its authors' setting, :data:`merkit.nets.train.PRESETS` ``'rcn_a'``
+    training_preset: ClassVar[str | None] = "rcn_a"
 
     def __init__(
         self, num_classes: int = 3, in_channels: int = 3, *, featuremaps: int = 64,

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -43,6 +45,9 @@ class R3D(nn.Module):
     ``[B, in_channels, T, H, W] -> logits [B, num_classes]`` (any T, H, W >= 1; designed
     for T = 16, H = W = 112).
     """
+
+    #: takes video clips ``[B, C, T, H, W]`` (flow networks take flow images)
+    input_kind: ClassVar[str] = "clip"
 
     def __init__(
         self, num_classes: int = 3, in_channels: int = 3, *, width: int = 64,
@@ -100,6 +105,9 @@ class I3DLite(nn.Module):
     ------
     ``[B, in_channels, T, H, W] -> logits [B, num_classes]`` (T, H, W >= 1).
     """
+
+    #: takes video clips ``[B, C, T, H, W]`` (flow networks take flow images)
+    input_kind: ClassVar[str] = "clip"
 
     def __init__(
         self, num_classes: int = 3, in_channels: int = 3, *, width: float = 0.25,

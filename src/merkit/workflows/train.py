@@ -111,7 +111,6 @@ FLOW_IMAGE_PARAMS: dict = {"align": True, "face_size": [112, 112], "margin": 0.1
 CLIP_PARAMS: dict = {"align": True, "size": [112, 112], "length": 16, "margin": 0.1,
                      "detector": "auto", "landmarks": "auto"}  # fmt: skip
 #: training preset of the networks with their own published settings
-_NET_PRESETS = {"ststnet": "ststnet", "rcn_a": "rcn_a"}
 #: tasks the MEGC 2019 flow folder can feed (its labels are the 3 composite classes)
 _FLOW_FOLDER_TASKS = {("cde", "composite"), ("loso", "SMIC_HS-3")}
 _FINAL_FOLD_INDEX = 99_991
@@ -124,8 +123,11 @@ def preset_for(model: str, protocol: str) -> str:
     lr 1e-3, no momentum) for CDE, ``fr_cdmer`` (SGD lr 5e-4, momentum 0.8, batch 32;
     also FR's single-database setting) otherwise.
     """
-    if model in _NET_PRESETS:
-        return _NET_PRESETS[model]
+    from merkit.nets import training_preset
+
+    own = training_preset(model)
+    if own is not None:
+        return own
     return "fr_cde" if protocol == "cde" else "fr_cdmer"
 
 
@@ -521,13 +523,13 @@ def _load_task_table(
 
 
 def _check_combination(protocol: str, model: str, flows_dir, data_dir) -> None:
-    from merkit.nets import INPUT_KIND, MODELS
+    from merkit.nets import MODELS, input_kind
 
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; registered: {sorted(MODELS)}")
     if (flows_dir is None) == (data_dir is None):
         raise ValueError("give exactly one of --flows-dir (flow images) or --data (clips)")
-    if flows_dir is not None and INPUT_KIND[model] == "clip":
+    if flows_dir is not None and input_kind(model) == "clip":
         raise ValueError(
             f"model {model!r} is a 3-D network that takes whole clips; give --data (databases "
             "in native layouts), not --flows-dir (flow images)"
@@ -650,7 +652,7 @@ def run_train(
     PermissionError, NotADirectoryError
         ``out_dir`` cannot be written (checked before any input is read).
     """
-    from merkit.nets import INPUT_KIND
+    from merkit.nets import input_kind
     from merkit.nets.train import PRESETS, TrainConfig
 
     t0 = time.perf_counter()
@@ -659,7 +661,7 @@ def run_train(
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct integers, got {seeds}")
-    kind = INPUT_KIND[model]
+    kind = input_kind(model)
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown training preset {preset!r}; known: {sorted(PRESETS)}")
     kwargs = dict(model_kwargs or {})
