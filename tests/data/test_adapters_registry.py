@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 from pathlib import Path
 
 import cv2
@@ -11,14 +12,17 @@ import openpyxl
 import pandas as pd
 import pytest
 
+import merkit.data.adapters as adapters
 from merkit.data.adapters import (
     ADAPTERS,
+    DATABASES,
     EXPECTED_LAYOUT,
     discover,
     load_dataset,
     smic_clip_name,
     smic_subject_id,
 )
+from merkit.data.adapters._common import AdapterSpec, child_dir
 from merkit.data.labels import apply_scheme, parse_aus
 
 JPG = cv2.imencode(".jpg", np.zeros((8, 8), np.uint8))[1].tobytes()
@@ -56,6 +60,66 @@ def test_registry_names():
         "CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR", "SAMM", "CASME3_A", "CASME3_C", "CASME_SQ",
         "MMEW", "DFME", "MEGC2019",
     ]  # fmt: skip
+
+
+def test_registry_is_built_from_the_module_declarations():
+    names = [name for module in DATABASES for name in module.ADAPTER.loaders]
+    assert names == list(ADAPTERS)
+    assert all(ADAPTERS[n] is m.ADAPTER.loaders[n] for m in DATABASES for n in m.ADAPTER.loaders)
+    assert EXPECTED_LAYOUT.startswith("CASME2/ with a coding sheet CASME2-coding-*.xlsx, SMIC/")
+    assert EXPECTED_LAYOUT.endswith("MMEW/ with its sheet, or a DFME sheet")
+
+
+def _adapter_module(name: str, spec: AdapterSpec) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.ADAPTER = spec
+    return module
+
+
+def test_a_new_adapter_is_one_declaration(tmp_path, monkeypatch):
+    """A database registered by its module's ADAPTER alone: discover and load_dataset
+    find it, a database requiring it is asked only once it is found, and the layout
+    message names it."""
+    calls = []
+
+    def load_tiny(root, **kw):
+        calls.append((root, kw))
+        return pd.DataFrame({"dataset": ["TINY"], "clip": ["t1"]})
+
+    def find_tiny(root):
+        return ["TINY"] if child_dir(root, "TINY") is not None else []
+
+    tiny = _adapter_module("tiny", AdapterSpec(
+        loaders={"TINY": load_tiny}, discover=find_tiny, layout="TINY/ with its clips",
+    ))  # fmt: skip
+    tiny_plus = _adapter_module("tiny_plus", AdapterSpec(
+        loaders={"TINY_PLUS": load_tiny}, discover=lambda root: ["TINY_PLUS"], layout=None,
+        requires=("TINY",),
+    ))  # fmt: skip
+    monkeypatch.setattr(adapters, "DATABASES", (*DATABASES, tiny, tiny_plus))
+
+    tiny_casme2(tmp_path)
+    assert discover(tmp_path) == ["CASME2"]  # TINY_PLUS needs TINY first
+    (tmp_path / "TINY").mkdir()
+    assert discover(tmp_path) == ["CASME2", "TINY", "TINY_PLUS"]
+    table = load_dataset("tiny", tmp_path, missing="skip")
+    assert table["clip"].tolist() == ["t1"]
+    assert calls == [(tmp_path, {"missing": "skip"})]
+    with pytest.raises(KeyError, match=r"known: \[.*'TINY', 'TINY_PLUS'\]"):
+        load_dataset("TINY2", tmp_path)
+    with pytest.raises(
+        FileNotFoundError, match=r"MMEW/ with its sheet, a DFME sheet, or TINY/ with its clips\)$"
+    ):
+        discover(tmp_path / "missing")
+
+
+def test_a_dataset_name_is_declared_once(tmp_path, monkeypatch):
+    twin = _adapter_module("twin", AdapterSpec(
+        loaders={"SAMM": lambda root, **kw: None}, discover=lambda root: [], layout=None,
+    ))  # fmt: skip
+    monkeypatch.setattr(adapters, "DATABASES", (*DATABASES, twin))
+    with pytest.raises(ValueError, match="dataset 'SAMM' is declared by two database adapters"):
+        load_dataset("SAMM", tmp_path)
 
 
 def test_discover_and_load_everything(tmp_path):

@@ -1,7 +1,10 @@
 """Database adapters: native layouts on disk -> validated Sample tables.
 
-``ADAPTERS`` maps a dataset name to its loader; :func:`load_dataset` calls one by name
-and :func:`discover` lists the databases present under a data root::
+Each adapter module declares, next to its code, what the registry needs (its ``ADAPTER``:
+dataset names and loaders, layout check, layout in words); :data:`DATABASES` lists the
+modules once, in order. From it, ``ADAPTERS`` maps a dataset name to its loader,
+:func:`load_dataset` calls one by name and :func:`discover` lists the databases present
+under a data root::
 
     <root>/CASME2/CASME2-coding-*.xlsx, Cropped/sub01/EP02_01f/img46.jpg ...
     <root>/SMIC/{HS,VIS,NIR}/s1/micro/negative/s1_ne_01/image559740.bmp ...
@@ -9,14 +12,13 @@ and :func:`discover` lists the databases present under a data root::
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 
 from merkit.data.adapters import casme2, casme2_sq, casme3, dfme, megc2019, mmew, samm, smic
-from merkit.data.adapters._common import child_dir, found_in
+from merkit.data.adapters._common import Loader
 from merkit.data.adapters.casme2 import load_casme2
 from merkit.data.adapters.casme2_sq import load_casme_sq
 from merkit.data.adapters.casme3 import load_casme3_a, load_casme3_c
@@ -29,6 +31,7 @@ from merkit.data.adapters.smic import load_smic, smic_clip_name, smic_subject_id
 
 __all__ = [
     "ADAPTERS",
+    "DATABASES",
     "EXPECTED_LAYOUT",
     "discover",
     "load_casme2",
@@ -46,31 +49,38 @@ __all__ = [
     "smic_subject_id",
 ]
 
-Loader = Callable[..., pd.DataFrame]
+#: the database adapter modules, in registry order: each declares its dataset names and
+#: loaders, its layout check and its layout in words as its ``ADAPTER``
+#: (:class:`~merkit.data.adapters._common.AdapterSpec`). A new database is its module
+#: plus its name here.
+DATABASES: tuple[ModuleType, ...] = (casme2, smic, samm, casme3, casme2_sq, mmew, dfme, megc2019)
 
-#: dataset name -> loader ``f(root, **kw) -> Sample table``
-ADAPTERS: dict[str, Loader] = {
-    "CASME2": load_casme2,
-    "SMIC_HS": functools.partial(load_smic, camera="hs"),
-    "SMIC_VIS": functools.partial(load_smic, camera="vis"),
-    "SMIC_NIR": functools.partial(load_smic, camera="nir"),
-    "SAMM": load_samm,
-    "CASME3_A": load_casme3_a,
-    "CASME3_C": load_casme3_c,
-    "CASME_SQ": load_casme_sq,
-    "MMEW": load_mmew,
-    "DFME": load_dfme,
-    "MEGC2019": load_megc2019,
-}
+
+def _loaders() -> dict[str, Loader]:
+    """Dataset name -> loader of every module of :data:`DATABASES`, in their order."""
+    out: dict[str, Loader] = {}
+    for module in DATABASES:
+        for name, loader in module.ADAPTER.loaders.items():
+            if name in out:
+                raise ValueError(f"dataset {name!r} is declared by two database adapters")
+            out[name] = loader
+    return out
+
+
+def _expected_layout() -> str:
+    """The layouts the modules of :data:`DATABASES` declare, in words, as one list."""
+    *head, last = [m.ADAPTER.layout for m in DATABASES if m.ADAPTER.layout]
+    return f"{', '.join(head)}, or {last}" if head else last
+
+
+#: dataset name -> loader ``f(root, **kw) -> Sample table`` (the :data:`DATABASES`
+#: declarations; :func:`load_dataset` and :func:`discover` read the tuple when called)
+ADAPTERS: dict[str, Loader] = _loaders()
 # A user's own recordings (a CSV of clips) load with ``load_folder(csv_path)``: it takes a
 # file, not a data root, so it is not in ADAPTERS or discover().
 
 #: what :func:`discover` looks for, in words (for messages)
-EXPECTED_LAYOUT = (
-    "CASME2/ with a coding sheet CASME2-coding-*.xlsx, SMIC/ with HS/, VIS/ or NIR/ camera "
-    "folders, SAMM/ with SAMM_Micro_FACS_Codes*.xlsx, a CAS(ME)^3 part A/C sheet or frame tree, "
-    "CAS(ME)^2 with CASME_sq_gt.xlsx or rawpic/, MMEW/ with its sheet, or a DFME sheet"
-)
+EXPECTED_LAYOUT: str = _expected_layout()
 
 
 def load_dataset(name: str, root: str | Path, **kw) -> pd.DataFrame:
@@ -79,12 +89,13 @@ def load_dataset(name: str, root: str | Path, **kw) -> pd.DataFrame:
     Extra keyword arguments go to the loader (e.g. ``missing="skip"``, ``sheet=...``).
     """
     key = str(name).upper()
-    if key not in ADAPTERS:
-        raise KeyError(f"unknown dataset {name!r}; known: {sorted(ADAPTERS)}")
+    loaders = _loaders()
+    if key not in loaders:
+        raise KeyError(f"unknown dataset {name!r}; known: {sorted(loaders)}")
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data root {root} does not exist or is not a folder")
-    return ADAPTERS[key](root, **kw)
+    return loaders[key](root, **kw)
 
 
 def discover(root: str | Path) -> list[str]:
@@ -104,20 +115,10 @@ def discover(root: str | Path) -> list[str]:
     if not root.is_dir():
         raise FileNotFoundError(
             f"data root {root} does not exist or is not a folder (expected a folder holding "
-            f"{EXPECTED_LAYOUT})"
+            f"{_expected_layout()})"
         )
-    found = casme2.discover(root)
-    try:
-        s = smic.find_root(root)
-        for cam in smic.CAMERAS:
-            if child_dir(s, cam.upper()) is not None:
-                found.append(smic.dataset_name(cam))
-    except FileNotFoundError:
-        pass
-    found += samm.discover(root) + casme3.discover(root) + casme2_sq.discover(root)
-    found += mmew.discover(root)
-    if found_in(dfme.find_root, root):
-        found.append("DFME")
-    if {"CASME2", "SMIC_HS", "SAMM"} <= set(found) and found_in(megc2019.find_list, root):
-        found.append("MEGC2019")
+    found: list[str] = []
+    for module in DATABASES:
+        if set(module.ADAPTER.requires) <= set(found):
+            found += module.ADAPTER.discover(root)
     return found

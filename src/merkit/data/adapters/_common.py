@@ -1,5 +1,6 @@
-"""Helpers shared by the database adapters: the database and frame folders, sheet cells,
-headers and rows, numbered frames on disk and their checks, and the Sample-table assembly."""
+"""Helpers shared by the database adapters: the declaration an adapter module gives the
+registry (:class:`AdapterSpec`), the database and frame folders, sheet cells, headers and
+rows, numbered frames on disk and their checks, and the Sample-table assembly."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,40 @@ MISSING_POLICIES = ("raise", "skip")
 MISSING_MARKERS = frozenset({"", "/", "-", "?", "na", "nan", "none", "null"})
 #: cell texts read as "no apex annotated" in the CASME/SAMM coding sheets
 SHEET_MISSING_MARKERS = frozenset({"/", "-", "?", ""})
+
+
+#: a database loader: ``f(root, **kw) -> Sample table``
+Loader = Callable[..., pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """What the registry (:mod:`merkit.data.adapters`) needs from one adapter module.
+
+    Every adapter module declares one, as its module-level ``ADAPTER``, next to its code;
+    the registry lists the modules once, in order, and builds ``ADAPTERS``, ``discover``
+    and ``EXPECTED_LAYOUT`` from these declarations.
+
+    Attributes
+    ----------
+    loaders : mapping of str to callable
+        Dataset name (upper case) -> loader ``f(root, **kw) -> Sample table``, in
+        registry order (SMIC: one name per camera).
+    discover : callable
+        Data root (or the database folder itself) -> the names of ``loaders`` whose layout
+        exists there (``[]`` if none); it checks the layout only, loading checks the rest.
+    layout : str or None
+        What ``discover`` looks for, in words, as one item of the registry's
+        ``EXPECTED_LAYOUT`` (``None``: nothing of its own, e.g. a composite of others).
+    requires : tuple of str
+        Dataset names that must be discovered first (by modules earlier in the registry)
+        before ``discover`` is asked (the MEGC2019 composite needs its three databases).
+    """
+
+    loaders: Mapping[str, Loader]
+    discover: Callable[[Path], list[str]]
+    layout: str | None
+    requires: tuple[str, ...] = ()
 
 
 def check_missing_policy(missing: str) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    AdapterSpec,
     attach_frames,
     au_columns,
     check_missing_policy,
@@ -231,3 +232,11 @@ def load_casme2(
     table = final_table(table, sheet_path)
     log.info("CASME II: %d clips loaded from %s", len(table), casme2_dir)
     return table
+
+
+#: what the registry (:mod:`merkit.data.adapters`) needs from this module
+ADAPTER = AdapterSpec(
+    loaders={DATASET: load_casme2},
+    discover=discover,
+    layout=f"CASME2/ with a coding sheet {SHEET_GLOB}",
+)

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    AdapterSpec,
     au_columns,
     cell_text,
     check_missing_policy,
@@ -354,3 +355,11 @@ def load_casme_sq(
     table = final_table(table[keep], sheet_path, applied)
     log.info("CAS(ME)^2: %d micro-expressions loaded from %s", len(table), sq_dir)
     return table
+
+
+#: what the registry (:mod:`merkit.data.adapters`) needs from this module
+ADAPTER = AdapterSpec(
+    loaders={DATASET: load_casme_sq},
+    discover=discover,
+    layout="CAS(ME)^2 with CASME_sq_gt.xlsx or rawpic/",
+)

@@ -48,6 +48,7 @@ from pathlib import Path
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    AdapterSpec,
     attach_frames,
     au_columns,
     cell_text,
@@ -497,3 +498,11 @@ def load_casme3_c(
     table = final_table(table, sheet_path, applied)
     log.info("CAS(ME)^3 part C: %d clips loaded from %s", len(table), casme3_dir)
     return table
+
+
+#: what the registry (:mod:`merkit.data.adapters`) needs from this module
+ADAPTER = AdapterSpec(
+    loaders={DATASET_A: load_casme3_a, DATASET_C: load_casme3_c},
+    discover=discover,
+    layout="a CAS(ME)^3 part A/C sheet or frame tree",
+)

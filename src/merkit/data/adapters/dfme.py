@@ -37,12 +37,14 @@ import numpy as np
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    AdapterSpec,
     au_columns,
     cell_text,
     check_clips,
     check_missing_policy,
     child_dir,
     find_database_dir,
+    found_in,
     frame_value,
     is_blank,
     records_table,
@@ -151,6 +153,11 @@ def find_root(root: str | Path) -> Path:
         lambda folder: bool(_sheet_paths(folder)),
         f"or the sheets {list(SHEETS.values())} in {{root}}",
     )
+
+
+def discover(root: str | Path) -> list[str]:
+    """``["DFME"]`` if a DFME folder or coding sheet is under ``root``, else ``[]``."""
+    return [DATASET] if found_in(find_root, root) else []
 
 
 def _sheet_paths(dfme_dir: Path) -> dict[str, Path]:
@@ -361,3 +368,11 @@ def load_dfme(
     table.attrs["source"] = [str(sheets[p]) for p in wanted]
     log.info("DFME: %d clips of parts %s loaded from %s", len(table), wanted, dfme_dir)
     return table
+
+
+#: what the registry (:mod:`merkit.data.adapters`) needs from this module
+ADAPTER = AdapterSpec(
+    loaders={DATASET: load_dfme},
+    discover=discover,
+    layout="a DFME sheet",
+)

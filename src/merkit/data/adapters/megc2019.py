@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from merkit.data.adapters._common import child_dir, records_table
+from merkit.data.adapters._common import AdapterSpec, child_dir, found_in, records_table
 from merkit.data.adapters.casme2 import load_casme2
 from merkit.data.adapters.samm import load_samm
 from merkit.data.adapters.smic import load_smic, smic_clip_name, smic_subject_id
@@ -36,6 +36,7 @@ from merkit.data.schema import SchemaError, validate
 
 log = logging.getLogger(__name__)
 
+DATASET = "MEGC2019"
 LIST_NAME = "combined_3class_gt.csv"
 #: label codes of the list
 LIST_LABELS: dict[int, str] = {0: "negative", 1: "positive", 2: "surprise"}
@@ -262,6 +263,12 @@ def find_list(root: str | Path, list_path: str | Path | None = None) -> Path:
     )
 
 
+def discover(root: str | Path) -> list[str]:
+    """``["MEGC2019"]`` if the composite list is in the data root or its ``MEGC2019/``
+    folder, else ``[]`` (the registry asks only once CASME II, SMIC-HS and SAMM are found)."""
+    return [DATASET] if found_in(find_list, root) else []
+
+
 def load_megc2019(
     root: str | Path,
     *,
@@ -301,3 +308,12 @@ def load_megc2019(
     if "SAMM" not in given:
         given["SAMM"] = load_samm(root, missing=missing)
     return megc2019_composite(given["CASME2"], given["SMIC_HS"], given["SAMM"], path)
+
+
+#: what the registry (:mod:`merkit.data.adapters`) needs from this module
+ADAPTER = AdapterSpec(
+    loaders={DATASET: load_megc2019},
+    discover=discover,
+    layout=None,
+    requires=tuple(SOURCES.values()),
+)

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    AdapterSpec,
     attach_frames,
     au_columns,
     cell_text,
@@ -211,3 +212,11 @@ def load_mmew(
     table = final_table(table, sheet_path)
     log.info("MMEW: %d clips loaded from %s", len(table), mmew_dir)
     return table
+
+
+#: what the registry (:mod:`merkit.data.adapters`) needs from this module
+ADAPTER = AdapterSpec(
+    loaders={DATASET: load_mmew},
+    discover=discover,
+    layout="MMEW/ with its sheet",
+)

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    AdapterSpec,
     attach_frames,
     au_columns,
     check_missing_policy,
@@ -314,3 +315,11 @@ def load_samm(
     table = final_table(table, sheet_path, applied)
     log.info("SAMM: %d clips loaded from %s", len(table), samm_dir)
     return table
+
+
+#: what the registry (:mod:`merkit.data.adapters`) needs from this module
+ADAPTER = AdapterSpec(
+    loaders={DATASET: load_samm},
+    discover=discover,
+    layout="SAMM/ with SAMM_Micro_FACS_Codes*.xlsx",
+)

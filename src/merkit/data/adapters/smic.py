@@ -26,6 +26,7 @@ label (1 positive, 2 negative, 3 surprise).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from pathlib import Path
@@ -33,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from merkit.data.adapters._common import (
+    AdapterSpec,
     check_missing_policy,
     child_dir,
     clip_frames_problem,
@@ -105,6 +107,16 @@ def find_root(root: str | Path) -> Path:
         lambda folder: any(child_dir(folder, c) is not None for c in CAMERAS),
         "or camera folders HS/, VIS/ or NIR/ in it",
     )
+
+
+def discover(root: str | Path) -> list[str]:
+    """The SMIC cameras present under ``root`` (``["SMIC_HS", "SMIC_VIS"]``...: a camera
+    folder HS/, VIS/ or NIR/ in the SMIC folder), in :data:`CAMERAS` order; ``[]`` if none."""
+    try:
+        smic_dir = find_root(root)
+    except FileNotFoundError:
+        return []
+    return [dataset_name(cam) for cam in CAMERAS if child_dir(smic_dir, cam.upper()) is not None]
 
 
 def read_smic_list(path: str | Path) -> pd.DataFrame:
@@ -324,3 +336,11 @@ def load_smic(
 def _natural_key(col: pd.Series) -> pd.Series:
     """Sort ``s2`` before ``s10`` (zero-pad the numbers in the name)."""
     return col.astype(str).str.replace(r"\d+", lambda m: m.group(0).zfill(6), regex=True)
+
+
+#: what the registry (:mod:`merkit.data.adapters`) needs from this module
+ADAPTER = AdapterSpec(
+    loaders={dataset_name(cam): functools.partial(load_smic, camera=cam) for cam in CAMERAS},
+    discover=discover,
+    layout="SMIC/ with HS/, VIS/ or NIR/ camera folders",
+)
