@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from merkit.adapt.kernels import kernel_matrix
-from merkit.adapt.reweight import KLIEP, KMM, ULSIF, ImportanceWeightedSVM
+from merkit.adapt import kernels
+from merkit.adapt.kernels import box_sum_qp, kernel_matrix, median_heuristic_gamma
+from merkit.adapt.reweight import KLIEP, KMM, ULSIF, ImportanceWeightedSVM, effective_sample_size
 from tests.adapt._synth import shifted_blobs
 
 
@@ -42,9 +43,6 @@ def test_weights_favour_target_region(est):
 
 
 def test_ess_width_rule_and_kliep_cv():
-    from merkit.adapt.kernels import median_heuristic_gamma
-    from merkit.adapt.reweight import effective_sample_size
-
     assert effective_sample_size(np.ones(7)) == pytest.approx(7.0)
     assert effective_sample_size([0.0, 3.0, 0.0]) == pytest.approx(1.0)
     rng = np.random.default_rng(1)
@@ -93,10 +91,6 @@ def test_iwsvm_mean_one_weights_and_errors():
 
 
 def test_box_sum_qp_exact_and_its_slsqp_fallback(monkeypatch):
-    import sys
-
-    from merkit.adapt.kernels import box_sum_qp, kernel_matrix
-
     rng = np.random.default_rng(3)
     A = rng.normal(size=(40, 6))
     K = kernel_matrix(A, kernel="rbf", gamma=0.2) + 1e-6 * np.eye(40)
@@ -106,7 +100,10 @@ def test_box_sum_qp_exact_and_its_slsqp_fallback(monkeypatch):
     assert x.min() >= 0 and x.max() <= B + 1e-12
     assert 40 * (1 - eps) - 1e-8 <= x.sum() <= 40 * (1 + eps) + 1e-8
     assert np.isclose(x.max(), B) and np.isclose(x.sum(), 40 * (1 + eps))  # both bind
-    monkeypatch.setitem(sys.modules, "quadprog", None)  # import fails -> SLSQP
+    def rejects(*args):
+        raise ValueError("constraints are inconsistent, no solution")
+
+    monkeypatch.setattr(kernels.quadprog, "solve_qp", rejects)  # quadprog fails -> SLSQP
     y = box_sum_qp(K, q, B, eps)
     f = lambda v: 0.5 * v @ K @ v + q @ v  # noqa: E731
     assert f(x) <= f(y) + 1e-9 and abs(f(x) - f(y)) < 1e-6 * abs(f(x))

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import quadprog
+from scipy.optimize import minimize
 from sklearn.svm import SVC
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,7 @@ def box_sum_qp(
     The quadratic programme of KMM and of STM's weight step (Huang et al. 2006). Solved
     exactly by Goldfarb-Idnani's dual active-set method (``quadprog``; ``K`` symmetric
     positive definite), 20-40x faster than SLSQP on n ~ 130; SLSQP from ``x0`` (default
-    ones) when quadprog is missing or rejects the problem.
+    ones) when quadprog rejects the problem.
 
     Returns
     -------
@@ -107,19 +109,13 @@ def box_sum_qp(
     n = K.shape[0]
     lo, hi = n * (1 - eps), n * (1 + eps)
     try:
-        import quadprog
-
         # quadprog: min 1/2 x'Gx - a'x s.t. C'x >= b (columns of C are the constraints)
         C = np.hstack([np.ones((n, 1)), -np.ones((n, 1)), np.eye(n), -np.eye(n)])
         b = np.r_[lo, -hi, np.zeros(n), np.full(n, -float(B))]
         x = quadprog.solve_qp(np.ascontiguousarray(K, dtype=float), -np.asarray(q, float), C, b)[0]
         return np.clip(x, 0.0, float(B))
-    except ImportError:
-        log.debug("quadprog not installed; SLSQP for the box-sum QP")
     except ValueError as err:  # not positive definite / inconsistent constraints
         log.warning("box-sum QP: quadprog failed (%s); falling back to SLSQP", err)
-    from scipy.optimize import minimize
-
     ones = np.ones(n)
     cons = [
         {"type": "ineq", "fun": lambda x: hi - x.sum(), "jac": lambda x: -ones},
