@@ -1,4 +1,5 @@
-"""Tests of the published grids and label-free selection (merkit.adapt.selection)."""
+"""Tests of the published grids (declared with each method, read through the registry)
+and of label-free selection (merkit.adapt.selection, merkit.adapt.criteria)."""
 
 from __future__ import annotations
 
@@ -9,51 +10,45 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from merkit.adapt import METHODS
+from merkit.adapt import METHODS, default_point, make_method, published_grid
+from merkit.adapt.base import target_scores
+from merkit.adapt.criteria import CRITERIA
 from merkit.adapt.reweight import ULSIF, ImportanceWeightedSVM
-from merkit.adapt.selection import (
-    CRITERIA,
-    DEFAULTS,
-    PUBLISHED_GRIDS,
-    evaluate_unlabelled,
-    make_estimator,
-    published_grid,
-    score_grid,
-    score_unlabelled,
-    select,
-    subspace_kmax,
-    target_scores,
-)
+from merkit.adapt.selection import evaluate_unlabelled, score_grid, score_unlabelled, select
+from merkit.data.features_io import load_cdmer_dir
 from tests.adapt._synth import shifted_blobs
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cdmer_lbptop_r3p8"
 
 
 def test_grid_sizes_and_values():
-    assert len(PUBLISHED_GRIDS["stm"]) == 9 + 9 + 10 + 99 + 2 == 129
-    lams = [p["lam"] for p in PUBLISHED_GRIDS["stm"]]
+    stm = published_grid("stm")
+    assert len(stm) == 9 + 9 + 10 + 99 + 2 == 129
+    lams = [p["lam"] for p in stm]
     assert lams[:3] == [0.001, 0.002, 0.003] and lams[-4:] == [99.0, 100.0, 1000.0, 10000.0]
     assert 0.3 in lams and 0.09 in lams and 1.0 in lams and 2.0 in lams
-    assert len(PUBLISHED_GRIDS["tkl"]) == 50 and PUBLISHED_GRIDS["tkl"][-1] == {"damping": 5.0}
+    tkl = published_grid("tkl")
+    assert len(tkl) == 50 and tkl[-1] == {"damping": 5.0}
     for m in ("tsrg", "drfs_t", "drls"):
-        g = PUBLISHED_GRIDS[m]
+        g = published_grid(m)
         assert len(g) == 7 * 37
         assert {p["lam"] for p in g} == {1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1000.0}
         assert sorted({p["mu"] for p in g})[-3:] == [8.0, 9.0, 10.0]
-    ul = [p["weighting__lam"] for p in PUBLISHED_GRIDS["ulsif"]]
+    ul = [p["weighting__lam"] for p in published_grid("ulsif")]
     assert len(ul) == len(set(ul)) == 550 and min(ul) == 1.0 and max(ul) == 1e7
     assert 570.0 in ul and 3.6e6 in ul  # the TSRG paper's uLSIF picks
-    tg = PUBLISHED_GRIDS["tgsr"]
+    tg = published_grid("tgsr")
     xis = sorted({p["xi"] for p in tg})
     assert len(xis) == 6 * 46 - 5 and len(tg) == 85 * 271
     assert xis[:2] == [0.001, 0.0012] and xis[-1] == 1000.0
     assert {"kappa": 85, "xi": 0.003} in tg and {"kappa": 85, "xi": 0.028} in tg
-    assert PUBLISHED_GRIDS["svm"] == [{}]
+    assert published_grid("svm") == [{}]
 
 
 def test_subspace_grids_and_errors():
-    assert subspace_kmax("sa", 130, 71) == 70 and subspace_kmax("GFK", 71, 130) == 70
-    assert subspace_kmax("tca", 130, 71) == 200
+    assert published_grid("sa", 130, 71)[-1] == {"n_components": 70}
+    assert published_grid("GFK", 71, 130)[-1] == {"n_components": 70}
+    assert published_grid("tca", 130, 71)[-1] == {"n_components": 200}
     g = published_grid("sa", 130, 71)
     assert g[0] == {"n_components": 1} and g[-1] == {"n_components": 70} and len(g) == 70
     assert len(published_grid("tca", 71, 130)) == 200
@@ -61,34 +56,34 @@ def test_subspace_grids_and_errors():
         published_grid("gfk")
     with pytest.raises(ValueError, match="no published grid for 'foo'"):
         published_grid("foo")
-    with pytest.raises(ValueError, match="not a subspace method"):
-        subspace_kmax("svm", 10, 10)
+    with pytest.raises(ValueError, match="need >= 2 source and target rows"):
+        published_grid("sa", 1, 71)
     g = published_grid("stm")
-    g[0]["lam"] = -1  # a copy: the module data are unchanged
-    assert PUBLISHED_GRIDS["stm"][0] == {"lam": 0.001}
+    g[0]["lam"] = -1  # a copy: the declaration is unchanged
+    assert published_grid("stm")[0] == {"lam": 0.001}
 
 
 def test_defaults_cover_the_registry_and_lie_in_the_grids():
-    assert set(DEFAULTS) == set(METHODS)
-    assert DEFAULTS["stm"] == {"lam": 1.0} and DEFAULTS["tgsr"] == {"kappa": 85, "xi": 0.01}
-    assert DEFAULTS["ulsif"] == {"weighting__lam": 1.0} and DEFAULTS["sa"] == {"n_components": 20}
-    for m, d in DEFAULTS.items():
+    defaults = {m: default_point(m) for m in METHODS}
+    assert defaults["stm"] == {"lam": 1.0} and defaults["tgsr"] == {"kappa": 85, "xi": 0.01}
+    assert defaults["ulsif"] == {"weighting__lam": 1.0} and defaults["sa"] == {"n_components": 20}
+    for m, d in defaults.items():
         assert d in published_grid(m, 130, 71), m
 
 
-def test_make_estimator_nested_and_every_grid_end_builds():
-    est = make_estimator("ulsif", {"weighting__lam": 570.0})
+def test_make_method_nested_and_every_grid_end_builds():
+    est = make_method("ulsif", {"weighting__lam": 570.0})
     assert isinstance(est, ImportanceWeightedSVM) and isinstance(est.weighting, ULSIF)
     assert est.weighting.lam == 570.0
-    assert make_estimator("stm", json.dumps({"lam": 0.4})).lam == 0.4
+    assert make_method("stm", json.dumps({"lam": 0.4})).lam == 0.4
     for m in METHODS:
         g = published_grid(m, 130, 71)
         for p in (g[0], g[-1]):
-            assert make_estimator(m, p).get_params()  # constructible
+            assert make_method(m, p).get_params()  # constructible
     with pytest.raises(ValueError, match="has no parameter"):
-        make_estimator("sa", {"lam": 1})
+        make_method("sa", {"lam": 1})
     with pytest.raises(ValueError, match="unknown method"):
-        make_estimator("nope")
+        make_method("nope")
 
 
 def _rows(values, params=None):
@@ -133,7 +128,7 @@ def test_criteria_on_synthetic_data(blobs):
 
 def test_target_scores_uses_the_classified_features(blobs):
     Xs, ys, Xt, _ = blobs
-    est = make_estimator("sa", {"n_components": 3}).fit(
+    est = make_method("sa", {"n_components": 3}).fit(
         np.vstack([Xs, Xt]), np.r_[ys, -np.ones(len(Xt), int)]
     )
     S = target_scores(est, Xt)
@@ -166,8 +161,6 @@ def test_score_grid_collapsed_predictions_get_zero_reverse(blobs):
 def cdmer():
     if not DATA.is_dir():
         pytest.skip(f"shared CDMER features not found at {DATA}")
-    from merkit.data.features_io import load_cdmer_dir
-
     fs = load_cdmer_dir(DATA)
     return fs["CASME2"], fs["SMIC_VIS"]
 

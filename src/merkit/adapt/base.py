@@ -24,6 +24,14 @@ target rows at once::
 * ``predict_proba`` is the softmax of the per-class decision values at temperature
   :attr:`DomainAdaptationClassifier.proba_temperature` (no calibration, so no label
   of any domain is used): see :meth:`DomainAdaptationClassifier.predict_proba`.
+* ``fit_path(X, y, sample_domain, points)`` fits many hyper-parameter points on the same
+  rows and returns each point's predictions and decision values on the target rows
+  (:class:`PathFit`); by default one ``clone(est).set_params(**point).fit(...)`` per
+  point, and faster where a method shares work across points (TGSR's dual solver, the
+  regenerators' kernel and eigen-basis). ``fit_path_batches(points)`` says which points
+  share that work, so a caller running points in parallel keeps them together.
+* ``method_specs`` (class attribute, :class:`merkit.adapt.spec.MethodSpec`) declares the
+  registry names, published grid and the papers' parameter names of the class.
 """
 
 from __future__ import annotations
@@ -31,9 +39,13 @@ from __future__ import annotations
 import inspect
 import logging
 import numbers
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.svm import SVC
 from sklearn.utils.validation import (
     _check_sample_weight,
@@ -42,15 +54,23 @@ from sklearn.utils.validation import (
     column_or_1d,
 )
 
+from merkit.adapt.spec import MethodSpec
+
 log = logging.getLogger(__name__)
 
 __all__ = [
     "MASKED_LABEL",
     "DomainAdaptationClassifier",
+    "PathFit",
     "SVMBaseline",
+    "batches_by",
     "check_da_inputs",
+    "fit_each",
     "libsvm_margin_sums",
+    "path_labels",
+    "softmax",
     "split_source_target",
+    "target_scores",
 ]
 
 #: label of an unlabelled (target) row, as in skada
@@ -168,7 +188,7 @@ def split_source_target(
     return X[src], y[src], X[~src]
 
 
-def _softmax(S: np.ndarray) -> np.ndarray:
+def softmax(S: np.ndarray) -> np.ndarray:
     """Row-wise softmax of scores (m, c), shifted by the row maximum for stability."""
     Z = np.exp(S - S.max(axis=1, keepdims=True))
     return Z / Z.sum(axis=1, keepdims=True)
@@ -190,6 +210,120 @@ def libsvm_margin_sums(D: np.ndarray) -> np.ndarray:
     return 3.0 * t / (1.0 - 3.0 * np.abs(t))
 
 
+def target_scores(est, X: np.ndarray) -> np.ndarray | None:
+    """Decision values of a fitted method on rows ``X``, or None when none exist.
+
+    ``decision_function`` when the method has one; otherwise the inner ``svm_``'s
+    decision values on the first of ``transform(X)``, ``regenerate(X)``, ``X`` whose
+    SVM predictions equal ``est.predict(X)`` (i.e. the features it really classifies).
+    """
+    if hasattr(est, "decision_function"):
+        return np.asarray(est.decision_function(X), dtype=float)
+    svm = getattr(est, "svm_", None)
+    if svm is None or not hasattr(svm, "decision_function"):
+        return None
+    pred = est.predict(X)
+    for attr in ("transform", "regenerate", None):
+        if attr is not None and not hasattr(est, attr):
+            continue
+        Z = X if attr is None else getattr(est, attr)(X)
+        try:
+            if np.array_equal(svm.predict(Z), pred):
+                return np.asarray(svm.decision_function(Z), dtype=float)
+        except ValueError:
+            continue
+    return None
+
+
+@dataclass(frozen=True)
+class PathFit:
+    """One point of :meth:`DomainAdaptationClassifier.fit_path`.
+
+    Attributes
+    ----------
+    params : dict
+        The point (hyper-parameters set on a clone of the estimator).
+    predictions : ndarray (m,)
+        Predicted labels of the evaluated rows (the target rows of the fit, or ``X_eval``).
+    decision_values : ndarray (m, c) or (m,), or None
+        The fitted method's decision values on those rows (:func:`target_scores`), None
+        when it has none.
+    seconds : float
+        Fit and prediction time of the point (a batched path's time divided evenly).
+    """
+
+    params: dict
+    predictions: np.ndarray
+    decision_values: np.ndarray | None
+    seconds: float
+
+
+def path_labels(y, n_points: int) -> list[np.ndarray]:
+    """One label vector per point: ``y`` (n,) for every point, or row ``i`` of ``y``
+    (n_points, n) for point ``i`` (e.g. each point's own pseudo-labels)."""
+    Y = np.asarray(y)
+    if Y.ndim == 2 and Y.shape[1] != 1:
+        if Y.shape[0] != n_points:
+            raise ValueError(
+                f"fit_path: y has {Y.shape[0]} label rows for {n_points} points; give one "
+                "label vector (n,) or one per point (n_points, n)"
+            )
+        return list(Y)
+    return [y] * n_points
+
+
+def _target_rows(X, y, sample_domain) -> np.ndarray:
+    """The target rows of DA training inputs (``sample_domain < 0``, else ``y = -1``)."""
+    X = np.asarray(X)
+    if sample_domain is not None:
+        return X[np.asarray(sample_domain) < 0]
+    return X[np.asarray(y) == MASKED_LABEL]
+
+
+def fit_each(
+    estimator,
+    X,
+    y,
+    sample_domain=None,
+    points: Sequence[Mapping] | None = None,
+    *,
+    X_eval=None,
+    prepare: Callable[[BaseEstimator], None] | None = None,
+    **fit_params,
+) -> list[PathFit]:
+    """The default :meth:`DomainAdaptationClassifier.fit_path`: one fit per point.
+
+    Point ``i`` is ``clone(estimator).set_params(**points[i])``, fitted on ``X``, the
+    point's labels (:func:`path_labels`) and ``sample_domain`` with the ``fit_params`` it
+    takes (:meth:`DomainAdaptationClassifier.select_fit_params`), then
+    asked for its predictions and decision values (:func:`target_scores`) on ``X_eval``
+    (default: the target rows). ``prepare(est)``, when given, runs on each point's
+    estimator before its fit (a method sharing work across its points hands it there).
+    """
+    points = [dict(p) for p in (points if points is not None else [{}])]
+    out = []
+    for p, yi in zip(points, path_labels(y, len(points)), strict=True):
+        est = clone(estimator).set_params(**p)
+        if prepare is not None:
+            prepare(est)
+        t0 = time.perf_counter()
+        est.fit(X, yi, sample_domain, **est.select_fit_params(fit_params))
+        rows = X_eval if X_eval is not None else _target_rows(X, yi, sample_domain)
+        pred = np.asarray(est.predict(rows))
+        seconds = time.perf_counter() - t0
+        out.append(PathFit(p, pred, target_scores(est, rows), seconds))
+    return out
+
+
+def batches_by(points: Sequence[Mapping], key: Callable[[Mapping], object], size: int) -> list:
+    """Positions of ``points`` grouped by ``key(point)`` (groups in order of first
+    appearance, points in order), each group cut into runs of at most ``size``."""
+    groups: dict[object, list[int]] = {}
+    for i, p in enumerate(points):
+        groups.setdefault(key(p), []).append(i)
+    return [g[a : a + size] for g in groups.values() for a in range(0, len(g), size)]
+
+
 class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
     """Base class of merkit's DA classifiers.
 
@@ -206,10 +340,14 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
     all-equal weights (they change nothing) and raises ``ValueError`` otherwise.
 
     Class attributes: ``requires_target`` (default False; when True ``fit`` fails
-    without target rows, for methods that align the domains) and
-    ``proba_temperature`` (default 1.0, see :meth:`predict_proba`).
+    without target rows, for methods that align the domains),
+    ``proba_temperature`` (default 1.0, see :meth:`predict_proba`) and ``method_specs``
+    (the registry names of the class, :class:`merkit.adapt.spec.MethodSpec`; empty for a
+    class the registry does not list).
     """
 
+    #: registry declarations of the class (read by :mod:`merkit.adapt.registry`)
+    method_specs: ClassVar[tuple[MethodSpec, ...]] = ()
     requires_target: bool = False
     #: temperature T of ``predict_proba = softmax(decision_function / T)``
     proba_temperature: float = 1.0
@@ -246,6 +384,24 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         self
+        """
+        Xs, ys, Xt, kwargs = self._fit_inputs(X, y, sample_domain, sample_weight)
+        self.classes_ = np.unique(ys)
+        self.n_features_in_ = Xs.shape[1]
+        self.n_source_ = int(Xs.shape[0])
+        self.n_target_ = int(Xt.shape[0])
+        self._fit(Xs, ys, Xt, **kwargs)
+        return self
+
+    def _fit_inputs(self, X, y, sample_domain, sample_weight):
+        """Validated ``(Xs, ys, Xt, _fit keyword arguments)`` of :meth:`fit`.
+
+        Raises
+        ------
+        ValueError
+            Invalid inputs (:func:`check_da_inputs`), fewer than 2 source classes (with a
+            positive weight), no target rows for a method that needs them, or unequal
+            weights for a method without per-sample weights.
         """
         name = type(self).__name__
         X, y, sd = check_da_inputs(X, y, sample_domain, name=name)
@@ -285,12 +441,66 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
                     f"{name} does not support unequal sample weights; fit it without "
                     "sample_weight (or use a method that takes them, e.g. SVMBaseline)"
                 )
-        self.classes_ = classes
-        self.n_features_in_ = X.shape[1]
-        self.n_source_ = int(Xs.shape[0])
-        self.n_target_ = int(Xt.shape[0])
-        self._fit(Xs, ys, Xt, **kwargs)
-        return self
+        return Xs, ys, Xt, kwargs
+
+    def fit_path(
+        self,
+        X,
+        y,
+        sample_domain=None,
+        points: Sequence[Mapping] | None = None,
+        *,
+        X_eval=None,
+        batched: bool = True,
+        **fit_params,
+    ) -> list[PathFit]:
+        """Fit every point of a hyper-parameter grid on the same rows.
+
+        Point ``i`` is ``clone(self).set_params(**points[i])`` fitted with
+        ``fit(X, y_i, sample_domain, **fit_params)`` (the metadata it takes:
+        :meth:`select_fit_params`); its predictions and decision values
+        on the evaluated rows are returned. This default runs those fits one by one;
+        methods that share work across points (TGSR, the regenerators) override it with
+        the same numbers, and :meth:`fit_path_batches` says which points share it.
+
+        Parameters
+        ----------
+        X : array-like (n, D)
+        y : array-like (n,) or (n_points, n)
+            One label vector for every point, or one per point (e.g. pseudo-labels in
+            reverse validation); ``-1`` on target rows.
+        sample_domain : array-like (n,), optional
+            As :meth:`fit` (the same for every point).
+        points : sequence of mapping, optional
+            Hyper-parameters of each point (default: one point, ``self`` as it is).
+        X_eval : array-like (m, D), optional
+            Rows to predict; default the target rows of the fit.
+        batched : bool
+            False: one fit per point even where the method shares work (to check a
+            batched path against per-point fits).
+        **fit_params
+            Fit metadata passed to every point's ``fit`` (e.g. ``column_groups``).
+
+        Returns
+        -------
+        list of PathFit
+            One per point, in order.
+        """
+        return fit_each(self, X, y, sample_domain, points, X_eval=X_eval, **fit_params)
+
+    def select_fit_params(self, fit_params: Mapping) -> dict:
+        """The fit metadata this estimator's ``fit`` takes out of ``fit_params`` offered to
+        every point of a path (e.g. the features' ``column_groups``): all of it by default;
+        a method whose hyper-parameters can replace some metadata drops it here."""
+        return dict(fit_params)
+
+    def fit_path_batches(self, points: Sequence[Mapping]) -> list[list[int]]:
+        """Positions of ``points`` grouped into :meth:`fit_path` calls that share work.
+
+        The default shares nothing: one point per batch (a caller running batches in
+        parallel then spreads the points evenly).
+        """
+        return [[i] for i in range(len(points))]
 
     def _check_predict_X(self, X) -> np.ndarray:
         check_is_fitted(self, "classes_")
@@ -331,7 +541,7 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
             S = libsvm_margin_sums(S) / 2
         if S.ndim == 1:
             S = np.column_stack([-S / 2, S / 2])
-        P = _softmax(S / float(self.proba_temperature))
+        P = softmax(S / float(self.proba_temperature))
         pred = np.searchsorted(self.classes_, np.asarray(self._predict(X)))
         top = np.argmax(P, axis=1)
         rows = np.flatnonzero(top != pred)
@@ -393,6 +603,7 @@ class SVMBaseline(DomainAdaptationClassifier):
         Per-class weights of the penalty (None as in the benchmark).
     """
 
+    method_specs = (MethodSpec("svm"),)  # the benchmark's baseline: no parameter searched
     _libsvm_decision = True
 
     def __init__(

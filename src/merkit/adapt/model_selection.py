@@ -5,8 +5,8 @@ source and target rows alike and scores accuracy against ``-1`` as if it were a 
 :class:`DomainAwareSplit` splits only the target rows: every train fold holds all the
 labelled source rows plus (masked, ``y = -1``) target rows, and every test fold holds
 only unlabelled target rows, so the scorer must be label-free, e.g.
-:func:`target_entropy_score` (merkit's prediction-entropy criterion, as
-:func:`merkit.adapt.selection.softmax_entropy`) or skada's ``PredictionEntropyScorer``::
+:func:`target_entropy_score` (merkit's prediction-entropy criterion,
+:func:`merkit.adapt.criteria.row_entropy`) or skada's ``PredictionEntropyScorer``::
 
     search = GridSearchCV(TransferComponentAnalysis(), {"n_components": [2, 5, 10]},
                           cv=DomainAwareSplit(3), scoring=target_entropy_score)
@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.model_selection import BaseCrossValidator
 
 from merkit.adapt.base import MASKED_LABEL
+from merkit.adapt.criteria import row_entropy
 
 __all__ = ["DomainAwareSplit", "target_entropy_score"]
 
@@ -139,15 +140,14 @@ class DomainAwareSplit(BaseCrossValidator):
 def target_entropy_score(estimator, X, y=None, sample_domain=None, **_) -> float:
     """Label-free score: minus the mean entropy (nats) of ``predict_proba`` on rows ``X``.
 
-    Higher is better (confident predictions on the target rows), as
-    :func:`merkit.adapt.selection.softmax_entropy`. ``y`` must be absent or all ``-1``:
-    the score refuses labelled rows, so a search built on it cannot score target labels.
+    Higher is better (confident predictions on the target rows), as the ``"entropy"``
+    criterion (:mod:`merkit.adapt.criteria`) of the probabilities. ``y`` must be absent or
+    all ``-1``: the score refuses labelled rows, so a search built on it cannot score target
+    labels.
     """
     if y is not None and np.any(np.asarray(y) != MASKED_LABEL):
         raise ValueError(
             "target_entropy_score: the scored rows carry labels; it scores unlabelled target "
             "rows only (use DomainAwareSplit so test folds hold y = -1 target rows)"
         )
-    P = np.asarray(estimator.predict_proba(X), dtype=float)
-    H = -(P * np.log(np.clip(P, 1e-300, None))).sum(axis=1)
-    return -float(H.mean())
+    return -float(row_entropy(estimator.predict_proba(X)).mean())

@@ -41,16 +41,29 @@ DRLS (m = 3) takes milliseconds.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from merkit.adapt.base import DomainAdaptationClassifier
+from merkit.adapt.base import DomainAdaptationClassifier, PathFit, batches_by, fit_each
 from merkit.adapt.kernels import GramSVC, kernel_matrix, resolve_gamma
+from merkit.adapt.spec import BENCHMARK_FINE, MethodSpec, matlab_range, product_grid, unique_values
 
 log = logging.getLogger(__name__)
+
+#: the benchmark's grid of TSRG, DRFS-T and DRLS: lambda x mu (Sec. 4)
+REGENERATION_GRID: tuple[dict, ...] = tuple(
+    product_grid(
+        lam=[1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0],
+        mu=unique_values([*BENCHMARK_FINE, *matlab_range(2, 10, 1)]),
+    )
+)
+#: points of one ``fit_path`` batch of the regenerators (a few fits share a kernel and basis)
+PATH_BATCH = 4
 
 
 @dataclass(frozen=True)
@@ -229,6 +242,25 @@ def regenerator_ialm(
     return P, int(target)
 
 
+def _digest(a: np.ndarray) -> bytes:
+    a = np.ascontiguousarray(a)
+    return hashlib.blake2b(a.view(np.uint8), digest_size=16).digest() + str(a.shape).encode()
+
+
+@dataclass
+class _SharedWork:
+    """Kernels and eigen-bases of the regeneration fits of one :meth:`fit_path` call,
+    keyed by what they are computed from (the same inputs give the same arrays)."""
+
+    kernels: dict = field(default_factory=dict)
+    bases: dict = field(default_factory=dict)
+
+    def get(self, table: dict, key, compute: Callable[[], object]):
+        if key not in table:
+            table[key] = compute()
+        return table[key]
+
+
 class _Regenerator(DomainAdaptationClassifier):
     """Shared parameters and kernel bookkeeping of the DR family."""
 
@@ -252,15 +284,72 @@ class _Regenerator(DomainAdaptationClassifier):
         self.tol = tol
         self.max_iter = max_iter
 
+    def fit_path(
+        self,
+        X,
+        y,
+        sample_domain=None,
+        points: Sequence[Mapping] | None = None,
+        *,
+        X_eval=None,
+        batched: bool = True,
+        **fit_params,
+    ) -> list[PathFit]:
+        """Fit every point as :meth:`DomainAdaptationClassifier.fit_path`, computing the
+        kernel matrix once and the Q-step eigen-basis (:func:`regenerator_basis`) once per
+        ``lam``: points differing only in ``mu`` (and ``C``) share them. The fits are
+        otherwise those of :meth:`fit` (same arrays, same numbers)."""
+        if not batched:
+            return fit_each(self, X, y, sample_domain, points, X_eval=X_eval, **fit_params)
+        shared = _SharedWork()
+
+        def hand_over(est) -> None:
+            est._shared_work = shared
+
+        return fit_each(
+            self, X, y, sample_domain, points, X_eval=X_eval, prepare=hand_over, **fit_params
+        )
+
+    def fit_path_batches(self, points: Sequence[Mapping]) -> list[list[int]]:
+        """Runs of up to :data:`PATH_BATCH` points that differ only in ``mu`` and ``C``
+        (they share a kernel and an eigen-basis)."""
+
+        def shared_by(p: Mapping) -> tuple:
+            return tuple(sorted((k, repr(v)) for k, v in p.items() if k not in ("mu", "C")))
+
+        return batches_by(points, shared_by, PATH_BATCH)
+
     def _learn(self, Xref: np.ndarray, Xother: np.ndarray, Y: np.ndarray) -> np.ndarray:
         """Fit P for reference rows ``Xref`` and other rows ``Xother``; store the basis."""
+        shared = self.__dict__.pop("_shared_work", None)
         Xf = np.vstack([Xref, Xother])
-        self.gamma_ = resolve_gamma(self.kernel, self.gamma, Xf)
-        K = kernel_matrix(Xf, kernel=self.kernel, gamma=self.gamma_)
-        K = np.maximum(K, K.T) if self.kernel == "linear" else K
         nr = Xref.shape[0]
+
+        def kernel() -> tuple:
+            gamma = resolve_gamma(self.kernel, self.gamma, Xf)
+            K = kernel_matrix(Xf, kernel=self.kernel, gamma=gamma)
+            return gamma, (np.maximum(K, K.T) if self.kernel == "linear" else K)
+
+        def basis(K: np.ndarray) -> RegeneratorBasis:
+            return regenerator_basis(K[:, :nr], K[:, nr:], Y, self.lam)
+
+        if shared is None:
+            self.gamma_, K = kernel()
+            base = None  # computed inside the solver
+        else:
+            rows = (self.kernel, repr(self.gamma), nr, _digest(Xf))
+            self.gamma_, K = shared.get(shared.kernels, rows, kernel)
+            key = (*rows, float(self.lam), _digest(Y))
+            base = shared.get(shared.bases, key, lambda: basis(K))
         P, self.n_iter_ = regenerator_ialm(
-            K[:, :nr], K[:, nr:], Y, self.lam, self.mu, tol=self.tol, max_iter=self.max_iter
+            K[:, :nr],
+            K[:, nr:],
+            Y,
+            self.lam,
+            self.mu,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            basis=base,
         )
         self.X_fit_ = Xf
         self.P_ = P
@@ -294,6 +383,8 @@ class TargetSampleRegenerator(_Regenerator):
     tol, max_iter : ALM stopping rule (``max|P - Q| < tol``).
     """
 
+    method_specs = (MethodSpec("tsrg", grid=REGENERATION_GRID, paper_names={"lam": "lambda"}),)
+
     _libsvm_decision = True
 
     def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
@@ -320,6 +411,8 @@ class DomainRegenerationTarget(_Regenerator):
     Parameters as :class:`TargetSampleRegenerator`.
     """
 
+    method_specs = (MethodSpec("drfs_t", grid=REGENERATION_GRID, paper_names={"lam": "lambda"}),)
+
     _libsvm_decision = True
 
     def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
@@ -345,6 +438,8 @@ class DomainRegenerationLabelSpace(_Regenerator):
     the learned ``P`` (kernel extension, so new rows work).
     Parameters as :class:`TargetSampleRegenerator` (``C`` unused).
     """
+
+    method_specs = (MethodSpec("drls", grid=REGENERATION_GRID, paper_names={"lam": "lambda"}),)
 
     def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> None:
         self.classes_, codes = np.unique(ys, return_inverse=True)

@@ -30,8 +30,16 @@ from sklearn.base import BaseEstimator, clone
 
 from merkit.adapt.base import DomainAdaptationClassifier
 from merkit.adapt.kernels import GramSVC, box_sum_qp, kernel_matrix, resolve_gamma
+from merkit.adapt.spec import MethodSpec, unique_values
 
 log = logging.getLogger(__name__)
+
+#: uLSIF's lambda in the benchmark: {1..100} x {1, 10, ..., 1e5} (repeats kept once)
+ULSIF_LAMBDAS: tuple[float, ...] = tuple(
+    unique_values(
+        round(float(a * t), 10) for t in (1, 10, 100, 1e3, 1e4, 1e5) for a in range(1, 101)
+    )
+)
 
 
 def _check_xs_xt(Xs, Xt) -> tuple[np.ndarray, np.ndarray]:
@@ -335,6 +343,16 @@ class ULSIF(BaseEstimator):
 WEIGHTINGS = {"kmm": KMM, "kliep": KLIEP, "ulsif": ULSIF}
 
 
+def _named_weighting(name: str):
+    """The weight estimator of a :data:`WEIGHTINGS` name, with default parameters."""
+    if name not in WEIGHTINGS:
+        raise ValueError(
+            f"unknown weighting {name!r}; expected one of {sorted(WEIGHTINGS)}"
+            " or a weight estimator with fit(Xs, Xt) and weights_"
+        )
+    return WEIGHTINGS[name]()
+
+
 class ImportanceWeightedSVM(DomainAdaptationClassifier):
     """Importance-weighted linear SVM (IW-SVM).
 
@@ -360,8 +378,23 @@ class ImportanceWeightedSVM(DomainAdaptationClassifier):
     ``fit(..., sample_weight=s)`` multiplies each source row's importance weight by
     ``s_i`` before the rescaling (with ``normalize=True`` only relative weights matter);
     the importance estimator itself is fitted on the unweighted rows.
+
+    A weighting given by name behaves as its estimator with default parameters for nested
+    parameters: ``get_params(deep=True)`` lists them (``weighting__lam`` of ``"ulsif"``)
+    and ``set_params(weighting__lam=10)`` first replaces the name with that estimator.
     """
 
+    method_specs = (
+        # KMM: B = 1000, eps = (sqrt(ns) - 1) / sqrt(ns), fixed (TSRG paper)
+        MethodSpec("kmm", preset={"weighting": "kmm"}),
+        MethodSpec("kliep", preset={"weighting": "kliep"}),  # no parameter (TSRG paper)
+        MethodSpec(
+            "ulsif",
+            grid=[{"weighting__lam": v} for v in ULSIF_LAMBDAS],
+            preset={"weighting": "ulsif"},
+            paper_names={"weighting__lam": "lambda"},
+        ),
+    )
     _libsvm_decision = True
 
     def __init__(self, weighting="ulsif", C: float = 1.0, normalize: bool = True) -> None:
@@ -371,14 +404,26 @@ class ImportanceWeightedSVM(DomainAdaptationClassifier):
 
     requires_target = True
 
+    def get_params(self, deep: bool = True) -> dict:
+        """Parameters; with ``deep``, a weighting given by name also lists its estimator's
+        default parameters (``weighting__lam`` of ``"ulsif"``)."""
+        out = super().get_params(deep=deep)
+        if deep and isinstance(self.weighting, str) and self.weighting in WEIGHTINGS:
+            named = WEIGHTINGS[self.weighting]().get_params()
+            out.update({f"weighting__{k}": v for k, v in named.items()})
+        return out
+
+    def set_params(self, **params) -> ImportanceWeightedSVM:
+        """Set parameters; a nested ``weighting__*`` parameter of a weighting given by name
+        first turns the name into its estimator (default parameters)."""
+        nested = any(k.startswith("weighting__") for k in params)
+        if nested and "weighting" not in params and isinstance(self.weighting, str):
+            self.weighting = _named_weighting(self.weighting)
+        return super().set_params(**params)
+
     def _weight_estimator(self):
         if isinstance(self.weighting, str):
-            if self.weighting not in WEIGHTINGS:
-                raise ValueError(
-                    f"unknown weighting {self.weighting!r}; expected one of {sorted(WEIGHTINGS)}"
-                    " or a weight estimator with fit(Xs, Xt) and weights_"
-                )
-            return WEIGHTINGS[self.weighting]()
+            return _named_weighting(self.weighting)
         if not hasattr(self.weighting, "fit"):
             raise ValueError(f"weighting must be a name or an estimator, got {self.weighting!r}")
         return clone(self.weighting)

@@ -51,6 +51,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from merkit.adapt.base import DomainAdaptationClassifier
 from merkit.adapt.kernels import box_sum_qp, kernel_matrix, resolve_gamma
+from merkit.adapt.spec import BENCHMARK_FINE, MethodSpec, matlab_range, unique_values
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,17 @@ class SelectiveTransferMachine(DomainAdaptationClassifier):
     n_iter_ : ndarray (n_problems,)
     """
 
+    method_specs = (
+        MethodSpec(
+            "stm",
+            # the benchmark's lambda: 0.001 .. 1, 2 .. 100, 1000, 10000
+            grid=[
+                {"lam": v}
+                for v in unique_values([*BENCHMARK_FINE, *matlab_range(2, 100, 1), 1e3, 1e4])
+            ],
+            paper_names={"lam": "lambda"},
+        ),
+    )
     requires_target = True
 
     def __init__(

@@ -34,8 +34,32 @@ from merkit.adapt.kernels import (
     mmd_vector,
     resolve_gamma,
 )
+from merkit.adapt.spec import MethodSpec, matlab_range
 
 log = logging.getLogger(__name__)
+
+
+def tca_max_components(n_source: int, n_target: int) -> int:
+    """Largest TCA dimension: ``ns + nt - 1`` (the rank of its eigenproblem on the rows)."""
+    return n_source + n_target - 1
+
+
+def pca_max_components(n_source: int, n_target: int) -> int:
+    """Largest GFK / SA dimension: ``min(ns, nt) - 1`` (the rank of a centred PCA basis)."""
+    return min(n_source, n_target) - 1
+
+
+def dimension_grid(max_components):
+    """The benchmark's search over "all possible dimensions": ``(ns, nt) -> [{"n_components":
+    k} for k = 1 .. max_components(ns, nt)]``."""
+
+    def grid(n_source: int, n_target: int) -> list[dict]:
+        if n_source < 2 or n_target < 2:
+            raise ValueError(f"need >= 2 source and target rows, got {n_source}, {n_target}")
+        kmax = max_components(n_source, n_target)
+        return [{"n_components": k} for k in range(1, kmax + 1)]
+
+    return grid
 
 
 def _check_k(k: int, kmax: int, name: str) -> int:
@@ -101,6 +125,14 @@ class TransferComponentAnalysis(TransformerMixin, DomainAdaptationClassifier):
         SVM box constraint.
     """
 
+    method_specs = (
+        MethodSpec(
+            "tca",
+            grid=dimension_grid(tca_max_components),
+            axes=("n_components",),
+            paper_names={"n_components": "k"},
+        ),
+    )
     _libsvm_decision = True
 
     requires_target = True
@@ -121,7 +153,7 @@ class TransferComponentAnalysis(TransformerMixin, DomainAdaptationClassifier):
 
     def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
         Xf = np.vstack([Xs, Xt])
-        k = _check_k(self.n_components, Xf.shape[0] - 1, "TCA")
+        k = _check_k(self.n_components, tca_max_components(len(Xs), len(Xt)), "TCA")
         self.gamma_ = resolve_gamma(self.kernel, self.gamma, Xf)
         K = kernel_matrix(Xf, kernel=self.kernel, gamma=self.gamma_)
         vals, W = tca_components(K, Xs.shape[0], self.mu)
@@ -196,6 +228,14 @@ class SubspaceAlignment(TransformerMixin, DomainAdaptationClassifier):
         SVM box constraint.
     """
 
+    method_specs = (
+        MethodSpec(
+            "sa",
+            grid=dimension_grid(pca_max_components),
+            axes=("n_components",),
+            paper_names={"n_components": "k"},
+        ),
+    )
     _libsvm_decision = True
 
     requires_target = True
@@ -205,7 +245,7 @@ class SubspaceAlignment(TransformerMixin, DomainAdaptationClassifier):
         self.C = C
 
     def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
-        k = _check_k(self.n_components, min(len(Xs), len(Xt)) - 1, "SA")
+        k = _check_k(self.n_components, pca_max_components(len(Xs), len(Xt)), "SA")
         Ps, self.target_basis_ = pca_basis(Xs, k), pca_basis(Xt, k)
         self.alignment_ = Ps.T @ self.target_basis_
         self.source_map_ = Ps @ self.alignment_
@@ -284,6 +324,14 @@ class GeodesicFlowKernel(TransformerMixin, DomainAdaptationClassifier):
         SVM box constraint.
     """
 
+    method_specs = (
+        MethodSpec(
+            "gfk",
+            grid=dimension_grid(pca_max_components),
+            axes=("n_components",),
+            paper_names={"n_components": "k"},
+        ),
+    )
     _libsvm_decision = True
 
     requires_target = True
@@ -293,7 +341,7 @@ class GeodesicFlowKernel(TransformerMixin, DomainAdaptationClassifier):
         self.C = C
 
     def _fit(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, sample_weight=None) -> None:
-        k = _check_k(self.n_components, min(len(Xs), len(Xt)) - 1, "GFK")
+        k = _check_k(self.n_components, pca_max_components(len(Xs), len(Xt)), "GFK")
         F, M_half = gfk_factors(pca_basis(Xs, k), pca_basis(Xt, k))
         self.projection_ = F @ M_half
         self.svm_ = SVC(kernel="linear", C=self.C).fit(
@@ -372,6 +420,13 @@ class TransferKernelLearning(TransformerMixin, DomainAdaptationClassifier):
         SVM box constraint.
     """
 
+    method_specs = (
+        MethodSpec(
+            "tkl",
+            grid=[{"damping": v} for v in matlab_range(0.1, 5, 0.1)],
+            paper_names={"damping": "zeta"},
+        ),
+    )
     _libsvm_decision = True
 
     requires_target = True
@@ -459,6 +514,7 @@ class CorrelationAlignment(DomainAdaptationClassifier):
         Linear SVM box constraint.
     """
 
+    method_specs = (MethodSpec("coral"),)  # not in the benchmark; reg = 1 as in Sun et al.
     _libsvm_decision = True
 
     requires_target = True

@@ -33,18 +33,46 @@ loop ~4-5x more), V -> C 1.35 s (3.7 s before); the full 85 x 271 grid ~15 CPU-m
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import csr_matrix
+from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from merkit.adapt.base import DomainAdaptationClassifier
+from merkit.adapt.base import (
+    MASKED_LABEL,
+    DomainAdaptationClassifier,
+    PathFit,
+    fit_each,
+    path_labels,
+)
+from merkit.adapt.spec import MethodSpec, matlab_range, product_grid, unique_values
 
 log = logging.getLogger(__name__)
 
-#: LBP-TOP layout of the CDMER benchmark features: 85 blocks x 177 columns
+#: blocks of the CDMER benchmark's LBP-TOP features (85 on the 1, 2, 4, 8 levels): the
+#: default kappa keeps all of them
 CDMER_N_BLOCKS = 85
-CDMER_BLOCK_SIZE = 177
+
+#: the benchmark's xi: 0.001 .. 1000 in six decades of published steps (271 values)
+TGSR_XI: tuple[float, ...] = tuple(
+    unique_values(
+        matlab_range(0.001, 0.01, 0.0002)
+        + matlab_range(0.01, 0.1, 0.002)
+        + matlab_range(0.1, 1, 0.02)
+        + matlab_range(1, 10, 0.2)
+        + matlab_range(10, 100, 2)
+        + matlab_range(100, 1000, 20)
+    )
+)
+#: parameters one dual solve varies per point; the others must agree within a solve
+PATH_AXES = ("kappa", "xi")
+PATH_SHARED = ("group_size", "tol", "max_iter")
+#: xi values per ``fit_path`` batch (all kappas of each)
+PATH_XI_BATCH = 2
 
 _HOW_TO_GROUP = (
     "pass the column groups to fit (fit(X, y, sample_domain, column_groups=fs.blocks) with "
@@ -197,8 +225,6 @@ def _sum_rows(
 ) -> np.ndarray:
     """``out[r] = sum_k weights[k] V[src[k]]`` over the k with ``rows[k] = r``, shape
     (n_rows, *V.shape[1:]) (``src`` defaults to ``arange``; one sparse product)."""
-    from scipy.sparse import csr_matrix
-
     src = np.arange(len(rows)) if src is None else src
     S = csr_matrix((weights, (rows, src)), shape=(n_rows, len(V)))
     return (S @ V.reshape(len(V), -1)).reshape(n_rows, *V.shape[1:])
@@ -633,8 +659,12 @@ class TransferGroupSparseRegression(DomainAdaptationClassifier):
     block_ids_ : the distinct group ids; block_norms_ : their coefficient norms;
     selected_blocks_ : ids of the groups with a non-zero coefficient group;
     n_iter_ : ALM iterations.
+
+    :meth:`fit_path` fits many (kappa, xi) points in one dual solve
+    (:func:`tgsr_dual_solve`), also with one label vector per point (reverse validation).
     """
 
+    method_specs = (MethodSpec("tgsr", grid=product_grid(kappa=range(1, 86), xi=TGSR_XI)),)
     requires_target = True
     # with scikit-learn's metadata routing on (skada switches it on), a pipeline passes
     # ``column_groups`` to fit without a set_fit_request call
@@ -719,6 +749,138 @@ class TransferGroupSparseRegression(DomainAdaptationClassifier):
     def _predict(self, X: np.ndarray) -> np.ndarray:
         """Arg-max labels of rows ``X`` (m, d)."""
         return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+
+    def fit_path(
+        self,
+        X,
+        y,
+        sample_domain=None,
+        points: Sequence[Mapping] | None = None,
+        *,
+        X_eval=None,
+        batched: bool = True,
+        column_groups=None,
+        **fit_params,
+    ) -> list[PathFit]:
+        """Fit many points in the dual: the points that vary only ``kappa`` and ``xi``
+        (and agree on ``group_size``, ``tol``, ``max_iter``) share one
+        :class:`TGSRProblem` and one :func:`tgsr_dual_solve` call (the same ALM iterates
+        as :meth:`fit`, so the same predictions; decision values agree to rounding).
+
+        ``column_groups`` is the features' layout: every point uses it unless the point
+        (or ``self``) fixes its own groups with ``groups`` or ``group_size``. With one
+        label vector per point (``y`` of shape (n_points, n)), each point is fitted on its
+        own labels: one-hot columns over the union of the points' classes, where a class
+        absent from a point's labels is an all-zero column, which stays zero in the ALM
+        and is never predicted; its decision values hold the point's own classes only.
+        Other points, ``batched=False`` or other fit metadata: one :meth:`fit` per point.
+        See :meth:`DomainAdaptationClassifier.fit_path` for the parameters and the result.
+        """
+        points = [dict(p) for p in (points if points is not None else [{}])]
+        labels = path_labels(y, len(points))
+        out: list[PathFit | None] = [None] * len(points)
+        defaults = self.get_params(deep=False)
+        solves: dict[tuple, list[int]] = {}
+        for i, p in enumerate(points):
+            if batched and not fit_params and set(p) <= {*PATH_AXES, *PATH_SHARED}:
+                key = tuple(p.get(k, defaults[k]) for k in PATH_SHARED)
+                solves.setdefault(key, []).append(i)
+                continue
+            (out[i],) = fit_each(self, X, labels[i], sample_domain, [p], X_eval=X_eval,
+                                 column_groups=column_groups, **fit_params)  # fmt: skip
+        for (group_size, tol, max_iter), idx in solves.items():
+            shared = clone(self).set_params(group_size=group_size)
+            offered = shared.select_fit_params({"column_groups": column_groups})
+            fits = self._dual_fits(
+                X,
+                [labels[i] for i in idx],
+                sample_domain,
+                [points[i] for i in idx],
+                X_eval=X_eval,
+                groups=offered.get("column_groups", self.groups),
+                group_size=group_size,
+                tol=tol,
+                max_iter=max_iter,
+            )
+            for i, f in zip(idx, fits, strict=True):
+                out[i] = f
+        return out
+
+    def select_fit_params(self, fit_params: Mapping) -> dict:
+        """``fit_params`` without ``column_groups`` when ``groups`` or ``group_size`` is set:
+        the hyper-parameter replaces the features' layout (``fit`` itself refuses both)."""
+        if self.groups is None and self.group_size is None:
+            return dict(fit_params)
+        return {k: v for k, v in fit_params.items() if k != "column_groups"}
+
+    def _dual_fits(
+        self, X, labels, sample_domain, points, *, X_eval, groups, group_size, tol, max_iter
+    ) -> list[PathFit]:
+        """The points of one dual solve (they agree on the groups and the ALM constants)."""
+        t0 = time.perf_counter()
+        checked: dict[int, np.ndarray] = {}  # labels of the source rows per label vector
+        first_src = None
+        for yi in labels:
+            if id(yi) in checked:
+                continue
+            Xs, ys, Xt, _ = self._fit_inputs(X, yi, sample_domain, None)
+            if sample_domain is None:
+                src = np.asarray(yi) != MASKED_LABEL
+            else:
+                src = np.asarray(sample_domain) > 0
+            if first_src is None:
+                first_src = src
+            elif not np.array_equal(src, first_src):
+                raise ValueError(
+                    f"{type(self).__name__}.fit_path: every point's labels must mark the "
+                    "same target rows (y = -1); pass sample_domain"
+                )
+            checked[id(yi)] = ys
+        g = block_ids(Xs.shape[1], groups, group_size)
+        kappas = [int(p.get("kappa", self.kappa)) for p in points]
+        xis = [float(p.get("xi", self.xi)) for p in points]
+        shared = len(checked) == 1
+        per_point = [checked[id(yi)] for yi in labels]
+        classes = np.unique(np.concatenate(list(checked.values())))
+        onehot = np.stack([(ys[:, None] == classes[None]).astype(float) for ys in per_point])
+        prob = TGSRProblem.from_data(Xs, onehot[0], Xt, g)
+        rows = Xt if X_eval is None else np.asarray(X_eval, dtype=float)
+        S, _ = tgsr_dual_solve(
+            prob,
+            kappas,
+            xis,
+            labels=None if shared else onehot,
+            K=prob.cross_gram(rows),
+            tol=tol,
+            max_iter=max_iter,
+        )
+        seconds = (time.perf_counter() - t0) / len(points)
+        out = []
+        for p, s, oh in zip(points, S, onehot, strict=True):
+            present = oh.any(axis=0)  # the classes of this point's labels
+            s = s[:, present]
+            out.append(PathFit(dict(p), classes[present][np.argmax(s, axis=1)], s, seconds))
+        return out
+
+    def fit_path_batches(self, points: Sequence[Mapping]) -> list[list[int]]:
+        """Points that one dual solve can fit, :data:`PATH_XI_BATCH` xi values (all
+        their kappas) per batch; a point that sets other parameters is a batch alone."""
+        defaults = self.get_params(deep=False)
+        alone: list[list[int]] = []
+        solves: dict[tuple, dict[float, list[int]]] = {}
+        for i, p in enumerate(points):
+            if not set(p) <= {*PATH_AXES, *PATH_SHARED}:
+                alone.append([i])
+                continue
+            key = tuple(p.get(k, defaults[k]) for k in PATH_SHARED)
+            xi = float(p.get("xi", defaults["xi"]))
+            solves.setdefault(key, {}).setdefault(xi, []).append(i)
+        out = alone
+        for by_xi in solves.values():
+            runs = list(by_xi.values())
+            for a in range(0, len(runs), PATH_XI_BATCH):
+                out.append([i for run in runs[a : a + PATH_XI_BATCH] for i in run])
+        return out
 
 
 TGSR = TransferGroupSparseRegression
