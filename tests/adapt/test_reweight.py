@@ -100,6 +100,7 @@ def test_box_sum_qp_exact_and_its_slsqp_fallback(monkeypatch):
     assert x.min() >= 0 and x.max() <= B + 1e-12
     assert 40 * (1 - eps) - 1e-8 <= x.sum() <= 40 * (1 + eps) + 1e-8
     assert np.isclose(x.max(), B) and np.isclose(x.sum(), 40 * (1 + eps))  # both bind
+
     def rejects(*args):
         raise ValueError("constraints are inconsistent, no solution")
 
