@@ -29,7 +29,9 @@ from merkit.data.features_io import (
 from merkit.data.schema import FeatureSet
 from merkit.features.extract import configure_descriptor
 from merkit.metrics import accuracy, uf1
-from merkit.protocols.runner import WorkUnit, get_task, run_grid, run_unit
+from merkit.protocols.cdmer import get_task
+from merkit.protocols.runner import run_grid
+from merkit.protocols.units import WorkUnit, run_unit
 
 CLASSES = ("negative", "positive", "surprise")
 #: columns of lbp_top:r3p8 on the 1, 2, 4, 8 grid (85 blocks x 177)

@@ -8,7 +8,7 @@ import pytest
 from sklearn.svm import SVC
 
 from merkit import metrics as M
-from merkit.adapt import METHODS
+from merkit.adapt import METHODS, MethodSpec
 from merkit.adapt.base import DomainAdaptationClassifier
 from merkit.data.schema import FeatureSet
 from merkit.protocols.cdmer import (
@@ -19,7 +19,8 @@ from merkit.protocols.cdmer import (
     get_task,
     resolve_tasks,
 )
-from merkit.protocols.runner import WorkUnit, cdmer_units, run_cdmer, run_unit
+from merkit.protocols.runner import run_cdmer
+from merkit.protocols.units import WorkUnit, cdmer_units, run_unit
 from merkit.results.tables import cdmer_table
 from merkit.store import ResultStore
 
@@ -106,6 +107,7 @@ def domains() -> dict[str, FeatureSet]:
 class Spy(DomainAdaptationClassifier):
     """Records what fit saw; predicts with a linear SVC on the source rows."""
 
+    method_specs = (MethodSpec("spy"),)
     calls: list = []
 
     def __init__(self, C: float = 1.0, random_state: int | None = None) -> None:
@@ -189,6 +191,8 @@ def test_store_resume_and_grid(domains, monkeypatch, tmp_path) -> None:
 
 def test_store_keeps_progress_when_a_unit_fails(domains, monkeypatch, tmp_path) -> None:
     class Fails(Spy):
+        method_specs = (MethodSpec("fails"),)
+
         def _fit(self, Xs, ys, Xt):
             if len(Xs) == 25:  # SMIC_VIS as source
                 raise RuntimeError("solver exploded")

@@ -9,19 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from merkit.adapt.selection import evaluate_unlabelled, published_grid
-from merkit.protocols import runner
+from merkit.adapt import make_method, published_grid, published_names
+from merkit.adapt.criteria import reverse_validation
+from merkit.adapt.selection import evaluate_unlabelled
+from merkit.protocols import grid as grid_run
 from merkit.protocols.cdmer import TASKS
-from merkit.protocols.runner import (
-    GRID_FILE,
-    WorkUnit,
-    grid_points,
-    published_names,
-    read_grid,
-    run_grid,
-    run_unit,
-)
-from merkit.store import ResultStore
+from merkit.protocols.grid import grid_points
+from merkit.protocols.runner import run_grid
+from merkit.protocols.units import WorkUnit, run_unit, task_data
+from merkit.store import GRID_FILE, ResultStore, read_grid
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "cdmer_lbptop_r3p8"
 METRICS = ["mean_f1", "uar", "accuracy"]
@@ -120,24 +116,23 @@ def test_tgsr_fast_path_equals_per_point_fits(domains, tmp_path) -> None:
 
 def test_tgsr_reverse_batch_equals_reverse_validation(domains) -> None:
     # one dual solve for several points, each with its own pseudo-labels (one of them
-    # without class 2, one with a single class) = selection.reverse_validation per point
-    from merkit.adapt.selection import reverse_validation
-
+    # without class 2, one with a single class) = reverse validation with one fit per point
     task = next(t for t in TASKS if t.name == "Exp.9")
-    td = runner._task_data(task, domains)
-    consts = (("group_size", 2), ("tol", 1e-8), ("max_iter", 2000))
+    td = task_data(task, domains)
     rng = np.random.default_rng(0)
     nt = len(td.Xt)
     pseudo = [rng.integers(0, 3, nt), rng.integers(0, 2, nt), np.zeros(nt, dtype=int)]
-    pts = [(("k", i), k, x, ps) for i, (k, x, ps) in
-           enumerate([(1, 0.5, pseudo[0]), (2, 0.001, pseudo[1]), (3, 50.0, pseudo[2]),
-                      (3, 0.5, pseudo[1])])]  # fmt: skip
-    got = dict(runner._tgsr_reverse(td, consts, pts))
-    for key, k, x, ps in pts:
-        ref = reverse_validation("tgsr", {"kappa": k, "xi": x, "group_size": 2}, td.Xs, td.ys,
-                                 td.Xt, ps)  # fmt: skip
-        assert got[key] == pytest.approx(ref, abs=1e-12), (key, got[key], ref)
-    assert got[("k", 2)] == 0.0
+    pts = [({"kappa": k, "xi": x, "group_size": 2}, ps) for k, x, ps in
+           [(1, 0.5, pseudo[0]), (2, 0.001, pseudo[1]), (3, 50.0, pseudo[2]),
+            (3, 0.5, pseudo[1])]]  # fmt: skip
+    tgsr = make_method("tgsr")
+    points, labels = [p for p, _ in pts], [ps for _, ps in pts]
+    got = reverse_validation(tgsr, points, td.Xs, td.ys, td.Xt, labels)
+    for (p, ps), v in zip(pts, got, strict=True):
+        ref = reverse_validation(make_method("tgsr", p), [{}], td.Xs, td.ys, td.Xt, [ps],
+                                 batched=False)  # fmt: skip
+        assert v == pytest.approx(ref[0], abs=1e-12), (p, v, ref)
+    assert got[2] == 0.0
 
 
 def test_parallel_equals_serial(domains, tmp_path) -> None:
@@ -152,24 +147,24 @@ def test_parallel_equals_serial(domains, tmp_path) -> None:
 
 
 def test_killed_run_resumes_only_the_missing_points(domains, tmp_path, monkeypatch) -> None:
-    real = runner._fit_grid_point
+    real = grid_run.run_path_job
     calls: list[str] = []
 
     def dies_after(k):
-        def fit(unit, *args):
+        def fit(job, *args):
             if len(calls) == k:
                 raise KeyboardInterrupt("killed")
-            calls.append(unit.params_json)
-            return real(unit, *args)
+            calls.extend(u.params_json for u in job.units)
+            return real(job, *args)
 
         return fit
 
-    monkeypatch.setattr(runner, "_fit_grid_point", dies_after(4))
+    monkeypatch.setattr(grid_run, "run_path_job", dies_after(4))
     with pytest.raises(KeyboardInterrupt):
         run_grid(domains, "svm", grid=SVM_GRID, store=tmp_path, progress=False, flush_every=1)
     assert len(ResultStore(tmp_path)) == 4 and len(read_grid(tmp_path)) == 4
     calls.clear()
-    monkeypatch.setattr(runner, "_fit_grid_point", dies_after(99))
+    monkeypatch.setattr(grid_run, "run_path_job", dies_after(99))
     run = run_grid(domains, "svm", grid=SVM_GRID, store=tmp_path, progress=False)
     assert len(calls) == 2 and run.computed == 2 and run.resumed == 4
     fresh = run_grid(domains, "svm", grid=SVM_GRID, store=tmp_path / "fresh", progress=False)

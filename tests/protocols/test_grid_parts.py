@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from merkit.protocols import runner
-from merkit.protocols.runner import GRID_FILE, read_grid, run_grid
+from merkit import store
+from merkit.protocols import grid as grid_run
+from merkit.protocols.runner import run_grid
+from merkit.store import GRID_FILE, grid_key, merge_grid, read_grid, write_grid_part
 
 SVM_GRID = {"svm": [{"C": 0.001}, {"C": 0.05}, {"C": 1.0}]}
 TGSR_GRID = {"tgsr": [{"kappa": k, "xi": x, "group_size": 2} for k in (1, 2)
@@ -40,7 +42,7 @@ def grid_row(task: str, c: float, version: int = 0, **more) -> dict:
 def whole_file(directory: Path, rows: dict) -> None:
     """The former writer: every row rewritten into ``grid.csv`` at each flush."""
     directory.mkdir(parents=True, exist_ok=True)
-    runner._grid_frame(rows.values()).to_csv(directory / GRID_FILE, index=False)
+    store._grid_frame(rows.values()).to_csv(directory / GRID_FILE, index=False)
 
 
 def part_names(directory: Path) -> list[str]:
@@ -50,8 +52,17 @@ def part_names(directory: Path) -> list[str]:
 
 @pytest.fixture
 def unmerged(monkeypatch):
-    """Grid parts are merged only when asked (_merge_grid, the end of run_grid)."""
-    monkeypatch.setattr(runner, "merge_due", lambda *args: False)
+    """Grid parts are merged only when asked (merge_grid, the end of run_grid); the
+    results' parts follow the store's policy as usual."""
+    real = store.merge_due
+    monkeypatch.setattr(store, "GRID_COMPACT_BELOW", -1)  # marks the grid's calls
+
+    def grid_never(main_bytes, part_bytes, n_parts, compact_below, max_parts) -> bool:
+        if compact_below == -1:
+            return False
+        return real(main_bytes, part_bytes, n_parts, compact_below, max_parts)
+
+    monkeypatch.setattr(store, "merge_due", grid_never)
 
 
 def flushes() -> list[list[dict]]:
@@ -70,9 +81,9 @@ def test_parts_read_like_the_whole_file_merged_or_not(tmp_path, unmerged) -> Non
     rows: dict = {}  # what run_grid keeps in memory
     for batch in flushes():
         for r in batch:
-            rows[runner._grid_key(r)] = r
+            rows[grid_key(r)] = r
         inc.mkdir(exist_ok=True)
-        runner._write_grid_part(inc, batch)
+        write_grid_part(inc, batch)
         whole_file(ref, rows)
         pd.testing.assert_frame_equal(read_grid(inc), read_grid(ref), check_exact=True)
     assert part_names(inc) == [f"0000000{i}.grid.csv" for i in (1, 2, 3, 4)]
@@ -89,15 +100,15 @@ def test_parts_read_like_the_whole_file_merged_or_not(tmp_path, unmerged) -> Non
     assert got.iloc[0]["class_entropy"] == grid_row("Exp.9", 0.001, 1)["class_entropy"]
     assert got["reverse"].isna().sum() == 6 and got["reverse"].dtype == float
     # merging writes the very file the former writer wrote, and reads the same
-    runner._merge_grid(inc)
+    merge_grid(inc)
     assert sorted(p.name for p in inc.iterdir()) == [GRID_FILE]
     assert (inc / GRID_FILE).read_text() == (ref / GRID_FILE).read_text()
     pd.testing.assert_frame_equal(read_grid(inc), got, check_exact=True)
     # parts over a merged grid.csv: updated rows keep their place in it
     more = [grid_row("Exp.9", 0.05, version=3), grid_row("Exp.9", 20.0)]
     for r in more:
-        rows[runner._grid_key(r)] = r
-    runner._write_grid_part(inc, more)
+        rows[grid_key(r)] = r
+    write_grid_part(inc, more)
     whole_file(ref, rows)
     assert part_names(inc) == ["00000001.grid.csv"]
     pd.testing.assert_frame_equal(read_grid(inc), read_grid(ref), check_exact=True)
@@ -107,16 +118,16 @@ def test_parts_read_like_the_whole_file_merged_or_not(tmp_path, unmerged) -> Non
 def test_merge_policy(tmp_path, monkeypatch) -> None:
     """Small grids merge at every write; larger ones when the parts outgrow grid.csv or
     reach the part limit."""
-    runner._write_grid_part(tmp_path, [grid_row("Exp.9", 1.0)])  # default: < 4 MiB, merged
+    write_grid_part(tmp_path, [grid_row("Exp.9", 1.0)])  # default: < 4 MiB, merged
     assert sorted(p.name for p in tmp_path.iterdir()) == [GRID_FILE]
-    monkeypatch.setattr(runner, "GRID_COMPACT_BELOW", 0)
-    monkeypatch.setattr(runner, "GRID_MAX_PARTS", 3)
-    runner._write_grid_part(tmp_path, [grid_row("Exp.9", c) for c in (2.0, 3.0)])  # outgrows
+    monkeypatch.setattr(store, "GRID_COMPACT_BELOW", 0)
+    monkeypatch.setattr(store, "GRID_MAX_PARTS", 3)
+    write_grid_part(tmp_path, [grid_row("Exp.9", c) for c in (2.0, 3.0)])  # outgrows
     assert part_names(tmp_path) == [] and len(read_grid(tmp_path)) == 3
-    runner._write_grid_part(tmp_path, [grid_row("Exp.9", 4.0)])
-    runner._write_grid_part(tmp_path, [grid_row("Exp.9", 5.0)])
+    write_grid_part(tmp_path, [grid_row("Exp.9", 4.0)])
+    write_grid_part(tmp_path, [grid_row("Exp.9", 5.0)])
     assert part_names(tmp_path) == ["00000001.grid.csv", "00000002.grid.csv"]
-    runner._write_grid_part(tmp_path, [grid_row("Exp.9", 6.0)])  # the third part
+    write_grid_part(tmp_path, [grid_row("Exp.9", 6.0)])  # the third part
     assert not (tmp_path / "parts").exists()
     assert len(pd.read_csv(tmp_path / GRID_FILE)) == 6
 
@@ -132,9 +143,9 @@ def test_crash_before_a_part_commits_keeps_the_previous_grid(tmp_path, unmerged,
     reads as before, the next write goes on, and a leftover temporary file is ignored and
     then removed by the merge."""
     batches = flushes()
-    runner._write_grid_part(tmp_path, batches[0])
-    runner._merge_grid(tmp_path)
-    runner._write_grid_part(tmp_path, batches[1])
+    write_grid_part(tmp_path, batches[0])
+    merge_grid(tmp_path)
+    write_grid_part(tmp_path, batches[1])
     before, files = _state(tmp_path)
     real = os.replace
     renamed: list[str] = []
@@ -148,7 +159,7 @@ def test_crash_before_a_part_commits_keeps_the_previous_grid(tmp_path, unmerged,
 
     monkeypatch.setattr(os, "replace", crash_on_rename)
     with pytest.raises(KeyboardInterrupt):
-        runner._write_grid_part(tmp_path, batches[2])
+        write_grid_part(tmp_path, batches[2])
     monkeypatch.setattr(os, "replace", real)
     assert renamed == []
     got, now = _state(tmp_path)
@@ -158,11 +169,11 @@ def test_crash_before_a_part_commits_keeps_the_previous_grid(tmp_path, unmerged,
     (tmp_path / "parts" / ".00000002.grid.csv.x1y2.tmp").write_text("protocol,task\ncdmer,Ex")
     (tmp_path / ".grid.csv.x3y4.tmp").write_text("protocol,task\n")
     pd.testing.assert_frame_equal(read_grid(tmp_path), before, check_exact=True)
-    runner._write_grid_part(tmp_path, batches[2])
+    write_grid_part(tmp_path, batches[2])
     assert part_names(tmp_path)[-1] == "00000002.grid.csv"
     want = read_grid(tmp_path)
     assert len(want) == len(before) + 1
-    runner._merge_grid(tmp_path)
+    merge_grid(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [GRID_FILE]
     pd.testing.assert_frame_equal(read_grid(tmp_path), want, check_exact=True)
 
@@ -171,7 +182,7 @@ def test_crash_during_merge_keeps_every_row(tmp_path, unmerged, monkeypatch) -> 
     """Killed after the merged grid.csv is in place, while the parts are being removed:
     the leftover (newer) parts re-apply the same rows."""
     for batch in flushes():
-        runner._write_grid_part(tmp_path, batch)
+        write_grid_part(tmp_path, batch)
     want = read_grid(tmp_path)
     real_unlink = Path.unlink
     removed: list[str] = []
@@ -184,19 +195,19 @@ def test_crash_during_merge_keeps_every_row(tmp_path, unmerged, monkeypatch) -> 
 
     monkeypatch.setattr(Path, "unlink", dies_on_third)
     with pytest.raises(KeyboardInterrupt):
-        runner._merge_grid(tmp_path)
+        merge_grid(tmp_path)
     monkeypatch.setattr(Path, "unlink", real_unlink)
     assert removed == ["00000001.grid.csv", "00000002.grid.csv"]
     assert part_names(tmp_path) == ["00000003.grid.csv", "00000004.grid.csv"]
     pd.testing.assert_frame_equal(read_grid(tmp_path), want, check_exact=True)
-    runner._merge_grid(tmp_path)
+    merge_grid(tmp_path)
     assert part_names(tmp_path) == []
     pd.testing.assert_frame_equal(read_grid(tmp_path), want, check_exact=True)
 
 
 def test_half_written_part_never_appears(tmp_path, unmerged, monkeypatch) -> None:
     """A crash while a part is being written leaves the files as they were."""
-    runner._write_grid_part(tmp_path, flushes()[0])
+    write_grid_part(tmp_path, flushes()[0])
     before, files = _state(tmp_path)
     real = pd.DataFrame.to_csv
 
@@ -207,7 +218,7 @@ def test_half_written_part_never_appears(tmp_path, unmerged, monkeypatch) -> Non
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        runner._write_grid_part(tmp_path, flushes()[1])
+        write_grid_part(tmp_path, flushes()[1])
     monkeypatch.setattr(pd.DataFrame, "to_csv", real)
     got, now = _state(tmp_path)
     assert now == files and sorted(p.name for p in tmp_path.iterdir()) == ["parts"]
@@ -219,25 +230,25 @@ def test_run_grid_flushes_only_new_and_updated_rows(domains, tmp_path, unmerged,
     """Through run_grid: every part holds only the rows of its flush (new points, or the
     TGSR points that gained ``reverse``); an interrupted run leaves parts that read like
     the merged file and resume; a finished run leaves grid.csv alone."""
-    real_part = runner._write_grid_part
+    real_part = grid_run.write_grid_part
     parts: list[list[tuple]] = []
 
     def recording(directory, rows):
         rows = list(rows)
-        parts.append([runner._grid_key(r) for r in rows])
+        parts.append([grid_key(r) for r in rows])
         return real_part(directory, rows)
 
-    real_fit = runner._fit_grid_point
+    real_job = grid_run.run_path_job
     fits: list[str] = []
 
-    def dies_after_four(unit, *args):
+    def dies_after_four(job, *args):
         if len(fits) == 4:
             raise KeyboardInterrupt("killed")
-        fits.append(unit.params_json)
-        return real_fit(unit, *args)
+        fits.extend(u.params_json for u in job.units)
+        return real_job(job, *args)
 
-    monkeypatch.setattr(runner, "_write_grid_part", recording)
-    monkeypatch.setattr(runner, "_fit_grid_point", dies_after_four)
+    monkeypatch.setattr(grid_run, "write_grid_part", recording)
+    monkeypatch.setattr(grid_run, "run_path_job", dies_after_four)
     with pytest.raises(KeyboardInterrupt):
         run_grid(domains, "svm", grid=SVM_GRID, store=tmp_path, progress=False, flush_every=1)
     keys = [k for p in parts for k in p]
@@ -245,11 +256,11 @@ def test_run_grid_flushes_only_new_and_updated_rows(domains, tmp_path, unmerged,
     assert len(part_names(tmp_path)) == len(parts)
     copy = tmp_path.parent / "merged"
     shutil.copytree(tmp_path, copy)
-    runner._merge_grid(copy)
+    merge_grid(copy)
     assert part_names(copy) == [] and (copy / GRID_FILE).is_file()
     pd.testing.assert_frame_equal(read_grid(tmp_path), read_grid(copy), check_exact=True)
-    assert {runner._grid_key(r) for r in read_grid(tmp_path).to_dict("records")} == set(keys)
-    monkeypatch.setattr(runner, "_fit_grid_point", real_fit)
+    assert {grid_key(r) for r in read_grid(tmp_path).to_dict("records")} == set(keys)
+    monkeypatch.setattr(grid_run, "run_path_job", real_job)
     parts.clear()
     run = run_grid(domains, "svm", grid=SVM_GRID, store=tmp_path, progress=False)
     assert (run.resumed, run.computed) == (4, 2) and [len(p) for p in parts] == [2]

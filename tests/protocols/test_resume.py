@@ -14,10 +14,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from merkit.adapt import make_method
 from merkit.data.schema import FeatureSet
+from merkit.protocols import grid as grid_run
 from merkit.protocols import runner
-from merkit.protocols.runner import TGSR_BLOCKS_FILE, read_grid, run_cdmer, run_grid
-from merkit.store import ResultStore
+from merkit.protocols.cdmer import get_task
+from merkit.protocols.runner import run_cdmer, run_grid
+from merkit.protocols.units import task_data
+from merkit.store import (
+    TGSR_BLOCKS_FILE,
+    ResultStore,
+    grid_key,
+    read_grid,
+    read_tgsr_blocks,
+    read_tgsr_grouping,
+)
 
 CLASSES = ("negative", "positive", "surprise")
 METRICS = ["mean_f1", "uar", "accuracy"]
@@ -49,32 +60,34 @@ import sys, time
 import numpy as np
 import pandas as pd
 from merkit.data.schema import FeatureSet
+from merkit.protocols import grid as grid_run
 from merkit.protocols import runner
 CLASSES = ("negative", "positive", "surprise")
 """
     + inspect.getsource(domain)
     + inspect.getsource(domains)
     + """
-real = runner._fit_grid_point
+real = grid_run.run_path_job
 def slow(*args):  # long enough to be killed half-way
     time.sleep(0.08)
     return real(*args)
-runner._fit_grid_point = slow
+grid_run.run_path_job = slow
 grid = {"svm": [{"C": float(c)} for c in np.geomspace(1e-3, 10, 30)]}
 runner.run_grid(domains(), "svm", grid=grid, store=sys.argv[1], progress=False, flush_every=1)
 """
 )
 
 
-def _counting(monkeypatch, name: str) -> list:
+def _counting(monkeypatch, module, name: str) -> list:
+    """The first argument of every call of ``module.name`` (a unit, or a grid job)."""
     calls: list = []
-    real = getattr(runner, name)
+    real = getattr(module, name)
 
     def counted(*args):
         calls.append(args[0])
         return real(*args)
 
-    monkeypatch.setattr(runner, name, counted)
+    monkeypatch.setattr(module, name, counted)
     return calls
 
 
@@ -101,12 +114,13 @@ def test_sigkilled_grid_resumes_with_the_missing_points(tmp_path, monkeypatch) -
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the grid finished before it was killed"
-    before = {runner._grid_key(r) for r in read_grid(store).to_dict("records")}
+    before = {grid_key(r) for r in read_grid(store).to_dict("records")}
     before &= ResultStore(store).keys()  # points stored in both files
     assert 8 <= len(before) < 60
-    calls = _counting(monkeypatch, "_fit_grid_point")
+    jobs = _counting(monkeypatch, grid_run, "run_path_job")
     run = run_grid(domains(), "svm", grid=SVM_GRID, store=store, progress=False)
     assert (run.resumed, run.computed) == (len(before), 60 - len(before))
+    calls = [u for job in jobs for u in job.units]
     assert len(calls) == run.computed  # nothing stored was fitted again
     assert {u.key for u in calls}.isdisjoint(before)
     monkeypatch.undo()
@@ -162,7 +176,7 @@ def test_interrupted_run_cdmer_resumes(tmp_path, monkeypatch) -> None:
         run_cdmer(domains(), "svm", params=params, store=tmp_path, progress=False, flush_every=1)
     monkeypatch.undo()
     assert len(ResultStore(tmp_path)) == 3
-    calls = _counting(monkeypatch, "run_unit")
+    calls = _counting(monkeypatch, runner, "run_unit_shared")
     out = run_cdmer(domains(), "svm", params=params, store=tmp_path, progress=False)
     assert len(calls) == 10 - 3 and len(out) == 10
     monkeypatch.undo()
@@ -173,11 +187,6 @@ def test_interrupted_run_cdmer_resumes(tmp_path, monkeypatch) -> None:
 
 # ----------------------------------------------------------------- tgsr_blocks.json
 def test_tgsr_blocks_file_of_run_cdmer_and_run_grid(tmp_path) -> None:
-    from merkit.adapt import make_method
-    from merkit.results.report import TGSR_BLOCKS_FILE as REPORT_FILE
-    from merkit.results.report import read_tgsr_blocks
-
-    assert TGSR_BLOCKS_FILE == REPORT_FILE
     params = [{"kappa": 1, "group_size": 2}, {"kappa": 2, "group_size": 2}]
     res = run_cdmer(domains(), "tgsr", params=params, tasks=["C->V"], store=tmp_path,
                     progress=False)  # fmt: skip
@@ -185,7 +194,7 @@ def test_tgsr_blocks_file_of_run_cdmer_and_run_grid(tmp_path) -> None:
     levels, blocks = read_tgsr_blocks(tmp_path / TGSR_BLOCKS_FILE)
     assert levels == (1, 2, 4, 8) and list(blocks) == ["Exp.9"]
     assert len(blocks["Exp.9"]) == best["kappa"]
-    td = runner._task_data(runner.get_task("C->V"), domains())
+    td = task_data(get_task("C->V"), domains())
     est = make_method("tgsr", **best).fit(
         np.vstack([td.Xs, td.Xt]),
         np.r_[td.ys, -np.ones(len(td.Xt), dtype=int)],
@@ -207,7 +216,6 @@ def test_tgsr_blocks_of_the_real_features(tmp_path) -> None:
     if not SHARED.is_dir():
         pytest.skip(f"CDMER reference features not found at {SHARED}")
     from merkit.data.features_io import cdmer_lbptop_layout, load_cdmer_dir, tgsr_authors_groups
-    from merkit.results.report import read_tgsr_blocks, read_tgsr_grouping
 
     grid = {"tgsr": [{"kappa": 60, "xi": 1.0}]}
     # the true facial blocks: the selected groups are the blocks drawn
@@ -233,7 +241,7 @@ def test_tgsr_blocks_file_of_column_runs_names_the_blocks_they_reach(tmp_path) -
     # benchmark-style features on the 1 + 2x2 grid (5 blocks x 3 planes x 2 bins, stored
     # level by plane) grouped as the TGSR authors did: 5 runs of 6 contiguous columns
     from merkit.data.features_io import cdmer_lbptop_layout, tgsr_authors_groups
-    from merkit.results.report import build_report, read_tgsr_blocks, read_tgsr_grouping
+    from merkit.results.report import build_report
 
     blocks = cdmer_lbptop_layout(levels=(1, 2), n_bins=2)[0]
     runs = tgsr_authors_groups(levels=(1, 2), n_bins=2)
