@@ -5,7 +5,8 @@ For one task (default C -> V, Exp.9) of ``shared/data/cdmer_lbptop_r3p8``:
 1. CPU seconds per fit (fit + predict, single-threaded BLAS) of every registry method at
    its documented default point;
 2. each method's full published grid through :func:`merkit.protocols.runner.run_grid`
-   (TGSR through its dual fast path): CPU seconds per grid point measured on an evenly
+   (TGSR through its batched ``fit_path``, the dual solver): CPU seconds per grid point
+   measured on an evenly
    spaced sample of the grid (TGSR: ``--tgsr-xi`` xi values x all 85 kappas), and the
    wall time of the whole grid on 2 workers *projected* from it (total CPU / 2, i.e. two
    free cores); ``--full`` runs every grid completely with ``--jobs`` workers and prints
@@ -34,12 +35,27 @@ import time
 from pathlib import Path
 
 import numpy as np
+import sklearn
+from sklearn.svm import SVC
 
-from merkit.adapt import METHODS
-from merkit.adapt.selection import DEFAULTS, published_grid
-from merkit.metrics import accuracy
+from merkit.adapt import (
+    KLIEP,
+    KMM,
+    METHODS,
+    ULSIF,
+    CorrelationAlignment,
+    ImportanceWeightedSVM,
+    SubspaceAlignment,
+    TransferComponentAnalysis,
+    default_point,
+    published_grid,
+)
+from merkit.adapt.kernels import median_heuristic_gamma
+from merkit.data.features_io import load_cdmer_dir
+from merkit.metrics import accuracy, uf1
 from merkit.protocols.cdmer import get_task
-from merkit.protocols.runner import WorkUnit, run_grid, run_unit
+from merkit.protocols.runner import run_grid
+from merkit.protocols.units import WorkUnit, run_unit
 from merkit.store import params_to_json
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cdmer_lbptop_r3p8"
@@ -74,11 +90,9 @@ def per_fit(task, feats, methods) -> None:
     print("\n1. one fit + predict at the documented default point (CPU seconds, one process)")
     print(f"{'method':8s} {'params':34s} {'cpu s':>8s}  mean-F1 / acc")
     for m in methods:
-        p = DEFAULTS.get(m, {})
+        p = default_point(m)
         res, dt = _cpu(lambda m=m, p=p: run_unit(WorkUnit(task, m, params_to_json(p)), feats))
         acc = 100 * float(np.mean(res.y_pred == res.y_true))
-        from merkit.metrics import uf1
-
         print(f"{m:8s} {params_to_json(p):34s} {dt:8.2f}  {uf1(res.y_true, res.y_pred):.4f} / "
               f"{acc:.2f}")  # fmt: skip
 
@@ -123,16 +137,6 @@ def grids(task, feats, methods, args) -> None:
 def _skada_pairs(Xs, Xt, gamma):
     """(name, merkit estimator, skada estimator) at matched settings."""
     import skada
-    import sklearn
-    from sklearn.svm import SVC
-
-    from merkit.adapt import (
-        KLIEP,
-        KMM,
-        ImportanceWeightedSVM,
-        SubspaceAlignment,
-        TransferComponentAnalysis,
-    )
 
     sklearn.set_config(enable_metadata_routing=True)  # skada's reweighting routes weights
     svc = SVC(kernel="linear", C=1.0)
@@ -150,9 +154,6 @@ def _skada_pairs(Xs, Xt, gamma):
 
 
 def peers(task, feats, coral_dims: int) -> None:
-    from merkit.adapt import CorrelationAlignment
-    from merkit.adapt.kernels import median_heuristic_gamma
-
     src, tgt = feats[task.source], feats[task.target]
     Xs, ys = np.asarray(src.X, float), np.asarray(src.y)
     Xt, yt = np.asarray(tgt.X, float), np.asarray(tgt.y)
@@ -177,8 +178,6 @@ def peers(task, feats, coral_dims: int) -> None:
         print(f"{name:8s} {tm:9.2f} {100 * accuracy(yt, pm):6.2f} {ts_s} {a_s} {r}  "
               f"{ad:.2f} s ({ad / tm:.1f}x)")  # fmt: skip
     # uLSIF: no skada implementation
-    from merkit.adapt import ULSIF, ImportanceWeightedSVM
-
     pm, tm = _cpu(lambda: ImportanceWeightedSVM(weighting=ULSIF()).fit(X, y, sd).predict(Xt))
     print(f"{'ulsif':8s} {tm:9.2f} {100 * accuracy(yt, pm):6.2f} {'-':>8s} {'-':>6s} {'-':>7s}  "
           f"{ADAPT_SECONDS['ulsif']:.2f} s ({ADAPT_SECONDS['ulsif'] / tm:.1f}x)")  # fmt: skip
@@ -191,7 +190,6 @@ def peers(task, feats, coral_dims: int) -> None:
     line = f"{'coral':8s} {tm:9.2f} {100 * accuracy(yt, pm):6.2f}"
     if have_skada:
         import skada
-        from sklearn.svm import SVC
 
         sk = skada.CORAL(SVC(kernel="linear", C=1.0), reg=1.0)
         ps, ts = _cpu(lambda: sk.fit(Xd, y, sample_domain=sd).predict(Xtd))
@@ -221,8 +219,6 @@ def main() -> None:
     if not DATA.is_dir():
         print(f"skipped: CDMER reference features not found at {DATA.resolve()}")
         return
-    from merkit.data.features_io import load_cdmer_dir
-
     feats = load_cdmer_dir(DATA)
     task = get_task(args.task)
     ns, nt = len(feats[task.source]), len(feats[task.target])

@@ -6,7 +6,7 @@ On the CDMER tasks of ``shared/data/cdmer_lbptop_r3p8`` (C -> V and V -> C):
    :func:`merkit.protocols.runner.run_grid` with 1 and 2 workers (``--workers``), with the
    criteria a full run computes. ``--sample N`` times N random points per (method, task)
    and the first N/2 of them (TGSR: ``--tgsr-xi`` whole xi groups of its 85 kappas and
-   half of them, as its dual fast path runs them; ``reverse`` on the same share of points
+   half of them, as its batched fit_path runs them; ``reverse`` on the same share of points
    as a full run, ``expensive_sample`` scaled); the full grid is projected from the line
    through the two (fixed cost per run + cost per point); ``--sample 0`` runs every
    point. Before timing a method its module is imported in every worker. Prints the
@@ -47,10 +47,12 @@ from pathlib import Path
 import numpy as np
 from da_speed import _fmt  # the benchmarks' duration format (run as a script)
 
-from merkit.adapt import METHODS
+from merkit.adapt import METHODS, make_method
+from merkit.data.features_io import load_cdmer_dir
 from merkit.parallel import Backend
 from merkit.protocols.cdmer import available_tasks
-from merkit.protocols.runner import grid_points, run_grid
+from merkit.protocols.grid import grid_points
+from merkit.protocols.runner import run_grid
 from merkit.store import ResultStore
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cdmer_lbptop_r3p8"
@@ -60,7 +62,7 @@ EXPENSIVE_SAMPLE = 1000  # run_grid's default: reverse / iwcv on this many point
 def _samples(method: str, full: list[dict], n: int, n_xi: int, rng) -> list[list[dict]]:
     """``[small, large]`` samples of a grid (small = the first half of large), or
     ``[full]`` when the grid is no larger than the sample."""
-    if method == "tgsr":  # whole xi groups: the fast path fits every kappa of one xi at once
+    if method == "tgsr":  # whole xi groups: its fit_path fits every kappa of one xi at once
         xis = sorted({p["xi"] for p in full})
         if n <= 0 or n_xi >= len(xis):
             return [full]
@@ -76,8 +78,6 @@ def _samples(method: str, full: list[dict], n: int, n_xi: int, rng) -> list[list
 
 def _warm(method: str, workers: int) -> None:
     """Import the method's module here and in every loky worker (one-time costs)."""
-    from merkit.adapt import make_method
-
     make_method(method)
     with Backend("loky", workers) as be:
         list(be.map([(make_method, (method,)) for _ in range(4 * workers)]))
@@ -267,8 +267,6 @@ def main() -> None:
     if not {"grids", "backends"} <= skip:
         if not args.features.is_dir():
             raise SystemExit(f"CDMER features not found at {args.features}")
-        from merkit.data.features_io import load_cdmer_dir
-
         features = load_cdmer_dir(args.features)
     methods = list(METHODS) if args.methods == "all" else args.methods.split(",")
     if "grids" not in skip:
