@@ -8,12 +8,17 @@ import pytest
 
 from merkit.metrics import per_au_f1, score_all, uf1
 from merkit.protocols.deep import (
-    DEFAULT_TASKS,
+    DEEP_PROTOCOLS,
+    PROTOCOLS,
+    DeepProtocol,
+    TaskSpec,
+    folds_from_splits,
     make_task,
     resolve_specs,
     summarize,
     task_spec,
 )
+from merkit.protocols.splits import Split
 from merkit.store import ResultStore
 
 
@@ -37,7 +42,8 @@ def test_specs_name_databases_schemes_and_defaults():
     assert task_spec("kfold", "SAMM-4").datasets == ("SAMM",)
     au = task_spec("au", "DFME-AU12")
     assert au.multilabel and au.aus == "au12" and au.scheme == "dfme7"
-    assert len(DEFAULT_TASKS["cdmer"]) == 12
+    assert PROTOCOLS == ("cde", "cdmer", "loso", "kfold", "au")
+    assert len(DEEP_PROTOCOLS["cdmer"].default_tasks) == 12
     # defaults keep the tasks whose databases exist; cde keeps the present databases
     specs = resolve_specs("cdmer", available={"CASME2", "SMIC_HS", "SMIC_VIS"})
     assert [s.name for s in specs] == ["Exp.1", "Exp.2", "Exp.7", "Exp.8", "Exp.9", "Exp.10"]
@@ -170,3 +176,41 @@ def test_cde_task_scores_composite_and_databases():
     records = task.score(_predict(task, np.random.default_rng(1)), method="ststnet")
     assert [r["task"] for r, _ in records] == ["composite", "SMIC_HS", "CASME2", "SAMM"]
     assert records[0][0]["n_test"] == 18
+
+
+def test_a_new_protocol_is_one_declaration(monkeypatch):
+    """A protocol declared once (its tasks, spec builder and fold maker) is resolved, built
+    and scored through task_spec / resolve_specs / make_task like the others."""
+
+    def halves_spec(protocol: str, name: str) -> TaskSpec:
+        if name != "SAMM-halves":
+            raise ValueError(f"unknown {protocol} task {name!r}; known: ['SAMM-halves']")
+        return TaskSpec(protocol, name, ("SAMM",), "four_class")
+
+    def halves_folds(spec, table, n_folds, split_seed):
+        subjects = sorted(table["subject"].unique())
+        first = table["subject"].isin(subjects[: len(subjects) // 2]).to_numpy()
+        rows = np.arange(len(table))
+        return folds_from_splits(table, [Split("first", rows[~first], rows[first]),
+                                         Split("second", rows[first], rows[~first])])  # fmt: skip
+
+    halves = DeepProtocol("halves", ("SAMM-halves",), halves_spec, halves_folds)
+    monkeypatch.setitem(DEEP_PROTOCOLS, "halves", halves)
+    spec = task_spec("Halves", "SAMM-halves")
+    assert spec == TaskSpec("halves", "SAMM-halves", ("SAMM",), "four_class")
+    assert resolve_specs("halves", available={"SAMM", "CASME2"}) == [spec]
+    with pytest.raises(ValueError, match=r"no halves task can run: its tasks need \['SAMM'\]"):
+        resolve_specs("halves", available={"CASME2"})
+    with pytest.raises(ValueError, match="unknown halves task 'SAMM-4'"):
+        task_spec("halves", "SAMM-4")
+    t = _table(("SAMM", "CASME2"), subjects=4, clips=2)
+    task = make_task(spec, t.assign(y=t["y"] % 4))
+    assert len(task.table) == 8 and set(task.table["dataset"]) == {"SAMM"}
+    assert [(f.name, f.index) for f in task.folds] == [("first", 0), ("second", 1)]
+    subj = task.table["subject"].to_numpy()
+    assert set(subj[task.folds[0].test_idx]) == {"SAMM/s0", "SAMM/s1"}
+    assert [f.name for f in task.select_folds(1)] == ["first"]
+    ((row, preds),) = task.score(_predict(task, np.random.default_rng(0)), method="fr")
+    assert (row["protocol"], row["task"], row["n_test"]) == ("halves", "SAMM-halves", 8)
+    assert len(preds) == 8
+    assert "fold_mean_f1" not in row

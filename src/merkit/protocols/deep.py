@@ -8,6 +8,11 @@ pooled predictions. :func:`run_loso` runs leave-one-subject-out directly on a fl
 (one network per held-out subject and seed, trained by :func:`merkit.nets.train.train_fold`;
 torch is imported only when it runs).
 
+Each protocol is one :class:`DeepProtocol` in :data:`DEEP_PROTOCOLS` (its default tasks,
+how a task name becomes a :class:`TaskSpec`, how a task's folds are made, and how its
+rows are scored); :data:`PROTOCOLS`, :func:`task_spec`, :func:`resolve_specs`,
+:func:`make_task` and :meth:`DeepTask.score` read that declaration.
+
 Protocols (tasks, default ones first; folds; results rows):
 
 ``cde``
@@ -51,7 +56,7 @@ F1 over the AU rows as the row ``task = "<task>/mean"``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,7 +68,7 @@ from merkit.data.labels import au_labels, get_scheme
 from merkit.metrics import score_all
 from merkit.protocols.cdmer import TASKS as CDMER_TASKS
 from merkit.protocols.cdmer import get_task
-from merkit.protocols.composite import CDE, COMPOSITE_TASK
+from merkit.protocols.composite import CDE, COMPOSITE_TASK, CompositeProtocol
 from merkit.protocols.splits import (
     Split,
     check_leakage,
@@ -81,21 +86,21 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "AU_TASKS",
-    "DEFAULT_TASKS",
+    "DEEP_PROTOCOLS",
     "PROTOCOLS",
     "SINGLE_DATABASE_TASKS",
+    "DeepProtocol",
     "DeepTask",
     "Fold",
     "LosoRun",
     "TaskSpec",
     "make_task",
+    "folds_from_splits",
     "resolve_specs",
     "run_loso",
     "summarize",
     "task_spec",
 ]
-
-PROTOCOLS: tuple[str, ...] = ("cde", "cdmer", "loso", "kfold", "au")
 
 #: single-database task name -> (database, label scheme)
 SINGLE_DATABASE_TASKS: dict[str, tuple[str, str]] = {
@@ -111,15 +116,6 @@ AU_TASKS: dict[str, tuple[str, str, str]] = {
     "CASME2-AU12": ("CASME2", "au12", "none"),
     "SAMM-AU12": ("SAMM", "au12", "none"),
 }
-#: tasks run when none is named
-DEFAULT_TASKS: dict[str, tuple[str, ...]] = {
-    "cde": (COMPOSITE_TASK,),
-    "cdmer": tuple(t.name for t in CDMER_TASKS),
-    "loso": ("CASME2-5", "CASME2-4", "SAMM-4", "SMIC_HS-3"),
-    "kfold": ("DFME-7",),
-    "au": ("DFME-AU12",),
-}
-_SPLIT_NAME = "split"
 
 
 @dataclass(frozen=True)
@@ -153,85 +149,6 @@ class TaskSpec:
         return self.aus is not None
 
 
-def _check_protocol(protocol: str) -> str:
-    p = str(protocol).lower()
-    if p not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; expected one of {list(PROTOCOLS)}")
-    return p
-
-
-def task_spec(protocol: str, name: str) -> TaskSpec:
-    """The spec of one task (names as in the module table; CDMER also takes ``"C->H"``)."""
-    p = _check_protocol(protocol)
-    if p == "cde":
-        if name != COMPOSITE_TASK:
-            raise ValueError(f"cde has one task, {COMPOSITE_TASK!r}; got {name!r}")
-        return TaskSpec(p, COMPOSITE_TASK, CDE.databases, "megc3")
-    if p == "cdmer":
-        try:
-            t = get_task(name)
-        except KeyError as err:
-            raise ValueError(str(err.args[0])) from None
-        return TaskSpec(p, t.name, (t.source, t.target), "cdmer3", source=t.source,
-                        target=t.target)  # fmt: skip
-    if p == "au":
-        if name not in AU_TASKS:
-            raise ValueError(f"unknown au task {name!r}; known: {sorted(AU_TASKS)}")
-        db, aus, scheme = AU_TASKS[name]
-        return TaskSpec(p, name, (db,), scheme, aus=aus)
-    if name not in SINGLE_DATABASE_TASKS:
-        raise ValueError(
-            f"unknown {p} task {name!r}; known: {sorted(SINGLE_DATABASE_TASKS)} (database-"
-            "number of classes)"
-        )
-    db, scheme = SINGLE_DATABASE_TASKS[name]
-    return TaskSpec(p, name, (db,), scheme)
-
-
-def resolve_specs(
-    protocol: str, tasks: str | Iterable[str] | None = None, *, available: Iterable[str] = ()
-) -> list[TaskSpec]:
-    """Specs of the named tasks, or of the protocol's default tasks whose databases are
-    all ``available`` (cde: at least one of its three).
-
-    Raises
-    ------
-    ValueError
-        Unknown protocol / task, or no default task has its databases available.
-    """
-    p = _check_protocol(protocol)
-    have = set(available)
-    if p == "cde" and tasks is not None:
-        for name in [tasks] if isinstance(tasks, str) else tasks:
-            for n in str(name).split(","):
-                if n.strip():
-                    task_spec(p, n.strip())  # the one task, or an error naming it
-        tasks = None
-    if tasks is not None:
-        names = [tasks] if isinstance(tasks, str) else list(tasks)
-        names = [n.strip() for item in names for n in str(item).split(",") if n.strip()]
-        specs = [task_spec(p, n) for n in names]
-        seen: dict[tuple[str, str], TaskSpec] = {}
-        for s in specs:
-            seen.setdefault((s.protocol, s.name), s)
-        return list(seen.values())
-    specs = [task_spec(p, n) for n in DEFAULT_TASKS[p]]
-    if p == "cde":
-        present = tuple(d for d in CDE.databases if d in have) if have else CDE.databases
-        if not present:
-            raise ValueError(
-                f"cde needs at least one of {list(CDE.databases)}; found {sorted(have) or 'none'}"
-            )
-        return [TaskSpec(p, COMPOSITE_TASK, present, "megc3")]
-    usable = [s for s in specs if set(s.datasets) <= have]
-    if not usable:
-        need = sorted({d for s in specs for d in s.datasets})
-        raise ValueError(
-            f"no {p} task can run: its tasks need {need}; found {sorted(have) or 'none'}"
-        )
-    return usable
-
-
 @dataclass(frozen=True, eq=False)
 class Fold:
     """One train/test partition of a task.
@@ -256,6 +173,208 @@ class Fold:
         """File-system-safe name (``"CASME2/01"`` -> ``"CASME2_01"``,
         ``"CASME2->SMIC_HS"`` -> ``"CASME2-to-SMIC_HS"``)."""
         return self.name.replace("->", "-to-").replace("/", "_")
+
+
+#: ``(protocol name, task name) -> TaskSpec``; a ValueError naming the known tasks otherwise
+SpecBuilder = Callable[[str, str], TaskSpec]
+#: ``(spec, the task's labelled table, n_folds, split_seed) -> its leakage-checked folds``
+FoldMaker = Callable[[TaskSpec, pd.DataFrame, int, int], list[Fold]]
+
+
+@dataclass(frozen=True)
+class DeepProtocol:
+    """One protocol of the deep models: everything that differs from one protocol to another.
+
+    A protocol is one of these, registered in :data:`DEEP_PROTOCOLS`.
+
+    Attributes
+    ----------
+    name : str
+        Protocol name (``"loso"``), written to the results store.
+    default_tasks : tuple of str
+        Tasks run when none is named (those whose databases are all available).
+    spec : callable
+        ``(protocol name, task name) -> TaskSpec`` (:data:`SpecBuilder`).
+    folds : callable
+        How a task's folds are made (:data:`FoldMaker`).
+    takes_n_folds : bool
+        The folds are k subject-independent folds, so ``n_folds`` and ``split_seed``
+        matter.
+    fold_averages : bool
+        Rows also carry the mean and std over folds of each fold's scores.
+    multilabel : bool
+        Tasks are AU tasks (one row per AU); :func:`summarize` adds their mean AU F1.
+    composite : CompositeProtocol or None
+        Tasks pool several databases and run on those present (at least one; named tasks
+        are only checked, the defaults run); the pooled table is checked, a quick subset
+        of folds chosen and the rows scored (overall and per database) by this object.
+    """
+
+    name: str
+    default_tasks: tuple[str, ...]
+    spec: SpecBuilder
+    folds: FoldMaker
+    takes_n_folds: bool = False
+    fold_averages: bool = False
+    multilabel: bool = False
+    composite: CompositeProtocol | None = None
+
+
+# --------------------------------------------------------------------------- task specs
+def _composite_spec(protocol: str, name: str) -> TaskSpec:
+    if name != COMPOSITE_TASK:
+        raise ValueError(f"{protocol} has one task, {COMPOSITE_TASK!r}; got {name!r}")
+    return TaskSpec(protocol, COMPOSITE_TASK, CDE.databases, "megc3")
+
+
+def _cdmer_spec(protocol: str, name: str) -> TaskSpec:
+    try:
+        t = get_task(name)
+    except KeyError as err:
+        raise ValueError(str(err.args[0])) from None
+    return TaskSpec(protocol, t.name, (t.source, t.target), "cdmer3", source=t.source,
+                    target=t.target)  # fmt: skip
+
+
+def _single_database_spec(protocol: str, name: str) -> TaskSpec:
+    if name not in SINGLE_DATABASE_TASKS:
+        raise ValueError(
+            f"unknown {protocol} task {name!r}; known: {sorted(SINGLE_DATABASE_TASKS)} (database-"
+            "number of classes)"
+        )
+    db, scheme = SINGLE_DATABASE_TASKS[name]
+    return TaskSpec(protocol, name, (db,), scheme)
+
+
+def _au_spec(protocol: str, name: str) -> TaskSpec:
+    if name not in AU_TASKS:
+        raise ValueError(f"unknown {protocol} task {name!r}; known: {sorted(AU_TASKS)}")
+    db, aus, scheme = AU_TASKS[name]
+    return TaskSpec(protocol, name, (db,), scheme, aus=aus)
+
+
+# --------------------------------------------------------------------------- folds
+def folds_from_splits(table: pd.DataFrame, splits: Sequence[Split], prefix: str = "") -> list[Fold]:
+    """The folds of ``splits`` (:mod:`merkit.protocols.splits`) of ``table``, each
+    leakage-checked, in order (``index`` = position), named without ``prefix``."""
+    out = []
+    for k, s in enumerate(splits):
+        check_leakage(table, s)
+        out.append(Fold(s.name.removeprefix(prefix), k, s.train_idx, s.test_idx))
+    return out
+
+
+def _composite_folds(
+    spec: TaskSpec, table: pd.DataFrame, n_folds: int, split_seed: int
+) -> list[Fold]:
+    """LOSO over every subject of the pooled databases (``CDE.splits``)."""
+    return folds_from_splits(table, CDE.splits(table), "loso/")
+
+
+def _source_target_folds(
+    spec: TaskSpec, table: pd.DataFrame, n_folds: int, split_seed: int
+) -> list[Fold]:
+    """One fold: train = ``spec.source``, test = ``spec.target``."""
+    return folds_from_splits(table, [source_target(table, spec.source, spec.target)], "")
+
+
+def _loso_folds(spec: TaskSpec, table: pd.DataFrame, n_folds: int, split_seed: int) -> list[Fold]:
+    """Leave one subject out."""
+    return folds_from_splits(table, leave_one_subject_out(table), "loso/")
+
+
+def _subject_kfold_folds(
+    spec: TaskSpec, table: pd.DataFrame, n_folds: int, split_seed: int
+) -> list[Fold]:
+    """``n_folds`` subject-independent folds, stratified by class (by emotion for AU tasks)."""
+    n_sub = table["subject"].nunique()
+    if not 2 <= n_folds <= n_sub:
+        raise ValueError(
+            f"{spec.protocol} task {spec.name}: {n_folds} folds need at least {n_folds} "
+            f"subjects, the data has {n_sub}; pass fewer folds"
+        )
+    strat = "emotion" if spec.multilabel else "y"
+    splits = subject_kfold(table.assign(_strat=table[strat].astype(str)), n_folds,
+                           seed=split_seed, stratify=True, label_col="_strat")  # fmt: skip
+    return folds_from_splits(table, splits, "")
+
+
+#: the protocols of the deep models, in order (a new protocol is one entry here)
+DEEP_PROTOCOLS: dict[str, DeepProtocol] = {p.name: p for p in (
+    DeepProtocol("cde", (COMPOSITE_TASK,), _composite_spec, _composite_folds, composite=CDE),
+    DeepProtocol("cdmer", tuple(t.name for t in CDMER_TASKS), _cdmer_spec,
+                 _source_target_folds),
+    DeepProtocol("loso", ("CASME2-5", "CASME2-4", "SAMM-4", "SMIC_HS-3"),
+                 _single_database_spec, _loso_folds),
+    DeepProtocol("kfold", ("DFME-7",), _single_database_spec, _subject_kfold_folds,
+                 takes_n_folds=True, fold_averages=True),
+    DeepProtocol("au", ("DFME-AU12",), _au_spec, _subject_kfold_folds, takes_n_folds=True,
+                 multilabel=True),
+)}  # fmt: skip
+#: names of the protocols of :data:`DEEP_PROTOCOLS`
+PROTOCOLS: tuple[str, ...] = tuple(DEEP_PROTOCOLS)
+
+
+def _protocol(protocol: str) -> DeepProtocol:
+    p = str(protocol).lower()
+    if p not in DEEP_PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {list(DEEP_PROTOCOLS)}")
+    return DEEP_PROTOCOLS[p]
+
+
+def task_spec(protocol: str, name: str) -> TaskSpec:
+    """The spec of one task (names as in the module table; CDMER also takes ``"C->H"``)."""
+    declared = _protocol(protocol)
+    return declared.spec(declared.name, name)
+
+
+def _task_names(tasks: str | Iterable[str]) -> list[str]:
+    """``"a, b"`` / ``["a", "b,c"]`` -> the stripped, non-empty names."""
+    items = [tasks] if isinstance(tasks, str) else list(tasks)
+    return [n.strip() for item in items for n in str(item).split(",") if n.strip()]
+
+
+def resolve_specs(
+    protocol: str, tasks: str | Iterable[str] | None = None, *, available: Iterable[str] = ()
+) -> list[TaskSpec]:
+    """Specs of the named tasks, or of the protocol's default tasks whose databases are
+    all ``available`` (cde: at least one of its three).
+
+    Raises
+    ------
+    ValueError
+        Unknown protocol / task, or no default task has its databases available.
+    """
+    declared = _protocol(protocol)
+    p = declared.name
+    have = set(available)
+    if declared.composite is not None and tasks is not None:
+        for name in _task_names(tasks):
+            task_spec(p, name)  # a task of the protocol, or an error naming it
+        tasks = None
+    if tasks is not None:
+        seen: dict[tuple[str, str], TaskSpec] = {}
+        for s in (task_spec(p, n) for n in _task_names(tasks)):
+            seen.setdefault((s.protocol, s.name), s)
+        return list(seen.values())
+    specs = [task_spec(p, n) for n in declared.default_tasks]
+    if declared.composite is not None:
+        pooled = []
+        for s in specs:
+            present = tuple(d for d in s.datasets if d in have) if have else s.datasets
+            if not present:
+                raise ValueError(
+                    f"{p} needs at least one of {list(s.datasets)}; found {sorted(have) or 'none'}"
+                )
+            pooled.append(replace(s, datasets=present))
+        return pooled
+    usable = [s for s in specs if set(s.datasets) <= have]
+    if not usable:
+        need = sorted({d for s in specs for d in s.datasets})
+        raise ValueError(
+            f"no {p} task can run: its tasks need {need}; found {sorted(have) or 'none'}"
+        )
+    return usable
 
 
 @dataclass
@@ -306,8 +425,9 @@ class DeepTask:
             if int(folds) < 1:
                 raise ValueError(f"{self.name}: folds must be at least 1, got {int(folds)}")
             k = min(int(folds), len(names))
-            if self.protocol == "cde":
-                chosen = set(CDE.select_folds(self.table, k))
+            composite = _protocol(self.protocol).composite
+            if composite is not None:
+                chosen = set(composite.select_folds(self.table, k))
                 return [f for f in self.folds if f.name in chosen]
             return list(self.folds[:k])
         wanted = [str(f) for f in folds]
@@ -344,9 +464,11 @@ class DeepTask:
             raise ValueError(f"{self.name}: prediction sample positions outside the table")
         common = {"protocol": self.protocol, "method": method, "params": params,
                   "seed": int(seed), "data": data}  # fmt: skip
-        if self.protocol == "cde":
-            return CDE.score(predictions, self.table, method=method, params=params, seed=seed,
-                             data=data, extra=extra)  # fmt: skip
+        declared = _protocol(self.protocol)
+        if declared.composite is not None:
+            return declared.composite.score(predictions, self.table, method=method,
+                                            params=params, seed=seed, data=data,
+                                            extra=extra)  # fmt: skip
         fold = predictions["fold"].astype(str).to_numpy()
         clip = self.table["clip"].astype(str).to_numpy()[sample]
         dataset = "+".join(sorted(set(self.table["dataset"].astype(str).to_numpy()[sample])))
@@ -368,7 +490,7 @@ class DeepTask:
         yt = predictions["y_true"].to_numpy(np.int64)
         yp = predictions["y_pred"].to_numpy(np.int64)
         more = dict(extra or {})
-        if self.protocol == "kfold":
+        if declared.fold_averages:
             more.update(_fold_averages(yt, yp, fold))
         source, target = self.spec.source, self.spec.target or dataset
         return [ResultStore.make_record(
@@ -387,14 +509,6 @@ def _fold_averages(y_true: np.ndarray, y_pred: np.ndarray, fold: np.ndarray) -> 
         out[f"fold_{key}"] = float(np.mean(values))
         out[f"fold_{key}_std"] = float(np.std(values))
     out["folds"] = len(per)
-    return out
-
-
-def _folds_from_splits(table: pd.DataFrame, splits: Sequence[Split], prefix: str) -> list[Fold]:
-    out = []
-    for k, s in enumerate(splits):
-        check_leakage(table, s)
-        out.append(Fold(s.name.removeprefix(prefix), k, s.train_idx, s.test_idx))
     return out
 
 
@@ -424,13 +538,14 @@ def make_task(
     ValueError
         Missing databases or labels (the message says what the task needs).
     """
+    declared = _protocol(spec.protocol)
     where = f"{spec.protocol} task {spec.name}"
     for col in ("dataset", "subject", "clip"):
         if col not in table.columns:
             raise ValueError(f"{where}: the table has no {col!r} column")
     ds = table["dataset"].astype(str)
     missing = [d for d in spec.datasets if not (ds == d).any()]
-    if spec.protocol == "cde":
+    if declared.composite is not None:
         missing = [] if ds.isin(spec.datasets).any() else list(spec.datasets)
     if missing:
         raise ValueError(f"{where} needs clips of {missing}; the data has {sorted(set(ds))}")
@@ -452,24 +567,9 @@ def make_task(
         cls = tuple(classes) if classes is not None else get_scheme(spec.scheme).classes
         if y.size and (y.min() < 0 or y.max() >= len(cls)):
             raise ValueError(f"{where}: labels outside 0..{len(cls) - 1} ({', '.join(cls)})")
-    if spec.protocol == "cde":
-        CDE.check(table, y)
-        folds = _folds_from_splits(table, CDE.splits(table), "loso/")
-    elif spec.protocol == "cdmer":
-        folds = _folds_from_splits(table, [source_target(table, spec.source, spec.target)], "")
-    elif spec.protocol == "loso":
-        folds = _folds_from_splits(table, leave_one_subject_out(table), "loso/")
-    else:
-        n_sub = table["subject"].nunique()
-        if not 2 <= n_folds <= n_sub:
-            raise ValueError(
-                f"{where}: {n_folds} folds need at least {n_folds} subjects, the data has "
-                f"{n_sub}; pass fewer folds"
-            )
-        strat = "emotion" if spec.multilabel else "y"
-        splits = subject_kfold(table.assign(_strat=table[strat].astype(str)), n_folds,
-                               seed=split_seed, stratify=True, label_col="_strat")  # fmt: skip
-        folds = _folds_from_splits(table, splits, "")
+    if declared.composite is not None:
+        declared.composite.check(table, y)
+    folds = declared.folds(spec, table, n_folds, split_seed)
     return DeepTask(spec, table, y, cls, folds)
 
 
@@ -488,7 +588,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     res = results.copy()
     for c in ("mean_f1", "uar", "accuracy", *(c for c in res.columns if c.startswith("fold_"))):
         res[c] = pd.to_numeric(res[c].replace("", np.nan), errors="coerce")
-    au = res["protocol"] == "au"
+    au = res["protocol"].isin([p.name for p in DEEP_PROTOCOLS.values() if p.multilabel])
     if au.any():
         unit = res.loc[au, "task"].str.rsplit("/", n=1).str[0]
         means = (res[au].assign(task=unit.to_numpy() + "/mean")
