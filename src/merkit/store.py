@@ -213,15 +213,6 @@ def result_keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
     return list(zip(*cols, sel, params, seeds, data, strict=True))
 
 
-def _atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
-    _io.atomic_write_csv(path, df, fsync=True)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:func:`merkit._io.atomic_write_text`)."""
-    _io.atomic_write_text(path, text, fsync=True)
-
-
 def _remove_empty_dir(path: Path) -> None:
     try:
         path.rmdir()

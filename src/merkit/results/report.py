@@ -84,9 +84,9 @@ import numpy as np
 import pandas as pd
 
 from merkit._io import atomic_write_bytes, ensure_writable_dir
+from merkit.adapt import published_names
 from merkit.metrics import bootstrap_ci, score_all
 from merkit.protocols.cdmer import TASKS, TYPES, get_task
-from merkit.protocols.runner import published_names
 from merkit.results import plots
 from merkit.results.tables import (
     ORACLE_LABEL,
