@@ -275,7 +275,7 @@ def _source_target_folds(
     spec: TaskSpec, table: pd.DataFrame, n_folds: int, split_seed: int
 ) -> list[Fold]:
     """One fold: train = ``spec.source``, test = ``spec.target``."""
-    return folds_from_splits(table, [source_target(table, spec.source, spec.target)], "")
+    return folds_from_splits(table, [source_target(table, spec.source, spec.target)])
 
 
 def _loso_folds(spec: TaskSpec, table: pd.DataFrame, n_folds: int, split_seed: int) -> list[Fold]:
@@ -296,7 +296,7 @@ def _subject_kfold_folds(
     strat = "emotion" if spec.multilabel else "y"
     splits = subject_kfold(table.assign(_strat=table[strat].astype(str)), n_folds,
                            seed=split_seed, stratify=True, label_col="_strat")  # fmt: skip
-    return folds_from_splits(table, splits, "")
+    return folds_from_splits(table, splits)
 
 
 #: the protocols of the deep models, in order (a new protocol is one entry here)
