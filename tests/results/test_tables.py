@@ -101,7 +101,7 @@ def test_markdown(results: pd.DataFrame) -> None:
 def test_rich_table(results: pd.DataFrame) -> None:
     t = cdmer_table(results, tasks=[9, 10], bold_best=True)
     table = to_rich(t, title="CDMER")
-    assert [c.header for c in table.columns] == ["method", "Exp.9", "Exp.10", "TYPE-II"]
+    assert [c.header.plain for c in table.columns] == ["method", "Exp.9", "Exp.10", "TYPE-II"]
     assert table.row_count == 4
     buf = io.StringIO()
     Console(file=buf, width=120, color_system=None).print(table)

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from merkit._io import atomic_write
+from merkit._io import atomic_write, atomic_write_text
 from merkit.video.io import frame_number, list_frames
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def _digests(files: list[Path], memo_dir: Path | None) -> tuple[list[str], list[
         try:
             memo.parent.mkdir(parents=True, exist_ok=True)
             text = json.dumps(digests)
-            atomic_write(memo, lambda fh: fh.write(text), binary=False)
+            atomic_write_text(memo, text)
         except OSError as err:  # a read-only cache still gives correct keys, only slower
             log.debug("cannot remember frame digests in %s: %s", memo, err)
     return digests, stats

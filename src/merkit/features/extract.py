@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from merkit._io import write_temporary
+from merkit._io import atomic_write_csv, write_temporary
 from merkit.data.features_io import read_feature_npz
 from merkit.data.schema import FeatureSet
 from merkit.features.cache import (
@@ -498,12 +498,6 @@ def feature_file_paths(path: str | Path) -> tuple[Path, Path, Path]:
     )
 
 
-def _atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
-    """Write into a temporary file next to ``path``; return its name (not yet renamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_temporary(path, write, binary="b" in mode)
-
-
 def save_feature_file(
     features: FeatureSet | Mapping[str, FeatureSet],
     path: str | Path,
@@ -571,17 +565,18 @@ def save_feature_file(
         "code_version": np.asarray(FEATURE_CODE_VERSION),
     }
     npz, csv, skipped_csv = feature_file_paths(path)
-    tmp_npz = _atomic(npz, lambda fh: np.savez(fh, **arrays))
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    # both written to temporary names before either is renamed: the pair stays consistent
+    tmp_npz = write_temporary(npz, lambda fh: np.savez(fh, **arrays))
     try:
-        tmp_csv = _atomic(csv, lambda fh: table.to_csv(fh, index=False), mode="w")
+        tmp_csv = write_temporary(csv, lambda fh: table.to_csv(fh, index=False), binary=False)
     except BaseException:
         tmp_npz.unlink(missing_ok=True)
         raise
     os.replace(tmp_csv, csv)
     os.replace(tmp_npz, npz)
     if skipped is not None and len(skipped):
-        tmp = _atomic(skipped_csv, lambda fh: skipped.to_csv(fh, index=False), mode="w")
-        os.replace(tmp, skipped_csv)
+        atomic_write_csv(skipped_csv, skipped)
     else:
         skipped_csv.unlink(missing_ok=True)
     log.info("wrote %s (X %s) and %s", npz, X.shape, csv)

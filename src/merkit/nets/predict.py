@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from merkit._io import atomic_write_text
 from merkit.nets import MODELS, create_model, input_kind
 from merkit.nets.data import clip_volume
 from merkit.nets.train import logits_of, read_state_dict
@@ -151,7 +152,7 @@ def write_model_card(path: str | Path, card: ModelCard) -> Path:
     """Write ``card`` as JSON to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
     return path
 
 

@@ -44,6 +44,7 @@ from torch.utils.data import (
     default_collate,
 )
 
+from merkit._io import atomic_write
 from merkit.nets import create_model
 from merkit.nets.blocks import logits_of
 from merkit.nets.data import make_loader
@@ -477,8 +478,7 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     """Save the state_dict (loadable with ``torch.load(path, weights_only=True)``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    return path
+    return atomic_write(path, lambda fh: torch.save(model.state_dict(), fh))
 
 
 class WeightsFileError(ValueError):

@@ -69,7 +69,15 @@ from merkit.data.adapters import discover
 from merkit.features.cache import clip_source
 from merkit.features.extract import Preprocess
 from merkit.protocols.composite import CDE
-from merkit.protocols.deep import DeepTask, Fold, TaskSpec, make_task, resolve_specs, summarize
+from merkit.protocols.deep import (
+    DEEP_PROTOCOLS,
+    DeepTask,
+    Fold,
+    TaskSpec,
+    make_task,
+    resolve_specs,
+    summarize,
+)
 from merkit.store import (
     ResultStore,
     embeddings_path,
@@ -536,6 +544,12 @@ def _check_combination(protocol: str, model: str, flows_dir, data_dir) -> None:
         )
 
 
+def _declared(protocol: str, option: str) -> bool:
+    """An option of the protocol's declaration (:data:`DEEP_PROTOCOLS`); False if unknown."""
+    spec = DEEP_PROTOCOLS.get(str(protocol).lower())
+    return bool(getattr(spec, option)) if spec is not None else False
+
+
 def _positive_int(value, name: str, flag: str, least: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
         raise ValueError(f"{name}={value!r} ({flag}): must be a whole number >= {least}")
@@ -552,7 +566,7 @@ def _check_options(
     check_training_options(epochs=epochs, lr=lr, batch_size=batch_size, threads=threads)
     if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
         _positive_int(folds, "folds", "--folds")
-    if protocol in ("kfold", "au"):
+    if _declared(protocol, "takes_n_folds"):
         _positive_int(n_folds, "n_folds", "--n-folds", least=2)
     sizes = [("face_size", "--face-size", (flow or {}).get("face_size")),
              ("clip size", "--clip-size", (clip or {}).get("size")),
@@ -673,11 +687,14 @@ def run_train(
     if class_weight is not None:
         if class_weight not in ("none", "balanced"):
             raise ValueError(f"class_weight={class_weight!r}; expected 'none' or 'balanced'")
-        if protocol == "au":
-            raise ValueError("the au protocol is multi-label: it takes no class weights")
+        if _declared(protocol, "multilabel"):
+            raise ValueError(f"the {protocol} protocol is multi-label: it takes no class weights")
         overrides["class_weight"] = None if class_weight == "none" else "balanced"
-    split = {"n_folds": int(n_folds), "split_seed": int(split_seed)} if protocol in (
-        "kfold", "au") else {}  # fmt: skip
+    split = (
+        {"n_folds": int(n_folds), "split_seed": int(split_seed)}
+        if _declared(protocol, "takes_n_folds")
+        else {}
+    )
 
     out_dir = ensure_writable_dir(out_dir, "--out")  # before any input is read or computed
 
