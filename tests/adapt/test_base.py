@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.svm import SVC
+from sklearn.utils.estimator_checks import check_estimator
 
 from merkit.adapt import METHODS, SVMBaseline, make_method
 from merkit.adapt.base import (
@@ -153,8 +154,6 @@ def test_registry() -> None:
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")
 def test_sklearn_estimator_checks() -> None:
-    from sklearn.utils.estimator_checks import check_estimator
-
     # integer class labels only: -1 is reserved for unlabelled target rows
     expected = {
         "check_classifiers_classes": "string class labels are not supported",
@@ -166,8 +165,6 @@ def test_sklearn_estimator_checks() -> None:
 
 
 def test_registry_names_every_benchmark_method_and_fixes_iw_svm_weighting():
-    from sklearn.base import clone
-
     expected = {
         "svm",
         "kmm",

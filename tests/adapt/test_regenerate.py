@@ -8,6 +8,7 @@ from merkit.adapt.regenerate import (
     DomainRegenerationLabelSpace,
     DomainRegenerationTarget,
     TargetSampleRegenerator,
+    regenerator_basis,
     regenerator_ialm,
 )
 from tests.adapt._synth import shifted_blobs
@@ -86,8 +87,6 @@ def test_fast_ialm_equals_textbook_loop(lam, mu):
 
 
 def test_basis_is_low_rank_and_reusable():
-    from merkit.adapt.regenerate import regenerator_basis
-
     rng = np.random.default_rng(2)
     Xs, Xt = rng.random((6, 40)), rng.random((11, 40))
     X = np.vstack([Xs, Xt])

@@ -26,8 +26,8 @@ from merkit.adapt.subspace import (
     TransferComponentAnalysis,
     TransferKernelLearning,
 )
-from merkit.adapt.tgsr import TransferGroupSparseRegression
-from merkit.data.features_io import cdmer_lbptop_layout
+from merkit.adapt.tgsr import TransferGroupSparseRegression, tgsr_path
+from merkit.data.features_io import cdmer_lbptop_layout, load_cdmer_features
 from merkit.metrics import accuracy, uf1
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cdmer_lbptop_r3p8"
@@ -41,8 +41,6 @@ FILES = {
 def feats():
     if not all((DATA / f).exists() for f in FILES.values()):
         pytest.skip(f"CDMER feature files not found under {DATA}")
-    from merkit.data.features_io import load_cdmer_features
-
     out = {}
     for k, f in FILES.items():
         fs = load_cdmer_features(DATA / f)
@@ -143,8 +141,6 @@ def test_tgsr_full_grid_oracle_points(feats):
 
 def test_tgsr_small_grid_best_is_all_blocks(feats):
     # a small kappa grid at the published xi: kappa = 85 (all blocks) stays the best
-    from merkit.adapt.tgsr import tgsr_path
-
     (Xs, ys), (Xt, yt) = feats["C"], feats["V"]
     kappas = [10, 40, 84, 85]
     C, n_iter = tgsr_path(Xs, np.eye(3)[ys], Xt, cdmer_lbptop_layout()[0], kappas, 0.003)

@@ -24,7 +24,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import estimator_checks_generator, parametrize_with_checks
 
 from merkit.adapt import METHODS, DomainAdaptationClassifier, make_method
 from merkit.adapt.base import libsvm_margin_sums
@@ -140,8 +140,6 @@ def test_sklearn_estimator_checks(estimator, check) -> None:
 
 def test_every_registry_method_is_checked_and_most_checks_run() -> None:
     """The lists above leave a real part of scikit-learn's suite running on each method."""
-    from sklearn.utils.estimator_checks import estimator_checks_generator
-
     for name in NAMES:
         est = fast(name)
         names = {

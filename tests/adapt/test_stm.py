@@ -14,6 +14,7 @@ from merkit.adapt import METHODS, make_method
 from merkit.adapt.kernels import kernel_matrix
 from merkit.adapt.reweight import KMM
 from merkit.adapt.stm import SelectiveTransferMachine, stm_weight_qp
+from merkit.data.features_io import load_cdmer_dir
 from tests.adapt._synth import shifted_blobs
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cdmer_lbptop_r3p8"
@@ -124,8 +125,6 @@ def test_clone_params_registry_and_errors():
 def cdmer():
     if not DATA.is_dir():
         pytest.skip(f"shared CDMER features not found at {DATA}")
-    from merkit.data.features_io import load_cdmer_dir
-
     fs = load_cdmer_dir(DATA)
     return fs["CASME2"], fs["SMIC_VIS"]
 

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.linalg import null_space
+from scipy.linalg import fractional_matrix_power, null_space
 from sklearn.base import clone
 
 from merkit.adapt.kernels import kernel_matrix, median_heuristic_gamma
 from merkit.adapt.subspace import (
+    CorrelationAlignment,
     GeodesicFlowKernel,
     SubspaceAlignment,
     TransferComponentAnalysis,
@@ -94,10 +95,6 @@ def test_tkl_spectrum_constraints_and_fit():
 
 
 def test_coral_low_rank_equals_explicit_matrix_power():
-    from scipy.linalg import fractional_matrix_power
-
-    from merkit.adapt.subspace import CorrelationAlignment
-
     X, y, sd, yt = shifted_blobs(n=30, d=40)  # d > n: rank-deficient covariances
     Xs, Xt = X[sd > 0], X[sd < 0]
     est = CorrelationAlignment(reg=0.5).fit(X, y, sd)

@@ -3,7 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from merkit.adapt.tgsr import TransferGroupSparseRegression, block_ids, tgsr_path
+from merkit.adapt.tgsr import (
+    TGSRProblem,
+    TransferGroupSparseRegression,
+    block_ids,
+    tgsr_dual_solve,
+    tgsr_grid_scores,
+    tgsr_path,
+)
 from tests.adapt._synth import shifted_blobs
 
 
@@ -75,8 +82,6 @@ def _primal_tgsr(Xs, Y, Xt, g, kappa, xi, tol=1e-8, max_iter=2000):
 
 @pytest.mark.parametrize("xi", [0.003, 2.0])
 def test_dual_path_equals_primal_alm(xi):
-    from merkit.adapt.tgsr import TGSRProblem, tgsr_grid_scores
-
     rng = np.random.default_rng(3)
     Xs, Xt = rng.random((10, 24)), rng.random((8, 24)) + 0.1
     Y = np.eye(3)[rng.integers(0, 3, 10)]
@@ -95,8 +100,6 @@ def test_dual_path_equals_primal_alm(xi):
 
 
 def test_dual_solve_batches_settings_and_labels():
-    from merkit.adapt.tgsr import TGSRProblem, tgsr_dual_solve
-
     rng = np.random.default_rng(5)
     Xs, Xt = rng.random((9, 20)), rng.random((7, 20)) + 0.2
     Y = np.eye(3)[rng.integers(0, 3, 9)]

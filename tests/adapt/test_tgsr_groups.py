@@ -18,12 +18,16 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.io import loadmat
+import sklearn
+from scipy.io import loadmat, savemat
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from merkit.adapt.tgsr import TGSRProblem, TransferGroupSparseRegression, tgsr_grid_scores
 from merkit.data.features_io import (
     cdmer_lbptop_layout,
     load_cdmer_dir,
+    load_cdmer_features,
     tgsr_authors_groups,
 )
 from merkit.data.schema import FeatureSet
@@ -32,6 +36,7 @@ from merkit.metrics import accuracy, uf1
 from merkit.protocols.cdmer import get_task
 from merkit.protocols.runner import run_grid
 from merkit.protocols.units import WorkUnit, run_unit
+from tests.adapt._synth import shifted_blobs
 
 CLASSES = ("negative", "positive", "surprise")
 #: columns of lbp_top:r3p8 on the 1, 2, 4, 8 grid (85 blocks x 177)
@@ -150,12 +155,6 @@ def test_tgsr_without_groups_says_how_to_pass_them(extracted) -> None:
 def test_column_groups_are_routed_fit_metadata() -> None:
     # with metadata routing on (as skada sets it), a pipeline passes column_groups to
     # TGSR's fit; the fitted groups are those passed
-    import sklearn
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from tests.adapt._synth import shifted_blobs
-
     X, y, sd, _ = shifted_blobs(n=20, d=8)
     g = np.array([0, 0, 1, 1, 2, 2, 3, 3])
     with sklearn.config_context(enable_metadata_routing=True):
@@ -165,10 +164,6 @@ def test_column_groups_are_routed_fit_metadata() -> None:
 
 
 def test_benchmark_loader_supplies_both_groupings(tmp_path) -> None:
-    from scipy.io import savemat
-
-    from merkit.data.features_io import load_cdmer_features
-
     rng = np.random.default_rng(0)
     path = tmp_path / "CrossCorpus_LBPTOP_R3P8_CASME2_112by112.mat"
     savemat(path, {"CASME2_micro_feature": rng.random((D, 6)),

@@ -12,6 +12,7 @@ import pytest
 from merkit.adapt import make_method, published_grid, published_names
 from merkit.adapt.criteria import reverse_validation
 from merkit.adapt.selection import evaluate_unlabelled
+from merkit.data.features_io import load_cdmer_dir
 from merkit.protocols import grid as grid_run
 from merkit.protocols.cdmer import TASKS
 from merkit.protocols.grid import grid_points
@@ -207,8 +208,6 @@ def test_errors(domains, tmp_path) -> None:
 def test_real_features_svm_and_sa(tmp_path) -> None:
     if not SHARED.is_dir():
         pytest.skip(f"CDMER reference features not found at {SHARED}")
-    from merkit.data.features_io import load_cdmer_dir
-
     feats = load_cdmer_dir(SHARED)
     grid = {"svm": [{}], "sa": [{"n_components": 5}, {"n_components": 31}]}
     run = run_grid(feats, ["svm", "sa"], grid=grid, tasks=["C->V"], store=tmp_path,

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from merkit.adapt import make_method
+from merkit.data.features_io import cdmer_lbptop_layout, load_cdmer_dir, tgsr_authors_groups
 from merkit.data.schema import FeatureSet
 from merkit.protocols import grid as grid_run
 from merkit.protocols import runner
@@ -215,8 +216,6 @@ def test_tgsr_blocks_file_of_run_cdmer_and_run_grid(tmp_path) -> None:
 def test_tgsr_blocks_of_the_real_features(tmp_path) -> None:
     if not SHARED.is_dir():
         pytest.skip(f"CDMER reference features not found at {SHARED}")
-    from merkit.data.features_io import cdmer_lbptop_layout, load_cdmer_dir, tgsr_authors_groups
-
     grid = {"tgsr": [{"kappa": 60, "xi": 1.0}]}
     # the true facial blocks: the selected groups are the blocks drawn
     feats = load_cdmer_dir(SHARED, tgsr_groups="spatial")
@@ -240,7 +239,6 @@ def test_tgsr_blocks_of_the_real_features(tmp_path) -> None:
 def test_tgsr_blocks_file_of_column_runs_names_the_blocks_they_reach(tmp_path) -> None:
     # benchmark-style features on the 1 + 2x2 grid (5 blocks x 3 planes x 2 bins, stored
     # level by plane) grouped as the TGSR authors did: 5 runs of 6 contiguous columns
-    from merkit.data.features_io import cdmer_lbptop_layout, tgsr_authors_groups
     from merkit.results.report import build_report
 
     blocks = cdmer_lbptop_layout(levels=(1, 2), n_bins=2)[0]
