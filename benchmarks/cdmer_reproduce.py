@@ -10,7 +10,7 @@ Without ``--full`` TSRG / DRFS-T use a 7 x 10 subset of their 7 x 37 grid and TG
 kappa 1..85 at a 12-value subset of xi. One IALM with reference rows R and other rows O
 gives both TSRG R -> O and DRFS-T O -> R (:func:`dr_pair_scores`), so the two methods
 share their fits (~8-14 s each, 2 x 259 for the full grids of both tasks). TGSR runs in
-the dual over the whole kappa x xi grid (:func:`merkit.adapt.tgsr.tgsr_grid_scores`).
+the dual over the whole kappa x xi grid (:func:`merkit.adapt.tgsr_dual.tgsr_grid_scores`).
 Run with ``OPENBLAS_NUM_THREADS=1`` and ``--n-jobs 2``.
 """
 
@@ -34,11 +34,8 @@ from merkit.adapt.subspace import (
     TransferComponentAnalysis,
     TransferKernelLearning,
 )
-from merkit.adapt.tgsr import (
-    TGSRProblem,
-    TransferGroupSparseRegression,
-    tgsr_grid_scores,
-)
+from merkit.adapt.tgsr import TransferGroupSparseRegression
+from merkit.adapt.tgsr_dual import TGSRProblem, tgsr_grid_scores
 from merkit.data.features_io import load_cdmer_features
 from merkit.metrics import accuracy, uf1
 

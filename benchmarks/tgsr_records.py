@@ -12,7 +12,7 @@ mean-F1 (and accuracy) is within 0.01 of merkit's, and the median difference. Us
         [--tasks CV,VC] [--n-jobs 2]
 
 About 8-9 min per task and grouping on 2 cores (the whole 85 x 271 grid in the dual,
-:func:`merkit.adapt.tgsr.tgsr_grid_scores`, split by xi over ``--n-jobs`` processes).
+:func:`merkit.adapt.tgsr_dual.tgsr_grid_scores`, split by xi over ``--n-jobs`` processes).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from scipy.io import loadmat
 
-from merkit.adapt.tgsr import TGSRProblem, tgsr_grid_scores
+from merkit.adapt.tgsr_dual import TGSRProblem, tgsr_grid_scores
 from merkit.data.features_io import load_cdmer_dir
 from merkit.metrics import accuracy, uf1
 

@@ -26,7 +26,8 @@ from merkit.adapt.subspace import (
     TransferComponentAnalysis,
     TransferKernelLearning,
 )
-from merkit.adapt.tgsr import TransferGroupSparseRegression, tgsr_path
+from merkit.adapt.tgsr import TransferGroupSparseRegression
+from merkit.adapt.tgsr_dual import tgsr_path
 from merkit.data.features_io import cdmer_lbptop_layout, load_cdmer_features
 from merkit.metrics import accuracy, uf1
 

@@ -3,14 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from merkit.adapt.tgsr import (
-    TGSRProblem,
-    TransferGroupSparseRegression,
-    block_ids,
-    tgsr_dual_solve,
-    tgsr_grid_scores,
-    tgsr_path,
-)
+from merkit.adapt.tgsr import TransferGroupSparseRegression, block_ids
+from merkit.adapt.tgsr_dual import TGSRProblem, tgsr_dual_solve, tgsr_grid_scores, tgsr_path
 from tests.adapt._synth import shifted_blobs
 
 

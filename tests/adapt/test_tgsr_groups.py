@@ -23,7 +23,8 @@ from scipy.io import loadmat, savemat
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from merkit.adapt.tgsr import TGSRProblem, TransferGroupSparseRegression, tgsr_grid_scores
+from merkit.adapt.tgsr import TransferGroupSparseRegression
+from merkit.adapt.tgsr_dual import TGSRProblem, tgsr_grid_scores
 from merkit.data.features_io import (
     cdmer_lbptop_layout,
     load_cdmer_dir,
