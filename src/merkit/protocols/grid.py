@@ -4,7 +4,7 @@
 fits many points is the estimator's business (``fit_path``) and the label-free criteria
 are :mod:`merkit.adapt.criteria`'s. A run:
 
-1. expands methods x grid points x tasks x seeds into units (:meth:`GridRunner.units`);
+1. expands methods x grid points x tasks x seeds into units (:meth:`GridRunner.expand`);
 2. reads what the store already holds (``grid.csv`` rows and results keys) and sorts the
    units into resumed, to fit, and criteria-only (fit stored, a criterion that does not
    need the fit missing: ``reverse`` from the stored predictions, ``iwcv``);
@@ -198,7 +198,7 @@ class GridRunner:
         self.tasks = list(dict.fromkeys(u.task for u in probe))
         self.seeds = list(dict.fromkeys(u.seed for u in probe))
         self.tdata: dict[CdmerTask, TaskData] = {t: task_data(t, features) for t in self.tasks}
-        self.all_units = self.units(grid)
+        self.all_units = self.expand(grid)
         self.by_key = {u.key: u for u in self.all_units}
         self.sampled = self._expensive_units(expensive_sample)
         # the store's state and what this run adds to it
@@ -210,7 +210,7 @@ class GridRunner:
         self.flush_cost = 0.0
 
     # ------------------------------------------------------------------ planning
-    def units(self, grid) -> list[WorkUnit]:
+    def expand(self, grid) -> list[WorkUnit]:
         """Methods x grid points x tasks x seeds (duplicates once), in that order; the
         parameters of every point shape are checked before any fit."""
         units: list[WorkUnit] = []

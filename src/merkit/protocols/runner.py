@@ -201,7 +201,7 @@ def run_grid(
         processes), ``"ray"`` or ``"dask"`` (the cluster at ``address``, or a local one of
         ``n_jobs`` workers started for the run and shut down after it); or an open Backend.
     criteria : sequence of str
-        Label-free criteria (:data:`merkit.adapt.selection.CRITERIA`).
+        Label-free criteria (:data:`merkit.adapt.criteria.CRITERIA`).
     extra : mapping, optional
         Constant columns added to every results and grid row.
     n_folds : int
