@@ -240,16 +240,16 @@ def test_report_class_names_and_old_stores(store_dir: Path, tmp_path: Path) -> N
     assert len(_imgs(html_path.read_text())) == 2  # forest plot + svm confusion grid
 
 
-def test_confusion_grid_class_names() -> None:
+def test_confusion_panels_class_names() -> None:
     y = np.array([0, 0, 1, 2, 2, 2])
     p = np.array([0, 1, 1, 2, 2, 0])
-    fig = plots.confusion_grid([("a", y, p)], labels=[0, 1, 2], class_names=CLASSES)
+    fig = plots.confusion_panels([("a", y, p)], labels=[0, 1, 2], class_names=CLASSES)
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == list(CLASSES)
     assert [t.get_text() for t in ax.get_yticklabels()] == list(CLASSES)
     texts = [t.get_text() for t in ax.texts]
     assert texts[:3] == ["1\n0.50", "1\n0.50", "0\n0.00"]  # row 'negative': counts, rates
-    fig = plots.confusion_grid([("a", y, p)])
+    fig = plots.confusion_panels([("a", y, p)])
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0", "1", "2"]
     plots.figure_png(fig)
 

@@ -39,7 +39,7 @@ from merkit.metrics import confusion_matrix  # noqa: E402
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "confusion_grid",
+    "confusion_panels",
     "embed_2d",
     "embedding_figure",
     "figure_png",
@@ -61,7 +61,7 @@ def figure_png(fig: Figure, *, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
-def confusion_grid(
+def confusion_panels(
     panels: Sequence[tuple[str, np.ndarray, np.ndarray]],
     *,
     labels: Sequence | None = None,
@@ -88,7 +88,7 @@ def confusion_grid(
         Panels per row.
     """
     if not panels:
-        raise ValueError("confusion_grid needs at least one (title, y_true, y_pred) panel")
+        raise ValueError("confusion_panels needs at least one (title, y_true, y_pred) panel")
     n = len(panels)
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)

@@ -713,7 +713,7 @@ def _confusion_section(doc: _Doc, units: dict[tuple, _Unit], protocols: list[str
             and pd.api.types.is_integer_dtype(u.preds["y_pred"]) for _, u in panels
         ):  # fmt: skip
             labels = list(range(len(names)))
-        fig = plots.confusion_grid(
+        fig = plots.confusion_panels(
             [
                 (
                     f"{t} {get_task(t).code}" if proto == _CDMER else t,
@@ -1035,7 +1035,7 @@ def build_report(
         where = "the given face frame" if face is not None else "the synthetic neutral face"
         doc.para(f"Blocks with a non-zero coefficient group per task ({TGSR_BLOCKS_FILE}: "
                  "TGSR refitted at the oracle point of a grid run, or at the best point), "
-                 f"drawn over {where}: one panel per grid level (selected blocks filled), "
+                 f"drawn over {where}: one panel per block level (selected blocks filled), "
                  "then how many levels select each pixel.")  # fmt: skip
         if grouping != "spatial":
             what = (
