@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 
 from merkit.adapt.tgsr import TransferGroupSparseRegression, block_ids
 from merkit.adapt.tgsr_dual import TGSRProblem, tgsr_dual_solve, tgsr_grid_scores, tgsr_path
@@ -114,3 +115,22 @@ def test_dual_solve_batches_settings_and_labels():
     assert np.all(S[1][:, 2] == 0) and np.all(S[3][:, 2] == 0)  # zero column stays zero
     with pytest.raises(ValueError, match="labels must be"):
         tgsr_dual_solve(prob, [1], [0.1], labels=labels)
+
+
+def test_decision_function_checks_its_rows() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.random((20, 4))
+    y = np.r_[np.arange(10) % 2, -np.ones(10)].astype(int)
+    est = TransferGroupSparseRegression(kappa=1, group_size=2)
+    with pytest.raises(NotFittedError):
+        est.decision_function(X)
+    est.fit(X, y, np.r_[np.ones(10), -np.ones(10)])
+    assert est.decision_function(X[:3]).shape == (3, 2)
+    with pytest.raises(
+        ValueError,
+        match="X has 5 features, but TransferGroupSparseRegression "
+        "is expecting 4 features as input",
+    ):
+        est.decision_function(rng.random((3, 5)))
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        est.decision_function(np.full((1, 4), np.nan))

@@ -27,7 +27,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.utils.validation import check_is_fitted
 
 from merkit.adapt.base import (
     MASKED_LABEL,
@@ -219,8 +218,7 @@ class TransferGroupSparseRegression(DomainAdaptationClassifier):
 
     def decision_function(self, X) -> np.ndarray:
         """Label scores ``X C`` (m, n_classes)."""
-        check_is_fitted(self, "coef_")
-        return np.asarray(X, dtype=float) @ self.coef_
+        return self._check_predict_X(X) @ self.coef_
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         """Arg-max labels of rows ``X`` (m, d)."""
