@@ -31,6 +31,49 @@ KERNEL = r"""
 #include <torch/extension.h>
 #include <omp.h>
 #include <cfloat>
+// hc (Ho x Wo) = 3x3 convolution of one sample's padded input xn (Cin x Hp x Wp) with one
+// output channel's weights wc (Cin x 3 x 3) and bias: a map that stays in cache
+static void conv_map(const float* xn, const float* wc, float bias, int Cin, int Hp, int Wp,
+                     float* hc) {
+  const int Ho = Hp - 2, Wo = Wp - 2;
+  for (int q = 0; q < Ho * Wo; ++q) hc[q] = bias;
+  for (int ci = 0; ci < Cin; ++ci) {
+    const float* xc = xn + ci * Hp * Wp;
+    const float* wk = wc + ci * 9;
+    for (int di = 0; di < 3; ++di) {
+      for (int dj = 0; dj < 3; ++dj) {
+        const float wv = wk[di * 3 + dj];
+        for (int i = 0; i < Ho; ++i) {
+          float* hr = hc + i * Wo;
+          const float* xr = xc + (i + di) * Wp + dj;
+          #pragma omp simd
+          for (int j = 0; j < Wo; ++j) hr[j] += wv * xr[j];
+        }
+      }
+    }
+  }
+}
+
+// position in hc of the first maximum of pooling window (pi, pj) (3x3, stride 3, padding 1),
+// the element torch's max-pool picks
+static int window_argmax(const float* hc, int Ho, int Wo, int pi, int pj) {
+  float mx = -FLT_MAX;
+  int arg = 0;
+  for (int a = 0; a < 3; ++a) {
+    const int i = pi * 3 + a - 1;
+    if (i < 0 || i >= Ho) continue;
+    for (int b = 0; b < 3; ++b) {
+      const int j = pj * 3 + b - 1;
+      if (j < 0 || j >= Wo) continue;
+      if (hc[i * Wo + j] > mx) {
+        mx = hc[i * Wo + j];
+        arg = i * Wo + j;
+      }
+    }
+  }
+  return arg;
+}
+
 // x: (B, Cin, H, W) already padded by 2; w: (C, Cin, 3, 3); b: (C)
 // -> max-pool(3, 3, 1) of relu(conv(x)) (B, C, P, P), and per channel the sum and the sum
 //    of squares of relu(conv(x)) over the batch and the map (C, 2), float64
@@ -54,22 +97,7 @@ std::vector<torch::Tensor> fwd(torch::Tensor x, torch::Tensor w, torch::Tensor b
       const float* xn = xp + (long)n * Cin * Hp * Wp;
       for (int c = 0; c < C; ++c) {
         float* hc = h.data();
-        for (int q = 0; q < Ho * Wo; ++q) hc[q] = bp[c];
-        for (int ci = 0; ci < Cin; ++ci) {
-          const float* xc = xn + ci * Hp * Wp;
-          const float* wk = wp + (c * Cin + ci) * 9;
-          for (int di = 0; di < 3; ++di) {
-            for (int dj = 0; dj < 3; ++dj) {
-              const float wv = wk[di * 3 + dj];
-              for (int i = 0; i < Ho; ++i) {
-                float* hr = hc + i * Wo;
-                const float* xr = xc + (i + di) * Wp + dj;
-                #pragma omp simd
-                for (int j = 0; j < Wo; ++j) hr[j] += wv * xr[j];
-              }
-            }
-          }
-        }
+        conv_map(xn, wp + c * Cin * 9, bp[c], Cin, Hp, Wp, hc);
         float fs = 0, fs2 = 0;
         #pragma omp simd reduction(+ : fs, fs2)
         for (int q = 0; q < Ho * Wo; ++q) {
@@ -81,21 +109,8 @@ std::vector<torch::Tensor> fwd(torch::Tensor x, torch::Tensor w, torch::Tensor b
         sp[(t * C + c) * 2] += fs;
         sp[(t * C + c) * 2 + 1] += fs2;
         float* po = pp + ((long)n * C + c) * P * P;
-        for (int pi = 0; pi < P; ++pi) {
-          for (int pj = 0; pj < P; ++pj) {
-            float m = -FLT_MAX;
-            for (int a = 0; a < 3; ++a) {
-              const int i = pi * 3 + a - 1;
-              if (i < 0 || i >= Ho) continue;
-              for (int bb = 0; bb < 3; ++bb) {
-                const int j = pj * 3 + bb - 1;
-                if (j < 0 || j >= Wo) continue;
-                m = hc[i * Wo + j] > m ? hc[i * Wo + j] : m;
-              }
-            }
-            po[pi * P + pj] = m;
-          }
-        }
+        for (int pi = 0; pi < P; ++pi)
+          for (int pj = 0; pj < P; ++pj) po[pi * P + pj] = hc[window_argmax(hc, Ho, Wo, pi, pj)];
       }
     }
   }
@@ -133,22 +148,7 @@ std::vector<torch::Tensor> bwd(torch::Tensor x, torch::Tensor w, torch::Tensor b
       for (int c = 0; c < C; ++c) {
         float* hc = h.data();
         float* gc = g.data();
-        for (int q = 0; q < Ho * Wo; ++q) hc[q] = bp[c];
-        for (int ci = 0; ci < Cin; ++ci) {
-          const float* xc = xn + ci * Hp * Wp;
-          const float* wk = wp + (c * Cin + ci) * 9;
-          for (int di = 0; di < 3; ++di) {
-            for (int dj = 0; dj < 3; ++dj) {
-              const float wv = wk[di * 3 + dj];
-              for (int i = 0; i < Ho; ++i) {
-                float* hr = hc + i * Wo;
-                const float* xr = xc + (i + di) * Wp + dj;
-                #pragma omp simd
-                for (int j = 0; j < Wo; ++j) hr[j] += wv * xr[j];
-              }
-            }
-          }
-        }
+        conv_map(xn, wp + c * Cin * 9, bp[c], Cin, Hp, Wp, hc);
         // the statistics' gradient reaches every position
         const float a = (float)(dmp[c] / N), bc = (float)(2.0 * dvp[c] / N), m = mp[c];
         #pragma omp simd
@@ -159,25 +159,8 @@ std::vector<torch::Tensor> bwd(torch::Tensor x, torch::Tensor w, torch::Tensor b
         }
         // max-pool: to the first maximum of each window, as torch does
         const float* gpc = gpp + ((long)n * C + c) * P * P;
-        for (int pi = 0; pi < P; ++pi) {
-          for (int pj = 0; pj < P; ++pj) {
-            float mx = -FLT_MAX;
-            int arg = 0;
-            for (int aa = 0; aa < 3; ++aa) {
-              const int i = pi * 3 + aa - 1;
-              if (i < 0 || i >= Ho) continue;
-              for (int bb = 0; bb < 3; ++bb) {
-                const int j = pj * 3 + bb - 1;
-                if (j < 0 || j >= Wo) continue;
-                if (hc[i * Wo + j] > mx) {
-                  mx = hc[i * Wo + j];
-                  arg = i * Wo + j;
-                }
-              }
-            }
-            gc[arg] += gpc[pi * P + pj];
-          }
-        }
+        for (int pi = 0; pi < P; ++pi)
+          for (int pj = 0; pj < P; ++pj) gc[window_argmax(hc, Ho, Wo, pi, pj)] += gpc[pi * P + pj];
         float sb = 0;  // ReLU, then the bias and weight gradients
         for (int q = 0; q < Ho * Wo; ++q) {
           if (hc[q] <= 0) gc[q] = 0;
