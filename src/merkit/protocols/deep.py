@@ -94,6 +94,7 @@ __all__ = [
     "Fold",
     "LosoRun",
     "TaskSpec",
+    "deep_protocol",
     "make_task",
     "folds_from_splits",
     "resolve_specs",
@@ -315,7 +316,14 @@ DEEP_PROTOCOLS: dict[str, DeepProtocol] = {p.name: p for p in (
 PROTOCOLS: tuple[str, ...] = tuple(DEEP_PROTOCOLS)
 
 
-def _protocol(protocol: str) -> DeepProtocol:
+def deep_protocol(protocol: str) -> DeepProtocol:
+    """The declaration of a protocol (case-insensitive name in :data:`DEEP_PROTOCOLS`).
+
+    Raises
+    ------
+    ValueError
+        Unknown protocol (the message lists the declared ones).
+    """
     p = str(protocol).lower()
     if p not in DEEP_PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {list(DEEP_PROTOCOLS)}")
@@ -324,7 +332,7 @@ def _protocol(protocol: str) -> DeepProtocol:
 
 def task_spec(protocol: str, name: str) -> TaskSpec:
     """The spec of one task (names as in the module table; CDMER also takes ``"C->H"``)."""
-    declared = _protocol(protocol)
+    declared = deep_protocol(protocol)
     return declared.spec(declared.name, name)
 
 
@@ -345,7 +353,7 @@ def resolve_specs(
     ValueError
         Unknown protocol / task, or no default task has its databases available.
     """
-    declared = _protocol(protocol)
+    declared = deep_protocol(protocol)
     p = declared.name
     have = set(available)
     if declared.composite is not None and tasks is not None:
@@ -425,7 +433,7 @@ class DeepTask:
             if int(folds) < 1:
                 raise ValueError(f"{self.name}: folds must be at least 1, got {int(folds)}")
             k = min(int(folds), len(names))
-            composite = _protocol(self.protocol).composite
+            composite = deep_protocol(self.protocol).composite
             if composite is not None:
                 chosen = set(composite.select_folds(self.table, k))
                 return [f for f in self.folds if f.name in chosen]
@@ -464,7 +472,7 @@ class DeepTask:
             raise ValueError(f"{self.name}: prediction sample positions outside the table")
         common = {"protocol": self.protocol, "method": method, "params": params,
                   "seed": int(seed), "data": data}  # fmt: skip
-        declared = _protocol(self.protocol)
+        declared = deep_protocol(self.protocol)
         if declared.composite is not None:
             return declared.composite.score(predictions, self.table, method=method,
                                             params=params, seed=seed, data=data,
@@ -538,7 +546,7 @@ def make_task(
     ValueError
         Missing databases or labels (the message says what the task needs).
     """
-    declared = _protocol(spec.protocol)
+    declared = deep_protocol(spec.protocol)
     where = f"{spec.protocol} task {spec.name}"
     for col in ("dataset", "subject", "clip"):
         if col not in table.columns:

@@ -70,10 +70,11 @@ from merkit.features.cache import clip_source
 from merkit.features.extract import Preprocess
 from merkit.protocols.composite import CDE
 from merkit.protocols.deep import (
-    DEEP_PROTOCOLS,
+    DeepProtocol,
     DeepTask,
     Fold,
     TaskSpec,
+    deep_protocol,
     make_task,
     resolve_specs,
     summarize,
@@ -544,20 +545,14 @@ def _check_combination(protocol: str, model: str, flows_dir, data_dir) -> None:
         )
 
 
-def _declared(protocol: str, option: str) -> bool:
-    """An option of the protocol's declaration (:data:`DEEP_PROTOCOLS`); False if unknown."""
-    spec = DEEP_PROTOCOLS.get(str(protocol).lower())
-    return bool(getattr(spec, option)) if spec is not None else False
-
-
 def _positive_int(value, name: str, flag: str, least: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
         raise ValueError(f"{name}={value!r} ({flag}): must be a whole number >= {least}")
 
 
 def _check_options(
-    protocol: str, model: str, kind: str, kwargs: Mapping, *, epochs, lr, batch_size, threads,
-    folds, n_folds, flow: Mapping | None, clip: Mapping | None,
+    declared: DeepProtocol, model: str, kind: str, kwargs: Mapping, *, epochs, lr, batch_size,
+    threads, folds, n_folds, flow: Mapping | None, clip: Mapping | None,
 ) -> None:  # fmt: skip
     """Every training option, before any input is read or computed (one-line errors)."""
     from merkit.nets import check_model_kwargs
@@ -566,7 +561,7 @@ def _check_options(
     check_training_options(epochs=epochs, lr=lr, batch_size=batch_size, threads=threads)
     if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
         _positive_int(folds, "folds", "--folds")
-    if _declared(protocol, "takes_n_folds"):
+    if declared.takes_n_folds:
         _positive_int(n_folds, "n_folds", "--n-folds", least=2)
     sizes = [("face_size", "--face-size", (flow or {}).get("face_size")),
              ("clip size", "--clip-size", (clip or {}).get("size")),
@@ -671,6 +666,7 @@ def run_train(
 
     t0 = time.perf_counter()
     protocol = str(protocol).lower()
+    declared = deep_protocol(protocol)
     _check_combination(protocol, model, flows_dir, data_dir)
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
@@ -679,7 +675,7 @@ def run_train(
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown training preset {preset!r}; known: {sorted(PRESETS)}")
     kwargs = dict(model_kwargs or {})
-    _check_options(protocol, model, kind, kwargs, epochs=epochs, lr=lr, batch_size=batch_size,
+    _check_options(declared, model, kind, kwargs, epochs=epochs, lr=lr, batch_size=batch_size,
                    threads=threads, folds=folds, n_folds=n_folds, flow=flow,
                    clip=clip)  # fmt: skip
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
@@ -687,13 +683,11 @@ def run_train(
     if class_weight is not None:
         if class_weight not in ("none", "balanced"):
             raise ValueError(f"class_weight={class_weight!r}; expected 'none' or 'balanced'")
-        if _declared(protocol, "multilabel"):
+        if declared.multilabel:
             raise ValueError(f"the {protocol} protocol is multi-label: it takes no class weights")
         overrides["class_weight"] = None if class_weight == "none" else "balanced"
     split = (
-        {"n_folds": int(n_folds), "split_seed": int(split_seed)}
-        if _declared(protocol, "takes_n_folds")
-        else {}
+        {"n_folds": int(n_folds), "split_seed": int(split_seed)} if declared.takes_n_folds else {}
     )
 
     out_dir = ensure_writable_dir(out_dir, "--out")  # before any input is read or computed
