@@ -185,9 +185,10 @@ class TransferGroupSparseRegression(DomainAdaptationClassifier):
                 "TGSR: column_groups passed to fit while groups= or group_size= is set; "
                 "give the column groups in one place only"
             )
-        if np.ndim(X) == 2:  # else the base class reports the bad X
+        shape = np.asarray(X).shape  # also for array-likes that only define __array__
+        if len(shape) == 2:  # else the base class reports the bad X
             g = column_groups if column_groups is not None else self.groups
-            self._fit_groups = block_ids(np.shape(X)[1], g, self.group_size)
+            self._fit_groups = block_ids(shape[1], g, self.group_size)
         kw = {} if sample_weight is None else {"sample_weight": sample_weight}
         try:
             return super().fit(X, y, sample_domain, **kw)
