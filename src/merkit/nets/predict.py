@@ -36,8 +36,9 @@ from torch import nn
 
 from merkit._io import atomic_write_text
 from merkit.nets import MODELS, create_model, input_kind
+from merkit.nets.blocks import logits_of
 from merkit.nets.data import clip_volume
-from merkit.nets.train import logits_of, read_state_dict
+from merkit.nets.train import read_state_dict
 from merkit.video.apex import spot_apex
 from merkit.video.face import align_clip
 from merkit.video.flow import flow_image, tvl1_flow

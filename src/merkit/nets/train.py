@@ -64,7 +64,6 @@ __all__ = [
     "fit",
     "fold_seed",
     "load_weights",
-    "logits_of",
     "predict",
     "read_state_dict",
     "save_weights",
