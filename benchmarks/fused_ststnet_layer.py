@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import time
 
 import torch
 import torch.nn.functional as F
+from fold_batching import _timed
 from torch.utils.cpp_extension import is_ninja_available, load_inline
 
 KERNEL = r"""
@@ -206,18 +206,23 @@ def build():
     )
 
 
+def fused_stats(mod, xpad, w, b):
+    """The fused forward: (pooled maps, mean, biased variance) of relu(conv(x)) per channel."""
+    pooled, sums = mod.fwd(xpad, w, b)
+    n = xpad.shape[0] * (xpad.shape[2] - 2) * (xpad.shape[3] - 2)
+    mean = sums[:, 0] / n
+    return pooled, mean.float(), (sums[:, 1] / n - mean**2).float()
+
+
 def fused_layer(mod):
     """The fused layer as an autograd function: (padded x, w, b) -> (pooled, mean, var)."""
 
     class Layer(torch.autograd.Function):
         @staticmethod
         def forward(ctx, xpad, w, b):
-            pooled, sums = mod.fwd(xpad, w, b)
-            n = xpad.shape[0] * (xpad.shape[2] - 2) * (xpad.shape[3] - 2)
-            mean = sums[:, 0] / n
-            var = (sums[:, 1] / n - mean**2).float()
-            ctx.save_for_backward(xpad, w, b, mean.float())
-            return pooled, mean.float(), var
+            pooled, mean, var = fused_stats(mod, xpad, w, b)
+            ctx.save_for_backward(xpad, w, b, mean)
+            return pooled, mean, var
 
         @staticmethod
         def backward(ctx, gp, gmean, gvar):
@@ -230,12 +235,8 @@ def fused_layer(mod):
 
 
 def _rate(fn, batch: int, seconds: float) -> float:
-    fn()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds or n < 2:
-        fn()
-        n += 1
-    return batch * n / (time.perf_counter() - t0)
+    """Samples per second of ``fn`` on ``batch`` samples (:func:`fold_batching._timed`)."""
+    return batch / _timed(fn, seconds)
 
 
 def main() -> None:
@@ -259,16 +260,11 @@ def main() -> None:
         var, mean = torch.var_mean(h, dim=(0, 2, 3), correction=0)
         return F.max_pool2d(h, 3, 3, 1), mean, var
 
-    pooled, mean, var = eager()
-    fused_pooled, sums = mod.fwd(xpad, w, b)
-    n = args.batch * 30 * 30
-    fmean = sums[:, 0] / n
-    fvar = sums[:, 1] / n - fmean**2
-    print(
-        f"agreement: pooled {float((pooled - fused_pooled).abs().max()):.1e}, mean "
-        f"{float((mean - fmean.float()).abs().max()):.1e}, var "
-        f"{float((var - fvar.float()).abs().max()):.1e}"
-    )
+    pairs = list(zip(eager(), fused_stats(mod, xpad, w, b), strict=True))
+    diffs = [float((r - f).abs().max()) for r, f in pairs]
+    print(f"agreement: pooled {diffs[0]:.1e}, mean {diffs[1]:.1e}, var {diffs[2]:.1e}")
+    for r, f in pairs:  # a kernel that disagrees is not timed
+        torch.testing.assert_close(f, r, rtol=1e-5, atol=1e-5)
     ref = _rate(eager, args.batch, args.seconds)
     fused = _rate(lambda: mod.fwd(xpad, w, b), args.batch, args.seconds)
     print(f"eager  {ref:9.0f} samples/s (conv, relu, var_mean, max-pool; {args.threads} threads)")
@@ -298,6 +294,8 @@ def main() -> None:
     g_fused = torch.autograd.grad(fused_loss(), [w, b])
     rel = [float((r - f).abs().max() / r.abs().max()) for r, f in zip(g_ref, g_fused, strict=True)]
     print(f"gradients: relative difference dW {rel[0]:.1e}, db {rel[1]:.1e}")
+    for r, f in zip(g_ref, g_fused, strict=True):
+        torch.testing.assert_close(f, r, rtol=1e-4, atol=1e-4 * float(r.abs().max()))
 
     def step(loss):
         def run():
