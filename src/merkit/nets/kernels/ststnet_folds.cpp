@@ -1,0 +1,357 @@
+// STSTNet's convolution layer for k folds over one shared mini-batch, fused.
+//
+// Built on first use by merkit.nets.kernels (torch.utils.cpp_extension.load). The math
+// and the proof that it equals the network's layer are in merkit/nets/ststnet_folds.py.
+//
+// Per (sample n, fold f) with mask[n, f] = 1 (n is a training row of f), in one pass over
+// the map that stays in cache:
+//   z = W_f . patch + b_f (16 channels, 3x3, padding 2), r = relu(z)
+//   S1 = sum r, S2 = sum r^2                    (BatchNorm statistics, per fold/channel)
+//   Q1 = sum 1[z > 0] patch, Q2 = sum r patch   (their derivatives w.r.t. W_f, b_f)
+//   the 3x3 / stride 3 / padding 1 max-pool of sgn * r (sgn = sign of the BatchNorm
+//   scale: max-pooling commutes with a BatchNorm of positive scale, a negative one pools
+//   the minimum), then dropout (a counter-based hash of (seed, fold, step, row, element),
+//   so a fold's masks do not depend on which folds share its batch) and the 2x2 average
+//   pool, as H1 = avg(d * pooled r) and H0 = avg(d): the network's pooled features are
+//   a * H1 + (beta - a * mu) * H0 with a = gamma / sigma.
+// Each fold is reduced by one thread in sample order: the sums do not depend on the
+// thread count or on the other folds.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+namespace {
+
+constexpr int C = 16;  // STSTNet's 3 + 5 + 8 channels
+
+// keep a vector in a register: compilers otherwise fold its reload into every FMA,
+// which makes these loops bound by loads instead of arithmetic
+#if defined(__x86_64__) || defined(__i386__)
+#define IN_REGISTER(v) __asm__("" : "+x"(v))
+#elif defined(__aarch64__)
+#define IN_REGISTER(v) __asm__("" : "+w"(v))
+#else
+#define IN_REGISTER(v) (void)0
+#endif
+
+inline v8 splat(float x) { return v8{x, x, x, x, x, x, x, x}; }
+inline v8 vload(const float* p) { v8 v; std::memcpy(&v, p, sizeof v); return v; }
+inline void vstore(float* p, v8 v) { std::memcpy(p, &v, sizeof v); }
+
+inline uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+// the dropout key of (seed, fold, step, row)
+inline uint64_t drop_key(uint64_t seed, int64_t fold, int64_t step, int64_t row) {
+  uint64_t k = mix64(seed + 0x9E3779B97F4A7C15ULL);
+  k = mix64(k ^ (uint64_t)fold * 0xD1B54A32D192ED03ULL);
+  k = mix64(k ^ (uint64_t)step * 0x8CB92BA72F3D8DD7ULL);
+  return mix64(k ^ (uint64_t)row * 0xABC98388FB8FAC03ULL);
+}
+// elements 2i and 2i + 1 are kept when bits 40..63 and 16..39 of
+// mix64(key + i * golden) are >= threshold (= p * 2^24)
+void kept(uint64_t key, int n, uint32_t threshold, uint8_t* out) {
+  for (int i = 0; 2 * i < n; ++i) {
+    const uint64_t h = mix64(key + (uint64_t)i * 0x9E3779B97F4A7C15ULL);
+    out[2 * i] = (uint32_t)(h >> 40) >= threshold;
+    if (2 * i + 1 < n) out[2 * i + 1] = (uint32_t)((h >> 16) & 0xFFFFFF) >= threshold;
+  }
+}
+
+struct Geometry {
+  int Cin, Hp, Wp;  // input, already padded by 2
+  int Ho, Wo, WS;   // conv map; WS = Wo rounded up to 6 (row stride of the patches)
+  int J, JS;        // patch length Cin * 9 + 1 (the bias), rounded up to 2
+  int Ph, Pw, Ah, Aw;  // max-pooled and average-pooled sizes
+  Geometry(int cin, int hp, int wp) : Cin(cin), Hp(hp), Wp(wp) {
+    Ho = Hp - 2; Wo = Wp - 2; WS = (Wo + 5) / 6 * 6;
+    J = Cin * 9 + 1; JS = (J + 1) / 2 * 2;
+    Ph = (Ho - 1) / 3 + 1; Pw = (Wo - 1) / 3 + 1; Ah = Ph / 2; Aw = Pw / 2;
+  }
+  int positions() const { return Ho * WS; }
+};
+
+// patches of one sample: row (i * WS + j) holds its 3x3xCin inputs, then 1 (the bias),
+// then zeros; the positions j >= Wo of each row are all zero (so r = 0 and 1[z > 0] = 0)
+void build_patches(const float* xn, const Geometry& g, float* P) {
+  std::memset(P, 0, sizeof(float) * g.positions() * g.JS);
+  for (int i = 0; i < g.Ho; ++i)
+    for (int j = 0; j < g.Wo; ++j) {
+      float* row = P + (i * g.WS + j) * g.JS;
+      for (int ci = 0; ci < g.Cin; ++ci)
+        for (int di = 0; di < 3; ++di)
+          for (int dj = 0; dj < 3; ++dj)
+            row[ci * 9 + di * 3 + dj] = xn[(ci * g.Hp + i + di) * g.Wp + j + dj];
+      row[g.J - 1] = 1.0f;
+    }
+}
+
+// q1[k] += sum_j m[j] * p[j][k], q2[k] += sum_j r[j] * p[j][k] for k < KB over the WS
+// positions j of a map row (p: patch rows of stride JS; r, m, q1, q2: every 2nd vector)
+template <int KB>
+inline void q_tile(const float* p, int JS, int WS, const v8* R, const v8* M, v8* Q1, v8* Q2) {
+  v8 q1[KB], q2[KB];
+  for (int k = 0; k < KB; ++k) {
+    q1[k] = Q1[k * 2];
+    q2[k] = Q2[k * 2];
+  }
+  for (int j = 0; j < WS; ++j) {
+    v8 r = R[j * 2], m = M[j * 2];
+    IN_REGISTER(r);
+    IN_REGISTER(m);
+    const float* pj = p + j * JS;
+    for (int k = 0; k < KB; ++k) {
+      const v8 b = splat(pj[k]);
+      q1[k] += m * b;
+      q2[k] += r * b;
+    }
+  }
+  for (int k = 0; k < KB; ++k) {
+    Q1[k * 2] = q1[k];
+    Q2[k * 2] = q2[k];
+  }
+}
+
+}  // namespace
+
+// xpad (N, Cin, Hp, Wp) f32; wb (F, 16, J) f32 (weights then bias); sgn (F, 16) f32 (+1/-1);
+// mask (N, F) u8; rows (N) i64 (dataset rows, for dropout); folds (F) i64 (fold indices)
+// -> H1, H0 (N, F, 16, Ah*Aw) f32, arg (N, F, Ph*Pw, 16) i16 (patch row of the pooled
+//    element when its gradient is nonzero, else -1), S (F, 2, 16) f64, Q (F, 2, JS, 16) f64
+std::vector<torch::Tensor> forward(torch::Tensor xpad, torch::Tensor wb, torch::Tensor sgn,
+                                   torch::Tensor mask, torch::Tensor rows, torch::Tensor folds,
+                                   int64_t seed, int64_t step, double p) {
+  const Geometry g(xpad.size(1), xpad.size(2), xpad.size(3));
+  const int64_t N = xpad.size(0), F = wb.size(0);
+  TORCH_CHECK(wb.size(1) == C && wb.size(2) == g.J, "wb must be (F, 16, Cin*9+1)");
+  const int NA = g.Ah * g.Aw, NP = g.Ph * g.Pw;
+  auto f32 = torch::dtype(torch::kFloat32);
+  auto H1 = torch::zeros({N, F, C, NA}, f32);
+  auto H0 = torch::zeros({N, F, C, NA}, f32);
+  auto arg = torch::full({N, F, NP, C}, -1, torch::dtype(torch::kInt16));
+  auto S = torch::zeros({F, 2, C}, torch::dtype(torch::kFloat64));
+  auto Q = torch::zeros({F, 2, g.JS, C}, torch::dtype(torch::kFloat64));
+  const float* xp = xpad.data_ptr<float>();
+  const float* wp = wb.data_ptr<float>();
+  const float* sp = sgn.data_ptr<float>();
+  const uint8_t* mp = mask.data_ptr<uint8_t>();
+  const int64_t* rp = rows.data_ptr<int64_t>();
+  const int64_t* fp = folds.data_ptr<int64_t>();
+  float* h1p = H1.data_ptr<float>();
+  float* h0p = H0.data_ptr<float>();
+  int16_t* ap = arg.data_ptr<int16_t>();
+  double* Sp = S.data_ptr<double>();
+  double* Qp = Q.data_ptr<double>();
+  const uint32_t threshold = (uint32_t)(p * 16777216.0);
+  const float dscale = p < 1.0 ? (float)(1.0 / (1.0 - p)) : 0.0f;
+  const int64_t in_size = (int64_t)g.Cin * g.Hp * g.Wp;
+
+  at::parallel_for(0, F, 1, [&](int64_t f0, int64_t f1) {
+    std::vector<float> P((size_t)g.positions() * g.JS);
+    std::vector<v8> Wt((size_t)g.JS * 2), R((size_t)g.WS * 2), M((size_t)g.WS * 2);
+    std::vector<v8> Q1((size_t)g.JS * 2), Q2((size_t)g.JS * 2);
+    std::vector<v8> best((size_t)g.Pw * 2);
+    std::vector<v8i> barg((size_t)g.Pw * 2);
+    std::vector<uint8_t> keep((size_t)C * NP);
+    std::vector<v8> dk((size_t)NP * 2), acc1((size_t)NA * 2), acc0((size_t)NA * 2);
+    for (int64_t n = 0; n < N; ++n) {
+      bool any = false;
+      for (int64_t f = f0; f < f1; ++f) any |= mp[n * F + f] != 0;
+      if (!any) continue;
+      build_patches(xp + n * in_size, g, P.data());
+      for (int64_t f = f0; f < f1; ++f) {
+        if (!mp[n * F + f]) continue;
+        const float* w = wp + f * C * g.J;
+        for (int j = 0; j < g.JS; ++j)
+          for (int h = 0; h < 2; ++h) {
+            v8 v = splat(0.0f);
+            if (j < g.J)
+              for (int l = 0; l < 8; ++l) v[l] = w[(h * 8 + l) * g.J + j];
+            Wt[j * 2 + h] = v;
+          }
+        const v8 sg[2] = {vload(sp + f * C), vload(sp + f * C + 8)};
+        for (auto& v : Q1) v = splat(0.0f);
+        for (auto& v : Q2) v = splat(0.0f);
+        v8 s1[2] = {splat(0.0f), splat(0.0f)}, s2[2] = {splat(0.0f), splat(0.0f)};
+        // dropout factors d (0 or 1 / (1 - p)) in (pooled cell, channel) order
+        if (dscale > 0) kept(drop_key((uint64_t)seed, fp[f], step, rp[n]), C * NP, threshold,
+                             keep.data());
+        for (int q = 0; q < NP; ++q)
+          for (int c = 0; c < C; ++c)
+            dk[q * 2 + c / 8][c % 8] = dscale > 0 && keep[c * NP + q] ? dscale : 0.0f;
+        for (auto& v : acc1) v = splat(0.0f);
+        for (auto& v : acc0) v = splat(0.0f);
+        float* h1 = h1p + (n * F + f) * C * NA;
+        float* h0 = h0p + (n * F + f) * C * NA;
+        int16_t* an = ap + (n * F + f) * NP * C;
+        for (int i = 0; i < g.Ho; ++i) {
+          // the map row: 6 positions x 16 channels per step
+          for (int j0 = 0; j0 < g.WS; j0 += 6) {
+            const float* p0 = P.data() + (i * g.WS + j0) * g.JS;
+            v8 a[6][2];
+            for (int k = 0; k < 6; ++k) a[k][0] = a[k][1] = splat(0.0f);
+            for (int j = 0; j < g.J; ++j) {
+              v8 w0 = Wt[j * 2], w1 = Wt[j * 2 + 1];
+              IN_REGISTER(w0);
+              IN_REGISTER(w1);
+              for (int k = 0; k < 6; ++k) {
+                const v8 b = splat(p0[k * g.JS + j]);
+                a[k][0] += w0 * b;
+                a[k][1] += w1 * b;
+              }
+            }
+            for (int k = 0; k < 6; ++k)
+              for (int h = 0; h < 2; ++h) {
+                const v8 z = a[k][h];
+                const v8i pos = z > splat(0.0f);
+                const v8 r = pos ? z : splat(0.0f);
+                R[(j0 + k) * 2 + h] = r;
+                M[(j0 + k) * 2 + h] = pos ? splat(1.0f) : splat(0.0f);
+                s1[h] += r;
+                s2[h] += r * r;
+              }
+          }
+          // max-pool: map row i belongs to window row (i + 1) / 3
+          const int wr = (i + 1) / 3;
+          if (wr < g.Ph) {
+            if (i == (wr * 3 - 1 < 0 ? 0 : wr * 3 - 1))
+              for (int q = 0; q < g.Pw * 2; ++q) {
+                best[q] = splat(-std::numeric_limits<float>::infinity());
+                barg[q] = v8i{-1, -1, -1, -1, -1, -1, -1, -1};
+              }
+            for (int wc = 0; wc < g.Pw; ++wc)
+              for (int b = 0; b < 3; ++b) {
+                const int jc = wc * 3 + b - 1;
+                if (jc < 0 || jc >= g.Wo) continue;
+                const int32_t at = i * g.WS + jc;
+                const v8i atv = v8i{at, at, at, at, at, at, at, at};
+                for (int h = 0; h < 2; ++h) {
+                  const v8 v = sg[h] * R[jc * 2 + h];
+                  const v8i gt = v > best[wc * 2 + h];  // strict: the first maximum, as torch
+                  best[wc * 2 + h] = gt ? v : best[wc * 2 + h];
+                  barg[wc * 2 + h] = gt ? atv : barg[wc * 2 + h];
+                }
+              }
+            const int last = wr * 3 + 1 < g.Ho - 1 ? wr * 3 + 1 : g.Ho - 1;
+            if (i == last) {  // the window row is complete: 8 channels per step
+              for (int wc = 0; wc < g.Pw; ++wc) {
+                const int q = wr * g.Pw + wc;
+                const bool averaged = wr < 2 * g.Ah && wc < 2 * g.Aw;
+                const int k = averaged ? (wr / 2) * g.Aw + wc / 2 : 0;
+                for (int h = 0; h < 2; ++h) {
+                  const v8 pooled = sg[h] * best[wc * 2 + h];  // r at the maximum
+                  const v8 d = averaged ? dk[q * 2 + h] : splat(0.0f);
+                  acc1[k * 2 + h] += splat(0.25f) * d * pooled;
+                  acc0[k * 2 + h] += splat(0.25f) * d;
+                  const v8i live = (d > splat(0.0f)) & (pooled > splat(0.0f));
+                  const v8i at = live ? barg[wc * 2 + h] : v8i{-1, -1, -1, -1, -1, -1, -1, -1};
+                  for (int l = 0; l < 8; ++l) an[q * C + h * 8 + l] = (int16_t)at[l];
+                }
+              }
+            }
+          }
+          // Q1 += 1[z > 0] patch, Q2 += r patch over the row: register tiles of
+          // (6, 4 or 2 patch entries) x (8 channels) x (Q1, Q2)
+          const float* prow = P.data() + i * g.WS * g.JS;
+          for (int h = 0; h < 2; ++h) {
+            int jb = 0;
+            for (; jb + 6 <= g.JS; jb += 6)
+              q_tile<6>(prow + jb, g.JS, g.WS, R.data() + h, M.data() + h, Q1.data() + jb * 2 + h,
+                        Q2.data() + jb * 2 + h);
+            if (jb + 4 <= g.JS) {
+              q_tile<4>(prow + jb, g.JS, g.WS, R.data() + h, M.data() + h, Q1.data() + jb * 2 + h,
+                        Q2.data() + jb * 2 + h);
+              jb += 4;
+            }
+            if (jb < g.JS)
+              q_tile<2>(prow + jb, g.JS, g.WS, R.data() + h, M.data() + h, Q1.data() + jb * 2 + h,
+                        Q2.data() + jb * 2 + h);
+          }
+        }
+        for (int k = 0; k < NA; ++k)
+          for (int c = 0; c < C; ++c) {
+            h1[c * NA + k] = acc1[k * 2 + c / 8][c % 8];
+            h0[c * NA + k] = acc0[k * 2 + c / 8][c % 8];
+          }
+        double* Sf = Sp + f * 2 * C;
+        double* Qf = Qp + f * 2 * g.JS * C;
+        for (int h = 0; h < 2; ++h)
+          for (int l = 0; l < 8; ++l) {
+            Sf[h * 8 + l] += s1[h][l];
+            Sf[C + h * 8 + l] += s2[h][l];
+          }
+        for (int j = 0; j < g.JS; ++j)
+          for (int h = 0; h < 2; ++h)
+            for (int l = 0; l < 8; ++l) {
+              Qf[j * C + h * 8 + l] += Q1[j * 2 + h][l];
+              Qf[(g.JS + j) * C + h * 8 + l] += Q2[j * 2 + h][l];
+            }
+      }
+    }
+  });
+  return {H1, H0, arg, S, Q};
+}
+
+// gH1 (N, F, 16, Ah*Aw) f32: the gradient of H1; -> G (F, 16, JS) f64, the gradient of
+// the weights and bias through the pooled elements: sum of gH1 * d / 4 * patch(arg)
+torch::Tensor backward(torch::Tensor xpad, torch::Tensor mask, torch::Tensor arg,
+                       torch::Tensor gH1, double p) {
+  const Geometry g(xpad.size(1), xpad.size(2), xpad.size(3));
+  const int64_t N = xpad.size(0), F = mask.size(1);
+  const int NA = g.Ah * g.Aw, NP = g.Ph * g.Pw;
+  auto G = torch::zeros({F, C, g.JS}, torch::dtype(torch::kFloat64));
+  const float* xp = xpad.data_ptr<float>();
+  const uint8_t* mp = mask.data_ptr<uint8_t>();
+  const int16_t* ap = arg.data_ptr<int16_t>();
+  const float* gp = gH1.data_ptr<float>();
+  double* Gp = G.data_ptr<double>();
+  const float dscale = p < 1.0 ? (float)(1.0 / (1.0 - p)) : 0.0f;
+  const int64_t in_size = (int64_t)g.Cin * g.Hp * g.Wp;
+  at::parallel_for(0, F, 1, [&](int64_t f0, int64_t f1) {
+    std::vector<float> P((size_t)g.positions() * g.JS);
+    std::vector<float> acc((size_t)C * g.JS);
+    for (int64_t n = 0; n < N; ++n) {
+      bool any = false;
+      for (int64_t f = f0; f < f1; ++f) any |= mp[n * F + f] != 0;
+      if (!any) continue;
+      build_patches(xp + n * in_size, g, P.data());
+      for (int64_t f = f0; f < f1; ++f) {
+        if (!mp[n * F + f]) continue;
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        const int16_t* an = ap + (n * F + f) * NP * C;
+        const float* gn = gp + (n * F + f) * C * NA;
+        for (int wr = 0; wr < 2 * g.Ah; ++wr)
+          for (int wc = 0; wc < 2 * g.Aw; ++wc) {
+            const int16_t* aq = an + (wr * g.Pw + wc) * C;
+            const float* gk = gn + (wr / 2) * g.Aw + wc / 2;
+            for (int c = 0; c < C; ++c) {
+              const int at = aq[c];
+              if (at < 0) continue;
+              const float coef = 0.25f * dscale * gk[c * NA];
+              const float* pr = P.data() + (size_t)at * g.JS;
+              float* ac = acc.data() + c * g.JS;
+              for (int j = 0; j < g.JS; ++j) ac[j] += coef * pr[j];
+            }
+          }
+        double* Gf = Gp + f * C * g.JS;
+        for (int k = 0; k < C * g.JS; ++k) Gf[k] += acc[k];
+      }
+    }
+  });
+  return G;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &forward, "STSTNet layer, k folds, shared batch: forward");
+  m.def("backward", &backward, "STSTNet layer, k folds, shared batch: weight gradient");
+}
