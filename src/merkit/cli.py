@@ -712,6 +712,15 @@ def train(
     clip_length: Annotated[
         int | None, typer.Option(help="Frames of the 3-D models' clips after TIM (16).")
     ] = None,
+    fold_batching: Annotated[
+        str,
+        typer.Option(
+            "--fold-batching",
+            help="Train the folds of a seed as one computation: auto (where the network has "
+            "that path, STSTNet, and its C++ kernel builds here), on (required), off (fold by "
+            "fold).",
+        ),
+    ] = "auto",
     jobs: JobsOption = 1,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
@@ -732,7 +741,7 @@ def train(
             out, protocol=protocol, model=model, tasks=task, flows_dir=flows_dir, data_dir=data,
             n_folds=n_folds, split_seed=split_seed, epochs=epochs, lr=lr, batch_size=batch_size,
             class_weight=class_weight, preset=preset, threads=threads, seeds=_seed_list(seeds),
-            folds=folds, final=final,
+            folds=folds, final=final, fold_batching=fold_batching,
             fold_weights=fold_weights, model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
             cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console, missing=missing,
         )  # fmt: skip

@@ -417,3 +417,43 @@ def test_data_errors_name_the_mismatch(synth, tmp_path):
                               "--out", str(out)])  # fmt: skip
     assert res.exit_code == 2 and "no au task can run: its tasks need ['DFME']" in res.output
     assert "Traceback" not in res.output
+
+
+def _ststnet(flows: Path, out: Path, *extra: str):
+    return runner.invoke(app, ["train", "--protocol", "cde", "--model", "ststnet", "--flows-dir",
+                               str(flows), "--epochs", "3", "--batch-size", "4", "--out",
+                               str(out), *extra])  # fmt: skip
+
+
+def test_ststnet_folds_train_batched_and_a_partial_run_gives_the_same_folds(trained, tmp_path):
+    from merkit.nets.kernels import load_kernel
+
+    if load_kernel("ststnet_folds") is None:
+        pytest.skip("no C++ compiler / ninja to build the fold-batched kernel")
+    flows = trained[0]
+    full = _ststnet(flows, tmp_path / "full")
+    assert full.exit_code == 0, full.output
+    assert "folds trained 6, from cache 0" in full.output
+    info = json.loads((tmp_path / "full" / "run.json").read_text())
+    results = pd.read_csv(tmp_path / "full" / "results.csv")
+    assert json.loads(results["params"].iloc[0])["fold_batched"] is True
+    part = _ststnet(flows, tmp_path / "part", "--folds", "3")
+    assert part.exit_code == 0, part.output
+    run = info["run"]
+    assert json.loads((tmp_path / "part" / "run.json").read_text())["run"] == run
+    names = sorted(p.name for p in (tmp_path / "part" / "folds" / run / "seed0").glob("*.csv"))
+    assert len([n for n in names if not n.endswith(".history.csv")]) == 3
+    for name in names:  # each fold trains as in the full run, whoever it is batched with
+        a = pd.read_csv(tmp_path / "full" / "folds" / run / "seed0" / name)
+        b = pd.read_csv(tmp_path / "part" / "folds" / run / "seed0" / name)
+        cols = [c for c in a.columns if c != "seconds"]
+        pd.testing.assert_frame_equal(a[cols], b[cols])
+    off = _ststnet(flows, tmp_path / "off", "--fold-batching", "off")
+    assert off.exit_code == 0, off.output
+    assert json.loads((tmp_path / "off" / "run.json").read_text())["run"] != run
+    bad = runner.invoke(app, ["train", "--protocol", "cde", "--model", "fr", "--flows-dir",
+                              str(flows), "--fold-batching", "on",
+                              "--out", str(tmp_path / "x")])  # fmt: skip
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
+    assert "--fold-batching on: fr has no fold-batched implementation" in bad.output
+    assert not (tmp_path / "x" / "results.csv").exists()

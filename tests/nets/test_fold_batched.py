@@ -16,6 +16,7 @@ from merkit.nets.fold_batched import (
     train_folds_batched,
 )
 from merkit.nets.kernels import load_kernel
+from merkit.nets.ststnet_folds import dropout_keep, stst_layer
 from merkit.nets.train import TrainConfig, fold_seed, torch_session
 
 needs_kernel = pytest.mark.skipif(
@@ -83,3 +84,108 @@ def test_batched_equals_fold_by_fold_on_the_same_masked_batches(kernel):
             init = create_model("ststnet", num_classes=3, **kwargs)
         moved = float((init.conv3.weight - net.conv3.weight).detach().abs().max())
         assert moved > 1e-3  # the folds did train: equal weights are not the initial ones
+
+
+@needs_kernel
+def test_kernel_layer_equals_the_pytorch_ops_with_dropout_and_negative_scales():
+    torch.manual_seed(0)
+    n, k = 12, 3
+    xpad = F.pad(torch.rand(n, 3, 28, 28) * 2 - 0.5, (2, 2, 2, 2))
+    wb0 = torch.randn(k, 16, 28) * 0.3
+    sgn = torch.ones(k, 16)
+    sgn[1, 3], sgn[2, :5] = -1, -1  # min-pooling where the BatchNorm scale is negative
+    mask = (torch.rand(n, k) > 0.3).to(torch.uint8)
+    rows, folds = torch.arange(n) * 7 + 3, torch.arange(k) + 10
+    g1 = torch.randn(n, k, 16, 25)
+    outs = []
+    for kernel in (True, False):
+        wb = wb0.clone().requires_grad_()
+        h1, h0, s1, s2 = stst_layer(xpad, wb, sgn, mask, rows, folds, seed=5, step=11, p=0.5,
+                                    kernel=kernel)  # fmt: skip
+        ((h1 * g1).sum() + 1e-3 * s1.sum() + 1e-4 * s2.sum()).backward()
+        outs.append((h1.detach(), h0, s1.detach(), s2.detach(), wb.grad))
+    for name, a, b in zip(("H1", "H0", "S1", "S2", "grad"), *outs, strict=True):
+        np.testing.assert_allclose(a.double().numpy(), b.double().numpy(), rtol=2e-5,
+                                   atol=1e-4, err_msg=name)  # fmt: skip
+    assert float(outs[0][1][mask.bool()].mean()) == pytest.approx(1.0, abs=0.05)  # E[d] = 1
+    assert float(outs[0][1][~mask.bool()].abs().max()) == 0.0  # masked rows: nothing
+
+
+def test_dropout_masks_are_a_function_of_seed_fold_step_and_row():
+    rows = np.arange(200)
+    keep = dropout_keep(7, 3, 11, rows, 1600, 0.5)
+    assert keep.shape == (200, 1600)
+    assert keep.mean() == pytest.approx(0.5, abs=0.005)
+    assert dropout_keep(7, 3, 11, rows, 1600, 0.2).mean() == pytest.approx(0.8, abs=0.005)
+    np.testing.assert_array_equal(keep[5:9], dropout_keep(7, 3, 11, rows[5:9], 1600, 0.5))
+    for other in (dropout_keep(8, 3, 11, rows, 1600, 0.5), dropout_keep(7, 4, 11, rows, 1600, 0.5),
+                  dropout_keep(7, 3, 12, rows, 1600, 0.5)):  # fmt: skip
+        assert 0.45 < (other == keep).mean() < 0.55  # independent masks
+    assert dropout_keep(7, 3, 11, rows, 1600, 0.0).all()
+
+
+@needs_kernel
+def test_a_folds_test_inputs_and_its_companions_change_nothing_in_its_weights():
+    X, y, folds = _data()
+    cfg = TrainConfig(epochs=2, batch_size=8, optimizer="adam", lr=5e-3, num_classes=3)
+    base = train_folds_batched("ststnet", X, y, folds, cfg, seed=1)
+    X2 = X.copy()
+    X2[folds[0].test_idx] = np.random.default_rng(9).normal(0, 5, X2[folds[0].test_idx].shape)
+    y2 = y.copy()
+    y2[folds[0].test_idx] = (y2[folds[0].test_idx] + 1) % 3
+    changed = train_folds_batched("ststnet", X2, y2, folds, cfg, seed=1)
+    alone = train_folds_batched("ststnet", X, y, folds[:1], cfg, seed=1, protocol_folds=4)
+
+    def same(a, b) -> bool:
+        return all(torch.equal(a.model.state_dict()[n], v) for n, v in b.model.state_dict().items())
+
+    assert same(changed[0], base[0])  # fold 0 never saw its test subject's inputs or labels
+    assert not same(changed[1], base[1])  # fold 1 trains on them
+    assert same(alone[0], base[0])  # trained alone: the same fold as among all four
+
+
+@needs_kernel
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(tmp_path):
+    X, y, folds = _data()
+    cfg = TrainConfig(epochs=4, batch_size=8, optimizer="adam", lr=5e-3, num_classes=3)
+    full = train_folds_batched("ststnet", X, y, folds, cfg, seed=2)
+    ckpt = tmp_path / "batched.pt"
+
+    def die(epoch: int, epochs: int) -> None:
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_folds_batched("ststnet", X, y, folds, cfg, seed=2, checkpoint=ckpt,
+                            checkpoint_seconds=0.0, on_epoch=die)  # fmt: skip
+    assert ckpt.is_file()
+    state = torch.load(ckpt, weights_only=True)
+    assert state["epoch"] == 2  # saved after epoch 2 (epoch 3 was killed before its save)
+    epochs = []
+    resumed = train_folds_batched("ststnet", X, y, folds, cfg, seed=2, checkpoint=ckpt,
+                                  on_epoch=lambda e, n: epochs.append(e))  # fmt: skip
+    assert epochs == [3, 4] and not ckpt.exists()
+    for a, b in zip(full, resumed, strict=True):
+        for name, value in a.model.state_dict().items():
+            assert torch.equal(value, b.model.state_dict()[name]), name
+        assert a.history["loss"] == b.history["loss"]
+
+
+def test_dispatch_and_its_errors(monkeypatch):
+    X, y, folds = _data()
+    cfg = TrainConfig(epochs=1, batch_size=8, num_classes=3)
+    assert "no fold-batched implementation" in batching_problem("fr", n_folds=4)
+    assert batching_problem("ststnet", n_folds=1) == "fewer than 2 folds to train"
+    assert "multi-label" in batching_problem("ststnet", n_folds=4, multilabel=True)
+    with pytest.raises(ValueError, match=r"--fold-batching on: off_apexnet has no fold-batched"):
+        train_folds("off_apexnet", X, y, folds, cfg, fold_batching="on")
+    with pytest.raises(ValueError, match="fold_batching='sometimes'"):
+        train_folds("ststnet", X, y, folds, cfg, fold_batching="sometimes")
+    called = []
+    monkeypatch.setattr("merkit.nets.fold_batched.train_folds_batched",
+                        lambda *a, **kw: called.append("batched") or [])  # fmt: skip
+    train_folds("ststnet", X, y, folds, cfg, fold_batching="off")
+    assert called == []
+    if load_kernel("ststnet_folds") is not None:
+        train_folds("ststnet", X, y, folds, cfg)
+        assert called == ["batched"]

@@ -348,7 +348,7 @@ def train_folds_batched(
     y = np.asarray(y, dtype=np.int64)
     train_mask = torch.zeros(n, k, dtype=torch.bool)
     for f, fold in enumerate(folds):
-        train_mask[torch.as_tensor(np.asarray(fold.train_idx, np.int64)), f] = True
+        train_mask[torch.from_numpy(np.array(fold.train_idx, np.int64)), f] = True
     stream = np.arange(n)
     batch = shared_batch_size(cfg.batch_size, protocol_folds or k)
     weights = [class_weights(y[fold.train_idx], cfg) for fold in folds]

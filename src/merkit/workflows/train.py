@@ -391,30 +391,53 @@ def _fit_fold(
     """Train one fold and write its weights, then its files (:func:`merkit.store.write_fold`
     at ``base``: the predictions file, written last, marks the fold as done); a
     worker-process unit of :func:`_run_task`."""
-    from merkit.nets.train import save_weights, train_fold
+    from merkit.nets.train import train_fold
 
     got = train_fold(model, X, task.y, fold.train_idx, fold.test_idx, cfg, seed=seed,
                      fold_index=fold.index, model_kwargs=model_kwargs,
                      multilabel=task.multilabel, features=True)  # fmt: skip
+    return seed, fold.name, _store_fold(task, fold, seed, got, weights_root, base)
+
+
+def _store_fold(
+    task: DeepTask, fold: Fold, seed: int, got, weights_root: Path | None, base: Path
+) -> tuple[pd.DataFrame, pd.DataFrame, tuple[np.ndarray, np.ndarray]]:
+    """Write a trained fold's weights, then its files (the predictions file, written last by
+    :func:`merkit.store.write_fold`, marks the fold as done)."""
+    from merkit.nets.train import save_weights
+
     if weights_root is not None:
         save_weights(got.model, weights_root / f"seed{seed}" / f"{fold.file_name}.pth")
     part = _fold_frame(task, fold, seed, got)
     hist = _history_frame(got.history)
     write_fold(base, part, hist, fold.test_idx, got.features)
-    return seed, fold.name, (part, hist, (fold.test_idx, got.features))
+    return part, hist, (fold.test_idx, got.features)
+
+
+def _folds_digest(folds: Sequence[Fold]) -> str:
+    """Short name of a set of folds (the checkpoint of their batched training)."""
+    names = "\n".join(sorted(f.name for f in folds))
+    return hashlib.sha1(names.encode()).hexdigest()[:10]
 
 
 def _run_task(
     task: DeepTask, inputs: _Inputs, *, model: str, cfg, model_kwargs: dict, seeds: list[int],
     folds, final: bool, out_dir: Path, split: dict, bar, bar_task, input_params: dict,
-    fold_weights: bool = True, n_jobs: int = 1,
+    fold_weights: bool = True, n_jobs: int = 1, fold_batching: str = "auto",
 ) -> _TaskRun:  # fmt: skip
+    from merkit.nets.fold_batched import FoldSpec, batching_problem, train_folds_batched
     from merkit.nets.predict import ModelCard, write_model_card
     from merkit.nets.train import save_weights, train_fold
 
     chosen = task.select_folds(folds)
+    problem = batching_problem(model, n_folds=len(chosen), multilabel=task.multilabel,
+                               model_kwargs=model_kwargs)  # fmt: skip
+    if fold_batching == "on" and problem is not None:
+        raise ValueError(f"--fold-batching on: task {task.name}: {problem}; use auto or off")
+    batched = fold_batching != "off" and problem is None
     params = {"model": model, **model_kwargs,
-              **{k: v for k, v in cfg.to_dict().items() if k != "seed"}, **split}  # fmt: skip
+              **{k: v for k, v in cfg.to_dict().items() if k != "seed"}, **split,
+              **({"fold_batched": True} if batched else {})}  # fmt: skip
     ident = params_to_json({"params": params, "protocol": task.protocol, "task": task.name})
     run = f"{model}-" + hashlib.sha1((ident + inputs.data_fp).encode()).hexdigest()[:10]
     fold_root, weights_root = out_dir / "folds" / run, out_dir / "weights" / run
@@ -443,6 +466,30 @@ def _run_task(
     fresh: dict[tuple[int, str], tuple] = {}
     todo = [(seed, fold) for seed in seeds for fold in chosen
             if not fold_paths(base(seed, fold))[0].is_file()]  # fmt: skip
+    if batched:  # the folds of a seed as one computation (merkit.nets.fold_batched)
+        for seed in seeds:
+            group = [fold for s, fold in todo if s == seed]
+            if not group:
+                continue
+            label = bar.tasks[bar_task].description if bar_task in bar.task_ids else ""
+
+            def on_epoch(epoch: int, epochs: int, n: int = len(group), label: str = label) -> None:
+                bar.update(bar_task, description=f"{label} ({n} folds batched, epoch "
+                                                 f"{epoch}/{epochs})")  # fmt: skip
+
+            specs = [FoldSpec(f.train_idx, f.test_idx, f.index) for f in group]
+            ckpt = fold_root / f"seed{seed}" / f"batched-{_folds_digest(group)}.pt"
+            got = train_folds_batched(
+                model, X, task.y, specs, cfg, seed=seed, model_kwargs=model_kwargs,
+                features=True, protocol_folds=len(task.folds), checkpoint=ckpt,
+                on_epoch=on_epoch)  # fmt: skip
+            bar.update(bar_task, description=label)
+            for fold, result in zip(group, got, strict=True):
+                weights = fit_args["weights_root"]
+                fresh[seed, fold.name] = _store_fold(task, fold, seed, result, weights,
+                                                     base(seed, fold))  # fmt: skip
+                bar.advance(bar_task)
+        todo = []
     if n_jobs > 1 and len(todo) > 1:  # folds in worker processes, 1 torch thread each
         jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
             delayed(_fit_fold)(seed=seed, fold=fold, base=base(seed, fold), **fit_args)
@@ -553,12 +600,22 @@ def _positive_int(value, name: str, flag: str, least: int = 1) -> None:
 def _check_options(
     declared: DeepProtocol, model: str, kind: str, kwargs: Mapping, *, epochs, lr, batch_size,
     threads, folds, n_folds, flow: Mapping | None, clip: Mapping | None,
+    fold_batching: str = "auto",
 ) -> None:  # fmt: skip
     """Every training option, before any input is read or computed (one-line errors)."""
     from merkit.nets import check_model_kwargs
+    from merkit.nets.fold_batched import FOLD_BATCHING, batching_problem
     from merkit.nets.train import check_training_options
 
     check_training_options(epochs=epochs, lr=lr, batch_size=batch_size, threads=threads)
+    if fold_batching not in FOLD_BATCHING:
+        raise ValueError(f"fold_batching={fold_batching!r} (--fold-batching): expected one of "
+                         f"{', '.join(FOLD_BATCHING)}")  # fmt: skip
+    if fold_batching == "on":
+        problem = batching_problem(model, n_folds=2, multilabel=declared.multilabel,
+                                   model_kwargs=kwargs)  # fmt: skip
+        if problem is not None:
+            raise ValueError(f"--fold-batching on: {problem}; use auto or off")
     if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
         _positive_int(folds, "folds", "--folds")
     if declared.takes_n_folds:
@@ -603,6 +660,7 @@ def run_train(
     clip: Mapping | None = None,
     cache: str | Path | bool | None = None,
     n_jobs: int = 1,
+    fold_batching: str = "auto",
     console: Console | None = None,
     progress: bool = True,
     missing: str = "raise",
@@ -652,6 +710,12 @@ def run_train(
     n_jobs : int
         Worker processes for computing the inputs and for training the folds (each fold
         with the preset's torch threads, 1 by default); the same numbers for any value.
+    fold_batching : {"auto", "on", "off"}
+        Train the folds of a seed as one computation (:mod:`merkit.nets.fold_batched`):
+        ``auto`` where the network has that path and its kernel builds here, ``on``
+        requires it (an error otherwise, before any input is read), ``off`` trains fold
+        by fold. Batched runs carry ``fold_batched: true`` in their parameters (their
+        mini-batches differ from the per-fold path's, so they never share a cache).
     missing : {"raise", "error", "skip"}
         With ``data_dir``: clips whose frames are missing stop the run (listed), or are
         left out and listed in ``out_dir/skipped.csv``.
@@ -677,7 +741,7 @@ def run_train(
     kwargs = dict(model_kwargs or {})
     _check_options(declared, model, kind, kwargs, epochs=epochs, lr=lr, batch_size=batch_size,
                    threads=threads, folds=folds, n_folds=n_folds, flow=flow,
-                   clip=clip)  # fmt: skip
+                   clip=clip, fold_batching=fold_batching)  # fmt: skip
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
                                    ("threads", threads)) if v is not None}  # fmt: skip
     if class_weight is not None:
@@ -768,7 +832,8 @@ def run_train(
             got = _run_task(task, inputs, model=model, cfg=cfg, model_kwargs=kwargs,
                             seeds=seeds, folds=folds, final=final, out_dir=out_dir, split=split,
                             bar=bar, bar_task=bar_task, input_params=input_params,
-                            fold_weights=fold_weights, n_jobs=n_jobs)  # fmt: skip
+                            fold_weights=fold_weights, n_jobs=n_jobs,
+                            fold_batching=fold_batching)  # fmt: skip
             runs.append((task, inputs, got))
     store.add_records([r for _, _, g in runs for r in g.records])
     history = write_history(out_dir / "history.csv", [h for _, _, g in runs for h in g.history])

@@ -98,21 +98,25 @@ void build_patches(const float* xn, const Geometry& g, float* P) {
 
 // q1[k] += sum_j m[j] * p[j][k], q2[k] += sum_j r[j] * p[j][k] for k < KB over the WS
 // positions j of a map row (p: patch rows of stride JS; r, m, q1, q2: every 2nd vector)
+// (M holds the masks 1[z > 0] as all-one / all-zero bit patterns: Q1 then costs a bitwise
+// and and an add per element, which run beside the multiply-adds of Q2 on CPUs with
+// separate add and multiply-add units)
 template <int KB>
-inline void q_tile(const float* p, int JS, int WS, const v8* R, const v8* M, v8* Q1, v8* Q2) {
+inline void q_tile(const float* p, int JS, int WS, const v8* R, const v8i* M, v8* Q1, v8* Q2) {
   v8 q1[KB], q2[KB];
   for (int k = 0; k < KB; ++k) {
     q1[k] = Q1[k * 2];
     q2[k] = Q2[k * 2];
   }
   for (int j = 0; j < WS; ++j) {
-    v8 r = R[j * 2], m = M[j * 2];
+    v8 r = R[j * 2];
+    v8i m = M[j * 2];
     IN_REGISTER(r);
     IN_REGISTER(m);
     const float* pj = p + j * JS;
     for (int k = 0; k < KB; ++k) {
       const v8 b = splat(pj[k]);
-      q1[k] += m * b;
+      q1[k] += (v8)((v8i)b & m);
       q2[k] += r * b;
     }
   }
@@ -158,7 +162,8 @@ std::vector<torch::Tensor> forward(torch::Tensor xpad, torch::Tensor wb, torch::
 
   at::parallel_for(0, F, 1, [&](int64_t f0, int64_t f1) {
     std::vector<float> P((size_t)g.positions() * g.JS);
-    std::vector<v8> Wt((size_t)g.JS * 2), R((size_t)g.WS * 2), M((size_t)g.WS * 2);
+    std::vector<v8> Wt((size_t)g.JS * 2), R((size_t)g.WS * 2);
+    std::vector<v8i> M((size_t)g.WS * 2);
     std::vector<v8> Q1((size_t)g.JS * 2), Q2((size_t)g.JS * 2);
     std::vector<v8> best((size_t)g.Pw * 2);
     std::vector<v8i> barg((size_t)g.Pw * 2);
@@ -216,7 +221,7 @@ std::vector<torch::Tensor> forward(torch::Tensor xpad, torch::Tensor wb, torch::
                 const v8i pos = z > splat(0.0f);
                 const v8 r = pos ? z : splat(0.0f);
                 R[(j0 + k) * 2 + h] = r;
-                M[(j0 + k) * 2 + h] = pos ? splat(1.0f) : splat(0.0f);
+                M[(j0 + k) * 2 + h] = pos;
                 s1[h] += r;
                 s2[h] += r * r;
               }
@@ -317,9 +322,11 @@ torch::Tensor backward(torch::Tensor xpad, torch::Tensor mask, torch::Tensor arg
   double* Gp = G.data_ptr<double>();
   const float dscale = p < 1.0 ? (float)(1.0 / (1.0 - p)) : 0.0f;
   const int64_t in_size = (int64_t)g.Cin * g.Hp * g.Wp;
+  const int JV = (g.JS + 7) / 8;  // a patch row as whole vectors (over-reads the next row)
   at::parallel_for(0, F, 1, [&](int64_t f0, int64_t f1) {
-    std::vector<float> P((size_t)g.positions() * g.JS);
-    std::vector<float> acc((size_t)C * g.JS);
+    std::vector<float> P((size_t)g.positions() * g.JS + 8);
+    std::vector<v8> acc((size_t)C * JV);
+    std::vector<int32_t> live((size_t)NP * C);
     for (int64_t n = 0; n < N; ++n) {
       bool any = false;
       for (int64_t f = f0; f < f1; ++f) any |= mp[n * F + f] != 0;
@@ -327,24 +334,28 @@ torch::Tensor backward(torch::Tensor xpad, torch::Tensor mask, torch::Tensor arg
       build_patches(xp + n * in_size, g, P.data());
       for (int64_t f = f0; f < f1; ++f) {
         if (!mp[n * F + f]) continue;
-        std::fill(acc.begin(), acc.end(), 0.0f);
+        for (auto& v : acc) v = splat(0.0f);
         const int16_t* an = ap + (n * F + f) * NP * C;
         const float* gn = gp + (n * F + f) * C * NA;
-        for (int wr = 0; wr < 2 * g.Ah; ++wr)
-          for (int wc = 0; wc < 2 * g.Aw; ++wc) {
-            const int16_t* aq = an + (wr * g.Pw + wc) * C;
-            const float* gk = gn + (wr / 2) * g.Aw + wc / 2;
-            for (int c = 0; c < C; ++c) {
-              const int at = aq[c];
-              if (at < 0) continue;
-              const float coef = 0.25f * dscale * gk[c * NA];
-              const float* pr = P.data() + (size_t)at * g.JS;
-              float* ac = acc.data() + c * g.JS;
-              for (int j = 0; j < g.JS; ++j) ac[j] += coef * pr[j];
-            }
-          }
+        // the pooled elements with a gradient, listed without branches (dropout makes
+        // a branch per element unpredictable)
+        int count = 0;
+        for (int e = 0; e < NP * C; ++e) {
+          live[count] = e;
+          count += an[e] >= 0;
+        }
+        for (int t = 0; t < count; ++t) {
+          const int e = live[t], q = e / C, c = e % C;
+          const int wr = q / g.Pw, wc = q - wr * g.Pw;
+          const float coef = 0.25f * dscale * gn[c * NA + (wr / 2) * g.Aw + wc / 2];
+          const v8 cv = splat(coef);
+          const float* pr = P.data() + (size_t)an[e] * g.JS;
+          v8* ac = acc.data() + c * JV;
+          for (int v = 0; v < JV; ++v) ac[v] += cv * vload(pr + v * 8);
+        }
         double* Gf = Gp + f * C * g.JS;
-        for (int k = 0; k < C * g.JS; ++k) Gf[k] += acc[k];
+        for (int c = 0; c < C; ++c)
+          for (int j = 0; j < g.JS; ++j) Gf[c * g.JS + j] += acc[c * JV + j / 8][j % 8];
       }
     }
   });
