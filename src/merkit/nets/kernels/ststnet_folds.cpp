@@ -20,6 +20,7 @@
 #include <ATen/Parallel.h>
 
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -140,9 +141,10 @@ std::vector<torch::Tensor> forward(torch::Tensor xpad, torch::Tensor wb, torch::
   TORCH_CHECK(wb.size(1) == C && wb.size(2) == g.J, "wb must be (F, 16, Cin*9+1)");
   const int NA = g.Ah * g.Aw, NP = g.Ph * g.Pw;
   auto f32 = torch::dtype(torch::kFloat32);
-  auto H1 = torch::zeros({N, F, C, NA}, f32);
-  auto H0 = torch::zeros({N, F, C, NA}, f32);
-  auto arg = torch::full({N, F, NP, C}, -1, torch::dtype(torch::kInt16));
+  // every element is written below (masked rows: H = 0, arg = -1)
+  auto H1 = torch::empty({N, F, C, NA}, f32);
+  auto H0 = torch::empty({N, F, C, NA}, f32);
+  auto arg = torch::empty({N, F, NP, C}, torch::dtype(torch::kInt16));
   auto S = torch::zeros({F, 2, C}, torch::dtype(torch::kFloat64));
   auto Q = torch::zeros({F, 2, g.JS, C}, torch::dtype(torch::kFloat64));
   const float* xp = xpad.data_ptr<float>();
@@ -171,7 +173,15 @@ std::vector<torch::Tensor> forward(torch::Tensor xpad, torch::Tensor wb, torch::
     std::vector<v8> dk((size_t)NP * 2), acc1((size_t)NA * 2), acc0((size_t)NA * 2);
     for (int64_t n = 0; n < N; ++n) {
       bool any = false;
-      for (int64_t f = f0; f < f1; ++f) any |= mp[n * F + f] != 0;
+      for (int64_t f = f0; f < f1; ++f) {
+        if (mp[n * F + f]) {
+          any = true;
+          continue;
+        }
+        std::fill_n(h1p + (n * F + f) * C * NA, C * NA, 0.0f);
+        std::fill_n(h0p + (n * F + f) * C * NA, C * NA, 0.0f);
+        std::fill_n(ap + (n * F + f) * NP * C, NP * C, (int16_t)-1);
+      }
       if (!any) continue;
       build_patches(xp + n * in_size, g, P.data());
       for (int64_t f = f0; f < f1; ++f) {
