@@ -53,6 +53,7 @@ from joblib import Parallel, delayed
 from merkit.metrics import uar, uf1
 from merkit.nets import create_model
 from merkit.nets.data import make_loader, read_megc2019_flow
+from merkit.nets.fold_batched import BATCHED
 from merkit.nets.train import TrainConfig, fit, fold_seed, predict, torch_session
 from merkit.protocols.composite import CDE
 from merkit.workflows.train import preset_for, run_train
@@ -212,7 +213,7 @@ def _one_fold(out: str, model: str, flows: str, epochs: int | None, seed: int, s
     t0 = time.perf_counter()
     run_train(out, protocol="cde", model=model, flows_dir=flows, epochs=epochs, seeds=[seed],
               folds=[subject], preset=preset, lr=lr, class_weight=class_weight,
-              progress=False)  # fmt: skip
+              progress=False, fold_batching="off")  # fmt: skip
     return time.perf_counter() - t0
 
 
@@ -238,26 +239,40 @@ def run(args: argparse.Namespace) -> None:
     for s in subjects:
         by_epochs.setdefault(epochs_of[s], []).append(s)
     tasks = [(e, seed, s) for seed in seeds for s in subjects for e in [epochs_of[s]]]
+    batched = args.fold_batching != "off" and args.model in BATCHED
     t0 = time.perf_counter()
-    secs = Parallel(n_jobs=args.workers, batch_size=1)(
-        delayed(_one_fold)(
-            args.out,
-            args.model,
-            str(args.flows),
-            e,
-            seed,
-            s,
-            args.preset,
-            args.lr,
-            args.class_weight,
+    if batched:  # one computation per (epoch count, seed): all its folds at once
+        secs = []
+        for e, folds in by_epochs.items():
+            for seed in seeds:
+                t1 = time.perf_counter()
+                run_train(args.out, protocol="cde", model=args.model, flows_dir=args.flows,
+                          epochs=e, seeds=[seed], folds=folds, preset=args.preset, lr=args.lr,
+                          class_weight=args.class_weight, threads=args.workers,
+                          fold_batching=args.fold_batching, progress=True)  # fmt: skip
+                secs.append((time.perf_counter() - t1) / len(folds))
+    else:  # fold by fold in worker processes, 1 torch thread each
+        secs = Parallel(n_jobs=args.workers, batch_size=1)(
+            delayed(_one_fold)(
+                args.out,
+                args.model,
+                str(args.flows),
+                e,
+                seed,
+                s,
+                args.preset,
+                args.lr,
+                args.class_weight,
+            )
+            for e, seed, s in tasks
         )
-        for e, seed, s in tasks
-    )
     wall = time.perf_counter() - t0
     for e, folds in by_epochs.items():  # all cached now: score (one run per epoch count)
         res = run_train(args.out, protocol="cde", model=args.model, flows_dir=args.flows,
                         epochs=e, seeds=seeds, folds=folds, preset=args.preset, lr=args.lr,
-                        class_weight=args.class_weight, progress=False)  # fmt: skip
+                        class_weight=args.class_weight, progress=False,
+                        fold_batching=args.fold_batching if batched else "off",
+                        threads=args.workers if batched else None)  # fmt: skip
         log.info("runs %s (epochs %s): %d folds cached", res.runs, e, res.folds_cached)
     print(f"{args.model}: {len(tasks)} folds with {args.workers} workers, wall {wall:.0f} s; "
           f"per call mean {np.mean(secs):.1f} s")  # fmt: skip
@@ -388,6 +403,13 @@ def main() -> None:
     r.add_argument("--selection", type=Path, default=None, help="selection.json of `select`")
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--folds", type=int, default=None, help="only k folds (a quick check)")
+    r.add_argument(
+        "--fold-batching",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="auto/on: the folds of a seed as one computation where the network has that "
+        "path (STSTNet), with --workers torch threads; off: folds in --workers processes",
+    )
     _training_options(r)
     r.add_argument("--out", type=Path, required=True)
     t = sub.add_parser("table", help="UF1 / UAR per seed and database vs published")
