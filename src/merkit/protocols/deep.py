@@ -655,6 +655,7 @@ def run_loso(
     data: str = "",
     weights_dir: str | Path | None = None,
     folds: Iterable[str] | None = None,
+    fold_batching: str = "auto",
 ) -> LosoRun:
     """Leave-one-subject-out: one freshly initialised model per held-out subject and seed.
 
@@ -674,6 +675,10 @@ def run_loso(
         Save each fold's weights to ``<weights_dir>/seed<seed>/<subject with / -> _>.pth``.
     folds : iterable of str, optional
         Only these test subjects (a partial run: the records then cover only them).
+    fold_batching : {"auto", "on", "off"}
+        Train the folds of a seed as one computation where the network has that path
+        (:func:`merkit.nets.fold_batched.train_folds`); its records then carry
+        ``fold_batched: true`` in their parameters.
 
     Returns
     -------
@@ -685,10 +690,12 @@ def run_loso(
     The networks need torch (the ``[nets]`` extra): :mod:`merkit.nets.train` is imported
     here, not with this module.
     """
-    from merkit.nets.train import save_weights, train_fold
+    from merkit.nets.fold_batched import FoldSpec, batching_problem, train_folds
+    from merkit.nets.train import save_weights
 
     # the fold's position among ALL subjects seeds it, so a partial run reproduces a full one
     splits = list(enumerate(leave_one_subject_out(dataset.table)))
+    n_protocol = len(splits)
     if folds is not None:
         wanted = set(folds)
         splits = [(k, s) for k, s in splits if s.name.removeprefix("loso/") in wanted]
@@ -696,17 +703,22 @@ def run_loso(
         if unknown:
             raise ValueError(f"run_loso: folds {sorted(unknown)} are not subjects of the dataset")
     kwargs = dict(model_kwargs or {})
-    params = {"model": model_name, **kwargs, **cfg.to_dict()}
+    batched = fold_batching != "off" and batching_problem(
+        model_name, n_folds=len(splits), model_kwargs=kwargs) is None  # fmt: skip
+    params = {"model": model_name, **kwargs, **cfg.to_dict(),
+              **({"fold_batched": True} if batched else {})}  # fmt: skip
     params.pop("seed")
     rows, records, histories, seconds = [], [], {}, {}
     for seed in seeds:
         fold_cfg = replace(cfg, seed=int(seed))
         parts = []
-        for k, split in splits:
+        specs = [FoldSpec(split.train_idx, split.test_idx, k) for k, split in splits]
+        trained = train_folds(model_name, dataset.X, dataset.y, specs, fold_cfg, seed=int(seed),
+                              model_kwargs=kwargs, fold_batching=fold_batching,
+                              protocol_folds=n_protocol)  # fmt: skip
+        for (_, split), got in zip(splits, trained, strict=True):
             subject = split.name.removeprefix("loso/")
             te = split.test_idx
-            got = train_fold(model_name, dataset.X, dataset.y, split.train_idx, te, fold_cfg,
-                             seed=int(seed), fold_index=k, model_kwargs=kwargs)  # fmt: skip
             histories[(int(seed), subject)] = got.history
             y_pred, probs = got.y_pred, got.probs
             seconds[(int(seed), subject)] = got.seconds
