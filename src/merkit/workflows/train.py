@@ -2,9 +2,11 @@
 
 This is ``merkit train`` (:func:`run_train`). The
 protocols and their tasks are those of :mod:`merkit.protocols.deep` (cde, cdmer, loso,
-kfold, au); the training loop is :func:`merkit.nets.train.train_fold` (no early stopping,
-no model selection: every fold trains for the preset's epochs and its last weights
-predict its test clips).
+kfold, au); the training loop is :func:`merkit.nets.train.train_fold`, or for the
+networks with a fold-batched path (STSTNet) all folds of a seed at once
+(:mod:`merkit.nets.fold_batched`, ``fold_batching``); no early stopping, no model
+selection: every fold trains for the preset's epochs and its last weights predict its
+test clips.
 
 Inputs
 ------
