@@ -38,6 +38,11 @@ def flows(tmp_path_factory) -> Path:
                                      "num_classes (int), attention (bool), fusion (str)"),
         (["--model-arg", "num_classes=4"], "model argument num_classes=4 (--model-arg): the "
                                            "task's classes set it; leave it out"),
+        (["--fold-batching", "maybe"], "fold_batching='maybe' (--fold-batching): expected one "
+                                       "of auto, on, off"),
+        (["--model", "off_apexnet", "--fold-batching", "on"],
+         "--fold-batching on: off_apexnet has no fold-batched implementation (only "
+         "['ststnet']); use auto or off"),
     ],
 )  # fmt: skip
 def test_bad_training_option_is_refused_before_any_work(flows, tmp_path, args, message):
