@@ -432,11 +432,13 @@ def _run_task(
     from merkit.nets.train import save_weights, train_fold
 
     chosen = task.select_folds(folds)
-    problem = batching_problem(model, n_folds=len(chosen), multilabel=task.multilabel,
-                               model_kwargs=model_kwargs)  # fmt: skip
+    problem = "off"  # batching_problem builds the kernel: not asked when off
+    if fold_batching != "off":
+        problem = batching_problem(model, n_folds=len(chosen), multilabel=task.multilabel,
+                                   model_kwargs=model_kwargs)  # fmt: skip
     if fold_batching == "on" and problem is not None:
         raise ValueError(f"--fold-batching on: task {task.name}: {problem}; use auto or off")
-    batched = fold_batching != "off" and problem is None
+    batched = problem is None
     params = {"model": model, **model_kwargs,
               **{k: v for k, v in cfg.to_dict().items() if k != "seed"}, **split,
               **({"fold_batched": True} if batched else {})}  # fmt: skip
