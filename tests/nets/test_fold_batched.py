@@ -87,10 +87,11 @@ def test_batched_equals_fold_by_fold_on_the_same_masked_batches(kernel):
 
 
 @needs_kernel
-def test_kernel_layer_equals_the_pytorch_ops_with_dropout_and_negative_scales():
+@pytest.mark.parametrize("side", [28, 26, 31])  # STSTNet takes 26..31 (5 x 5 pooled maps)
+def test_kernel_layer_equals_the_pytorch_ops_with_dropout_and_negative_scales(side):
     torch.manual_seed(0)
     n, k = 12, 3
-    xpad = F.pad(torch.rand(n, 3, 28, 28) * 2 - 0.5, (2, 2, 2, 2))
+    xpad = F.pad(torch.rand(n, 3, side, side) * 2 - 0.5, (2, 2, 2, 2))
     wb0 = torch.randn(k, 16, 28) * 0.3
     sgn = torch.ones(k, 16)
     sgn[1, 3], sgn[2, :5] = -1, -1  # min-pooling where the BatchNorm scale is negative
