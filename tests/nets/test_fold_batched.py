@@ -150,7 +150,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(tmp_path):
     X, y, folds = _data()
     cfg = TrainConfig(epochs=4, batch_size=8, optimizer="adam", lr=5e-3, num_classes=3)
     full = train_folds_batched("ststnet", X, y, folds, cfg, seed=2)
-    ckpt = tmp_path / "batched.pt"
+    ckpt = tmp_path / "folds" / "seed2" / "batched.pt"  # its folder does not exist yet
 
     def die(epoch: int, epochs: int) -> None:
         if epoch == 3:

@@ -433,6 +433,7 @@ def train_folds_batched(
                     "generator": gen.get_state(),
                     "history": {name: torch.as_tensor(v) for name, v in hist.items()},
                 }
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(ckpt, lambda fh, s=state: torch.save(s, fh))
                 last_save = time.perf_counter()
     stack.write_to(models)
