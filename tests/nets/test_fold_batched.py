@@ -175,6 +175,8 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(tmp_path):
 def test_dispatch_and_its_errors(monkeypatch):
     X, y, folds = _data()
     cfg = TrainConfig(epochs=1, batch_size=8, num_classes=3)
+    with pytest.raises(ValueError, match=r"STSTNet expects a 4-D tensor .* got shape \(1, 2, 28"):
+        train_folds_batched("ststnet", X[:, :2], y, folds, cfg, kernel=False)
     assert "no fold-batched implementation" in batching_problem("fr", n_folds=4)
     assert batching_problem("ststnet", n_folds=1) == "fewer than 2 folds to train"
     assert "multi-label" in batching_problem("ststnet", n_folds=4, multilabel=True)

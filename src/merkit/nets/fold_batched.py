@@ -344,6 +344,9 @@ def train_folds_batched(
     for fold in folds:
         with torch_session(fold_seed(seed, fold.index), cfg.threads, cfg.deterministic):
             models.append(create_model(model_name, num_classes=cfg.num_classes, **kwargs))
+    with torch.no_grad():  # the network's own shape check (one-line error), before any work
+        models[0].eval()(torch.as_tensor(np.asarray(X[:1], dtype=np.float32)))
+    models[0].train()
     stack = cls(models)
     y = np.asarray(y, dtype=np.int64)
     train_mask = torch.zeros(n, k, dtype=torch.bool)

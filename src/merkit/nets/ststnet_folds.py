@@ -128,7 +128,7 @@ def _eager_layer(xpad, wb, sgn, mask, rows, folds, seed, step, p):
         pooled = sg * F.max_pool2d(sg * r, 3, 3, padding=1)
         keep = dropout_keep(seed, int(folds[f]), step, rows[sel].numpy(), 16 * ph * pw, p)
         d = torch.as_tensor(keep, dtype=xpad.dtype).view(-1, 16, ph, pw) * scale
-        h1[sel, f] = (F.avg_pool2d(d * pooled, 2) * 1.0).flatten(2)
+        h1[sel, f] = F.avg_pool2d(d * pooled, 2).flatten(2)
         h0[sel, f] = F.avg_pool2d(d, 2).flatten(2)
     return h1, h0, torch.stack(s1), torch.stack(s2)
 

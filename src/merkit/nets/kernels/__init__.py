@@ -93,6 +93,8 @@ def _build(name: str) -> ModuleType | None:
     ).hexdigest()[:12]
     build = kernel_cache_dir() / f"{name}-{digest}"
     build.mkdir(parents=True, exist_ok=True)
+    if not any(build.glob("*.so")):
+        log.info("building the C++ kernel %s in %s (once per machine, about a minute)", name, build)
     try:
         return load(
             name=f"merkit_{name}_{digest}",
