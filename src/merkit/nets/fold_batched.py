@@ -1,8 +1,8 @@
 """Fold-batched training: the k networks of a LOSO / k-fold run trained as one computation.
 
 The per-fold path (:func:`merkit.nets.train.train_fold`) trains one network per fold on
-its own shuffled mini-batches. Here the folds share one stream of mini-batches over the
-rows that are a training row of at least one fold; each fold's loss, BatchNorm
+its own shuffled mini-batches. Here the folds share one stream of mini-batches over all
+rows; each fold's loss, BatchNorm
 statistics (and running statistics) and gradients use only the rows of the batch that
 are its own training rows, so a fold never sees its test subjects. Everything else is
 the fold's own, as on the per-fold path: its initial weights (built under
