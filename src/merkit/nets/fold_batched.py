@@ -124,13 +124,11 @@ def train_folds(
     protocol_folds: int | None = None,
     checkpoint: str | Path | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
-    on_fold: Callable[[FoldSpec, FoldResult], None] | None = None,
 ) -> list[FoldResult]:
     """Train every fold of ``folds``, batched when it applies (``fold_batching="auto"``).
 
     ``"on"`` raises ValueError (saying why) when the batched path does not apply,
-    ``"off"`` trains fold by fold (:func:`merkit.nets.train.train_fold`). ``on_fold`` is
-    called with each finished fold (per fold on that path, all at the end when batched).
+    ``"off"`` trains fold by fold (:func:`merkit.nets.train.train_fold`).
     """
     if fold_batching not in FOLD_BATCHING:
         raise ValueError(f"fold_batching={fold_batching!r}; expected one of {FOLD_BATCHING}")
@@ -142,7 +140,7 @@ def train_folds(
         if problem is not None and fold_batching == "on":
             raise ValueError(f"--fold-batching on: {problem}; use auto or off")
     if fold_batching != "off" and problem is None:
-        got = train_folds_batched(
+        return train_folds_batched(
             model_name,
             X,
             y,
@@ -155,15 +153,10 @@ def train_folds(
             checkpoint=checkpoint,
             on_epoch=on_epoch,
         )
-        if on_fold is not None:
-            for fold, result in zip(folds, got, strict=True):
-                on_fold(fold, result)
-        return got
     if problem is not None and len(folds) > 1 and model_name in BATCHED:
         log.info("%s: training fold by fold (%s)", model_name, problem)
-    out = []
-    for fold in folds:
-        result = train_fold(
+    return [
+        train_fold(
             model_name,
             X,
             y,
@@ -176,10 +169,8 @@ def train_folds(
             multilabel=multilabel,
             features=features,
         )
-        if on_fold is not None:
-            on_fold(fold, result)
-        out.append(result)
-    return out
+        for fold in folds
+    ]
 
 
 class _StackedOptimizer:

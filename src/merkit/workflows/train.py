@@ -475,7 +475,7 @@ def _run_task(
             group = [fold for s, fold in todo if s == seed]
             if not group:
                 continue
-            label = bar.tasks[bar_task].description if bar_task in bar.task_ids else ""
+            label = next(t.description for t in bar.tasks if t.id == bar_task)
 
             def on_epoch(epoch: int, epochs: int, n: int = len(group), label: str = label) -> None:
                 bar.update(bar_task, description=f"{label} ({n} folds batched, epoch "
