@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from merkit.nets import create_model
+from merkit.nets.data import make_loader
 from merkit.nets.fold_batched import (
     FoldSpec,
     batching_problem,
@@ -17,7 +18,7 @@ from merkit.nets.fold_batched import (
 )
 from merkit.nets.kernels import load_kernel
 from merkit.nets.ststnet_folds import dropout_keep, stst_layer
-from merkit.nets.train import TrainConfig, fold_seed, torch_session
+from merkit.nets.train import TrainConfig, fit, fold_seed, lr_schedule, torch_session
 
 needs_kernel = pytest.mark.skipif(
     load_kernel("ststnet_folds") is None, reason="no C++ compiler / ninja to build the kernel"
@@ -192,3 +193,17 @@ def test_dispatch_and_its_errors(monkeypatch):
     if load_kernel("ststnet_folds") is not None:
         train_folds("ststnet", X, y, folds, cfg)
         assert called == ["batched"]
+
+
+@pytest.mark.parametrize("scheduler", ["step", "cosine"])
+def test_the_batched_path_uses_fits_learning_rate_schedule(scheduler):
+    X, y, folds = _data()
+    cfg = TrainConfig(epochs=5, batch_size=8, optimizer="adam", lr=1e-3, num_classes=3,
+                      scheduler=scheduler, step_size=2, gamma=0.5)  # fmt: skip
+    with torch_session(0):
+        net = create_model("ststnet", num_classes=3)
+    per_fold = fit(net, make_loader(X, y, batch_size=8, shuffle=True, seed=0), cfg)["lr"]
+    assert per_fold == lr_schedule(cfg)
+    assert per_fold[0] == 1e-3 and per_fold[-1] < 5e-4  # the schedule does decay
+    got = train_folds_batched("ststnet", X, y, folds[:2], cfg, protocol_folds=4, kernel=False)
+    assert got[0].history["lr"] == per_fold

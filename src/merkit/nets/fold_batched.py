@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,6 @@ import numpy as np
 import torch
 
 from merkit._io import atomic_write
-from merkit.nets import create_model
 from merkit.nets.data import make_loader
 from merkit.nets.kernels import kernel_problem, load_kernel
 from merkit.nets.ststnet_folds import StackedSTSTNet
@@ -48,7 +46,9 @@ from merkit.nets.train import (
     TrainConfig,
     class_weights,
     embed,
+    fold_model,
     fold_seed,
+    lr_schedule,
     predict,
     torch_session,
     train_fold,
@@ -244,15 +244,6 @@ def shared_batch_size(batch_size: int, protocol_folds: int) -> int:
     return max(1, round(batch_size * protocol_folds / (protocol_folds - 1)))
 
 
-def _lr(cfg: TrainConfig, epoch: int) -> float:
-    """The learning rate of ``epoch`` (0-based) under ``cfg.scheduler``."""
-    if cfg.scheduler == "step":
-        return cfg.lr * cfg.gamma ** (epoch // cfg.step_size)
-    if cfg.scheduler == "cosine":
-        return cfg.lr * (1 + math.cos(math.pi * epoch / max(cfg.epochs, 1))) / 2
-    return cfg.lr
-
-
 def _run_key(
     model_name: str, kwargs: Mapping, cfg: TrainConfig, seed: int, folds: Sequence[FoldSpec], n: int
 ) -> str:
@@ -331,10 +322,17 @@ def train_folds_batched(
     kwargs = dict(model_kwargs or {})
     k, n = len(folds), len(X)
     cls = BATCHED[model_name][0]
-    models = []
-    for fold in folds:
-        with torch_session(fold_seed(seed, fold.index), cfg.threads, cfg.deterministic):
-            models.append(create_model(model_name, num_classes=cfg.num_classes, **kwargs))
+    models = [
+        fold_model(
+            model_name,
+            cfg,
+            seed=seed,
+            fold_index=f.index,
+            num_classes=cfg.num_classes,
+            model_kwargs=kwargs,
+        )  # fmt: skip
+        for f in folds
+    ]
     with torch.no_grad():  # the network's own shape check (one-line error), before any work
         models[0].eval()(torch.as_tensor(np.asarray(X[:1], dtype=np.float32)))
     models[0].train()
@@ -352,6 +350,7 @@ def train_folds_batched(
     fold_ids = torch.as_tensor([int(fold.index) for fold in folds], dtype=torch.int64)
     opt = _StackedOptimizer(stack.parameters(), cfg)
     gen = torch.Generator().manual_seed(fold_seed(seed, _STREAM))
+    schedule = lr_schedule(cfg)
     hist = {
         "loss": np.zeros((cfg.epochs, k)),
         "accuracy": np.zeros((cfg.epochs, k)),
@@ -375,7 +374,7 @@ def train_folds_batched(
     last_save = time.perf_counter()
     with torch_session(seed, cfg.threads, cfg.deterministic):
         for epoch in range(start_epoch, cfg.epochs):
-            lr = _lr(cfg, epoch)
+            lr = schedule[epoch]
             order = stream[torch.randperm(len(stream), generator=gen).numpy()]
             loss_sum = torch.zeros(k, dtype=torch.float64)
             correct = torch.zeros(k, dtype=torch.float64)

@@ -62,8 +62,10 @@ __all__ = [
     "compute_loss",
     "embed",
     "fit",
+    "fold_model",
     "fold_seed",
     "load_weights",
+    "lr_schedule",
     "predict",
     "read_state_dict",
     "save_weights",
@@ -287,6 +289,30 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
     return None
+
+
+def lr_schedule(cfg: TrainConfig) -> list[float]:
+    """The learning rate of each epoch under ``cfg.scheduler``: the values :func:`fit` uses
+    (the same torch scheduler, stepped once per epoch)."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    sched = _scheduler(opt, cfg)
+    out = []
+    for _ in range(cfg.epochs):
+        out.append(float(opt.param_groups[0]["lr"]))
+        if sched is not None:
+            opt.step()
+            sched.step()
+    return out
+
+
+def fold_model(
+    model_name: str, cfg: TrainConfig, *, seed: int, fold_index: int, num_classes: int,
+    model_kwargs: Mapping | None = None,
+) -> nn.Module:  # fmt: skip
+    """A fold's freshly initialised network, built under :func:`fold_seed` (the same weights
+    on every training path)."""
+    with torch_session(fold_seed(seed, fold_index), cfg.threads, cfg.deterministic):
+        return create_model(model_name, num_classes=num_classes, **dict(model_kwargs or {}))
 
 
 def _labels_of(loader: DataLoader) -> np.ndarray:
@@ -672,13 +698,13 @@ def train_fold(
         if cfg.class_weight is not None:
             raise ValueError("multi-label training takes no class_weight")
         n_labels = int(np.asarray(y).shape[1])
-        with torch_session(fs, cfg.threads, cfg.deterministic):
-            net = create_model(model_name, num_classes=n_labels, **kwargs)
+        net = fold_model(model_name, cfg, seed=seed, fold_index=fold_index, num_classes=n_labels,
+                         model_kwargs=kwargs)  # fmt: skip
         trained: nn.Module = MultiLabelNet(net, n_labels, threshold=threshold)
         targets = encode_multilabel(y)
     else:
-        with torch_session(fs, cfg.threads, cfg.deterministic):
-            net = trained = create_model(model_name, num_classes=cfg.num_classes, **kwargs)
+        net = trained = fold_model(model_name, cfg, seed=seed, fold_index=fold_index,
+                                   num_classes=cfg.num_classes, model_kwargs=kwargs)  # fmt: skip
         targets = y
     loader = make_loader(X[train_idx], targets[train_idx], batch_size=cfg.batch_size,
                          shuffle=True, seed=fs)  # fmt: skip
