@@ -38,18 +38,16 @@ import numpy as np
 import torch
 
 from merkit._io import atomic_write
-from merkit.nets.data import make_loader
 from merkit.nets.kernels import kernel_problem, load_kernel
 from merkit.nets.ststnet_folds import StackedSTSTNet
 from merkit.nets.train import (
     FoldResult,
     TrainConfig,
     class_weights,
-    embed,
     fold_model,
+    fold_outputs,
     fold_seed,
     lr_schedule,
-    predict,
     torch_session,
     train_fold,
 )
@@ -433,22 +431,14 @@ def train_folds_batched(
     seconds = (time.perf_counter() - t0) / k
     out = []
     for f, (fold, net) in enumerate(zip(folds, models, strict=True)):
-        net.eval()
-        te = np.asarray(fold.test_idx, dtype=np.int64)
         history = {
             "loss": hist["loss"][:, f].tolist(),
             "accuracy": hist["accuracy"][:, f].tolist(),
             "lr": hist["lr"].tolist(),
         }
-        if te.size == 0:
-            y_pred = np.zeros(0, np.int64)
-            probs = np.zeros((0, cfg.num_classes), np.float32)
-            z = None
-        else:
-            loader = make_loader(X[te], batch_size=256)
-            y_pred, probs = predict(net, loader)
-            z = embed(net, loader) if features else None
-        out.append(FoldResult(net, history, y_pred, probs.astype(np.float32), z, seconds))
+        te = np.asarray(fold.test_idx, dtype=np.int64)
+        y_pred, probs, z = fold_outputs(net, X, te, width=cfg.num_classes, features=features)
+        out.append(FoldResult(net, history, y_pred, probs, z, seconds))
     if ckpt is not None:
         ckpt.unlink(missing_ok=True)
     return out

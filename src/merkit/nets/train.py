@@ -69,6 +69,7 @@ __all__ = [
     "predict",
     "read_state_dict",
     "save_weights",
+    "fold_outputs",
     "torch_session",
     "train_fold",
 ]
@@ -709,20 +710,34 @@ def train_fold(
     loader = make_loader(X[train_idx], targets[train_idx], batch_size=cfg.batch_size,
                          shuffle=True, seed=fs)  # fmt: skip
     history = fit(trained, loader, fold_cfg)
+    y_pred, probs, z = fold_outputs(
+        net, X, test_idx, width=n_labels if multilabel else cfg.num_classes, features=features,
+        multilabel=trained if multilabel else None, threshold=threshold)  # fmt: skip
+    return FoldResult(net, history, y_pred, probs, z, time.perf_counter() - t0)
+
+
+def fold_outputs(
+    net: nn.Module, X: np.ndarray, test_idx: np.ndarray, *, width: int, features: bool = False,
+    multilabel: MultiLabelNet | None = None, threshold: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:  # fmt: skip
+    """A trained fold's predictions of its test rows (eval mode), as in :class:`FoldResult`.
+
+    Returns ``y_pred`` (``(n_test,)`` int64, or ``(n_test, width)`` int8 with the
+    ``multilabel`` wrapper of ``net``), float32 ``probs`` ``(n_test, width)`` and the
+    penultimate features (None unless ``features`` and there are test rows).
+    """
     net.eval()
     test_loader = make_loader(X[test_idx], batch_size=256)
     z = None
     if test_idx.size == 0:  # nothing to predict (e.g. a final model on every clip)
-        width = n_labels if multilabel else cfg.num_classes
         probs = np.zeros((0, width), np.float32)
         y_pred = np.zeros((0, width) if multilabel else (0,), np.int8 if multilabel else np.int64)
-    elif multilabel:
+    elif multilabel is not None:
         with torch.no_grad():
-            probs = torch.cat([trained.probabilities(xb) for xb, _ in test_loader]).numpy()
+            probs = torch.cat([multilabel.probabilities(xb) for xb, _ in test_loader]).numpy()
         y_pred = (probs > threshold).astype(np.int8)
     else:
         y_pred, probs = predict(net, test_loader)
     if features and test_idx.size:
         z = embed(net, test_loader)
-    return FoldResult(net, history, y_pred, probs.astype(np.float32), z,
-                      time.perf_counter() - t0)  # fmt: skip
+    return y_pred, probs.astype(np.float32), z
