@@ -39,7 +39,6 @@ from merkit.nets.kernels import load_kernel
 __all__ = ["StackedSTSTNet", "dropout_keep", "stst_layer"]
 
 _KERNEL = "ststnet_folds"
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def _mix64(z: np.ndarray) -> np.ndarray:
@@ -202,7 +201,6 @@ class StackedSTSTNet:
 
     def __init__(self, models: list[STSTNet]) -> None:
         first = models[0]
-        self.k = len(models)
         self.in_channels = first.in_channels
         self.p = float(first.dropout.p)
         self.eps = float(first.bn1.eps)
