@@ -309,6 +309,13 @@ AddressOption = Annotated[
         "(tcp://host:8786); --jobs -1 uses every worker."
     ),
 ]
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        help="Where the network runs: auto (CUDA if available, else MPS, else CPU), cpu, "
+        "cuda, cuda:N or mps."
+    ),
+]
 CacheOption = Annotated[
     Path | None,
     typer.Option(
@@ -721,6 +728,14 @@ def train(
             "fold).",
         ),
     ] = "auto",
+    device: DeviceOption = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="32 (float32, default: the published numbers), 16-mixed (float16 autocast, "
+            "GPU) or bf16-mixed (bfloat16 autocast; GPU, or CPUs with AVX-512 BF16 / AMX).",
+        ),
+    ] = "32",
     jobs: JobsOption = 1,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
@@ -741,8 +756,9 @@ def train(
             out, protocol=protocol, model=model, tasks=task, flows_dir=flows_dir, data_dir=data,
             n_folds=n_folds, split_seed=split_seed, epochs=epochs, lr=lr, batch_size=batch_size,
             class_weight=class_weight, preset=preset, threads=threads, seeds=_seed_list(seeds),
-            folds=folds, final=final, fold_batching=fold_batching,
-            fold_weights=fold_weights, model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
+            folds=folds, final=final, fold_batching=fold_batching, device=device,
+            precision=precision, fold_weights=fold_weights, model_kwargs=_model_args(model_arg),
+            flow=flow, clip=clip,
             cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console, missing=missing,
         )  # fmt: skip
     except USER_ERRORS as exc:
@@ -781,11 +797,13 @@ def predict(
         typer.Option(help="Face detector: auto, dlib, haar or frame (default: card)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: DeviceOption = "auto",
 ) -> None:
     """Predict the emotion (and AUs) of one clip: face -> apex -> TV-L1 flow -> network."""
     try:
         got = run_predict(clip, model, model_name=model_name, onset=onset, apex=apex,
-                          offset=offset, align=align, detector=detector)  # fmt: skip
+                          offset=offset, align=align, detector=detector,
+                          device=device)  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)
     if as_json:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from merkit.cli import app
@@ -43,6 +44,16 @@ def flows(tmp_path_factory) -> Path:
         (["--model", "off_apexnet", "--fold-batching", "on"],
          "--fold-batching on: off_apexnet has no fold-batched implementation (only "
          "['ststnet']); use auto or off"),
+        (["--device", "gpu"], "device 'gpu': expected one of auto, cpu, cuda, cuda:N, mps"),
+        (["--device", "cuda:x"], "device 'cuda:x': the GPU index must be a number, e.g. cuda:0"),
+        (["--precision", "16"], "precision='16' (--precision): expected one of 32, 16-mixed, "
+                                "bf16-mixed"),
+        (["--device", "cpu", "--precision", "16-mixed"],
+         "precision '16-mixed' needs a GPU (cuda or mps), the device is cpu; on a CPU use "
+         "bf16-mixed or 32"),
+        (["--model", "ststnet", "--fold-batching", "on", "--precision", "bf16-mixed"],
+         "--fold-batching on: the fold-batched path trains in float32, precision is "
+         "bf16-mixed; use auto or off"),
     ],
 )  # fmt: skip
 def test_bad_training_option_is_refused_before_any_work(flows, tmp_path, args, message):
@@ -76,4 +87,17 @@ def test_bad_3d_model_options_are_refused_before_reading_clips(tmp_path, args, m
 def test_library_refuses_zero_epochs_before_reading_inputs(tmp_path):
     with pytest.raises(ValueError, match=r"^epochs=0 \(--epochs\): must be at least 1"):
         run_train(tmp_path / "out", flows_dir=tmp_path / "absent", epochs=0, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the message is for "
+                    "machines without it")  # fmt: skip
+def test_cuda_without_cuda_is_one_line_naming_the_torch_build(flows, tmp_path):
+    res = runner.invoke(app, ["train", "--flows-dir", str(flows), "--device", "cuda", "--out",
+                              str(tmp_path / "out")])  # fmt: skip
+    why = "a CPU-only build" if torch.version.cuda is None else "no GPU is visible"
+    assert one_error_line(res) == (
+        f"error: device 'cuda': CUDA is not available (torch {torch.__version__}, {why}); use "
+        "--device cpu or auto"
+    )
     assert not (tmp_path / "out").exists()

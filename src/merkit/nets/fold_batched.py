@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from merkit._io import atomic_write
+from merkit.nets.device import resolve_device
 from merkit.nets.kernels import kernel_problem, load_kernel
 from merkit.nets.ststnet_folds import StackedSTSTNet
 from merkit.nets.train import (
@@ -86,12 +87,19 @@ def batching_problem(
     n_folds: int,
     multilabel: bool = False,
     model_kwargs: Mapping | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "32",
 ) -> str | None:
     """Why the fold-batched path does not apply (None: it does).
 
-    It applies to a network of :data:`BATCHED` trained single-label, with >= 2 folds to
-    train and its C++ kernel buildable here.
+    It applies to a network of :data:`BATCHED` trained single-label in float32 on the
+    CPU, with >= 2 folds to train and its C++ kernel buildable here.
     """
+    kind = resolve_device(device).type
+    if kind != "cpu":
+        return f"the fold-batched path runs on the CPU (its C++ kernel), the device is {kind}"
+    if precision != "32":
+        return f"the fold-batched path trains in float32, precision is {precision}"
     if model_name not in BATCHED:
         return f"{model_name} has no fold-batched implementation (only {sorted(BATCHED)})"
     if multilabel:
@@ -122,18 +130,25 @@ def train_folds(
     protocol_folds: int | None = None,
     checkpoint: str | Path | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> list[FoldResult]:
     """Train every fold of ``folds``, batched when it applies (``fold_batching="auto"``).
 
     ``"on"`` raises ValueError (saying why) when the batched path does not apply,
-    ``"off"`` trains fold by fold (:func:`merkit.nets.train.train_fold`).
+    ``"off"`` trains fold by fold (:func:`merkit.nets.train.train_fold`) on ``device``
+    (the batched path is CPU only).
     """
     if fold_batching not in FOLD_BATCHING:
         raise ValueError(f"fold_batching={fold_batching!r}; expected one of {FOLD_BATCHING}")
     problem = None
     if fold_batching != "off":
         problem = batching_problem(
-            model_name, n_folds=len(folds), multilabel=multilabel, model_kwargs=model_kwargs
+            model_name,
+            n_folds=len(folds),
+            multilabel=multilabel,
+            model_kwargs=model_kwargs,
+            device=device,
+            precision=cfg.precision,
         )
         if problem is not None and fold_batching == "on":
             raise ValueError(f"--fold-batching on: {problem}; use auto or off")
@@ -166,6 +181,7 @@ def train_folds(
             model_kwargs=model_kwargs,
             multilabel=multilabel,
             features=features,
+            device=device,
         )
         for fold in folds
     ]

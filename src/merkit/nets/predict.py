@@ -38,6 +38,7 @@ from merkit._io import atomic_write_text
 from merkit.nets import MODELS, create_model, input_kind
 from merkit.nets.blocks import logits_of
 from merkit.nets.data import clip_volume
+from merkit.nets.device import model_device, resolve_device
 from merkit.nets.train import read_state_dict
 from merkit.video.apex import spot_apex
 from merkit.video.face import align_clip
@@ -184,9 +185,16 @@ def find_model_card(weights: str | Path) -> Path | None:
 
 
 def load_predictor(
-    weights: str | Path, *, model_name: str | None = None, classes: tuple[str, ...] | None = None
+    weights: str | Path,
+    *,
+    model_name: str | None = None,
+    classes: tuple[str, ...] | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[nn.Module, ModelCard]:
-    """The network of ``weights`` in eval mode, with its card.
+    """The network of ``weights`` in eval mode on ``device``, with its card.
+
+    Weights saved on any device load on any other (they are read onto the CPU, then the
+    network moves to ``device``).
 
     Parameters
     ----------
@@ -204,8 +212,10 @@ def load_predictor(
         ``weights`` is a folder (the message names a ``.pth`` inside).
     ValueError
         The file is empty, truncated, carries pickled objects or is no state_dict
-        (:class:`merkit.nets.train.WeightsFileError`), or the weights do not fit the card.
+        (:class:`merkit.nets.train.WeightsFileError`), or the weights do not fit the card;
+        or ``device`` cannot be used here.
     """
+    dev = resolve_device(device)
     weights = Path(weights)
     if weights.is_dir():
         found = sorted(weights.rglob("*.pth"))
@@ -243,7 +253,7 @@ def load_predictor(
             f"weights {str(weights)!r} do not fit a {card.model!r} network with "
             f"{card.num_outputs} outputs: {str(err).splitlines()[0]}"
         ) from err
-    model.eval()
+    model.to(dev).eval()
     return model, card
 
 
@@ -257,6 +267,9 @@ def predict_outputs(
     x : ndarray of float32
         Inputs as the network takes them (``[n, C, H, W]`` or ``[n, C, T, H, W]``).
 
+    The network runs where its parameters are; the probabilities are computed on the CPU
+    in float64.
+
     Returns
     -------
     classes : ndarray of float64, shape (n, K), or None
@@ -264,8 +277,10 @@ def predict_outputs(
     aus : ndarray of float64, shape (n, A), or None
         Sigmoid of each AU logit (None without AUs).
     """
+    dev = model_device(model)
     with torch.no_grad():
-        logits = logits_of(model(torch.as_tensor(x, dtype=torch.float32))).double()
+        inputs = torch.as_tensor(x, dtype=torch.float32).to(dev)
+        logits = logits_of(model(inputs)).float().cpu().double()
     if logits.shape[1] != card.num_outputs:
         raise ValueError(
             f"the network gives {logits.shape[1]} outputs, the card {card.num_outputs}"
@@ -377,6 +392,7 @@ def predict_clip(
     offset: int | None = None,
     align: bool | None = None,
     detector: str | None = None,
+    device: str | torch.device = "cpu",
 ) -> ClipPrediction:
     """The emotion of one clip (module docstring for the chain).
 
@@ -393,9 +409,11 @@ def predict_clip(
         frame, spotted, last frame.
     align, detector : optional
         Override the card's face alignment (default: align, ``"auto"`` detector).
+    device : str or torch.device
+        Where the network runs (:func:`merkit.nets.device.resolve_device`).
     """
     clip = Path(clip)
-    model, card = load_predictor(weights, model_name=model_name)
+    model, card = load_predictor(weights, model_name=model_name, device=device)
     opts = {"align": True, "face_size": [112, 112], "margin": 0.1, "detector": "auto",
             "landmarks": "auto", "preset": "default", "strain": True, "length": 16,
             **(card.clip if card.input_kind == "clip" else card.flow)}  # fmt: skip

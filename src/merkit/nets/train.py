@@ -15,6 +15,14 @@ intra-op threads (default 1) and deterministic algorithms (``warn_only``). Batch
 from :func:`merkit.nets.data.make_loader`, whose shuffling has its own seeded generator.
 The same seed therefore gives the same weights, bit for bit, on the same machine.
 
+Devices
+-------
+:func:`fit`, :func:`predict`, :func:`embed` and :func:`train_fold` take ``device``
+(:func:`merkit.nets.device.resolve_device`: ``"auto"``, ``"cpu"``, ``"cuda"``,
+``"cuda:N"``, ``"mps"`` or a :class:`torch.device`; None keeps the model where it is).
+The model, batches, loss and metrics live there; results come back as CPU NumPy.
+``cfg.precision`` selects float32 or mixed-precision autocast (docs/devices.md).
+
 There is no early stopping and no model selection: a model is trained for
 ``cfg.epochs`` and the last weights are used; ``val_loader`` is only monitored.
 """
@@ -48,6 +56,15 @@ from merkit._io import atomic_write
 from merkit.nets import create_model
 from merkit.nets.blocks import logits_of
 from merkit.nets.data import make_loader
+from merkit.nets.device import (
+    autocast,
+    check_precision,
+    deterministic_cuda,
+    grad_scaler,
+    host,
+    model_device,
+    resolve_device,
+)
 from merkit.nets.multilabel import MultiLabelNet, encode_multilabel
 
 log = logging.getLogger(__name__)
@@ -145,7 +162,11 @@ class TrainConfig:
     threads : int
         torch intra-op threads.
     deterministic : bool
-        ``torch.use_deterministic_algorithms(True, warn_only=True)`` while training.
+        ``torch.use_deterministic_algorithms(True, warn_only=True)`` while training (and
+        cuDNN's deterministic algorithms on CUDA).
+    precision : {"32", "16-mixed", "bf16-mixed"}
+        float32, or autocast to float16 (with a gradient scaler) or bfloat16 in the
+        forward pass and loss (:mod:`merkit.nets.device`).
     """
 
     epochs: int = 100
@@ -162,8 +183,10 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     deterministic: bool = True
+    precision: str = "32"
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
         if self.optimizer not in _OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r}; expected one of {_OPTIMIZERS}")
         if self.scheduler not in _SCHEDULERS:
@@ -191,8 +214,11 @@ class TrainConfig:
         return replace(PRESETS[name], **overrides)
 
     def to_dict(self) -> dict:
-        """Plain dict (for results ``params``)."""
+        """Plain dict (for results ``params``); ``precision`` only when not float32, so
+        the identity of float32 runs is what it was before the option existed."""
         d = asdict(self)
+        if d["precision"] == "32":
+            del d["precision"]
         if isinstance(d["class_weight"], tuple):
             d["class_weight"] = list(d["class_weight"])
         return d
@@ -238,7 +264,8 @@ def torch_session(seed: int, threads: int = 1, deterministic: bool = True) -> It
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    with torch.random.fork_rng(devices=[]):
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(int(seed))
         torch.set_num_threads(int(threads))
         torch.use_deterministic_algorithms(bool(deterministic), warn_only=True)
@@ -281,7 +308,8 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     # the fused (single-kernel) Adam: 2-5x faster steps than the default multi-tensor one
     # on CPU for FR's ~10 M weights (benchmarks/nets_speed.py); same update rule
     kind = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-    return kind(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    fused = all(p.device.type in ("cpu", "cuda", "mps") for p in params) or None
+    return kind(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
@@ -379,11 +407,14 @@ def _channels_last(model: nn.Module, x: torch.Tensor) -> bool:
     )
 
 
-def _evaluate(model: nn.Module, loader: DataLoader, weight) -> tuple[float, float]:
+def _evaluate(
+    model: nn.Module, loader: DataLoader, weight, device: torch.device
+) -> tuple[float, float]:
     model.eval()
     total, correct, n = 0.0, 0, 0
     with torch.inference_mode():
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             out = model(x)
             total += float(compute_loss(model, out, y, weight)) * len(y)
             correct += int((logits_of(out).argmax(1) == y).sum())
@@ -395,6 +426,7 @@ def fit(
     model: nn.Module, train_loader: DataLoader, cfg: TrainConfig, *,
     val_loader: DataLoader | None = None,
     epoch_end: Callable[[int, nn.Module], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, list[float]]:  # fmt: skip
     """Train ``model`` in place for ``cfg.epochs`` epochs (last weights kept).
 
@@ -412,6 +444,9 @@ def fit(
         record predictions on held-out training subjects for choosing the epoch count.
         It must not train the model; it runs inside the seeded session, so it must not
         draw random numbers either (eval-mode inference does not).
+    device : str or torch.device, optional
+        Where to train (:func:`merkit.nets.device.resolve_device`); the model is moved
+        there and stays there. None: where the model's parameters are.
 
     Returns
     -------
@@ -426,51 +461,73 @@ def fit(
     equal those of iterating it. Models with convolutions on feature maps train in the
     channels-last layout (:func:`_channels_last`); the weights are returned contiguous.
     """
+    dev = model_device(model) if device is None else resolve_device(device)
+    precision = check_precision(cfg.precision, dev)
+    model.to(dev)
     tensors = _in_memory(train_loader)
     labels = tensors[1].numpy() if tensors is not None else _labels_of(train_loader)
     weight = class_weights(labels, cfg)
+    weight = None if weight is None else weight.to(dev)
+    on_cpu = dev.type == "cpu"
+    # running sums stay on the device (no host sync per step off the CPU); float64 gives
+    # the CPU the numbers of Python floats, MPS has no float64
+    acc = torch.float32 if dev.type == "mps" else torch.float64
+    if tensors is not None and not on_cpu:  # small in-memory sets: copied to the device once
+        tensors = tuple(t.to(dev) for t in tensors)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "lr": []}
     if val_loader is not None:
         history.update(val_loss=[], val_accuracy=[])
-    with torch_session(cfg.seed, cfg.threads, cfg.deterministic):
+    with torch_session(cfg.seed, cfg.threads, cfg.deterministic), \
+            deterministic_cuda(dev, cfg.deterministic):  # fmt: skip
         layout: torch.memory_format | None = None  # decided on the first batch
         opt = _optimizer(model, cfg)
         sched = _scheduler(opt, cfg)
+        scaler = grad_scaler(dev, precision)
         try:
             for epoch in range(cfg.epochs):
                 model.train()
-                total, correct, n = 0.0, 0, 0
+                total = torch.zeros((), dtype=acc, device=dev)
+                correct = torch.zeros((), dtype=torch.int64, device=dev)
+                n = 0
                 if tensors is not None:
                     X, Y = tensors
-                    batches = ((X[i], Y[i]) for i in _index_batches(train_loader, len(X)))
+                    batches = ((X[i.to(X.device)], Y[i.to(X.device)])
+                               for i in _index_batches(train_loader, len(X)))  # fmt: skip
                 else:
                     batches = iter(train_loader)
                 for x, y in batches:
+                    x = x.to(dev, non_blocking=True)
+                    y = y.to(dev, non_blocking=True)
                     if epoch == 0 and n == 0 and _channels_last(model, x):
                         layout = torch.channels_last  # parameters change layout in place
                         model.to(memory_format=layout)
                     if layout is not None:
                         x = x.contiguous(memory_format=layout)
                     opt.zero_grad(set_to_none=True)
-                    out = model(x)
-                    loss = compute_loss(model, out, y, weight)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(
-                            f"{type(model).__name__}: loss became {float(loss)} in epoch "
-                            f"{epoch + 1}"
-                        )
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * len(y)
-                    correct += int((logits_of(out).detach().argmax(1) == y).sum())
+                    with autocast(dev, precision):
+                        out = model(x)
+                        loss = compute_loss(model, out, y, weight)
+                    if on_cpu and not torch.isfinite(loss):
+                        _diverged(model, loss, epoch)
+                    if scaler is None:
+                        loss.backward()
+                        opt.step()
+                    else:
+                        scaler.scale(loss).backward()
+                        scaler.step(opt)
+                        scaler.update()
+                    total += loss.detach().to(acc) * len(y)
+                    correct += (logits_of(out).detach().argmax(1) == y).sum()
                     n += len(y)
+                if not on_cpu and not torch.isfinite(total):
+                    _diverged(model, total, epoch)
                 history["lr"].append(float(opt.param_groups[0]["lr"]))
                 if sched is not None:
                     sched.step()
-                history["loss"].append(total / max(n, 1))
-                history["accuracy"].append(correct / max(n, 1))
+                history["loss"].append(float(total) / max(n, 1))
+                history["accuracy"].append(int(correct) / max(n, 1))
                 if val_loader is not None:
-                    vl, va = _evaluate(model, val_loader, weight)
+                    vl, va = _evaluate(model, val_loader, weight, dev)
                     history["val_loss"].append(vl)
                     history["val_accuracy"].append(va)
                 if epoch_end is not None:
@@ -483,9 +540,21 @@ def fit(
     return history
 
 
-def predict(model: nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted classes ``(n,)`` and softmax probabilities ``(n, K)`` in loader order."""
-    model.eval()
+def _diverged(model: nn.Module, loss: torch.Tensor, epoch: int) -> None:
+    raise FloatingPointError(
+        f"{type(model).__name__}: loss became {float(loss)} in epoch {epoch + 1}"
+    )
+
+
+def predict(
+    model: nn.Module, loader: DataLoader, *, device: str | torch.device | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted classes ``(n,)`` and softmax probabilities ``(n, K)`` in loader order.
+
+    ``device``: where the network runs (None: where it is); the results are CPU NumPy.
+    """
+    dev = model_device(model) if device is None else resolve_device(device)
+    model.to(dev).eval()
     tensors = _in_memory(loader)
     if tensors is not None:
         X = tensors[0]
@@ -495,8 +564,8 @@ def predict(model: nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarra
     probs = []
     with torch.inference_mode():
         for x in batches:
-            probs.append(torch.softmax(logits_of(model(x)), dim=1))
-    p = torch.cat(probs).numpy() if probs else np.zeros((0, 0), np.float32)
+            probs.append(torch.softmax(logits_of(model(x.to(dev))).float(), dim=1))
+    p = host(torch.cat(probs)) if probs else np.zeros((0, 0), np.float32)
     return p.argmax(1).astype(np.int64), p
 
 
@@ -595,21 +664,25 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
-def embed(model: nn.Module, loader: DataLoader) -> np.ndarray:
-    """Penultimate features ``(n, d)`` of every sample, in loader order.
+def embed(
+    model: nn.Module, loader: DataLoader, *, device: str | torch.device | None = None
+) -> np.ndarray:
+    """Penultimate features ``(n, d)`` of every sample, in loader order (CPU NumPy).
 
     Uses ``model.features(x)`` (every registered network has it: the input of the last
     linear layer, e.g. FR's classifier hidden layer, STSTNet's 400 pooled values).
+    ``device``: where the network runs (None: where it is).
     """
     if not callable(getattr(model, "features", None)):
         raise TypeError(f"{type(model).__name__} has no features(x) method (penultimate layer)")
-    model.eval()
+    dev = model_device(model) if device is None else resolve_device(device)
+    model.to(dev).eval()
     parts = []
     with torch.no_grad():
         for batch in loader:
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            parts.append(torch.flatten(model.features(x), 1))
-    return torch.cat(parts).numpy() if parts else np.zeros((0, 0), np.float32)
+            parts.append(torch.flatten(model.features(x.to(dev)), 1))
+    return host(torch.cat(parts)) if parts else np.zeros((0, 0), np.float32)
 
 
 def fold_seed(seed: int, fold_index: int) -> int:
@@ -665,6 +738,7 @@ def train_fold(
     multilabel: bool = False,
     threshold: float = 0.5,
     features: bool = False,
+    device: str | torch.device | None = "cpu",
 ) -> FoldResult:
     """Train a fresh network on ``train_idx`` and predict ``test_idx`` (no model selection).
 
@@ -688,6 +762,9 @@ def train_fold(
         a label is predicted when its probability exceeds ``threshold``.
     features : bool
         Also return the test samples' penultimate features.
+    device : str or torch.device
+        Where to train and predict (:func:`merkit.nets.device.resolve_device`); the
+        returned model is on the CPU.
     """
     t0 = time.perf_counter()
     kwargs = dict(model_kwargs or {})
@@ -709,10 +786,11 @@ def train_fold(
         targets = y
     loader = make_loader(X[train_idx], targets[train_idx], batch_size=cfg.batch_size,
                          shuffle=True, seed=fs)  # fmt: skip
-    history = fit(trained, loader, fold_cfg)
+    history = fit(trained, loader, fold_cfg, device=device)
     y_pred, probs, z = fold_outputs(
         net, X, test_idx, width=n_labels if multilabel else cfg.num_classes, features=features,
         multilabel=trained if multilabel else None, threshold=threshold)  # fmt: skip
+    trained.cpu()
     return FoldResult(net, history, y_pred, probs, z, time.perf_counter() - t0)
 
 
@@ -720,13 +798,15 @@ def fold_outputs(
     net: nn.Module, X: np.ndarray, test_idx: np.ndarray, *, width: int, features: bool = False,
     multilabel: MultiLabelNet | None = None, threshold: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:  # fmt: skip
-    """A trained fold's predictions of its test rows (eval mode), as in :class:`FoldResult`.
+    """A trained fold's predictions of its test rows (eval mode), as in :class:`FoldResult`,
+    computed where ``net`` is; CPU NumPy results.
 
     Returns ``y_pred`` (``(n_test,)`` int64, or ``(n_test, width)`` int8 with the
     ``multilabel`` wrapper of ``net``), float32 ``probs`` ``(n_test, width)`` and the
     penultimate features (None unless ``features`` and there are test rows).
     """
     net.eval()
+    dev = model_device(net)
     test_loader = make_loader(X[test_idx], batch_size=256)
     z = None
     if test_idx.size == 0:  # nothing to predict (e.g. a final model on every clip)
@@ -734,7 +814,8 @@ def fold_outputs(
         y_pred = np.zeros((0, width) if multilabel else (0,), np.int8 if multilabel else np.int64)
     elif multilabel is not None:
         with torch.no_grad():
-            probs = torch.cat([multilabel.probabilities(xb) for xb, _ in test_loader]).numpy()
+            probs = host(torch.cat([multilabel.probabilities(xb.to(dev))
+                                    for xb, _ in test_loader]))  # fmt: skip
         y_pred = (probs > threshold).astype(np.int8)
     else:
         y_pred, probs = predict(net, test_loader)

@@ -656,6 +656,7 @@ def run_loso(
     weights_dir: str | Path | None = None,
     folds: Iterable[str] | None = None,
     fold_batching: str = "auto",
+    device: str = "cpu",
 ) -> LosoRun:
     """Leave-one-subject-out: one freshly initialised model per held-out subject and seed.
 
@@ -679,6 +680,9 @@ def run_loso(
         Train the folds of a seed as one computation where the network has that path
         (:func:`merkit.nets.fold_batched.train_folds`); its records then carry
         ``fold_batched: true`` in their parameters.
+    device : str
+        Where to train (``merkit.nets.device.resolve_device``); records of runs off the
+        CPU carry ``device`` in their parameters.
 
     Returns
     -------
@@ -704,9 +708,12 @@ def run_loso(
             raise ValueError(f"run_loso: folds {sorted(unknown)} are not subjects of the dataset")
     kwargs = dict(model_kwargs or {})
     batched = fold_batching != "off" and batching_problem(
-        model_name, n_folds=len(splits), model_kwargs=kwargs) is None  # fmt: skip
+        model_name, n_folds=len(splits), model_kwargs=kwargs, device=device,
+        precision=cfg.precision) is None  # fmt: skip
+    kind = str(device).split(":")[0]
     params = {"model": model_name, **kwargs, **cfg.to_dict(),
-              **({"fold_batched": True} if batched else {})}  # fmt: skip
+              **({"fold_batched": True} if batched else {}),
+              **({"device": kind} if kind != "cpu" else {})}  # fmt: skip
     params.pop("seed")
     rows, records, histories, seconds = [], [], {}, {}
     for seed in seeds:
@@ -715,7 +722,7 @@ def run_loso(
         specs = [FoldSpec(split.train_idx, split.test_idx, k) for k, split in splits]
         trained = train_folds(model_name, dataset.X, dataset.y, specs, fold_cfg, seed=int(seed),
                               model_kwargs=kwargs, fold_batching=fold_batching,
-                              protocol_folds=n_protocol)  # fmt: skip
+                              protocol_folds=n_protocol, device=device)  # fmt: skip
         for (_, split), got in zip(splits, trained, strict=True):
             subject = split.name.removeprefix("loso/")
             te = split.test_idx

@@ -25,13 +25,16 @@ def run_predict(
     offset: int | None = None,
     align: bool | None = None,
     detector: str | None = None,
+    device: str = "auto",
 ) -> ClipPrediction:
     """Emotion and/or AUs of one clip (:func:`merkit.nets.predict.predict_clip`).
 
     ``align`` and ``detector`` override the model card's face alignment and face
     detector (``"auto"``, ``"dlib"``, ``"haar"`` or ``"frame"``); None keeps the card's.
+    ``device``: where the network runs (``auto``: CUDA, else MPS, else CPU).
     """
     from merkit.nets.predict import predict_clip
 
     return predict_clip(clip, weights, model_name=model_name, onset=onset, apex=apex,
-                        offset=offset, align=align, detector=detector)  # fmt: skip
+                        offset=offset, align=align, detector=detector,
+                        device=device)  # fmt: skip

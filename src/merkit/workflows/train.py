@@ -388,7 +388,7 @@ def _fold_frame(task: DeepTask, fold: Fold, seed: int, got) -> pd.DataFrame:
 
 def _fit_fold(
     *, task: DeepTask, fold: Fold, seed: int, X: np.ndarray, cfg, model: str,
-    model_kwargs: dict, weights_root: Path | None, base: Path,
+    model_kwargs: dict, weights_root: Path | None, base: Path, device: str = "cpu",
 ) -> tuple[int, str, tuple[pd.DataFrame, pd.DataFrame, tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
     """Train one fold and write its weights, then its files (:func:`merkit.store.write_fold`
     at ``base``: the predictions file, written last, marks the fold as done); a
@@ -397,7 +397,7 @@ def _fit_fold(
 
     got = train_fold(model, X, task.y, fold.train_idx, fold.test_idx, cfg, seed=seed,
                      fold_index=fold.index, model_kwargs=model_kwargs,
-                     multilabel=task.multilabel, features=True)  # fmt: skip
+                     multilabel=task.multilabel, features=True, device=device)  # fmt: skip
     return seed, fold.name, _store_fold(task, fold, seed, got, weights_root, base)
 
 
@@ -426,6 +426,7 @@ def _run_task(
     task: DeepTask, inputs: _Inputs, *, model: str, cfg, model_kwargs: dict, seeds: list[int],
     folds, final: bool, out_dir: Path, split: dict, bar, bar_task, input_params: dict,
     fold_weights: bool = True, n_jobs: int = 1, fold_batching: str = "auto",
+    device: str = "cpu",
 ) -> _TaskRun:  # fmt: skip
     from merkit.nets.fold_batched import FoldSpec, batching_problem, train_folds_batched
     from merkit.nets.predict import ModelCard, write_model_card
@@ -435,13 +436,15 @@ def _run_task(
     problem = "off"  # batching_problem builds the kernel: not asked when off
     if fold_batching != "off":
         problem = batching_problem(model, n_folds=len(chosen), multilabel=task.multilabel,
-                                   model_kwargs=model_kwargs)  # fmt: skip
+                                   model_kwargs=model_kwargs, device=device,
+                                   precision=cfg.precision)  # fmt: skip
     if fold_batching == "on" and problem is not None:
         raise ValueError(f"--fold-batching on: task {task.name}: {problem}; use auto or off")
     batched = problem is None
     params = {"model": model, **model_kwargs,
               **{k: v for k, v in cfg.to_dict().items() if k != "seed"}, **split,
-              **({"fold_batched": True} if batched else {})}  # fmt: skip
+              **({"fold_batched": True} if batched else {}),
+              **({"device": device.split(":")[0]} if device != "cpu" else {})}  # fmt: skip
     ident = params_to_json({"params": params, "protocol": task.protocol, "task": task.name})
     run = f"{model}-" + hashlib.sha1((ident + inputs.data_fp).encode()).hexdigest()[:10]
     fold_root, weights_root = out_dir / "folds" / run, out_dir / "weights" / run
@@ -466,7 +469,8 @@ def _run_task(
         return fold_root / f"seed{seed}" / fold.file_name
 
     fit_args = {"task": task, "X": X, "cfg": cfg, "model": model, "model_kwargs": model_kwargs,
-                "weights_root": weights_root if fold_weights else None}  # fmt: skip
+                "weights_root": weights_root if fold_weights else None,
+                "device": device}  # fmt: skip
     fresh: dict[tuple[int, str], tuple] = {}
     todo = [(seed, fold) for seed in seeds for fold in chosen
             if not fold_paths(base(seed, fold))[0].is_file()]  # fmt: skip
@@ -539,7 +543,7 @@ def _run_task(
         train_all = np.unique(np.concatenate([f.train_idx for f in task.folds]))
         got = train_fold(model, X, task.y, train_all, np.zeros(0, np.int64), cfg, seed=seeds[0],
                          fold_index=_FINAL_FOLD_INDEX, model_kwargs=model_kwargs,
-                         multilabel=task.multilabel)  # fmt: skip
+                         multilabel=task.multilabel, device=device)  # fmt: skip
         final_path = save_weights(got.model, weights_root / "final.pth")
         info = {**card.info, "fold": "final (every training clip)", "seed": seeds[0]}
         write_model_card(final_path.with_suffix(".json"), replace(card, info=info))
@@ -604,12 +608,19 @@ def _positive_int(value, name: str, flag: str, least: int = 1) -> None:
 def _check_options(
     declared: DeepProtocol, model: str, kind: str, kwargs: Mapping, *, epochs, lr, batch_size,
     threads, folds, n_folds, flow: Mapping | None, clip: Mapping | None,
-    fold_batching: str = "auto",
-) -> None:  # fmt: skip
-    """Every training option, before any input is read or computed (one-line errors)."""
+    fold_batching: str = "auto", device: str = "cpu", precision: str = "32",
+) -> str:  # fmt: skip
+    """Every training option, before any input is read or computed (one-line errors).
+
+    Returns the device to train on (``auto`` resolved, e.g. ``"cpu"`` or ``"cuda:0"``).
+    """
     from merkit.nets import check_model_kwargs
+    from merkit.nets.device import check_precision, resolve_device
     from merkit.nets.fold_batched import FOLD_BATCHING, batching_problem
     from merkit.nets.train import check_training_options
+
+    dev = resolve_device(device)
+    check_precision(precision, dev)
 
     check_training_options(epochs=epochs, lr=lr, batch_size=batch_size, threads=threads)
     if fold_batching not in FOLD_BATCHING:
@@ -617,7 +628,8 @@ def _check_options(
                          f"{', '.join(FOLD_BATCHING)}")  # fmt: skip
     if fold_batching == "on":
         problem = batching_problem(model, n_folds=2, multilabel=declared.multilabel,
-                                   model_kwargs=kwargs)  # fmt: skip
+                                   model_kwargs=kwargs, device=dev,
+                                   precision=precision)  # fmt: skip
         if problem is not None:
             raise ValueError(f"--fold-batching on: {problem}; use auto or off")
     if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
@@ -637,6 +649,7 @@ def _check_options(
             "classes set it; leave it out"
         )
     check_model_kwargs(model, {"in_channels": 1, **kwargs} if kind == "clip" else kwargs)
+    return str(dev)
 
 
 def run_train(
@@ -665,6 +678,8 @@ def run_train(
     cache: str | Path | bool | None = None,
     n_jobs: int = 1,
     fold_batching: str = "auto",
+    device: str = "auto",
+    precision: str = "32",
     console: Console | None = None,
     progress: bool = True,
     missing: str = "raise",
@@ -720,6 +735,14 @@ def run_train(
         requires it (an error otherwise, before any input is read), ``off`` trains fold
         by fold. Batched runs carry ``fold_batched: true`` in their parameters (their
         mini-batches differ from the per-fold path's, so they never share a cache).
+    device : str
+        Where to train and predict: ``auto`` (CUDA, else MPS, else CPU), ``cpu``,
+        ``cuda``, ``cuda:N``, ``mps`` (:func:`merkit.nets.device.resolve_device`). Runs
+        off the CPU carry ``device`` in their parameters (their numbers differ in the
+        last digits, so they never share a cache with CPU runs).
+    precision : {"32", "16-mixed", "bf16-mixed"}
+        float32 (default: the published numbers) or mixed-precision autocast; part of
+        the run's parameters when not ``32``.
     missing : {"raise", "error", "skip"}
         With ``data_dir``: clips whose frames are missing stop the run (listed), or are
         left out and listed in ``out_dir/skipped.csv``.
@@ -743,11 +766,14 @@ def run_train(
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown training preset {preset!r}; known: {sorted(PRESETS)}")
     kwargs = dict(model_kwargs or {})
-    _check_options(declared, model, kind, kwargs, epochs=epochs, lr=lr, batch_size=batch_size,
-                   threads=threads, folds=folds, n_folds=n_folds, flow=flow,
-                   clip=clip, fold_batching=fold_batching)  # fmt: skip
+    dev = _check_options(declared, model, kind, kwargs, epochs=epochs, lr=lr,
+                         batch_size=batch_size, threads=threads, folds=folds, n_folds=n_folds,
+                         flow=flow, clip=clip, fold_batching=fold_batching, device=device,
+                         precision=precision)  # fmt: skip
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
                                    ("threads", threads)) if v is not None}  # fmt: skip
+    if precision != "32":
+        overrides["precision"] = precision
     if class_weight is not None:
         if class_weight not in ("none", "balanced"):
             raise ValueError(f"class_weight={class_weight!r}; expected 'none' or 'balanced'")
@@ -837,7 +863,7 @@ def run_train(
                             seeds=seeds, folds=folds, final=final, out_dir=out_dir, split=split,
                             bar=bar, bar_task=bar_task, input_params=input_params,
                             fold_weights=fold_weights, n_jobs=n_jobs,
-                            fold_batching=fold_batching)  # fmt: skip
+                            fold_batching=fold_batching, device=dev)  # fmt: skip
             runs.append((task, inputs, got))
     store.add_records([r for _, _, g in runs for r in g.records])
     history = write_history(out_dir / "history.csv", [h for _, _, g in runs for h in g.history])
