@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from merkit.nets.apexnets import check_input
+from merkit.nets.augment import soft_cross_entropy
 from merkit.nets.blocks import Inception2d, mlp_head
 
 __all__ = [
@@ -155,6 +156,9 @@ class FeatureRefinement(nn.Module):
     (the classifier's hidden layer, [B, classifier_hidden]; :meth:`features`).
     """
 
+    #: :meth:`loss` takes probability targets (mixup, :mod:`merkit.nets.augment`)
+    soft_targets = True
+
     def __init__(
         self,
         num_classes: int = 3,
@@ -236,8 +240,26 @@ class FeatureRefinement(nn.Module):
         ``weight`` (per-class, optional) weights the classification term as in
         :func:`torch.nn.functional.cross_entropy` and, for detector k, the samples of
         class k versus the rest.
+
+        ``targets`` are ``(B,)`` class indices or ``(B, K)`` probabilities ``p`` (mixup).
+        With probabilities the loss is its expectation over the class drawn from ``p``:
+        :func:`merkit.nets.augment.soft_cross_entropy`, and detector k's BCE against
+        ``p_k w_k / W`` with sample weight ``W = sum_c p_c w_c`` (target ``p_k`` and weight
+        1 without class weights). Both equal the class-index loss for one-hot ``p``.
         """
         logits, proposal = outputs["logits"], outputs["proposal"]
+        if targets.is_floating_point():
+            p = targets.to(proposal.dtype)
+            l_cls = soft_cross_entropy(logits, p, weight)
+            if weight is None:
+                l_prop = F.binary_cross_entropy_with_logits(proposal, p)
+            else:
+                w = weight.to(p.dtype)
+                total = (p @ w).clamp_min(1e-12).unsqueeze(1)
+                l_prop = F.binary_cross_entropy_with_logits(
+                    proposal, p * w / total, weight=total.expand_as(proposal)
+                )
+            return self.lam * l_prop + l_cls
         l_cls = F.cross_entropy(logits, targets, weight=weight)
         onehot = F.one_hot(targets, self.num_classes).to(proposal.dtype)
         sample_w = None if weight is None else weight[targets].unsqueeze(1).expand_as(proposal)
