@@ -89,11 +89,13 @@ def batching_problem(
     model_kwargs: Mapping | None = None,
     device: str | torch.device = "cpu",
     precision: str = "32",
+    augment: str = "none",
 ) -> str | None:
     """Why the fold-batched path does not apply (None: it does).
 
     It applies to a network of :data:`BATCHED` trained single-label in float32 on the
-    CPU, with >= 2 folds to train and its C++ kernel buildable here.
+    CPU without augmentation (``augment="none"``: the shared batches are not augmented),
+    with >= 2 folds to train and its C++ kernel buildable here.
     """
     kind = resolve_device(device).type
     if kind != "cpu":
@@ -104,6 +106,8 @@ def batching_problem(
         return f"{model_name} has no fold-batched implementation (only {sorted(BATCHED)})"
     if multilabel:
         return "multi-label training is per fold only"
+    if augment != "none":
+        return f"augmentation (--augment {augment}) is per fold only"
     if n_folds < 2:
         return "fewer than 2 folds to train"
     unknown = set(model_kwargs or {}) - {"in_channels", "dropout"}
@@ -149,6 +153,7 @@ def train_folds(
             model_kwargs=model_kwargs,
             device=device,
             precision=cfg.precision,
+            augment=cfg.augment,
         )
         if problem is not None and fold_batching == "on":
             raise ValueError(f"--fold-batching on: {problem}; use auto or off")
@@ -332,6 +337,9 @@ def train_folds_batched(
     """
     if model_name not in BATCHED:
         raise ValueError(f"{model_name} has no fold-batched implementation ({sorted(BATCHED)})")
+    if cfg.augment != "none":
+        raise ValueError(f"augment={cfg.augment!r}: augmentation is per fold only; train with "
+                         "fold_batching='off' (or 'auto')")  # fmt: skip
     t0 = time.perf_counter()
     kwargs = dict(model_kwargs or {})
     k, n = len(folds), len(X)

@@ -54,6 +54,7 @@ from torch.utils.data import (
 
 from merkit._io import atomic_write
 from merkit.nets import create_model
+from merkit.nets.augment import POLICIES, augment_generator, get_policy, soft_cross_entropy
 from merkit.nets.blocks import logits_of
 from merkit.nets.data import make_loader
 from merkit.nets.device import (
@@ -167,6 +168,12 @@ class TrainConfig:
     precision : {"32", "16-mixed", "bf16-mixed"}
         float32, or autocast to float16 (with a gradient scaler) or bfloat16 in the
         forward pass and loss (:mod:`merkit.nets.device`).
+    augment : str
+        Augmentation policy of the training batches
+        (:data:`merkit.nets.augment.POLICIES`; ``"none"``, the presets', trains on the
+        inputs as they are).
+    flow_channels : {"uvs", "svu"}
+        Channel order of flow inputs, which a flow policy needs to find u and v.
     """
 
     epochs: int = 100
@@ -184,9 +191,14 @@ class TrainConfig:
     threads: int = 1
     deterministic: bool = True
     precision: str = "32"
+    augment: str = "none"
+    flow_channels: str = "uvs"
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
+        get_policy(self.augment)  # an unknown name: one line listing the known ones
+        if self.flow_channels not in ("uvs", "svu"):
+            raise ValueError(f"flow_channels={self.flow_channels!r}; expected 'uvs' or 'svu'")
         if self.optimizer not in _OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r}; expected one of {_OPTIMIZERS}")
         if self.scheduler not in _SCHEDULERS:
@@ -214,11 +226,20 @@ class TrainConfig:
         return replace(PRESETS[name], **overrides)
 
     def to_dict(self) -> dict:
-        """Plain dict (for results ``params``); ``precision`` only when not float32, so
-        the identity of float32 runs is what it was before the option existed."""
+        """Plain dict (for results ``params``).
+
+        ``precision`` is left out when float32, ``augment`` when ``"none"`` and
+        ``flow_channels`` unless a flow policy reads it with a value other than ``"uvs"``,
+        so the parameters (and the run ids hashed from them) of runs without these options
+        are those of before the options existed.
+        """
         d = asdict(self)
         if d["precision"] == "32":
             del d["precision"]
+        if d["augment"] == "none":
+            del d["augment"]
+        if POLICIES[self.augment].kind != "flow" or self.flow_channels == "uvs":
+            del d["flow_channels"]
         if isinstance(d["class_weight"], tuple):
             d["class_weight"] = list(d["class_weight"])
         return d
@@ -294,10 +315,29 @@ def class_weights(y: np.ndarray, cfg: TrainConfig) -> torch.Tensor | None:
 def compute_loss(
     model: nn.Module, outputs, targets: torch.Tensor, weight: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``model.loss(outputs, targets, weight=...)`` if defined, else cross-entropy."""
+    """``model.loss(outputs, targets, weight=...)`` if defined, else cross-entropy.
+
+    ``targets``: ``(B,)`` class indices, or ``(B, K)`` float probabilities (mixup), whose
+    cross-entropy is :func:`merkit.nets.augment.soft_cross_entropy`.
+    """
     if hasattr(model, "loss"):
         return model.loss(outputs, targets, weight=weight)
+    if targets.is_floating_point():
+        return soft_cross_entropy(logits_of(outputs), targets, weight)
     return F.cross_entropy(logits_of(outputs), targets, weight=weight)
+
+
+def _augmentation(model: nn.Module, cfg: TrainConfig, seed: int | None):
+    """The bound policy of ``cfg.augment`` and its generator (None, None: no augmentation)."""
+    if cfg.augment == "none":
+        return None, None
+    policy = get_policy(cfg.augment, channels=cfg.flow_channels, num_classes=cfg.num_classes)
+    if policy.mixes and hasattr(model, "loss") and not getattr(model, "soft_targets", False):
+        raise ValueError(
+            f"augment={cfg.augment!r} mixes labels, but {type(model).__name__}'s loss takes "
+            "class indices only (multi-label training); use a policy without mixup"
+        )
+    return policy, augment_generator(cfg.seed, seed)
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -427,6 +467,7 @@ def fit(
     val_loader: DataLoader | None = None,
     epoch_end: Callable[[int, nn.Module], None] | None = None,
     device: str | torch.device | None = None,
+    augment_seed: int | None = None,
 ) -> dict[str, list[float]]:  # fmt: skip
     """Train ``model`` in place for ``cfg.epochs`` epochs (last weights kept).
 
@@ -447,6 +488,12 @@ def fit(
     device : str or torch.device, optional
         Where to train (:func:`merkit.nets.device.resolve_device`); the model is moved
         there and stays there. None: where the model's parameters are.
+    augment_seed : int, optional
+        With ``cfg.augment``: every batch is augmented by the policy as it is formed, with a
+        generator of its own seeded from ``cfg.seed`` and this seed
+        (:func:`merkit.nets.augment.augment_generator`; :func:`train_fold` gives the fold
+        seed). Its draws leave the batch order and dropout as without augmentation. With a
+        mixup policy the loss takes the soft targets and the running accuracy their argmax.
 
     Returns
     -------
@@ -477,6 +524,7 @@ def fit(
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "lr": []}
     if val_loader is not None:
         history.update(val_loss=[], val_accuracy=[])
+    policy, augment_gen = _augmentation(model, cfg, augment_seed)
     with torch_session(cfg.seed, cfg.threads, cfg.deterministic), \
             deterministic_cuda(dev, cfg.deterministic):  # fmt: skip
         layout: torch.memory_format | None = None  # decided on the first batch
@@ -496,6 +544,8 @@ def fit(
                 else:
                     batches = iter(train_loader)
                 for x, y in batches:
+                    if policy is not None:  # on the CPU: the same batches on every device
+                        x, y = policy(x.cpu(), y.cpu(), augment_gen)
                     x = x.to(dev, non_blocking=True)
                     y = y.to(dev, non_blocking=True)
                     if epoch == 0 and n == 0 and _channels_last(model, x):
@@ -517,7 +567,8 @@ def fit(
                         scaler.step(opt)
                         scaler.update()
                     total += loss.detach().to(acc) * len(y)
-                    correct += (logits_of(out).detach().argmax(1) == y).sum()
+                    hard = y.argmax(1) if y.is_floating_point() else y  # mixup: soft targets
+                    correct += (logits_of(out).detach().argmax(1) == hard).sum()
                     n += len(y)
                 if not on_cpu and not torch.isfinite(total):
                     _diverged(model, total, epoch)
@@ -786,7 +837,7 @@ def train_fold(
         targets = y
     loader = make_loader(X[train_idx], targets[train_idx], batch_size=cfg.batch_size,
                          shuffle=True, seed=fs)  # fmt: skip
-    history = fit(trained, loader, fold_cfg, device=device)
+    history = fit(trained, loader, fold_cfg, device=device, augment_seed=fs)
     y_pred, probs, z = fold_outputs(
         net, X, test_idx, width=n_labels if multilabel else cfg.num_classes, features=features,
         multilabel=trained if multilabel else None, threshold=threshold)  # fmt: skip
