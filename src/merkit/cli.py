@@ -736,6 +736,14 @@ def train(
             "GPU) or bf16-mixed (bfloat16 autocast; GPU, or CPUs with AVX-512 BF16 / AMX).",
         ),
     ] = "32",
+    augment: Annotated[
+        str,
+        typer.Option(
+            help="Augmentation policy of the training batches, seeded: none (default, as "
+            "published), flow-flip, flow, flow-mixup (flow networks), clip, clip-mixup (3-D "
+            "networks); docs/augmentation.md.",
+        ),
+    ] = "none",
     jobs: JobsOption = 1,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
@@ -757,8 +765,8 @@ def train(
             n_folds=n_folds, split_seed=split_seed, epochs=epochs, lr=lr, batch_size=batch_size,
             class_weight=class_weight, preset=preset, threads=threads, seeds=_seed_list(seeds),
             folds=folds, final=final, fold_batching=fold_batching, device=device,
-            precision=precision, fold_weights=fold_weights, model_kwargs=_model_args(model_arg),
-            flow=flow, clip=clip,
+            precision=precision, augment=augment, fold_weights=fold_weights,
+            model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
             cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console, missing=missing,
         )  # fmt: skip
     except USER_ERRORS as exc:

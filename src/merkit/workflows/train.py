@@ -437,7 +437,7 @@ def _run_task(
     if fold_batching != "off":
         problem = batching_problem(model, n_folds=len(chosen), multilabel=task.multilabel,
                                    model_kwargs=model_kwargs, device=device,
-                                   precision=cfg.precision)  # fmt: skip
+                                   precision=cfg.precision, augment=cfg.augment)  # fmt: skip
     if fold_batching == "on" and problem is not None:
         raise ValueError(f"--fold-batching on: task {task.name}: {problem}; use auto or off")
     batched = problem is None
@@ -609,12 +609,14 @@ def _check_options(
     declared: DeepProtocol, model: str, kind: str, kwargs: Mapping, *, epochs, lr, batch_size,
     threads, folds, n_folds, flow: Mapping | None, clip: Mapping | None,
     fold_batching: str = "auto", device: str = "cpu", precision: str = "32",
+    augment: str = "none",
 ) -> str:  # fmt: skip
     """Every training option, before any input is read or computed (one-line errors).
 
     Returns the device to train on (``auto`` resolved, e.g. ``"cpu"`` or ``"cuda:0"``).
     """
     from merkit.nets import check_model_kwargs
+    from merkit.nets.augment import POLICIES, get_policy
     from merkit.nets.device import check_precision, resolve_device
     from merkit.nets.fold_batched import FOLD_BATCHING, batching_problem
     from merkit.nets.train import check_training_options
@@ -623,13 +625,21 @@ def _check_options(
     check_precision(precision, dev)
 
     check_training_options(epochs=epochs, lr=lr, batch_size=batch_size, threads=threads)
+    policy = get_policy(augment)  # unknown: one line listing the policies
+    if policy.kind not in (None, kind):
+        fits = ", ".join(name for name, p in POLICIES.items() if p.kind in (None, kind))
+        raise ValueError(f"--augment {augment} is a policy for {policy.kind} inputs; model "
+                         f"{model!r} takes {kind} inputs: use one of {fits}")  # fmt: skip
+    if policy.mixes and declared.multilabel:
+        raise ValueError(f"--augment {augment} mixes labels; the {declared.name} protocol is "
+                         "multi-label: use a policy without mixup")  # fmt: skip
     if fold_batching not in FOLD_BATCHING:
         raise ValueError(f"fold_batching={fold_batching!r} (--fold-batching): expected one of "
                          f"{', '.join(FOLD_BATCHING)}")  # fmt: skip
     if fold_batching == "on":
         problem = batching_problem(model, n_folds=2, multilabel=declared.multilabel,
                                    model_kwargs=kwargs, device=dev,
-                                   precision=precision)  # fmt: skip
+                                   precision=precision, augment=augment)  # fmt: skip
         if problem is not None:
             raise ValueError(f"--fold-batching on: {problem}; use auto or off")
     if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
@@ -680,6 +690,7 @@ def run_train(
     fold_batching: str = "auto",
     device: str = "auto",
     precision: str = "32",
+    augment: str = "none",
     console: Console | None = None,
     progress: bool = True,
     missing: str = "raise",
@@ -743,6 +754,10 @@ def run_train(
     precision : {"32", "16-mixed", "bf16-mixed"}
         float32 (default: the published numbers) or mixed-precision autocast; part of
         the run's parameters when not ``32``.
+    augment : str
+        Augmentation policy of the training batches (:data:`merkit.nets.augment.POLICIES`,
+        docs/augmentation.md); ``"none"`` (the presets') adds nothing to the parameters.
+        It must fit the model's input (flow or clip); augmented runs train fold by fold.
     missing : {"raise", "error", "skip"}
         With ``data_dir``: clips whose frames are missing stop the run (listed), or are
         left out and listed in ``out_dir/skipped.csv``.
@@ -769,7 +784,7 @@ def run_train(
     dev = _check_options(declared, model, kind, kwargs, epochs=epochs, lr=lr,
                          batch_size=batch_size, threads=threads, folds=folds, n_folds=n_folds,
                          flow=flow, clip=clip, fold_batching=fold_batching, device=device,
-                         precision=precision)  # fmt: skip
+                         precision=precision, augment=augment)  # fmt: skip
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
                                    ("threads", threads)) if v is not None}  # fmt: skip
     if precision != "32":
@@ -858,7 +873,8 @@ def run_train(
         for task, inputs in built:
             n_classes = len(task.classes)
             cfg = TrainConfig.preset(preset or preset_for(model, protocol),
-                                     num_classes=n_classes, **overrides)  # fmt: skip
+                                     num_classes=n_classes, augment=augment,
+                                     flow_channels=inputs.channels, **overrides)  # fmt: skip
             got = _run_task(task, inputs, model=model, cfg=cfg, model_kwargs=kwargs,
                             seeds=seeds, folds=folds, final=final, out_dir=out_dir, split=split,
                             bar=bar, bar_task=bar_task, input_params=input_params,
