@@ -501,7 +501,7 @@ def soft_cross_entropy(
     if weight is None:
         return F.cross_entropy(logits, targets)
     total = F.cross_entropy(logits, targets, weight=weight, reduction="sum")
-    return total / (targets @ weight.to(targets.dtype)).sum().clamp_min(1e-12)
+    return total / (targets * weight.to(targets.dtype)).sum().clamp_min(1e-12)
 
 
 # --------------------------------------------------------------------------- policies

@@ -255,7 +255,7 @@ class FeatureRefinement(nn.Module):
                 l_prop = F.binary_cross_entropy_with_logits(proposal, p)
             else:
                 w = weight.to(p.dtype)
-                total = (p @ w).clamp_min(1e-12).unsqueeze(1)
+                total = (p * w).sum(1, keepdim=True).clamp_min(1e-12)  # no autocast matmul
                 l_prop = F.binary_cross_entropy_with_logits(
                     proposal, p * w / total, weight=total.expand_as(proposal)
                 )
