@@ -721,10 +721,15 @@ def train(
             "fold).",
         ),
     ] = "auto",
-    jobs: JobsOption = 1,
+    jobs: Annotated[
+        int,
+        typer.Option("--jobs", "-j", help="Parallel workers (clips; folds, one per worker)."),
+    ] = 1,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
     missing: MissingOption = "error",
+    backend: BackendOption = "loky",
+    address: AddressOption = None,
 ) -> None:
     """Train a network under a protocol; resumable (stored folds are not retrained).
 
@@ -744,6 +749,7 @@ def train(
             folds=folds, final=final, fold_batching=fold_batching,
             fold_weights=fold_weights, model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
             cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console, missing=missing,
+            backend=backend, address=address,
         )  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)
