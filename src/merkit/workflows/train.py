@@ -65,7 +65,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -465,12 +465,14 @@ def _train_on_backend(
                           a["model_kwargs"], a["weights_root"], base(seed, fold), a["device"]))
              for seed, fold in todo]  # fmt: skip
     fresh: dict[tuple[int, str], tuple] = {}
-    jobs = be.map(calls, resources=_fold_resources(a["device"], a["cfg"].threads))
-    for (seed, fold), (_, name, got) in zip(todo, jobs, strict=True):
-        if not in_worker:
-            got = _store_fold(a["task"], fold, seed, got, a["weights_root"], base(seed, fold))
-        fresh[seed, name] = got
-        bar.advance(bar_task)
+    need = _fold_resources(a["device"], a["cfg"].threads)
+    with closing(be.map(calls, resources=need)) as jobs:  # stopping cancels pending jobs
+        for (seed, fold), (_, name, got) in zip(todo, jobs, strict=True):
+            if not in_worker:
+                got = _store_fold(a["task"], fold, seed, got, a["weights_root"],
+                                  base(seed, fold))  # fmt: skip
+            fresh[seed, name] = got
+            bar.advance(bar_task)
     return fresh
 
 
