@@ -744,10 +744,15 @@ def train(
             "networks); docs/augmentation.md.",
         ),
     ] = "none",
-    jobs: JobsOption = 1,
+    jobs: Annotated[
+        int,
+        typer.Option("--jobs", "-j", help="Parallel workers (clips; folds, one per worker)."),
+    ] = 1,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
     missing: MissingOption = "error",
+    backend: BackendOption = "loky",
+    address: AddressOption = None,
 ) -> None:
     """Train a network under a protocol; resumable (stored folds are not retrained).
 
@@ -768,6 +773,7 @@ def train(
             precision=precision, augment=augment, fold_weights=fold_weights,
             model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
             cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console, missing=missing,
+            backend=backend, address=address,
         )  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)

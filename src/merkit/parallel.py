@@ -23,6 +23,12 @@ more than one job whose pickle exceeds :data:`SHARE_BYTES` is put in Ray's objec
 once (``ray.put``) or scattered to every Dask worker once (joblib's ``scatter``), instead
 of travelling with every job.
 
+Resources per job (``map(..., resources={"CPU": 2, "GPU": 1})``, e.g. a training fold on
+a GPU): on Ray such jobs are Ray tasks reserving them (``num_cpus`` / ``num_gpus`` / custom
+resources; Ray sets ``CUDA_VISIBLE_DEVICES`` to the task's GPU), each result coming back as
+soon as it and the jobs before it are done; Dask asks for those that its workers declare
+(``dask worker --resources "GPU=1"``); loky ignores them.
+
 Example::
 
     with Backend("dask", n_jobs=2) as be:          # local 2-worker Dask cluster
@@ -34,7 +40,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -53,6 +59,9 @@ CLUSTER_EXTRA = 'pip install "merkit[cluster]"'
 #: Ray's joblib backend returns lists only: jobs go in chunks of this many per worker so
 #: that results come back (and are stored) while the run goes on
 RAY_CHUNK_PER_WORKER = 8
+
+#: Ray actor options of the resources Ray names itself (others go under ``resources``)
+_RAY_OPTIONS = {"CPU": "num_cpus", "GPU": "num_gpus"}
 
 #: arguments shared by several jobs and larger than this (pickled) go to a cluster once
 SHARE_BYTES = 64 * 1024
@@ -95,6 +104,11 @@ def _shared_arguments(calls: list[tuple[Callable, tuple]]) -> list[Any]:
                 count[id(a)] = count.get(id(a), 0) + 1
                 obj[id(a)] = a
     return [obj[i] for i, c in count.items() if c > 1 and _pickled_size(obj[i]) > SHARE_BYTES]
+
+
+def _call(func: Callable, *args: Any) -> Any:
+    """``func(*args)``: the Ray task of a job (Ray fetches object references among ``args``)."""
+    return func(*args)
 
 
 def _resolving_refs(func: Callable, *args: Any) -> Any:
@@ -262,22 +276,45 @@ class Backend:
         self.close()
 
     # ------------------------------------------------------------------ running
-    def map(self, calls: Iterable[tuple[Callable, tuple]]) -> Iterator[Any]:
+    def map(
+        self,
+        calls: Iterable[tuple[Callable, tuple]],
+        *,
+        resources: Mapping[str, float] | None = None,
+    ) -> Iterator[Any]:
         """Run ``func(*args)`` for every ``(func, args)``; yield the results in order.
 
-        Serial in this process for loky with one job and when there is at most one
-        call; a worker's exception is raised here.
+        Serial in this process for loky with one job, and for a single call that asks for
+        no ``resources``; a worker's exception is raised here.
+
+        Parameters
+        ----------
+        calls : iterable of (callable, tuple)
+            The jobs; argument objects shared by several jobs go to a cluster once.
+        resources : mapping of str to float, optional
+            What one job needs, e.g. ``{"CPU": 2, "GPU": 1}``. On Ray each job is a task
+            reserving it (``num_cpus``, ``num_gpus``, custom resources), at most ``n_jobs``
+            and as many as the cluster holds at once, and its result comes back as soon as
+            it and those before it are done; a resource the cluster lacks is dropped with a
+            warning. Dask asks for those its workers declare (``dask worker --resources
+            "GPU=1"``) and drops the others (a job would wait forever for them). loky
+            ignores them. Jobs that ask for resources go to the workers even when there is
+            one call.
         """
         calls = list(calls)
         if not calls:
             return
-        if self.serial or len(calls) == 1:
+        wanted = {str(k): float(v) for k, v in (resources or {}).items() if float(v) > 0}
+        if self.serial or (len(calls) == 1 and (self.name == "loky" or not wanted)):
             for func, args in calls:
                 yield func(*args)
             return
 
         self._start()
         n = self._workers if self.name != "loky" else _local_workers(self.n_jobs)
+        if self.name == "ray" and wanted:
+            yield from self._ray_tasks(calls, wanted, n)
+            return
         extra: dict[str, Any] = {}
         if self.name != "loky":
             shared = _shared_arguments(calls)
@@ -292,6 +329,9 @@ class Backend:
                 log.debug("%s: %d shared argument(s) sent once", self, len(shared))
         if self.name == "dask":
             extra["client"] = self._client
+            granted = self._dask_resources(wanted) if wanted else {}
+            if granted:
+                extra["resources"] = granted  # passed to client.submit
         jobs = [delayed(func)(*args) for func, args in calls]
         if self.name == "ray":  # no generator support: ordered chunks
             size = max(1, RAY_CHUNK_PER_WORKER * n)
@@ -301,6 +341,68 @@ class Backend:
             return
         with parallel_config(backend=self.name, n_jobs=n, **extra):
             yield from Parallel(n_jobs=n, return_as="generator")(jobs)
+
+    def _ray_tasks(
+        self, calls: list[tuple[Callable, tuple]], wanted: dict[str, float], n: int
+    ) -> Iterator[Any]:
+        """``calls`` as Ray tasks reserving ``wanted`` each, at most ``n`` (and what the
+        cluster holds) at once; results in order, each as soon as it and those before it
+        are done. Shared arguments go to the object store once; the tasks still running
+        are cancelled when the caller stops early."""
+        ray, _ = _import_ray()
+        options, n = self._ray_options(wanted, n)
+        task = ray.remote(_call).options(**options)
+        shared = _shared_arguments(calls)
+        refs = {id(a): ray.put(a) for a in shared}  # Ray fetches them in the worker
+        if shared:
+            log.debug("%s: %d shared argument(s) sent once", self, len(shared))
+        running: dict[Any, int] = {}  # object ref -> position of the job
+        finished: dict[int, Any] = {}
+        submitted = returned = 0
+        try:
+            while returned < len(calls):
+                while submitted < len(calls) and len(running) < n:
+                    func, args = calls[submitted]
+                    ref = task.remote(func, *(refs.get(id(a), a) for a in args))
+                    running[ref] = submitted
+                    submitted += 1
+                done, _ = ray.wait(list(running), num_returns=1)
+                for ref in done:
+                    finished[running.pop(ref)] = ref
+                while returned in finished:
+                    yield ray.get(finished.pop(returned))
+                    returned += 1
+        finally:
+            for ref in running:
+                ray.cancel(ref)
+
+    def _ray_options(self, wanted: dict[str, float], n: int) -> tuple[dict, int]:
+        """Ray task options reserving ``wanted`` per job, and how many such jobs run at
+        once (at most ``n``, and what the cluster's resources hold)."""
+        ray, _ = _import_ray()
+        have = ray.cluster_resources()
+        options: dict[str, Any] = {}
+        for name, amount in sorted(wanted.items()):
+            if have.get(name, 0.0) < amount:
+                log.warning("ray: a job asks for %g %s, the cluster has %g: jobs run without "
+                            "reserving it", amount, name, have.get(name, 0.0))  # fmt: skip
+                continue
+            n = min(n, int(have[name] // amount))
+            if name in _RAY_OPTIONS:
+                options[_RAY_OPTIONS[name]] = amount
+            else:
+                options.setdefault("resources", {})[name] = amount
+        return options, max(1, n)
+
+    def _dask_resources(self, wanted: dict[str, float]) -> dict[str, float]:
+        """The part of ``wanted`` that some worker of the Dask cluster declares."""
+        workers = self._client.scheduler_info(n_workers=-1).get("workers", {})
+        declared = {k for w in workers.values() for k in (w.get("resources") or {})}
+        dropped = sorted(set(wanted) - declared)
+        if dropped:
+            log.info("dask: no worker declares %s (dask worker --resources); jobs do not ask "
+                     "for it", ", ".join(dropped))  # fmt: skip
+        return {k: v for k, v in wanted.items() if k in declared}
 
     def _ray_pool(self, n: int):
         """One joblib Parallel (Ray actor pool) for every map of this backend: creating

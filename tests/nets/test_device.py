@@ -150,3 +150,26 @@ def test_cuda_training_is_repeatable_and_weights_load_on_the_cpu(tmp_path):
 
     back = load_weights(create_model("ststnet", num_classes=3), path)
     assert {p.device.type for p in back.parameters()} == {"cpu"}
+
+
+def test_a_cluster_driver_checks_an_explicit_gpu_by_name_only(monkeypatch):
+    """A Ray / Dask driver without a GPU sends folds to GPU workers: ``cuda`` passes the
+    driver's check (the workers resolve it), a malformed name does not, ``auto`` is resolved
+    on the driver."""
+    from merkit.nets.device import device_name
+    from merkit.protocols.deep import deep_protocol
+    from merkit.workflows.train import _check_options
+
+    _no_gpu(monkeypatch)
+    opts = dict(epochs=1, lr=None, batch_size=None, threads=None, folds=None, n_folds=10,
+                flow=None, clip=None, fold_batching="off")  # fmt: skip
+    cde = deep_protocol("cde")
+    assert _check_options(cde, "ststnet", "flow", {}, device="cuda:1", on_workers=True,
+                          **opts) == "cuda:1"  # fmt: skip
+    assert _check_options(cde, "ststnet", "flow", {}, device="auto", on_workers=True,
+                          **opts) == "cpu"  # fmt: skip
+    with pytest.raises(ValueError, match=r"^device 'cuda': CUDA is not available"):
+        _check_options(cde, "ststnet", "flow", {}, device="cuda", **opts)
+    assert device_name(" CUDA:0 ") == "cuda:0"
+    with pytest.raises(ValueError, match=r"^device 'cuda:one': the GPU index must be a number"):
+        device_name("cuda:one")

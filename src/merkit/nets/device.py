@@ -25,6 +25,7 @@ __all__ = [
     "autocast",
     "check_precision",
     "deterministic_cuda",
+    "device_name",
     "grad_scaler",
     "host",
     "model_device",
@@ -60,7 +61,7 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     """
     if isinstance(spec, torch.device):
         return spec
-    name = "auto" if spec is None else str(spec).strip().lower()
+    name = device_name(spec)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -73,18 +74,29 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
             raise ValueError(f"device 'mps': Apple's MPS is not available with {build} on "
                              "this machine; use --device cpu or auto")  # fmt: skip
         return torch.device("mps")
-    if name == "cuda" or name.startswith("cuda:"):
-        index = name.partition(":")[2]
-        if name != "cuda" and not index.isdigit():
+    # cuda or cuda:N (device_name admits nothing else)
+    index = name.partition(":")[2]
+    if not torch.cuda.is_available():
+        why = "a CPU-only build" if torch.version.cuda is None else "no GPU is visible"
+        raise ValueError(f"device {spec!r}: CUDA is not available ({build}, {why}); use "
+                         "--device cpu or auto")  # fmt: skip
+    if index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"device {spec!r}: this machine has {torch.cuda.device_count()} "
+                         f"GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")  # fmt: skip
+    return torch.device(name)
+
+
+def device_name(spec: str | None) -> str:
+    """A ``--device`` value checked by its form only (``"auto"``, ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``, ``"mps"``, lower case), whether or not this machine has that device:
+    what a driver checks before sending work to a cluster's GPU workers."""
+    name = "auto" if spec is None else str(spec).strip().lower()
+    if name in ("auto", "cpu", "cuda", "mps"):
+        return name
+    if name.startswith("cuda:"):
+        if not name.partition(":")[2].isdigit():
             raise ValueError(f"device {spec!r}: the GPU index must be a number, e.g. cuda:0")
-        if not torch.cuda.is_available():
-            why = "a CPU-only build" if torch.version.cuda is None else "no GPU is visible"
-            raise ValueError(f"device {spec!r}: CUDA is not available ({build}, {why}); use "
-                             "--device cpu or auto")  # fmt: skip
-        if index and int(index) >= torch.cuda.device_count():
-            raise ValueError(f"device {spec!r}: this machine has {torch.cuda.device_count()} "
-                             f"GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")  # fmt: skip
-        return torch.device(name)
+        return name
     raise ValueError(f"device {spec!r}: expected one of {', '.join(DEVICE_CHOICES)}")
 
 

@@ -48,6 +48,13 @@ Output folder
 
 ``<run>`` is ``<model>-<hash>`` of the protocol, task, data and settings, so other
 settings never resume from these folds.
+
+Where folds train
+-----------------
+In this process (``n_jobs=1``), in ``n_jobs`` local processes, or on a Ray / Dask cluster
+(``backend``, ``address``: :class:`merkit.parallel.Backend`), one fold per job; the inputs
+go to a cluster once, and the files are the same wherever folds train
+(``docs/cluster-training.md``).
 """
 
 from __future__ import annotations
@@ -55,8 +62,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -70,6 +79,7 @@ from merkit._progress import progress_bar
 from merkit.data.adapters import discover
 from merkit.features.cache import clip_source
 from merkit.features.extract import Preprocess
+from merkit.parallel import Backend
 from merkit.protocols.composite import CDE
 from merkit.protocols.deep import (
     DeepProtocol,
@@ -125,6 +135,9 @@ CLIP_PARAMS: dict = {"align": True, "size": [112, 112], "length": 16, "margin": 
 #: tasks the MEGC 2019 flow folder can feed (its labels are the 3 composite classes)
 _FLOW_FOLDER_TASKS = {("cde", "composite"), ("loso", "SMIC_HS-3")}
 _FINAL_FOLD_INDEX = 99_991
+#: folds of one process train one at a time (a Dask worker may run jobs in threads; torch's
+#: random state and thread count belong to the process)
+_FOLD_LOCK = threading.Lock()
 
 
 def preset_for(model: str, protocol: str) -> str:
@@ -386,6 +399,19 @@ def _fold_frame(task: DeepTask, fold: Fold, seed: int, got) -> pd.DataFrame:
     return part
 
 
+def _train_one(
+    task: DeepTask, fold: Fold, seed: int, X: np.ndarray, cfg, model: str, model_kwargs: dict,
+    device: str = "cpu",
+):  # fmt: skip
+    """Train one fold on ``device`` (:func:`merkit.nets.train.train_fold`, test features
+    included)."""
+    from merkit.nets.train import train_fold
+
+    return train_fold(model, X, task.y, fold.train_idx, fold.test_idx, cfg, seed=seed,
+                      fold_index=fold.index, model_kwargs=model_kwargs,
+                      multilabel=task.multilabel, features=True, device=device)  # fmt: skip
+
+
 def _fit_fold(
     *, task: DeepTask, fold: Fold, seed: int, X: np.ndarray, cfg, model: str,
     model_kwargs: dict, weights_root: Path | None, base: Path, device: str = "cpu",
@@ -393,12 +419,60 @@ def _fit_fold(
     """Train one fold and write its weights, then its files (:func:`merkit.store.write_fold`
     at ``base``: the predictions file, written last, marks the fold as done); a
     worker-process unit of :func:`_run_task`."""
-    from merkit.nets.train import train_fold
-
-    got = train_fold(model, X, task.y, fold.train_idx, fold.test_idx, cfg, seed=seed,
-                     fold_index=fold.index, model_kwargs=model_kwargs,
-                     multilabel=task.multilabel, features=True, device=device)  # fmt: skip
+    got = _train_one(task, fold, seed, X, cfg, model, model_kwargs, device)
     return seed, fold.name, _store_fold(task, fold, seed, got, weights_root, base)
+
+
+def _fold_job(
+    in_worker: bool, task: DeepTask, X: np.ndarray, fold: Fold, seed: int, cfg, model: str,
+    model_kwargs: dict, weights_root: Path | None, base: Path, device: str,
+) -> tuple[int, str, object]:  # fmt: skip
+    """One fold as a :class:`merkit.parallel.Backend` job (positional arguments: ``task``
+    and ``X``, the same objects in every fold's job, go to a cluster once).
+
+    ``in_worker``: the worker sees this file system and writes the fold's files itself
+    (:func:`_fit_fold`'s result); otherwise it returns the trained fold
+    (:class:`merkit.nets.train.FoldResult`, model on the CPU) for the driver to write.
+    Jobs of one worker process run one at a time (:data:`_FOLD_LOCK`).
+    """
+    with _FOLD_LOCK:
+        if in_worker:
+            return _fit_fold(task=task, fold=fold, seed=seed, X=X, cfg=cfg, model=model,
+                             model_kwargs=model_kwargs, weights_root=weights_root, base=base,
+                             device=device)  # fmt: skip
+        got = _train_one(task, fold, seed, X, cfg, model, model_kwargs, device)
+        return seed, fold.name, replace(got, model=got.model.cpu())
+
+
+def _fold_resources(device: str, threads: int) -> dict[str, float]:
+    """What one fold asks a cluster for: its torch threads as CPUs, and a GPU when it trains
+    on CUDA (:meth:`merkit.parallel.Backend.map`)."""
+    need = {"CPU": float(threads)}
+    if str(device).startswith("cuda"):
+        need["GPU"] = 1.0
+    return need
+
+
+def _train_on_backend(
+    be: Backend, todo: list[tuple[int, Fold]], *, base, fit_args: dict, bar, bar_task,
+) -> dict[tuple[int, str], tuple]:  # fmt: skip
+    """Train ``todo`` (seed, fold) on ``be``, one fold per job; the fold files are written
+    by the workers when they share this file system, else here as each fold comes back."""
+    a = fit_args
+    in_worker = be.shares_filesystem
+    calls = [(_fold_job, (in_worker, a["task"], a["X"], fold, seed, a["cfg"], a["model"],
+                          a["model_kwargs"], a["weights_root"], base(seed, fold), a["device"]))
+             for seed, fold in todo]  # fmt: skip
+    fresh: dict[tuple[int, str], tuple] = {}
+    need = _fold_resources(a["device"], a["cfg"].threads)
+    with closing(be.map(calls, resources=need)) as jobs:  # stopping cancels pending jobs
+        for (seed, fold), (_, name, got) in zip(todo, jobs, strict=True):
+            if not in_worker:
+                got = _store_fold(a["task"], fold, seed, got, a["weights_root"],
+                                  base(seed, fold))  # fmt: skip
+            fresh[seed, name] = got
+            bar.advance(bar_task)
+    return fresh
 
 
 def _store_fold(
@@ -425,7 +499,7 @@ def _folds_digest(folds: Sequence[Fold]) -> str:
 def _run_task(
     task: DeepTask, inputs: _Inputs, *, model: str, cfg, model_kwargs: dict, seeds: list[int],
     folds, final: bool, out_dir: Path, split: dict, bar, bar_task, input_params: dict,
-    fold_weights: bool = True, n_jobs: int = 1, fold_batching: str = "auto",
+    fold_weights: bool = True, backend: Backend | None = None, fold_batching: str = "auto",
     device: str = "cpu",
 ) -> _TaskRun:  # fmt: skip
     from merkit.nets.fold_batched import FoldSpec, batching_problem, train_folds_batched
@@ -498,14 +572,10 @@ def _run_task(
                                                      base(seed, fold))  # fmt: skip
                 bar.advance(bar_task)
         todo = []
-    if n_jobs > 1 and len(todo) > 1:  # folds in worker processes, 1 torch thread each
-        jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(_fit_fold)(seed=seed, fold=fold, base=base(seed, fold), **fit_args)
-            for seed, fold in todo
-        )
-        for seed, name, got in jobs:
-            fresh[seed, name] = got
-            bar.advance(bar_task)
+    be = backend if backend is not None else Backend("loky", 1)
+    if todo and not be.serial:  # one fold per job (local processes or a cluster's workers)
+        fresh.update(_train_on_backend(be, todo, base=base, fit_args=fit_args, bar=bar,
+                                       bar_task=bar_task))  # fmt: skip
     for seed in seeds:
         parts, zs = [], []
         for fold in chosen:
@@ -609,19 +679,26 @@ def _check_options(
     declared: DeepProtocol, model: str, kind: str, kwargs: Mapping, *, epochs, lr, batch_size,
     threads, folds, n_folds, flow: Mapping | None, clip: Mapping | None,
     fold_batching: str = "auto", device: str = "cpu", precision: str = "32",
-    augment: str = "none",
+    augment: str = "none", on_workers: bool = False,
 ) -> str:  # fmt: skip
     """Every training option, before any input is read or computed (one-line errors).
 
-    Returns the device to train on (``auto`` resolved, e.g. ``"cpu"`` or ``"cuda:0"``).
+    Returns the device to train on (``auto`` resolved, e.g. ``"cpu"`` or ``"cuda:0"``);
+    ``on_workers`` (a Ray / Dask backend): an explicit device is checked by name only, the
+    workers resolve it.
     """
     from merkit.nets import check_model_kwargs
     from merkit.nets.augment import POLICIES, get_policy
-    from merkit.nets.device import check_precision, resolve_device
+    from merkit.nets.device import check_precision, device_name, resolve_device
     from merkit.nets.fold_batched import FOLD_BATCHING, batching_problem
     from merkit.nets.train import check_training_options
 
-    dev = resolve_device(device)
+    if on_workers and device_name(device) != "auto":  # the workers have the GPUs
+        import torch
+
+        dev = torch.device(device_name(device))
+    else:
+        dev = resolve_device(device)
     check_precision(precision, dev)
 
     check_training_options(epochs=epochs, lr=lr, batch_size=batch_size, threads=threads)
@@ -694,6 +771,8 @@ def run_train(
     console: Console | None = None,
     progress: bool = True,
     missing: str = "raise",
+    backend: str | Backend = "loky",
+    address: str | None = None,
 ) -> TrainResult:
     """Train a network under a protocol (module docstring for inputs and outputs).
 
@@ -740,17 +819,31 @@ def run_train(
     n_jobs : int
         Worker processes for computing the inputs and for training the folds (each fold
         with the preset's torch threads, 1 by default); the same numbers for any value.
+        With ``backend`` ray / dask: the workers of the local cluster started for the run
+        (no ``address``), or the most folds Ray trains at once (-1: every CPU).
     fold_batching : {"auto", "on", "off"}
         Train the folds of a seed as one computation (:mod:`merkit.nets.fold_batched`):
         ``auto`` where the network has that path and its kernel builds here, ``on``
         requires it (an error otherwise, before any input is read), ``off`` trains fold
         by fold. Batched runs carry ``fold_batched: true`` in their parameters (their
-        mini-batches differ from the per-fold path's, so they never share a cache).
+        mini-batches differ from the per-fold path's, so they never share a cache). On a
+        Ray / Dask backend folds train one per job: ``auto`` trains fold by fold, ``on``
+        is an error.
+    backend, address
+        Where the folds train (:class:`merkit.parallel.Backend`): ``"loky"`` (this process
+        or ``n_jobs`` local processes), ``"ray"`` or ``"dask"`` (the cluster at
+        ``address``, or a local one of ``n_jobs`` workers for the call), or an open
+        Backend (left open). One fold per job; the inputs go to the cluster once; each
+        fold asks for ``threads`` CPUs (Ray). Workers of a cluster at an address may not
+        see this file system: their folds come back and are written here. Folds already
+        stored are not sent; the files equal those of a local run.
     device : str
         Where to train and predict: ``auto`` (CUDA, else MPS, else CPU), ``cpu``,
         ``cuda``, ``cuda:N``, ``mps`` (:func:`merkit.nets.device.resolve_device`). Runs
         off the CPU carry ``device`` in their parameters (their numbers differ in the
-        last digits, so they never share a cache with CPU runs).
+        last digits, so they never share a cache with CPU runs). On a Ray / Dask backend
+        ``auto`` is resolved here and an explicit ``cuda`` / ``mps`` on the workers (this
+        machine need not have the GPU); each fold then asks for one GPU.
     precision : {"32", "16-mixed", "bf16-mixed"}
         float32 (default: the published numbers) or mixed-precision autocast; part of
         the run's parameters when not ``32``.
@@ -781,10 +874,23 @@ def run_train(
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown training preset {preset!r}; known: {sorted(PRESETS)}")
     kwargs = dict(model_kwargs or {})
+    owned = not isinstance(backend, Backend)
+    be = Backend(backend, n_jobs, address) if owned else backend  # checks the options only
+    if be.name != "loky":  # a cluster trains one fold per job
+        if fold_batching == "on":
+            raise ValueError(
+                f"--fold-batching on trains the folds of a seed together in one process; "
+                f"--backend {be.name} sends each fold to a worker as its own job: use "
+                "--fold-batching off or auto"
+            )
+        if fold_batching == "auto":
+            log.info("backend %s: folds train one per job (no fold batching)", be.name)
+            fold_batching = "off"
     dev = _check_options(declared, model, kind, kwargs, epochs=epochs, lr=lr,
                          batch_size=batch_size, threads=threads, folds=folds, n_folds=n_folds,
                          flow=flow, clip=clip, fold_batching=fold_batching, device=device,
-                         precision=precision, augment=augment)  # fmt: skip
+                         precision=precision, augment=augment,
+                         on_workers=be.name != "loky")  # fmt: skip
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
                                    ("threads", threads)) if v is not None}  # fmt: skip
     if precision != "32":
@@ -868,7 +974,7 @@ def run_train(
     store = ResultStore(out_dir)
     runs: list[tuple[DeepTask, _Inputs, _TaskRun]] = []
     total = sum(len(t.select_folds(folds)) for t, _ in built) * len(seeds)
-    with progress_bar(progress, console=console) as bar:
+    with progress_bar(progress, console=console) as bar, be if owned else nullcontext():
         bar_task = bar.add_task(f"{protocol} {model}", total=total)
         for task, inputs in built:
             n_classes = len(task.classes)
@@ -878,7 +984,7 @@ def run_train(
             got = _run_task(task, inputs, model=model, cfg=cfg, model_kwargs=kwargs,
                             seeds=seeds, folds=folds, final=final, out_dir=out_dir, split=split,
                             bar=bar, bar_task=bar_task, input_params=input_params,
-                            fold_weights=fold_weights, n_jobs=n_jobs,
+                            fold_weights=fold_weights, backend=be,
                             fold_batching=fold_batching, device=dev)  # fmt: skip
             runs.append((task, inputs, got))
     store.add_records([r for _, _, g in runs for r in g.records])
