@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from merkit._io import atomic_write
+from merkit.nets.data import ClipArray
 from merkit.nets.kernels import kernel_problem, load_kernel
 from merkit.nets.ststnet_folds import StackedSTSTNet
 from merkit.nets.train import (
@@ -78,6 +79,13 @@ class FoldSpec:
     train_idx: np.ndarray
     test_idx: np.ndarray
     index: int
+
+
+#: why inputs read clip by clip from disk are trained fold by fold
+_ON_DISK = (
+    "the fold-batched path holds every input in memory; inputs read from disk (a ClipArray) "
+    "train fold by fold"
+)
 
 
 def batching_problem(
@@ -135,6 +143,8 @@ def train_folds(
         problem = batching_problem(
             model_name, n_folds=len(folds), multilabel=multilabel, model_kwargs=model_kwargs
         )
+        if problem is None and isinstance(X, ClipArray):
+            problem = _ON_DISK
         if problem is not None and fold_batching == "on":
             raise ValueError(f"--fold-batching on: {problem}; use auto or off")
     if fold_batching != "off" and problem is None:
@@ -316,6 +326,8 @@ def train_folds_batched(
     """
     if model_name not in BATCHED:
         raise ValueError(f"{model_name} has no fold-batched implementation ({sorted(BATCHED)})")
+    if isinstance(X, ClipArray):
+        raise ValueError(f"{model_name}: {_ON_DISK}; give the inputs as one in-memory array")
     t0 = time.perf_counter()
     kwargs = dict(model_kwargs or {})
     k, n = len(folds), len(X)
