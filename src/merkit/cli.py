@@ -721,6 +721,13 @@ def train(
             "fold).",
         ),
     ] = "auto",
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="DataLoader processes reading the cached clips of 3-D models (0: the training "
+            "process reads them); the same numbers for any value."
+        ),
+    ] = 0,
     jobs: JobsOption = 1,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
@@ -744,6 +751,7 @@ def train(
             folds=folds, final=final, fold_batching=fold_batching,
             fold_weights=fold_weights, model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
             cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console, missing=missing,
+            workers=workers,
         )  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)
