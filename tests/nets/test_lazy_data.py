@@ -34,6 +34,15 @@ def _clips(root: Path, n: int = N, seed: int = 0) -> tuple[np.ndarray, ClipArray
     return X, ClipArray(paths, SHAPE, names=[f"DFME/sub{i:02d}/c{i}" for i in range(n)]), y
 
 
+def _count_reads(monkeypatch) -> list[str]:
+    """Names of the files ``np.load`` opens from now on (in this process)."""
+    reads: list[str] = []
+    real = np.load
+    monkeypatch.setattr(nd.np, "load", lambda p, **kw: reads.append(Path(p).name) or
+                        real(p, **kw))  # fmt: skip
+    return reads
+
+
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -72,13 +81,10 @@ def test_clip_array_indexes_like_the_stacked_array_without_reading(tmp_path, mon
 
 def test_a_batch_reads_only_its_own_clips(tmp_path, monkeypatch):
     X, lazy, y = _clips(tmp_path)
-    reads = []
-    real = ClipArray.load
-    monkeypatch.setattr(ClipArray, "load", lambda self, i: reads.append(self.names[i]) or
-                        real(self, i))  # fmt: skip
+    reads = _count_reads(monkeypatch)
     loader = make_loader(lazy[np.arange(4, 12)], y[4:12], batch_size=3, shuffle=True, seed=1)
     batch, labels = next(iter(loader))
-    rows = [int(name.rsplit("c", 1)[1]) for name in reads]
+    rows = [int(name[4:6]) for name in reads]  # clipNN.npy
     assert len(rows) == 3 and all(4 <= r < 12 for r in rows)
     assert torch.equal(batch, torch.from_numpy(X[rows])) and labels.tolist() == y[rows].tolist()
     assert _in_memory(loader) is None  # the DataLoader path, not the tensor fast path
@@ -88,9 +94,7 @@ def test_a_batch_reads_only_its_own_clips(tmp_path, monkeypatch):
 def test_lazy_training_equals_in_memory_bit_for_bit(tmp_path, monkeypatch):
     X, lazy, y = _clips(tmp_path)
     mem = _fold(X, y, CFG)
-    reads = []
-    real = ClipArray.load
-    monkeypatch.setattr(ClipArray, "load", lambda self, i: reads.append(i) or real(self, i))
+    reads = _count_reads(monkeypatch)
     disk = _fold(lazy, y, CFG)
     # every training clip once per epoch, every test clip once for predict and for embed
     assert len(reads) == CFG.epochs * 10 + 2 * (N - 10)
@@ -183,4 +187,7 @@ def test_clip_dataset_items_are_what_the_tensor_dataset_gives(tmp_path):
     x, t = ds[2]
     assert x.dtype == torch.float32 and t.dtype == torch.int64 and t.ndim == 0
     assert torch.equal(x, torch.from_numpy(X[2])) and int(t) == 2
+    xb, yb = ds.__getitems__([3, 0])  # what the DataLoader asks for: one whole batch
+    assert torch.equal(xb, torch.from_numpy(X[[3, 0]])) and yb.tolist() == [0, 0]
+    assert xb.is_contiguous() and yb.dtype == torch.int64
     assert ClipDataset(lazy).y.tolist() == [-1] * 5
