@@ -748,6 +748,13 @@ def train(
         int,
         typer.Option("--jobs", "-j", help="Parallel workers (clips; folds, one per worker)."),
     ] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="DataLoader processes reading the cached clips of 3-D models (0: the training "
+            "process reads them); the same numbers for any value."
+        ),
+    ] = 0,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
     missing: MissingOption = "error",
@@ -774,6 +781,7 @@ def train(
             model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
             cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console, missing=missing,
             backend=backend, address=address,
+            workers=workers,
         )  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)

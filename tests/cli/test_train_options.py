@@ -74,6 +74,7 @@ def test_bad_training_option_is_refused_before_any_work(flows, tmp_path, args, m
         (["--clip-length", "0"], "clip length=0 (--clip-length): must be a whole number >= 1"),
         (["--protocol", "kfold", "--n-folds", "1"],
          "n_folds=1 (--n-folds): must be a whole number >= 2"),
+        (["--workers", "-1"], "workers=-1 (--workers): must be a whole number >= 0"),
     ],
 )  # fmt: skip
 def test_bad_3d_model_options_are_refused_before_reading_clips(tmp_path, args, message):

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from merkit._io import atomic_write
+from merkit.nets.data import ClipArray
 from merkit.nets.device import resolve_device
 from merkit.nets.kernels import kernel_problem, load_kernel
 from merkit.nets.ststnet_folds import StackedSTSTNet
@@ -79,6 +80,13 @@ class FoldSpec:
     train_idx: np.ndarray
     test_idx: np.ndarray
     index: int
+
+
+#: why inputs read clip by clip from disk are trained fold by fold
+_ON_DISK = (
+    "the fold-batched path holds every input in memory; inputs read from disk (a ClipArray) "
+    "train fold by fold"
+)
 
 
 def batching_problem(
@@ -155,6 +163,8 @@ def train_folds(
             precision=cfg.precision,
             augment=cfg.augment,
         )
+        if problem is None and isinstance(X, ClipArray):
+            problem = _ON_DISK
         if problem is not None and fold_batching == "on":
             raise ValueError(f"--fold-batching on: {problem}; use auto or off")
     if fold_batching != "off" and problem is None:
@@ -340,6 +350,8 @@ def train_folds_batched(
     if cfg.augment != "none":
         raise ValueError(f"augment={cfg.augment!r}: augmentation is per fold only; train with "
                          "fold_batching='off' (or 'auto')")  # fmt: skip
+    if isinstance(X, ClipArray):
+        raise ValueError(f"{model_name}: {_ON_DISK}; give the inputs as one in-memory array")
     t0 = time.perf_counter()
     kwargs = dict(model_kwargs or {})
     k, n = len(folds), len(X)

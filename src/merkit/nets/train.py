@@ -13,7 +13,9 @@ Reproducibility
 is forked (and restored afterwards), seeded with ``cfg.seed``, torch uses ``cfg.threads``
 intra-op threads (default 1) and deterministic algorithms (``warn_only``). Batches come
 from :func:`merkit.nets.data.make_loader`, whose shuffling has its own seeded generator.
-The same seed therefore gives the same weights, bit for bit, on the same machine.
+The same seed therefore gives the same weights, bit for bit, on the same machine, whether
+the inputs are in memory or read clip by clip from disk (a
+:class:`~merkit.nets.data.ClipArray`) and whatever the number of loader workers.
 
 Devices
 -------
@@ -56,7 +58,7 @@ from merkit._io import atomic_write
 from merkit.nets import create_model
 from merkit.nets.augment import POLICIES, augment_generator, get_policy, soft_cross_entropy
 from merkit.nets.blocks import logits_of
-from merkit.nets.data import make_loader
+from merkit.nets.data import ClipArray, ClipDataset, make_loader
 from merkit.nets.device import (
     autocast,
     check_precision,
@@ -71,6 +73,7 @@ from merkit.nets.multilabel import MultiLabelNet, encode_multilabel
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "PREDICT_BATCH",
     "PRESETS",
     "FoldResult",
     "TrainConfig",
@@ -103,6 +106,9 @@ _OPTION_RULES = {
     "threads": (1, "torch needs at least 1 thread"),
     "step_size": (1, "the step scheduler decays the lr every step_size >= 1 epochs"),
 }
+#: prediction batch of flow images (clips are predicted in training-size batches: a batch
+#: of 256 clips of 16 x 112 x 112 needs several GB of activations)
+PREDICT_BATCH = 256
 #: the options that ``merkit train`` takes under the same name
 _CLI_OPTIONS = ("epochs", "batch_size", "lr", "threads")
 
@@ -388,6 +394,8 @@ def _labels_of(loader: DataLoader) -> np.ndarray:
     ds = loader.dataset
     if hasattr(ds, "tensors"):
         return ds.tensors[1].numpy()
+    if isinstance(ds, ClipDataset):  # no clip read, no draw from the loader's generator
+        return ds.y.numpy()
     return np.concatenate([np.asarray(y) for _, y in loader])
 
 
@@ -777,7 +785,7 @@ class FoldResult:
 
 def train_fold(
     model_name: str,
-    X: np.ndarray,
+    X: np.ndarray | ClipArray,
     y: np.ndarray,
     train_idx: np.ndarray,
     test_idx: np.ndarray,
@@ -790,6 +798,8 @@ def train_fold(
     threshold: float = 0.5,
     features: bool = False,
     device: str | torch.device | None = "cpu",
+    workers: int = 0,
+    pin_memory: bool = False,
 ) -> FoldResult:
     """Train a fresh network on ``train_idx`` and predict ``test_idx`` (no model selection).
 
@@ -798,8 +808,9 @@ def train_fold(
     model_name : str
         Registry name, built with ``num_classes = cfg.num_classes`` (single-label) or the
         number of labels (multi-label) and ``model_kwargs``.
-    X : ndarray of float32, shape (n, ...)
-        Inputs (flow images ``(n, C, H, W)`` or clips ``(n, C, T, H, W)``).
+    X : ndarray of float32 or ClipArray, shape (n, ...)
+        Inputs (flow images ``(n, C, H, W)`` or clips ``(n, C, T, H, W)``); a
+        :class:`~merkit.nets.data.ClipArray` is read clip by clip, with the same results.
     y : ndarray
         ``(n,)`` class indices, or ``(n, L)`` 0/1 labels with ``multilabel``.
     train_idx, test_idx : ndarray of int
@@ -816,6 +827,14 @@ def train_fold(
     device : str or torch.device
         Where to train and predict (:func:`merkit.nets.device.resolve_device`); the
         returned model is on the CPU.
+    workers, pin_memory
+        Loader workers reading a ClipArray and pinned batches (CUDA), as in
+        :func:`merkit.nets.data.make_loader`; the results do not depend on them.
+
+    Notes
+    -----
+    Test clips (5-D inputs) are predicted in batches of ``cfg.batch_size``, flow images
+    in batches of :data:`PREDICT_BATCH`.
     """
     t0 = time.perf_counter()
     kwargs = dict(model_kwargs or {})
@@ -836,29 +855,36 @@ def train_fold(
                                    num_classes=cfg.num_classes, model_kwargs=kwargs)  # fmt: skip
         targets = y
     loader = make_loader(X[train_idx], targets[train_idx], batch_size=cfg.batch_size,
-                         shuffle=True, seed=fs)  # fmt: skip
+                         shuffle=True, seed=fs, workers=workers,
+                         pin_memory=pin_memory)  # fmt: skip
     history = fit(trained, loader, fold_cfg, device=device, augment_seed=fs)
     y_pred, probs, z = fold_outputs(
         net, X, test_idx, width=n_labels if multilabel else cfg.num_classes, features=features,
-        multilabel=trained if multilabel else None, threshold=threshold)  # fmt: skip
+        multilabel=trained if multilabel else None, threshold=threshold,
+        batch_size=cfg.batch_size if len(X.shape) == 5 else PREDICT_BATCH, workers=workers,
+        pin_memory=pin_memory)  # fmt: skip
     trained.cpu()
     return FoldResult(net, history, y_pred, probs, z, time.perf_counter() - t0)
 
 
 def fold_outputs(
-    net: nn.Module, X: np.ndarray, test_idx: np.ndarray, *, width: int, features: bool = False,
-    multilabel: MultiLabelNet | None = None, threshold: float = 0.5,
+    net: nn.Module, X: np.ndarray | ClipArray, test_idx: np.ndarray, *, width: int,
+    features: bool = False, multilabel: MultiLabelNet | None = None, threshold: float = 0.5,
+    batch_size: int = PREDICT_BATCH, workers: int = 0, pin_memory: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:  # fmt: skip
     """A trained fold's predictions of its test rows (eval mode), as in :class:`FoldResult`,
     computed where ``net`` is; CPU NumPy results.
 
     Returns ``y_pred`` (``(n_test,)`` int64, or ``(n_test, width)`` int8 with the
     ``multilabel`` wrapper of ``net``), float32 ``probs`` ``(n_test, width)`` and the
-    penultimate features (None unless ``features`` and there are test rows).
+    penultimate features (None unless ``features`` and there are test rows). The test rows
+    are read in batches of ``batch_size`` (``workers``, ``pin_memory``: as in
+    :func:`merkit.nets.data.make_loader`).
     """
     net.eval()
     dev = model_device(net)
-    test_loader = make_loader(X[test_idx], batch_size=256)
+    test_loader = make_loader(X[test_idx], batch_size=batch_size, workers=workers,
+                              pin_memory=pin_memory)  # fmt: skip
     z = None
     if test_idx.size == 0:  # nothing to predict (e.g. a final model on every clip)
         probs = np.zeros((0, width), np.float32)

@@ -17,6 +17,11 @@ Both are computed from databases in their native layouts (``data_dir``) and cach
 ``.npy`` per clip under ``<cache>/flows`` / ``<cache>/clips``, keyed by the clip and the
 parameters. ``flows_dir`` reads the MEGC 2019 composite flow folder instead (3-class
 labels of CASME II, SMIC-HS and SAMM: protocol ``cde`` and the ``SMIC_HS-3`` LOSO task).
+Flow images (28 x 28 x 3) are held in memory; cached clip volumes stay on disk and are
+read clip by clip for each mini-batch (:class:`merkit.nets.data.ClipArray`, ``workers``
+loader processes), so memory does not grow with the number of clips; without a cache
+(``cache=False``) they are held in memory. Both give the same numbers
+(docs/data-at-scale.md).
 
 Output folder
 -------------
@@ -68,6 +73,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import closing, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -110,6 +116,9 @@ from merkit.video.face import FaceNotFoundError
 from merkit.video.flow import flow_images
 from merkit.workflows.databases import cache_folder, load_databases, scheme_classes, skipped_clips
 
+if TYPE_CHECKING:
+    from merkit.nets.data import ClipArray
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -138,6 +147,9 @@ _FINAL_FOLD_INDEX = 99_991
 #: folds of one process train one at a time (a Dask worker may run jobs in threads; torch's
 #: random state and thread count belong to the process)
 _FOLD_LOCK = threading.Lock()
+#: clips computed (and held in memory) at a time per worker when the cache is filled for
+#: on-disk inputs
+_COMPUTE_CHUNK = 32
 
 
 def preset_for(model: str, protocol: str) -> str:
@@ -197,6 +209,31 @@ def _cached_arrays(
     return out  # type: ignore[return-value]
 
 
+def _cached_files(
+    table: pd.DataFrame, params: dict, folder: Path, kind: str, compute, chunk: int
+) -> list[Path]:
+    """The cache file of every clip's input (same keys as :func:`_cached_arrays`); missing
+    ones are computed ``chunk`` clips at a time and written, so at most a chunk of inputs
+    is in memory, whatever the number of clips."""
+    keys = [_clip_key(r, params, kind, folder / "digests") for _, r in table.iterrows()]
+    paths = [folder / f"{k}.npy" for k in keys]
+    todo, seen = [], set()
+    for i, path in enumerate(paths):
+        if path not in seen and not path.is_file():
+            todo.append(i)
+        seen.add(path)
+    for start in range(0, len(todo), chunk):
+        part = todo[start : start + chunk]
+        new = compute(table.iloc[part])
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, a in zip(part, new, strict=True):
+            atomic_write(paths[i], lambda fh, a=a: np.save(fh, a))
+        del new
+    log.info("%s inputs: %d computed, %d cached (%s, read from disk per batch)", kind,
+             len(todo), len(table) - len(todo), folder)  # fmt: skip
+    return paths
+
+
 def flow_inputs(
     table: pd.DataFrame, *, params: Mapping | None = None, folder: str | Path | None = None,
     n_jobs: int = 1, memo: dict | None = None,
@@ -233,14 +270,37 @@ def flow_inputs(
 
 def clip_inputs(
     table: pd.DataFrame, *, params: Mapping | None = None, folder: str | Path | None = None,
-    n_jobs: int = 1, memo: dict | None = None,
-) -> np.ndarray:  # fmt: skip
+    n_jobs: int = 1, memo: dict | None = None, lazy: bool | None = None,
+) -> np.ndarray | ClipArray:  # fmt: skip
     """Clip volumes of a Sample table, ``(n, 1, T, H, W)`` float32 in about 0..1.
 
     Each clip: onset..offset grey frames, face-aligned (or resized) to ``size``, TIM to
     ``length`` frames, / 255 (:func:`merkit.nets.data.clip_volume`); cached per clip.
+
+    Parameters
+    ----------
+    params : mapping, optional
+        Overrides of :data:`CLIP_PARAMS`.
+    folder : path, optional
+        Cache folder (``.npy`` per clip); None computes everything in memory.
+    memo : dict, optional
+        Arrays already computed in this process (in-memory inputs only).
+    lazy : bool, optional
+        Return a :class:`merkit.nets.data.ClipArray` over the cache files instead of one
+        array: the clips stay on disk and are read when a batch needs them; missing ones
+        are computed a few at a time. Default: lazy whenever ``folder`` is given (the
+        numbers are the same either way).
+
+    Returns
+    -------
+    ndarray of float32 or ClipArray, shape (n, 1, length, H, W)
+
+    Raises
+    ------
+    ValueError
+        ``lazy=True`` without a ``folder``; a clip without a face (named, with what to do).
     """
-    from merkit.nets.data import clip_volume
+    from merkit.nets.data import ClipArray, clip_volume
 
     p = {**CLIP_PARAMS, **(params or {})}
     prep = Preprocess(size=tuple(p["size"]), length=int(p["length"]), align=bool(p["align"]),
@@ -261,12 +321,33 @@ def clip_inputs(
         return list(Parallel(n_jobs=n_jobs)(delayed(one)(r) for _, r in rows.iterrows()))
 
     folder = None if folder is None else Path(folder)
+    if lazy is None:
+        lazy = folder is not None
+    if lazy:
+        if folder is None:
+            raise ValueError("clip_inputs(lazy=True) reads the clips from a cache: give folder")
+        chunk = _COMPUTE_CHUNK * max(1, int(n_jobs))
+        paths = _cached_files(table, p, folder, "clip", compute, chunk)
+        names = [f"{r.get('subject')}/{r.get('clip')}" for _, r in table.iterrows()]
+        return ClipArray(paths, (1, prep.length, *prep.size), names=names)
     arrays = _cached_arrays(table, p, folder, "clip", compute, memo)
     return np.ascontiguousarray(np.stack(arrays), dtype=np.float32)
 
 
-def _fingerprint(prefix: str, X: np.ndarray, y: np.ndarray) -> str:
-    h = hashlib.sha1(np.ascontiguousarray(X).tobytes())
+def _fingerprint(prefix: str, X: np.ndarray | ClipArray, y: np.ndarray) -> str:
+    """``<prefix>:<12 hex digits>``: SHA-1 of the float32 inputs' bytes, then of the labels.
+
+    A :class:`merkit.nets.data.ClipArray` is hashed clip by clip (one clip in memory at a
+    time; every cache file is read and checked, so a missing or damaged one stops the run
+    here, named): its bytes in order are those of the stacked in-memory array, so the
+    same clips give the same fingerprint (and run names) either way.
+    """
+    if isinstance(X, np.ndarray):
+        h = hashlib.sha1(np.ascontiguousarray(X).tobytes())
+    else:
+        h = hashlib.sha1()
+        for i in range(len(X)):
+            h.update(X.load(i).tobytes())
     h.update(np.ascontiguousarray(y).tobytes())
     return f"{prefix}:{h.hexdigest()[:12]}"
 
@@ -358,7 +439,7 @@ def _history_frame(history: Mapping[str, Sequence[float]]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- one task
 @dataclass
 class _Inputs:
-    X: np.ndarray
+    X: np.ndarray | ClipArray
     data_fp: str
     source: dict
     kind: str  # "flow" or "clip"
@@ -400,32 +481,35 @@ def _fold_frame(task: DeepTask, fold: Fold, seed: int, got) -> pd.DataFrame:
 
 
 def _train_one(
-    task: DeepTask, fold: Fold, seed: int, X: np.ndarray, cfg, model: str, model_kwargs: dict,
-    device: str = "cpu",
+    task: DeepTask, fold: Fold, seed: int, X: np.ndarray | ClipArray, cfg, model: str,
+    model_kwargs: dict, device: str = "cpu", workers: int = 0,
 ):  # fmt: skip
     """Train one fold on ``device`` (:func:`merkit.nets.train.train_fold`, test features
-    included)."""
+    included), with ``workers`` loader processes (batches pinned on CUDA)."""
     from merkit.nets.train import train_fold
 
     return train_fold(model, X, task.y, fold.train_idx, fold.test_idx, cfg, seed=seed,
                       fold_index=fold.index, model_kwargs=model_kwargs,
-                      multilabel=task.multilabel, features=True, device=device)  # fmt: skip
+                      multilabel=task.multilabel, features=True, device=device,
+                      workers=workers, pin_memory=str(device).startswith("cuda"))  # fmt: skip
 
 
 def _fit_fold(
-    *, task: DeepTask, fold: Fold, seed: int, X: np.ndarray, cfg, model: str,
+    *, task: DeepTask, fold: Fold, seed: int, X: np.ndarray | ClipArray, cfg, model: str,
     model_kwargs: dict, weights_root: Path | None, base: Path, device: str = "cpu",
+    workers: int = 0,
 ) -> tuple[int, str, tuple[pd.DataFrame, pd.DataFrame, tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
     """Train one fold and write its weights, then its files (:func:`merkit.store.write_fold`
     at ``base``: the predictions file, written last, marks the fold as done); a
     worker-process unit of :func:`_run_task`."""
-    got = _train_one(task, fold, seed, X, cfg, model, model_kwargs, device)
+    got = _train_one(task, fold, seed, X, cfg, model, model_kwargs, device, workers)
     return seed, fold.name, _store_fold(task, fold, seed, got, weights_root, base)
 
 
 def _fold_job(
-    in_worker: bool, task: DeepTask, X: np.ndarray, fold: Fold, seed: int, cfg, model: str,
-    model_kwargs: dict, weights_root: Path | None, base: Path, device: str,
+    in_worker: bool, task: DeepTask, X: np.ndarray | ClipArray, fold: Fold, seed: int, cfg,
+    model: str, model_kwargs: dict, weights_root: Path | None, base: Path, device: str,
+    workers: int = 0,
 ) -> tuple[int, str, object]:  # fmt: skip
     """One fold as a :class:`merkit.parallel.Backend` job (positional arguments: ``task``
     and ``X``, the same objects in every fold's job, go to a cluster once).
@@ -439,8 +523,8 @@ def _fold_job(
         if in_worker:
             return _fit_fold(task=task, fold=fold, seed=seed, X=X, cfg=cfg, model=model,
                              model_kwargs=model_kwargs, weights_root=weights_root, base=base,
-                             device=device)  # fmt: skip
-        got = _train_one(task, fold, seed, X, cfg, model, model_kwargs, device)
+                             device=device, workers=workers)  # fmt: skip
+        got = _train_one(task, fold, seed, X, cfg, model, model_kwargs, device, workers)
         return seed, fold.name, replace(got, model=got.model.cpu())
 
 
@@ -458,10 +542,18 @@ def _train_on_backend(
 ) -> dict[tuple[int, str], tuple]:  # fmt: skip
     """Train ``todo`` (seed, fold) on ``be``, one fold per job; the fold files are written
     by the workers when they share this file system, else here as each fold comes back."""
+    from merkit.nets.data import ClipArray
+
     a = fit_args
     in_worker = be.shares_filesystem
-    calls = [(_fold_job, (in_worker, a["task"], a["X"], fold, seed, a["cfg"], a["model"],
-                          a["model_kwargs"], a["weights_root"], base(seed, fold), a["device"]))
+    X = a["X"]
+    if isinstance(X, ClipArray) and not in_worker:  # its files are on this machine only
+        log.info("backend %s at an address: the %d clips on disk are sent in memory", be.name,
+                 len(X))  # fmt: skip
+        X = np.asarray(X)
+    calls = [(_fold_job, (in_worker, a["task"], X, fold, seed, a["cfg"], a["model"],
+                          a["model_kwargs"], a["weights_root"], base(seed, fold), a["device"],
+                          a["workers"]))
              for seed, fold in todo]  # fmt: skip
     fresh: dict[tuple[int, str], tuple] = {}
     need = _fold_resources(a["device"], a["cfg"].threads)
@@ -500,7 +592,7 @@ def _run_task(
     task: DeepTask, inputs: _Inputs, *, model: str, cfg, model_kwargs: dict, seeds: list[int],
     folds, final: bool, out_dir: Path, split: dict, bar, bar_task, input_params: dict,
     fold_weights: bool = True, backend: Backend | None = None, fold_batching: str = "auto",
-    device: str = "cpu",
+    device: str = "cpu", workers: int = 0,
 ) -> _TaskRun:  # fmt: skip
     from merkit.nets.fold_batched import FoldSpec, batching_problem, train_folds_batched
     from merkit.nets.predict import ModelCard, write_model_card
@@ -544,7 +636,7 @@ def _run_task(
 
     fit_args = {"task": task, "X": X, "cfg": cfg, "model": model, "model_kwargs": model_kwargs,
                 "weights_root": weights_root if fold_weights else None,
-                "device": device}  # fmt: skip
+                "device": device, "workers": workers}  # fmt: skip
     fresh: dict[tuple[int, str], tuple] = {}
     todo = [(seed, fold) for seed in seeds for fold in chosen
             if not fold_paths(base(seed, fold))[0].is_file()]  # fmt: skip
@@ -613,7 +705,8 @@ def _run_task(
         train_all = np.unique(np.concatenate([f.train_idx for f in task.folds]))
         got = train_fold(model, X, task.y, train_all, np.zeros(0, np.int64), cfg, seed=seeds[0],
                          fold_index=_FINAL_FOLD_INDEX, model_kwargs=model_kwargs,
-                         multilabel=task.multilabel, device=device)  # fmt: skip
+                         multilabel=task.multilabel, device=device, workers=workers,
+                         pin_memory=str(device).startswith("cuda"))  # fmt: skip
         final_path = save_weights(got.model, weights_root / "final.pth")
         info = {**card.info, "fold": "final (every training clip)", "seed": seeds[0]}
         write_model_card(final_path.with_suffix(".json"), replace(card, info=info))
@@ -679,7 +772,7 @@ def _check_options(
     declared: DeepProtocol, model: str, kind: str, kwargs: Mapping, *, epochs, lr, batch_size,
     threads, folds, n_folds, flow: Mapping | None, clip: Mapping | None,
     fold_batching: str = "auto", device: str = "cpu", precision: str = "32",
-    augment: str = "none", on_workers: bool = False,
+    augment: str = "none", on_workers: bool = False, workers: int = 0,
 ) -> str:  # fmt: skip
     """Every training option, before any input is read or computed (one-line errors).
 
@@ -723,6 +816,7 @@ def _check_options(
         _positive_int(folds, "folds", "--folds")
     if declared.takes_n_folds:
         _positive_int(n_folds, "n_folds", "--n-folds", least=2)
+    _positive_int(workers, "workers", "--workers", least=0)
     sizes = [("face_size", "--face-size", (flow or {}).get("face_size")),
              ("clip size", "--clip-size", (clip or {}).get("size")),
              ("clip length", "--clip-length", [(clip or {}).get("length")])]  # fmt: skip
@@ -773,6 +867,7 @@ def run_train(
     missing: str = "raise",
     backend: str | Backend = "loky",
     address: str | None = None,
+    workers: int = 0,
 ) -> TrainResult:
     """Train a network under a protocol (module docstring for inputs and outputs).
 
@@ -854,6 +949,10 @@ def run_train(
     missing : {"raise", "error", "skip"}
         With ``data_dir``: clips whose frames are missing stop the run (listed), or are
         left out and listed in ``out_dir/skipped.csv``.
+    workers : int
+        DataLoader worker processes reading the cached clip volumes of the 3-D networks
+        (0: read in the training process; flow images are in memory and need none); the
+        same numbers for any value.
 
     Raises
     ------
@@ -890,7 +989,7 @@ def run_train(
                          batch_size=batch_size, threads=threads, folds=folds, n_folds=n_folds,
                          flow=flow, clip=clip, fold_batching=fold_batching, device=device,
                          precision=precision, augment=augment,
-                         on_workers=be.name != "loky")  # fmt: skip
+                         on_workers=be.name != "loky", workers=workers)  # fmt: skip
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
                                    ("threads", threads)) if v is not None}  # fmt: skip
     if precision != "32":
@@ -985,7 +1084,8 @@ def run_train(
                             seeds=seeds, folds=folds, final=final, out_dir=out_dir, split=split,
                             bar=bar, bar_task=bar_task, input_params=input_params,
                             fold_weights=fold_weights, backend=be,
-                            fold_batching=fold_batching, device=dev)  # fmt: skip
+                            fold_batching=fold_batching, device=dev,
+                            workers=workers)  # fmt: skip
             runs.append((task, inputs, got))
     store.add_records([r for _, _, g in runs for r in g.records])
     history = write_history(out_dir / "history.csv", [h for _, _, g in runs for h in g.history])
