@@ -37,6 +37,7 @@ from merkit.workflows.demo import run_demo
 from merkit.workflows.extract import run_extract
 from merkit.workflows.predict import run_predict
 from merkit.workflows.report import run_report
+from merkit.workflows.stats import run_stats
 from merkit.workflows.synth import run_synth
 from merkit.workflows.train import run_train
 
@@ -889,6 +890,69 @@ def report(
         _fail(exc)
     console.print(f"html: {html_path}", highlight=False, soft_wrap=True)
     console.print(f"markdown: {md_path}", highlight=False, soft_wrap=True)
+
+
+def _cells(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """A table with its float columns written with ``digits`` decimals (for printing)."""
+    shown = table.copy()
+    for col in shown.columns:
+        if pd.api.types.is_float_dtype(shown[col]):
+            shown[col] = [f"{v:.{digits}f}" for v in shown[col]]
+    return shown
+
+
+@app.command()
+def stats(
+    root: Annotated[Path, typer.Argument(help="Folder holding AU-coded databases' sheets.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for the CSV tables and durations.png."),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(help="Only this database (CASME2, SAMM, CASME3_A, CASME3_C, DFME)."),
+    ] = None,
+    top: Annotated[int, typer.Option(help="AU combinations shown per emotion.")] = 3,
+) -> None:
+    """AU, emotion and duration statistics of coded databases (DFME Tables 5-7).
+
+    Reads only the coding sheets (no frames). Durations use each clip's fps; a clip is a
+    micro-expression when onset..offset <= 500 ms or onset..apex <= 250 ms.
+    """
+    try:
+        result = run_stats(root, out, database=database, top=top)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    for name, db in result.databases.items():
+        dist = db.au_distribution
+        console.print(
+            f"{name}: {db.clips} clips, {db.subjects} subjects, {dist.attrs['labels']} AU "
+            f"labels ({dist.attrs['aus_per_clip']:.3f} per clip), from {db.source}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        ranked = dist.sort_values(["rank", "count"], kind="stable")
+        _show_text_table(_cells(ranked), f"{name}: AU labels (Table 5)", left=("au",))
+        _show_text_table(
+            _cells(db.high_occurrence[["emotion", "au", "clips", "percent"]]),
+            f"{name}: AUs of high occurrence, % of the emotion's clips (Table 6)",
+            left=("emotion", "au"),
+        )
+        _show_text_table(
+            _cells(db.au_combinations[["emotion", "combination", "clips", "percent"]]),
+            f"{name}: most frequent AU combinations per emotion (Table 7)",
+            left=("emotion", "combination"),
+        )
+        _show_text_table(
+            _cells(db.clips_per_emotion), f"{name}: clips per emotion", left=("emotion",)
+        )
+        _show_text_table(
+            _cells(db.duration_summary),
+            f"{name}: durations (ms) and the micro-expression rule",
+            left=("fps",),
+        )
+    for path in result.files:
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -106,6 +106,7 @@ __all__ = [
     "read_fold",
     "read_grid",
     "read_history",
+    "read_stats_table",
     "read_tgsr_blocks",
     "read_tgsr_grouping",
     "result_key",
@@ -116,6 +117,7 @@ __all__ = [
     "write_history",
     "write_run_info",
     "write_skipped",
+    "write_stats",
     "write_summary",
     "write_summary_table",
     "write_tgsr_blocks",
@@ -1211,3 +1213,34 @@ def write_summary(directory: str | Path, markdown: str) -> Path:
     path = Path(directory) / SUMMARY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     return _io.atomic_write_text(path, markdown)
+
+
+#: the figure of ``merkit stats``: duration histograms with the micro-expression limits
+STATS_FIGURE_FILE = "durations.png"
+
+
+def write_stats(
+    directory: str | Path, tables: Mapping[str, pd.DataFrame], figure: bytes | None = None
+) -> list[Path]:
+    """``DIR/<name>.csv`` for each of ``tables`` (no index) and, when given, the PNG bytes
+    ``figure`` as ``DIR/durations.png``; every file atomically. Returns the paths written."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [_io.atomic_write_csv(directory / f"{name}.csv", t) for name, t in tables.items()]
+    if figure is not None:
+        written.append(_io.atomic_write_bytes(directory / STATS_FIGURE_FILE, figure))
+    return written
+
+
+def read_stats_table(directory: str | Path, name: str) -> pd.DataFrame:
+    """One table written by :func:`write_stats` (``DIR/<name>.csv``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``DIR/<name>.csv`` does not exist (naming it).
+    """
+    path = Path(directory) / f"{name}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such statistics table; run 'merkit stats' first")
+    return pd.read_csv(path)
