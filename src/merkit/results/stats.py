@@ -100,6 +100,12 @@ def _label_key(label: str) -> tuple[int, int, str]:
     return (group, int(number), prefix)
 
 
+def _emotion_sizes(table: pd.DataFrame) -> list[tuple[str, int]]:
+    """``(emotion, clips)`` by clip count, largest first (ties by name)."""
+    counts = table["emotion"].astype(str).value_counts()
+    return sorted(((str(e), int(n)) for e, n in counts.items()), key=lambda x: (-x[1], x[0]))
+
+
 def au_distribution(table: pd.DataFrame) -> pd.DataFrame:
     """How often each AU label occurs (DFME Table 5).
 
@@ -144,13 +150,14 @@ def au_by_emotion(table: pd.DataFrame) -> pd.DataFrame:
         Columns ``emotion``, ``emotion_clips``, ``au``, ``clips`` (of that emotion with
         the label), ``percent`` (``100 * clips / emotion_clips``), ``rank`` (within the
         emotion, 1 = most frequent); emotions by clip count (largest first), then AUs
-        by percent (highest first, ties in Table-5 order).
+        by percent (highest first, ties in Table-5 order). Emotions of equal size are
+        ordered by name.
     """
     _need(table, ("emotion",), "AUs per emotion")
     labels = clip_au_labels(table)
     emotions = table["emotion"].astype(str).to_numpy()
     rows = []
-    for emotion, n in table["emotion"].astype(str).value_counts(sort=True).items():
+    for emotion, n in _emotion_sizes(table):
         counts: dict[str, int] = {}
         for clip, e in zip(labels, emotions, strict=True):
             if e == emotion:
@@ -193,7 +200,7 @@ def au_combinations(table: pd.DataFrame, top: int = 5) -> pd.DataFrame:
     combos = ["+".join(sorted(c, key=_label_key)) for c in clip_au_labels(table)]
     frame = pd.DataFrame({"emotion": table["emotion"].astype(str).to_numpy(), "combo": combos})
     rows = []
-    for emotion, n in frame["emotion"].value_counts(sort=True).items():
+    for emotion, n in _emotion_sizes(table):
         coded = frame.loc[(frame["emotion"] == emotion) & (frame["combo"] != ""), "combo"]
         counts = coded.value_counts()
         order = sorted(counts.index, key=lambda c: (-counts[c], c))
@@ -210,11 +217,11 @@ def au_combinations(table: pd.DataFrame, top: int = 5) -> pd.DataFrame:
 
 def clips_per_emotion(table: pd.DataFrame) -> pd.DataFrame:
     """Clips and subjects per emotion: columns ``emotion``, ``clips``, ``percent``,
-    ``subjects``; largest first."""
+    ``subjects``; largest first (ties by name)."""
     _need(table, ("emotion", "subject"), "clips per emotion")
     groups = table.groupby(table["emotion"].astype(str))
     out = pd.DataFrame({"clips": groups.size(), "subjects": groups["subject"].nunique()})
-    out = out.sort_values(["clips"], ascending=False, kind="stable").reset_index()
+    out = out.loc[[e for e, _ in _emotion_sizes(table)]].reset_index()
     out.insert(2, "percent", 100.0 * out["clips"] / len(table) if len(table) else 0.0)
     return out
 
@@ -224,7 +231,7 @@ def clips_per_subject(table: pd.DataFrame) -> pd.DataFrame:
     column per emotion, largest emotion first); subjects by clip count, largest first."""
     _need(table, ("emotion", "subject"), "clips per subject")
     pivot = pd.crosstab(table["subject"].astype(str), table["emotion"].astype(str))
-    pivot = pivot[list(table["emotion"].astype(str).value_counts(sort=True).index)]
+    pivot = pivot[[e for e, _ in _emotion_sizes(table)]]
     pivot.insert(0, "clips", pivot.sum(axis=1))
     pivot = pivot.sort_values("clips", ascending=False, kind="stable")
     pivot.columns.name = None
@@ -249,7 +256,7 @@ def clip_durations(table: pd.DataFrame) -> pd.DataFrame:
     if bad.any():
         first = table[bad].iloc[0]
         raise SchemaError(
-            f"durations: clip {first['subject']}/{first['clip']} has fps {first['fps']!r}; "
+            f"durations: clip {first['subject']}/{first['clip']} has fps {first['fps']}; "
             "every clip needs a frame rate > 0"
         )
     micro = micro_mask(table, MAX_TOTAL_MS, MAX_RISE_MS)
