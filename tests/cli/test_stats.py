@@ -90,13 +90,14 @@ def test_run_stats_tables_and_files(tmp_path: Path) -> None:
 
 def test_cli_prints_the_tables_of_one_database(tmp_path: Path) -> None:
     root = _casme2(_dfme(tmp_path / "data"))
-    res = runner.invoke(app, ["stats", str(root), "--database", "dfme", "-o", str(tmp_path / "o")])
+    out = tmp_path / "o [v2]"  # printed whole, never read as rich markup
+    res = runner.invoke(app, ["stats", str(root), "--database", "dfme", "-o", str(out)])
     assert res.exit_code == 0, res.output
+    assert f"wrote {out / 'durations.png'}" in res.output
     assert "DFME: 6 clips, 2 subjects, 10 AU labels (1.667 per clip)" in res.output
     assert "CASME2" not in res.output
     assert "L/R-AU10" in res.output and "AU4+AU7" in res.output
-    assert "durations.png" in res.output
-    assert pd.read_csv(tmp_path / "o" / "clips_per_emotion.csv")["clips"].tolist() == [3, 3]
+    assert pd.read_csv(out / "clips_per_emotion.csv")["clips"].tolist() == [3, 3]
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
