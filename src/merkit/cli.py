@@ -294,6 +294,14 @@ LevelsOption = Annotated[
     str | None,
     typer.Option(help="Block levels, e.g. 1,2,4,8 (default: the descriptor's own)."),
 ]
+WeightsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        help="Network weights of a deep descriptor (c3d: a C3D Sports-1M state dict, keys "
+        "conv1 ... fc8, read with weights_only=True; see docs/c3d.md). Required for c3d only.",
+    ),
+]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers over clips.")]
 BackendOption = Annotated[
     str,
@@ -345,6 +353,7 @@ def extract(
         str, typer.Option("--descriptor", "-d", help="Descriptor spec, e.g. lbp_top:r3p8.")
     ] = "lbp_top:r3p8",
     levels: LevelsOption = None,
+    weights: WeightsOption = None,
     dataset: Annotated[
         list[str] | None,
         typer.Option(help="Database to describe (repeatable; default: every one found)."),
@@ -381,6 +390,7 @@ def extract(
             out,
             descriptor=descriptor,
             levels=levels,
+            weights=weights,
             datasets=dataset,
             scheme=scheme,
             preprocess=_preprocess(size, length, align, detector, margin),
@@ -433,6 +443,7 @@ def cdmer(
         str | None,
         typer.Option(help="Block levels of the descriptors with --data, e.g. 1,2,4,8."),
     ] = None,
+    weights: WeightsOption = None,
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", help="Parallel workers (clips with --data; grid points).")
     ] = 1,
@@ -487,9 +498,9 @@ def cdmer(
                 "give exactly one of --features-dir, --features or --data"
                 + (f" (got {' and '.join(given)})" if given else "")
             )
-        if data is None and (descriptor or levels):
+        if data is None and (descriptor or levels or weights):
             raise ValueError(
-                "--descriptor and --levels describe raw databases: use them with --data"
+                "--descriptor, --levels and --weights describe raw databases: use them with --data"
             )
         if data is None and (cache is not None or no_cache):
             raise ValueError("--cache / --no-cache apply to --data only")
@@ -514,6 +525,7 @@ def cdmer(
                 out,
                 descriptors=descriptor or ["lbp_top:r3p8"],
                 levels=levels,
+                weights=weights,
                 cache=_cache_arg(cache, no_cache),
                 console=console,
                 missing=missing,

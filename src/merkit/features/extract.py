@@ -56,7 +56,7 @@ from merkit.features.cache import (
     clip_source,
 )
 from merkit.features.layout import BlockLayout
-from merkit.features.registry import Descriptor, get_descriptor
+from merkit.features.registry import Descriptor, get_descriptor, with_weights
 from merkit.parallel import Backend, open_backend
 from merkit.video.face import (
     DETECTORS,
@@ -198,9 +198,12 @@ class Preprocess:
 
 
 def configure_descriptor(
-    descriptor: str | Descriptor, layout: BlockLayout | str | None = None
+    descriptor: str | Descriptor,
+    layout: BlockLayout | str | None = None,
+    weights: str | Path | None = None,
 ) -> Descriptor:
-    """The registry descriptor of a spec, with its block levels replaced by ``layout``'s.
+    """The registry descriptor of a spec, with its block levels replaced by ``layout``'s
+    and, for ``c3d``, its weights file attached (checked, :func:`registry.with_weights`).
 
     The descriptor's block order and partition are kept (``lbp_top_cdmer`` stays
     column-major with the benchmark's partition).
@@ -210,9 +213,13 @@ def configure_descriptor(
     UnknownDescriptorError
         (a KeyError) Unknown family.
     ValueError
-        Malformed spec, or a block layout for a descriptor without blocks (``mdmo``).
+        Malformed spec, a block layout for a descriptor without blocks (``mdmo``), weights
+        for a descriptor that takes none or none for ``c3d``.
+    FileNotFoundError, merkit.features.c3d.C3DWeightsError
+        The weights file is missing or not a C3D state dict.
     """
     desc = descriptor if isinstance(descriptor, Descriptor) else get_descriptor(descriptor)
+    desc = with_weights(desc, weights)
     if layout is None:
         return desc
     levels = layout.levels if isinstance(layout, BlockLayout) else BlockLayout.parse(layout).levels
@@ -223,9 +230,10 @@ def configure_descriptor(
 
 
 def _descriptor_key(desc: Descriptor) -> dict[str, Any]:
+    # a weights file counts by its digest (a parameter too), not by where it lies
     return {
         "name": desc.name,
-        "params": desc.params,
+        "params": {k: v for k, v in desc.params.items() if k != "weights"},
         "dim": desc.dim,
         "column_order": desc.column_order,
     }
