@@ -286,8 +286,8 @@ DescriptorOption = Annotated[
     typer.Option(
         "--descriptor",
         "-d",
-        help="Descriptor spec, e.g. lbp_top:r3p8, lpq_top:w5, hog_top:p8, hoof:b8, mdmo "
-        "(repeat or comma-separate for several).",
+        help="Descriptor spec, e.g. lbp_top:r3p8, lpq_top:w5, hog_top:p8, hoof:b8, mdmo, "
+        "c3d:fc6 (with --weights) (repeat or comma-separate for several).",
     ),
 ]
 LevelsOption = Annotated[
@@ -350,7 +350,12 @@ def extract(
         Path, typer.Option("--out", "-o", help="Feature file F or F.npz (writes F.npz + F.csv).")
     ],
     descriptor: Annotated[
-        str, typer.Option("--descriptor", "-d", help="Descriptor spec, e.g. lbp_top:r3p8.")
+        str,
+        typer.Option(
+            "--descriptor",
+            "-d",
+            help="Descriptor spec, e.g. lbp_top:r3p8, c3d:fc6 (with --weights).",
+        ),
     ] = "lbp_top:r3p8",
     levels: LevelsOption = None,
     weights: WeightsOption = None,

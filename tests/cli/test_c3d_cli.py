@@ -92,4 +92,12 @@ def test_weights_errors_are_one_line(data, c3d_weights, tmp_path) -> None:
         app, ["extract", str(data), "-d", "c3d:fc7", "--weights", str(tmp_path / "no.pt"),
               "-o", out]))  # fmt: skip
     assert "no.pt' does not exist; give a C3D state dict with --weights" in line
+    args = ["extract", str(data), "-d", "c3d:fc6", "--weights", str(c3d_weights), "-o", out,
+            "--length", "8"]  # fmt: skip
+    line = one_error_line(runner.invoke(app, args))
+    assert "c3d:fc6 takes 16-frame 112x112 clips, not 8 frames of 112x112" in line
+    assert "use --size 112 --length 16" in line
+    args = ["cdmer", "--features-dir", str(tmp_path), "--weights", str(c3d_weights)]
+    line = one_error_line(runner.invoke(app, [*args, "--out", str(tmp_path / "c")]))
+    assert "--descriptor, --levels and --weights describe raw databases" in line
     assert not (tmp_path / "F.npz").exists()

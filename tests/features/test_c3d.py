@@ -95,6 +95,9 @@ def test_descriptor_features_are_deterministic_grey_on_rgb(state, c3d_weights) -
     assert a.shape == (4096,) and a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
     assert (a >= 0).all() and (a > 0).mean() > 0.2
+    fc6 = torch.from_numpy(c3d.c3d_features(clip, "fc6", str(c3d_weights), digest))
+    fc7 = torch.relu(fc6 @ state["fc7.weight"].T + state["fc7.bias"]).numpy()
+    np.testing.assert_allclose(a, fc7, rtol=1e-5, atol=1e-5 * np.abs(fc7).max())
     x = torch.from_numpy(clip)[None, None].repeat(1, 3, 1, 1, 1)
     model = C3D().eval()
     model.load_state_dict(read_state_dict(c3d_weights))

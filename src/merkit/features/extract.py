@@ -47,6 +47,7 @@ import pandas as pd
 from merkit._io import atomic_write_csv, write_temporary
 from merkit.data.features_io import read_feature_npz
 from merkit.data.schema import FeatureSet
+from merkit.features import c3d
 from merkit.features.cache import (
     FEATURE_CODE_VERSION,
     MISSING,
@@ -77,6 +78,7 @@ __all__ = [
     "FaceMissingError",
     "FeatureFile",
     "Preprocess",
+    "check_clip_shape",
     "configure_descriptor",
     "describe_clip",
     "extract",
@@ -229,6 +231,18 @@ def configure_descriptor(
     return replace(desc, layout=new, params={**desc.params, "layout": new})
 
 
+def check_clip_shape(desc: Descriptor, preprocess: Preprocess | None) -> None:
+    """Raise ValueError when ``desc`` needs another clip size than ``preprocess`` gives
+    (``c3d``: 16 frames of 112 x 112)."""
+    pre = preprocess or Preprocess()
+    if desc.family == "c3d" and (pre.length, *pre.size) != c3d.CLIP_SHAPE:
+        t, h, w = c3d.CLIP_SHAPE
+        raise ValueError(
+            f"{desc.name} takes {t}-frame {h}x{w} clips, not {pre.length} frames of "
+            f"{pre.size[0]}x{pre.size[1]}; use --size {h} --length {t} (the defaults)"
+        )
+
+
 def _descriptor_key(desc: Descriptor) -> dict[str, Any]:
     # a weights file counts by its digest (a parameter too), not by where it lies
     return {
@@ -372,6 +386,7 @@ def extract(
         raise ValueError(f"on_missing={on_missing!r}; expected 'raise' or 'skip'")
     desc = configure_descriptor(descriptor, layout)
     pre = (preprocess or Preprocess()).resolved()
+    check_clip_shape(desc, pre)
     if isinstance(cache, (str, Path)):
         cache = FeatureCache(cache)
     rows = table.to_dict("records")

@@ -23,7 +23,12 @@ from merkit._io import ensure_writable_dir
 from merkit.adapt import METHODS
 from merkit.data.features_io import check_features, load_cdmer_dir
 from merkit.data.schema import FeatureSet
-from merkit.features.extract import Preprocess, configure_descriptor, load_feature_file
+from merkit.features.extract import (
+    Preprocess,
+    check_clip_shape,
+    configure_descriptor,
+    load_feature_file,
+)
 from merkit.features.registry import Descriptor, get_descriptor
 from merkit.parallel import Backend, open_backend
 from merkit.protocols.runner import run_cdmer, run_grid
@@ -408,6 +413,8 @@ def run_cdmer_on_data(
     param_grid = load_param_grid(param_grid)
     methods = parse_methods(method)
     configured = _check_descriptors(descriptors, levels, weights)
+    for desc in configured:
+        check_clip_shape(desc, preprocess)
     out_dir = ensure_writable_dir(out_dir, "--out")  # before any clip is described
     data_dir = Path(data_dir)
     tables = load_databases(data_dir, scheme="cdmer3", missing=missing)

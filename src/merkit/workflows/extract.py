@@ -17,6 +17,7 @@ from merkit.data.schema import FeatureSet
 from merkit.features.cache import FeatureCache
 from merkit.features.extract import (
     Preprocess,
+    check_clip_shape,
     configure_descriptor,
     extract,
     feature_file_paths,
@@ -199,6 +200,7 @@ def run_extract(
     t0 = time.perf_counter()
     # unknown descriptors and unusable weights fail before reading
     desc = configure_descriptor(descriptor, levels, weights)
+    check_clip_shape(desc, preprocess)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data folder {data_dir} does not exist")
