@@ -27,7 +27,8 @@ class C3D(nn.Module):
     num_classes : int
         Outputs of ``fc8`` (487 for Sports-1M).
 
-    Input ``[B, 3, 16, 112, 112]`` (RGB, 0..255); output logits ``[B, num_classes]``.
+    Input ``[B, 3, 16, 112, 112]`` (RGB, 0..255); output logits ``[B, num_classes]``. A
+    pretrained extractor: no dropout layers (they only act in training).
     """
 
     input_kind = "clip"
@@ -38,18 +39,14 @@ class C3D(nn.Module):
             self.add_module(name, nn.Conv3d(cin, cout, kernel_size=3, padding=1))
         for name, cin, cout in _c3d.FCS:
             self.add_module(name, nn.Linear(cin, num_classes if name == "fc8" else cout))
-        self.dropout = nn.Dropout(0.5)
 
     def _weights(self) -> dict[str, torch.Tensor]:
         return dict(self.named_parameters())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class scores ``[B, num_classes]`` (dropout after fc6 and fc7 in training)."""
-        if not self.training:
-            return _c3d.forward(self._weights(), x, "fc8")
-        h = self.dropout(_c3d.forward(self._weights(), x, "fc6"))
-        h = self.dropout(torch.relu(self.fc7(h)))
-        return self.fc8(h)
+        """Class scores ``[B, num_classes]`` (inference: the training dropout of fc6 and fc7
+        is not applied)."""
+        return _c3d.forward(self._weights(), x, "fc8")
 
     def features(self, x: torch.Tensor, layer: str = "fc7") -> torch.Tensor:
         """``fc6`` or ``fc7`` activations (after ReLU) ``[B, 4096]``, no dropout."""
