@@ -287,13 +287,21 @@ DescriptorOption = Annotated[
     typer.Option(
         "--descriptor",
         "-d",
-        help="Descriptor spec, e.g. lbp_top:r3p8, lpq_top:w5, hog_top:p8, hoof:b8, mdmo "
-        "(repeat or comma-separate for several).",
+        help="Descriptor spec, e.g. lbp_top:r3p8, lpq_top:w5, hog_top:p8, hoof:b8, mdmo, "
+        "c3d:fc6 (with --weights) (repeat or comma-separate for several).",
     ),
 ]
 LevelsOption = Annotated[
     str | None,
     typer.Option(help="Block levels, e.g. 1,2,4,8 (default: the descriptor's own)."),
+]
+WeightsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        help="Network weights of a deep descriptor (c3d: a C3D Sports-1M state dict, keys "
+        "conv1 ... fc8, read with weights_only=True; see docs/c3d.md). Required for c3d only.",
+    ),
 ]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers over clips.")]
 BackendOption = Annotated[
@@ -343,9 +351,15 @@ def extract(
         Path, typer.Option("--out", "-o", help="Feature file F or F.npz (writes F.npz + F.csv).")
     ],
     descriptor: Annotated[
-        str, typer.Option("--descriptor", "-d", help="Descriptor spec, e.g. lbp_top:r3p8.")
+        str,
+        typer.Option(
+            "--descriptor",
+            "-d",
+            help="Descriptor spec, e.g. lbp_top:r3p8, c3d:fc6 (with --weights).",
+        ),
     ] = "lbp_top:r3p8",
     levels: LevelsOption = None,
+    weights: WeightsOption = None,
     dataset: Annotated[
         list[str] | None,
         typer.Option(help="Database to describe (repeatable; default: every one found)."),
@@ -382,6 +396,7 @@ def extract(
             out,
             descriptor=descriptor,
             levels=levels,
+            weights=weights,
             datasets=dataset,
             scheme=scheme,
             preprocess=_preprocess(size, length, align, detector, margin),
@@ -434,6 +449,7 @@ def cdmer(
         str | None,
         typer.Option(help="Block levels of the descriptors with --data, e.g. 1,2,4,8."),
     ] = None,
+    weights: WeightsOption = None,
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", help="Parallel workers (clips with --data; grid points).")
     ] = 1,
@@ -488,9 +504,9 @@ def cdmer(
                 "give exactly one of --features-dir, --features or --data"
                 + (f" (got {' and '.join(given)})" if given else "")
             )
-        if data is None and (descriptor or levels):
+        if data is None and (descriptor or levels or weights):
             raise ValueError(
-                "--descriptor and --levels describe raw databases: use them with --data"
+                "--descriptor, --levels and --weights describe raw databases: use them with --data"
             )
         if data is None and (cache is not None or no_cache):
             raise ValueError("--cache / --no-cache apply to --data only")
@@ -515,6 +531,7 @@ def cdmer(
                 out,
                 descriptors=descriptor or ["lbp_top:r3p8"],
                 levels=levels,
+                weights=weights,
                 cache=_cache_arg(cache, no_cache),
                 console=console,
                 missing=missing,

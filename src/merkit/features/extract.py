@@ -47,6 +47,7 @@ import pandas as pd
 from merkit._io import atomic_write_csv, write_temporary
 from merkit.data.features_io import read_feature_npz
 from merkit.data.schema import FeatureSet
+from merkit.features import c3d
 from merkit.features.cache import (
     FEATURE_CODE_VERSION,
     MISSING,
@@ -56,7 +57,7 @@ from merkit.features.cache import (
     clip_source,
 )
 from merkit.features.layout import BlockLayout
-from merkit.features.registry import Descriptor, get_descriptor
+from merkit.features.registry import Descriptor, get_descriptor, with_weights
 from merkit.parallel import Backend, open_backend
 from merkit.video.face import (
     DETECTORS,
@@ -77,6 +78,7 @@ __all__ = [
     "FaceMissingError",
     "FeatureFile",
     "Preprocess",
+    "check_clip_shape",
     "configure_descriptor",
     "describe_clip",
     "extract",
@@ -198,9 +200,12 @@ class Preprocess:
 
 
 def configure_descriptor(
-    descriptor: str | Descriptor, layout: BlockLayout | str | None = None
+    descriptor: str | Descriptor,
+    layout: BlockLayout | str | None = None,
+    weights: str | Path | None = None,
 ) -> Descriptor:
-    """The registry descriptor of a spec, with its block levels replaced by ``layout``'s.
+    """The registry descriptor of a spec, with its block levels replaced by ``layout``'s
+    and, for ``c3d``, its weights file attached (checked, :func:`registry.with_weights`).
 
     The descriptor's block order and partition are kept (``lbp_top_cdmer`` stays
     column-major with the benchmark's partition).
@@ -210,9 +215,13 @@ def configure_descriptor(
     UnknownDescriptorError
         (a KeyError) Unknown family.
     ValueError
-        Malformed spec, or a block layout for a descriptor without blocks (``mdmo``).
+        Malformed spec, a block layout for a descriptor without blocks (``mdmo``), weights
+        for a descriptor that takes none or none for ``c3d``.
+    FileNotFoundError, merkit.features.c3d.C3DWeightsError
+        The weights file is missing or not a C3D state dict.
     """
     desc = descriptor if isinstance(descriptor, Descriptor) else get_descriptor(descriptor)
+    desc = with_weights(desc, weights)
     if layout is None:
         return desc
     levels = layout.levels if isinstance(layout, BlockLayout) else BlockLayout.parse(layout).levels
@@ -222,10 +231,23 @@ def configure_descriptor(
     return replace(desc, layout=new, params={**desc.params, "layout": new})
 
 
+def check_clip_shape(desc: Descriptor, preprocess: Preprocess | None) -> None:
+    """Raise ValueError when ``desc`` needs another clip size than ``preprocess`` gives
+    (``c3d``: 16 frames of 112 x 112)."""
+    pre = preprocess or Preprocess()
+    if desc.family == "c3d" and (pre.length, *pre.size) != c3d.CLIP_SHAPE:
+        t, h, w = c3d.CLIP_SHAPE
+        raise ValueError(
+            f"{desc.name} takes {t}-frame {h}x{w} clips, not {pre.length} frames of "
+            f"{pre.size[0]}x{pre.size[1]}; use --size {h} --length {t} (the defaults)"
+        )
+
+
 def _descriptor_key(desc: Descriptor) -> dict[str, Any]:
+    # a weights file counts by its digest (a parameter too), not by where it lies
     return {
         "name": desc.name,
-        "params": desc.params,
+        "params": {k: v for k, v in desc.params.items() if k != "weights"},
         "dim": desc.dim,
         "column_order": desc.column_order,
     }
@@ -364,6 +386,7 @@ def extract(
         raise ValueError(f"on_missing={on_missing!r}; expected 'raise' or 'skip'")
     desc = configure_descriptor(descriptor, layout)
     pre = (preprocess or Preprocess()).resolved()
+    check_clip_shape(desc, pre)
     if isinstance(cache, (str, Path)):
         cache = FeatureCache(cache)
     rows = table.to_dict("records")

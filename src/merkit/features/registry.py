@@ -10,6 +10,9 @@ family's defaults. Families:
 ``lbp_top``
     :func:`merkit.features.lbp.lbp_top` over ``BlockLayout((1, 2, 4, 8))`` in merkit's
     (block, plane, bin) column order.
+``c3d``
+    C3D fc6 / fc7 activations (:mod:`merkit.features.c3d`) with user-supplied weights
+    (:func:`with_weights`).
 ``lbp_top_cdmer``
     The same codes with the CDMER benchmark's block layout (column-major, cdmer partition) and
     (level, plane, block, bin) column order, comparable column by column with the
@@ -27,12 +30,13 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from merkit.features import flowhist, hog, lbpsip, lpq
+from merkit.features import c3d, flowhist, hog, lbpsip, lpq
 from merkit.features import lbp as _lbp
 from merkit.features.layout import BlockLayout
 
@@ -444,3 +448,58 @@ def _mdmo(params: str, options: tuple[str, ...]) -> Descriptor:
     name = "mdmo:mean" if landmarks == "mean" else "mdmo"
     dim = 2 * len(flowhist.MDMO_ROIS)
     return Descriptor(name, "mdmo", kwargs, flowhist.mdmo_clip, dim, layout, "block", 1)
+
+
+# --------------------------------------------------------------------------- C3D
+@register(
+    "c3d",
+    summary=(
+        "C3D (Tran et al. 2015) fc6 or fc7 activations (the CDMER benchmark's C3D-FC1 / "
+        "C3D-FC2) of the 16 x 112 x 112 clip, grey repeated on RGB, with user-supplied "
+        "Sports-1M weights (--weights FILE); spec fc6 or fc7"
+    ),
+    example="c3d:fc6",
+)
+def _c3d(params: str, options: tuple[str, ...]) -> Descriptor:
+    layer = params or "fc6"
+    if layer not in c3d.FEATURE_LAYERS or options:
+        spec = ":".join(["c3d", params, *options])
+        raise ValueError(f"c3d spec {spec!r}: expected c3d:fc6 or c3d:fc7")
+    kwargs = {"layer": layer, "weights": None, "digest": ""}
+    return Descriptor(f"c3d:{layer}", "c3d", kwargs, c3d.c3d_features, 4096, BlockLayout((1,)))
+
+
+#: descriptor families that take a weights file
+WEIGHTED_FAMILIES = ("c3d",)
+
+
+def with_weights(desc: Descriptor, weights: str | Path | None) -> Descriptor:
+    """``desc`` with its weights file attached (families of :data:`WEIGHTED_FAMILIES`).
+
+    The file is checked (keys and shapes) before any clip is described; its SHA-256
+    becomes part of the descriptor's parameters, hence of the feature cache key.
+
+    Raises
+    ------
+    ValueError
+        Weights for a descriptor that takes none, or none for one that needs them.
+    FileNotFoundError, merkit.features.c3d.C3DWeightsError
+        The file is missing or not a C3D state dict.
+    """
+    if desc.family not in WEIGHTED_FAMILIES:
+        if weights is not None:
+            raise ValueError(
+                f"--weights is only for the c3d descriptor, not {desc.name}; leave it out"
+            )
+        return desc
+    if weights is None:
+        if desc.params.get("weights"):
+            return desc
+        raise ValueError(
+            f"descriptor {desc.name} needs a weights file: give --weights FILE (a C3D "
+            "Sports-1M state dict, keys conv1 ... fc8; see docs/c3d.md)"
+        )
+    path = Path(weights).expanduser().resolve()
+    c3d.load_weights(path)  # missing file, wrong keys or shapes fail here, before any clip
+    params = {**desc.params, "weights": str(path), "digest": c3d.weights_digest(path)}
+    return replace(desc, params=params)

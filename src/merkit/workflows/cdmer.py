@@ -23,7 +23,13 @@ from merkit._io import ensure_writable_dir
 from merkit.adapt import METHODS
 from merkit.data.features_io import check_features, load_cdmer_dir
 from merkit.data.schema import FeatureSet
-from merkit.features.extract import Preprocess, configure_descriptor, load_feature_file
+from merkit.features.extract import (
+    Preprocess,
+    check_clip_shape,
+    configure_descriptor,
+    load_feature_file,
+)
+from merkit.features.registry import Descriptor, get_descriptor
 from merkit.parallel import Backend, open_backend
 from merkit.protocols.runner import run_cdmer, run_grid
 from merkit.results.tables import (
@@ -343,12 +349,22 @@ def _methods_title(methods: Sequence[str]) -> str:
     return ", ".join(methods) if len(methods) <= 4 else f"{len(methods)} methods"
 
 
-def _check_descriptors(descriptors: Sequence[str], levels: str | None) -> list[str]:
+def _check_descriptors(
+    descriptors: Sequence[str], levels: str | None, weights: str | Path | None = None
+) -> list[Descriptor]:
     specs = [d.strip() for item in descriptors for d in str(item).split(",") if d.strip()]
     if not specs:
         raise ValueError("no descriptor given (e.g. --descriptor lbp_top:r3p8)")
-    names = [configure_descriptor(d, levels).name for d in specs]  # fail before any work
-    return list(dict.fromkeys(names))
+    if weights is not None and not any(get_descriptor(d).family == "c3d" for d in specs):
+        raise ValueError(
+            f"--weights is only for the c3d descriptor, not {', '.join(specs)}; leave it out"
+        )
+    configured = {}
+    for d in specs:  # fail before any work
+        desc = get_descriptor(d)
+        desc = configure_descriptor(desc, levels, weights if desc.family == "c3d" else None)
+        configured.setdefault(desc.name, desc)
+    return list(configured.values())
 
 
 def run_cdmer_on_data(
@@ -358,6 +374,7 @@ def run_cdmer_on_data(
     descriptors: Sequence[str] = ("lbp_top:r3p8",),
     method: str | Sequence[str] = "svm",
     levels: str | None = None,
+    weights: str | Path | None = None,
     preprocess: Preprocess | None = None,
     n_jobs: int = 1,
     cache: str | Path | bool | None = None,
@@ -383,6 +400,8 @@ def run_cdmer_on_data(
         Registry specs; an item may be a comma list (``"lbp_top:r3p8,hog_top:p8"``).
     levels : str, optional
         Block levels of the descriptors (e.g. ``"1,2,4,8"``).
+    weights : path, optional
+        Weights file of the ``c3d`` descriptors (required for them; an error without one).
     param_grid, criterion : hyper-parameter grid and label-free criterion
         (:func:`run_cdmer_on_features`); ``n_jobs`` workers of ``backend`` (at
         ``address``; one :class:`merkit.parallel.Backend` for the whole run) serve
@@ -393,7 +412,9 @@ def run_cdmer_on_data(
     """
     param_grid = load_param_grid(param_grid)
     methods = parse_methods(method)
-    names = _check_descriptors(descriptors, levels)
+    configured = _check_descriptors(descriptors, levels, weights)
+    for desc in configured:
+        check_clip_shape(desc, preprocess)
     out_dir = ensure_writable_dir(out_dir, "--out")  # before any clip is described
     data_dir = Path(data_dir)
     tables = load_databases(data_dir, scheme="cdmer3", missing=missing)
@@ -406,11 +427,10 @@ def run_cdmer_on_data(
     result = CdmerResult(pd.DataFrame(), "", out_dir=out_dir)
     labels = []
     with open_backend(backend, n_jobs, address) as be:
-        for spec in names:
+        for desc in configured:
             got = extract_databases(
                 tables,
-                descriptor=spec,
-                levels=levels,
+                descriptor=desc,  # levels and weights already applied
                 scheme="cdmer3",
                 preprocess=preprocess,
                 n_jobs=n_jobs,

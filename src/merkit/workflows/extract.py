@@ -17,6 +17,7 @@ from merkit.data.schema import FeatureSet
 from merkit.features.cache import FeatureCache
 from merkit.features.extract import (
     Preprocess,
+    check_clip_shape,
     configure_descriptor,
     extract,
     feature_file_paths,
@@ -148,6 +149,7 @@ def run_extract(
     *,
     descriptor: str = "lbp_top:r3p8",
     levels: str | None = None,
+    weights: str | Path | None = None,
     datasets: Sequence[str] | None = None,
     scheme: str = "cdmer3",
     preprocess: Preprocess | None = None,
@@ -171,6 +173,8 @@ def run_extract(
         clips were dropped), see :func:`merkit.features.extract.save_feature_file`.
     levels : str, optional
         Block levels replacing the descriptor's, e.g. ``"1,2,4,8"``.
+    weights : path, optional
+        Weights file of a deep descriptor (``c3d``, required there; an error for the others).
     datasets : sequence of str, optional
         Databases to describe (default: every one found).
     scheme : str
@@ -194,7 +198,9 @@ def run_extract(
         The folder of ``out`` cannot be written (checked before any clip is read).
     """
     t0 = time.perf_counter()
-    desc = configure_descriptor(descriptor, levels)  # unknown descriptors fail before reading
+    # unknown descriptors and unusable weights fail before reading
+    desc = configure_descriptor(descriptor, levels, weights)
+    check_clip_shape(desc, preprocess)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data folder {data_dir} does not exist")
