@@ -58,7 +58,7 @@ def tiny_smic(root: Path, cameras=("HS", "VIS")) -> None:
 def test_registry_names():
     assert list(ADAPTERS) == [
         "CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR", "SAMM", "CASME3_A", "CASME3_C", "CASME_SQ",
-        "MMEW", "DFME", "MEGC2019", "CASME1",
+        "MMEW", "DFME", "MEGC2019", "CASME1", "4DME",
     ]  # fmt: skip
 
 
@@ -68,7 +68,7 @@ def test_registry_is_built_from_the_module_declarations():
     assert all(ADAPTERS[n] is m.ADAPTER.loaders[n] for m in DATABASES for n in m.ADAPTER.loaders)
     assert EXPECTED_LAYOUT.startswith("CASME2/ with a coding sheet CASME2-coding-*.xlsx, SMIC/")
     assert EXPECTED_LAYOUT.endswith(
-        "MMEW/ with its sheet, a DFME sheet, or CASME/ with a coding sheet CASME-coding*.xlsx"
+        "DFME sheet, CASME/ with a coding sheet CASME-coding*.xlsx, or 4DME/ with its coding sheet"
     )
 
 
@@ -111,7 +111,7 @@ def test_a_new_adapter_is_one_declaration(tmp_path, monkeypatch):
         load_dataset("TINY2", tmp_path)
     with pytest.raises(
         FileNotFoundError,
-        match=r"CASME/ with a coding sheet CASME-coding\*\.xlsx, or TINY/ with its clips\)$",
+        match=r"CASME-coding\*\.xlsx, 4DME/ with its coding sheet, or TINY/ with its clips\)$",
     ):
         discover(tmp_path / "missing")
 
@@ -156,7 +156,7 @@ def test_discover_nothing_and_errors(tmp_path):
         f"data root {tmp_path / 'missing'} does not exist or is not a folder (expected a folder "
         f"holding {EXPECTED_LAYOUT})"
     )
-    with pytest.raises(KeyError, match=r"unknown dataset 'CASME9'; known: \['CASME1', 'CASME2'"):
+    with pytest.raises(KeyError, match=r"unknown dataset 'CASME9'; known: \['4DME', 'CASME1'"):
         load_dataset("CASME9", tmp_path)
     with pytest.raises(FileNotFoundError, match=r"no SAMM data in .*: expected a folder"):
         load_dataset("SAMM", tmp_path)

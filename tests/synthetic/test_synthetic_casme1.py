@@ -33,7 +33,7 @@ def test_synth_reports_and_datasets_lists_casme1(tiny):
     assert f"CASME1: 9 clips, 3 subjects, {out / 'CASME'}" in output
     listed = runner.invoke(app, ["datasets", str(out)])
     assert listed.exit_code == 0, listed.output
-    line = next(ln for ln in listed.output.splitlines() if "CASME1" in ln)
+    line = next(ln for ln in listed.output.splitlines() if ln.startswith("│ CASME1"))
     assert [c.strip() for c in line.split("│")[1:5]] == ["CASME1", "9", "3", "60"]
 
 

@@ -700,6 +700,34 @@ def write_casme1_sheet(path: Path, rows: list[dict]) -> None:
     path.write_bytes(_deterministic_zip(buf.getvalue()))
 
 
+#: the emotion columns of the 4DME sheet, in sheet order
+FOURD_EMOTION_COLUMNS: tuple[str, ...] = ("Positive", "Negative", "Surprise", "Repression",
+                                          "Others")  # fmt: skip
+
+
+def write_4dme_sheet(path: Path, rows: list[dict]) -> None:
+    """A coding sheet in the 4DME format (byte-identical for identical rows).
+
+    Columns, as meb reads the real sheet: sub_ID, fold_name, Onset, Apex, Offset, AUs,
+    Emotion, then Positive, Negative, Surprise, Repression, Others (1 for each label in the
+    row's ``emotions``, else 0); one sheet ``Sheet1``; rows in the order given.
+    """
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Sheet1"
+    ws.append(["sub_ID", "fold_name", "Onset", "Apex", "Offset", "AUs", "Emotion",
+               *FOURD_EMOTION_COLUMNS])  # fmt: skip
+    for r in rows:
+        labels = {str(e).lower() for e in r.get("emotions", ())}
+        flags = [int(c.lower() in labels) for c in FOURD_EMOTION_COLUMNS]
+        ws.append([r["subject"], r["clip"], r["onset"], r["apex"], r["offset"], r["aus"],
+                   r["emotion"], *flags])  # fmt: skip
+    buf = io.BytesIO()
+    wb.save(buf)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_deterministic_zip(buf.getvalue()))
+
+
 _FIXED_TIME = "2014-05-08T00:00:00Z"
 
 
@@ -1281,6 +1309,7 @@ __all__ = [
     "render_clip",
     "samm_objective_class",
     "synthesize",
+    "write_4dme_sheet",
     "write_casme1_sheet",
     "write_casme2_sheet",
     "write_dfme_sheet",
