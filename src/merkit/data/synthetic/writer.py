@@ -14,12 +14,14 @@ Layouts (identical to the real releases, so the adapters read both alike)::
     <out>/DFME/test_A_data/...   <out>/DFME/test_B_data/...        (200, 300 or 500 fps per person)
     <out>/CASME/CASME-coding-synthetic.xlsx                        (the CASME I sheet's columns)
     <out>/CASME/Cropped/sub01/EP01_5/img12.jpg ... img31.jpg       (onset..offset, 60 fps)
+    <out>/4DME/4DME_labels_synthetic.xlsx                          (the 4DME sheet's columns)
+    <out>/4DME/S01/S01_01/12.jpg ... 31.jpg                        (onset..offset, grey, 60 fps)
     <out>/synthetic.json                                           (ground truth: AUs, amplitudes)
 
 People: CASME II and SMIC draw from disjoint pools; SMIC-VIS and SMIC-NIR film the
 first ``k`` SMIC-HS people at the same moments as the HS camera (as in the real
 SMIC, where 8 of the 16 HS subjects were also filmed by the VIS and NIR cameras),
-so one event gives three clips with the same clip name. SAMM, DFME and CASME I are three
+so one event gives three clips with the same clip name. SAMM, DFME, CASME I and 4DME are
 more disjoint pools (not written by default: ``DEFAULT_DATABASES`` are the CDMER four); a DFME
 person is filmed at one of the three frame rates and belongs to one released part
 (train / testA / testB, subject-disjoint like the real release). An event is a set of AUs
@@ -65,14 +67,15 @@ log = logging.getLogger(__name__)
 
 #: every database the generator writes
 DATABASES: tuple[str, ...] = ("CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR", "SAMM", "DFME",
-                              "CASME1")  # fmt: skip
+                              "CASME1", "4DME")  # fmt: skip
 #: what :func:`synthesize` writes by default: the four databases of the CDMER benchmark
 DEFAULT_DATABASES: tuple[str, ...] = ("CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR")
 #: databases beyond the CDMER four (their size entries enter the manifest only when written)
-EXTRA_DATABASES: tuple[str, ...] = ("SAMM", "DFME", "CASME1")
+EXTRA_DATABASES: tuple[str, ...] = ("SAMM", "DFME", "CASME1", "4DME")
 SHEET_NAME = "CASME2-coding-synthetic.xlsx"
 SAMM_SHEET_NAME = "SAMM_Micro_FACS_Codes_v2.xlsx"
 CASME1_SHEET_NAME = "CASME-coding-synthetic.xlsx"
+FOURD_SHEET_NAME = "4DME_labels_synthetic.xlsx"
 #: DFME released part -> (coding sheet, frame folder), the names of the real release
 DFME_PARTS: dict[str, tuple[str, str]] = {
     "train": ("training_full_with_AU.xlsx", "train_data"),
@@ -151,6 +154,17 @@ CASME1_EMOTION_AUS: dict[str, list[tuple[tuple, float]]] = {
     "tense": [((4,), 0.4), ((14,), 0.2), ((4, 14), 0.2), ((17,), 0.2)],
 }
 
+#: 4DME emotion labels (one or two per clip) and their mix; a synthetic mix, not the real
+#: counts. The AUs of a clip follow its first label (:data:`FOURD_EXPRESSION`)
+FOURD_EMOTIONS: dict[tuple[str, ...], float] = {
+    ("negative",): 0.35, ("positive",): 0.15, ("surprise",): 0.12, ("repression",): 0.1,
+    ("others",): 0.13, ("negative", "surprise"): 0.1, ("positive", "surprise"): 0.05,
+}  # fmt: skip
+#: 4DME label -> the expression of :data:`~merkit.data.synthetic.face.EMOTION_AUS` drawn
+FOURD_EXPRESSION: dict[str, str] = {"negative": "disgust", "positive": "happiness",
+                                    "surprise": "surprise", "repression": "repression",
+                                    "others": "others"}  # fmt: skip
+
 #: DFME emotions in EmotionId order (0..6) and their mix: the paper's clip counts
 #: (Table 1, parts A+B+C, 'others' left out as in the released sheets)
 DFME_EMOTIONS: dict[str, float] = {
@@ -196,6 +210,7 @@ SIZES: dict[str, dict] = {
         "SAMM": {"subjects": 3, "clips": 3},
         "DFME": {"subjects": 5, "clips": 2},
         "CASME1": {"subjects": 3, "clips": 3},
+        "4DME": {"subjects": 3, "clips": 3},
         "scale": 1.0,
     },
     "default": {
@@ -206,6 +221,7 @@ SIZES: dict[str, dict] = {
         "SAMM": {"subjects": 10, "clips": 6},
         "DFME": {"subjects": 12, "clips": 6},
         "CASME1": {"subjects": 8, "clips": 6},
+        "4DME": {"subjects": 8, "clips": 6},
         "scale": 1.0,
     },
     "large": {
@@ -216,6 +232,7 @@ SIZES: dict[str, dict] = {
         "SAMM": {"subjects": 28, "clips": 6},
         "DFME": {"subjects": 40, "clips": 8},
         "CASME1": {"subjects": 19, "clips": 10},
+        "4DME": {"subjects": 20, "clips": 8},
         "scale": 1.0,
     },
 }
@@ -242,9 +259,10 @@ JITTER_HZ: tuple[float, float] = (0.3, 2.0)
 #: largest per-clip crop offset (pixels of the reference camera): each clip is cropped anew
 CROP_JITTER_PX = 1.5
 
-_POOL_CODE = {"CASME2": 1, "SMIC": 2, "SAMM": 3, "DFME": 4, "CASME1": 5}
+_POOL_CODE = {"CASME2": 1, "SMIC": 2, "SAMM": 3, "DFME": 4, "CASME1": 5, "4DME": 6}
 _CAMERA_CODE = {"CASME2": 11, "SMIC_HS": 12, "SMIC_VIS": 13, "SMIC_NIR": 14, "SAMM": 15,
-                "DFME_200": 16, "DFME_300": 17, "DFME_500": 18, "CASME1": 19}  # fmt: skip
+                "DFME_200": 16, "DFME_300": 17, "DFME_500": 18, "CASME1": 19,
+                "4DME": 20}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- events
@@ -441,6 +459,27 @@ def plan_casme1(seed: int, subjects: int, clips: int) -> list[ClipPlan]:
             event = make_event(_rng(seed, pool, 2, s, c), emotion, emotion, onset_frame / fps,
                                combos=CASME1_EMOTION_AUS[emotion])  # fmt: skip
             plans.append(ClipPlan(f"{s + 1:02d}", name, s, c, event))
+    return plans
+
+
+def plan_4dme(seed: int, subjects: int, clips: int) -> list[ClipPlan]:
+    """Clips of the synthetic 4DME: ``subjects`` people (``"S01"``...) x ``clips`` clips
+    (``S01_01``...). A clip has one or two emotion labels (``info["emotions"]``); the
+    event's emotion is the labels joined by ``+`` (``"negative+surprise"``)."""
+    pool = _POOL_CODE["4DME"]
+    keys = {"+".join(k): w for k, w in FOURD_EMOTIONS.items()}
+    deck = _deck(_rng(seed, pool, 0), keys, subjects * clips)
+    fps = CAMERAS["4DME"].fps
+    plans = []
+    for s in range(subjects):
+        rng = _rng(seed, pool, 1, s)
+        sid = f"S{s + 1:02d}"
+        for c in range(clips):
+            labels = tuple(deck[s * clips + c].split("+"))
+            onset_frame = int(rng.integers(1, 151))
+            event = make_event(_rng(seed, pool, 2, s, c), "+".join(labels),
+                               FOURD_EXPRESSION[labels[0]], onset_frame / fps)  # fmt: skip
+            plans.append(ClipPlan(sid, f"{sid}_{c + 1:02d}", s, c, event, {"emotions": labels}))
     return plans
 
 
@@ -923,7 +962,7 @@ def _resolve_size(size: str | Mapping) -> dict:
         else:
             raise ValueError(f"size: unknown key {key!r}; expected {list(DATABASES)}, "
                              "'scale' or 'preset'")  # fmt: skip
-    for db in ("CASME2", "SMIC_HS", "SAMM", "DFME", "CASME1"):
+    for db in ("CASME2", "SMIC_HS", "SAMM", "DFME", "CASME1", "4DME"):
         if base[db]["subjects"] < 1 or base[db]["clips"] < 1:
             raise ValueError(f"size[{db!r}]: subjects and clips must be >= 1, got {base[db]}")
     if base["SAMM"]["subjects"] > 994:
@@ -1062,7 +1101,7 @@ def synthesize(
     databases : iterable of str
         Any of :data:`DATABASES`: ``"CASME2"``, ``"SMIC_HS"``, ``"SMIC_VIS"``,
         ``"SMIC_NIR"`` (the default :data:`DEFAULT_DATABASES`), ``"SAMM"``, ``"DFME"``,
-        ``"CASME1"`` (written to ``out_dir/CASME``).
+        ``"CASME1"`` (written to ``out_dir/CASME``), ``"4DME"``.
     size : str or dict
         A preset of :data:`SIZES` (``"tiny"``, ``"default"``, ``"large"``) or a dict
         overriding one, e.g. ``{"preset": "default", "CASME2": {"subjects": 20, "clips":
@@ -1099,7 +1138,7 @@ def synthesize(
     folders = {"CASME2": out / "CASME2", "SMIC_HS": out / "SMIC" / "HS",
                "SMIC_VIS": out / "SMIC" / "VIS", "SMIC_NIR": out / "SMIC" / "NIR",
                "SAMM": out / "SAMM", "DFME": out / "DFME",
-               "CASME1": out / "CASME"}  # fmt: skip
+               "CASME1": out / "CASME", "4DME": out / "4DME"}  # fmt: skip
     for db in dbs:
         if folders[db].exists() and any(folders[db].iterdir()):
             if not overwrite:
@@ -1179,6 +1218,13 @@ def synthesize(
                                                      folders["CASME1"] / CASME1_SHEET_NAME,
                                                      records, n, cams["CASME1"])  # fmt: skip
 
+    if "4DME" in dbs:
+        records, n = _write_4dme(seed, cfg["4DME"], cams["4DME"], folders["4DME"])
+        manifest += records
+        summary["databases"]["4DME"] = _db_summary(folders["4DME"],
+                                                   folders["4DME"] / FOURD_SHEET_NAME,
+                                                   records, n, cams["4DME"])  # fmt: skip
+
     for r in manifest:
         r["frames_dir"] = str(Path(r["frames_dir"]).relative_to(out).as_posix())
     man_path = out / MANIFEST_NAME
@@ -1230,6 +1276,23 @@ def _write_casme1(seed: int, size: Mapping, camera: Camera,
     rows = [{**r, "subject": int(r["subject"])} for r in records]
     rows.sort(key=lambda r: (r["subject"], r["clip"]))
     write_casme1_sheet(folder / CASME1_SHEET_NAME, rows)
+    return records, n
+
+
+def _write_4dme(seed: int, size: Mapping, camera: Camera,
+                folder: Path) -> tuple[list[dict], int]:  # fmt: skip
+    """Render the 4DME-style clips and write their coding sheet."""
+    plans = plan_4dme(seed, size["subjects"], size["clips"])
+    pool = _POOL_CODE["4DME"]
+    geoms = {
+        s: FaceGeometry.random(_rng(seed, pool, 3, s), "mixed") for s in range(size["subjects"])
+    }
+    records, n = _write_database(
+        "4DME", plans, camera, geoms,
+        lambda p: folder / p.subject / p.clip, lambda k: f"{k}.jpg", seed,
+    )  # fmt: skip
+    rows = [{**r, "emotion": "+".join(e.capitalize() for e in r["emotions"])} for r in records]
+    write_4dme_sheet(folder / FOURD_SHEET_NAME, rows)
     return records, n
 
 
@@ -1301,6 +1364,7 @@ __all__ = [
     "frame_times",
     "is_synthesized",
     "make_event",
+    "plan_4dme",
     "plan_casme1",
     "plan_casme2",
     "plan_dfme",
