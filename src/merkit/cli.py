@@ -227,7 +227,7 @@ def synth(
         typer.Option(
             "--database",
             help="Database to write (repeatable): CASME2, SMIC_HS, SMIC_VIS, SMIC_NIR, SAMM, "
-            "DFME. Default: the four CDMER databases.",
+            "DFME, CASME1, 4DME. Default: the four CDMER databases.",
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing database folders.")] = False,

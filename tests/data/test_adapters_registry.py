@@ -58,7 +58,7 @@ def tiny_smic(root: Path, cameras=("HS", "VIS")) -> None:
 def test_registry_names():
     assert list(ADAPTERS) == [
         "CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR", "SAMM", "CASME3_A", "CASME3_C", "CASME_SQ",
-        "MMEW", "DFME", "MEGC2019",
+        "MMEW", "DFME", "MEGC2019", "CASME1", "4DME",
     ]  # fmt: skip
 
 
@@ -67,7 +67,9 @@ def test_registry_is_built_from_the_module_declarations():
     assert names == list(ADAPTERS)
     assert all(ADAPTERS[n] is m.ADAPTER.loaders[n] for m in DATABASES for n in m.ADAPTER.loaders)
     assert EXPECTED_LAYOUT.startswith("CASME2/ with a coding sheet CASME2-coding-*.xlsx, SMIC/")
-    assert EXPECTED_LAYOUT.endswith("MMEW/ with its sheet, or a DFME sheet")
+    assert EXPECTED_LAYOUT.endswith(
+        "DFME sheet, CASME/ with a coding sheet CASME-coding*.xlsx, or 4DME/ with its coding sheet"
+    )
 
 
 def _adapter_module(name: str, spec: AdapterSpec) -> types.ModuleType:
@@ -108,7 +110,8 @@ def test_a_new_adapter_is_one_declaration(tmp_path, monkeypatch):
     with pytest.raises(KeyError, match=r"known: \[.*'TINY', 'TINY_PLUS'\]"):
         load_dataset("TINY2", tmp_path)
     with pytest.raises(
-        FileNotFoundError, match=r"MMEW/ with its sheet, a DFME sheet, or TINY/ with its clips\)$"
+        FileNotFoundError,
+        match=r"CASME-coding\*\.xlsx, 4DME/ with its coding sheet, or TINY/ with its clips\)$",
     ):
         discover(tmp_path / "missing")
 
@@ -153,8 +156,8 @@ def test_discover_nothing_and_errors(tmp_path):
         f"data root {tmp_path / 'missing'} does not exist or is not a folder (expected a folder "
         f"holding {EXPECTED_LAYOUT})"
     )
-    with pytest.raises(KeyError, match=r"unknown dataset 'CASME1'; known: \['CASME2', 'CASME3_A'"):
-        load_dataset("CASME1", tmp_path)
+    with pytest.raises(KeyError, match=r"unknown dataset 'CASME9'; known: \['4DME', 'CASME1'"):
+        load_dataset("CASME9", tmp_path)
     with pytest.raises(FileNotFoundError, match=r"no SAMM data in .*: expected a folder"):
         load_dataset("SAMM", tmp_path)
     with pytest.raises(FileNotFoundError, match="data root .*missing does not exist"):

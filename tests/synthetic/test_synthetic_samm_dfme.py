@@ -61,7 +61,8 @@ def _expected_aus(text: object) -> tuple[tuple[int, ...], tuple[str, ...]]:
 
 
 def test_known_databases_and_default_unchanged():
-    assert DATABASES == ("CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR", "SAMM", "DFME")
+    assert DATABASES == ("CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR", "SAMM", "DFME", "CASME1",
+                         "4DME")  # fmt: skip
     assert DEFAULT_DATABASES == ("CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR")
     assert SIZES["tiny"]["SAMM"] == {"subjects": 3, "clips": 3}
     assert SIZES["tiny"]["DFME"] == {"subjects": 5, "clips": 2}

@@ -17,13 +17,26 @@ from types import ModuleType
 
 import pandas as pd
 
-from merkit.data.adapters import casme2, casme2_sq, casme3, dfme, megc2019, mmew, samm, smic
+from merkit.data.adapters import (
+    casme1,
+    casme2,
+    casme2_sq,
+    casme3,
+    dfme,
+    fourd,
+    megc2019,
+    mmew,
+    samm,
+    smic,
+)
 from merkit.data.adapters._common import Loader
+from merkit.data.adapters.casme1 import load_casme1
 from merkit.data.adapters.casme2 import load_casme2
 from merkit.data.adapters.casme2_sq import load_casme_sq
 from merkit.data.adapters.casme3 import load_casme3_a, load_casme3_c
 from merkit.data.adapters.dfme import load_dfme
 from merkit.data.adapters.folder import load_folder
+from merkit.data.adapters.fourd import load_4dme
 from merkit.data.adapters.megc2019 import load_megc2019
 from merkit.data.adapters.mmew import load_mmew
 from merkit.data.adapters.samm import load_samm
@@ -34,6 +47,8 @@ __all__ = [
     "DATABASES",
     "EXPECTED_LAYOUT",
     "discover",
+    "load_4dme",
+    "load_casme1",
     "load_casme2",
     "load_casme3_a",
     "load_casme3_c",
@@ -53,7 +68,18 @@ __all__ = [
 #: loaders, its layout check and its layout in words as its ``ADAPTER``
 #: (:class:`~merkit.data.adapters._common.AdapterSpec`). A new database is its module
 #: plus its name here.
-DATABASES: tuple[ModuleType, ...] = (casme2, smic, samm, casme3, casme2_sq, mmew, dfme, megc2019)
+DATABASES: tuple[ModuleType, ...] = (
+    casme2,
+    smic,
+    samm,
+    casme3,
+    casme2_sq,
+    mmew,
+    dfme,
+    megc2019,
+    casme1,
+    fourd,
+)
 
 
 def _loaders() -> dict[str, Loader]:

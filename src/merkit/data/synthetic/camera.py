@@ -26,7 +26,7 @@ crop at half scale (``scale=2`` reproduces it). References: CASME II, Yan et al.
 2014 (doi:10.1371/journal.pone.0086041); SMIC, Li et al. 2013
 (doi:10.1109/FG.2013.6553717).
 
-Two more setups write the SAMM- and DFME-style databases (not part of the CDMER four):
+More setups write the SAMM-, DFME-, CASME I- and 4DME-style databases (not part of the CDMER four):
 
 ============  ====  =========  =======================================================
 camera        fps   frame      look
@@ -39,6 +39,9 @@ DFME_500      500   144x176    colour, three LED lamps with umbrella reflectors 
 DFME_300      300   144x176    even); the same camera at three frame-rate settings: the
 DFME_200      200   144x176    shorter exposure of a faster setting needs more gain, so
                                noise grows with the frame rate; PNG files
+CASME1        60    140x170    colour, the CASME2 setup at 60 fps, a little more sensor
+                               noise and JPEG compression
+4DME          60    272x180    grey, the SAMM setup at 60 fps (4DME's grey texture frames)
 ============  ====  =========  =======================================================
 
 SAMM was filmed at 2040x1088 with a grey camera (Davison et al. 2018,
@@ -384,6 +387,13 @@ def _dfme_camera(fps: float) -> Camera:
 
 
 CAMERAS.update({f"DFME_{fps}": _dfme_camera(fps) for fps in (500, 300, 200)})
+#: CASME I (Yan et al. 2013, doi:10.1109/FG.2013.6553799): a colour camera at 60 fps under
+#: the same kind of diffuse lab lighting as CASME II, a little noisier, JPEG files
+CAMERAS["CASME1"] = replace(CAMERAS["CASME2"], name="CASME1", fps=60.0, noise=0.8,
+                            jpeg_quality=90)  # fmt: skip
+#: 4DME's grey texture frames (Li et al. 2022): a grey camera at 60 fps, the SAMM-like
+#: setup of two diffused lamps
+CAMERAS["4DME"] = replace(CAMERAS["SAMM"], name="4DME", fps=60.0)
 
 
 def get_camera(name: str) -> Camera:

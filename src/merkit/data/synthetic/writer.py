@@ -12,13 +12,17 @@ Layouts (identical to the real releases, so the adapters read both alike)::
     <out>/DFME/training_full_with_AU.xlsx, testA_..., testB_...    (one sheet per released part)
     <out>/DFME/train_data/sub0003_01/00000.png ... 00228.png       (frame 0..offset, colour PNG)
     <out>/DFME/test_A_data/...   <out>/DFME/test_B_data/...        (200, 300 or 500 fps per person)
+    <out>/CASME/CASME-coding-synthetic.xlsx                        (the CASME I sheet's columns)
+    <out>/CASME/Cropped/sub01/EP01_5/img12.jpg ... img31.jpg       (onset..offset, 60 fps)
+    <out>/4DME/4DME_labels_synthetic.xlsx                          (the 4DME sheet's columns)
+    <out>/4DME/S01/S01_01/12.jpg ... 31.jpg                        (onset..offset, grey, 60 fps)
     <out>/synthetic.json                                           (ground truth: AUs, amplitudes)
 
 People: CASME II and SMIC draw from disjoint pools; SMIC-VIS and SMIC-NIR film the
 first ``k`` SMIC-HS people at the same moments as the HS camera (as in the real
 SMIC, where 8 of the 16 HS subjects were also filmed by the VIS and NIR cameras),
-so one event gives three clips with the same clip name. SAMM and DFME are two more
-disjoint pools (not written by default: ``DEFAULT_DATABASES`` are the CDMER four); a DFME
+so one event gives three clips with the same clip name. SAMM, DFME, CASME I and 4DME are
+more disjoint pools (not written by default: ``DEFAULT_DATABASES`` are the CDMER four); a DFME
 person is filmed at one of the three frame rates and belongs to one released part
 (train / testA / testB, subject-disjoint like the real release). An event is a set of AUs
 with amplitudes (pixels of the CASME2 reference camera, scaled by each camera's
@@ -62,13 +66,16 @@ from merkit.data.synthetic.face import (
 log = logging.getLogger(__name__)
 
 #: every database the generator writes
-DATABASES: tuple[str, ...] = ("CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR", "SAMM", "DFME")
+DATABASES: tuple[str, ...] = ("CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR", "SAMM", "DFME",
+                              "CASME1", "4DME")  # fmt: skip
 #: what :func:`synthesize` writes by default: the four databases of the CDMER benchmark
 DEFAULT_DATABASES: tuple[str, ...] = ("CASME2", "SMIC_HS", "SMIC_VIS", "SMIC_NIR")
 #: databases beyond the CDMER four (their size entries enter the manifest only when written)
-EXTRA_DATABASES: tuple[str, ...] = ("SAMM", "DFME")
+EXTRA_DATABASES: tuple[str, ...] = ("SAMM", "DFME", "CASME1", "4DME")
 SHEET_NAME = "CASME2-coding-synthetic.xlsx"
 SAMM_SHEET_NAME = "SAMM_Micro_FACS_Codes_v2.xlsx"
+CASME1_SHEET_NAME = "CASME-coding-synthetic.xlsx"
+FOURD_SHEET_NAME = "4DME_labels_synthetic.xlsx"
 #: DFME released part -> (coding sheet, frame folder), the names of the real release
 DFME_PARTS: dict[str, tuple[str, str]] = {
     "train": ("training_full_with_AU.xlsx", "train_data"),
@@ -134,6 +141,30 @@ SAMM_OBJECTIVE_CLASSES: dict[int, tuple[tuple[int, ...], ...]] = {
     6: ((1, 2, 4), (20,)),
 }  # fmt: skip
 
+#: CASME I emotions and their mix (disgust the most frequent, then repression and tense, as
+#: in the database description; a synthetic mix, not the real counts)
+CASME1_EMOTIONS: dict[str, float] = {
+    "disgust": 0.4, "repression": 0.2, "tense": 0.15, "surprise": 0.1,
+    "happiness": 0.05, "sadness": 0.04, "contempt": 0.03, "fear": 0.03,
+}  # fmt: skip
+#: CASME I emotion -> (AU combination, weight): the shared table, plus "tense" (brow
+#: lowering and lip tightening, like the CASME I tense clips)
+CASME1_EMOTION_AUS: dict[str, list[tuple[tuple, float]]] = {
+    **{e: EMOTION_AUS[e] for e in CASME1_EMOTIONS if e != "tense"},
+    "tense": [((4,), 0.4), ((14,), 0.2), ((4, 14), 0.2), ((17,), 0.2)],
+}
+
+#: 4DME emotion labels (one or two per clip) and their mix; a synthetic mix, not the real
+#: counts. The AUs of a clip follow its first label (:data:`FOURD_EXPRESSION`)
+FOURD_EMOTIONS: dict[tuple[str, ...], float] = {
+    ("negative",): 0.35, ("positive",): 0.15, ("surprise",): 0.12, ("repression",): 0.1,
+    ("others",): 0.13, ("negative", "surprise"): 0.1, ("positive", "surprise"): 0.05,
+}  # fmt: skip
+#: 4DME label -> the expression of :data:`~merkit.data.synthetic.face.EMOTION_AUS` drawn
+FOURD_EXPRESSION: dict[str, str] = {"negative": "disgust", "positive": "happiness",
+                                    "surprise": "surprise", "repression": "repression",
+                                    "others": "others"}  # fmt: skip
+
 #: DFME emotions in EmotionId order (0..6) and their mix: the paper's clip counts
 #: (Table 1, parts A+B+C, 'others' left out as in the released sheets)
 DFME_EMOTIONS: dict[str, float] = {
@@ -178,6 +209,8 @@ SIZES: dict[str, dict] = {
         "SMIC_NIR": {"subjects": 2},
         "SAMM": {"subjects": 3, "clips": 3},
         "DFME": {"subjects": 5, "clips": 2},
+        "CASME1": {"subjects": 3, "clips": 3},
+        "4DME": {"subjects": 3, "clips": 3},
         "scale": 1.0,
     },
     "default": {
@@ -187,6 +220,8 @@ SIZES: dict[str, dict] = {
         "SMIC_NIR": {"subjects": 4},
         "SAMM": {"subjects": 10, "clips": 6},
         "DFME": {"subjects": 12, "clips": 6},
+        "CASME1": {"subjects": 8, "clips": 6},
+        "4DME": {"subjects": 8, "clips": 6},
         "scale": 1.0,
     },
     "large": {
@@ -196,6 +231,8 @@ SIZES: dict[str, dict] = {
         "SMIC_NIR": {"subjects": 8},
         "SAMM": {"subjects": 28, "clips": 6},
         "DFME": {"subjects": 40, "clips": 8},
+        "CASME1": {"subjects": 19, "clips": 10},
+        "4DME": {"subjects": 20, "clips": 8},
         "scale": 1.0,
     },
 }
@@ -222,9 +259,10 @@ JITTER_HZ: tuple[float, float] = (0.3, 2.0)
 #: largest per-clip crop offset (pixels of the reference camera): each clip is cropped anew
 CROP_JITTER_PX = 1.5
 
-_POOL_CODE = {"CASME2": 1, "SMIC": 2, "SAMM": 3, "DFME": 4}
+_POOL_CODE = {"CASME2": 1, "SMIC": 2, "SAMM": 3, "DFME": 4, "CASME1": 5, "4DME": 6}
 _CAMERA_CODE = {"CASME2": 11, "SMIC_HS": 12, "SMIC_VIS": 13, "SMIC_NIR": 14, "SAMM": 15,
-                "DFME_200": 16, "DFME_300": 17, "DFME_500": 18}  # fmt: skip
+                "DFME_200": 16, "DFME_300": 17, "DFME_500": 18, "CASME1": 19,
+                "4DME": 20}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- events
@@ -394,6 +432,54 @@ def plan_casme2(seed: int, subjects: int, clips: int) -> list[ClipPlan]:
                 onset_frame / CAMERAS["CASME2"].fps,
             )
             plans.append(ClipPlan(f"{s + 1:02d}", name, s, c, event))
+    return plans
+
+
+def plan_casme1(seed: int, subjects: int, clips: int) -> list[ClipPlan]:
+    """Clips of the synthetic CASME I: ``subjects`` people (``"01"``...) x ``clips`` clips.
+
+    Clips are named ``EP<episode>_<n>`` (``EP01_5``), unique per person; onsets are
+    native frame numbers 1..150 of the 60 fps recording.
+    """
+    pool = _POOL_CODE["CASME1"]
+    deck = _deck(_rng(seed, pool, 0), CASME1_EMOTIONS, subjects * clips)
+    fps = CAMERAS["CASME1"].fps
+    plans = []
+    for s in range(subjects):
+        rng = _rng(seed, pool, 1, s)
+        used: set[str] = set()
+        for c in range(clips):
+            emotion = deck[s * clips + c]
+            while True:
+                name = f"EP{int(rng.integers(1, 20)):02d}_{int(rng.integers(1, 13))}"
+                if name not in used:
+                    break
+            used.add(name)
+            onset_frame = int(rng.integers(1, 151))
+            event = make_event(_rng(seed, pool, 2, s, c), emotion, emotion, onset_frame / fps,
+                               combos=CASME1_EMOTION_AUS[emotion])  # fmt: skip
+            plans.append(ClipPlan(f"{s + 1:02d}", name, s, c, event))
+    return plans
+
+
+def plan_4dme(seed: int, subjects: int, clips: int) -> list[ClipPlan]:
+    """Clips of the synthetic 4DME: ``subjects`` people (``"S01"``...) x ``clips`` clips
+    (``S01_01``...). A clip has one or two emotion labels (``info["emotions"]``); the
+    event's emotion is the labels joined by ``+`` (``"negative+surprise"``)."""
+    pool = _POOL_CODE["4DME"]
+    keys = {"+".join(k): w for k, w in FOURD_EMOTIONS.items()}
+    deck = _deck(_rng(seed, pool, 0), keys, subjects * clips)
+    fps = CAMERAS["4DME"].fps
+    plans = []
+    for s in range(subjects):
+        rng = _rng(seed, pool, 1, s)
+        sid = f"S{s + 1:02d}"
+        for c in range(clips):
+            labels = tuple(deck[s * clips + c].split("+"))
+            onset_frame = int(rng.integers(1, 151))
+            event = make_event(_rng(seed, pool, 2, s, c), "+".join(labels),
+                               FOURD_EXPRESSION[labels[0]], onset_frame / fps)  # fmt: skip
+            plans.append(ClipPlan(sid, f"{sid}_{c + 1:02d}", s, c, event, {"emotions": labels}))
     return plans
 
 
@@ -631,6 +717,56 @@ def write_casme2_sheet(path: Path, rows: list[dict]) -> None:
     path.write_bytes(_deterministic_zip(buf.getvalue()))
 
 
+def write_casme1_sheet(path: Path, rows: list[dict]) -> None:
+    """The coding sheet in the CASME I format (byte-identical for identical rows).
+
+    Columns, as meb reads the real sheet: Subject (a number), Filename, blank, OnsetF,
+    ApexF1, ApexF2 (empty), OffsetF, blank, AU (a number for a single bilateral AU, else
+    text like ``'4+L10'``), Emotion; one sheet ``Sheet1``. A row's ``apex2`` (optional)
+    fills ApexF2. Rows are written in the order given.
+    """
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Sheet1"
+    ws.append(["Subject", "Filename", None, "OnsetF", "ApexF1", "ApexF2", "OffsetF", None,
+               "AU", "Emotion"])  # fmt: skip
+    for r in rows:
+        ws.append([r["subject"], r["clip"], None, r["onset"], r["apex"], r.get("apex2"),
+                   r["offset"], None, r["aus"], r["emotion"]])  # fmt: skip
+    buf = io.BytesIO()
+    wb.save(buf)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_deterministic_zip(buf.getvalue()))
+
+
+#: the emotion columns of the 4DME sheet, in sheet order
+FOURD_EMOTION_COLUMNS: tuple[str, ...] = ("Positive", "Negative", "Surprise", "Repression",
+                                          "Others")  # fmt: skip
+
+
+def write_4dme_sheet(path: Path, rows: list[dict]) -> None:
+    """A coding sheet in the 4DME format (byte-identical for identical rows).
+
+    Columns, as meb reads the real sheet: sub_ID, fold_name, Onset, Apex, Offset, AUs,
+    Emotion, then Positive, Negative, Surprise, Repression, Others (1 for each label in the
+    row's ``emotions``, else 0); one sheet ``Sheet1``; rows in the order given.
+    """
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Sheet1"
+    ws.append(["sub_ID", "fold_name", "Onset", "Apex", "Offset", "AUs", "Emotion",
+               *FOURD_EMOTION_COLUMNS])  # fmt: skip
+    for r in rows:
+        labels = {str(e).lower() for e in r.get("emotions", ())}
+        flags = [int(c.lower() in labels) for c in FOURD_EMOTION_COLUMNS]
+        ws.append([r["subject"], r["clip"], r["onset"], r["apex"], r["offset"], r["aus"],
+                   r["emotion"], *flags])  # fmt: skip
+    buf = io.BytesIO()
+    wb.save(buf)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_deterministic_zip(buf.getvalue()))
+
+
 _FIXED_TIME = "2014-05-08T00:00:00Z"
 
 
@@ -826,7 +962,7 @@ def _resolve_size(size: str | Mapping) -> dict:
         else:
             raise ValueError(f"size: unknown key {key!r}; expected {list(DATABASES)}, "
                              "'scale' or 'preset'")  # fmt: skip
-    for db in ("CASME2", "SMIC_HS", "SAMM", "DFME"):
+    for db in ("CASME2", "SMIC_HS", "SAMM", "DFME", "CASME1", "4DME"):
         if base[db]["subjects"] < 1 or base[db]["clips"] < 1:
             raise ValueError(f"size[{db!r}]: subjects and clips must be >= 1, got {base[db]}")
     if base["SAMM"]["subjects"] > 994:
@@ -964,7 +1100,8 @@ def synthesize(
         Everything is a function of the seed: same seed, byte-identical files.
     databases : iterable of str
         Any of :data:`DATABASES`: ``"CASME2"``, ``"SMIC_HS"``, ``"SMIC_VIS"``,
-        ``"SMIC_NIR"`` (the default :data:`DEFAULT_DATABASES`), ``"SAMM"``, ``"DFME"``.
+        ``"SMIC_NIR"`` (the default :data:`DEFAULT_DATABASES`), ``"SAMM"``, ``"DFME"``,
+        ``"CASME1"`` (written to ``out_dir/CASME``), ``"4DME"``.
     size : str or dict
         A preset of :data:`SIZES` (``"tiny"``, ``"default"``, ``"large"``) or a dict
         overriding one, e.g. ``{"preset": "default", "CASME2": {"subjects": 20, "clips":
@@ -1000,7 +1137,8 @@ def synthesize(
     out = ensure_writable_dir(out_dir, "output folder")  # before any frame is drawn
     folders = {"CASME2": out / "CASME2", "SMIC_HS": out / "SMIC" / "HS",
                "SMIC_VIS": out / "SMIC" / "VIS", "SMIC_NIR": out / "SMIC" / "NIR",
-               "SAMM": out / "SAMM", "DFME": out / "DFME"}  # fmt: skip
+               "SAMM": out / "SAMM", "DFME": out / "DFME",
+               "CASME1": out / "CASME", "4DME": out / "4DME"}  # fmt: skip
     for db in dbs:
         if folders[db].exists() and any(folders[db].iterdir()):
             if not overwrite:
@@ -1073,6 +1211,20 @@ def synthesize(
         }  # fmt: skip
         summary["databases"]["DFME"] = info
 
+    if "CASME1" in dbs:
+        records, n = _write_casme1(seed, cfg["CASME1"], cams["CASME1"], folders["CASME1"])
+        manifest += records
+        summary["databases"]["CASME1"] = _db_summary(folders["CASME1"],
+                                                     folders["CASME1"] / CASME1_SHEET_NAME,
+                                                     records, n, cams["CASME1"])  # fmt: skip
+
+    if "4DME" in dbs:
+        records, n = _write_4dme(seed, cfg["4DME"], cams["4DME"], folders["4DME"])
+        manifest += records
+        summary["databases"]["4DME"] = _db_summary(folders["4DME"],
+                                                   folders["4DME"] / FOURD_SHEET_NAME,
+                                                   records, n, cams["4DME"])  # fmt: skip
+
     for r in manifest:
         r["frames_dir"] = str(Path(r["frames_dir"]).relative_to(out).as_posix())
     man_path = out / MANIFEST_NAME
@@ -1103,6 +1255,44 @@ def _write_samm(seed: int, size: Mapping, camera: Camera, folder: Path) -> tuple
     for r, p in zip(records, plans, strict=True):
         r["objective_class"] = samm_objective_class(p.event.aus)
     write_samm_sheet(folder / SAMM_SHEET_NAME, records)
+    return records, n
+
+
+def _write_casme1(seed: int, size: Mapping, camera: Camera,
+                  folder: Path) -> tuple[list[dict], int]:  # fmt: skip
+    """Render the CASME I-style clips and write their coding sheet (sorted by subject
+    number, then clip)."""
+    plans = plan_casme1(seed, size["subjects"], size["clips"])
+    pool = _POOL_CODE["CASME1"]
+    geoms = {
+        s: FaceGeometry.random(_rng(seed, pool, 3, s), "east_asian")
+        for s in range(size["subjects"])
+    }
+    root = folder / "Cropped"
+    records, n = _write_database(
+        "CASME1", plans, camera, geoms,
+        lambda p: root / f"sub{p.subject}" / p.clip, lambda k: f"img{k}.jpg", seed,
+    )  # fmt: skip
+    rows = [{**r, "subject": int(r["subject"])} for r in records]
+    rows.sort(key=lambda r: (r["subject"], r["clip"]))
+    write_casme1_sheet(folder / CASME1_SHEET_NAME, rows)
+    return records, n
+
+
+def _write_4dme(seed: int, size: Mapping, camera: Camera,
+                folder: Path) -> tuple[list[dict], int]:  # fmt: skip
+    """Render the 4DME-style clips and write their coding sheet."""
+    plans = plan_4dme(seed, size["subjects"], size["clips"])
+    pool = _POOL_CODE["4DME"]
+    geoms = {
+        s: FaceGeometry.random(_rng(seed, pool, 3, s), "mixed") for s in range(size["subjects"])
+    }
+    records, n = _write_database(
+        "4DME", plans, camera, geoms,
+        lambda p: folder / p.subject / p.clip, lambda k: f"{k}.jpg", seed,
+    )  # fmt: skip
+    rows = [{**r, "emotion": "+".join(e.capitalize() for e in r["emotions"])} for r in records]
+    write_4dme_sheet(folder / FOURD_SHEET_NAME, rows)
     return records, n
 
 
@@ -1174,6 +1364,8 @@ __all__ = [
     "frame_times",
     "is_synthesized",
     "make_event",
+    "plan_4dme",
+    "plan_casme1",
     "plan_casme2",
     "plan_dfme",
     "plan_samm",
@@ -1181,6 +1373,8 @@ __all__ = [
     "render_clip",
     "samm_objective_class",
     "synthesize",
+    "write_4dme_sheet",
+    "write_casme1_sheet",
     "write_casme2_sheet",
     "write_dfme_sheet",
     "write_samm_sheet",
