@@ -26,6 +26,7 @@ except ImportError:  # older typer runs on click itself
 from merkit.features.extract import FaceMissingError, Preprocess
 from merkit.parallel import ClusterExtraMissing
 from merkit.results.tables import to_rich
+from merkit.video.magnify import FILTERS, PYRAMIDS, Magnification
 from merkit.workflows.agreement import run_agreement
 from merkit.workflows.cdmer import (
     run_cdmer_on_data,
@@ -270,10 +271,61 @@ def _size(text: str) -> tuple[int, int]:
     return (values[0], values[-1])
 
 
-def _preprocess(size: str, length: int, align: bool, detector: str, margin: float) -> Preprocess:
+def _preprocess(
+    size: str,
+    length: int,
+    align: bool,
+    detector: str,
+    margin: float,
+    magnify: Magnification | None = None,
+) -> Preprocess:
     return Preprocess(
-        size=_size(size), length=length, align=align, detector=detector, margin=margin
+        size=_size(size),
+        length=length,
+        align=align,
+        detector=detector,
+        margin=margin,
+        magnify=magnify,
     )
+
+
+def _magnification(
+    alpha: float, band: str, pyramid: str, temporal: str, cutoff: float
+) -> Magnification | None:
+    """``--magnify ALPHA`` and its options; None when ALPHA is 0 (no magnification)."""
+    if alpha == 0:
+        return None
+    parts = band.split(",")
+    try:
+        low, high = (float(v) for v in parts)
+    except ValueError:
+        raise ValueError(f"--magnify-band {band!r}: expected LOW,HIGH in Hz, e.g. 1,10") from None
+    return Magnification(alpha, band=(low, high), pyramid=pyramid, filter=temporal, cutoff=cutoff)
+
+
+MagnifyOption = Annotated[
+    float,
+    typer.Option(
+        "--magnify",
+        help="Eulerian video magnification of the frames before TIM: amplification ALPHA "
+        "(0: off; docs/magnification.md).",
+    ),
+]
+MagnifyBandOption = Annotated[
+    str, typer.Option("--magnify-band", help="Temporal pass band LOW,HIGH in Hz (< fps / 2).")
+]
+MagnifyPyramidOption = Annotated[
+    str, typer.Option("--magnify-pyramid", help=f"Spatial pyramid: {' | '.join(PYRAMIDS)}.")
+]
+MagnifyFilterOption = Annotated[
+    str, typer.Option("--magnify-filter", help=f"Temporal filter: {' | '.join(FILTERS)}.")
+]
+MagnifyCutoffOption = Annotated[
+    float,
+    typer.Option(
+        "--magnify-cutoff", help="Cut-off wavelength lambda_c (px): finer bands get less alpha."
+    ),
+]
 
 
 def _cache_arg(cache: Path | None, no_cache: bool) -> Path | bool | None:
@@ -383,6 +435,11 @@ def extract(
         typer.Option(help="With --align, drop clips without a face (listed in F.skipped.csv)."),
     ] = False,
     missing: MissingOption = "error",
+    magnify: MagnifyOption = 0.0,
+    magnify_band: MagnifyBandOption = "1,10",
+    magnify_pyramid: MagnifyPyramidOption = "laplacian",
+    magnify_filter: MagnifyFilterOption = "ideal",
+    magnify_cutoff: MagnifyCutoffOption = 16.0,
     jobs: JobsOption = 1,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
@@ -391,6 +448,9 @@ def extract(
 ) -> None:
     """Describe every clip (preprocess -> TIM -> descriptor) into one feature file."""
     try:
+        magnification = _magnification(
+            magnify, magnify_band, magnify_pyramid, magnify_filter, magnify_cutoff
+        )
         result = run_extract(
             data,
             out,
@@ -399,7 +459,7 @@ def extract(
             weights=weights,
             datasets=dataset,
             scheme=scheme,
-            preprocess=_preprocess(size, length, align, detector, margin),
+            preprocess=_preprocess(size, length, align, detector, margin, magnification),
             skip_missing=skip_missing,
             n_jobs=jobs,
             cache=_cache_arg(cache, no_cache),

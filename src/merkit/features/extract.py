@@ -2,7 +2,8 @@
 
 Per clip: frames ``onset..offset`` (grey) -> resized to ``size`` (or, with ``align``, the
 face found on the onset frame is aligned and cropped to ``size`` with one similarity
-transform for the whole clip, :func:`merkit.video.face.load_aligned_clip`) -> TIM to
+transform for the whole clip, :func:`merkit.video.face.load_aligned_clip`) -> optionally
+magnified (linear EVM at the clip's fps, :mod:`merkit.video.magnify`) -> TIM to
 ``length`` frames (:func:`merkit.video.tim.tim`) -> descriptor (registry spec,
 :func:`merkit.features.registry.get_descriptor`).
 
@@ -67,6 +68,7 @@ from merkit.video.face import (
     load_aligned_clip,
 )
 from merkit.video.io import load_clip
+from merkit.video.magnify import Magnification
 from merkit.video.tim import tim
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,9 @@ class Preprocess:
     detector, landmarks, margin
         Alignment options (:func:`merkit.video.face.align_clip`); ``"auto"`` resolves to
         dlib when installed, else the Haar cascade without landmarks.
+    magnify : Magnification, mapping or None
+        Linear Eulerian video magnification of the frames before TIM, at each clip's
+        ``fps`` (:mod:`merkit.video.magnify`); None (the default) leaves them as read.
     """
 
     size: tuple[int, int] = (112, 112)
@@ -138,8 +143,13 @@ class Preprocess:
     detector: str = "auto"
     landmarks: str = "auto"
     margin: float = 0.1
+    magnify: Magnification | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.magnify, Mapping):
+            object.__setattr__(self, "magnify", Magnification(**self.magnify))
+        elif self.magnify is not None and not isinstance(self.magnify, Magnification):
+            raise ValueError(f"magnify must be a Magnification or None, got {self.magnify!r}")
         size = tuple(int(v) for v in self.size)
         if len(size) != 2 or min(size) < 8:
             raise ValueError(f"frame size must be (H, W) with sides >= 8, got {self.size!r}")
@@ -168,11 +178,15 @@ class Preprocess:
         return replace(self, detector=detector, landmarks=landmarks)
 
     def key(self) -> dict[str, Any]:
-        """Parameters that change the numbers (alignment options only when aligning)."""
-        d = asdict(self.resolved())
+        """Parameters that change the numbers (alignment options only when aligning,
+        ``magnify`` only when magnifying)."""
+        d = asdict(replace(self.resolved(), magnify=None))
+        d.pop("magnify")
         if not self.align:
             for k in ("detector", "landmarks", "margin"):
                 d.pop(k)
+        if self.magnify is not None:
+            d["magnify"] = self.magnify.key()
         return d
 
     def load(self, row: Mapping) -> np.ndarray:
@@ -184,7 +198,7 @@ class Preprocess:
             With ``align``, when the onset frame shows no face.
         """
         if not self.align:
-            return load_clip(row, size=self.size, grey=True)
+            return self._magnified(row, load_clip(row, size=self.size, grey=True))
 
         p = self.resolved()
         frames, _ = load_aligned_clip(
@@ -196,7 +210,20 @@ class Preprocess:
             detector=p.detector,
             on_missing="raise",
         )
-        return frames
+        return self._magnified(row, frames)
+
+    def _magnified(self, row: Mapping, frames: np.ndarray) -> np.ndarray:
+        if self.magnify is None:
+            return frames
+        try:
+            fps = float(row["fps"])
+        except (KeyError, TypeError, ValueError):
+            fps = float("nan")
+        if not fps > 0:
+            raise ValueError(
+                f"magnification needs the clip's frame rate; fps is {row.get('fps')!r}"
+            )
+        return self.magnify.apply(frames, fps)
 
 
 def configure_descriptor(
