@@ -836,6 +836,11 @@ def train(
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
     missing: MissingOption = "error",
+    magnify: MagnifyOption = 0.0,
+    magnify_band: MagnifyBandOption = "1,10",
+    magnify_pyramid: MagnifyPyramidOption = "laplacian",
+    magnify_filter: MagnifyFilterOption = "ideal",
+    magnify_cutoff: MagnifyCutoffOption = 16.0,
     backend: BackendOption = "loky",
     address: AddressOption = None,
 ) -> None:
@@ -850,6 +855,11 @@ def train(
         _seed(split_seed, "--split-seed")
         flow, clip = _input_overrides(align, detector, flow_preset, face_size, clip_size,
                                       clip_length)  # fmt: skip
+        magnification = _magnification(
+            magnify, magnify_band, magnify_pyramid, magnify_filter, magnify_cutoff
+        )
+        if magnification is not None:  # the clips' frames, before flow or TIM
+            flow["magnify"] = clip["magnify"] = magnification.key()
         result = run_train(
             out, protocol=protocol, model=model, tasks=task, flows_dir=flows_dir, data_dir=data,
             n_folds=n_folds, split_seed=split_seed, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -898,12 +908,22 @@ def predict(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: DeviceOption = "auto",
+    fps: Annotated[
+        float | None,
+        typer.Option(
+            help="Frame rate of the clip, needed for a model trained on magnified clips "
+            "(default: a video's own rate; a frame folder has none)."
+        ),
+    ] = None,
 ) -> None:
-    """Predict the emotion (and AUs) of one clip: face -> apex -> TV-L1 flow -> network."""
+    """Predict the emotion (and AUs) of one clip: face -> apex -> TV-L1 flow -> network.
+
+    A model trained with --magnify has the clip magnified the same way (its model card).
+    """
     try:
         got = run_predict(clip, model, model_name=model_name, onset=onset, apex=apex,
                           offset=offset, align=align, detector=detector,
-                          device=device)  # fmt: skip
+                          device=device, fps=fps)  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)
     if as_json:

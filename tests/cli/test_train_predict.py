@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +17,7 @@ from merkit.cli import app
 from merkit.metrics import per_au_f1, score_all, uf1
 from merkit.nets.predict import read_model_card
 from merkit.video.flow import save_flow_image
+from tests.cli._output import one_error_line
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CLIP = SHARED / "clips" / "casme2_sub01_EP02_01f.avi"
@@ -457,3 +459,84 @@ def test_ststnet_folds_train_batched_and_a_partial_run_gives_the_same_folds(trai
     assert bad.exit_code != 0 and "Traceback" not in bad.output
     assert "--fold-batching on: fr has no fold-batched implementation" in bad.output
     assert not (tmp_path / "x" / "results.csv").exists()
+
+
+def test_data_magnify_trains_on_magnified_flows_and_predict_applies_it(synth, smile_clip,
+                                                                       tmp_path):  # fmt: skip
+    """`--magnify` magnifies every clip before its flow (a new input identity, recorded in
+    the model card); `merkit predict` magnifies a new clip the same way, at a video's own
+    frame rate (the 30 fps test video: the band stays below 15 Hz), and asks a frame folder
+    for `--fps`."""
+    args = ["--model", "ststnet", "--folds", "2", "--fold-batching", "off"]
+    plain = _train_data(synth, tmp_path / "plain", *args)
+    assert plain.exit_code == 0, plain.output
+    mag = _train_data(synth, tmp_path / "mag", *args, "--magnify", "4", "--magnify-band",
+                      "2,12", "--final")  # fmt: skip
+    assert mag.exit_code == 0, mag.output
+    info = json.loads((tmp_path / "mag" / "run.json").read_text())
+    assert info["inputs"]["magnify"] == {"alpha": 4.0, "band": [2.0, 12.0],
+                                         "pyramid": "laplacian", "filter": "ideal",
+                                         "cutoff": 16.0, "levels": None}  # fmt: skip
+    r_plain = pd.read_csv(tmp_path / "plain" / "results.csv")
+    r_mag = pd.read_csv(tmp_path / "mag" / "results.csv")
+    assert r_plain["data"].iloc[0] != r_mag["data"].iloc[0]  # other flow images
+    final = next((tmp_path / "mag" / "weights").rglob("final.pth"))
+    card = json.loads(final.with_suffix(".json").read_text())
+    assert card["flow"]["magnify"]["alpha"] == 4.0
+    res = runner.invoke(app, ["predict", str(smile_clip), "--model", str(final), "--json",
+                              "--no-align"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    magnified = json.loads(res.output)["probabilities"]
+    assert abs(sum(magnified.values()) - 1) < 1e-6
+    plain_card = tmp_path / "plain_card"  # the same weights, a card without magnification
+    plain_card.mkdir()
+    (plain_card / "final.pth").write_bytes(final.read_bytes())
+    del card["flow"]["magnify"]
+    (plain_card / "final.json").write_text(json.dumps(card))
+    res = runner.invoke(app, ["predict", str(smile_clip), "--model",
+                              str(plain_card / "final.pth"), "--json", "--no-align"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["probabilities"] != magnified  # the card's magnification ran
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    from tests.video._clips import smile_frames
+
+    for i, f in enumerate(smile_frames(), start=1):
+        cv2.imwrite(str(frames / f"img{i}.jpg"), f)
+    res = runner.invoke(app, ["predict", str(frames), "--model", str(final), "--no-align"])
+    assert one_error_line(res) == (
+        f"error: the model {str(final)!r} was trained on magnified clips: give the frame rate "
+        f"of {str(frames)!r} (a frame folder) with --fps"
+    )
+    res = runner.invoke(app, ["predict", str(frames), "--model", str(final), "--no-align",
+                              "--fps", "30", "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+
+
+def test_magnify_with_the_flow_folder_is_one_error_line(tmp_path):
+    flows = _flow_folder(tmp_path / "flows")
+    res = runner.invoke(app, ["train", "--flows-dir", str(flows), "--magnify", "2", "--out",
+                              str(tmp_path / "out")])  # fmt: skip
+    assert one_error_line(res) == (
+        "error: --magnify needs the clips (--data): the MEGC 2019 flow images of --flows-dir "
+        "are already computed"
+    )
+
+
+def test_clip_inputs_are_magnified_before_tim(synth):
+    """The 3-D networks' clip volumes: `magnify` in the clip parameters magnifies the frames
+    (at each clip's fps) before TIM, and changes only the clips' moving parts."""
+    from merkit.video.magnify import Magnification
+    from merkit.workflows.databases import load_databases
+    from merkit.workflows.train import clip_inputs
+
+    data, _ = synth
+    table = load_databases(data, names=["CASME2"])["CASME2"].head(2)
+    base = {"align": False, "size": [32, 32], "length": 8}
+    plain = clip_inputs(table, params=base)
+    mag = Magnification(4.0, band=(2.0, 20.0)).key()
+    magnified = clip_inputs(table, params={**base, "magnify": mag})
+    assert magnified.shape == plain.shape == (2, 1, 8, 32, 32)
+    assert not np.array_equal(magnified, plain)
+    # magnification amplifies temporal change: the frames move further from the first one
+    assert np.abs(np.diff(magnified, axis=2)).mean() > np.abs(np.diff(plain, axis=2)).mean()

@@ -215,15 +215,7 @@ class Preprocess:
     def _magnified(self, row: Mapping, frames: np.ndarray) -> np.ndarray:
         if self.magnify is None:
             return frames
-        try:
-            fps = float(row["fps"])
-        except (KeyError, TypeError, ValueError):
-            fps = float("nan")
-        if not fps > 0:
-            raise ValueError(
-                f"magnification needs the clip's frame rate; fps is {row.get('fps')!r}"
-            )
-        return self.magnify.apply(frames, fps)
+        return self.magnify.apply_to_row(frames, row)
 
 
 def configure_descriptor(

@@ -43,7 +43,8 @@ from merkit.nets.train import read_state_dict
 from merkit.video.apex import spot_apex
 from merkit.video.face import align_clip
 from merkit.video.flow import flow_image, tvl1_flow
-from merkit.video.io import frame_number, list_frames, read_frames, read_video
+from merkit.video.io import frame_number, list_frames, read_frames, read_video, video_fps
+from merkit.video.magnify import Magnification
 
 log = logging.getLogger(__name__)
 
@@ -393,6 +394,7 @@ def predict_clip(
     align: bool | None = None,
     detector: str | None = None,
     device: str | torch.device = "cpu",
+    fps: float | None = None,
 ) -> ClipPrediction:
     """The emotion of one clip (module docstring for the chain).
 
@@ -411,6 +413,10 @@ def predict_clip(
         Override the card's face alignment (default: align, ``"auto"`` detector).
     device : str or torch.device
         Where the network runs (:func:`merkit.nets.device.resolve_device`).
+    fps : float, optional
+        The clip's frame rate. Used only when the card records a magnification (the model
+        was trained with ``--magnify``: the clip is magnified the same way); default: the
+        rate a video declares. A frame folder needs it.
     """
     clip = Path(clip)
     model, card = load_predictor(weights, model_name=model_name, device=device)
@@ -423,6 +429,16 @@ def predict_clip(
         opts["align"] = bool(align)
     if detector is not None:
         opts["detector"] = detector
+    magnification = opts.get("magnify")
+    if magnification is not None:
+        magnification = Magnification(**magnification)
+        if fps is None and clip.is_dir():
+            raise ValueError(
+                f"the model {str(weights)!r} was trained on magnified clips: give the frame "
+                f"rate of {str(clip)!r} (a frame folder) with --fps"
+            )
+        if fps is None and clip.exists():
+            fps = video_fps(clip)
     frames, numbers = _read_clip(clip, offset)
     lo = 0 if onset is None else _position(numbers, int(onset), "onset", clip)
     hi = len(numbers) - 1 if offset is None else _position(numbers, int(offset), "offset", clip)
@@ -441,6 +457,8 @@ def predict_clip(
         frames = np.stack([cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA)
                            for f in frames])  # fmt: skip
         face = "none"
+    if magnification is not None:  # as the training clips were (flow or clip models)
+        frames = magnification.apply_to_row(frames, {"fps": fps})
     if card.input_kind == "clip":
         volume = clip_volume(frames, length=int(opts["length"]), scale=card.scale)
         probs, au_probs = predict_outputs(model, card, volume[None])

@@ -44,6 +44,7 @@ from joblib import Parallel, delayed
 from merkit.video.apex import spot_apex
 from merkit.video.face import align_clip
 from merkit.video.io import frame_number, list_frames, load_clip
+from merkit.video.magnify import Magnification
 
 log = logging.getLogger(__name__)
 
@@ -443,13 +444,16 @@ def sample_flow(
     detector: str = "auto",
     preset: str | TVL1 = "default",
     apex_smooth: int = 1,
+    magnify: Magnification | Mapping | None = None,
     **overrides,
 ) -> tuple[np.ndarray, dict]:
     """Onset -> apex TV-L1 flow of one Sample-table row on the aligned face.
 
     The clip onset..offset is read, face-aligned (:func:`merkit.video.face.align_clip`,
-    one transform from the onset) or only resized (``align=False``), the apex is the
-    annotated one or, when missing, spotted (:func:`merkit.video.apex.spot_apex`).
+    one transform from the onset) or only resized (``align=False``), magnified when
+    ``magnify`` is given (linear Eulerian video magnification at the row's ``fps``,
+    :mod:`merkit.video.magnify`; a mapping is :class:`Magnification`'s arguments), and the
+    apex is the annotated one or, when missing, spotted (:func:`merkit.video.apex.spot_apex`).
 
     Returns
     -------
@@ -472,6 +476,10 @@ def sample_flow(
             )
         else:
             frames, face_info = load_clip(row, size=face_size, grey=True), None
+        if isinstance(magnify, Mapping):
+            magnify = Magnification(**magnify)
+        if magnify is not None:
+            frames = magnify.apply_to_row(frames, row)
         onset = int(row["onset"])
         apex = row.get("apex")
         spotted = apex is None or pd.isna(apex)

@@ -131,6 +131,16 @@ class TruncatedVideoError(ValueError):
     """A video file decodes to fewer frames than its container declares (a cut-off copy)."""
 
 
+def video_fps(path: str | Path) -> float | None:
+    """The frame rate a video file declares (its stream's average rate), None if it
+    declares none."""
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError(f"video {str(path)!r} has no video stream")
+        rate = container.streams.video[0].average_rate
+    return float(rate) if rate else None
+
+
 def read_video(
     path: str | Path,
     start: int | None = None,

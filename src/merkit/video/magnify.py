@@ -120,6 +120,19 @@ class Magnification:
             d.pop("order")
         return d
 
+    def apply_to_row(self, clip: np.ndarray, row) -> np.ndarray:
+        """:meth:`apply` at the ``fps`` of a Sample-table row (a one-line ValueError when the
+        row has no usable frame rate)."""
+        try:
+            fps = float(row["fps"])
+        except (KeyError, TypeError, ValueError):
+            fps = float("nan")
+        if not fps > 0:
+            raise ValueError(
+                f"magnification needs the clip's frame rate; fps is {row.get('fps')!r}"
+            )
+        return self.apply(clip, fps)
+
     def apply(self, clip: np.ndarray, fps: float) -> np.ndarray:
         """:func:`magnify` ``clip`` (recorded at ``fps``) with these parameters."""
         return magnify(

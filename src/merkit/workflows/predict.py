@@ -26,15 +26,17 @@ def run_predict(
     align: bool | None = None,
     detector: str | None = None,
     device: str = "auto",
+    fps: float | None = None,
 ) -> ClipPrediction:
     """Emotion and/or AUs of one clip (:func:`merkit.nets.predict.predict_clip`).
 
     ``align`` and ``detector`` override the model card's face alignment and face
     detector (``"auto"``, ``"dlib"``, ``"haar"`` or ``"frame"``); None keeps the card's.
-    ``device``: where the network runs (``auto``: CUDA, else MPS, else CPU).
+    ``device``: where the network runs (``auto``: CUDA, else MPS, else CPU); ``fps``: the
+    clip's frame rate, for a model trained on magnified clips (default: a video's own).
     """
     from merkit.nets.predict import predict_clip
 
     return predict_clip(clip, weights, model_name=model_name, onset=onset, apex=apex,
                         offset=offset, align=align, detector=detector,
-                        device=device)  # fmt: skip
+                        device=device, fps=fps)  # fmt: skip

@@ -114,6 +114,7 @@ from merkit.store import (
 )
 from merkit.video.face import FaceNotFoundError
 from merkit.video.flow import flow_images
+from merkit.video.magnify import Magnification
 from merkit.workflows.databases import cache_folder, load_databases, scheme_classes, skipped_clips
 
 if TYPE_CHECKING:
@@ -244,7 +245,8 @@ def flow_inputs(
     ----------
     params : mapping, optional
         Overrides of :data:`FLOW_IMAGE_PARAMS` (``align``, ``detector``, ``preset``,
-        ``face_size``, ``size``...).
+        ``face_size``, ``size``...; ``magnify``: :class:`merkit.video.magnify.Magnification`
+        arguments, the clip magnified before the flow).
     folder : path, optional
         Cache folder (``.npy`` per clip); None computes everything.
     """
@@ -252,6 +254,7 @@ def flow_inputs(
 
     def compute(rows: pd.DataFrame) -> list[np.ndarray]:
         kw = {k: p[k] for k in ("align", "margin", "detector", "landmarks", "preset")}
+        kw["magnify"] = p.get("magnify")  # Magnification arguments, or None
         try:
             images = flow_images(rows, size=tuple(p["size"]), strain=bool(p["strain"]),
                                  n_jobs=n_jobs, face_size=tuple(p["face_size"]),
@@ -280,7 +283,8 @@ def clip_inputs(
     Parameters
     ----------
     params : mapping, optional
-        Overrides of :data:`CLIP_PARAMS`.
+        Overrides of :data:`CLIP_PARAMS` (``magnify``: Magnification arguments, the clip
+        magnified before TIM).
     folder : path, optional
         Cache folder (``.npy`` per clip); None computes everything in memory.
     memo : dict, optional
@@ -305,7 +309,7 @@ def clip_inputs(
     p = {**CLIP_PARAMS, **(params or {})}
     prep = Preprocess(size=tuple(p["size"]), length=int(p["length"]), align=bool(p["align"]),
                       detector=p["detector"], landmarks=p["landmarks"],
-                      margin=float(p["margin"]))  # fmt: skip
+                      margin=float(p["margin"]), magnify=p.get("magnify"))  # fmt: skip
 
     def one(row: pd.Series) -> np.ndarray:
         name = f"{row.get('dataset')}/{row.get('subject')}/{row.get('clip')}"
@@ -749,13 +753,20 @@ def _load_task_table(
     return table, scheme_classes(tables, spec.scheme), skipped_clips(tables)
 
 
-def _check_combination(protocol: str, model: str, flows_dir, data_dir) -> None:
+def _check_combination(
+    protocol: str, model: str, flows_dir, data_dir, magnify: bool = False
+) -> None:
     from merkit.nets import MODELS, input_kind
 
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; registered: {sorted(MODELS)}")
     if (flows_dir is None) == (data_dir is None):
         raise ValueError("give exactly one of --flows-dir (flow images) or --data (clips)")
+    if flows_dir is not None and magnify:
+        raise ValueError(
+            "--magnify needs the clips (--data): the MEGC 2019 flow images of --flows-dir are "
+            "already computed"
+        )
     if flows_dir is not None and input_kind(model) == "clip":
         raise ValueError(
             f"model {model!r} is a 3-D network that takes whole clips; give --data (databases "
@@ -824,6 +835,9 @@ def _check_options(
         for v in values or []:
             if v is not None:
                 _positive_int(v, name, flag)
+    for given in (flow, clip):
+        if (given or {}).get("magnify") is not None:
+            Magnification(**given["magnify"])  # a bad magnification: one line, before any work
     if "num_classes" in kwargs:
         raise ValueError(
             f"model argument num_classes={kwargs['num_classes']!r} (--model-arg): the task's "
@@ -965,7 +979,8 @@ def run_train(
     t0 = time.perf_counter()
     protocol = str(protocol).lower()
     declared = deep_protocol(protocol)
-    _check_combination(protocol, model, flows_dir, data_dir)
+    _check_combination(protocol, model, flows_dir, data_dir,
+                       magnify=any((d or {}).get("magnify") for d in (flow, clip)))  # fmt: skip
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct integers, got {seeds}")
