@@ -527,12 +527,14 @@ def fit(
     # running sums stay on the device (no host sync per step off the CPU); float64 gives
     # the CPU the numbers of Python floats, MPS has no float64
     acc = torch.float32 if dev.type == "mps" else torch.float64
-    if tensors is not None and not on_cpu:  # small in-memory sets: copied to the device once
+    policy, augment_gen = _augmentation(model, cfg, augment_seed)
+    # small in-memory sets are copied to the device once; not when augmenting, which works
+    # on CPU batches (it would copy every batch back)
+    if tensors is not None and not on_cpu and policy is None:
         tensors = tuple(t.to(dev) for t in tensors)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "lr": []}
     if val_loader is not None:
         history.update(val_loss=[], val_accuracy=[])
-    policy, augment_gen = _augmentation(model, cfg, augment_seed)
     with torch_session(cfg.seed, cfg.threads, cfg.deterministic), \
             deterministic_cuda(dev, cfg.deterministic):  # fmt: skip
         layout: torch.memory_format | None = None  # decided on the first batch
