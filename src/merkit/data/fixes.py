@@ -11,6 +11,13 @@ version the fix was not written for). Each applied fix is logged and recorded in
 The adapters apply the fixes by default (``fixes=True``) before validating, so
 ``load_samm(root, fixes=False)`` shows a sheet exactly as distributed (and validation
 names its errors).
+
+Positional fixes (``[[row_fix]]``, :class:`RowFix`, :func:`apply_row_fixes`) are the
+corrections a peer library names by sheet row only (meb's CASME I and 4DME corrections).
+A row number alone could hit the wrong clip in another sheet version, so each carries a
+guard: ``"frames"`` applies it only when the clip's frame folder refutes the sheet's
+onset / apex / offset and confirms the corrected ones; ``"opt-in"`` only when asked for
+(``fixes="all"``), with a warning naming the clips.
 """
 
 from __future__ import annotations
