@@ -324,7 +324,8 @@ def test_unknown_dataset_family_raises():
 
 
 def test_registry_and_scheme_construction():
-    assert set(SCHEMES) == {"cdmer3", "cdmer3_tsrg", "megc3", "casme2_5", "four_class", "dfme7"}
+    assert set(SCHEMES) == {"cdmer3", "cdmer3_tsrg", "megc3", "casme2_5", "four_class", "dfme7",
+                            "casme1_4", "fourd5"}  # fmt: skip
     assert get_scheme("cdmer3") is SCHEMES["cdmer3"]
     assert get_scheme(SCHEMES["megc3"]) is SCHEMES["megc3"]
     with pytest.raises(KeyError, match="unknown label scheme 'cdmer4'"):

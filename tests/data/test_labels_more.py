@@ -90,7 +90,7 @@ def test_four_class_refuses_other_databases():
                          "emotion": ["negative"]})  # fmt: skip
     with pytest.raises(SchemaError, match=r"four_class' does not know \[\('SMIC', 'negative'\)\]"):
         apply_scheme(smic, "four_class")
-    assert SCHEMES["four_class"].families == frozenset({"CASME2", "SAMM"})
+    assert SCHEMES["four_class"].families == frozenset({"CASME2", "SAMM", "CASME1", "4DME"})
 
 
 def test_dfme7_counts_on_the_real_sheets(dfme):

@@ -38,6 +38,14 @@ A :class:`LabelScheme` maps ``(dataset family, native emotion)`` to a class or t
 excluded rows, logs and records (``table.attrs["dropped"]``) how many per emotion, and
 raises for an emotion the scheme does not know. The dataset family is the part of the
 dataset name before the first ``_`` (``SMIC_HS`` -> ``SMIC``).
+
+Multi-label clips (4DME codes some clips with two labels: Emotion ``negative+surprise``,
+``emotions`` ``("negative", "surprise")``) have no single class: every scheme here is
+single-label, so :func:`apply_scheme` drops such a clip whatever its labels map to, counts
+it under its Emotion text in ``attrs["dropped"]`` and in ``attrs["multi_label_dropped"]``
+and logs the count. Each of its labels must still be known to the scheme (else the usual
+error naming the clips). A scheme that maps the combined text itself (a key
+``("4DME", "negative+surprise")``) is followed instead; none of the shipped schemes does.
 """
 
 from __future__ import annotations
@@ -389,6 +397,15 @@ class LabelScheme:
 
 _SMIC_AS_IS = {"negative": ["negative"], "positive": ["positive"], "surprise": ["surprise"]}
 _THREE = ("negative", "positive", "surprise")
+#: CASME I emotions (Yan et al., FG 2013) as the sheet writes them, lower case
+CASME1_EMOTIONS: tuple[str, ...] = (
+    "tense", "repression", "disgust", "surprise", "happiness", "fear", "sadness", "contempt",
+)  # fmt: skip
+#: the 4 CASME I classes of the usual CASME I experiments (the other emotions have too few
+#: clips to be classes of their own)
+CASME1_4: tuple[str, ...] = ("disgust", "repression", "surprise", "tense")
+#: 4DME's 5 labels (Li et al., IEEE TAFFC 2022), in the order of its sheet's emotion columns
+FOURD5: tuple[str, ...] = ("positive", "negative", "surprise", "repression", "others")
 #: the seven DFME emotions in the order of the sheets' EmotionId (0..6)
 DFME7: tuple[str, ...] = (
     "anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise",
@@ -442,10 +459,29 @@ SCHEMES: dict[str, LabelScheme] = {
                     "surprise": ["surprise"],
                 },
                 "SMIC": _SMIC_AS_IS,
+                "CASME1": {
+                    "negative": ["disgust", "repression", "fear", "sadness", "contempt"],
+                    "positive": ["happiness"],
+                    "surprise": ["surprise"],
+                },
+                "4DME": {
+                    "negative": ["negative", "repression"],
+                    "positive": ["positive"],
+                    "surprise": ["surprise"],
+                },
             },
-            {"CASME2": ["sadness", "fear", "others"], "SAMM": ["other", "others"]},
-            "MEGC2019 composite (CDE) emotion mapping; the official list also leaves out "
-            "CASME II sub04/EP12_01f and sub05/EP09_05f",
+            {
+                "CASME2": ["sadness", "fear", "others"],
+                "SAMM": ["other", "others"],
+                "CASME1": ["tense"],
+                "4DME": ["others"],
+            },
+            "MEGC2019 composite (CDE) emotion mapping of CASME II, SAMM and SMIC; the official "
+            "list also leaves out CASME II sub04/EP12_01f and sub05/EP09_05f. Extended by "
+            "merkit (not part of MEGC2019) with the same rules: CASME I (Yan et al., FG 2013) "
+            "repression -> negative as CASME II's, disgust/fear/sadness/contempt -> negative as "
+            "SAMM's, tense dropped (no valence, like CASME II's others); 4DME (Li et al., IEEE "
+            "TAFFC 2022) repression -> negative, others dropped, multi-label clips dropped",
         ),
         LabelScheme.from_groups(
             "casme2_5",
@@ -474,12 +510,27 @@ SCHEMES: dict[str, LabelScheme] = {
                     "surprise": ["surprise"],
                     "others": ["other", "others"],
                 },
+                "CASME1": {
+                    "negative": ["disgust", "sadness", "fear", "contempt"],
+                    "positive": ["happiness"],
+                    "surprise": ["surprise"],
+                    "others": ["repression", "tense"],
+                },
+                "4DME": {
+                    "negative": ["negative"],
+                    "positive": ["positive"],
+                    "surprise": ["surprise"],
+                    "others": ["repression", "others"],
+                },
             },
             {},
             "4 classes of the single-database experiments of FR (Zhou et al., Pattern "
             "Recognition 2022, doi:10.1016/j.patcog.2021.108275, Table 12): CASME II 7-emotion "
             "version (disgust, sadness, fear -> negative; repression, others -> others) and "
-            "SAMM (anger, contempt, disgust, fear, sadness -> negative); no clip is dropped",
+            "SAMM (anger, contempt, disgust, fear, sadness -> negative); no clip is dropped. "
+            "Extended by merkit (not in FR) with the same rules: CASME I disgust, sadness, fear, "
+            "contempt -> negative, repression and tense -> others; 4DME repression and others "
+            "-> others; only 4DME's multi-label clips are dropped",
         ),
         LabelScheme.from_groups(
             "dfme7",
@@ -488,6 +539,26 @@ SCHEMES: dict[str, LabelScheme] = {
             {"DFME": ["others"]},
             "DFME 7 emotions (Zhao et al., IEEE TAFFC 2023, doi:10.1109/TAFFC.2023.3341918); "
             "'others' excluded; y = the sheets' EmotionId (classes in alphabetical order)",
+        ),
+        LabelScheme.from_groups(
+            "casme1_4",
+            CASME1_4,
+            {"CASME1": {e: [e] for e in CASME1_4}},
+            {"CASME1": ["happiness", "fear", "sadness", "contempt"]},
+            "CASME I 4 classes (database: Yan et al., FG 2013, doi:10.1109/FG.2013.6553799; "
+            "the 4-class setting of CASME I experiments, e.g. Wang et al., IEEE TIP 2015, "
+            "doi:10.1109/TIP.2015.2496314): disgust, repression, surprise, tense; happiness, "
+            "fear, sadness and contempt excluded (too few clips for a class)",
+        ),
+        LabelScheme.from_groups(
+            "fourd5",
+            FOURD5,
+            {"4DME": {e: [e] for e in FOURD5}},
+            {},
+            "4DME 5 labels (Li et al., '4DME: a spontaneous 4D micro-expression dataset with "
+            "multimodalities', IEEE TAFFC 2022): positive, negative, surprise, repression, "
+            "others; a multi-label clip (e.g. negative+surprise) is dropped, counted and logged "
+            "(its labels stay in the table's 'emotions' column)",
         ),
     )
 }
@@ -519,7 +590,8 @@ def apply_scheme(table: pd.DataFrame, scheme: str | LabelScheme) -> pd.DataFrame
         The kept rows (original order, fresh index) with ``label`` (class name) and ``y``
         (int64 index into ``scheme.classes``). ``attrs`` holds ``scheme``, ``classes`` and
         ``dropped`` = ``{dataset: {emotion: count}}`` of the rows the scheme excludes
-        (also logged).
+        (also logged); ``multi_label_dropped`` the same for the multi-label clips among
+        them (see the module docstring).
 
     Raises
     ------
@@ -534,7 +606,19 @@ def apply_scheme(table: pd.DataFrame, scheme: str | LabelScheme) -> pd.DataFrame
     datasets = table["dataset"].astype(str).tolist()
     emotions = [str(e).strip().lower() for e in table["emotion"]]
     keys = [(dataset_family(d), e) for d, e in zip(datasets, emotions, strict=True)]
-    unknown = [i for i, k in enumerate(keys) if k not in scheme.mapping]
+    parts = _label_parts(table, emotions)
+    # a multi-label clip (unless the scheme maps its combined Emotion text): known when
+    # each of its labels is known
+    multi = [
+        len(p) > 1 and not ("+" in k[1] and k in scheme.mapping)
+        for p, k in zip(parts, keys, strict=True)
+    ]
+    unknown = [
+        i
+        for i, k in enumerate(keys)
+        if (not multi[i] and k not in scheme.mapping)
+        or (multi[i] and any((k[0], e) not in scheme.mapping for e in parts[i]))
+    ]
     if unknown:
         names = []
         for i in unknown[:10]:
@@ -544,18 +628,39 @@ def apply_scheme(table: pd.DataFrame, scheme: str | LabelScheme) -> pd.DataFrame
                 f"(emotion {emotions[i]!r})"
             )
         more = f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else ""
-        pairs = sorted({keys[i] for i in unknown})
+        pairs = sorted(
+            {
+                (keys[i][0], e)
+                for i in unknown
+                for e in parts[i]
+                if (keys[i][0], e) not in scheme.mapping
+            }
+            | {keys[i] for i in unknown if not multi[i]}
+        )
         raise SchemaError(
             f"label scheme {scheme.name!r} does not know {pairs} (it covers families "
             f"{sorted(scheme.families)}); clips: {', '.join(names)}{more}"
         )
-    labels = [scheme.mapping[k] for k in keys]
+    labels = [None if m else scheme.mapping[k] for k, m in zip(keys, multi, strict=True)]
     keep = np.array([lab is not None for lab in labels], dtype=bool)
     dropped: dict[str, dict[str, int]] = {}
-    for d, e, k in zip(datasets, emotions, keep, strict=True):
+    multi_dropped: dict[str, dict[str, int]] = {}
+    for d, e, k, m in zip(datasets, emotions, keep, multi, strict=True):
         if not k:
             per = dropped.setdefault(d, {})
             per[e] = per.get(e, 0) + 1
+        if m:
+            per = multi_dropped.setdefault(d, {})
+            per[e] = per.get(e, 0) + 1
+    for d, per in multi_dropped.items():
+        log.warning(
+            "scheme %s: dropped %d multi-label %s clips (%s): a single-label scheme has no "
+            "one class for them (their labels stay in the 'emotions' column)",
+            scheme.name,
+            sum(per.values()),
+            d,
+            ", ".join(f"{e} {n}" for e, n in sorted(per.items())),
+        )
     for d, per in dropped.items():
         n_d = sum(1 for x in datasets if x == d)
         detail = ", ".join(f"{e} {n}" for e, n in sorted(per.items()))
@@ -577,5 +682,20 @@ def apply_scheme(table: pd.DataFrame, scheme: str | LabelScheme) -> pd.DataFrame
         "scheme": scheme.name,
         "classes": scheme.classes,
         "dropped": dropped,
+        "multi_label_dropped": multi_dropped,
     }
+    return out
+
+
+def _label_parts(table: pd.DataFrame, emotions: list[str]) -> list[tuple[str, ...]]:
+    """The labels of each row: the ``emotions`` tuple when it holds several (4DME), else
+    the Emotion text split at ``+`` (``"negative+surprise"`` -> two labels)."""
+    tuples = table["emotions"].tolist() if "emotions" in table.columns else [()] * len(table)
+    out: list[tuple[str, ...]] = []
+    for text, labs in zip(emotions, tuples, strict=True):
+        from_text = tuple(p.strip() for p in text.split("+") if p.strip())
+        from_tuple = (
+            tuple(str(x).strip().lower() for x in labs) if isinstance(labs, (tuple, list)) else ()
+        )
+        out.append(from_tuple if len(from_tuple) > len(from_text) else from_text)
     return out

@@ -21,7 +21,8 @@ fps 60 (both CASME I cameras film at 60 fps), camera ``"colour"``, emotion = Emo
 case (tense, repression, disgust, surprise, happiness, fear, sadness, contempt), AUs by
 :func:`merkit.data.labels.parse_aus`. ApexF1 ``/``, ``-``, ``?`` or blank gives a missing
 apex with a warning. The corrections of ``fixes.toml`` for ``"CASME1"`` are applied unless
-``fixes=False`` (none are listed today: see docs/databases.md).
+``fixes=False``: meb's five corrections by sheet row, each only when the clip's frame folder
+confirms it (see :func:`load_casme1` and docs/databases.md).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from merkit.data.adapters._common import (
     subject_number,
 )
 from merkit.data.adapters.samm import last_number_frames
-from merkit.data.fixes import apply_fixes
+from merkit.data.fixes import apply_fixes, apply_row_fixes, check_fix_mode
 from merkit.data.schema import SchemaError, validate
 
 log = logging.getLogger(__name__)
@@ -216,9 +217,14 @@ def load_casme1(
         A clip whose frames do not cover ``[onset, offset]`` on disk raises a
         :class:`~merkit.data.schema.SchemaError` naming the clip and the missing frames,
         or (``"skip"``) is left out with a warning.
-    fixes : bool
-        Apply the known corrections of ``fixes.toml`` for ``"CASME1"`` (logged one per
-        line) before validating; ``False`` validates the sheet as distributed.
+    fixes : bool or "all"
+        ``True``: apply the known corrections of ``fixes.toml`` for ``"CASME1"`` before
+        validating: the clip-keyed ``[[fix]]`` entries, and the positional ``[[row_fix]]``
+        ones (meb's corrections of sheet rows 40, 42, 43, 54, 140) only where the row's
+        values disagree with the clip's frame folder and the corrected ones agree with it
+        (:func:`merkit.data.fixes.apply_row_fixes`); each applied fix is logged naming the
+        clip, each refused one with a warning saying why. ``"all"``: the same (CASME I has
+        no opt-in fix). ``False``: validate the sheet as distributed.
 
     Returns
     -------
@@ -241,9 +247,25 @@ def load_casme1(
     frames_root = frames_folder(
         casme_dir, frames, FRAME_DIRS, "CASME I", "sub<NN>/<Filename>/<frame files>"
     )
+    check_fix_mode(fixes)
     coded = read_casme1_sheet(sheet_path)
     table = sample_table(coded, DATASET, fps=FPS, camera=CAMERA)
+
+    def folder_of(subject: str, clip: str) -> Path:
+        sid = subject.split("/", 1)[1]
+        return (child_dir(frames_root, f"sub{sid}") or frames_root / f"sub{sid}") / clip
+
     if fixes:
+        # meb's corrections by sheet row, each checked against the clip's frame folder
+        table = apply_row_fixes(
+            table,
+            DATASET,
+            frames=lambda i: last_number_frames(
+                folder_of(table["subject"].iloc[i], table["clip"].iloc[i])
+            ),
+            opt_in=fixes == "all",
+            source=sheet_path,
+        )
         table = apply_fixes(table, DATASET, source=sheet_path)
     applied = table.attrs.get("fixes_applied", [])
     # the sheet's own errors first (apex outside the clip...), before looking at frames
@@ -251,8 +273,7 @@ def load_casme1(
     clips = []
     for r in table.itertuples(index=False):
         sid = r.subject.split("/", 1)[1]
-        folder = (child_dir(frames_root, f"sub{sid}") or frames_root / f"sub{sid}") / r.clip
-        clips.append((f"sub{sid}/{r.clip}", folder, r.onset, r.offset))
+        clips.append((f"sub{sid}/{r.clip}", folder_of(r.subject, r.clip), r.onset, r.offset))
     what = f"CASME I frames missing under {frames_root}"
     table = attach_frames(table, clips, what=what, missing=missing, lister=last_number_frames)
     table = final_table(table, sheet_path, applied)

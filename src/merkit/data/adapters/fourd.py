@@ -21,8 +21,8 @@ fold_name, fps 60 (``fps=`` for another modality), camera ``"grey"``, emotion = 
 Emotion cell lower case, ``emotions`` = the labels whose emotion column is 1 (a tuple,
 empty when the sheet has no such columns), AUs by :func:`merkit.data.labels.parse_aus`;
 an AU marked ``(k)`` (``AU4(k)``) is not in ``aus`` but in ``aus_k`` (logged). The
-corrections of ``fixes.toml`` for ``"4DME"`` are applied unless ``fixes=False`` (none are
-listed today: see docs/databases.md).
+corrections of ``fixes.toml`` for ``"4DME"`` are applied unless ``fixes=False``; meb's swap
+of the label cells of sheet rows 144 and 145 only with ``fixes="all"`` (docs/databases.md).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from merkit.data.adapters._common import (
     sheet_frame_value,
 )
 from merkit.data.adapters.samm import last_number_frames
-from merkit.data.fixes import apply_fixes
+from merkit.data.fixes import apply_fixes, apply_row_fixes, check_fix_mode
 from merkit.data.labels import parse_aus
 from merkit.data.schema import SchemaError, validate
 
@@ -239,9 +239,13 @@ def load_4dme(
         A clip whose frames do not cover ``[onset, offset]`` raises a
         :class:`~merkit.data.schema.SchemaError` naming the clip and the missing frames,
         or (``"skip"``) is left out with a warning.
-    fixes : bool
-        Apply the known corrections of ``fixes.toml`` for ``"4DME"`` (logged one per line)
-        before validating; ``False`` validates the sheet as distributed.
+    fixes : bool or "all"
+        ``True``: apply the clip-keyed corrections of ``fixes.toml`` for ``"4DME"`` (logged
+        one per line) before validating. ``"all"``: also the opt-in positional fix, meb's
+        swap of the AU and emotion cells (``aus``, ``au_sides``, ``au_intensities``,
+        ``aus_k``, ``emotion``, ``emotions``) of sheet rows 144 and 145, which nothing in
+        the data can confirm (a warning names both clips and the values swapped).
+        ``False``: the sheet as distributed.
 
     Returns
     -------
@@ -262,10 +266,13 @@ def load_4dme(
     fourd_dir = database_dir(find_root, root, sheet)
     sheet_path = find_sheet(fourd_dir, sheet)
     frames_root = fourd_dir if frames is None else given_dir(frames, fourd_dir, "4DME frames")
+    check_fix_mode(fixes)
     coded = read_4dme_sheet(sheet_path)
     table = sample_table(coded, DATASET, fps=float(fps), camera=CAMERA,
                          extra=("emotions", "aus_k"))  # fmt: skip
     if fixes:
+        # meb's swap of the label cells of sheet rows 144 and 145: opt-in (fixes="all")
+        table = apply_row_fixes(table, DATASET, opt_in=fixes == "all", source=sheet_path)
         table = apply_fixes(table, DATASET, source=sheet_path)
     applied = table.attrs.get("fixes_applied", [])
     validate(table, check_frames=False, source=str(sheet_path))
