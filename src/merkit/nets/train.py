@@ -810,11 +810,12 @@ def audit_epochs(epochs: int, every: int) -> list[int]:
 
 class _AuditRecorder:
     """``fit``'s ``epoch_end`` hook of the leak audit: the test rows' probabilities after
-    each epoch of :func:`audit_epochs` but the last, predicted in eval mode with the RNG
-    state forked (an on-disk loader draws its base seed from the global RNG), so training
-    is unchanged. The last epoch's entry is the fold's own predictions (:meth:`result`):
-    during training a network may sit in the channels-last layout, whose float rounding
-    differs from the contiguous weights that predict the fold.
+    each epoch of :func:`audit_epochs` but the last, predicted in eval mode (no dropout,
+    no BatchNorm update) with the global RNG state forked (nothing in prediction draws
+    from it today; the fork keeps it that way), so training is unchanged. The last
+    epoch's entry is the fold's own predictions (:meth:`result`): during training a network
+    may sit in the channels-last layout, whose float rounding differs from the contiguous
+    weights that predict the fold.
     """
 
     def __init__(self, net: nn.Module, X, test_idx: np.ndarray, epochs: list[int],

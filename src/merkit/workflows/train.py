@@ -429,7 +429,8 @@ class TrainResult:
 
 def audit_table(audit: pd.DataFrame) -> pd.DataFrame:
     """The leak-audit rows to show: per (method, task, selection) the seed means of UF1,
-    UAR, the UF1 gain over the honest score and the mean chosen epoch; 4 decimals."""
+    UAR, the UF1 gain over the honest score and the mean chosen epoch; 4 decimals (indexed
+    by the selection alone when there is one method and task)."""
     order = {name: i for i, name in enumerate(audit["selection"].drop_duplicates())}
     got = (audit.groupby(["method", "task", "selection"], sort=False)
            [["uf1", "uar", "uf1_gain", "mean_epoch"]].mean())  # fmt: skip
@@ -438,7 +439,10 @@ def audit_table(audit: pd.DataFrame) -> pd.DataFrame:
     got["_o"] = got["selection"].map(order)
     got = got.sort_values(["method", "task", "_o"], kind="stable").drop(columns="_o")
     got = got.rename(columns={"uf1_gain": "+uf1", "mean_epoch": "epoch"})
-    return got.set_index(["method", "task", "selection"]).round(4)
+    index = ["method", "task", "selection"]
+    if got["method"].nunique() == 1 and got["task"].nunique() == 1:  # one run: just the rows
+        got, index = got.drop(columns=["method", "task"]), ["selection"]
+    return got.set_index(index).round(4)
 
 
 def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -1205,7 +1209,7 @@ def run_train(
         history=history, embeddings=written, audit=audit,
         tables=[(f"{protocol}: pooled UF1, UAR, accuracy (%), seed mean",
                  summary_table(summary))]
-        + ([("leak audit: what choosing the epoch on the test subjects would add (an "
-             "estimate of published selections' inflation, not a result; seed mean)",
-             audit_table(audit))] if not audit.empty else []),
+        + ([(f"{protocol} leak audit: test-subject epoch picking (an estimate of its "
+             "inflation, not a result), seed mean", audit_table(audit))]
+           if not audit.empty else []),
     )  # fmt: skip
