@@ -289,18 +289,23 @@ def _preprocess(
     )
 
 
+def _magnify_options(band: str, pyramid: str, temporal: str, cutoff: float) -> dict:
+    """``--magnify-band``, ``-pyramid``, ``-filter``, ``-cutoff`` as Magnification arguments."""
+    parts = band.split(",")
+    try:
+        low, high = (float(v) for v in parts)
+    except ValueError:
+        raise ValueError(f"--magnify-band {band!r}: expected LOW,HIGH in Hz, e.g. 1,10") from None
+    return {"band": (low, high), "pyramid": pyramid, "filter": temporal, "cutoff": cutoff}
+
+
 def _magnification(
     alpha: float, band: str, pyramid: str, temporal: str, cutoff: float
 ) -> Magnification | None:
     """``--magnify ALPHA`` and its options; None when ALPHA is 0 (no magnification)."""
     if alpha == 0:
         return None
-    parts = band.split(",")
-    try:
-        low, high = (float(v) for v in parts)
-    except ValueError:
-        raise ValueError(f"--magnify-band {band!r}: expected LOW,HIGH in Hz, e.g. 1,10") from None
-    return Magnification(alpha, band=(low, high), pyramid=pyramid, filter=temporal, cutoff=cutoff)
+    return Magnification(alpha, **_magnify_options(band, pyramid, temporal, cutoff))
 
 
 MagnifyOption = Annotated[
@@ -309,6 +314,15 @@ MagnifyOption = Annotated[
         "--magnify",
         help="Eulerian video magnification of the frames before TIM: amplification ALPHA "
         "(0: off; docs/magnification.md).",
+    ),
+]
+MagnifyAugmentOption = Annotated[
+    str | None,
+    typer.Option(
+        "--magnify-augment",
+        help="Magnify-and-reduce (EMR): factors ALPHA,... (> -1; negative: reduction); every "
+        "training clip adds one sample per factor, magnified with the --magnify-* options; "
+        "test clips are not copied (docs/magnification.md).",
     ),
 ]
 MagnifyBandOption = Annotated[
@@ -851,6 +865,7 @@ def train(
     magnify_pyramid: MagnifyPyramidOption = "laplacian",
     magnify_filter: MagnifyFilterOption = "ideal",
     magnify_cutoff: MagnifyCutoffOption = 16.0,
+    magnify_augment: MagnifyAugmentOption = None,
     backend: BackendOption = "loky",
     address: AddressOption = None,
 ) -> None:
@@ -871,13 +886,18 @@ def train(
         )
         if magnification is not None:  # the clips' frames, before flow or TIM
             flow["magnify"] = clip["magnify"] = magnification.key()
+        copies = None
+        if magnify_augment is not None:  # EMR's training copies, one per factor
+            copies = {"factors": magnify_augment,
+                      **_magnify_options(magnify_band, magnify_pyramid, magnify_filter,
+                                         magnify_cutoff)}  # fmt: skip
         result = run_train(
             out, protocol=protocol, model=model, tasks=task, flows_dir=flows_dir, data_dir=data,
             n_folds=n_folds, split_seed=split_seed, epochs=epochs, lr=lr, batch_size=batch_size,
             class_weight=class_weight, preset=preset, threads=threads, seeds=_seed_list(seeds),
             folds=folds, final=final, fold_batching=fold_batching, device=device,
-            precision=precision, augment=augment, fold_weights=fold_weights,
-            model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
+            precision=precision, augment=augment, magnify_augment=copies,
+            fold_weights=fold_weights, model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
             cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console, missing=missing,
             backend=backend, address=address,
             workers=workers, audit_every=audit_every,

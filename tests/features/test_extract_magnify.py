@@ -35,7 +35,7 @@ def test_preprocess_key_names_the_magnification_only_when_set():
     assert mag.key() == {**plain.key(), "magnify": MAG.key()}
     # the stored key builds the same preprocessing back
     assert Preprocess(magnify=mag.key()["magnify"]) == mag
-    with pytest.raises(ValueError, match="alpha must be a number >= 0, got -2"):
+    with pytest.raises(ValueError, match="alpha must be a number > -1"):
         Preprocess(magnify={"alpha": -2})
 
 
@@ -81,7 +81,10 @@ def test_extract_magnify_changes_features_and_cache_identity(data, tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--magnify", "-1"], "alpha must be a number >= 0, got -1.0"),
+        (
+            ["--magnify", "-1"],
+            "alpha must be a number > -1 (in (-1, 0) it reduces the motion), got -1.0",
+        ),
         (["--magnify", "4", "--magnify-band", "1"], "--magnify-band '1': expected LOW,HIGH"),
         (["--magnify", "4", "--magnify-band", "5,2"], "band 5,2 Hz: need 0 < LOW < HIGH"),
         (["--magnify", "4", "--magnify-pyramid", "x"], "unknown pyramid 'x'"),

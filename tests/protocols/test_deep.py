@@ -17,6 +17,7 @@ from merkit.protocols.deep import (
     resolve_specs,
     summarize,
     task_spec,
+    with_training_copies,
 )
 from merkit.protocols.splits import Split
 from merkit.store import ResultStore
@@ -214,3 +215,34 @@ def test_a_new_protocol_is_one_declaration(monkeypatch):
     assert (row["protocol"], row["task"], row["n_test"]) == ("halves", "SAMM-halves", 8)
     assert len(preds) == 8
     assert "fold_mean_f1" not in row
+
+
+def test_training_copies_join_training_only_and_never_a_test_subject():
+    from dataclasses import replace
+
+    from merkit.protocols.deep import Fold
+
+    t = _table(("SAMM",), subjects=4, clips=3)
+    task = make_task(task_spec("loso", "SAMM-4"), t.assign(y=t["y"] % 4))
+    n = len(task.table)
+    got = with_training_copies(task, 2)
+    assert len(got.table) == 3 * n and got.table["copy"].tolist() == [0] * n + [1] * n + [2] * n
+    np.testing.assert_array_equal(got.y, np.tile(task.y, 3))
+    subjects = got.table["subject"].to_numpy()
+    for fold, base in zip(got.folds, task.folds, strict=True):
+        assert (fold.name, fold.index) == (base.name, base.index)
+        np.testing.assert_array_equal(fold.test_idx, base.test_idx)  # the clips, no copy
+        np.testing.assert_array_equal(
+            fold.train_idx, np.sort(np.concatenate([base.train_idx + c * n for c in range(3)]))
+        )
+        assert not set(subjects[fold.train_idx]) & set(subjects[fold.test_idx])
+    # a fold that trains on a subject it tests is refused, copies included
+    first = task.folds[0]
+    leaky = Fold(first.name, 0, first.train_idx, np.append(first.test_idx, first.train_idx[0]))
+    with pytest.raises(ValueError, match="rows are in both train and test"):
+        with_training_copies(replace(task, folds=[leaky]), 1)
+    other = Fold(first.name, 0, first.train_idx[1:], np.append(first.test_idx, first.train_idx[0]))
+    with pytest.raises(ValueError, match="subject leakage, 1 subjects have clips in both"):
+        with_training_copies(replace(task, folds=[other]), 1)
+    with pytest.raises(ValueError, match="copies must be a whole number >= 1, got 0"):
+        with_training_copies(task, 0)

@@ -82,6 +82,33 @@ def test_level_alphas_follow_the_wavelength_bound():
     np.testing.assert_allclose(got, [0.0, 0.0, 1.0, 3.0, 3.0])
 
 
+REDUCE = -0.5
+
+
+@pytest.mark.parametrize("filt", ["ideal", "butterworth"])
+def test_negative_alpha_reduces_the_motion_in_band_to_one_plus_alpha(filt):
+    clip, d = grating(2.0, 32.0)
+    out = magnify(clip, FPS, REDUCE, band=BAND, filter=filt, order=2, cutoff=8.0)
+    assert gain(out, d, 32.0) == pytest.approx(1 + REDUCE, rel=0.10)
+    out = magnify(clip, FPS, -0.9, band=BAND, filter=filt, order=2, cutoff=8.0)
+    assert gain(out, d, 32.0) == pytest.approx(0.1, abs=0.05)  # nearly still
+
+
+@pytest.mark.parametrize("filt", ["ideal", "butterworth"])
+def test_negative_alpha_leaves_motion_outside_the_band(filt):
+    clip, d = grating(10.0, 32.0)
+    out = magnify(clip, FPS, REDUCE, band=BAND, filter=filt, order=2, cutoff=8.0)
+    assert gain(out, d, 32.0) == pytest.approx(1.0, rel=0.10)
+
+
+def test_reduction_ignores_the_cutoff():
+    # the 6 px grating that alpha = 3 leaves alone under lambda_c = 32 px is reduced too
+    clip, d = grating(2.0, 6.0)
+    out = magnify(clip, FPS, REDUCE, band=BAND, cutoff=32.0)
+    assert gain(out, d, 6.0) == pytest.approx(1 + REDUCE, rel=0.10)
+    np.testing.assert_array_equal(level_alphas(-0.5, 16.0, [4.0, 64.0]), [-0.5, -0.5])
+
+
 def test_alpha_zero_is_identity_and_dtype_range_are_kept():
     clip, _ = grating(2.0, 32.0)
     np.testing.assert_array_equal(magnify(clip, FPS, 0.0, band=BAND), clip)
@@ -120,7 +147,10 @@ def test_magnification_is_deterministic_and_applies_its_parameters():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"alpha": -1.0}, "alpha must be a number >= 0, got -1.0"),
+        (
+            {"alpha": -1.0},
+            "alpha must be a number > -1 (in (-1, 0) it reduces the motion), got -1.0",
+        ),
         ({"band": (4.0, 1.0)}, "band 4,1 Hz: need 0 < LOW < HIGH"),
         ({"band": (0.0, 4.0)}, "band 0,4 Hz: need 0 < LOW < HIGH"),
         ({"band": (1.0, 15.0)}, "must lie below half the frame rate (15 Hz at 30 fps)"),

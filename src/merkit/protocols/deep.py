@@ -101,6 +101,7 @@ __all__ = [
     "run_loso",
     "summarize",
     "task_spec",
+    "with_training_copies",
 ]
 
 #: single-database task name -> (database, label scheme)
@@ -579,6 +580,57 @@ def make_task(
         declared.composite.check(table, y)
     folds = declared.folds(spec, table, n_folds, split_seed)
     return DeepTask(spec, table, y, cls, folds)
+
+
+#: column of :func:`with_training_copies`' table: 0 for a clip itself, c for its c-th copy
+COPY_COLUMN = "copy"
+
+
+def with_training_copies(task: DeepTask, copies: int) -> DeepTask:
+    """The task with ``copies`` extra training versions of every clip (input augmentation).
+
+    The returned task's table is ``task.table`` (rows ``0..n-1``, column ``copy`` = 0)
+    followed by ``copies`` blocks of the same rows (block ``c`` at ``c n .. c n + n - 1``,
+    ``copy`` = c), each carrying its clip's subject and label; its inputs must be stacked in
+    that order (the clips, then each copy's inputs). Every fold trains on its training
+    clips and their copies and tests on the same clips as before, never a copy: a copy
+    shares its clip's subject, so the subject-wise folds keep the copies of a test
+    subject out of training, and every fold is checked for it
+    (:func:`merkit.protocols.splits.check_leakage` on the extended table).
+
+    Parameters
+    ----------
+    task : DeepTask
+        A built task (:func:`make_task`).
+    copies : int
+        Extra versions per clip (>= 1), e.g. one per magnification factor.
+
+    Returns
+    -------
+    DeepTask
+        Same spec, classes and fold names / indices; ``len(table) == (1 + copies) n``,
+        ``y`` repeated, each fold's ``train_idx`` = its training rows in every block,
+        ``test_idx`` unchanged (all ``< n``).
+
+    Raises
+    ------
+    ValueError
+        ``copies`` < 1, or a fold that would train on a copy of one of its test subjects'
+        clips (the subjects named).
+    """
+    if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or copies < 1:
+        raise ValueError(f"{task.name}: copies must be a whole number >= 1, got {copies!r}")
+    n = len(task.table)
+    blocks = [task.table.assign(**{COPY_COLUMN: c}) for c in range(copies + 1)]
+    table = pd.concat(blocks, ignore_index=True)
+    y = np.concatenate([task.y] * (copies + 1))
+    folds = []
+    for fold in task.folds:
+        train = np.concatenate([fold.train_idx + c * n for c in range(copies + 1)])
+        split = Split(fold.name, train, fold.test_idx)
+        check_leakage(table, split)
+        folds.append(Fold(fold.name, fold.index, split.train_idx, split.test_idx))
+    return DeepTask(task.spec, table, y, task.classes, folds)
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:

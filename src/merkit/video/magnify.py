@@ -25,6 +25,10 @@ full ``alpha`` at and above the cut-off, attenuated linearly towards zero below 
 wavelengths of about ``2**(l + 1)`` to ``2**(l + 2)`` pixels; its representative wavelength
 is taken as the upper end, ``lambda_l = 2**(l + 2)``, and the Gaussian-pyramid level
 ``L`` (the clip blurred and subsampled ``L`` times) as ``2**(L + 2)``.
+
+A negative ``alpha`` in ``(-1, 0)`` *reduces* the motion to ``(1 + alpha) d(t)`` (EMR's
+"reduction"): the same sum with the band-passed signal subtracted in part, with ``alpha``
+in every band (no cut-off, :func:`level_alphas`).
 """
 
 from __future__ import annotations
@@ -56,7 +60,9 @@ class Magnification:
     Attributes
     ----------
     alpha : float
-        Amplification (>= 0); 0 leaves the clip unchanged.
+        Amplification (> -1): the motion in the band is scaled by ``1 + alpha``; 0 leaves the
+        clip unchanged, ``-1 < alpha < 0`` reduces the motion (every spatial band gets the
+        same ``alpha``, :func:`level_alphas`).
     band : (low, high)
         Temporal pass band in Hz, ``0 < low < high``; ``high`` must stay below half the
         frame rate of every clip magnified.
@@ -84,8 +90,11 @@ class Magnification:
 
     def __post_init__(self) -> None:
         alpha = float(self.alpha)
-        if not math.isfinite(alpha) or alpha < 0:
-            raise ValueError(f"magnification alpha must be a number >= 0, got {self.alpha!r}")
+        if not math.isfinite(alpha) or alpha <= -1:
+            raise ValueError(
+                f"magnification alpha must be a number > -1 (in (-1, 0) it reduces the motion), "
+                f"got {self.alpha!r}"
+            )
         object.__setattr__(self, "alpha", alpha)
         try:
             low, high = (float(v) for v in self.band)
@@ -163,9 +172,16 @@ def level_alphas(alpha: float, cutoff: float, wavelengths: np.ndarray) -> np.nda
     Returns
     -------
     (L,) float64
-        ``clip((1 + alpha) * lambda / lambda_c - 1, 0, alpha)``.
+        ``clip((1 + alpha) * lambda / lambda_c - 1, 0, alpha)`` for ``alpha >= 0``; for a
+        reduction (``-1 < alpha < 0``) ``alpha`` in every band: the bound exists because an
+        amplified displacement ``(1 + alpha) d`` can outgrow a fine wavelength, and a
+        reduced one is smaller than the clip's own ``d``, so no band needs attenuating (a
+        fine band whose first-order approximation fails anyway loses part of its band-passed
+        variation, towards a still band at ``alpha = -1``, and gains nothing).
     """
     lam = np.asarray(wavelengths, dtype=np.float64)
+    if alpha < 0:
+        return np.full(lam.shape, float(alpha))
     return np.clip((1.0 + alpha) * lam / cutoff - 1.0, 0.0, alpha)
 
 
@@ -233,7 +249,7 @@ def magnify(
     fps : float
         Frame rate of the clip (Hz); ``band`` must lie in ``(0, fps / 2)``.
     alpha : float
-        Amplification (>= 0).
+        Amplification (> -1; negative values reduce the motion).
     band, pyramid, filter, cutoff, levels, order
         See :class:`Magnification`.
     value_range : (lo, hi), optional

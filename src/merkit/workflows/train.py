@@ -96,6 +96,7 @@ from merkit.protocols.deep import (
     make_task,
     resolve_specs,
     summarize,
+    with_training_copies,
 )
 from merkit.results.audit import FoldAudit, leak_audit
 from merkit.store import (
@@ -132,6 +133,7 @@ __all__ = [
     "clip_inputs",
     "composite_flows_from_data",
     "flow_inputs",
+    "magnify_augment_factors",
     "preset_for",
     "run_train",
     "summary_table",
@@ -471,6 +473,10 @@ class _Inputs:
     kind: str  # "flow" or "clip"
     channels: str = "uvs"
     scale: float = 1.0
+    #: fingerprint of the training copies' inputs ("" without --magnify-augment)
+    copies_fp: str = ""
+    #: the magnify-and-reduce setting ({} without it), part of the run's parameters
+    magnify_augment: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -642,9 +648,12 @@ def _run_task(
     params = {"model": model, **model_kwargs,
               **{k: v for k, v in cfg.to_dict().items() if k != "seed"}, **split,
               **({"fold_batched": True} if batched else {}),
-              **({"device": device.split(":")[0]} if device != "cpu" else {})}  # fmt: skip
+              **({"device": device.split(":")[0]} if device != "cpu" else {}),
+              **({"magnify_augment": inputs.magnify_augment} if inputs.magnify_augment
+                 else {})}  # fmt: skip
     ident = params_to_json({"params": params, "protocol": task.protocol, "task": task.name})
-    run = f"{model}-" + hashlib.sha1((ident + inputs.data_fp).encode()).hexdigest()[:10]
+    fingerprints = inputs.data_fp + inputs.copies_fp  # the copies' only with --magnify-augment
+    run = f"{model}-" + hashlib.sha1((ident + fingerprints).encode()).hexdigest()[:10]
     fold_root, weights_root = out_dir / "folds" / run, out_dir / "weights" / run
     weights_root.mkdir(parents=True, exist_ok=True)
     card = ModelCard(
@@ -800,6 +809,114 @@ def _embedding(task: DeepTask, pooled: pd.DataFrame, zs: list, sample_ids: np.nd
             "fold": pooled["fold"].astype(str).to_numpy().astype(str)}  # fmt: skip
 
 
+# --------------------------------------------------------------------------- magnify-and-reduce
+def magnify_augment_factors(
+    magnify_augment: str | Sequence[float] | Mapping | None, own: Mapping | None = None,
+    *, flows_dir=None,
+) -> list[Magnification]:  # fmt: skip
+    """The magnification of each training copy of ``--magnify-augment`` (EMR's
+    magnify-and-reduce), checked before any work (one-line errors).
+
+    Parameters
+    ----------
+    magnify_augment : str, sequence of float, mapping or None
+        Factors ``alpha`` (> -1; negative: reduction) as ``"2,4,8"`` or ``[2, 4, 8]``, or
+        ``{"factors": [...], "band": ..., ...}`` with other
+        :class:`~merkit.video.magnify.Magnification` arguments; None: no copies.
+    own : mapping, optional
+        The run's own magnification (``--magnify``, Magnification arguments): its band,
+        pyramid, filter, cut-off, levels and order are the copies' defaults, and its alpha
+        (0 without it) may not be a factor (that copy would repeat the clip).
+    flows_dir : path, optional
+        Given: an error (the released flow images cannot be magnified).
+
+    Returns
+    -------
+    list of Magnification
+        One per factor, in the order given; empty when ``magnify_augment`` is None.
+
+    Raises
+    ------
+    ValueError
+        With ``flows_dir``; no factor; a factor that is not a number, is <= -1, is given
+        twice or equals the run's own alpha; a bad band, pyramid, filter or cut-off.
+    """
+    if magnify_augment is None:
+        return []
+    flag = "--magnify-augment"
+    if flows_dir is not None:
+        raise ValueError(f"{flag} needs the clips (--data): the MEGC 2019 flow images of "
+                         "--flows-dir are already computed")  # fmt: skip
+    options = {k: v for k, v in (own or {}).items() if k != "alpha"}
+    if isinstance(magnify_augment, Mapping):
+        options.update({k: v for k, v in magnify_augment.items() if k != "factors"})
+        given = magnify_augment.get("factors", ())
+    else:
+        given = magnify_augment
+    text = given if isinstance(given, str) else ",".join(str(v) for v in given)
+    items = given.split(",") if isinstance(given, str) else list(given)
+    if isinstance(given, str) and not given.strip():
+        items = []
+    if not items:
+        raise ValueError(f"{flag} {text!r}: give one or more magnification factors, e.g. 2,4,8")
+    factors = []
+    for item in items:
+        try:
+            factors.append(float(item))
+        except (TypeError, ValueError):
+            raise ValueError(f"{flag} {text!r}: {str(item).strip()!r} is not a number; give "
+                             "factors alpha > -1 like 2,4,8") from None  # fmt: skip
+    own_alpha = float((own or {}).get("alpha", 0.0))
+    out = []
+    for alpha in factors:
+        try:
+            out.append(Magnification(alpha, **options))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{flag} factor {alpha:g}: {err}") from None
+        if factors.count(alpha) > 1:
+            raise ValueError(f"{flag} {text}: factor {alpha:g} is given twice; give each once")
+        if alpha == own_alpha:
+            raise ValueError(f"{flag} factor {alpha:g} is the run's own magnification "
+                             f"(--magnify {own_alpha:g}: the clips as trained and tested); "
+                             "leave it out")  # fmt: skip
+    return out
+
+
+def _stack_inputs(parts: Sequence[np.ndarray | ClipArray]) -> np.ndarray | ClipArray:
+    """Inputs one after another (in-memory arrays, or cache files read per batch)."""
+    from merkit.nets.data import ClipArray
+
+    if all(isinstance(p, ClipArray) for p in parts):
+        return ClipArray([f for p in parts for f in p.paths], parts[0].item_shape,
+                         names=[n for p in parts for n in p.names])  # fmt: skip
+    return np.concatenate([np.asarray(p) for p in parts])
+
+
+def _with_magnified_copies(
+    task: DeepTask, inputs: _Inputs, mags: Sequence[Magnification], input_params: Mapping,
+    *, n_jobs: int, memo: dict, folder: Path | None,
+) -> tuple[DeepTask, _Inputs]:  # fmt: skip
+    """The task with one training copy of every clip per magnification (its inputs made by
+    :func:`flow_inputs` / :func:`clip_inputs` with that ``magnify``, cached like the
+    others) and the inputs stacked in :func:`merkit.protocols.deep.with_training_copies`'
+    order; the test clips stay those of ``inputs``."""
+    make = flow_inputs if inputs.kind == "flow" else clip_inputs
+    plain = {k: v for k, v in input_params.items() if k != "magnify"}
+    parts = []
+    for m in mags:  # alpha 0 (with --magnify A) is the plain clip: its cache entry is shared
+        params = plain if m.alpha == 0 else {**plain, "magnify": m.key()}
+        parts.append(make(task.table, params=params, n_jobs=n_jobs, memo=memo, folder=folder))
+    pairs = zip(mags, parts, strict=True)
+    prints = "".join(_fingerprint(f"x{m.alpha:g}", p, task.y) for m, p in pairs)
+    copies_fp = ":copies:" + hashlib.sha1(prints.encode()).hexdigest()[:12]
+    setting = {"factors": [m.alpha for m in mags],
+               **{k: v for k, v in mags[0].key().items() if k != "alpha"}}  # fmt: skip
+    X = _stack_inputs([inputs.X, *parts])
+    return with_training_copies(task, len(mags)), replace(
+        inputs, X=X, copies_fp=copies_fp, magnify_augment=setting
+    )
+
+
 # --------------------------------------------------------------------------- main
 def _load_task_table(
     spec: TaskSpec, data_dir: Path, missing: str = "raise"
@@ -934,6 +1051,7 @@ def run_train(
     device: str = "auto",
     precision: str = "32",
     augment: str = "none",
+    magnify_augment: str | Sequence[float] | Mapping | None = None,
     console: Console | None = None,
     progress: bool = True,
     missing: str = "raise",
@@ -1019,6 +1137,18 @@ def run_train(
         Augmentation policy of the training batches (:data:`merkit.nets.augment.POLICIES`,
         docs/augmentation.md); ``"none"`` (the presets') adds nothing to the parameters.
         It must fit the model's input (flow or clip); augmented runs train fold by fold.
+    magnify_augment : str, sequence of float or mapping, optional
+        Magnify-and-reduce (EMR; docs/magnification.md): magnification factors ``alpha``
+        (> -1; in (-1, 0) a reduction), e.g. ``[2, 4, 8]`` or ``"2,4,8"``. Every training
+        clip of a fold adds one training sample per factor: the clip magnified by that
+        factor (before the flow or TIM, like ``flow["magnify"]``), with its subject and
+        label; the test clips are only the clips as the run makes them (``flow`` /
+        ``clip["magnify"]``, or plain). The band, pyramid, filter, cut-off, levels and order
+        are those of the run's own ``magnify``, else the defaults, or given as
+        ``{"factors": [...], "band": (1, 10), ...}``. The copies' inputs are cached like
+        the others; the setting joins the run's parameters (``magnify_augment``), so runs
+        without it keep their ids. Training takes about ``1 + len(factors)`` times as long.
+        Needs ``data_dir``.
     missing : {"raise", "error", "skip"}
         With ``data_dir``: clips whose frames are missing stop the run (listed), or are
         left out and listed in ``out_dir/skipped.csv``.
@@ -1051,6 +1181,8 @@ def run_train(
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct integers, got {seeds}")
     kind = input_kind(model)
+    own_magnify = ((flow if kind == "flow" else clip) or {}).get("magnify")
+    copies = magnify_augment_factors(magnify_augment, own_magnify, flows_dir=flows_dir)
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown training preset {preset!r}; known: {sorted(PRESETS)}")
     kwargs = dict(model_kwargs or {})
@@ -1137,16 +1269,22 @@ def run_train(
         table, classes, left_out = _load_task_table(spec, data_dir, missing)
         dropped.append(left_out)
         task = make_task(spec, table, classes=classes, n_folds=n_folds, split_seed=split_seed)
+        folder = None if base is None else base / ("flows" if kind == "flow" else "clips")
         if kind == "flow":
             X = flow_inputs(task.table, params=input_params, n_jobs=n_jobs, memo=memo,
-                            folder=None if base is None else base / "flows")  # fmt: skip
+                            folder=folder)  # fmt: skip
             fp = _fingerprint("tvl1-onset-apex", X, task.y)
-            built.append((task, _Inputs(X, fp, {"source": "clips"}, "flow")))
+            inputs = _Inputs(X, fp, {"source": "clips"}, "flow")
         else:
             X = clip_inputs(task.table, params=input_params, n_jobs=n_jobs, memo=memo,
-                            folder=None if base is None else base / "clips")  # fmt: skip
+                            folder=folder)  # fmt: skip
             fp = _fingerprint(f"clips-tim{input_params['length']}", X, task.y)
-            built.append((task, _Inputs(X, fp, {"source": "clips"}, "clip", scale=1 / 255)))
+            inputs = _Inputs(X, fp, {"source": "clips"}, "clip", scale=1 / 255)
+        if copies:  # magnify-and-reduce: training copies, the test clips unchanged
+            task, inputs = _with_magnified_copies(task, inputs, copies, input_params,
+                                                  n_jobs=n_jobs, memo=memo,
+                                                  folder=folder)  # fmt: skip
+        built.append((task, inputs))
 
     if dropped:  # --data: skipped.csv lists the clips left out (a stale list goes)
         write_skipped(out_dir, pd.concat(dropped, ignore_index=True).drop_duplicates())
@@ -1189,6 +1327,7 @@ def run_train(
         "folds": {t.name: len(t.select_folds(folds)) for t, _, _ in runs},
         "model_kwargs": kwargs, "inputs": input_params, **split,
         **runs[0][1].source,
+        **({"magnify_augment": runs[0][1].magnify_augment} if copies else {}),
     })  # fmt: skip
 
     results = store.results()
