@@ -847,6 +847,16 @@ def train(
             "process reads them); the same numbers for any value."
         ),
     ] = 0,
+    audit_every: Annotated[
+        int | None,
+        typer.Option(
+            "--audit-every",
+            help="Leak audit: record the test folds' predictions every N epochs and score "
+            "the run under published test-subject epoch picking beside the honest score "
+            "(audit.csv; an estimate, not a result). Default: 1 for flow-image networks, "
+            "0 (off) for 3-D networks. Never changes the results.",
+        ),
+    ] = None,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
     missing: MissingOption = "error",
@@ -862,7 +872,8 @@ def train(
     """Train a network under a protocol; resumable (stored folds are not retrained).
 
     Writes results.csv, summary.csv, history.csv (learning curves), embeddings/*.npz
-    (penultimate features of the test clips), per-fold predictions and weights to --out.
+    (penultimate features of the test clips), audit.csv (the leak audit), per-fold
+    predictions and weights to --out.
     """
     try:
         if flows_dir is None and data is None:
@@ -889,7 +900,7 @@ def train(
             fold_weights=fold_weights, model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
             cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console, missing=missing,
             backend=backend, address=address,
-            workers=workers,
+            workers=workers, audit_every=audit_every,
         )  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)

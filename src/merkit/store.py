@@ -64,6 +64,7 @@ import json
 import logging
 import os
 import re
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,6 +83,8 @@ from merkit.metrics import score_all
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "AUDIT_FILE",
+    "AUDIT_SUFFIX",
     "EMBEDDINGS_DIR",
     "FOLD_SUFFIXES",
     "GRID_FILE",
@@ -96,14 +99,17 @@ __all__ = [
     "SUMMARY_TABLE_FILE",
     "TGSR_BLOCKS_FILE",
     "ResultStore",
+    "audit_path",
     "directory_lock",
     "embeddings_path",
     "fold_paths",
     "grid_key",
     "merge_grid",
     "params_to_json",
+    "read_audit",
     "read_embeddings",
     "read_fold",
+    "read_fold_audit",
     "read_grid",
     "read_history",
     "read_stats_table",
@@ -111,6 +117,7 @@ __all__ = [
     "read_tgsr_grouping",
     "result_key",
     "result_keys",
+    "write_audit",
     "write_embeddings",
     "write_fold",
     "write_grid_part",
@@ -1132,19 +1139,38 @@ def fold_paths(base: str | Path) -> tuple[Path, Path, Path]:
     return csv, hist, npz
 
 
+#: the leak audit's record of one fold: ``<fold>.audit.npz`` beside its other files
+AUDIT_SUFFIX = ".audit.npz"
+
+
+def audit_path(base: str | Path) -> Path:
+    """The leak-audit file of one trained fold: ``base`` + :data:`AUDIT_SUFFIX`."""
+    base = Path(base)
+    return base.with_name(base.name + AUDIT_SUFFIX)
+
+
 def write_fold(
     base: str | Path,
     predictions: pd.DataFrame,
     history: pd.DataFrame,
     sample: np.ndarray,
     z: np.ndarray,
+    audit: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """Write the files of one trained fold (:func:`fold_paths`), each atomically: the test
-    features (``sample``, ``z``), the history, then the predictions, whose presence marks
-    the fold as done (:func:`read_fold`)."""
+    features (``sample``, ``z``), the leak audit's ``(epochs, probs)`` when given
+    (:func:`audit_path`; a stale one is removed otherwise), the history, then the
+    predictions, whose presence marks the fold as done (:func:`read_fold`)."""
     csv, hist, npz = fold_paths(base)
     csv.parent.mkdir(parents=True, exist_ok=True)
     _io.atomic_write_npz(npz, {"sample": sample, "z": z})
+    if audit is not None:
+        epochs, probs = audit
+        arrays = {"sample": np.asarray(sample, np.int64), "epochs": np.asarray(epochs, np.int64),
+                  "probs": np.asarray(probs, np.float32)}  # fmt: skip
+        _io.atomic_write_npz(audit_path(base), arrays)
+    else:
+        audit_path(base).unlink(missing_ok=True)
     _io.atomic_write_csv(hist, history)
     _io.atomic_write_csv(csv, predictions)
 
@@ -1166,6 +1192,69 @@ def read_fold(
         with np.load(npz) as f:
             features = (f["sample"], f["z"])
     return predictions, history, features
+
+
+def read_fold_audit(base: str | Path) -> dict[str, np.ndarray] | None:
+    """The leak-audit record of one fold (:func:`write_fold`): ``sample`` ``(n,)`` (rows of
+    the task table), ``epochs`` ``(E,)``, ``probs`` ``(E, n, K)``; None when the fold has
+    none (trained without ``--audit-every``, or by an older merkit).
+
+    Raises
+    ------
+    ValueError
+        The file is damaged or its arrays disagree (the message names the file).
+    """
+    path = audit_path(base)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            got = {k: f[k] for k in ("sample", "epochs", "probs")}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a leak-audit record ({err}); delete it and retrain "
+                         "the fold with --audit-every") from err  # fmt: skip
+    p = got["probs"]
+    if p.ndim != 3 or p.shape[:2] != (len(got["epochs"]), len(got["sample"])):
+        raise ValueError(f"{path}: probs has shape {p.shape}, expected (epochs "
+                         f"{len(got['epochs'])}, rows {len(got['sample'])}, K); delete it and "
+                         "retrain the fold")  # fmt: skip
+    return got
+
+
+#: the leak audit of training runs (:mod:`merkit.results.audit`), one row per
+#: (protocol, task, method, run, seed, selection)
+AUDIT_FILE = "audit.csv"
+_AUDIT_KEY = ["protocol", "task", "method", "run", "seed", "selection"]
+
+
+def write_audit(directory: str | Path, table: pd.DataFrame) -> pd.DataFrame:
+    """Merge ``table`` into ``DIR/audit.csv`` atomically (rows of the same
+    (protocol, task, method, run, seed, selection) are replaced); returns the file's rows."""
+    path = Path(directory) / AUDIT_FILE
+    new = table.copy()
+    if path.is_file():
+        old = read_audit(directory)
+        keys = set(map(tuple, new[_AUDIT_KEY].astype(str).to_numpy()))
+        stale = np.array([tuple(r) in keys for r in old[_AUDIT_KEY].astype(str).to_numpy()],
+                         dtype=bool)  # fmt: skip
+        new = pd.concat([old[~stale], new], ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _io.atomic_write_csv(path, new)
+    return new
+
+
+def read_audit(directory: str | Path) -> pd.DataFrame | None:
+    """``DIR/audit.csv`` (:func:`write_audit`), or None when there is none."""
+    path = Path(directory) / AUDIT_FILE
+    if not path.is_file():
+        return None
+    df = pd.read_csv(path, dtype={"task": str, "run": str, "method": str, "protocol": str},
+                     keep_default_na=False, na_values=[""])  # fmt: skip
+    missing = [c for c in (*_AUDIT_KEY, "uf1", "uar") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: columns {missing} are missing; delete it and rerun "
+                         "merkit train (the audit is rebuilt from the fold records)")  # fmt: skip
+    return df
 
 
 # =============================================================== other run files

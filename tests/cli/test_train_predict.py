@@ -96,7 +96,9 @@ def test_train_resumes_and_weights_load(trained):
     folder = out / "folds" / run / "seed1"
     fold_csv = sorted(p for p in folder.glob("*.csv") if not p.name.endswith(".history.csv"))
     assert [p.stem for p in fold_csv] == ["CASME2_01", "SAMM_006", "SMIC_HS_s1"]
-    assert len(list(folder.glob("*.history.csv"))) == len(list(folder.glob("*.npz"))) == 3
+    features = [p for p in folder.glob("*.npz") if not p.name.endswith(".audit.npz")]
+    assert len(list(folder.glob("*.history.csv"))) == len(features) == 3
+    assert len(list(folder.glob("*.audit.npz"))) == 3  # the leak audit: on for flow networks
     probs = pd.read_csv(fold_csv[0])[["prob_0", "prob_1", "prob_2"]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     before = pd.read_csv(out / "results.csv").sort_values(["task", "seed"])

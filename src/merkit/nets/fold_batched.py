@@ -45,6 +45,7 @@ from merkit.nets.ststnet_folds import StackedSTSTNet
 from merkit.nets.train import (
     FoldResult,
     TrainConfig,
+    audit_epochs,
     class_weights,
     fold_model,
     fold_outputs,
@@ -143,12 +144,14 @@ def train_folds(
     checkpoint: str | Path | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
     device: str | torch.device = "cpu",
+    audit_every: int = 0,
 ) -> list[FoldResult]:
     """Train every fold of ``folds``, batched when it applies (``fold_batching="auto"``).
 
     ``"on"`` raises ValueError (saying why) when the batched path does not apply,
     ``"off"`` trains fold by fold (:func:`merkit.nets.train.train_fold`) on ``device``
-    (the batched path is CPU only).
+    (the batched path is CPU only). ``audit_every``: the leak audit's test predictions
+    (:func:`merkit.nets.train.train_fold`), on either path.
     """
     if fold_batching not in FOLD_BATCHING:
         raise ValueError(f"fold_batching={fold_batching!r}; expected one of {FOLD_BATCHING}")
@@ -180,6 +183,7 @@ def train_folds(
             protocol_folds=protocol_folds,
             checkpoint=checkpoint,
             on_epoch=on_epoch,
+            audit_every=audit_every,
         )
     if problem is not None and len(folds) > 1 and model_name in BATCHED:
         log.info("%s: training fold by fold (%s)", model_name, problem)
@@ -197,9 +201,30 @@ def train_folds(
             multilabel=multilabel,
             features=features,
             device=device,
+            audit_every=audit_every,
         )
         for fold in folds
     ]
+
+
+def _audit_probs(
+    stack, models: list, X: np.ndarray, tests: list[np.ndarray], width: int
+) -> list[np.ndarray]:
+    """Each fold's test-row probabilities now (the leak audit): the stacked weights are
+    copied into the folds' modules (which are only read at the end, after the final copy),
+    predicted in eval mode with the RNG state forked, so training is unchanged."""
+    stack.write_to(models)
+    out = []
+    with torch.random.fork_rng(devices=[]):
+        for net, te in zip(models, tests, strict=True):
+            if te.size:
+                _, p, _ = fold_outputs(net, X, te, width=width)
+            else:
+                p = np.zeros((0, width), np.float32)
+            out.append(p.astype(np.float32))
+    for net in models:
+        net.train()
+    return out
 
 
 class _StackedOptimizer:
@@ -312,6 +337,7 @@ def train_folds_batched(
     checkpoint_seconds: float = 120.0,
     on_epoch: Callable[[int, int], None] | None = None,
     kernel: bool = True,
+    audit_every: int = 0,
 ) -> list[FoldResult]:
     """Train ``folds`` as one computation (module docstring) and predict their test rows.
 
@@ -339,6 +365,11 @@ def train_folds_batched(
         ``on_epoch(epoch, epochs)`` after every epoch (1-based).
     kernel : bool
         Use the C++ kernel (False: the same math in PyTorch ops; slow, for checks).
+    audit_every : int
+        Leak audit: each fold's test probabilities after every ``audit_every``-th epoch
+        and the last (``FoldResult.audit``, as :func:`merkit.nets.train.train_fold`);
+        recorded from copies of the folds' weights, so training is unchanged. Kept in
+        the checkpoint.
 
     Returns
     -------
@@ -391,6 +422,9 @@ def train_folds_batched(
         "lr": np.zeros(cfg.epochs),
     }
     start_epoch, step = 0, 0
+    audited = audit_epochs(cfg.epochs, audit_every)
+    tests = [np.asarray(fold.test_idx, dtype=np.int64) for fold in folds]
+    audit: dict[int, list[np.ndarray]] = {}  # epoch -> per-fold test probabilities
     key = _run_key(model_name, kwargs, cfg, seed, folds, n)
     ckpt = None if checkpoint is None else Path(checkpoint)
     if ckpt is not None and ckpt.is_file():
@@ -402,6 +436,8 @@ def train_folds_batched(
             start_epoch, step = int(state["epoch"]), int(state["step"])
             for name in hist:
                 hist[name] = state["history"][name].numpy().copy()
+            audit = {int(e): [p.numpy().copy() for p in ps]
+                     for e, ps in state.get("audit", {}).items()}  # fmt: skip
             log.info("%s: resumed %d folds from %s at epoch %d", model_name, k, ckpt, start_epoch)
         else:
             log.warning("%s: checkpoint %s is of another run; starting afresh", model_name, ckpt)
@@ -447,6 +483,8 @@ def train_folds_batched(
             hist["loss"][epoch] = (loss_sum / seen.clamp_min(1)).numpy()
             hist["accuracy"][epoch] = (correct / seen.clamp_min(1)).numpy()
             hist["lr"][epoch] = lr
+            if epoch + 1 in audited and epoch + 1 < cfg.epochs:  # the last: the folds' own
+                audit[epoch + 1] = _audit_probs(stack, models, X, tests, cfg.num_classes)
             if on_epoch is not None:
                 on_epoch(epoch + 1, cfg.epochs)
             due = time.perf_counter() - last_save >= checkpoint_seconds
@@ -459,6 +497,9 @@ def train_folds_batched(
                     "opt": opt.state(),
                     "generator": gen.get_state(),
                     "history": {name: torch.as_tensor(v) for name, v in hist.items()},
+                    "audit": {
+                        str(e): [torch.as_tensor(p) for p in ps] for e, ps in audit.items()
+                    },  # fmt: skip
                 }
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(ckpt, lambda fh, s=state: torch.save(s, fh))
@@ -474,7 +515,12 @@ def train_folds_batched(
         }
         te = np.asarray(fold.test_idx, dtype=np.int64)
         y_pred, probs, z = fold_outputs(net, X, te, width=cfg.num_classes, features=features)
-        out.append(FoldResult(net, history, y_pred, probs, z, seconds))
+        got = None
+        if audited and te.size:
+            epochs = sorted(audit)
+            stacked = np.stack([*(audit[e][f] for e in epochs), probs]).astype(np.float32)
+            got = (np.asarray([*epochs, cfg.epochs], np.int64), stacked)
+        out.append(FoldResult(net, history, y_pred, probs, z, seconds, got))
     if ckpt is not None:
         ckpt.unlink(missing_ok=True)
     return out

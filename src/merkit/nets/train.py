@@ -27,6 +27,15 @@ The model, batches, loss and metrics live there; results come back as CPU NumPy.
 
 There is no early stopping and no model selection: a model is trained for
 ``cfg.epochs`` and the last weights are used; ``val_loader`` is only monitored.
+
+Leak audit
+----------
+``train_fold(audit_every=N)`` also records the test rows' probabilities after every
+``N``-th epoch and the last (:func:`audit_epochs`), so that the selections published
+papers made on test subjects (best epoch per subject, ...) can be *measured*
+(:mod:`merkit.results.audit`). Recording is inference in eval mode inside a forked RNG
+state: the trained weights and the honest predictions are bit for bit those of a run
+without it.
 """
 
 from __future__ import annotations
@@ -77,6 +86,7 @@ __all__ = [
     "PRESETS",
     "FoldResult",
     "TrainConfig",
+    "audit_epochs",
     "WeightsFileError",
     "check_training_options",
     "class_weights",
@@ -775,6 +785,10 @@ class FoldResult:
         test rows).
     seconds : float
         Training + prediction time.
+    audit : tuple of ndarray or None
+        With ``audit_every``: ``(epochs, probs)``, the evaluated epochs ``(E,)`` int64
+        (1-based, :func:`audit_epochs`) and the test rows' softmax probabilities after
+        each of them, float32 ``(E, n_test, K)``; the last entry equals ``probs``.
     """
 
     model: nn.Module
@@ -783,6 +797,50 @@ class FoldResult:
     probs: np.ndarray
     features: np.ndarray | None
     seconds: float
+    audit: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def audit_epochs(epochs: int, every: int) -> list[int]:
+    """The epochs (1-based) after which the leak audit records test predictions: every
+    ``every``-th and the last one (none when ``every`` is 0)."""
+    if every <= 0:
+        return []
+    return sorted({e for e in range(every, epochs + 1, every)} | {int(epochs)})
+
+
+class _AuditRecorder:
+    """``fit``'s ``epoch_end`` hook of the leak audit: the test rows' probabilities after
+    each epoch of :func:`audit_epochs` but the last, predicted in eval mode (no dropout,
+    no BatchNorm update) with the global RNG state forked (nothing in prediction draws
+    from it today; the fork keeps it that way), so training is unchanged. The last
+    epoch's entry is the fold's own predictions (:meth:`result`): during training a network
+    may sit in the channels-last layout, whose float rounding differs from the contiguous
+    weights that predict the fold.
+    """
+
+    def __init__(self, net: nn.Module, X, test_idx: np.ndarray, epochs: list[int],
+                 batch_size: int) -> None:  # fmt: skip
+        self.net, self.X, self.test_idx, self.batch_size = net, X, test_idx, batch_size
+        self.wanted = set(epochs)
+        self.epochs: list[int] = []
+        self.probs: list[np.ndarray] = []
+
+    def __call__(self, epoch: int, model: nn.Module) -> None:
+        if epoch not in self.wanted or epoch == max(self.wanted):
+            return
+        dev = model_device(self.net)
+        devices = [dev] if dev.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            loader = make_loader(self.X[self.test_idx], batch_size=self.batch_size)
+            _, p = predict(self.net, loader)
+        self.net.train()
+        self.epochs.append(int(epoch))
+        self.probs.append(p.astype(np.float32))
+
+    def result(self, final: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(epochs, probs)`` with ``final``, the fold's predictions, as the last epoch's."""
+        epochs = [*self.epochs, max(self.wanted)]
+        return np.asarray(epochs, np.int64), np.stack([*self.probs, final]).astype(np.float32)
 
 
 def train_fold(
@@ -802,6 +860,7 @@ def train_fold(
     device: str | torch.device | None = "cpu",
     workers: int = 0,
     pin_memory: bool = False,
+    audit_every: int = 0,
 ) -> FoldResult:
     """Train a fresh network on ``train_idx`` and predict ``test_idx`` (no model selection).
 
@@ -832,6 +891,10 @@ def train_fold(
     workers, pin_memory
         Loader workers reading a ClipArray and pinned batches (CUDA), as in
         :func:`merkit.nets.data.make_loader`; the results do not depend on them.
+    audit_every : int
+        Leak audit (module docstring): record the test rows' probabilities after every
+        ``audit_every``-th epoch and the last one (``FoldResult.audit``); 0 records
+        nothing. Single-label only; the trained weights do not depend on it.
 
     Notes
     -----
@@ -859,14 +922,21 @@ def train_fold(
     loader = make_loader(X[train_idx], targets[train_idx], batch_size=cfg.batch_size,
                          shuffle=True, seed=fs, workers=workers,
                          pin_memory=pin_memory)  # fmt: skip
-    history = fit(trained, loader, fold_cfg, device=device, augment_seed=fs)
+    if audit_every < 0:
+        raise ValueError(f"audit_every={audit_every!r}: must be >= 0 (0 records nothing)")
+    recorder = None
+    if audit_every and not multilabel and test_idx.size:
+        batch = cfg.batch_size if len(X.shape) == 5 else PREDICT_BATCH
+        recorder = _AuditRecorder(net, X, test_idx, audit_epochs(cfg.epochs, audit_every), batch)
+    history = fit(trained, loader, fold_cfg, device=device, augment_seed=fs, epoch_end=recorder)
     y_pred, probs, z = fold_outputs(
         net, X, test_idx, width=n_labels if multilabel else cfg.num_classes, features=features,
         multilabel=trained if multilabel else None, threshold=threshold,
         batch_size=cfg.batch_size if len(X.shape) == 5 else PREDICT_BATCH, workers=workers,
         pin_memory=pin_memory)  # fmt: skip
     trained.cpu()
-    return FoldResult(net, history, y_pred, probs, z, time.perf_counter() - t0)
+    audit = None if recorder is None else recorder.result(probs.astype(np.float32))
+    return FoldResult(net, history, y_pred, probs, z, time.perf_counter() - t0, audit)
 
 
 def fold_outputs(

@@ -88,6 +88,7 @@ from merkit.adapt import published_names
 from merkit.metrics import bootstrap_ci, score_all
 from merkit.protocols.cdmer import TASKS, TYPES, get_task
 from merkit.results import plots
+from merkit.results.audit import SELECTIONS
 from merkit.results.tables import (
     ORACLE_LABEL,
     cdmer_table,
@@ -95,6 +96,7 @@ from merkit.results.tables import (
     to_markdown,
 )
 from merkit.store import (
+    AUDIT_FILE,
     EMBEDDINGS_DIR,
     HISTORY_FILE,
     PARTS_DIR,
@@ -102,6 +104,7 @@ from merkit.store import (
     RESULT_COLUMNS,
     TGSR_BLOCKS_FILE,
     ResultStore,
+    read_audit,
     read_embeddings,
     result_keys,
 )
@@ -728,6 +731,44 @@ def _confusion_section(doc: _Doc, units: dict[tuple, _Unit], protocols: list[str
                   f"confusion matrices: {title}")  # fmt: skip
 
 
+def _audit_section(doc: _Doc, directory: Path) -> None:
+    """The leak audit of the training runs (``audit.csv``, :mod:`merkit.results.audit`)."""
+    audit = read_audit(directory)
+    if audit is None or audit.empty:
+        return
+    doc.heading("Leak audit: test-subject selection (an estimate, not a result)")
+    doc.para(
+        f"From {AUDIT_FILE}: each run scored as trained (honest: the last epoch, chosen "
+        "without the test subjects) and under the checkpoint selections of published "
+        "training scripts, which read the test labels: "
+        + "; ".join(f"{k} = {v}" for k, v in SELECTIONS.items() if k != "honest")
+        + ". The gap to the honest row estimates how much such a selection inflates a "
+        "published score; only the honest row is a result. UF1 / UAR pooled over the "
+        "folds, mean over seeds; the interval is the 95 % cluster bootstrap over test "
+        "subjects of the first seed."
+    )
+    keys = ["protocol", "task", "method", "run"]
+    for (proto, task, method, run), g in audit.groupby(keys, sort=False):
+        first = g[g["seed"] == g["seed"].min()].set_index("selection")
+        mean = g.groupby("selection", sort=False)[["uf1", "uar", "uf1_gain",
+                                                   "mean_epoch"]].mean()  # fmt: skip
+        rows = []
+        for sel in [s for s in SELECTIONS if s in mean.index]:
+            m, f = mean.loc[sel], first.loc[sel]
+            rows.append({"selection": sel + ("" if sel == "honest" else " (leaks)"),
+                         "UF1": f"{m['uf1']:.4f}", "UAR": f"{m['uar']:.4f}",
+                         "UF1 gain": f"{m['uf1_gain']:+.4f}",
+                         "UF1 95% CI": f"{f['uf1_low']:.3f}-{f['uf1_high']:.3f}",
+                         "mean epoch": f"{m['mean_epoch']:.1f}"})  # fmt: skip
+        seeds = sorted(g["seed"].unique())
+        folds = int(g["folds"].min())
+        total = int(g["folds_total"].max()) if "folds_total" in g else folds
+        note = (f"{proto} {task}: {method} (run {run}), seeds {', '.join(map(str, seeds))}, "
+                f"{folds} of {total} folds recorded, {int(g['epochs_evaluated'].min())} "
+                "evaluated epochs")  # fmt: skip
+        doc.table(pd.DataFrame(rows).set_index("selection"), note=note)
+
+
 def _deep_section(doc: _Doc, store: ResultStore, seed: int) -> None:
     history = store.history()
     if history is not None:
@@ -1059,6 +1100,7 @@ def build_report(
             )
 
     # ---- deep runs
+    _audit_section(doc, results_dir)
     _deep_section(doc, store, seed)
 
     title = f"merkit report: {results_dir.name}"

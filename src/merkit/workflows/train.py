@@ -98,14 +98,17 @@ from merkit.protocols.deep import (
     summarize,
     with_training_copies,
 )
+from merkit.results.audit import FoldAudit, leak_audit
 from merkit.store import (
     ResultStore,
     embeddings_path,
     fold_paths,
     params_to_json,
     read_fold,
+    read_fold_audit,
     result_key,
     result_keys,
+    write_audit,
     write_embeddings,
     write_fold,
     write_history,
@@ -423,6 +426,25 @@ class TrainResult:
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
     embeddings: list[Path] = field(default_factory=list)
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    audit: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def audit_table(audit: pd.DataFrame) -> pd.DataFrame:
+    """The leak-audit rows to show: per (method, task, selection) the seed means of UF1,
+    UAR, the UF1 gain over the honest score and the mean chosen epoch; 4 decimals (indexed
+    by the selection alone when there is one method and task)."""
+    order = {name: i for i, name in enumerate(audit["selection"].drop_duplicates())}
+    got = (audit.groupby(["method", "task", "selection"], sort=False)
+           [["uf1", "uar", "uf1_gain", "mean_epoch"]].mean())  # fmt: skip
+    got["seeds"] = audit.groupby(["method", "task", "selection"], sort=False)["seed"].nunique()
+    got = got.reset_index()
+    got["_o"] = got["selection"].map(order)
+    got = got.sort_values(["method", "task", "_o"], kind="stable").drop(columns="_o")
+    got = got.rename(columns={"uf1_gain": "+uf1", "mean_epoch": "epoch"})
+    index = ["method", "task", "selection"]
+    if got["method"].nunique() == 1 and got["task"].nunique() == 1:  # one run: just the rows
+        got, index = got.drop(columns=["method", "task"]), ["selection"]
+    return got.set_index(index).round(4)
 
 
 def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -467,6 +489,7 @@ class _TaskRun:
     run: str
     weights_dir: Path
     final: Path | None
+    audit: list = field(default_factory=list)
 
 
 def _fold_frame(task: DeepTask, fold: Fold, seed: int, got) -> pd.DataFrame:
@@ -492,34 +515,37 @@ def _fold_frame(task: DeepTask, fold: Fold, seed: int, got) -> pd.DataFrame:
 
 def _train_one(
     task: DeepTask, fold: Fold, seed: int, X: np.ndarray | ClipArray, cfg, model: str,
-    model_kwargs: dict, device: str = "cpu", workers: int = 0,
+    model_kwargs: dict, device: str = "cpu", workers: int = 0, audit_every: int = 0,
 ):  # fmt: skip
     """Train one fold on ``device`` (:func:`merkit.nets.train.train_fold`, test features
-    included), with ``workers`` loader processes (batches pinned on CUDA)."""
+    included), with ``workers`` loader processes (batches pinned on CUDA) and the leak
+    audit's test predictions every ``audit_every`` epochs."""
     from merkit.nets.train import train_fold
 
     return train_fold(model, X, task.y, fold.train_idx, fold.test_idx, cfg, seed=seed,
                       fold_index=fold.index, model_kwargs=model_kwargs,
                       multilabel=task.multilabel, features=True, device=device,
-                      workers=workers, pin_memory=str(device).startswith("cuda"))  # fmt: skip
+                      workers=workers, pin_memory=str(device).startswith("cuda"),
+                      audit_every=audit_every)  # fmt: skip
 
 
 def _fit_fold(
     *, task: DeepTask, fold: Fold, seed: int, X: np.ndarray | ClipArray, cfg, model: str,
     model_kwargs: dict, weights_root: Path | None, base: Path, device: str = "cpu",
-    workers: int = 0,
+    workers: int = 0, audit_every: int = 0,
 ) -> tuple[int, str, tuple[pd.DataFrame, pd.DataFrame, tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
     """Train one fold and write its weights, then its files (:func:`merkit.store.write_fold`
     at ``base``: the predictions file, written last, marks the fold as done); a
     worker-process unit of :func:`_run_task`."""
-    got = _train_one(task, fold, seed, X, cfg, model, model_kwargs, device, workers)
+    got = _train_one(task, fold, seed, X, cfg, model, model_kwargs, device, workers,
+                     audit_every)  # fmt: skip
     return seed, fold.name, _store_fold(task, fold, seed, got, weights_root, base)
 
 
 def _fold_job(
     in_worker: bool, task: DeepTask, X: np.ndarray | ClipArray, fold: Fold, seed: int, cfg,
     model: str, model_kwargs: dict, weights_root: Path | None, base: Path, device: str,
-    workers: int = 0,
+    workers: int = 0, audit_every: int = 0,
 ) -> tuple[int, str, object]:  # fmt: skip
     """One fold as a :class:`merkit.parallel.Backend` job (positional arguments: ``task``
     and ``X``, the same objects in every fold's job, go to a cluster once).
@@ -533,8 +559,10 @@ def _fold_job(
         if in_worker:
             return _fit_fold(task=task, fold=fold, seed=seed, X=X, cfg=cfg, model=model,
                              model_kwargs=model_kwargs, weights_root=weights_root, base=base,
-                             device=device, workers=workers)  # fmt: skip
-        got = _train_one(task, fold, seed, X, cfg, model, model_kwargs, device, workers)
+                             device=device, workers=workers,
+                             audit_every=audit_every)  # fmt: skip
+        got = _train_one(task, fold, seed, X, cfg, model, model_kwargs, device, workers,
+                         audit_every)  # fmt: skip
         return seed, fold.name, replace(got, model=got.model.cpu())
 
 
@@ -563,7 +591,7 @@ def _train_on_backend(
         X = np.asarray(X)
     calls = [(_fold_job, (in_worker, a["task"], X, fold, seed, a["cfg"], a["model"],
                           a["model_kwargs"], a["weights_root"], base(seed, fold), a["device"],
-                          a["workers"]))
+                          a["workers"], a["audit_every"]))
              for seed, fold in todo]  # fmt: skip
     fresh: dict[tuple[int, str], tuple] = {}
     need = _fold_resources(a["device"], a["cfg"].threads)
@@ -588,7 +616,7 @@ def _store_fold(
         save_weights(got.model, weights_root / f"seed{seed}" / f"{fold.file_name}.pth")
     part = _fold_frame(task, fold, seed, got)
     hist = _history_frame(got.history)
-    write_fold(base, part, hist, fold.test_idx, got.features)
+    write_fold(base, part, hist, fold.test_idx, got.features, getattr(got, "audit", None))
     return part, hist, (fold.test_idx, got.features)
 
 
@@ -602,7 +630,7 @@ def _run_task(
     task: DeepTask, inputs: _Inputs, *, model: str, cfg, model_kwargs: dict, seeds: list[int],
     folds, final: bool, out_dir: Path, split: dict, bar, bar_task, input_params: dict,
     fold_weights: bool = True, backend: Backend | None = None, fold_batching: str = "auto",
-    device: str = "cpu", workers: int = 0,
+    device: str = "cpu", workers: int = 0, audit_every: int = 0,
 ) -> _TaskRun:  # fmt: skip
     from merkit.nets.fold_batched import FoldSpec, batching_problem, train_folds_batched
     from merkit.nets.predict import ModelCard, write_model_card
@@ -640,7 +668,7 @@ def _run_task(
     )  # fmt: skip
     write_model_card(weights_root / "model.json", card)
     X = inputs.X
-    records, history, embeddings = [], [], []
+    records, history, embeddings, audits = [], [], [], []
     done = cached = 0
     sample_ids = task.sample_ids()
 
@@ -649,7 +677,7 @@ def _run_task(
 
     fit_args = {"task": task, "X": X, "cfg": cfg, "model": model, "model_kwargs": model_kwargs,
                 "weights_root": weights_root if fold_weights else None,
-                "device": device, "workers": workers}  # fmt: skip
+                "device": device, "workers": workers, "audit_every": audit_every}  # fmt: skip
     fresh: dict[tuple[int, str], tuple] = {}
     todo = [(seed, fold) for seed in seeds for fold in chosen
             if not fold_paths(base(seed, fold))[0].is_file()]  # fmt: skip
@@ -669,7 +697,7 @@ def _run_task(
             got = train_folds_batched(
                 model, X, task.y, specs, cfg, seed=seed, model_kwargs=model_kwargs,
                 features=True, protocol_folds=len(task.folds), checkpoint=ckpt,
-                on_epoch=on_epoch)  # fmt: skip
+                on_epoch=on_epoch, audit_every=audit_every)  # fmt: skip
             bar.update(bar_task, description=label)
             for fold, result in zip(group, got, strict=True):
                 weights = fit_args["weights_root"]
@@ -713,6 +741,8 @@ def _run_task(
         records += task.score(pooled, method=model, params=params, seed=seed,
                               data=inputs.data_fp, extra=extra)  # fmt: skip
         embeddings.append((seed, _embedding(task, pooled, zs, sample_ids)))
+        if audit_every and not task.multilabel:
+            audits.append(_seed_audit(task, chosen, seed, run, model, base))
     final_path = None
     if final:
         train_all = np.unique(np.concatenate([f.train_idx for f in task.folds]))
@@ -723,7 +753,35 @@ def _run_task(
         final_path = save_weights(got.model, weights_root / "final.pth")
         info = {**card.info, "fold": "final (every training clip)", "seed": seeds[0]}
         write_model_card(final_path.with_suffix(".json"), replace(card, info=info))
-    return _TaskRun(records, history, embeddings, done, cached, run, weights_root, final_path)
+    return _TaskRun(records, history, embeddings, done, cached, run, weights_root, final_path,
+                    [a for a in audits if a is not None])  # fmt: skip
+
+
+def _seed_audit(
+    task: DeepTask, chosen: Sequence[Fold], seed: int, run: str, model: str, base
+) -> pd.DataFrame | None:
+    """The leak audit of one seed (:func:`merkit.results.audit.leak_audit`) from its folds'
+    records; folds without one (trained before ``--audit-every``) are left out, logged."""
+    folds, missing = [], []
+    for fold in chosen:
+        got = read_fold_audit(base(seed, fold))
+        if got is None:
+            missing.append(fold.name)
+        elif len(got["sample"]):
+            folds.append(FoldAudit(fold.name, task.y[got["sample"]], got["epochs"], got["probs"]))
+    if missing:
+        log.warning("%s seed %d: %d of %d folds have no leak-audit record (trained without "
+                    "--audit-every); the audit covers the others", run, seed, len(missing),
+                    len(chosen))  # fmt: skip
+    if not folds:
+        return None
+    table = leak_audit(folds, list(range(len(task.classes))), seed=seed)
+    table.insert(0, "seed", int(seed))
+    for name, value in (("run", run), ("method", model), ("task", task.name),
+                        ("protocol", task.protocol)):  # fmt: skip
+        table.insert(0, name, value)
+    table["folds_total"] = len(chosen)
+    return table
 
 
 def _embedding(task: DeepTask, pooled: pd.DataFrame, zs: list, sample_ids: np.ndarray) -> dict:
@@ -1000,6 +1058,7 @@ def run_train(
     backend: str | Backend = "loky",
     address: str | None = None,
     workers: int = 0,
+    audit_every: int | None = None,
 ) -> TrainResult:
     """Train a network under a protocol (module docstring for inputs and outputs).
 
@@ -1097,6 +1156,13 @@ def run_train(
         DataLoader worker processes reading the cached clip volumes of the 3-D networks
         (0: read in the training process; flow images are in memory and need none); the
         same numbers for any value.
+    audit_every : int, optional
+        Leak audit (:mod:`merkit.results.audit`, docs/leak-audit.md): record every test
+        fold's probabilities after every ``audit_every``-th epoch and the last, and score
+        the run under the test-subject selections of published code beside the honest
+        score (``audit.csv``, the report). None: 1 for flow-image networks (cheap), 0 (off)
+        for 3-D networks, whose test clips cost a forward pass each. Never changes the
+        trained weights, the results or the run id. Single-label protocols only.
 
     Raises
     ------
@@ -1132,6 +1198,9 @@ def run_train(
         if fold_batching == "auto":
             log.info("backend %s: folds train one per job (no fold batching)", be.name)
             fold_batching = "off"
+    if audit_every is None:
+        audit_every = 1 if kind == "flow" else 0
+    _positive_int(audit_every, "audit_every", "--audit-every", least=0)
     dev = _check_options(declared, model, kind, kwargs, epochs=epochs, lr=lr,
                          batch_size=batch_size, threads=threads, folds=folds, n_folds=n_folds,
                          flow=flow, clip=clip, fold_batching=fold_batching, device=device,
@@ -1238,10 +1307,14 @@ def run_train(
                             bar=bar, bar_task=bar_task, input_params=input_params,
                             fold_weights=fold_weights, backend=be,
                             fold_batching=fold_batching, device=dev,
-                            workers=workers)  # fmt: skip
+                            workers=workers, audit_every=audit_every)  # fmt: skip
             runs.append((task, inputs, got))
     store.add_records([r for _, _, g in runs for r in g.records])
     history = write_history(out_dir / "history.csv", [h for _, _, g in runs for h in g.history])
+    audit_rows = [a for _, _, g in runs for a in g.audit]
+    audit = pd.concat(audit_rows, ignore_index=True) if audit_rows else pd.DataFrame()
+    if not audit.empty:
+        write_audit(out_dir, audit)
     written = []
     for task, _, got in runs:
         for seed, arrays in got.embeddings:
@@ -1272,7 +1345,10 @@ def run_train(
         time.perf_counter() - t0, runs={t.name: g.run for t, _, g in runs},
         weights_dirs={t.name: g.weights_dir for t, _, g in runs},
         final_paths={t.name: g.final for t, _, g in runs if g.final is not None},
-        history=history, embeddings=written,
+        history=history, embeddings=written, audit=audit,
         tables=[(f"{protocol}: pooled UF1, UAR, accuracy (%), seed mean",
-                 summary_table(summary))],
+                 summary_table(summary))]
+        + ([(f"{protocol} leak audit: test-subject epoch picking (an estimate of its "
+             "inflation, not a result), seed mean", audit_table(audit))]
+           if not audit.empty else []),
     )  # fmt: skip
