@@ -35,6 +35,7 @@ from merkit.workflows.cdmer import (
 )
 from merkit.workflows.databases import database_summary
 from merkit.workflows.demo import run_demo
+from merkit.workflows.ensemble import run_ensemble
 from merkit.workflows.extract import run_extract
 from merkit.workflows.predict import run_predict
 from merkit.workflows.report import run_report
@@ -1081,6 +1082,47 @@ def stats(
         )
     for path in result.files:
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def ensemble(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Output folders of merkit train (each: its runs' seeds).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Results folder of the ensemble.")],
+    name: Annotated[str, typer.Option(help="Method name of the ensemble's results rows.")] = (
+        "ensemble"
+    ),
+    per_seed: Annotated[
+        bool,
+        typer.Option(
+            "--per-seed",
+            help="One ensemble per seed (seed s of every run) instead of one of all members.",
+        ),
+    ] = False,
+    task: Annotated[
+        list[str] | None, typer.Option("--task", help="Only these tasks (repeatable).")
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="Only these seeds of the runs, e.g. 0,1,2.")
+    ] = None,
+) -> None:
+    """Average the stored test probabilities of several training runs, clip by clip.
+
+    The members (seeds and/or networks) are fixed before any test label is read, so an
+    ensemble of honest runs is honest. Writes results.csv, predictions.csv, summary.csv,
+    members.csv and run.json to --out (merkit report works on it).
+    """
+    try:
+        result = run_ensemble(
+            run_dirs, out, name=name, per_seed=per_seed, tasks=task,
+            seeds=None if seeds is None else _seed_list(seeds),
+        )  # fmt: skip
+    except USER_ERRORS as exc:
+        _fail(exc)
+    _show_tables(result.tables)
+    console.print(f"results: {escape(str(result.out_dir / 'results.csv'))}", highlight=False,
+                  soft_wrap=True)  # fmt: skip
 
 
 def main() -> None:

@@ -112,11 +112,14 @@ __all__ = [
     "read_fold_audit",
     "read_grid",
     "read_history",
+    "read_run_info",
     "read_stats_table",
     "read_tgsr_blocks",
     "read_tgsr_grouping",
     "result_key",
     "result_keys",
+    "stored_folds",
+    "stored_seeds",
     "write_audit",
     "write_embeddings",
     "write_fold",
@@ -1175,6 +1178,28 @@ def write_fold(
     _io.atomic_write_csv(csv, predictions)
 
 
+def stored_seeds(directory: str | Path, run: str) -> list[int]:
+    """Seeds with stored folds of ``run`` in a ``merkit train`` folder (``folds/<run>/seed<S>``)."""
+    root = Path(directory) / "folds" / run
+    if not root.is_dir():
+        return []
+    found = (re.fullmatch(r"seed(-?\d+)", p.name) for p in root.iterdir() if p.is_dir())
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def stored_folds(directory: str | Path, run: str, seed: int) -> list[Path]:
+    """The bases (:func:`fold_paths`) of the finished folds of ``run`` and ``seed`` in a
+    ``merkit train`` folder, sorted by name (a fold is finished when its predictions file
+    exists)."""
+    folder = Path(directory) / "folds" / run / f"seed{int(seed)}"
+    if not folder.is_dir():
+        return []
+    csv_ext, hist_ext = FOLD_SUFFIXES[0], FOLD_SUFFIXES[1]
+    names = [p.name[: -len(csv_ext)] for p in folder.glob(f"*{csv_ext}")
+             if not p.name.endswith(hist_ext)]  # fmt: skip
+    return [folder / n for n in sorted(names)]
+
+
 def read_fold(
     base: str | Path,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, tuple[np.ndarray, np.ndarray] | None] | None:
@@ -1279,6 +1304,30 @@ def write_skipped(directory: str | Path, skipped: pd.DataFrame) -> Path | None:
     _io.atomic_write_csv(path, skipped)
     log.warning("%d clip(s) left out (--missing skip), listed in %s", len(skipped), path)
     return path
+
+
+def read_run_info(directory: str | Path) -> dict:
+    """``DIR/run.json`` (:func:`write_run_info`) of a ``merkit train`` folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``DIR`` has no run.json (not the output folder of ``merkit train``).
+    ValueError
+        run.json is not a JSON object (the message names the file).
+    """
+    path = Path(directory) / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory}: no {RUN_FILE}; give the --out folder of a "
+                                "finished merkit train run")  # fmt: skip
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not readable JSON ({err}); rerun merkit train into "
+                         "that folder to rewrite it") from err  # fmt: skip
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(info).__name__}")
+    return info
 
 
 def write_run_info(directory: str | Path, info: Mapping) -> Path:
