@@ -46,8 +46,10 @@ __all__ = ["MERSiam", "focal_loss", "within_batch_pairs"]
 #: C3D's channel multipliers of conv1a, conv2a, conv3a, conv3b, conv4a, conv4b, conv5a, conv5b
 C3D_MULTIPLIERS = (1, 2, 4, 4, 8, 8, 8, 8)
 #: C3D's layer names; the pooling that follows a convolution (None: none)
-_LAYERS = (("conv1a", "pool1"), ("conv2a", "pool2"), ("conv3a", None), ("conv3b", "pool3"),
-           ("conv4a", None), ("conv4b", "pool4"), ("conv5a", None), ("conv5b", "pool5"))  # fmt: skip
+_LAYERS = (
+    ("conv1a", "pool1"), ("conv2a", "pool2"), ("conv3a", None), ("conv3b", "pool3"),
+    ("conv4a", None), ("conv4b", "pool4"), ("conv5a", None), ("conv5b", "pool5"),
+)  # fmt: skip
 
 
 def within_batch_pairs(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
