@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from merkit.nets import count_parameters, create_model
+from merkit.nets.data import make_loader
 from merkit.nets.mersiam import MERSiam, focal_loss, within_batch_pairs
+from merkit.nets.train import PRESETS, TrainConfig, fit, train_fold
 
 
 def c3d_count(width: int, embed: int, classes: int, cin: int = 3) -> int:
@@ -109,3 +111,91 @@ def test_default_network_is_small_enough_for_a_cpu():
     model = create_model("mersiam")
     assert (model.fc.in_features, model.encoder.conv5b[0].out_channels) == (128, 128)
     assert np.isclose(count_parameters(model) / 1e6, 1.7477, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _toy(n: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Flow sequences [n, 3, 2, 16, 16]; class k brightens a band of the u channel."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    X = rng.normal(128, 20, (n, 3, 2, 16, 16)).astype(np.float32)
+    for k in range(3):
+        X[y == k, 0, :, 5 * k : 5 * k + 5, :] += 40
+    return X, y
+
+
+def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_prior_stage_trains_the_encoder_then_the_target_stage_the_classifier(monkeypatch):
+    X, y = _toy()
+    torch.manual_seed(0)
+    model = MERSiam(num_classes=3, width=2, embed_dim=8)
+    init = {name: _params(getattr(model, name)) for name in ("encoder", "fc", "pair_head")}
+    at_switch: dict = {}
+    original = MERSiam.set_stage
+
+    def spy(self, stage):
+        if stage == "target":
+            at_switch.update({n: _params(getattr(self, n)) for n in init})
+        original(self, stage)
+
+    monkeypatch.setattr(MERSiam, "set_stage", spy)
+    cfg = TrainConfig.preset("mersiam", epochs=2, prior_epochs=2)
+    loader = make_loader(X, y, batch_size=8, shuffle=True, seed=0)
+    history = fit(model, loader, cfg)
+    assert history["stage"] == ["prior", "prior", "target", "target"]
+    assert len(history["loss"]) == len(history["accuracy"]) == len(history["lr"]) == 4
+    assert all(0.0 <= a <= 1.0 for a in history["accuracy"])
+    assert not _same(at_switch["encoder"], init["encoder"])  # the prior stage learned
+    assert not _same(at_switch["pair_head"], init["pair_head"])
+    assert _same(at_switch["fc"], init["fc"])  # the classifier waits for the target stage
+    final = {n: _params(getattr(model, n)) for n in init}
+    assert not _same(final["fc"], at_switch["fc"]) and not _same(final["encoder"],
+                                                                 at_switch["encoder"])  # fmt: skip
+    assert _same(final["pair_head"], at_switch["pair_head"])  # unused in the target stage
+    assert model.stage == "target" and not model.training
+
+
+def test_only_training_rows_are_seen_in_either_stage(monkeypatch):
+    X, y = _toy(n=18)
+    X[:, 0, 0, 0, 0] = np.arange(18)  # each row names itself
+    seen: set[int] = set()
+    original = MERSiam.features
+
+    def spy(self, x):
+        if self.training:
+            seen.update(int(v) for v in x[:, 0, 0, 0, 0].tolist())
+        return original(self, x)
+
+    monkeypatch.setattr(MERSiam, "features", spy)
+    cfg = TrainConfig.preset("mersiam", epochs=1, prior_epochs=1)
+    train, test = np.arange(12), np.arange(12, 18)
+    got = train_fold("mersiam", X, y, train, test, cfg, model_kwargs={"width": 2, "embed_dim": 8})
+    assert seen == set(range(12))
+    assert got.probs.shape == (6, 3)
+
+
+def test_same_seed_same_predictions_and_one_stage_networks_unchanged():
+    X, y = _toy()
+    cfg = TrainConfig.preset("mersiam", epochs=2, prior_epochs=1)
+    kw = {"width": 2, "embed_dim": 8}
+    a, b = (train_fold("mersiam", X, y, np.arange(18), np.arange(18, 24), cfg, seed=3,
+                       model_kwargs=kw) for _ in range(2))  # fmt: skip
+    np.testing.assert_array_equal(a.probs, b.probs)
+    c = train_fold("mersiam", X, y, np.arange(18), np.arange(18, 24), cfg, seed=4, model_kwargs=kw)
+    assert not np.array_equal(a.probs, c.probs)
+    assert "prior_epochs" not in TrainConfig().to_dict()
+    assert "prior_epochs" not in PRESETS["fr_cde"].to_dict()
+    assert PRESETS["mersiam"].to_dict()["prior_epochs"] == 10
+    flows = np.zeros((4, 3, 28, 28), np.float32)
+    with pytest.raises(ValueError, match=r"prior_epochs=1 \(--prior-epochs\): STSTNet has no "):
+        train_fold("ststnet", flows, np.array([0, 1, 2, 0]), np.arange(4), np.arange(0),
+                   TrainConfig(epochs=1, prior_epochs=1))  # fmt: skip

@@ -568,17 +568,19 @@ def keyframe_positions(frames: np.ndarray, length: int, method: str = "motion") 
     length : int
     method : {"motion", "uniform"}
         ``"uniform"``: equal steps in time, ``round(k (n - 1) / length)`` for
-        k = 1..length. ``"motion"``: equal steps of cumulative frame-difference energy
-        ``E_t = sum_{s <= t} mean |f_s - f_{s-1}|``: key frame k is the first t with
-        ``E_t >= k E_{n-1} / length``, so the key frames crowd where the face moves (around
-        the apex) and skip still stretches (merkit's stand-in for the adaptive key-frame
-        network of MERSiam's paper; uniform when nothing moves).
+        k = 1..length (the last is the offset). ``"motion"``: equal steps of cumulative
+        frame-difference energy ``E_t = sum_{1 <= s <= t} mean |f_s - f_{s-1}|``: key frame
+        k is the first t with ``E_t >= (k - 1/2) E_{n-1} / length`` (the middle of the k-th
+        of ``length`` equal parts of the motion), so the key frames crowd where the face
+        moves (around the apex) and skip still stretches, before and after the motion
+        (merkit's stand-in for the adaptive key-frame network of MERSiam's paper; uniform
+        when nothing moves).
 
     Returns
     -------
     ndarray of int64, shape (length,)
-        Non-decreasing; the last is the offset (n - 1). Positions repeat when the clip has
-        fewer than ``length + 1`` frames (or the motion sits in a few frames).
+        Non-decreasing, >= 1. Positions repeat when the clip has fewer than ``length + 1``
+        frames or the motion sits in a few frames.
     """
     frames = np.asarray(frames, dtype=np.float64)
     n = len(frames)
@@ -596,9 +598,8 @@ def keyframe_positions(frames: np.ndarray, length: int, method: str = "motion") 
     cum = np.concatenate([[0.0], np.cumsum(energy)])
     if not cum[-1] > 0:
         return uniform
-    targets = cum[-1] * k / int(length)
-    # first t with cum[t] >= target (a tiny tolerance: the last target is cum[-1] itself)
-    return np.searchsorted(cum, targets * (1 - 1e-12), side="left").astype(np.int64)
+    targets = cum[-1] * (k - 0.5) / int(length)
+    return np.searchsorted(cum, targets, side="left").astype(np.int64)  # first cum[t] >= target
 
 
 def flow_sequence(
