@@ -199,3 +199,11 @@ def test_same_seed_same_predictions_and_one_stage_networks_unchanged():
     with pytest.raises(ValueError, match=r"prior_epochs=1 \(--prior-epochs\): STSTNet has no "):
         train_fold("ststnet", flows, np.array([0, 1, 2, 0]), np.arange(4), np.arange(0),
                    TrainConfig(epochs=1, prior_epochs=1))  # fmt: skip
+
+
+def test_no_augmentation_policy_for_flow_sequences():
+    X, y = _toy(n=8)
+    cfg = TrainConfig.preset("mersiam", epochs=1, prior_epochs=0, augment="clip")
+    with pytest.raises(ValueError, match="MERSiam takes flow sequences; no augmentation"):
+        train_fold("mersiam", X, y, np.arange(8), np.arange(0), cfg,
+                   model_kwargs={"width": 2, "embed_dim": 8})  # fmt: skip

@@ -354,6 +354,11 @@ def _augmentation(model: nn.Module, cfg: TrainConfig, seed: int | None):
     if cfg.augment == "none":
         return None, None
     policy = get_policy(cfg.augment, channels=cfg.flow_channels, num_classes=cfg.num_classes)
+    if getattr(model, "input_kind", None) == "flowseq":  # no policy knows flow sequences
+        raise ValueError(
+            f"augment={cfg.augment!r}: {type(model).__name__} takes flow sequences; no "
+            "augmentation policy is defined for them (use 'none')"
+        )
     if policy.mixes and hasattr(model, "loss") and not getattr(model, "soft_targets", False):
         raise ValueError(
             f"augment={cfg.augment!r} mixes labels, but {type(model).__name__}'s loss takes "
