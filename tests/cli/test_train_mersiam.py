@@ -128,6 +128,7 @@ def test_cde_on_the_flow_folder_as_length_one_sequences(tmp_path, smile_clip):
             "--keyframes apex gives one flow (onset -> apex): use --clip-length 1, not 10",
         ),
         (["--keyframes", "peak"], "--keyframes peak: expected one of motion, uniform, apex"),
+        (["--keyframes", "uniform"], "the sequence options (keyframes) need --data (clips)"),
     ],
 )
 def test_mersiam_option_errors_are_one_line_before_any_work(tmp_path, args, message):

@@ -207,3 +207,12 @@ def test_no_augmentation_policy_for_flow_sequences():
     with pytest.raises(ValueError, match="MERSiam takes flow sequences; no augmentation"):
         train_fold("mersiam", X, y, np.arange(8), np.arange(0), cfg,
                    model_kwargs={"width": 2, "embed_dim": 8})  # fmt: skip
+
+
+def test_a_submodule_named_stages_is_not_a_training_stage():
+    # R3D holds its residual stages in ``self.stages``: one stage of training all the same
+    X, y = np.random.default_rng(0).random((4, 1, 4, 16, 16), np.float32), np.array([0, 1, 2, 0])
+    cfg = TrainConfig(epochs=1, batch_size=4)
+    got = train_fold("r3d", X, y, np.arange(4), np.arange(0), cfg,
+                     model_kwargs={"width": 2, "in_channels": 1})  # fmt: skip
+    assert set(got.history) == {"loss", "accuracy", "lr"} and len(got.history["loss"]) == 1

@@ -146,7 +146,7 @@ class MERSiam(nn.Module):
     input_kind: ClassVar[str] = "flowseq"
     training_preset: ClassVar[str] = "mersiam"
     #: training stages before the target stage (:func:`merkit.nets.train.fit`)
-    stages: ClassVar[tuple[str, ...]] = ("prior",)
+    training_stages: ClassVar[tuple[str, ...]] = ("prior",)
 
     def __init__(
         self, num_classes: int = 3, in_channels: int = 3, *, width: int = 16,
@@ -184,7 +184,7 @@ class MERSiam(nn.Module):
 
     def set_stage(self, stage: str) -> None:
         """``"prior"`` (pairs, siamese head) or ``"target"`` (classes, focal loss)."""
-        if stage not in (*self.stages, "target"):
+        if stage not in (*self.training_stages, "target"):
             raise ValueError(f"MERSiam stage {stage!r}; expected 'prior' or 'target'")
         self.stage = stage
 

@@ -182,9 +182,9 @@ class TrainConfig:
     flow_channels : {"uvs", "svu"}
         Channel order of flow inputs, which a flow policy needs to find u and v.
     prior_epochs : int
-        Epochs of the prior stage of a two-stage network (one declaring ``stages =
-        ("prior",)``, e.g. MERSiam), trained before the ``epochs`` of the target stage
-        (:func:`fit`); 0 (the default) trains the target stage only.
+        Epochs of the prior stage of a two-stage network (one declaring
+        ``training_stages = ("prior",)``, e.g. MERSiam), trained before the ``epochs`` of
+        the target stage (:func:`fit`); 0 (the default) trains the target stage only.
     """
 
     epochs: int = 100
@@ -536,8 +536,8 @@ def fit(
 
     Two-stage networks
     ------------------
-    A network declaring ``stages = ("prior",)`` and ``set_stage(name)`` (MERSiam) is
-    trained ``cfg.prior_epochs`` epochs in stage ``"prior"``, then ``cfg.epochs`` in stage
+    A network declaring ``training_stages = ("prior",)`` and ``set_stage(name)`` (MERSiam)
+    is trained ``cfg.prior_epochs`` epochs in stage ``"prior"``, then ``cfg.epochs`` in stage
     ``"target"``, each with a fresh optimiser and schedule, on the same loader (only the
     training rows, in both stages); ``model.loss`` and ``model.stage_accuracy(outputs,
     targets) -> (correct, count)`` read the stage. ``epoch_end`` is called after the
@@ -660,14 +660,16 @@ def fit(
 def _stage_plan(model: nn.Module, cfg: TrainConfig) -> list[tuple[str | None, int]]:
     """``(stage, epochs)`` in training order: ``[(None, cfg.epochs)]`` for a one-stage
     network; ``[("prior", cfg.prior_epochs), ("target", cfg.epochs)]`` for a network
-    declaring ``stages = ("prior",)`` (the prior stage left out when ``prior_epochs`` is 0).
+    declaring ``training_stages = ("prior",)`` (the prior stage left out when
+    ``prior_epochs`` is 0). A class attribute of its own name: ``stages`` is a submodule of
+    R3D.
 
     Raises
     ------
     ValueError
         ``prior_epochs`` > 0 for a network without a prior stage (one line).
     """
-    stages = tuple(getattr(model, "stages", ()))
+    stages = tuple(getattr(model, "training_stages", ()))
     if not stages:
         if cfg.prior_epochs:
             raise ValueError(

@@ -865,7 +865,7 @@ def _check_options(
 
     check_training_options(epochs=epochs, lr=lr, batch_size=batch_size, threads=threads,
                            prior_epochs=prior_epochs)  # fmt: skip
-    staged = bool(getattr(network_class(model), "stages", ()))
+    staged = bool(getattr(network_class(model), "training_stages", ()))
     if prior_epochs and not staged:
         raise ValueError(f"--prior-epochs {prior_epochs}: model {model!r} trains in one stage; "
                          "only two-stage networks (mersiam) have a prior stage")  # fmt: skip
@@ -1087,6 +1087,12 @@ def run_train(
                          precision=precision, augment=augment,
                          on_workers=be.name != "loky", workers=workers,
                          prior_epochs=prior_epochs)  # fmt: skip
+    given = sorted(k for k in ("size", "length", "keyframes") if k in (clip or {}))
+    if flows_dir is not None and kind == "flowseq" and given:
+        raise ValueError(
+            f"--flows-dir gives one 28 x 28 onset -> apex flow per clip (a sequence of length "
+            f"1); the sequence options ({', '.join(given)}) need --data (clips)"
+        )
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
                                    ("threads", threads), ("prior_epochs", prior_epochs))
                  if v is not None}  # fmt: skip
