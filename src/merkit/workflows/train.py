@@ -12,11 +12,14 @@ Inputs
 ------
 Flow networks get the onset -> apex TV-L1 flow image of each clip (28 x 28, u, v,
 strain, values 0..255; :data:`FLOW_IMAGE_PARAMS`), 3-D networks the onset..offset frames
-(grey, :data:`CLIP_PARAMS`: face-aligned, 112 x 112, TIM to 16 frames, values / 255).
-Both are computed from databases in their native layouts (``data_dir``) and cached as
-``.npy`` per clip under ``<cache>/flows`` / ``<cache>/clips``, keyed by the clip and the
+(grey, :data:`CLIP_PARAMS`: face-aligned, 112 x 112, TIM to 16 frames, values / 255),
+flow-sequence networks (MERSiam) key-frame flow sequences (:data:`FLOWSEQ_PARAMS`: 10
+TV-L1 flows onset -> key frame, u, v, strain, 112 x 112, 0..255). All are computed from
+databases in their native layouts (``data_dir``) and cached as ``.npy`` per clip under
+``<cache>/flows`` / ``<cache>/clips`` / ``<cache>/flowseqs``, keyed by the clip and the
 parameters. ``flows_dir`` reads the MEGC 2019 composite flow folder instead (3-class
-labels of CASME II, SMIC-HS and SAMM: protocol ``cde`` and the ``SMIC_HS-3`` LOSO task).
+labels of CASME II, SMIC-HS and SAMM: protocol ``cde`` and the ``SMIC_HS-3`` LOSO task;
+for MERSiam each image is a flow sequence of length 1).
 Flow images (28 x 28 x 3) are held in memory; cached clip volumes stay on disk and are
 read clip by clip for each mini-batch (:class:`merkit.nets.data.ClipArray`, ``workers``
 loader processes), so memory does not grow with the number of clips; without a cache
