@@ -690,7 +690,7 @@ def _model_args(items: list[str] | None) -> dict:
 
 def _input_overrides(
     align: bool | None, detector: str | None, flow_preset: str | None, face_size: int | None,
-    clip_size: int | None, clip_length: int | None,
+    clip_size: int | None, clip_length: int | None, keyframes: str | None = None,
 ) -> tuple[dict, dict]:  # fmt: skip
     flow: dict = {}
     clip: dict = {}
@@ -707,6 +707,8 @@ def _input_overrides(
         clip["size"] = [clip_size, clip_size]
     if clip_length is not None:
         clip["length"] = clip_length
+    if keyframes is not None:
+        clip["keyframes"] = keyframes
     return flow, clip
 
 
@@ -764,8 +766,8 @@ def train(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Training preset: fr_cde, fr_cdmer, fr_adam, ststnet or rcn_a (default: the "
-            "model's own for the protocol)."
+            help="Training preset: fr_cde, fr_cdmer, fr_adam, ststnet, rcn_a or mersiam "
+            "(default: the model's own for the protocol)."
         ),
     ] = None,
     threads: Annotated[
@@ -807,10 +809,26 @@ def train(
         int | None, typer.Option(help="Side of the face crop the flow is computed on (112).")
     ] = None,
     clip_size: Annotated[
-        int | None, typer.Option(help="Frame side of the 3-D models' clips (112).")
+        int | None,
+        typer.Option(help="Frame side of the 3-D models' clips and of mersiam's flow maps (112)."),
     ] = None,
     clip_length: Annotated[
-        int | None, typer.Option(help="Frames of the 3-D models' clips after TIM (16).")
+        int | None,
+        typer.Option(
+            help="Frames of the 3-D models' clips after TIM (16); flows of mersiam's key-frame "
+            "sequences (10)."
+        ),
+    ] = None,
+    keyframes: Annotated[
+        str | None,
+        typer.Option(
+            help="Key frames of mersiam's flow sequences: motion (equal steps of frame-"
+            "difference energy, default), uniform, or apex (with --clip-length 1)."
+        ),
+    ] = None,
+    prior_epochs: Annotated[
+        int | None,
+        typer.Option(help="Epochs of mersiam's prior (pair) stage (default: its preset's)."),
     ] = None,
     fold_batching: Annotated[
         str,
@@ -881,7 +899,7 @@ def train(
             raise ValueError("give --flows-dir (flow images) or --data (clips)")
         _seed(split_seed, "--split-seed")
         flow, clip = _input_overrides(align, detector, flow_preset, face_size, clip_size,
-                                      clip_length)  # fmt: skip
+                                      clip_length, keyframes)  # fmt: skip
         magnification = _magnification(
             magnify, magnify_band, magnify_pyramid, magnify_filter, magnify_cutoff
         )
@@ -901,7 +919,7 @@ def train(
             fold_weights=fold_weights, model_kwargs=_model_args(model_arg), flow=flow, clip=clip,
             cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console, missing=missing,
             backend=backend, address=address,
-            workers=workers, audit_every=audit_every,
+            workers=workers, audit_every=audit_every, prior_epochs=prior_epochs,
         )  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)

@@ -25,6 +25,7 @@ LAST = {
     "rcn_a": (64 * 7 * 7, "classifier"),
     "r3d": (512, "fc"),
     "i3d": (40 + 56 + 16 + 16, "fc"),  # Mixed_4c at a quarter of I3D's channels
+    "mersiam": (128, "fc"),  # the embedding (dropout only in training)
 }
 
 
@@ -36,7 +37,7 @@ def test_every_registered_model_has_an_entry():
 def test_features_feed_the_last_linear_layer(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=4).eval()
-    x = torch.rand(CLIP if input_kind(name) == "clip" else FLOW)
+    x = torch.rand(FLOW if input_kind(name) == "flow" else CLIP)
     dim, last = LAST[name]
     with torch.no_grad():
         z = model.features(x)

@@ -30,7 +30,7 @@ from merkit.nets import MODELS, create_model, input_kind
 from merkit.nets.apexnets import STSTNet
 
 #: input shape per kind: two samples; small clips keep the 3-D networks fast
-SHAPES = {"flow": (2, 3, 28, 28), "clip": (2, 3, 8, 32, 32)}
+SHAPES = {"flow": (2, 3, 28, 28), "clip": (2, 3, 8, 32, 32), "flowseq": (2, 3, 8, 32, 32)}
 #: relative tolerance; a vector is compared with ``RTOL * max|pinned value|`` absolute
 #: tolerance too, so that a logit near 0 does not ask for more than float32 can repeat
 RTOL = 1e-4
@@ -72,6 +72,10 @@ PINS: dict[str, dict[str, list[float] | float]] = {
     "i3d": {
         "logits": [-0.252921, 0.1916482, -0.7056482, -0.2815156, 0.219203, -0.765101],
         "features_sum": 130.2498,
+    },
+    "mersiam": {
+        "logits": [-0.1709712, 0.4835699, 0.2111778, -0.1710112, 0.4821926, 0.2125317],
+        "features_sum": 89.37061,
     },
     "off_apexnet": {
         "logits": [0.2795209, 1.253024, -0.9015411, -0.006826781, 1.605919, 0.03973076],

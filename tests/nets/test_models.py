@@ -22,7 +22,7 @@ def _logits(out):
 def test_forward_shapes(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=4).eval()
-    shape = CLIP if input_kind(name) == "clip" else FLOW
+    shape = FLOW if input_kind(name) == "flow" else CLIP
     with torch.no_grad():
         out = _logits(model(torch.rand(shape)))
     assert out.shape == (2, 4)
@@ -145,9 +145,11 @@ def test_bad_inputs_raise_with_model_name():
 def test_what_each_network_takes_and_trains_with() -> None:
     kinds = {name: input_kind(name) for name in MODELS}
     assert {n for n, k in kinds.items() if k == "clip"} == {"r3d", "i3d"}
-    assert set(kinds.values()) == {"flow", "clip"}
+    assert {n for n, k in kinds.items() if k == "flowseq"} == {"mersiam"}
+    assert set(kinds.values()) == {"flow", "clip", "flowseq"}
     own = {name: training_preset(name) for name in MODELS}
-    assert {n: p for n, p in own.items() if p} == {"ststnet": "ststnet", "rcn_a": "rcn_a"}
+    assert {n: p for n, p in own.items() if p} == {
+        "ststnet": "ststnet", "rcn_a": "rcn_a", "mersiam": "mersiam"}  # fmt: skip
     assert [preset_for("fr_fc", p) for p in ("cde", "loso")] == ["fr_cde", "fr_cdmer"]
     assert preset_for("ststnet", "cde") == "ststnet"
     with pytest.raises(KeyError, match="unknown model 'nope'; registered: "):

@@ -19,6 +19,7 @@ name                   input                        module
 ``rcn_a``              flow ``[B, 3, H, W]``        :class:`~merkit.nets.rcn.RCNA`
 ``r3d``                clip ``[B, C, T, H, W]``     :class:`~merkit.nets.video3d.R3D`
 ``i3d``                clip ``[B, C, T, H, W]``     :class:`~merkit.nets.video3d.I3DLite`
+``mersiam``            flowseq ``[B, 3, T, H, W]``  :class:`~merkit.nets.mersiam.MERSiam`
 =====================  ===========================  =====================================
 
 Flow channels are (u, v, strain) unless a model's docstring says otherwise. Every model
@@ -43,6 +44,7 @@ from torch import nn
 
 from merkit.nets.apexnets import OffApexNet, STSTNet
 from merkit.nets.fr import BasicInception, DualInception, FeatureRefinement
+from merkit.nets.mersiam import MERSiam
 from merkit.nets.rcn import RCNA
 from merkit.nets.video3d import R3D, I3DLite
 
@@ -69,6 +71,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "rcn_a": RCNA,
     "r3d": R3D,
     "i3d": I3DLite,
+    "mersiam": MERSiam,
 }
 
 
@@ -76,7 +79,8 @@ def network_class(name: str) -> type[nn.Module]:
     """The class a registry name builds (through an ablation's ``partial``).
 
     A network declares what it needs next to its code, as class attributes read here:
-    ``input_kind`` ("flow" 4-D images, the default, or "clip" 5-D videos) and
+    ``input_kind`` ("flow" 4-D images, the default, "clip" 5-D videos, or "flowseq" 5-D
+    sequences of flow maps ``[B, 3, T, H, W]``) and
     ``training_preset`` (its authors' :data:`merkit.nets.train.PRESETS` entry; None, the
     default, trains with FR's setting for the protocol).
 
@@ -98,7 +102,8 @@ def training_preset(name: str) -> str | None:
 
 
 def input_kind(name: str) -> str:
-    """What the network takes: ``"flow"`` (4-D images) or ``"clip"`` (5-D videos)."""
+    """What the network takes: ``"flow"`` (4-D images), ``"clip"`` (5-D videos) or
+    ``"flowseq"`` (5-D sequences of flow maps)."""
     return getattr(network_class(name), "input_kind", "flow")
 
 

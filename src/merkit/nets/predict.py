@@ -14,7 +14,12 @@ face detection and alignment with one transform from the onset
 :func:`merkit.video.apex.spot_apex`) -> TV-L1 flow onset -> apex -> 28 x 28 flow image
 (u, v, strain; :func:`merkit.video.flow.flow_image`) -> network -> softmax. For the 3-D
 networks (card ``input_kind = "clip"``) the aligned frames are resampled to the card's
-``clip["length"]`` frames (:func:`merkit.nets.data.clip_volume`) and fed whole.
+``clip["length"]`` frames (:func:`merkit.nets.data.clip_volume`) and fed whole. For the
+flow-sequence networks (``input_kind = "flowseq"``, MERSiam) the card's ``flow`` says how
+the sequence is made (``length``, ``keyframes``, ``preset``...): the key frames of the
+aligned frames (or the apex, ``keyframes = "apex"``: one onset -> apex flow, the runs on
+the MEGC 2019 flow images), TV-L1 onset -> each key frame, one min-max per channel over
+the sequence (:func:`merkit.video.flow.flow_sequence`), resized to the card's ``size``.
 
 Outputs: the network's first ``len(classes)`` logits are the emotion classes (softmax);
 the next ``len(aus)`` are action units (sigmoid each; an AU is present when its
@@ -42,7 +47,7 @@ from merkit.nets.device import model_device, resolve_device
 from merkit.nets.train import read_state_dict
 from merkit.video.apex import spot_apex
 from merkit.video.face import align_clip
-from merkit.video.flow import flow_image, tvl1_flow
+from merkit.video.flow import flow_image, flow_sequence, get_tvl1, keyframe_positions, tvl1_flow
 from merkit.video.io import frame_number, list_frames, read_frames, read_video, video_fps
 from merkit.video.magnify import Magnification
 
@@ -93,8 +98,9 @@ class ModelCard:
         Action units scored by the logits after the classes (``"AU1"``...).
     au_threshold : float
         Probability above which an AU is reported present.
-    input_kind : {"flow", "clip"}
-        What the network takes (:func:`merkit.nets.input_kind`).
+    input_kind : {"flow", "clip", "flowseq"}
+        What the network takes (:func:`merkit.nets.input_kind`); a ``"flowseq"`` card
+        keeps how its sequences are made in ``flow`` (with ``length`` and ``keyframes``).
     clip : dict
         How a clip becomes the input of a ``"clip"`` network (``length``, ``align``,
         ``detector``, ``landmarks``, ``margin``).
@@ -333,8 +339,8 @@ class ClipPrediction:
     face : str
         Alignment used (``"landmarks"``, ``"box"`` or ``"none"``).
     image : ndarray
-        The input fed to the network: the (u, v, strain) flow image (H, W, 3) uint8, or
-        the clip volume (1, T, H, W) float32.
+        The input fed to the network: the (u, v, strain) flow image (H, W, 3) uint8, the
+        clip volume (1, T, H, W) float32, or the flow sequence (3, T, H, W) float32.
     aus : dict
         AU name -> probability (independent sigmoids), for cards with AUs.
     aus_present : list of str
@@ -459,6 +465,13 @@ def predict_clip(
         face = "none"
     if magnification is not None:  # as the training clips were (flow or clip models)
         frames = magnification.apply_to_row(frames, {"fps": fps})
+    if card.input_kind == "flowseq" and opts.get("keyframes", "motion") != "apex":
+        keys = keyframe_positions(frames, int(opts.get("length", 10)),
+                                  opts.get("keyframes", "motion"))  # fmt: skip
+        seq = _flow_sequence(frames, keys, opts["preset"], card.size)
+        probs, au_probs = predict_outputs(model, card, seq[None] * np.float32(card.scale))
+        return _prediction(card, clip, probs, au_probs, numbers[lo], None, numbers[hi], False,
+                           face, seq)  # fmt: skip
     if card.input_kind == "clip":
         volume = clip_volume(frames, length=int(opts["length"]), scale=card.scale)
         probs, au_probs = predict_outputs(model, card, volume[None])
@@ -475,6 +488,11 @@ def predict_clip(
             )
     if k == 0:
         log.warning("%s: the apex is the onset frame; the flow is (near) zero", clip)
+    if card.input_kind == "flowseq":  # one onset -> apex flow, a sequence of length 1
+        seq = _flow_sequence(frames, np.array([k]), opts["preset"], card.size)
+        probs, au_probs = predict_outputs(model, card, seq[None] * np.float32(card.scale))
+        return _prediction(card, clip, probs, au_probs, numbers[lo], numbers[lo + k],
+                           numbers[hi], spotted, face, seq)  # fmt: skip
     flow = tvl1_flow(frames[0], frames[k], preset=opts["preset"])
     image = flow_image(flow, size=card.size, strain=True)
     x = image[..., ::-1] if card.channels == "svu" else image
@@ -482,6 +500,16 @@ def predict_clip(
     probs, au_probs = predict_outputs(model, card, x)
     return _prediction(card, clip, probs, au_probs, numbers[lo], numbers[lo + k], numbers[hi],
                        spotted, face, image)  # fmt: skip
+
+
+def _flow_sequence(
+    frames: np.ndarray, keys: np.ndarray, preset, size: tuple[int, int]
+) -> np.ndarray:
+    """float32 ``(3, T, H, W)`` flow sequence onset -> each key frame (0..255)."""
+    solver = get_tvl1(preset)
+    flows = {int(k): solver(frames[0], frames[int(k)]) for k in set(keys.tolist())}
+    seq = flow_sequence(np.stack([flows[int(k)] for k in keys]), size=size)
+    return seq.astype(np.float32)
 
 
 def _prediction(

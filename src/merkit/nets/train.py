@@ -115,19 +115,20 @@ _OPTION_RULES = {
     "batch_size": (1, "a batch holds at least 1 clip"),
     "threads": (1, "torch needs at least 1 thread"),
     "step_size": (1, "the step scheduler decays the lr every step_size >= 1 epochs"),
+    "prior_epochs": (0, "0 skips the prior stage"),
 }
 #: prediction batch of flow images (clips are predicted in training-size batches: a batch
 #: of 256 clips of 16 x 112 x 112 needs several GB of activations)
 PREDICT_BATCH = 256
 #: the options that ``merkit train`` takes under the same name
-_CLI_OPTIONS = ("epochs", "batch_size", "lr", "threads")
+_CLI_OPTIONS = ("epochs", "batch_size", "lr", "threads", "prior_epochs")
 
 
 def check_training_options(**options: float | int | None) -> None:
     """Check numeric training options before any work starts (``None`` = not given).
 
-    ``epochs``, ``batch_size``, ``threads``, ``step_size`` must be integers >= 1 and
-    ``lr`` a finite number > 0.
+    ``epochs``, ``batch_size``, ``threads``, ``step_size`` must be integers >= 1,
+    ``prior_epochs`` an integer >= 0 and ``lr`` a finite number > 0.
 
     Raises
     ------
@@ -190,6 +191,10 @@ class TrainConfig:
         inputs as they are).
     flow_channels : {"uvs", "svu"}
         Channel order of flow inputs, which a flow policy needs to find u and v.
+    prior_epochs : int
+        Epochs of the prior stage of a two-stage network (one declaring
+        ``training_stages = ("prior",)``, e.g. MERSiam), trained before the ``epochs`` of
+        the target stage (:func:`fit`); 0 (the default) trains the target stage only.
     """
 
     epochs: int = 100
@@ -209,6 +214,7 @@ class TrainConfig:
     precision: str = "32"
     augment: str = "none"
     flow_channels: str = "uvs"
+    prior_epochs: int = 0
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -221,7 +227,7 @@ class TrainConfig:
             raise ValueError(f"scheduler={self.scheduler!r}; expected one of {_SCHEDULERS}")
         check_training_options(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, threads=self.threads,
-            step_size=self.step_size,
+            step_size=self.step_size, prior_epochs=self.prior_epochs,
         )  # fmt: skip
         cw = self.class_weight
         if isinstance(cw, str) and cw != "balanced":
@@ -245,9 +251,9 @@ class TrainConfig:
         """Plain dict (for results ``params``).
 
         ``precision`` is left out when float32, ``augment`` when ``"none"`` and
-        ``flow_channels`` unless a flow policy reads it with a value other than ``"uvs"``,
-        so the parameters (and the run ids hashed from them) of runs without these options
-        are those of before the options existed.
+        ``flow_channels`` unless a flow policy reads it with a value other than ``"uvs"``
+        and ``prior_epochs`` when 0, so the parameters (and the run ids hashed from them) of
+        runs without these options are those of before the options existed.
         """
         d = asdict(self)
         if d["precision"] == "32":
@@ -256,6 +262,8 @@ class TrainConfig:
             del d["augment"]
         if POLICIES[self.augment].kind != "flow" or self.flow_channels == "uvs":
             del d["flow_channels"]
+        if d["prior_epochs"] == 0:
+            del d["prior_epochs"]
         if isinstance(d["class_weight"], tuple):
             d["class_weight"] = list(d["class_weight"])
         return d
@@ -283,6 +291,14 @@ PRESETS: dict[str, TrainConfig] = {
         scheduler="step",
         step_size=10,
         gamma=0.5,
+    ),
+    "mersiam": TrainConfig(
+        epochs=30,
+        prior_epochs=10,
+        batch_size=8,
+        optimizer="sgd",
+        lr=1e-2,
+        momentum=0.9,
     ),
 }
 
@@ -348,6 +364,11 @@ def _augmentation(model: nn.Module, cfg: TrainConfig, seed: int | None):
     if cfg.augment == "none":
         return None, None
     policy = get_policy(cfg.augment, channels=cfg.flow_channels, num_classes=cfg.num_classes)
+    if getattr(model, "input_kind", None) == "flowseq":  # no policy knows flow sequences
+        raise ValueError(
+            f"augment={cfg.augment!r}: {type(model).__name__} takes flow sequences; no "
+            "augmentation policy is defined for them (use 'none')"
+        )
     if policy.mixes and hasattr(model, "loss") and not getattr(model, "soft_targets", False):
         raise ValueError(
             f"augment={cfg.augment!r} mixes labels, but {type(model).__name__}'s loss takes "
@@ -517,7 +538,20 @@ def fit(
     -------
     dict of lists
         ``loss``, ``accuracy`` (training, running over the epoch), ``lr`` and, with a
-        validation loader, ``val_loss``, ``val_accuracy``; one entry per epoch.
+        validation loader, ``val_loss``, ``val_accuracy``; one entry per epoch. A two-stage
+        network also gets ``stage`` (``"prior"`` or ``"target"``) per epoch, the prior
+        epochs first (their ``loss`` is the network's prior-stage loss, their
+        ``accuracy`` its :meth:`stage_accuracy`, e.g. same/different decisions on pairs;
+        no validation in them: NaN).
+
+    Two-stage networks
+    ------------------
+    A network declaring ``training_stages = ("prior",)`` and ``set_stage(name)`` (MERSiam)
+    is trained ``cfg.prior_epochs`` epochs in stage ``"prior"``, then ``cfg.epochs`` in stage
+    ``"target"``, each with a fresh optimiser and schedule, on the same loader (only the
+    training rows, in both stages); ``model.loss`` and ``model.stage_accuracy(outputs,
+    targets) -> (correct, count)`` read the stage. ``epoch_end`` is called after the
+    target epochs only. Other networks are trained exactly as before (one stage).
 
     Notes
     -----
@@ -542,73 +576,119 @@ def fit(
     # on CPU batches (it would copy every batch back)
     if tensors is not None and not on_cpu and policy is None:
         tensors = tuple(t.to(dev) for t in tensors)
-    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "lr": []}
+    plan = _stage_plan(model, cfg)
+    history: dict[str, list] = {"loss": [], "accuracy": [], "lr": []}
     if val_loader is not None:
         history.update(val_loss=[], val_accuracy=[])
+    if plan[0][0] is not None:  # a two-stage network: one row per epoch of either stage
+        history["stage"] = []
     with torch_session(cfg.seed, cfg.threads, cfg.deterministic), \
             deterministic_cuda(dev, cfg.deterministic):  # fmt: skip
         layout: torch.memory_format | None = None  # decided on the first batch
-        opt = _optimizer(model, cfg)
-        sched = _scheduler(opt, cfg)
         scaler = grad_scaler(dev, precision)
+        first = True
         try:
-            for epoch in range(cfg.epochs):
-                model.train()
-                total = torch.zeros((), dtype=acc, device=dev)
-                correct = torch.zeros((), dtype=torch.int64, device=dev)
-                n = 0
-                if tensors is not None:
-                    X, Y = tensors
-                    batches = ((X[i.to(X.device)], Y[i.to(X.device)])
-                               for i in _index_batches(train_loader, len(X)))  # fmt: skip
-                else:
-                    batches = iter(train_loader)
-                for x, y in batches:
-                    if policy is not None:  # on the CPU: the same batches on every device
-                        x, y = policy(x.cpu(), y.cpu(), augment_gen)
-                    x = x.to(dev, non_blocking=True)
-                    y = y.to(dev, non_blocking=True)
-                    if epoch == 0 and n == 0 and _channels_last(model, x):
-                        layout = torch.channels_last  # parameters change layout in place
-                        model.to(memory_format=layout)
-                    if layout is not None:
-                        x = x.contiguous(memory_format=layout)
-                    opt.zero_grad(set_to_none=True)
-                    with autocast(dev, precision):
-                        out = model(x)
-                        loss = compute_loss(model, out, y, weight)
-                    if on_cpu and not torch.isfinite(loss):
-                        _diverged(model, loss, epoch)
-                    if scaler is None:
-                        loss.backward()
-                        opt.step()
+            for stage, n_epochs in plan:
+                if stage is not None:
+                    model.set_stage(stage)
+                target = stage in (None, "target")
+                # a fresh optimiser (and schedule over the stage's epochs) per stage
+                opt = _optimizer(model, cfg)
+                sched = _scheduler(opt, replace(cfg, epochs=n_epochs) if stage else cfg)
+                for epoch in range(n_epochs):
+                    model.train()
+                    total = torch.zeros((), dtype=acc, device=dev)
+                    correct = torch.zeros((), dtype=torch.int64, device=dev)
+                    n = seen = 0
+                    if tensors is not None:
+                        X, Y = tensors
+                        batches = ((X[i.to(X.device)], Y[i.to(X.device)])
+                                   for i in _index_batches(train_loader, len(X)))  # fmt: skip
                     else:
-                        scaler.scale(loss).backward()
-                        scaler.step(opt)
-                        scaler.update()
-                    total += loss.detach().to(acc) * len(y)
-                    hard = y.argmax(1) if y.is_floating_point() else y  # mixup: soft targets
-                    correct += (logits_of(out).detach().argmax(1) == hard).sum()
-                    n += len(y)
-                if not on_cpu and not torch.isfinite(total):
-                    _diverged(model, total, epoch)
-                history["lr"].append(float(opt.param_groups[0]["lr"]))
-                if sched is not None:
-                    sched.step()
-                history["loss"].append(float(total) / max(n, 1))
-                history["accuracy"].append(int(correct) / max(n, 1))
-                if val_loader is not None:
-                    vl, va = _evaluate(model, val_loader, weight, dev)
-                    history["val_loss"].append(vl)
-                    history["val_accuracy"].append(va)
-                if epoch_end is not None:
-                    epoch_end(epoch + 1, model)
-                log.debug("epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, history["loss"][-1])
+                        batches = iter(train_loader)
+                    for x, y in batches:
+                        if policy is not None:  # on the CPU: the same batches on every device
+                            x, y = policy(x.cpu(), y.cpu(), augment_gen)
+                        x = x.to(dev, non_blocking=True)
+                        y = y.to(dev, non_blocking=True)
+                        if first and _channels_last(model, x):
+                            layout = torch.channels_last  # parameters change layout in place
+                            model.to(memory_format=layout)
+                        first = False
+                        if layout is not None:
+                            x = x.contiguous(memory_format=layout)
+                        opt.zero_grad(set_to_none=True)
+                        with autocast(dev, precision):
+                            out = model(x)
+                            loss = compute_loss(model, out, y, weight)
+                        if on_cpu and not torch.isfinite(loss):
+                            _diverged(model, loss, epoch)
+                        if scaler is None:
+                            loss.backward()
+                            opt.step()
+                        else:
+                            scaler.scale(loss).backward()
+                            scaler.step(opt)
+                            scaler.update()
+                        total += loss.detach().to(acc) * len(y)
+                        if target:
+                            hard = y.argmax(1) if y.is_floating_point() else y  # mixup: soft
+                            correct += (logits_of(out).detach().argmax(1) == hard).sum()
+                            seen += len(y)
+                        else:  # e.g. same/different decisions on pairs
+                            right, count = model.stage_accuracy(out, y)
+                            correct += right
+                            seen += count
+                        n += len(y)
+                    if not on_cpu and not torch.isfinite(total):
+                        _diverged(model, total, epoch)
+                    history["lr"].append(float(opt.param_groups[0]["lr"]))
+                    if sched is not None:
+                        sched.step()
+                    history["loss"].append(float(total) / max(n, 1))
+                    history["accuracy"].append(int(correct) / max(seen, 1))
+                    if stage is not None:
+                        history["stage"].append(stage)
+                    if val_loader is not None and target:
+                        vl, va = _evaluate(model, val_loader, weight, dev)
+                        history["val_loss"].append(vl)
+                        history["val_accuracy"].append(va)
+                    elif val_loader is not None:  # its loss would draw pairs: not monitored
+                        history["val_loss"].append(float("nan"))
+                        history["val_accuracy"].append(float("nan"))
+                    if epoch_end is not None and target:
+                        epoch_end(epoch + 1, model)
+                    log.debug("%sepoch %d/%d loss %.4f", f"{stage} " if stage else "", epoch + 1,
+                              n_epochs, history["loss"][-1])  # fmt: skip
         finally:
             if layout is not None:
                 model.to(memory_format=torch.contiguous_format)
     model.eval()
     return history
+
+
+def _stage_plan(model: nn.Module, cfg: TrainConfig) -> list[tuple[str | None, int]]:
+    """``(stage, epochs)`` in training order: ``[(None, cfg.epochs)]`` for a one-stage
+    network; ``[("prior", cfg.prior_epochs), ("target", cfg.epochs)]`` for a network
+    declaring ``training_stages = ("prior",)`` (the prior stage left out when
+    ``prior_epochs`` is 0). A class attribute of its own name: ``stages`` is a submodule of
+    R3D.
+
+    Raises
+    ------
+    ValueError
+        ``prior_epochs`` > 0 for a network without a prior stage (one line).
+    """
+    stages = tuple(getattr(model, "training_stages", ()))
+    if not stages:
+        if cfg.prior_epochs:
+            raise ValueError(
+                f"prior_epochs={cfg.prior_epochs} (--prior-epochs): {type(model).__name__} "
+                "has no prior stage; only two-stage networks (e.g. mersiam) take it"
+            )
+        return [(None, cfg.epochs)]
+    plan = [(s, cfg.prior_epochs) for s in stages if cfg.prior_epochs > 0]
+    return [*plan, ("target", cfg.epochs)]
 
 
 def _diverged(model: nn.Module, loss: torch.Tensor, epoch: int) -> None:

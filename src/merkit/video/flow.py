@@ -434,6 +434,45 @@ def _row_name(row: Mapping) -> str:
     return f"{row.get('dataset')}/{row.get('subject')}/{row.get('clip')}"
 
 
+def _row_frames(
+    row: Mapping | pd.Series, *, align: bool, face_size: tuple[int, int], margin: float,
+    landmarks: str, detector: str, magnify: Magnification | Mapping | None, name: str,
+) -> tuple[np.ndarray, dict | None]:  # fmt: skip
+    """Grey onset..offset frames of a row, face-aligned (or resized) and magnified."""
+    if align:
+        frames = load_clip(row, size=None, grey=True)
+        frames, face_info = align_clip(frames, size=face_size, margin=margin,
+                                       landmarks=landmarks, detector=detector,
+                                       name=name)  # fmt: skip
+    else:
+        frames, face_info = load_clip(row, size=face_size, grey=True), None
+    if isinstance(magnify, Mapping):
+        magnify = Magnification(**magnify)
+    if magnify is not None:
+        frames = magnify.apply_to_row(frames, row)
+    return frames, face_info
+
+
+def _apex_position(row: Mapping | pd.Series, frames: np.ndarray, smooth: int) -> tuple[int, bool]:
+    """Position of the apex among ``frames`` (annotated, or spotted) and whether spotted."""
+    onset = int(row["onset"])
+    apex = row.get("apex")
+    if apex is None or pd.isna(apex):
+        return spot_apex(frames, smooth=smooth), True
+    fdir = row.get("frames_dir")
+    if isinstance(fdir, str) and fdir:
+        numbers = [frame_number(f) for f in list_frames(fdir)]
+        numbers = [k for k in numbers if onset <= k <= int(row["offset"])]
+        if int(apex) not in numbers:
+            raise ValueError(f"apex frame {int(apex)} is not among the clip's frames")
+        index = numbers.index(int(apex))
+    else:
+        index = int(apex) - onset
+    if not 0 <= index < len(frames):
+        raise ValueError(f"apex {int(apex)} outside the {len(frames)} frames read")
+    return index, False
+
+
 def sample_flow(
     row: Mapping | pd.Series,
     *,
@@ -464,39 +503,10 @@ def sample_flow(
     """
     name = _row_name(row)
     try:
-        if align:
-            frames = load_clip(row, size=None, grey=True)
-            frames, face_info = align_clip(
-                frames,
-                size=face_size,
-                margin=margin,
-                landmarks=landmarks,
-                detector=detector,
-                name=name,
-            )
-        else:
-            frames, face_info = load_clip(row, size=face_size, grey=True), None
-        if isinstance(magnify, Mapping):
-            magnify = Magnification(**magnify)
-        if magnify is not None:
-            frames = magnify.apply_to_row(frames, row)
-        onset = int(row["onset"])
-        apex = row.get("apex")
-        spotted = apex is None or pd.isna(apex)
-        if spotted:
-            index = spot_apex(frames, smooth=apex_smooth)
-        else:
-            fdir = row.get("frames_dir")
-            if isinstance(fdir, str) and fdir:
-                numbers = [frame_number(f) for f in list_frames(fdir)]
-                numbers = [k for k in numbers if onset <= k <= int(row["offset"])]
-                if int(apex) not in numbers:
-                    raise ValueError(f"apex frame {int(apex)} is not among the clip's frames")
-                index = numbers.index(int(apex))
-            else:
-                index = int(apex) - onset
-            if not 0 <= index < len(frames):
-                raise ValueError(f"apex {int(apex)} outside the {len(frames)} frames read")
+        frames, face_info = _row_frames(row, align=align, face_size=face_size, margin=margin,
+                                        landmarks=landmarks, detector=detector, magnify=magnify,
+                                        name=name)  # fmt: skip
+        index, spotted = _apex_position(row, frames, apex_smooth)
         flow = tvl1_flow(frames[0], frames[index], preset=preset, **overrides)
     except Exception as exc:  # re-raised with the sample named
         raise type(exc)(f"flow of sample {name}: {exc}") from exc
@@ -541,3 +551,156 @@ def flow_images(
     images = Parallel(n_jobs=n_jobs)(delayed(one)(r) for r in rows)
     log.info("computed %d flow images of %s", len(images), size)
     return np.stack(images)
+
+
+# --------------------------------------------------------------------------- sequences
+#: how the key frames of a flow sequence are chosen (:func:`keyframe_positions`)
+KEYFRAMES = ("motion", "uniform", "apex")
+
+
+def keyframe_positions(frames: np.ndarray, length: int, method: str = "motion") -> np.ndarray:
+    """Positions (1..n-1) of the ``length`` key frames after the onset ``frames[0]``.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (n, H, W)
+        Grey onset..offset frames, n >= 2.
+    length : int
+    method : {"motion", "uniform"}
+        ``"uniform"``: equal steps in time, ``round(k (n - 1) / length)`` for
+        k = 1..length (the last is the offset). ``"motion"``: equal steps of cumulative
+        frame-difference energy ``E_t = sum_{1 <= s <= t} mean |f_s - f_{s-1}|``: key frame
+        k is the first t with ``E_t >= (k - 1/2) E_{n-1} / length`` (the middle of the k-th
+        of ``length`` equal parts of the motion), so the key frames crowd where the face
+        moves (around the apex) and skip still stretches, before and after the motion
+        (merkit's stand-in for the adaptive key-frame network of MERSiam's paper; uniform
+        when nothing moves).
+
+    Returns
+    -------
+    ndarray of int64, shape (length,)
+        Non-decreasing, >= 1. Positions repeat when the clip has fewer than ``length + 1``
+        frames or the motion sits in a few frames.
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    n = len(frames)
+    if frames.ndim != 3 or n < 2:
+        raise ValueError(f"key frames need (n, H, W) frames with n >= 2, got {frames.shape}")
+    if int(length) < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    if method not in ("motion", "uniform"):
+        raise ValueError(f"keyframes={method!r}; expected 'motion' or 'uniform'")
+    k = np.arange(1, int(length) + 1)
+    uniform = np.rint(k * (n - 1) / int(length)).astype(np.int64)
+    if method == "uniform":
+        return uniform
+    energy = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2))
+    cum = np.concatenate([[0.0], np.cumsum(energy)])
+    if not cum[-1] > 0:
+        return uniform
+    targets = cum[-1] * (k - 0.5) / int(length)
+    return np.searchsorted(cum, targets, side="left").astype(np.int64)  # first cum[t] >= target
+
+
+def flow_sequence(
+    flows: np.ndarray, *, size: tuple[int, int] = (112, 112),
+    interpolation: int = cv2.INTER_AREA,
+) -> np.ndarray:  # fmt: skip
+    """Key-frame flows as one ``(u, v, strain)`` sequence of uint8 maps.
+
+    Each flow's u, v and optical strain (:func:`optical_strain`) are resized to ``size``;
+    then each channel is min-max normalised to 0..255 ONCE over the whole sequence (not per
+    map as :func:`flow_image` does), so the growth and decay of the motion along the
+    sequence survive the encoding. A length-1 sequence equals :func:`flow_image` of its
+    flow.
+
+    Parameters
+    ----------
+    flows : ndarray, shape (T, H, W, 2)
+
+    Returns
+    -------
+    ndarray of uint8, shape (3, T, *size)
+    """
+    flows = np.asarray(flows, dtype=np.float32)
+    if flows.ndim != 4 or flows.shape[-1] != 2 or len(flows) < 1:
+        raise ValueError(f"flows must be (T, H, W, 2) with T >= 1, got {flows.shape}")
+    h, w = int(size[0]), int(size[1])
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be (H, W) with positive values, got {size!r}")
+    maps = np.empty((3, len(flows), h, w), np.float32)
+    for t, f in enumerate(flows):
+        for c, ch in enumerate((f[..., 0], f[..., 1], optical_strain(f))):
+            maps[c, t] = cv2.resize(np.ascontiguousarray(ch), (w, h), interpolation=interpolation)
+    return np.stack([_minmax_uint8(maps[c]) for c in range(3)])
+
+
+def sample_flow_sequence(
+    row: Mapping | pd.Series,
+    *,
+    length: int = 10,
+    keyframes: str = "motion",
+    size: tuple[int, int] = (112, 112),
+    align: bool = True,
+    face_size: tuple[int, int] = (112, 112),
+    margin: float = 0.1,
+    landmarks: str = "auto",
+    detector: str = "auto",
+    preset: str | TVL1 = "default",
+    apex_smooth: int = 1,
+    magnify: Magnification | Mapping | None = None,
+    **overrides,
+) -> tuple[np.ndarray, dict]:
+    """Key-frame flow sequence of one Sample-table row (MERSiam's input).
+
+    The frames are read, aligned and magnified as in :func:`sample_flow`; ``length`` key
+    frames after the onset are chosen (:func:`keyframe_positions`; ``keyframes="apex"``
+    with ``length=1``: the apex, annotated or spotted, i.e. :func:`sample_flow`'s flow);
+    the TV-L1 flow onset -> each key frame is encoded by :func:`flow_sequence`.
+
+    Returns
+    -------
+    sequence : ndarray of uint8, shape (3, length, *size)
+        Channels u, v, strain.
+    info : dict
+        ``keyframes`` (positions in the clip), ``flows`` (the TV-L1 flows, float32
+        ``(length, *face_size, 2)``), ``face`` (alignment info or None).
+    """
+    if keyframes not in KEYFRAMES:
+        raise ValueError(f"keyframes={keyframes!r}; expected one of {', '.join(KEYFRAMES)}")
+    if keyframes == "apex" and int(length) != 1:
+        raise ValueError(f"keyframes='apex' gives one flow (onset -> apex); length={length}")
+    name = _row_name(row)
+    try:
+        frames, face_info = _row_frames(row, align=align, face_size=face_size, margin=margin,
+                                        landmarks=landmarks, detector=detector, magnify=magnify,
+                                        name=name)  # fmt: skip
+        if keyframes == "apex":
+            keys = np.array([_apex_position(row, frames, apex_smooth)[0]], np.int64)
+        else:
+            keys = keyframe_positions(frames, int(length), keyframes)
+        solver = get_tvl1(preset, **overrides)
+        flows: dict[int, np.ndarray] = {}  # a repeated key frame: its flow computed once
+        for k in map(int, keys):
+            if k not in flows:
+                flows[k] = solver(frames[0], frames[k])
+        stacked = np.stack([flows[int(k)] for k in keys])
+        seq = flow_sequence(stacked, size=size)
+    except Exception as exc:  # re-raised with the sample named
+        raise type(exc)(f"flow sequence of sample {name}: {exc}") from exc
+    return seq, {"keyframes": keys.tolist(), "flows": stacked, "face": face_info}
+
+
+def flow_sequences(table: pd.DataFrame, *, n_jobs: int = 1, **kwargs) -> list[np.ndarray]:
+    """:func:`sample_flow_sequence` of every row of a Sample table (uint8 ``(3, T, H, W)``
+    each, in table order; ``n_jobs`` joblib workers over clips)."""
+    rows = [r for _, r in table.iterrows()]
+    if not rows:
+        raise ValueError("no clips: the Sample table is empty")
+    out = Parallel(n_jobs=n_jobs)(delayed(_sequence_of)(r, kwargs) for r in rows)
+    log.info("computed %d flow sequences", len(out))
+    return list(out)
+
+
+def _sequence_of(row: pd.Series, kwargs: Mapping) -> np.ndarray:
+    return sample_flow_sequence(row, **kwargs)[0]

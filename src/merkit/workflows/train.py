@@ -12,11 +12,14 @@ Inputs
 ------
 Flow networks get the onset -> apex TV-L1 flow image of each clip (28 x 28, u, v,
 strain, values 0..255; :data:`FLOW_IMAGE_PARAMS`), 3-D networks the onset..offset frames
-(grey, :data:`CLIP_PARAMS`: face-aligned, 112 x 112, TIM to 16 frames, values / 255).
-Both are computed from databases in their native layouts (``data_dir``) and cached as
-``.npy`` per clip under ``<cache>/flows`` / ``<cache>/clips``, keyed by the clip and the
+(grey, :data:`CLIP_PARAMS`: face-aligned, 112 x 112, TIM to 16 frames, values / 255),
+flow-sequence networks (MERSiam) key-frame flow sequences (:data:`FLOWSEQ_PARAMS`: 10
+TV-L1 flows onset -> key frame, u, v, strain, 112 x 112, 0..255). All are computed from
+databases in their native layouts (``data_dir``) and cached as ``.npy`` per clip under
+``<cache>/flows`` / ``<cache>/clips`` / ``<cache>/flowseqs``, keyed by the clip and the
 parameters. ``flows_dir`` reads the MEGC 2019 composite flow folder instead (3-class
-labels of CASME II, SMIC-HS and SAMM: protocol ``cde`` and the ``SMIC_HS-3`` LOSO task).
+labels of CASME II, SMIC-HS and SAMM: protocol ``cde`` and the ``SMIC_HS-3`` LOSO task;
+for MERSiam each image is a flow sequence of length 1).
 Flow images (28 x 28 x 3) are held in memory; cached clip volumes stay on disk and are
 read clip by clip for each mini-batch (:class:`merkit.nets.data.ClipArray`, ``workers``
 loader processes), so memory does not grow with the number of clips; without a cache
@@ -117,7 +120,7 @@ from merkit.store import (
     write_summary_table,
 )
 from merkit.video.face import FaceNotFoundError
-from merkit.video.flow import flow_images
+from merkit.video.flow import KEYFRAMES, flow_images, flow_sequences
 from merkit.video.magnify import Magnification
 from merkit.workflows.databases import cache_folder, load_databases, scheme_classes, skipped_clips
 
@@ -128,11 +131,13 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "CLIP_PARAMS",
+    "FLOWSEQ_PARAMS",
     "FLOW_IMAGE_PARAMS",
     "TrainResult",
     "clip_inputs",
     "composite_flows_from_data",
     "flow_inputs",
+    "flowseq_inputs",
     "magnify_augment_factors",
     "preset_for",
     "run_train",
@@ -146,7 +151,13 @@ FLOW_IMAGE_PARAMS: dict = {"align": True, "face_size": [112, 112], "margin": 0.1
 #: how clip volumes are made for the 3-D networks (:func:`clip_inputs`)
 CLIP_PARAMS: dict = {"align": True, "size": [112, 112], "length": 16, "margin": 0.1,
                      "detector": "auto", "landmarks": "auto"}  # fmt: skip
-#: training preset of the networks with their own published settings
+#: how key-frame flow sequences are made for MERSiam (:func:`flowseq_inputs`; DFME's
+#: setting: 10 flows of 112 x 112)
+FLOWSEQ_PARAMS: dict = {"align": True, "face_size": [112, 112], "margin": 0.1,
+                        "detector": "auto", "landmarks": "auto", "preset": "default",
+                        "size": [112, 112], "length": 10, "keyframes": "motion"}  # fmt: skip
+#: the flow sequence of a MEGC 2019 flow image: its one onset -> apex flow
+_RELEASED_SEQUENCE = {"length": 1, "keyframes": "apex"}
 #: tasks the MEGC 2019 flow folder can feed (its labels are the 3 composite classes)
 _FLOW_FOLDER_TASKS = {("cde", "composite"), ("loso", "SMIC_HS-3")}
 _FINAL_FOLD_INDEX = 99_991
@@ -340,6 +351,52 @@ def clip_inputs(
         names = [f"{r.get('subject')}/{r.get('clip')}" for _, r in table.iterrows()]
         return ClipArray(paths, (1, prep.length, *prep.size), names=names)
     arrays = _cached_arrays(table, p, folder, "clip", compute, memo)
+    return np.ascontiguousarray(np.stack(arrays), dtype=np.float32)
+
+
+def flowseq_inputs(
+    table: pd.DataFrame, *, params: Mapping | None = None, folder: str | Path | None = None,
+    n_jobs: int = 1, memo: dict | None = None, lazy: bool | None = None,
+) -> np.ndarray | ClipArray:  # fmt: skip
+    """Key-frame flow sequences of a Sample table, ``(n, 3, T, H, W)`` float32 in 0..255.
+
+    Each clip: :func:`merkit.video.flow.sample_flow_sequence` (key frames, TV-L1 flows
+    onset -> key frame, u, v, strain min-max encoded once per sequence), cached per clip
+    as uint8 like the clip volumes (``lazy``: as in :func:`clip_inputs`).
+
+    Parameters
+    ----------
+    params : mapping, optional
+        Overrides of :data:`FLOWSEQ_PARAMS` (``length``, ``keyframes``, ``size``,
+        ``face_size``, ``align``, ``preset``...; ``magnify``: Magnification arguments).
+    """
+    from merkit.nets.data import ClipArray
+
+    p = {**FLOWSEQ_PARAMS, **(params or {})}
+    kw = {k: p[k] for k in ("align", "margin", "detector", "landmarks", "preset", "keyframes")}
+    kw.update(length=int(p["length"]), size=tuple(p["size"]), face_size=tuple(p["face_size"]),
+              magnify=p.get("magnify"))  # fmt: skip
+
+    def compute(rows: pd.DataFrame) -> list[np.ndarray]:
+        try:
+            return flow_sequences(rows, n_jobs=n_jobs, **kw)
+        except RuntimeError as err:  # FaceNotFoundError names the clip
+            raise ValueError(
+                f"{err}; faces that fill the frame (cropped releases, synthetic data) need "
+                "no detection: use align=False (--no-align) or detector='frame'"
+            ) from err
+
+    folder = None if folder is None else Path(folder)
+    if lazy is None:
+        lazy = folder is not None
+    if lazy:
+        if folder is None:
+            raise ValueError("flowseq_inputs(lazy=True) reads a cache: give folder")
+        chunk = _COMPUTE_CHUNK * max(1, int(n_jobs))
+        paths = _cached_files(table, p, folder, "flowseq", compute, chunk)
+        names = [f"{r.get('subject')}/{r.get('clip')}" for _, r in table.iterrows()]
+        return ClipArray(paths, (3, kw["length"], *kw["size"]), names=names)
+    arrays = _cached_arrays(table, p, folder, "flowseq", compute, memo)
     return np.ascontiguousarray(np.stack(arrays), dtype=np.float32)
 
 
@@ -661,7 +718,7 @@ def _run_task(
         aus=task.classes if task.multilabel else (), channels=inputs.channels,
         scale=inputs.scale, size=tuple(inputs.X.shape[-2:]), model_kwargs=model_kwargs,
         input_kind=inputs.kind,
-        flow=input_params if inputs.kind == "flow" else {},
+        flow=input_params if inputs.kind in ("flow", "flowseq") else {},
         clip=input_params if inputs.kind == "clip" else {},
         info={"protocol": task.protocol, "task": task.name, "data": inputs.data_fp,
               **inputs.source, "params": params},
@@ -900,7 +957,7 @@ def _with_magnified_copies(
     :func:`flow_inputs` / :func:`clip_inputs` with that ``magnify``, cached like the
     others) and the inputs stacked in :func:`merkit.protocols.deep.with_training_copies`'
     order; the test clips stay those of ``inputs``."""
-    make = flow_inputs if inputs.kind == "flow" else clip_inputs
+    make = {"flow": flow_inputs, "flowseq": flowseq_inputs}.get(inputs.kind, clip_inputs)
     plain = {k: v for k, v in input_params.items() if k != "magnify"}
     parts = []
     for m in mags:  # alpha 0 (with --magnify A) is the plain clip: its cache entry is shared
@@ -947,6 +1004,9 @@ def _check_combination(
             f"model {model!r} is a 3-D network that takes whole clips; give --data (databases "
             "in native layouts), not --flows-dir (flow images)"
         )
+    if flows_dir is not None and input_kind(model) == "flowseq":
+        log.info("--flows-dir with %s: each released onset -> apex flow image is a "
+                 "flow sequence of length 1", model)  # fmt: skip
 
 
 def _positive_int(value, name: str, flag: str, least: int = 1) -> None:
@@ -959,6 +1019,7 @@ def _check_options(
     threads, folds, n_folds, flow: Mapping | None, clip: Mapping | None,
     fold_batching: str = "auto", device: str = "cpu", precision: str = "32",
     augment: str = "none", on_workers: bool = False, workers: int = 0,
+    prior_epochs: int | None = None,
 ) -> str:  # fmt: skip
     """Every training option, before any input is read or computed (one-line errors).
 
@@ -966,7 +1027,7 @@ def _check_options(
     ``on_workers`` (a Ray / Dask backend): an explicit device is checked by name only, the
     workers resolve it.
     """
-    from merkit.nets import check_model_kwargs
+    from merkit.nets import check_model_kwargs, network_class
     from merkit.nets.augment import POLICIES, get_policy
     from merkit.nets.device import check_precision, device_name, resolve_device
     from merkit.nets.fold_batched import FOLD_BATCHING, batching_problem
@@ -980,7 +1041,27 @@ def _check_options(
         dev = resolve_device(device)
     check_precision(precision, dev)
 
-    check_training_options(epochs=epochs, lr=lr, batch_size=batch_size, threads=threads)
+    check_training_options(epochs=epochs, lr=lr, batch_size=batch_size, threads=threads,
+                           prior_epochs=prior_epochs)  # fmt: skip
+    staged = bool(getattr(network_class(model), "training_stages", ()))
+    if prior_epochs and not staged:
+        raise ValueError(f"--prior-epochs {prior_epochs}: model {model!r} trains in one stage; "
+                         "only two-stage networks (mersiam) have a prior stage")  # fmt: skip
+    if staged and declared.multilabel:
+        raise ValueError(f"model {model!r} trains in two stages on class labels (pairs, focal "
+                         f"loss); the {declared.name} protocol is multi-label")  # fmt: skip
+    keyframes = (clip or {}).get("keyframes")
+    if keyframes is not None:
+        if kind != "flowseq":
+            raise ValueError(f"--keyframes {keyframes}: model {model!r} takes {kind} inputs; "
+                             "key frames choose the flows of flow-sequence models "
+                             "(mersiam)")  # fmt: skip
+        if keyframes not in KEYFRAMES:
+            raise ValueError(f"--keyframes {keyframes}: expected one of {', '.join(KEYFRAMES)}")
+        length = (clip or {}).get("length", FLOWSEQ_PARAMS["length"])
+        if keyframes == "apex" and length != 1:
+            raise ValueError(f"--keyframes apex gives one flow (onset -> apex): use "
+                             f"--clip-length 1, not {length}")  # fmt: skip
     policy = get_policy(augment)  # unknown: one line listing the policies
     if policy.kind not in (None, kind):
         fits = ", ".join(name for name, p in POLICIES.items() if p.kind in (None, kind))
@@ -1059,6 +1140,7 @@ def run_train(
     address: str | None = None,
     workers: int = 0,
     audit_every: int | None = None,
+    prior_epochs: int | None = None,
 ) -> TrainResult:
     """Train a network under a protocol (module docstring for inputs and outputs).
 
@@ -1160,9 +1242,13 @@ def run_train(
         Leak audit (:mod:`merkit.results.audit`, docs/leak-audit.md): record every test
         fold's probabilities after every ``audit_every``-th epoch and the last, and score
         the run under the test-subject selections of published code beside the honest
-        score (``audit.csv``, the report). None: 1 for flow-image networks (cheap), 0 (off)
-        for 3-D networks, whose test clips cost a forward pass each. Never changes the
-        trained weights, the results or the run id. Single-label protocols only.
+        score (``audit.csv``, the report). None: 1 for flow-image networks and for the
+        length-1 flow sequences of ``flows_dir`` (cheap), 0 (off) for clips and computed
+        flow sequences, whose test inputs cost a 3-D forward pass each. Never changes the
+        trained weights, the results or the run id. Single-label protocols only; a
+        two-stage network is recorded in its target stage.
+    prior_epochs : int, optional
+        Epochs of the prior stage of a two-stage network (mersiam; default: its preset's).
 
     Raises
     ------
@@ -1198,16 +1284,24 @@ def run_train(
         if fold_batching == "auto":
             log.info("backend %s: folds train one per job (no fold batching)", be.name)
             fold_batching = "off"
-    if audit_every is None:
-        audit_every = 1 if kind == "flow" else 0
+    if audit_every is None:  # the 3-D inputs' test clips cost a forward pass each
+        audit_every = 1 if kind == "flow" or (kind == "flowseq" and flows_dir) else 0
     _positive_int(audit_every, "audit_every", "--audit-every", least=0)
     dev = _check_options(declared, model, kind, kwargs, epochs=epochs, lr=lr,
                          batch_size=batch_size, threads=threads, folds=folds, n_folds=n_folds,
                          flow=flow, clip=clip, fold_batching=fold_batching, device=device,
                          precision=precision, augment=augment,
-                         on_workers=be.name != "loky", workers=workers)  # fmt: skip
+                         on_workers=be.name != "loky", workers=workers,
+                         prior_epochs=prior_epochs)  # fmt: skip
+    given = sorted(k for k in ("size", "length", "keyframes") if k in (clip or {}))
+    if flows_dir is not None and kind == "flowseq" and given:
+        raise ValueError(
+            f"--flows-dir gives one 28 x 28 onset -> apex flow per clip (a sequence of length "
+            f"1); the sequence options ({', '.join(given)}) need --data (clips)"
+        )
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
-                                   ("threads", threads)) if v is not None}  # fmt: skip
+                                   ("threads", threads), ("prior_epochs", prior_epochs))
+                 if v is not None}  # fmt: skip
     if precision != "32":
         overrides["precision"] = precision
     if class_weight is not None:
@@ -1248,6 +1342,11 @@ def run_train(
     base = None if data_dir is None else cache_folder(data_dir, cache)
     if flow_set is not None:  # how the released images were made is not recorded
         input_params = {k: v for k, v in FLOW_IMAGE_PARAMS.items() if k != "size"}
+        if kind == "flowseq":  # predict: one onset -> apex flow, as the released images
+            input_params.update(_RELEASED_SEQUENCE)
+    elif kind == "flowseq":  # the flow options (--face-size, --flow-preset) and the
+        # sequence's (--clip-size, --clip-length, --keyframes)
+        input_params = {**FLOWSEQ_PARAMS, **(flow or {}), **(clip or {})}
     elif kind == "flow":
         input_params = {**FLOW_IMAGE_PARAMS, **(flow or {})}
     else:
@@ -1264,17 +1363,27 @@ def run_train(
             X = flow_set.X[task.table["_row"].to_numpy()]
             fp = _fingerprint("megc2019_flow", X, task.y)
             source = {"source": "flow images", "flows_dir": str(flows_dir)}
-            built.append((task, _Inputs(X, fp, source, "flow")))
+            if kind == "flowseq":  # each image: a sequence of one flow
+                X = np.ascontiguousarray(X[:, :, None])
+                source["sequence"] = "each flow image is a flow sequence of length 1"
+            built.append((task, _Inputs(X, fp, source, kind)))
             continue
         table, classes, left_out = _load_task_table(spec, data_dir, missing)
         dropped.append(left_out)
         task = make_task(spec, table, classes=classes, n_folds=n_folds, split_seed=split_seed)
-        folder = None if base is None else base / ("flows" if kind == "flow" else "clips")
+        sub = {"flow": "flows", "flowseq": "flowseqs"}.get(kind, "clips")
+        folder = None if base is None else base / sub
         if kind == "flow":
             X = flow_inputs(task.table, params=input_params, n_jobs=n_jobs, memo=memo,
                             folder=folder)  # fmt: skip
             fp = _fingerprint("tvl1-onset-apex", X, task.y)
             inputs = _Inputs(X, fp, {"source": "clips"}, "flow")
+        elif kind == "flowseq":
+            X = flowseq_inputs(task.table, params=input_params, n_jobs=n_jobs, memo=memo,
+                               folder=folder)  # fmt: skip
+            prefix = f"tvl1-{input_params['keyframes']}{input_params['length']}"
+            fp = _fingerprint(prefix, X, task.y)
+            inputs = _Inputs(X, fp, {"source": "clips"}, "flowseq")
         else:
             X = clip_inputs(task.table, params=input_params, n_jobs=n_jobs, memo=memo,
                             folder=folder)  # fmt: skip
