@@ -2,8 +2,8 @@
 Luo, Sankaranarayana, "HTNet for micro-expression recognition", Neurocomputing 602, 2024,
 arXiv:2307.14637; code github.com/wangzhifengharrison/HTNet).
 
-Architecture (the authors' ``Model.py`` and ``main_HTNet.py``; the paper's figure names
-the parts):
+Architecture (the authors' ``Model.py`` and ``main_HTNet.py``; the paper's abstract names
+the parts; docs/cde-reproduction.md, section HTNet, compares paper, code and merkit):
 
 1. **Regions.** Four 14 x 14 boxes are cut from the 28 x 28 onset -> apex flow image
    (u, v, strain) and tiled into a 28 x 28 mosaic, ``[[left eye, left lips], [right eye,
