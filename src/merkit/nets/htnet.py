@@ -26,8 +26,8 @@ the parts; docs/cde-reproduction.md, section HTNet, compares paper, code and mer
 With the authors' sizes every block holds a single token (``(4 // 4)^2 = 1``) at every
 level, so each attention is over one key: its output is the projected value of the token
 itself. The regions interact only through the aggregation convolutions and pooling.
-139,582,982 trainable parameters for 3 classes (the count of the authors' module; the
-paper states none).
+139,582,982 trainable parameters for 3 classes (the count of the authors' module; its
+abstract and README state none).
 """
 
 from __future__ import annotations
