@@ -23,6 +23,7 @@ LAST = {
     "fr_fc": (256, "classifier.3"),
     "fr_concat": (256, "classifier.3"),
     "rcn_a": (64 * 7 * 7, "classifier"),
+    "htnet": (1024, "fc"),
     "r3d": (512, "fc"),
     "i3d": (40 + 56 + 16 + 16, "fc"),  # Mixed_4c at a quarter of I3D's channels
     "mersiam": (128, "fc"),  # the embedding (dropout only in training)

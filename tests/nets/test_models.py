@@ -44,6 +44,8 @@ def test_forward_shapes(name):
         # 2 x (60 + 880) conv + 1568*1024+1024 + 1024*3+3
         ("off_apexnet", 1_611_611),
         ("rcn_a", 55_747),
+        # the authors' Model.py with main_HTNet.py's arguments (tests/nets/test_htnet.py)
+        ("htnet", 139_582_982),
         ("r3d", 33_167_811),
     ],
 )
@@ -149,7 +151,8 @@ def test_what_each_network_takes_and_trains_with() -> None:
     assert set(kinds.values()) == {"flow", "clip", "flowseq"}
     own = {name: training_preset(name) for name in MODELS}
     assert {n: p for n, p in own.items() if p} == {
-        "ststnet": "ststnet", "rcn_a": "rcn_a", "mersiam": "mersiam"}  # fmt: skip
+        "ststnet": "ststnet", "rcn_a": "rcn_a", "mersiam": "mersiam",
+        "htnet": "htnet"}  # fmt: skip
     assert [preset_for("fr_fc", p) for p in ("cde", "loso")] == ["fr_cde", "fr_cdmer"]
     assert preset_for("ststnet", "cde") == "ststnet"
     with pytest.raises(KeyError, match="unknown model 'nope'; registered: "):

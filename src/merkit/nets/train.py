@@ -273,15 +273,17 @@ class TrainConfig:
 #: momentum, batch 32, lr 1e-3; CDMER and single-database lr 5e-4, momentum 0.8 (the paper
 #: gives no epoch count: 100 here). STSTNet (Liong et al. 2019, authors' code): Adam 5e-5,
 #: batch 256, 800 epochs. RCN-A (Xia et al. 2020, authors' code): SGD 5e-4, momentum 0.9,
-#: batch 64, 100 epochs, lr x0.5 every 10 epochs. ``fr_adam``: the FR group's public MEGC 2019
-#: Dual-Inception code (Adam lr 1e-4, 40 epochs; batch 32 here, 3 there), the setting that
-#: trains FR on the real CDE flows where the paper's plain SGD barely moves it
-#: (docs/cde-reproduction.md).
+#: batch 64, 100 epochs, lr x0.5 every 10 epochs. HTNet (Wang et al. 2024, authors'
+#: ``main_HTNet.py``): STSTNet's setting, Adam 5e-5, batch 256, 800 epochs (unshuffled
+#: there). ``fr_adam``: the FR group's public MEGC 2019 Dual-Inception code (Adam lr 1e-4,
+#: 40 epochs; batch 32 here, 3 there), the setting that trains FR on the real CDE flows
+#: where the paper's plain SGD barely moves it (docs/cde-reproduction.md).
 PRESETS: dict[str, TrainConfig] = {
     "fr_cde": TrainConfig(epochs=100, batch_size=32, optimizer="sgd", lr=1e-3),
     "fr_adam": TrainConfig(epochs=40, batch_size=32, optimizer="adam", lr=1e-4),
     "fr_cdmer": TrainConfig(epochs=100, batch_size=32, optimizer="sgd", lr=5e-4, momentum=0.8),
     "ststnet": TrainConfig(epochs=800, batch_size=256, optimizer="adam", lr=5e-5),
+    "htnet": TrainConfig(epochs=800, batch_size=256, optimizer="adam", lr=5e-5),
     "rcn_a": TrainConfig(
         epochs=100,
         batch_size=64,
