@@ -44,6 +44,8 @@ def test_forward_shapes(name):
         # 2 x (60 + 880) conv + 1568*1024+1024 + 1024*3+3
         ("off_apexnet", 1_611_611),
         ("rcn_a", 55_747),
+        # 4 pre-norm blocks of 12 d^2 + 13 d (d = 64) + embeddings (tests/nets/test_frl_dgt.py)
+        ("frl_dgt", 209_171),
         ("r3d", 33_167_811),
     ],
 )
@@ -147,7 +149,11 @@ def test_what_each_network_takes_and_trains_with() -> None:
     assert {n for n, k in kinds.items() if k == "clip"} == {"r3d", "i3d"}
     assert set(kinds.values()) == {"flow", "clip"}
     own = {name: training_preset(name) for name in MODELS}
-    assert {n: p for n, p in own.items() if p} == {"ststnet": "ststnet", "rcn_a": "rcn_a"}
+    assert {n: p for n, p in own.items() if p} == {
+        "ststnet": "ststnet",
+        "rcn_a": "rcn_a",
+        "frl_dgt": "frl_dgt",
+    }
     assert [preset_for("fr_fc", p) for p in ("cde", "loso")] == ["fr_cde", "fr_cdmer"]
     assert preset_for("ststnet", "cde") == "ststnet"
     with pytest.raises(KeyError, match="unknown model 'nope'; registered: "):

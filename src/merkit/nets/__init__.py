@@ -17,6 +17,7 @@ name                   input                        module
 ``fr_fc``              flow ``[B, >=2, 28, 28]``    FR without attention (ablation)
 ``fr_concat``          flow ``[B, >=2, 28, 28]``    FR with concatenation fusion (ablation)
 ``rcn_a``              flow ``[B, 3, H, W]``        :class:`~merkit.nets.rcn.RCNA`
+``frl_dgt``            flow ``[B, >=2, H, W]``      :class:`~merkit.nets.frl_dgt.FRLDGT`
 ``r3d``                clip ``[B, C, T, H, W]``     :class:`~merkit.nets.video3d.R3D`
 ``i3d``                clip ``[B, C, T, H, W]``     :class:`~merkit.nets.video3d.I3DLite`
 =====================  ===========================  =====================================
@@ -43,6 +44,7 @@ from torch import nn
 
 from merkit.nets.apexnets import OffApexNet, STSTNet
 from merkit.nets.fr import BasicInception, DualInception, FeatureRefinement
+from merkit.nets.frl_dgt import FRLDGT
 from merkit.nets.rcn import RCNA
 from merkit.nets.video3d import R3D, I3DLite
 
@@ -67,6 +69,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "fr_fc": partial(FeatureRefinement, attention=False),
     "fr_concat": partial(FeatureRefinement, fusion="concat"),
     "rcn_a": RCNA,
+    "frl_dgt": FRLDGT,
     "r3d": R3D,
     "i3d": I3DLite,
 }
