@@ -11,7 +11,7 @@ Transformer Fusion of three modules - *local* and *global* fusion over AU-based 
 regions and *full-face* fusion - whose output is classified; its fusion layers fuse
 linearly *before* attention ("Fu-B-Attn"; the paper's ablation credits it with +0.5 %
 UF1 at ~7 % less run time). Published MEGC 2019 composite (CDE): UF1 0.812 / UAR 0.811
-(without the DGM, on optical flow: UF1 0.778).
+(without the DGM: UF1 0.778, as a third-party summary of the ablation quotes it).
 
 merkit's composite data are the released STSTNet flow images (u, v, optical strain;
 min-max encoded per image to 0..255; 28 x 28), without frames. So the **DGM is replaced
