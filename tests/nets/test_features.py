@@ -23,6 +23,7 @@ LAST = {
     "fr_fc": (256, "classifier.3"),
     "fr_concat": (256, "classifier.3"),
     "rcn_a": (64 * 7 * 7, "classifier"),
+    "frl_dgt": (64, "head"),  # mean of the fused tokens after LayerNorm
     "r3d": (512, "fc"),
     "i3d": (40 + 56 + 16 + 16, "fc"),  # Mixed_4c at a quarter of I3D's channels
 }
