@@ -24,6 +24,7 @@ LAST = {
     "fr_concat": (256, "classifier.3"),
     "rcn_a": (64 * 7 * 7, "classifier"),
     "htnet": (1024, "fc"),
+    "frl_dgt": (64, "head"),  # mean of the fused tokens after LayerNorm
     "r3d": (512, "fc"),
     "i3d": (40 + 56 + 16 + 16, "fc"),  # Mixed_4c at a quarter of I3D's channels
     "mersiam": (128, "fc"),  # the embedding (dropout only in training)

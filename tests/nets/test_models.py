@@ -46,6 +46,8 @@ def test_forward_shapes(name):
         ("rcn_a", 55_747),
         # the authors' Model.py with main_HTNet.py's arguments (tests/nets/test_htnet.py)
         ("htnet", 139_582_982),
+        # 4 pre-norm blocks of 12 d^2 + 13 d (d = 64) + embeddings (tests/nets/test_frl_dgt.py)
+        ("frl_dgt", 209_171),
         ("r3d", 33_167_811),
     ],
 )
@@ -152,7 +154,7 @@ def test_what_each_network_takes_and_trains_with() -> None:
     own = {name: training_preset(name) for name in MODELS}
     assert {n: p for n, p in own.items() if p} == {
         "ststnet": "ststnet", "rcn_a": "rcn_a", "mersiam": "mersiam",
-        "htnet": "htnet"}  # fmt: skip
+        "htnet": "htnet", "frl_dgt": "frl_dgt"}  # fmt: skip
     assert [preset_for("fr_fc", p) for p in ("cde", "loso")] == ["fr_cde", "fr_cdmer"]
     assert preset_for("ststnet", "cde") == "ststnet"
     with pytest.raises(KeyError, match="unknown model 'nope'; registered: "):

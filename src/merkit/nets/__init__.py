@@ -18,6 +18,7 @@ name                   input                        module
 ``fr_concat``          flow ``[B, >=2, 28, 28]``    FR with concatenation fusion (ablation)
 ``rcn_a``              flow ``[B, 3, H, W]``        :class:`~merkit.nets.rcn.RCNA`
 ``htnet``              flow ``[B, 3, 28, 28]``      :class:`~merkit.nets.htnet.HTNet`
+``frl_dgt``            flow ``[B, >=2, H, W]``      :class:`~merkit.nets.frl_dgt.FRLDGT`
 ``r3d``                clip ``[B, C, T, H, W]``     :class:`~merkit.nets.video3d.R3D`
 ``i3d``                clip ``[B, C, T, H, W]``     :class:`~merkit.nets.video3d.I3DLite`
 ``mersiam``            flowseq ``[B, 3, T, H, W]``  :class:`~merkit.nets.mersiam.MERSiam`
@@ -45,6 +46,7 @@ from torch import nn
 
 from merkit.nets.apexnets import OffApexNet, STSTNet
 from merkit.nets.fr import BasicInception, DualInception, FeatureRefinement
+from merkit.nets.frl_dgt import FRLDGT
 from merkit.nets.htnet import HTNet
 from merkit.nets.mersiam import MERSiam
 from merkit.nets.rcn import RCNA
@@ -72,6 +74,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "fr_concat": partial(FeatureRefinement, fusion="concat"),
     "rcn_a": RCNA,
     "htnet": HTNet,
+    "frl_dgt": FRLDGT,
     "r3d": R3D,
     "i3d": I3DLite,
     "mersiam": MERSiam,

@@ -277,13 +277,25 @@ class TrainConfig:
 #: ``main_HTNet.py``): STSTNet's setting, Adam 5e-5, batch 256, 800 epochs (unshuffled
 #: there). ``fr_adam``: the FR group's public MEGC 2019 Dual-Inception code (Adam lr 1e-4,
 #: 40 epochs; batch 32 here, 3 there), the setting that trains FR on the real CDE flows
-#: where the paper's plain SGD barely moves it (docs/cde-reproduction.md).
+#: where the paper's plain SGD barely moves it (docs/cde-reproduction.md). ``frl_dgt``:
+#: FRL-DGT's settings could not be read (only the paper's abstract was reachable, no
+#: authors' code), so this is merkit's setting for a small Transformer trained from scratch
+#: (AdamW lr 5e-4, weight decay 0.05, batch 32, cosine decay over 100 epochs; not tuned on
+#: any fold; docs/cde-reproduction.md, "FRL-DGT").
 PRESETS: dict[str, TrainConfig] = {
     "fr_cde": TrainConfig(epochs=100, batch_size=32, optimizer="sgd", lr=1e-3),
     "fr_adam": TrainConfig(epochs=40, batch_size=32, optimizer="adam", lr=1e-4),
     "fr_cdmer": TrainConfig(epochs=100, batch_size=32, optimizer="sgd", lr=5e-4, momentum=0.8),
     "ststnet": TrainConfig(epochs=800, batch_size=256, optimizer="adam", lr=5e-5),
     "htnet": TrainConfig(epochs=800, batch_size=256, optimizer="adam", lr=5e-5),
+    "frl_dgt": TrainConfig(
+        epochs=100,
+        batch_size=32,
+        optimizer="adamw",
+        lr=5e-4,
+        weight_decay=0.05,
+        scheduler="cosine",
+    ),
     "rcn_a": TrainConfig(
         epochs=100,
         batch_size=64,
