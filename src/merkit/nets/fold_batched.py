@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from merkit._io import atomic_write
+from merkit.nets.blocks import logits_of
 from merkit.nets.data import ClipArray
 from merkit.nets.device import resolve_device
 from merkit.nets.kernels import kernel_problem, load_kernel
@@ -215,12 +216,12 @@ def _audit_probs(
     predicted in eval mode with the RNG state forked, so training is unchanged."""
     stack.write_to(models)
     out = []
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():
         for net, te in zip(models, tests, strict=True):
-            if te.size:
-                _, p, _ = fold_outputs(net, X, te, width=width)
-            else:
-                p = np.zeros((0, width), np.float32)
+            p = np.zeros((0, width), np.float32)
+            if te.size:  # one batch: the rows fold_outputs would predict, without a loader
+                logits = logits_of(net.eval()(torch.from_numpy(np.ascontiguousarray(X[te]))))
+                p = torch.softmax(logits.float(), dim=1).numpy()
             out.append(p.astype(np.float32))
     for net in models:
         net.train()
