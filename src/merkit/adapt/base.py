@@ -65,6 +65,7 @@ __all__ = [
     "SVMBaseline",
     "batches_by",
     "check_da_inputs",
+    "first_appearance_codes",
     "fit_each",
     "libsvm_margin_sums",
     "path_labels",
@@ -208,6 +209,31 @@ def libsvm_margin_sums(D: np.ndarray) -> np.ndarray:
         return D
     t = D - np.rint(D)
     return 3.0 * t / (1.0 - 3.0 * np.abs(t))
+
+
+def first_appearance_codes(y) -> tuple[np.ndarray, np.ndarray]:
+    """Recode labels so that their sorted order is their order of first appearance.
+
+    MATLAB LibSVM (``svmtrain``), which the CDMER papers used, orders the classes by
+    their first appearance in the training labels and gives a one-vs-one vote tie to
+    the first of them; scikit-learn's LibSVM sorts the classes, so a tie goes to the
+    smallest label. Fitting any LibSVM-classified method on ``codes`` and mapping its
+    predictions back with ``classes[pred]`` reproduces MATLAB's tie rule (on CDMER
+    C -> V one target clip has a 1-1-1 tie: the baseline SVM then gives the published
+    0.4701 / 50.70 instead of 0.4800 / 52.11; docs/da-reproduction.md).
+
+    Returns
+    -------
+    codes : ndarray (n,)
+        ``0 .. c-1`` in order of first appearance.
+    classes : ndarray (c,)
+        The original labels in order of first appearance (``classes[codes] == y``).
+    """
+    y = np.asarray(y)
+    _, first = np.unique(y, return_index=True)
+    classes = y[np.sort(first)]
+    lookup = {c: i for i, c in enumerate(classes.tolist())}
+    return np.array([lookup[v] for v in y.tolist()], dtype=int), classes
 
 
 def target_scores(est, X: np.ndarray) -> np.ndarray | None:

@@ -271,6 +271,37 @@ class KLIEP(BaseEstimator):
         return alpha
 
 
+#: Sugiyama's uLSIF.m candidates for the Gaussian width sigma and for the ridge lambda
+#: (both ``logspace(-3, 1, 9)``), searched by its leave-one-out score
+ULSIF_LOO_LIST: tuple[float, ...] = tuple(float(v) for v in np.logspace(-3, 1, 9))
+
+
+def ulsif_loo_score(K_de: np.ndarray, K_nu: np.ndarray, ridge: float) -> float:
+    """uLSIF's closed-form leave-one-out score (Kanamori et al. 2009, Sec. 3.4; lower is better).
+
+    ``K_de`` (ns, b): basis functions at the source ("denominator") rows, ``K_nu``
+    (nt, b) at the target rows. Leaves out source row i and target row i together for
+    i < min(ns, nt), as Sugiyama's ``uLSIF.m``; the held-out ``alpha`` is clipped at 0
+    and the score is ``mean(w_de^2) / 2 - mean(w_nu)`` over the held-out pairs.
+    """
+    ns, b = K_de.shape
+    nt = K_nu.shape[0]
+    m = min(ns, nt)
+    H = K_de.T @ K_de / ns
+    h = K_nu.mean(0)
+    Cinv = np.linalg.inv(H + ridge * (ns - 1) / ns * np.eye(b))
+    beta = Cinv @ h
+    D, N = K_de[:m].T, K_nu[:m].T  # (b, m): the held-out pairs
+    CD = Cinv @ D
+    denom = ns - np.einsum("ij,ij->j", D, CD)
+    B0 = beta[:, None] + CD * ((beta @ D) / denom)[None, :]
+    B1 = Cinv @ N + CD * (np.einsum("ij,ij->j", N, CD) / denom)[None, :]
+    A = np.maximum(0.0, (ns - 1) / (ns * (nt - 1)) * (nt * B0 - B1))
+    w_de = np.einsum("ij,ij->j", D, A)
+    w_nu = np.einsum("ij,ij->j", N, A)
+    return float(np.mean(w_de**2) / 2 - np.mean(w_nu))
+
+
 class ULSIF(BaseEstimator):
     """Unconstrained Least-Squares Importance Fitting weights (closed form).
 
@@ -287,31 +318,50 @@ class ULSIF(BaseEstimator):
     docs/da-reproduction.md): a *linear* basis (the TSRG paper: "linear kernel function
     is adopted for all the methods") and the plain closed form, whose weights can be
     negative (IW-SVM then gives those rows no influence). Kanamori et al.'s estimator
-    is ``ULSIF(kernel="rbf", nonnegative=True)`` (``alpha <- max(0, alpha)``).
+    is ``ULSIF(kernel="rbf", nonnegative=True)`` (``alpha <- max(0, alpha)``), and
+    Sugiyama's ``uLSIF.m`` called with one lambda and no width is
+    ``ULSIF(kernel="rbf", gamma="loo", nonnegative=True)``.
 
     Parameters
     ----------
     lam : float
-        Ridge parameter (benchmark grid {1..100} x {1, 10, ..., 1e5}).
+        Ridge parameter (benchmark grid {1..100} x {1, 10, ..., 1e5}); with
+        ``lam_as="sigma"`` the Gaussian width instead (see there).
     kernel : {"linear", "rbf"}
-    gamma : float or None
-        RBF width, ``None`` = median heuristic over source + target rows.
+    gamma : float, None or "loo"
+        RBF width ``exp(-gamma ||x - c||^2)``; ``None`` = median heuristic over source +
+        target rows; ``"loo"`` = the width ``gamma = 1 / (2 sigma^2)`` with sigma in
+        :data:`ULSIF_LOO_LIST` of best leave-one-out score (:func:`ulsif_loo_score`)
+        at this ridge, as Sugiyama's ``uLSIF.m`` (label-free).
     n_centers : int
         Maximum number of centres (drawn without replacement when nt is larger).
     nonnegative : bool
         Clip ``alpha`` at 0 (Kanamori et al.); then every weight is >= 0.
+    lam_as : {"ridge", "sigma"}
+        What the grid value ``lam`` is. ``"sigma"`` (needs ``kernel="rbf"``): the Gaussian
+        width sigma of ``exp(-||x - c||^2 / (2 sigma^2))`` (a reading of the benchmark's
+        grid as ``uLSIF.m``'s ``sigma_list``), with the ridge from ``ridge``.
+    ridge : float or "loo"
+        Ridge when ``lam_as="sigma"``; ``"loo"`` = best leave-one-out score over
+        :data:`ULSIF_LOO_LIST` (``uLSIF.m``'s default ``lambda_list``).
     random_state : int
         Seed for the choice of centres.
+
+    Attributes: ``weights_``, ``alpha_``, ``centers_``, ``gamma_`` (width used, None for
+    the linear basis), ``ridge_`` (ridge used), ``loo_scores_`` ({candidate: score},
+    only when a value was chosen by leave-one-out).
     """
 
     def __init__(
         self,
         lam: float = 1.0,
         kernel: str = "linear",
-        gamma: float | None = None,
+        gamma: float | str | None = None,
         n_centers: int = 100,
         nonnegative: bool = False,
         random_state: int = 0,
+        lam_as: str = "ridge",
+        ridge: float | str = "loo",
     ) -> None:
         self.lam = lam
         self.kernel = kernel
@@ -319,22 +369,64 @@ class ULSIF(BaseEstimator):
         self.n_centers = n_centers
         self.nonnegative = nonnegative
         self.random_state = random_state
+        self.lam_as = lam_as
+        self.ridge = ridge
+
+    def _check_params(self) -> None:
+        if not self.lam > 0:
+            raise ValueError(f"uLSIF lam must be > 0, got {self.lam!r}")
+        if self.lam_as not in ("ridge", "sigma"):
+            raise ValueError(f"uLSIF lam_as must be 'ridge' or 'sigma', got {self.lam_as!r}")
+        if self.lam_as == "sigma" and self.kernel != "rbf":
+            raise ValueError("uLSIF lam_as='sigma' needs kernel='rbf'")
+        if isinstance(self.gamma, str) and (self.gamma != "loo" or self.kernel != "rbf"):
+            raise ValueError(
+                f"uLSIF gamma must be a number, None or 'loo' (rbf), got {self.gamma!r}"
+            )
+        if self.lam_as == "sigma" and self.gamma is not None:
+            raise ValueError("uLSIF lam_as='sigma' sets the width from lam; leave gamma=None")
+        if isinstance(self.ridge, str) and self.ridge != "loo":
+            raise ValueError(f"uLSIF ridge must be a number or 'loo', got {self.ridge!r}")
 
     def fit(self, Xs, Xt) -> ULSIF:
         """Estimate ``weights_`` (ns,)."""
         Xs, Xt = _check_xs_xt(Xs, Xt)
-        if not self.lam > 0:
-            raise ValueError(f"uLSIF lam must be > 0, got {self.lam!r}")
-        self.gamma_ = resolve_gamma(self.kernel, self.gamma, np.vstack([Xs, Xt]))
+        self._check_params()
         rng = np.random.default_rng(self.random_state)
         idx = np.arange(len(Xt))
         if len(Xt) > self.n_centers:
             idx = np.sort(rng.choice(len(Xt), self.n_centers, replace=False))
         self.centers_ = Xt[idx]
-        Phi_s = kernel_matrix(Xs, self.centers_, self.kernel, self.gamma_)
-        h = kernel_matrix(Xt, self.centers_, self.kernel, self.gamma_).mean(0)
+
+        def basis(gamma):
+            return (kernel_matrix(Xs, self.centers_, self.kernel, gamma),
+                    kernel_matrix(Xt, self.centers_, self.kernel, gamma))  # fmt: skip
+
+        if self.lam_as == "sigma":
+            gamma = 1.0 / (2.0 * float(self.lam) ** 2)
+            Phi_s, Phi_t = basis(gamma)
+            if self.ridge == "loo":
+                self.loo_scores_ = {r: ulsif_loo_score(Phi_s, Phi_t, r) for r in ULSIF_LOO_LIST}
+                ridge = min(self.loo_scores_, key=self.loo_scores_.get)
+            else:
+                ridge = float(self.ridge)
+        elif self.gamma == "loo":
+            ridge = float(self.lam)
+            scores, bases = {}, {}
+            for sigma in ULSIF_LOO_LIST:
+                g = 1.0 / (2.0 * sigma**2)
+                bases[g] = basis(g)
+                scores[g] = ulsif_loo_score(*bases[g], ridge)
+            self.loo_scores_ = scores
+            gamma = min(scores, key=scores.get)
+            Phi_s, Phi_t = bases[gamma]
+        else:
+            gamma = resolve_gamma(self.kernel, self.gamma, np.vstack([Xs, Xt]))
+            ridge = float(self.lam)
+            Phi_s, Phi_t = basis(gamma)
+        self.gamma_, self.ridge_ = gamma, ridge
         H = Phi_s.T @ Phi_s / len(Xs)
-        alpha = np.linalg.solve(H + self.lam * np.eye(len(h)), h)
+        alpha = np.linalg.solve(H + ridge * np.eye(Phi_s.shape[1]), Phi_t.mean(0))
         self.alpha_ = np.maximum(alpha, 0.0) if self.nonnegative else alpha
         self.weights_ = Phi_s @ self.alpha_
         return self
