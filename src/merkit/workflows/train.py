@@ -320,7 +320,7 @@ def clip_inputs(
     ValueError
         ``lazy=True`` without a ``folder``; a clip without a face (named, with what to do).
     """
-    from merkit.nets.data import ClipArray, clip_volume
+    from merkit.nets.data import clip_volume
 
     p = {**CLIP_PARAMS, **(params or {})}
     prep = Preprocess(size=tuple(p["size"]), length=int(p["length"]), align=bool(p["align"]),
@@ -340,17 +340,29 @@ def clip_inputs(
     def compute(rows: pd.DataFrame) -> list[np.ndarray]:
         return list(Parallel(n_jobs=n_jobs)(delayed(one)(r) for _, r in rows.iterrows()))
 
+    return _volumes(table, p, folder, "clip", compute, (1, prep.length, *prep.size),
+                    n_jobs=n_jobs, memo=memo, lazy=lazy, caller="clip_inputs")  # fmt: skip
+
+
+def _volumes(
+    table: pd.DataFrame, p: Mapping, folder: str | Path | None, kind: str, compute,
+    shape: tuple[int, ...], *, n_jobs: int, memo: dict | None, lazy: bool | None, caller: str,
+) -> np.ndarray | ClipArray:  # fmt: skip
+    """The 5-D inputs of a table (clip volumes, flow sequences): a :class:`ClipArray` over
+    the cache files (``lazy``; default: whenever ``folder`` is given), else one array."""
+    from merkit.nets.data import ClipArray
+
     folder = None if folder is None else Path(folder)
     if lazy is None:
         lazy = folder is not None
     if lazy:
         if folder is None:
-            raise ValueError("clip_inputs(lazy=True) reads the clips from a cache: give folder")
+            raise ValueError(f"{caller}(lazy=True) reads the inputs from a cache: give folder")
         chunk = _COMPUTE_CHUNK * max(1, int(n_jobs))
-        paths = _cached_files(table, p, folder, "clip", compute, chunk)
+        paths = _cached_files(table, p, folder, kind, compute, chunk)
         names = [f"{r.get('subject')}/{r.get('clip')}" for _, r in table.iterrows()]
-        return ClipArray(paths, (1, prep.length, *prep.size), names=names)
-    arrays = _cached_arrays(table, p, folder, "clip", compute, memo)
+        return ClipArray(paths, shape, names=names)
+    arrays = _cached_arrays(table, p, folder, kind, compute, memo)
     return np.ascontiguousarray(np.stack(arrays), dtype=np.float32)
 
 
@@ -370,8 +382,6 @@ def flowseq_inputs(
         Overrides of :data:`FLOWSEQ_PARAMS` (``length``, ``keyframes``, ``size``,
         ``face_size``, ``align``, ``preset``...; ``magnify``: Magnification arguments).
     """
-    from merkit.nets.data import ClipArray
-
     p = {**FLOWSEQ_PARAMS, **(params or {})}
     kw = {k: p[k] for k in ("align", "margin", "detector", "landmarks", "preset", "keyframes")}
     kw.update(length=int(p["length"]), size=tuple(p["size"]), face_size=tuple(p["face_size"]),
@@ -386,18 +396,8 @@ def flowseq_inputs(
                 "no detection: use align=False (--no-align) or detector='frame'"
             ) from err
 
-    folder = None if folder is None else Path(folder)
-    if lazy is None:
-        lazy = folder is not None
-    if lazy:
-        if folder is None:
-            raise ValueError("flowseq_inputs(lazy=True) reads a cache: give folder")
-        chunk = _COMPUTE_CHUNK * max(1, int(n_jobs))
-        paths = _cached_files(table, p, folder, "flowseq", compute, chunk)
-        names = [f"{r.get('subject')}/{r.get('clip')}" for _, r in table.iterrows()]
-        return ClipArray(paths, (3, kw["length"], *kw["size"]), names=names)
-    arrays = _cached_arrays(table, p, folder, "flowseq", compute, memo)
-    return np.ascontiguousarray(np.stack(arrays), dtype=np.float32)
+    return _volumes(table, p, folder, "flowseq", compute, (3, kw["length"], *kw["size"]),
+                    n_jobs=n_jobs, memo=memo, lazy=lazy, caller="flowseq_inputs")  # fmt: skip
 
 
 def _fingerprint(prefix: str, X: np.ndarray | ClipArray, y: np.ndarray) -> str:
