@@ -37,7 +37,10 @@ can be reported next to the oracle pick. Higher is better for every one.
     row, and the criterion is the mean entropy of those neighbour distributions. High when
     predictions form dense, soft neighbourhoods; low for scattered or over-fragmented
     ones. NaN without decision values. Computed on the forward fit (no refit). Like
-    ``"entropy"`` it reads decision values, whose scale differs between methods.
+    ``"entropy"`` it reads decision values, whose scale differs between methods. A point
+    that predicts one class everywhere has identical probability vectors, a uniform
+    neighbour distribution and the largest value: without a collapse guard it picks such
+    points (measured in docs/da-reproduction.md, "Choosing the method as well").
 
 Cross-method agreement (a point's macro-F1 against the consensus of every method's grid
 points) needs all methods' predictions of a task at once, so it is not a per-point
