@@ -446,6 +446,14 @@ class ResultStore:
         with directory_lock(self.directory):
             return self._results()
 
+    def results_of(self, records: Iterable[tuple[dict, pd.DataFrame]]) -> pd.DataFrame:
+        """The stored results rows of ``records`` (as built by :meth:`make_record`), in the
+        store's order: the rows one call added, without the folder's other rows."""
+        mine = {result_key(*(row[c] for c in _KEY_COLUMNS)) for row, _ in records}
+        results = self.results()
+        keep = np.array([k in mine for k in result_keys(results)], dtype=bool)
+        return results[keep].reset_index(drop=True)
+
     def _results(self) -> pd.DataFrame:
         parts = self._parts()
         if not parts:

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from merkit._io import ensure_writable_dir
@@ -27,8 +26,6 @@ from merkit.protocols.deep import summarize
 from merkit.protocols.ensemble import Member, combine, read_members, score_ensemble
 from merkit.store import (
     ResultStore,
-    result_key,
-    result_keys,
     write_run_info,
     write_stats,
     write_summary_table,
@@ -114,12 +111,7 @@ def run_ensemble(
         log.info("%s %s seed %d: ensemble of %d members", protocol, task, seed, len(group))
     store = ResultStore(out_dir)
     store.add_records(records)
-    results = store.results()
-    mine = {result_key(*(row[c] for c in ("protocol", "task", "method", "selection", "params",
-                                           "seed", "data")))
-            for row, _ in records}  # fmt: skip
-    keep = np.array([k in mine for k in result_keys(results)], dtype=bool)
-    results = results[keep].reset_index(drop=True)
+    results = store.results_of(records)
     summary = summarize(results)
     write_summary_table(out_dir, summary)
     member_table = pd.DataFrame([_member_row(m) for m in members])

@@ -109,8 +109,6 @@ from merkit.store import (
     params_to_json,
     read_fold,
     read_fold_audit,
-    result_key,
-    result_keys,
     write_audit,
     write_embeddings,
     write_fold,
@@ -1439,12 +1437,7 @@ def run_train(
         **({"magnify_augment": runs[0][1].magnify_augment} if copies else {}),
     })  # fmt: skip
 
-    results = store.results()
-    mine = {result_key(*(row[c] for c in ("protocol", "task", "method", "selection", "params",
-                                           "seed", "data")))
-            for _, _, g in runs for row, _ in g.records}  # fmt: skip
-    keep = np.array([k in mine for k in result_keys(results)], dtype=bool)
-    results = results[keep].reset_index(drop=True)
+    results = store.results_of(r for _, _, g in runs for r in g.records)
     summary = summarize(results)
     write_summary_table(out_dir, summary)
     first = runs[0][2]
