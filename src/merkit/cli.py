@@ -547,8 +547,19 @@ def cdmer(
     ] = "default",
     criterion: Annotated[
         str,
-        typer.Option(help="Label-free criterion of the selection tables (with a grid)."),
+        typer.Option(
+            help="Label-free criterion of the selection tables (with a grid): reverse, "
+            "class_entropy, entropy or snd."
+        ),
     ] = "reverse",
+    select: Annotated[
+        str,
+        typer.Option(
+            help="'method': oracle and label-free picks within each method's grid; 'auto' "
+            "(with a grid): also the label-free choice of method and parameters across all "
+            "methods per task, by every criterion, next to the oracle (DIR/auto.csv)."
+        ),
+    ] = "method",
     tgsr_groups: Annotated[
         str | None,
         typer.Option(
@@ -569,7 +580,8 @@ def cdmer(
     (merkit .npz files) or --data (raw databases, with one or more --descriptor). With
     --grid published, every grid point is evaluated (DIR/grid.csv) and Tables 3 / 4 are
     printed twice: under the oracle protocol (best point scored with target labels) and
-    with the label-free --criterion pick.
+    with the label-free --criterion pick; --select auto adds, per task, the label-free
+    choice of method and parameters across all methods next to the oracle.
     """
     try:
         given = [n for n, v in (("--features-dir", features_dir), ("--features", features),
@@ -593,7 +605,8 @@ def cdmer(
                 "TGSR's columns by their facial blocks)"
             )
         opts = dict(method=method, seed=_seed(seed), param_grid=grid, n_jobs=jobs,
-                    criterion=criterion, backend=backend, address=address)  # fmt: skip
+                    criterion=criterion, select=select, backend=backend,
+                    address=address)  # fmt: skip
         if features_dir is not None:
             result = run_cdmer_on_feature_files(
                 features_dir, out, tgsr_groups=tgsr_groups or "authors", **opts
@@ -617,6 +630,8 @@ def cdmer(
     _show_tables(result.tables)
     if result.grid_csv is not None:
         console.print(f"every grid point: {result.grid_csv}")
+    if result.auto_csv is not None:
+        console.print(f"label-free choices across methods: {result.auto_csv}")
     console.print(f"results: {result.results_csv}  summary: {result.summary_md}")
 
 

@@ -84,6 +84,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "AUDIT_FILE",
+    "AUTO_FILE",
     "AUDIT_SUFFIX",
     "EMBEDDINGS_DIR",
     "FOLD_SUFFIXES",
@@ -112,6 +113,7 @@ __all__ = [
     "read_fold_audit",
     "read_grid",
     "read_history",
+    "read_auto_selection",
     "read_run_info",
     "read_stats_table",
     "read_tgsr_blocks",
@@ -126,6 +128,7 @@ __all__ = [
     "write_grid_part",
     "write_history",
     "write_run_info",
+    "write_auto_selection",
     "write_skipped",
     "write_stats",
     "write_summary",
@@ -1352,6 +1355,26 @@ def write_summary_table(directory: str | Path, table: pd.DataFrame) -> Path:
     path = Path(directory) / SUMMARY_TABLE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     return _io.atomic_write_csv(path, table)
+
+
+#: the label-free choices of method and parameters of a grid run (``--select auto``)
+AUTO_FILE = "auto.csv"
+
+
+def write_auto_selection(directory: str | Path, choices: pd.DataFrame) -> Path:
+    """``DIR/auto.csv``: the across-method choices of a grid run (one row per task, seed
+    and selection), atomically."""
+    path = Path(directory) / AUTO_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _io.atomic_write_csv(path, choices)
+
+
+def read_auto_selection(directory: str | Path) -> pd.DataFrame | None:
+    """``DIR/auto.csv`` (:func:`write_auto_selection`), or None when the run has none."""
+    path = Path(directory) / AUTO_FILE
+    if not path.is_file():
+        return None
+    return pd.read_csv(path, dtype={"params": str, "method": str, "selection": str})
 
 
 def write_summary(directory: str | Path, markdown: str) -> Path:

@@ -109,7 +109,8 @@ def test_grid_file_on_synthetic_features_gives_oracle_and_label_free_tables(
 ) -> None:
     folder, data = synthetic
     out = tmp_path / "res"
-    res = run_grid_cli(folder, SA_GRID, out, "--criterion", "entropy", "--jobs", "2")
+    res = run_grid_cli(folder, SA_GRID, out, "--criterion", "entropy", "--jobs", "2",
+                       "--select", "auto")  # fmt: skip
     assert res.exit_code == 0, res.output
     grid = pd.read_csv(out / "grid.csv")
     assert len(grid) == 2 * 3 and set(grid["method"]) == {"svm", "sa"}
@@ -154,6 +155,32 @@ def test_grid_file_on_synthetic_features_gives_oracle_and_label_free_tables(
     assert "Table 4 (TYPE-II, Exp.7-12)" in res.output and "0.7955 / 79.17" in res.output
     assert "Label-free selection (entropy, no target label)" in " ".join(res.output.split())
     assert "grid.csv" in res.output
+    assert_auto_choices(out, res)
+
+
+def assert_auto_choices(out: Path, res) -> None:
+    """``--select auto``: per task the label-free choice over both methods' points."""
+    grid = pd.read_csv(out / "grid.csv")
+    auto = pd.read_csv(out / "auto.csv", dtype={"params": str})
+    sel = ["oracle"] + [s for c in ("reverse", "class_entropy", "entropy", "snd", "agreement")
+                        for s in (c, f"vote:{c}")]  # fmt: skip
+    for task in TASKS:
+        got = auto[auto.task == task].set_index("selection")
+        assert list(got.index) == sel
+        g = grid[grid.task == task].reset_index(drop=True)
+        best = g.loc[g["mean_f1"].idxmax()]
+        assert (got.loc["oracle", "method"], got.loc["oracle", "params"]) == (
+            best["method"], best["params"])  # fmt: skip
+        for c in ("snd",):  # the best value over both methods' points
+            top = g.loc[g[c].idxmax()]
+            assert (got.loc[c, "method"], got.loc[c, "params"]) == (top["method"], top["params"])
+            assert got.loc[c, "mean_f1"] == pytest.approx(top["mean_f1"], abs=1e-12)
+        assert (got["gap"] <= 1e-12).sum() >= 1 and got.loc["oracle", "gap"] == 0
+    text = " ".join(res.output.split())
+    assert "Label-free choice of method and parameters per task (vs the oracle)" in text
+    assert "Label-free choices against the oracle, all tasks and seeds" in text
+    assert "auto.csv" in text
+    assert "## Label-free choices against the oracle" in (out / "summary.md").read_text()
 
 
 def test_grid_cli_resumes_and_extends_a_grid_on_synthetic_features(synthetic, tmp_path) -> None:
@@ -253,6 +280,8 @@ def test_several_methods_at_their_default_points(features_dir, tmp_path) -> None
         (["--grid", "best"], "--grid must be 'default', 'published' or a JSON file"),
         (["--grid", "published", "--criterion", "luck"], "criterion 'luck' is not among"),
         (["--levels", "1,2"], "use them with --data"),
+        (["--select", "best"], "--select must be one of method, auto, got 'best'"),
+        (["--select", "auto"], "--select auto chooses among grid points: give --grid published"),
     ],
 )
 @pytest.mark.parametrize("source", ["synthetic", "released"])

@@ -32,6 +32,7 @@ from merkit.store import (
     read_grid,
     read_history,
     read_tgsr_blocks,
+    write_auto_selection,
 )
 
 TASK_IDS = ("Exp.1", "Exp.2", "Exp.7")  # two TYPE-I tasks, one TYPE-II
@@ -541,3 +542,20 @@ def test_report_renders_in_chromium(tmp_path: Path) -> None:
     assert probe["rows"] == [4, 4, 4, 3, 3, 4, 4]
     assert probe["widest"] <= probe["viewport"]  # no table needs horizontal scrolling
     assert probe["page"] <= probe["viewport"]
+
+
+def test_report_shows_the_choices_across_methods(store_dir: Path, tmp_path: Path) -> None:
+    d = _copy(store_dir, tmp_path / "auto")
+    choices = pd.DataFrame({
+        "task": ["Exp.1"] * 3, "seed": 0, "selection": ["oracle", "snd", "vote:snd"],
+        "method": ["tca", "svm", "svm+tca"], "params": ['{"n_components":2}', "{}", "{}"],
+        "value": [np.nan, 0.25, np.nan], "mean_f1": [0.8, 0.61234567, 0.7],
+        "gap": [0, -0.18765433, -0.1],
+    })  # fmt: skip
+    write_auto_selection(d, choices)
+    html_path, md_path = build_report(d, n_boot=20)
+    md = md_path.read_text()
+    assert "## Label-free choice of method and parameters across methods" in md
+    assert "Label-free choices against the oracle, all tasks and seeds" in md
+    assert "0.6123" in md and "-0.1877" in md and "1/1" in md
+    assert "Label-free choice of method and parameters across methods" in html_path.read_text()

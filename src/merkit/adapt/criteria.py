@@ -28,6 +28,24 @@ can be reported next to the oracle pick. Higher is better for every one.
     fitted with the target rows as unlabelled target, held-out source predictions scored
     by weighted macro-F1 with KMM weights (median-width RBF, mean 1) that estimate
     p_target / p_source. k + 1 fits per grid point.
+``"snd"``
+    Soft Neighborhood Density (Saito, Kim, Teterwak, Sclaroff, Darrell & Saenko, "Tune it
+    the Right Way: Unsupervised Validation of Domain Adaptation via Soft Neighborhood
+    Density", ICCV 2021, arXiv:2108.10860): the target rows' class-probability vectors
+    (``softmax`` of the decision values) are L2-normalised, their cosine similarities to
+    the other target rows (self excluded) go through a softmax with temperature 0.05 per
+    row, and the criterion is the mean entropy of those neighbour distributions. High when
+    predictions form dense, soft neighbourhoods; low for scattered or over-fragmented
+    ones. NaN without decision values. Computed on the forward fit (no refit). Like
+    ``"entropy"`` it reads decision values, whose scale differs between methods. A point
+    that predicts one class everywhere has identical probability vectors, a uniform
+    neighbour distribution and the largest value: without a collapse guard it picks such
+    points (measured in docs/da-reproduction.md, "Choosing the method as well").
+
+Cross-method agreement (a point's macro-F1 against the consensus of every method's grid
+points) needs all methods' predictions of a task at once, so it is not a per-point
+criterion here: :func:`agreement` computes it from stored predictions and
+:mod:`merkit.adapt.selection` uses it to choose across methods.
 
 Every refit goes through the estimator's ``fit_path``
 (:meth:`merkit.adapt.base.DomainAdaptationClassifier.fit_path`), so a method that fits
@@ -54,19 +72,26 @@ __all__ = [
     "CRITERIA",
     "FORWARD_CRITERIA",
     "PointCriteria",
+    "agreement",
     "class_entropy",
     "evaluate_points",
     "iwcv",
     "prediction_entropy",
     "reverse_validation",
     "row_entropy",
+    "soft_neighborhood_density",
     "softmax_entropy",
+    "vote",
 ]
 
 #: label-free criteria (higher is better)
-CRITERIA: tuple[str, ...] = ("entropy", "class_entropy", "reverse", "iwcv")
+CRITERIA: tuple[str, ...] = ("entropy", "class_entropy", "reverse", "iwcv", "snd")
 #: the criteria read off the forward fit (its target predictions and decision values)
-FORWARD_CRITERIA: tuple[str, ...] = ("entropy", "class_entropy")
+FORWARD_CRITERIA: tuple[str, ...] = ("entropy", "class_entropy", "snd")
+#: the criteria that need the forward fit's decision values (not only its predictions)
+SCORE_CRITERIA: tuple[str, ...] = ("entropy", "snd")
+#: SND's softmax temperature (Saito et al. 2021, their code's default)
+SND_TEMPERATURE = 0.05
 
 
 def row_entropy(P: np.ndarray) -> np.ndarray:
@@ -75,18 +100,77 @@ def row_entropy(P: np.ndarray) -> np.ndarray:
     return -(P * np.log(np.clip(P, 1e-300, None))).sum(axis=1)
 
 
-def softmax_entropy(S: np.ndarray) -> np.ndarray:
-    """Entropy of the softmax of decision scores ``S`` (m, c) (or (m,) binary), per row."""
+def _probabilities(S: np.ndarray) -> np.ndarray:
+    """``softmax`` of decision scores (m, c), or of (m,) binary ones as (-s/2, s/2)."""
     S = np.asarray(S, dtype=float)
     if S.ndim == 1:  # binary: decision value of the positive class
         S = np.column_stack([-S / 2, S / 2])
-    return row_entropy(softmax(S))
+    return softmax(S)
+
+
+def softmax_entropy(S: np.ndarray) -> np.ndarray:
+    """Entropy of the softmax of decision scores ``S`` (m, c) (or (m,) binary), per row."""
+    return row_entropy(_probabilities(S))
 
 
 def prediction_entropy(S: np.ndarray | None) -> float:
     """The ``"entropy"`` criterion of decision scores ``S``: minus the mean
     :func:`softmax_entropy`; NaN when the method has no scores (``S`` is None)."""
     return float("nan") if S is None else -float(softmax_entropy(S).mean())
+
+
+def soft_neighborhood_density(S: np.ndarray | None, temperature: float = SND_TEMPERATURE) -> float:
+    """The ``"snd"`` criterion of target decision scores ``S`` (m, c) (or (m,) binary).
+
+    ``P = softmax(S)``, rows L2-normalised; ``M = P P^T`` without its diagonal (each row's
+    m - 1 neighbours); ``Q = softmax(M / temperature)`` per row; the value is the mean row
+    entropy of ``Q`` (nats, between 0 and ``log(m - 1)``). NaN when ``S`` is None or has
+    fewer than 3 rows.
+    """
+    if S is None:
+        return float("nan")
+    P = _probabilities(S)
+    m = len(P)
+    if m < 3:
+        return float("nan")
+    F = P / np.clip(np.linalg.norm(P, axis=1, keepdims=True), 1e-12, None)
+    M = F @ F.T
+    M = M[~np.eye(m, dtype=bool)].reshape(m, m - 1)
+    return float(row_entropy(softmax(M / float(temperature))).mean())
+
+
+def vote(preds: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """Weighted majority vote of several prediction vectors (each (m,), integer labels).
+
+    Each row gets the label with the largest total weight (default weight 1 each); ties go
+    to the smallest label.
+    """
+    P = np.stack([np.asarray(p) for p in preds]).astype(np.int64)
+    w = np.ones(len(P)) if weights is None else np.asarray(weights, dtype=float)
+    if len(w) != len(P):
+        raise ValueError(f"vote: {len(w)} weights for {len(P)} prediction vectors")
+    labels = np.unique(P)
+    totals = np.stack([((P == c) * w[:, None]).sum(axis=0) for c in labels])
+    return labels[np.argmax(totals, axis=0)]
+
+
+def agreement(preds: Sequence[np.ndarray], groups: Sequence[str]) -> np.ndarray:
+    """Cross-method agreement of every prediction vector with the consensus.
+
+    The consensus is the weighted majority vote (:func:`vote`) of all ``preds`` in which
+    every group (method) weighs 1 in total, shared evenly by its vectors (grid points), so
+    a method with a large grid does not outvote the others. The value of vector ``i`` is
+    its macro-F1 against the consensus (higher is better; a collapsed vector scores low
+    unless the consensus collapses too). A consensus of several models is a label-free
+    proxy for the target labels (co-training / "agreement" model selection, e.g. Platanios
+    et al., "Estimating accuracy from unlabeled data", UAI 2014); it reads no target label.
+    """
+    groups = [str(g) for g in groups]
+    if len(groups) != len(preds):
+        raise ValueError(f"agreement: {len(groups)} groups for {len(preds)} prediction vectors")
+    size = {g: groups.count(g) for g in set(groups)}
+    consensus = vote(preds, [1.0 / size[g] for g in groups])
+    return np.array([f1_score(consensus, np.asarray(p), average="macro") for p in preds])
 
 
 def class_entropy(pred: np.ndarray) -> float:
@@ -228,7 +312,8 @@ def evaluate_points(
         The criteria of each point (names from :data:`CRITERIA`).
     predictions : sequence of ndarray, optional
         Each point's target predictions from an earlier fit: no forward fit then, and only
-        ``"class_entropy"``, ``"reverse"`` and ``"iwcv"`` can be asked for.
+        ``"class_entropy"``, ``"reverse"`` and ``"iwcv"`` can be asked for (not the
+        decision-value criteria ``"entropy"`` and ``"snd"``).
     n_folds, seed : IWCV folds and fold seed.
     batched : bool
         Let the method share work across points (``fit_path``); False: one fit per point.
@@ -263,8 +348,9 @@ def evaluate_points(
         scores = [f.decision_values for f in fits]
         seconds = [f.seconds for f in fits]
     else:
-        if any("entropy" in cs for cs in criteria):
-            raise ValueError("'entropy' needs the forward fit's decision values, not predictions")
+        need = sorted({c for cs in criteria for c in cs} & set(SCORE_CRITERIA))
+        if need:
+            raise ValueError(f"{need} need the forward fit's decision values, not predictions")
         preds, scores, seconds = [np.asarray(p) for p in predictions], [None] * n, [0.0] * n
     values: list[dict[str, float]] = [{} for _ in points]
     spent = np.zeros(n)
@@ -275,6 +361,8 @@ def evaluate_points(
                 values[i][c] = prediction_entropy(scores[i])
             elif c == "class_entropy":
                 values[i][c] = class_entropy(preds[i])
+            elif c == "snd":
+                values[i][c] = soft_neighborhood_density(scores[i])
         spent[i] += time.perf_counter() - t0
     for name in ("reverse", "iwcv"):
         idx = [i for i, cs in enumerate(criteria) if name in cs]

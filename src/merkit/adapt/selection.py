@@ -14,6 +14,16 @@ values are never picked. Ties (equal values) go to the method's documented defau
 point (:func:`merkit.adapt.registry.default_point`) when it is among the tied rows,
 otherwise to the first tied row in table (grid) order. The same function gives the
 oracle pick when the column is a target-label metric such as ``mean_f1``.
+
+Across methods
+--------------
+:func:`choose_across_methods` takes the grid rows of one task for *every* method and makes
+the label-free choice of method and parameters: per criterion the row with its largest
+value over all methods' points, the cross-method ``"agreement"``
+(:func:`merkit.adapt.criteria.agreement`, computed there from the rows' predictions) and,
+per criterion, an ensemble ``"vote:<criterion>"``: the majority vote of each method's
+criterion-best point. Target labels, when given, only score the choices afterwards (and
+make the oracle row).
 """
 
 from __future__ import annotations
@@ -26,13 +36,18 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
-from merkit.adapt.criteria import evaluate_points
+from merkit.adapt.criteria import agreement, evaluate_points, vote
 from merkit.adapt.registry import METHODS, default_point, make_method
 from merkit.store import params_to_json
 
 log = logging.getLogger(__name__)
 
+#: criteria computed across the methods of a task (from every grid point's predictions)
+ACROSS_CRITERIA: tuple[str, ...] = ("agreement",)
+
 __all__ = [
+    "ACROSS_CRITERIA",
+    "choose_across_methods",
     "evaluate_unlabelled",
     "score_grid",
     "score_unlabelled",
@@ -180,3 +195,94 @@ def select(
             if all(have.get(k) == val for k, val in want.items()):
                 return grid_rows.iloc[i]
     return grid_rows.iloc[tied[0]]
+
+
+def _pred(value) -> np.ndarray:
+    return np.asarray(json.loads(value) if isinstance(value, str) else value)
+
+
+def choose_across_methods(
+    rows: pd.DataFrame,
+    criteria: Sequence[str],
+    y_true: np.ndarray | None = None,
+    *,
+    ensembles: bool = True,
+) -> pd.DataFrame:
+    """The label-free choices of method and parameters among one task's grid rows.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        The grid rows of one task (one seed), every method: columns ``method``,
+        ``params``, ``y_pred`` (target predictions: JSON list or array), one column per
+        criterion and optionally ``mean_f1`` (the oracle score of the row).
+    criteria : sequence of str
+        Per-point criteria to choose by (columns of ``rows``; higher is better; rows
+        with NaN never chosen). ``"agreement"`` is computed here over every row.
+    y_true : ndarray, optional
+        Target labels: used only to score the choices (``mean_f1``) and the ensembles,
+        after they are made.
+    ensembles : bool
+        Also the ``"vote:<criterion>"`` rows.
+
+    Returns
+    -------
+    DataFrame
+        One row per selection: ``selection`` (``"oracle"`` when ``mean_f1`` is known,
+        each criterion, ``"vote:<criterion>"``), ``method`` (for a vote, the voters
+        joined by ``+``), ``params`` (for a vote, JSON of ``{method: params}``), ``value``
+        (the criterion value of the chosen row; NaN for votes and the oracle) and
+        ``mean_f1`` (NaN when neither ``y_true`` nor a ``mean_f1`` column is given).
+        A criterion without a finite value on any row is left out.
+    """
+    if rows.empty:
+        raise ValueError("choose_across_methods: no grid rows")
+    for col in ("method", "params", "y_pred"):
+        if col not in rows.columns:
+            raise ValueError(f"choose_across_methods: the rows have no {col!r} column")
+    on = rows.reset_index(drop=True).copy()
+    preds = [_pred(v) for v in on["y_pred"]]
+    on["agreement"] = agreement(preds, on["method"].astype(str).tolist())
+
+    def f1_of(pred: np.ndarray, row: pd.Series | None = None) -> float:
+        if y_true is not None:
+            return float(f1_score(y_true, pred, average="macro"))
+        if row is not None and "mean_f1" in row and pd.notna(row["mean_f1"]):
+            return float(row["mean_f1"])
+        return float("nan")
+
+    def pick(name: str, r: pd.Series, value: float) -> dict:
+        return {"selection": name, "method": r["method"], "params": params_to_json(
+            json.loads(r["params"]) if isinstance(r["params"], str) else r["params"]),
+            "value": value, "mean_f1": f1_of(preds[int(r.name)], r)}  # fmt: skip
+
+    out = []
+    if y_true is not None or "mean_f1" in on.columns:
+        scored = on.assign(mean_f1=[f1_of(p, r) for p, (_, r) in zip(preds, on.iterrows(),
+                                                                    strict=True)])  # fmt: skip
+        best = select(scored, "mean_f1")
+        out.append({**pick("oracle", best, float("nan")), "mean_f1": float(best["mean_f1"])})
+    for c in dict.fromkeys([*criteria, *ACROSS_CRITERIA]):
+        if c not in on.columns:
+            raise ValueError(f"choose_across_methods: the rows have no {c!r} column")
+        v = pd.to_numeric(on[c], errors="coerce").to_numpy(dtype=float)
+        if not np.isfinite(v).any():
+            log.warning("no finite %r value on any method's grid rows: no %r choice", c, c)
+            continue
+        r = select(on, c)
+        out.append(pick(c, r, float(r[c])))
+        if not ensembles:
+            continue
+        voters = []
+        for m, grp in on.groupby("method", sort=False):
+            if np.isfinite(pd.to_numeric(grp[c], errors="coerce").to_numpy(dtype=float)).any():
+                voters.append(select(grp, c, method=str(m)))
+        pred = vote([preds[int(r.name)] for r in voters])
+        out.append({
+            "selection": f"vote:{c}", "method": "+".join(str(r["method"]) for r in voters),
+            "params": json.dumps({str(r["method"]): json.loads(params_to_json(
+                json.loads(r["params"]) if isinstance(r["params"], str) else r["params"]))
+                for r in voters}, sort_keys=True, separators=(",", ":")),
+            "value": float("nan"), "mean_f1": f1_of(pred),
+        })  # fmt: skip
+    return pd.DataFrame(out, columns=["selection", "method", "params", "value", "mean_f1"])

@@ -25,6 +25,10 @@ Sections:
    protocols (e.g. ``"cde"``) get one "mean-F1 / UAR" table each, tasks as columns.
    Parameters that differ between rows of a method label the rows; the constant ones
    are listed once under the table.
+   A ``merkit cdmer --select auto`` run (``auto.csv``) adds the label-free choice of
+   method and parameters across methods per task next to the oracle, and where each
+   criterion and vote lands against the oracle over all tasks
+   (:func:`merkit.results.tables.auto_selection_tables`).
 2. Bootstrap 95% confidence intervals of mean-F1 per (row, task), "mean-F1 [low, high]",
    from the stored predictions (:func:`merkit.metrics.bootstrap_ci`, percentile
    bootstrap over test clips), as a forest plot and as tables. Several seeds of a row
@@ -91,6 +95,7 @@ from merkit.results import plots
 from merkit.results.audit import SELECTIONS
 from merkit.results.tables import (
     ORACLE_LABEL,
+    auto_selection_tables,
     cdmer_table,
     selection_table,
     to_markdown,
@@ -105,6 +110,7 @@ from merkit.store import (
     TGSR_BLOCKS_FILE,
     ResultStore,
     read_audit,
+    read_auto_selection,
     read_embeddings,
     result_keys,
 )
@@ -652,6 +658,18 @@ def _results_tables(
             doc.para(note)
 
 
+def _auto_section(doc: _Doc, results_dir: Path) -> None:
+    """The label-free choices of method and parameters across methods (``auto.csv`` of a
+    ``merkit cdmer --select auto`` run) against the oracle, per task and over all tasks."""
+    auto = read_auto_selection(results_dir)
+    if auto is None or auto.empty:
+        return
+    doc.heading("Label-free choice of method and parameters across methods")
+    for title, df in auto_selection_tables(auto):
+        doc.heading(title, 3)
+        doc.table(df.round(4), df.attrs.get("note"))
+
+
 def _interval_section(
     doc: _Doc, results: pd.DataFrame, protocols: list[str], cis: dict, n_boot: int, seed: int
 ) -> None:
@@ -1044,6 +1062,7 @@ def build_report(
 
     crit = _criterion(results, criterion)
     _results_tables(doc, results, protocols, crit)
+    _auto_section(doc, results_dir)
 
     shown = {"oracle"} | ({crit} if crit else set())
     units = _unit_predictions(results, preds, _embedding_classes(store), shown)

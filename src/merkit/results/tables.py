@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ORACLE_LABEL",
+    "AUTO_NOTE",
     "ORACLE_NOTE",
     "SELECTION_NOTE",
+    "auto_selection_tables",
     "cdmer_scores",
     "cdmer_table",
     "cdmer_terminal_table",
@@ -282,6 +284,41 @@ def selection_scores(
         if (m, "oracle") in f1.index:
             gap.loc[m] = (f1.loc[(m, "oracle")] - f1.loc[m]).to_numpy()
     return f1, acc, gap
+
+
+#: footnote of the across-method tables (``--select auto``)
+AUTO_NOTE = (
+    "label-free choice of method and parameters over every method's grid points: the "
+    "point with the best criterion value; vote:<criterion> = majority vote (ties: smallest "
+    "label) of each method's criterion-best point; agreement = macro-F1 against the "
+    "consensus vote of all points (each method weighs 1); gap = mean-F1 minus the oracle's "
+    "(best point of any method scored with target labels)"
+)
+
+
+def auto_selection_tables(choices: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The tables of an across-method choice (rows of
+    :func:`merkit.adapt.selection.choose_across_methods` with ``task``, ``seed`` and
+    ``gap`` columns): per task the choice of each selection next to the oracle, and where
+    each selection lands against the oracle over all tasks (mean mean-F1, mean and worst
+    gap, tasks where it reaches the oracle's mean-F1)."""
+    if choices.empty:
+        return []
+    per = choices.set_index(["task", "seed", "selection"])[["method", "params", "mean_f1", "gap"]]
+    per.attrs["note"] = AUTO_NOTE
+    g = choices.groupby("selection", sort=False)
+    summary = pd.DataFrame({
+        "mean_f1": g["mean_f1"].mean(),
+        "mean gap": g["gap"].mean(),
+        "worst gap": g["gap"].min(),
+        "at oracle": g["gap"].apply(lambda v: f"{int((v >= -1e-9).sum())}/{len(v)}"),
+    })  # fmt: skip
+    summary.index.name = "selection"
+    summary.attrs["note"] = AUTO_NOTE
+    return [
+        ("Label-free choice of method and parameters per task (vs the oracle)", per),
+        ("Label-free choices against the oracle, all tasks and seeds", summary),
+    ]
 
 
 def selection_table(

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from merkit._io import ensure_writable_dir
 from merkit.adapt import METHODS
+from merkit.adapt.selection import choose_across_methods
 from merkit.data.features_io import check_features, load_cdmer_dir
 from merkit.data.schema import FeatureSet
 from merkit.features.extract import (
@@ -31,24 +32,30 @@ from merkit.features.extract import (
 )
 from merkit.features.registry import Descriptor, get_descriptor
 from merkit.parallel import Backend, open_backend
+from merkit.protocols.cdmer import get_task
 from merkit.protocols.runner import run_cdmer, run_grid
+from merkit.protocols.units import task_data
 from merkit.results.tables import (
     ORACLE_NOTE,
+    auto_selection_tables,
     cdmer_table,
     cdmer_terminal_table,
     grid_tables,
     prefix_methods_with_features,
     to_markdown,
 )
-from merkit.store import ResultStore, write_skipped, write_summary
+from merkit.store import ResultStore, write_auto_selection, write_skipped, write_summary
 from merkit.workflows.databases import feature_cache, load_databases, skipped_clips
 from merkit.workflows.extract import extract_databases
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "SELECT_MODES",
     "CdmerResult",
+    "across_method_choices",
     "cdmer_summary",
+    "check_select",
     "feature_source_name",
     "grid_summary",
     "load_param_grid",
@@ -58,6 +65,10 @@ __all__ = [
     "run_cdmer_on_feature_npz",
     "run_cdmer_on_features",
 ]
+
+#: ``--select``: per method (the oracle / criterion picks of each method's grid) or auto
+#: (also the label-free choice of method and parameters across all methods)
+SELECT_MODES: tuple[str, ...] = ("method", "auto")
 
 #: title of the one table of a run at each method's default point
 TABLE_TITLE = "CDMER: mean-F1 / accuracy (%)"
@@ -87,6 +98,7 @@ class CdmerResult:
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
     out_dir: Path = Path()
     grid_csv: Path | None = None
+    auto_csv: Path | None = None
 
     @property
     def results_csv(self) -> Path:
@@ -116,6 +128,16 @@ def parse_methods(method: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def check_select(select: str, param_grid) -> None:
+    """``select`` is one of :data:`SELECT_MODES`; ``"auto"`` needs a grid."""
+    if select not in SELECT_MODES:
+        raise ValueError(f"--select must be one of {', '.join(SELECT_MODES)}, got {select!r}")
+    if select == "auto" and param_grid in (None, "default"):
+        raise ValueError(
+            "--select auto chooses among grid points: give --grid published or a JSON grid"
+        )
+
+
 def load_param_grid(grid: str | Path | dict | None) -> str | dict | None:
     """``None`` / ``"default"`` / ``"published"`` / a mapping as given; a path: a JSON file
     ``{method: [params, ...]}``."""
@@ -137,6 +159,25 @@ def load_param_grid(grid: str | Path | dict | None) -> str | dict | None:
     if not isinstance(spec, dict):
         raise ValueError(f"{path}: expected a JSON object {{method: [params, ...]}}")
     return {str(k).lower(): v for k, v in spec.items()}
+
+
+def across_method_choices(
+    grid: pd.DataFrame, features: dict[str, FeatureSet], criteria: Sequence[str]
+) -> pd.DataFrame:
+    """The label-free choices of method and parameters of a grid run
+    (:func:`merkit.adapt.selection.choose_across_methods`) for every (task, seed, data)
+    group of its grid rows, with the oracle's choice and each choice's ``gap`` (mean-F1
+    minus the oracle's). The target labels only score the choices."""
+    out = []
+    for (task, seed, _), grp in grid.groupby(["task", "seed", "data"], sort=False):
+        yt = task_data(get_task(task), features).yt
+        ch = choose_across_methods(grp, [c for c in criteria if c in grp.columns], yt)
+        oracle = float(ch.loc[ch["selection"] == "oracle", "mean_f1"].iloc[0])
+        ch.insert(0, "task", task)
+        ch.insert(1, "seed", int(seed))
+        ch["gap"] = ch["mean_f1"] - oracle
+        out.append(ch)
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
 def feature_source_name(descriptor: str, levels: Sequence[int] | None, preprocess: dict) -> str:
@@ -217,10 +258,11 @@ def run_cdmer_on_features(
     param_grid: str | Path | dict | None = None,
     n_jobs: int = 1,
     criterion: str = "reverse",
-    criteria: Sequence[str] = ("reverse", "class_entropy", "entropy"),
+    criteria: Sequence[str] = ("reverse", "class_entropy", "entropy", "snd"),
     backend: str | Backend = "loky",
     address: str | None = None,
     table_title: str = TABLE_TITLE,
+    select: str = "method",
 ) -> CdmerResult:
     """Run methods over every available CDMER task; store results and a Markdown summary.
 
@@ -254,8 +296,14 @@ def run_cdmer_on_features(
         Label-free criteria computed for every grid point.
     table_title : str
         Title of the table of a run at the default points.
+    select : "method" or "auto"
+        ``"auto"`` (grid runs only): also the label-free choice of method *and*
+        parameters over every method's grid points per task, by each criterion, the
+        cross-method agreement and the criterion votes (:func:`across_method_choices`),
+        printed next to the oracle and written to ``out_dir/auto.csv``.
     """
     param_grid = load_param_grid(param_grid)
+    check_select(select, param_grid)
     names = parse_methods(method)
     out_dir = ensure_writable_dir(out_dir, "--out")
     check_features(features)  # finite, labelled, one width: before the first unit runs
@@ -279,9 +327,14 @@ def run_cdmer_on_features(
             *(notes or []),
         ]
         tables = grid_tables(results, criterion=criterion)
+        auto_csv = None
+        if select == "auto":
+            choices = across_method_choices(run.grid, features, criteria)
+            auto_csv = write_auto_selection(out_dir, choices)
+            tables += auto_selection_tables(choices)
         markdown = grid_summary(tables, title=title, criterion=criterion, notes=grid_notes)
         write_summary(out_dir, markdown)
-        return CdmerResult(results, markdown, tables, out_dir, grid_csv)
+        return CdmerResult(results, markdown, tables, out_dir, grid_csv, auto_csv)
     if params is not None and len(names) > 1:
         raise ValueError("params apply to a single method")
     store = ResultStore(out_dir)
@@ -315,6 +368,7 @@ def run_cdmer_on_feature_files(
     param_grid: str | Path | dict | None = None,
     n_jobs: int = 1,
     criterion: str = "reverse",
+    select: str = "method",
     backend: str | Backend = "loky",
     address: str | None = None,
     tgsr_groups: str = "authors",
@@ -323,6 +377,7 @@ def run_cdmer_on_feature_files(
     (grid and backend options: :func:`run_cdmer_on_features`; ``tgsr_groups``: TGSR's
     column groups, :func:`merkit.data.features_io.load_cdmer_features`)."""
     param_grid = load_param_grid(param_grid)
+    check_select(select, param_grid)
     methods = parse_methods(method)
     ensure_writable_dir(out_dir, "--out")
     features = load_cdmer_dir(features_dir, tgsr_groups=tgsr_groups)
@@ -340,6 +395,7 @@ def run_cdmer_on_feature_files(
         param_grid=param_grid,
         n_jobs=n_jobs,
         criterion=criterion,
+        select=select,
         backend=backend,
         address=address,
     )
@@ -383,6 +439,7 @@ def run_cdmer_on_data(
     progress: bool = True,
     param_grid: str | Path | dict | None = None,
     criterion: str = "reverse",
+    select: str = "method",
     backend: str | Backend = "loky",
     address: str | None = None,
     missing: str = "raise",
@@ -411,6 +468,7 @@ def run_cdmer_on_data(
         ``out_dir/skipped.csv`` and the summary).
     """
     param_grid = load_param_grid(param_grid)
+    check_select(select, param_grid)
     methods = parse_methods(method)
     configured = _check_descriptors(descriptors, levels, weights)
     for desc in configured:
@@ -460,6 +518,7 @@ def run_cdmer_on_data(
                 param_grid=param_grid,
                 n_jobs=n_jobs,
                 criterion=criterion,
+                select=select,
                 backend=be,
             )
     return result
@@ -499,6 +558,7 @@ def run_cdmer_on_feature_npz(
     param_grid: str | Path | dict | None = None,
     n_jobs: int = 1,
     criterion: str = "reverse",
+    select: str = "method",
     backend: str | Backend = "loky",
     address: str | None = None,
 ) -> CdmerResult:
@@ -510,6 +570,7 @@ def run_cdmer_on_feature_npz(
     one after the other into the same store (descriptor x method rows).
     """
     param_grid = load_param_grid(param_grid)
+    check_select(select, param_grid)
     methods = parse_methods(method)
     out_dir = ensure_writable_dir(out_dir, "--out")
     files = _feature_files(paths)
@@ -545,6 +606,7 @@ def run_cdmer_on_feature_npz(
                 param_grid=param_grid,
                 n_jobs=n_jobs,
                 criterion=criterion,
+                select=select,
                 backend=be,
             )
     return result
