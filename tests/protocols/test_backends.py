@@ -181,7 +181,12 @@ def test_cli_backend_options(synth, dask_address, tmp_path) -> None:
     assert X["loky"].shape == (13, 5 * 177)
     np.testing.assert_array_equal(X["loky"], X["dask"])
     cols = ["task", "method", "selection", "params", *METRICS]
-    assert len(res["loky"]) == 2 * (2 + 2 + len(CRIT))  # 2 tasks x (points + oracle + criteria)
+    # 2 tasks x (2 points + default + oracle + the 4 default label-free criteria of `merkit cdmer`)
+    sel = res["loky"]["selection"].value_counts().to_dict()
+    assert len(res["loky"]) == 2 * (2 + 2 + 4), sel
+    assert {k: sel[k] for k in ("reverse", "class_entropy", "entropy", "snd")} == dict.fromkeys(
+        ("reverse", "class_entropy", "entropy", "snd"), 2
+    ), sel
     pd.testing.assert_frame_equal(res["loky"][cols], res["dask"][cols], check_exact=True)
     got = runner.invoke(app, ["extract", str(synth), "-o", str(tmp_path / "G"), "--backend",
                               "loky", "--address", dask_address])  # fmt: skip

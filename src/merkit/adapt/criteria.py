@@ -350,7 +350,9 @@ def evaluate_points(
     else:
         need = sorted({c for cs in criteria for c in cs} & set(SCORE_CRITERIA))
         if need:
-            raise ValueError(f"{need} need the forward fit's decision values, not predictions")
+            names = ", ".join(repr(c) for c in need)
+            verb = "needs" if len(need) == 1 else "need"
+            raise ValueError(f"{names} {verb} the forward fit's decision values, not predictions")
         preds, scores, seconds = [np.asarray(p) for p in predictions], [None] * n, [0.0] * n
     values: list[dict[str, float]] = [{} for _ in points]
     spent = np.zeros(n)
