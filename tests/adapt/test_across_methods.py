@@ -37,7 +37,7 @@ def test_snd_on_hand_built_scores() -> None:
 
 
 def test_snd_needs_decision_values_not_predictions() -> None:
-    with pytest.raises(ValueError, match=r"\['snd'\] need the forward fit's decision values"):
+    with pytest.raises(ValueError, match=r"'snd' needs the forward fit's decision values"):
         evaluate_points(make_method("svm"), [{}], np.zeros((4, 2)), np.array([0, 1, 0, 1]),
                         np.zeros((3, 2)), [["snd"]], predictions=[np.zeros(3)])  # fmt: skip
 
@@ -67,7 +67,9 @@ def _rows() -> pd.DataFrame:
 def test_choice_across_methods_by_hand() -> None:
     yt = np.array([0, 1, 2, 2])
     got = choose_across_methods(_rows(), ["snd", "entropy"], yt).set_index("selection")
-    assert list(got.index) == ["oracle", "snd", "vote:snd", "agreement", "vote:agreement"]
+    assert list(got.index) == ["oracle", "snd", "vote:snd", "family:snd", "mean:snd:5",
+                               "agreement", "vote:agreement", "family:agreement",
+                               "mean:agreement:5"]  # fmt: skip
     assert (got.loc["oracle", "method"], got.loc["oracle", "mean_f1"]) == ("svm", 1.0)
     assert got.loc["snd", "method"] == "tca" and got.loc["snd", "params"] == '{"n_components":2}'
     assert got.loc["snd", "value"] == 0.5 and got.loc["snd", "mean_f1"] == pytest.approx(7 / 9)
@@ -87,14 +89,20 @@ def test_choices_and_criteria_never_read_the_target_labels() -> None:
     Xs, Xt, ys = X[sd > 0], X[sd < 0], np.arange(40) % 3
     shuffled = np.random.default_rng(1).permutation(yt)
     grid = [{"n_components": k} for k in (1, 2, 4)]
-    crit = ["snd", "class_entropy", "entropy"]
+    crit = ["snd", "snd_guarded", "class_entropy", "entropy", "dev", "iwcv"]
     a = score_grid("tca", grid, Xs, ys, Xt, yt, criteria=crit)
     b = score_grid("tca", grid, Xs, ys, Xt, shuffled, criteria=crit)
     pd.testing.assert_frame_equal(a[["params", *crit]], b[["params", *crit]])
+    assert np.isfinite(a[["dev", "snd_guarded"]].to_numpy()).any()
     pred = [json.dumps(p.tolist()) for p in (Xt[:, 0] > 0, Xt[:, 1] > 0, Xt[:, 2] > 0)]
-    rows = a.drop(columns=["mean_f1", "accuracy"]).assign(method="tca", y_pred=pred)
-    ca = choose_across_methods(rows, crit, yt)
-    cb = choose_across_methods(rows, crit, shuffled)
+    prob = [json.dumps(np.column_stack([1 / (1 + np.exp(Xt[:, j])), 1 / (1 + np.exp(-Xt[:, j]))])
+                       .tolist()) for j in range(3)]  # fmt: skip
+    rows = a.drop(columns=["mean_f1", "accuracy"]).assign(
+        method=["tca", "svm", "kmm"], y_pred=pred, y_prob=prob
+    )
+    ca = choose_across_methods(rows, crit, yt, top_k=(2,))
+    cb = choose_across_methods(rows, crit, shuffled, top_k=(2,))
+    assert {"family:dev", "mean:dev:2", "vote:snd_guarded"} <= set(ca["selection"])
     keep = ca["selection"] != "oracle"
     pd.testing.assert_frame_equal(
         ca.loc[keep, ["selection", "method", "params", "value"]],

@@ -41,6 +41,23 @@ can be reported next to the oracle pick. Higher is better for every one.
     that predicts one class everywhere has identical probability vectors, a uniform
     neighbour distribution and the largest value: without a collapse guard it picks such
     points (measured in docs/da-reproduction.md, "Choosing the method as well").
+``"snd_guarded"``
+    ``"snd"`` with a collapse guard: NaN (never chosen) for a point whose predicted class
+    distribution on the target rows has an entropy below :data:`COLLAPSE_FRACTION` (1/2)
+    of ``log K`` (``K`` source classes), else its SND. With 3 classes it drops e.g.
+    (0.9, 0.05, 0.05) (entropy 0.39 < 0.55) and every one-class point, and keeps a
+    two-class (0.5, 0.5, 0) (0.69) or a (0.6, 0.3, 0.1) (0.90) split. The fraction is set
+    a priori (half the entropy of a balanced prediction), not tuned on target labels.
+``"dev"``
+    Deep Embedded Validation (You, Wang, Chen, Wang & Jordan, "Towards Accurate Model
+    Selection in Deep Unsupervised Domain Adaptation", ICML 2019,
+    https://proceedings.mlr.press/v97/you19a.html): the out-of-fold source predictions of
+    ``"iwcv"``'s folds, their 0/1 losses weighted by the density ratio ``w = p_t / p_s``
+    of :func:`density_ratio` (a logistic-regression domain classifier in a whitened PCA
+    projection of the source and target rows, no labels), and DEV's control variate
+    (:func:`dev_risk`). The value is minus the risk. 0/1 loss rather than the paper's
+    cross-entropy: not every method has class scores, and decision values of different
+    methods are on different scales. Shares the k refits of ``"iwcv"`` when both are asked.
 
 Cross-method agreement (a point's macro-F1 against the consensus of every method's grid
 points) needs all methods' predictions of a task at once, so it is not a per-point
@@ -57,16 +74,21 @@ use.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from merkit.adapt.base import MASKED_LABEL, DomainAdaptationClassifier, softmax
 from merkit.adapt.reweight import KMM
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CRITERIA",
@@ -74,9 +96,14 @@ __all__ = [
     "PointCriteria",
     "agreement",
     "class_entropy",
+    "density_ratio",
+    "dev",
+    "dev_risk",
     "evaluate_points",
+    "guarded_snd",
     "iwcv",
     "prediction_entropy",
+    "probabilities",
     "reverse_validation",
     "row_entropy",
     "soft_neighborhood_density",
@@ -85,13 +112,24 @@ __all__ = [
 ]
 
 #: label-free criteria (higher is better)
-CRITERIA: tuple[str, ...] = ("entropy", "class_entropy", "reverse", "iwcv", "snd")
+CRITERIA: tuple[str, ...] = (
+    "entropy", "class_entropy", "reverse", "iwcv", "snd", "snd_guarded", "dev",
+)  # fmt: skip
 #: the criteria read off the forward fit (its target predictions and decision values)
-FORWARD_CRITERIA: tuple[str, ...] = ("entropy", "class_entropy", "snd")
+FORWARD_CRITERIA: tuple[str, ...] = ("entropy", "class_entropy", "snd", "snd_guarded")
 #: the criteria that need the forward fit's decision values (not only its predictions)
-SCORE_CRITERIA: tuple[str, ...] = ("entropy", "snd")
+SCORE_CRITERIA: tuple[str, ...] = ("entropy", "snd", "snd_guarded")
+#: the criteria computed from out-of-fold source predictions (k refits per point)
+FOLD_CRITERIA: tuple[str, ...] = ("iwcv", "dev")
 #: SND's softmax temperature (Saito et al. 2021, their code's default)
 SND_TEMPERATURE = 0.05
+#: ``"snd_guarded"``: a point is collapsed when its predicted-class entropy is below this
+#: fraction of log(number of classes)
+COLLAPSE_FRACTION = 0.5
+#: DEV's domain classifier works in this many whitened principal components (at most)
+DEV_COMPONENTS = 10
+#: DEV's control variate is left out (beta = 0) when the weights' variance is below this
+DEV_MIN_VARIANCE = 1e-10
 
 
 def row_entropy(P: np.ndarray) -> np.ndarray:
@@ -100,7 +138,7 @@ def row_entropy(P: np.ndarray) -> np.ndarray:
     return -(P * np.log(np.clip(P, 1e-300, None))).sum(axis=1)
 
 
-def _probabilities(S: np.ndarray) -> np.ndarray:
+def probabilities(S: np.ndarray) -> np.ndarray:
     """``softmax`` of decision scores (m, c), or of (m,) binary ones as (-s/2, s/2)."""
     S = np.asarray(S, dtype=float)
     if S.ndim == 1:  # binary: decision value of the positive class
@@ -110,7 +148,7 @@ def _probabilities(S: np.ndarray) -> np.ndarray:
 
 def softmax_entropy(S: np.ndarray) -> np.ndarray:
     """Entropy of the softmax of decision scores ``S`` (m, c) (or (m,) binary), per row."""
-    return row_entropy(_probabilities(S))
+    return row_entropy(probabilities(S))
 
 
 def prediction_entropy(S: np.ndarray | None) -> float:
@@ -129,7 +167,7 @@ def soft_neighborhood_density(S: np.ndarray | None, temperature: float = SND_TEM
     """
     if S is None:
         return float("nan")
-    P = _probabilities(S)
+    P = probabilities(S)
     m = len(P)
     if m < 3:
         return float("nan")
@@ -137,6 +175,32 @@ def soft_neighborhood_density(S: np.ndarray | None, temperature: float = SND_TEM
     M = F @ F.T
     M = M[~np.eye(m, dtype=bool)].reshape(m, m - 1)
     return float(row_entropy(softmax(M / float(temperature))).mean())
+
+
+def guarded_snd(
+    S: np.ndarray | None,
+    pred: np.ndarray,
+    n_classes: int,
+    *,
+    fraction: float = COLLAPSE_FRACTION,
+    temperature: float = SND_TEMPERATURE,
+) -> float:
+    """The ``"snd_guarded"`` criterion: :func:`soft_neighborhood_density` of ``S``, or NaN
+    when the predictions ``pred`` (m,) are collapsed, i.e. their :func:`class_entropy` is
+    below ``fraction * log(n_classes)``.
+
+    Raises
+    ------
+    ValueError
+        ``n_classes`` < 2 or ``fraction`` outside [0, 1].
+    """
+    if n_classes < 2:
+        raise ValueError(f"guarded_snd: n_classes must be >= 2, got {n_classes}")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"guarded_snd: fraction must be in [0, 1], got {fraction}")
+    if class_entropy(pred) < fraction * np.log(n_classes) - 1e-12:
+        return float("nan")
+    return soft_neighborhood_density(S, temperature)
 
 
 def vote(preds: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
@@ -221,6 +285,73 @@ def reverse_validation(
     return out
 
 
+def _folds(ys: np.ndarray, n_folds: int, seed: int, name: str) -> StratifiedKFold:
+    _, counts = np.unique(ys, return_counts=True)
+    k = int(min(n_folds, counts.min()))
+    if k < 2:
+        raise ValueError(f"{name} needs >= 2 source rows per class, got class counts {counts}")
+    return StratifiedKFold(k, shuffle=True, random_state=seed)
+
+
+def out_of_fold_predictions(
+    estimator: DomainAdaptationClassifier,
+    points: Sequence[Mapping],
+    Xs: np.ndarray,
+    ys: np.ndarray,
+    Xt: np.ndarray,
+    *,
+    n_folds: int = 5,
+    seed: int = 0,
+    batched: bool = True,
+    name: str = "iwcv",
+    **fit_params,
+) -> list[np.ndarray | None]:
+    """Each point's predictions (ns,) of every source row from a fit that did not train on
+    it: ``n_folds`` stratified folds shuffled with ``seed``, every fold fitting all points
+    in one ``fit_path`` call (the other source rows labelled, the target rows unlabelled,
+    the held-out source rows as evaluated rows). None for a point that cannot be fitted on
+    a fold's fewer source rows (its fit raises ``ValueError``, e.g. a subspace dimension
+    above the fold's maximum); the others are then fitted one by one.
+
+    Raises
+    ------
+    ValueError
+        A source class with fewer than 2 rows (no stratified folds; ``name`` says whose).
+    """
+    ys = np.asarray(ys)
+    folds = _folds(ys, n_folds, seed, name)
+    preds: list[np.ndarray | None] = [np.empty_like(ys) for _ in points]
+    for tr, te in folds.split(Xs, ys):
+        X, sd = _stacked(Xs[tr], len(Xt), Xt)
+        y = _labels(ys[tr], len(Xt))
+        todo = [i for i, p in enumerate(preds) if p is not None]
+        try:
+            fits = estimator.fit_path(X, y, sd, [points[i] for i in todo], X_eval=Xs[te],
+                                      batched=batched, **fit_params)  # fmt: skip
+        except ValueError:
+            fits = []
+            for i in todo:
+                try:
+                    (f,) = estimator.fit_path(X, y, sd, [points[i]], X_eval=Xs[te],
+                                              batched=False, **fit_params)  # fmt: skip
+                except ValueError as err:
+                    log.warning("%s: point %s not fitted on a fold (%s): NaN", name,
+                                points[i], err)  # fmt: skip
+                    f = None
+                fits.append(f)
+        for i, f in zip(todo, fits, strict=True):
+            if f is None:
+                preds[i] = None
+            else:
+                preds[i][te] = f.predictions  # type: ignore[index]
+    return preds
+
+
+def _kmm_weights(Xs: np.ndarray, Xt: np.ndarray) -> np.ndarray:
+    w = KMM().fit(Xs, Xt).weights_
+    return w / w.mean() if w.sum() > 0 else np.ones(len(Xs))
+
+
 def iwcv(
     estimator: DomainAdaptationClassifier,
     points: Sequence[Mapping],
@@ -234,31 +365,135 @@ def iwcv(
     **fit_params,
 ) -> list[float]:
     """Importance-weighted source cross-validation of several points (KMM weights, mean 1):
-    weighted macro-F1 of each point's pooled out-of-fold predictions (``n_folds``
-    stratified folds shuffled with ``seed``; every fold fits all points in one
-    ``fit_path`` call, the held-out source rows as evaluated rows).
+    weighted macro-F1 of each point's pooled out-of-fold predictions
+    (:func:`out_of_fold_predictions`).
 
     Raises
     ------
     ValueError
         A source class with fewer than 2 rows (no stratified folds).
     """
-    w = KMM().fit(Xs, Xt).weights_
-    w = w / w.mean() if w.sum() > 0 else np.ones(len(Xs))
-    _, counts = np.unique(ys, return_counts=True)
-    k = int(min(n_folds, counts.min()))
-    if k < 2:
-        raise ValueError(f"iwcv needs >= 2 source rows per class, got class counts {counts}")
+    got = _fold_criteria(estimator, points, Xs, ys, Xt, [["iwcv"]] * len(points),
+                         n_folds=n_folds, seed=seed, batched=batched, **fit_params)  # fmt: skip
+    return [v["iwcv"] for v in got]
+
+
+def _fold_criteria(
+    estimator: DomainAdaptationClassifier,
+    points: Sequence[Mapping],
+    Xs: np.ndarray,
+    ys: np.ndarray,
+    Xt: np.ndarray,
+    criteria: Sequence[Sequence[str]],
+    **kwargs,
+) -> list[dict[str, float]]:
+    """``"iwcv"`` and ``"dev"`` of the points that ask for them (``criteria[i]``), from one
+    set of :func:`out_of_fold_predictions` (``kwargs``: its folds, seed, batching, fit
+    metadata)."""
     ys = np.asarray(ys)
-    preds = [np.empty_like(ys) for _ in points]
-    for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(Xs, ys):
-        X, sd = _stacked(Xs[tr], len(Xt), Xt)
-        fits = estimator.fit_path(
-            X, _labels(ys[tr], len(Xt)), sd, points, X_eval=Xs[te], batched=batched, **fit_params
+    wants = [set(cs) & set(FOLD_CRITERIA) for cs in criteria]
+    asked = set().union(*wants)
+    name = "iwcv" if "iwcv" in asked else "dev"
+    _folds(ys, kwargs.get("n_folds", 5), kwargs.get("seed", 0), name)
+    w = {"iwcv": _kmm_weights(Xs, Xt) if "iwcv" in asked else None,
+         "dev": density_ratio(Xs, Xt) if "dev" in asked else None}  # fmt: skip
+    oof = out_of_fold_predictions(estimator, points, Xs, ys, Xt, name=name, **kwargs)
+    out = []
+    for want, pred in zip(wants, oof, strict=True):
+        if pred is None:
+            out.append(dict.fromkeys(want, float("nan")))
+            continue
+        v = {}
+        if "iwcv" in want:
+            v["iwcv"] = float(f1_score(ys, pred, average="macro", sample_weight=w["iwcv"]))
+        if "dev" in want:
+            v["dev"] = -dev_risk((pred != ys).astype(float), w["dev"])
+        out.append(v)
+    return out
+
+
+def density_ratio(
+    Xs: np.ndarray, Xt: np.ndarray, *, n_components: int = DEV_COMPONENTS
+) -> np.ndarray:
+    """DEV's density ratio ``w(x) = p_t(x) / p_s(x)`` at the source rows, (ns,).
+
+    PCA (whitened, full SVD) is fitted on the source and target rows together, no labels;
+    in its first ``min(n_components, ns + nt - 1, d)`` components a logistic regression
+    (L2, C = 1, classes balanced) tells target (1) from source (0) rows, and
+    ``w = d / (1 - d)`` with ``d`` its target probability (clipped to [1e-6, 1 - 1e-6]);
+    with balanced classes this is the ratio of the two densities. Identical domains give
+    ``w = 1``.
+
+    Raises
+    ------
+    ValueError
+        An empty domain or rows of different widths.
+    """
+    Xs, Xt = np.asarray(Xs, dtype=float), np.asarray(Xt, dtype=float)
+    if len(Xs) == 0 or len(Xt) == 0:
+        raise ValueError(
+            f"density_ratio: needs source and target rows, got {len(Xs)} and {len(Xt)}"
         )
-        for pred, f in zip(preds, fits, strict=True):
-            pred[te] = f.predictions
-    return [float(f1_score(ys, pred, average="macro", sample_weight=w)) for pred in preds]
+    if Xs.shape[1:] != Xt.shape[1:]:
+        raise ValueError(f"density_ratio: source width {Xs.shape[1:]} != target {Xt.shape[1:]}")
+    X = np.vstack([Xs, Xt])
+    k = int(min(n_components, len(X) - 1, X.shape[1]))
+    Z = PCA(k, whiten=True, svd_solver="full").fit_transform(X) if k >= 1 else X
+    dom = np.r_[np.zeros(len(Xs)), np.ones(len(Xt))]
+    clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000).fit(Z, dom)
+    d = np.clip(clf.predict_proba(Z[: len(Xs)])[:, 1], 1e-6, 1 - 1e-6)
+    return d / (1 - d)
+
+
+def dev_risk(losses: np.ndarray, weights: np.ndarray) -> float:
+    """DEV's risk estimate with its control variate (You et al. 2019, Algorithm 1).
+
+    ``L = w * loss``; ``beta = Cov(L, w) / Var(w)`` (sample moments, ddof 1) and the risk
+    is ``mean(L) - beta * (mean(w) - 1)``: since ``E_s[w] = 1``, ``w`` is a control
+    variate that removes the part of ``mean(L)``'s error that comes from ``mean(w) != 1``.
+    ``beta = 0`` when ``Var(w)`` < :data:`DEV_MIN_VARIANCE` (constant weights).
+
+    Raises
+    ------
+    ValueError
+        ``losses`` and ``weights`` of different lengths, or fewer than 2 of them.
+    """
+    loss, w = np.asarray(losses, dtype=float), np.asarray(weights, dtype=float)
+    if loss.shape != w.shape or loss.ndim != 1 or len(loss) < 2:
+        raise ValueError(
+            f"dev_risk: losses {loss.shape} and weights {w.shape} must be two equal 1-D "
+            "arrays of at least 2 values"
+        )
+    L = w * loss
+    var = float(np.var(w, ddof=1))
+    beta = 0.0 if var < DEV_MIN_VARIANCE else float(np.cov(L, w, ddof=1)[0, 1]) / var
+    return float(L.mean() - beta * (w.mean() - 1.0))
+
+
+def dev(
+    estimator: DomainAdaptationClassifier,
+    points: Sequence[Mapping],
+    Xs: np.ndarray,
+    ys: np.ndarray,
+    Xt: np.ndarray,
+    *,
+    n_folds: int = 5,
+    seed: int = 0,
+    batched: bool = True,
+    **fit_params,
+) -> list[float]:
+    """The ``"dev"`` criterion of several points: minus :func:`dev_risk` of the 0/1 losses
+    of each point's out-of-fold source predictions (:func:`out_of_fold_predictions`) with
+    :func:`density_ratio` weights (higher is better).
+
+    Raises
+    ------
+    ValueError
+        A source class with fewer than 2 rows (no stratified folds).
+    """
+    got = _fold_criteria(estimator, points, Xs, ys, Xt, [["dev"]] * len(points),
+                         n_folds=n_folds, seed=seed, batched=batched, **fit_params)  # fmt: skip
+    return [v["dev"] for v in got]
 
 
 @dataclass(frozen=True)
@@ -276,6 +511,10 @@ class PointCriteria:
         Forward fit and prediction time (0 when the predictions were given).
     criteria_seconds : float
         Time of the criteria (shared work divided evenly among the points).
+    probabilities : ndarray (nt, c) or None
+        The forward fit's target class probabilities, :func:`probabilities` of its decision
+        values (columns: the sorted source classes); None without decision values or when
+        the predictions were given.
     """
 
     params: dict
@@ -283,6 +522,7 @@ class PointCriteria:
     values: dict
     seconds: float
     criteria_seconds: float
+    probabilities: np.ndarray | None = None
 
 
 def evaluate_points(
@@ -312,9 +552,9 @@ def evaluate_points(
         The criteria of each point (names from :data:`CRITERIA`).
     predictions : sequence of ndarray, optional
         Each point's target predictions from an earlier fit: no forward fit then, and only
-        ``"class_entropy"``, ``"reverse"`` and ``"iwcv"`` can be asked for (not the
-        decision-value criteria ``"entropy"`` and ``"snd"``).
-    n_folds, seed : IWCV folds and fold seed.
+        ``"class_entropy"``, ``"reverse"``, ``"iwcv"`` and ``"dev"`` can be asked for (not
+        the decision-value criteria of :data:`SCORE_CRITERIA`).
+    n_folds, seed : IWCV / DEV folds and fold seed.
     batched : bool
         Let the method share work across points (``fit_path``); False: one fit per point.
     **fit_params
@@ -356,6 +596,7 @@ def evaluate_points(
         preds, scores, seconds = [np.asarray(p) for p in predictions], [None] * n, [0.0] * n
     values: list[dict[str, float]] = [{} for _ in points]
     spent = np.zeros(n)
+    n_classes = int(np.unique(ys).size)
     for i, cs in enumerate(criteria):
         t0 = time.perf_counter()
         for c in cs:
@@ -365,25 +606,34 @@ def evaluate_points(
                 values[i][c] = class_entropy(preds[i])
             elif c == "snd":
                 values[i][c] = soft_neighborhood_density(scores[i])
+            elif c == "snd_guarded":
+                values[i][c] = guarded_snd(scores[i], preds[i], n_classes)
         spent[i] += time.perf_counter() - t0
-    for name in ("reverse", "iwcv"):
-        idx = [i for i, cs in enumerate(criteria) if name in cs]
-        if not idx:
-            continue
+    idx = [i for i, cs in enumerate(criteria) if "reverse" in cs]
+    if idx:
         t0 = time.perf_counter()
-        pts = [points[i] for i in idx]
-        if name == "reverse":
-            got = reverse_validation(estimator, pts, Xs, ys, Xt, [preds[i] for i in idx],
-                                     batched=batched, **fit_params)  # fmt: skip
-        else:
-            got = iwcv(estimator, pts, Xs, ys, Xt, n_folds=n_folds, seed=seed, batched=batched,
-                       **fit_params)  # fmt: skip
+        pts, pls = [points[i] for i in idx], [preds[i] for i in idx]
+        got = reverse_validation(estimator, pts, Xs, ys, Xt, pls, batched=batched, **fit_params)
         spent[idx] += (time.perf_counter() - t0) / len(idx)
         for i, v in zip(idx, got, strict=True):
-            values[i][name] = v
+            values[i]["reverse"] = v
+    idx = [i for i, cs in enumerate(criteria) if set(cs) & set(FOLD_CRITERIA)]
+    if idx:  # iwcv and dev share the out-of-fold predictions
+        t0 = time.perf_counter()
+        got = _fold_criteria(estimator, [points[i] for i in idx], Xs, ys, Xt,
+                             [criteria[i] for i in idx], n_folds=n_folds, seed=seed,
+                             batched=batched, **fit_params)  # fmt: skip
+        spent[idx] += (time.perf_counter() - t0) / len(idx)
+        for i, v in zip(idx, got, strict=True):
+            values[i].update(v)
     return [
         PointCriteria(
-            p, preds[i], {c: values[i][c] for c in criteria[i]}, seconds[i], float(spent[i])
+            p,
+            preds[i],
+            {c: values[i][c] for c in criteria[i]},
+            seconds[i],
+            float(spent[i]),
+            None if scores[i] is None else probabilities(scores[i]),
         )  # fmt: skip
         for i, p in enumerate(points)
     ]

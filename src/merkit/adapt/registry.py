@@ -33,9 +33,11 @@ from merkit.adapt.subspace import (
 from merkit.adapt.tgsr import TransferGroupSparseRegression
 
 __all__ = [
+    "FAMILIES",
     "METHODS",
     "default_point",
     "make_method",
+    "method_family",
     "method_spec",
     "published_grid",
     "published_names",
@@ -81,6 +83,28 @@ for _cls in (
     CorrelationAlignment,
 ):
     register(_cls)
+
+
+#: method families (the label-free ensembles over families take one point of each, so
+#: that near-identical methods of one family do not outvote the others): the plain SVM and
+#: the instance reweighting methods; the feature subspace / alignment methods; the sample
+#: and domain regenerators and TGSR (sparse regressions between the domains); STM
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "reweighting": ("svm", "kmm", "kliep", "ulsif"),
+    "subspace": ("sa", "gfk", "tca", "tkl", "coral"),
+    "regenerator": ("tsrg", "drfs_t", "drls", "tgsr"),
+    "stm": ("stm",),
+}
+
+
+def method_family(name: str) -> str:
+    """The family of a method (:data:`FAMILIES`); a method of none (registered at run
+    time) is a family of its own, named as the method."""
+    key = str(name).strip().lower()
+    for family, members in FAMILIES.items():
+        if key in members:
+            return family
+    return key
 
 
 def _key(name: str) -> str:

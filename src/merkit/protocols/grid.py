@@ -63,7 +63,7 @@ __all__ = ["SELECTIONS", "GridRun", "GridRunner", "grid_points"]
 #: selections written as results rows besides one per label-free criterion
 SELECTIONS: tuple[str, ...] = ("oracle", "default")
 #: criteria that a stored fit's predictions (or no fit at all) suffice for
-STORED_FIT_CRITERIA = ("reverse", "iwcv")
+STORED_FIT_CRITERIA = ("reverse", "iwcv", "dev")
 #: criteria-only units per job
 CRITERIA_JOB = 64
 
@@ -122,6 +122,13 @@ def _default_index(method: str, points: Sequence[Mapping]) -> int | None:
 
 def _encode_pred(pred: np.ndarray) -> str:
     return json.dumps(np.asarray(pred).tolist(), separators=(",", ":"))
+
+
+def _encode_prob(prob: np.ndarray | None) -> str:
+    """Target class probabilities as JSON rows (4 decimals); "" without them."""
+    if prob is None:
+        return ""
+    return json.dumps(np.round(np.asarray(prob, dtype=float), 4).tolist(), separators=(",", ":"))
 
 
 def _criteria_of(row: Mapping) -> list[str]:
@@ -325,6 +332,7 @@ class GridRunner:
             **keep,
             **res.values,
             "y_pred": _encode_pred(res.predictions),
+            "y_prob": _encode_prob(res.probabilities),
         }
         self.changed[key] = None
 
