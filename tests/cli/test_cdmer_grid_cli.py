@@ -162,8 +162,9 @@ def assert_auto_choices(out: Path, res) -> None:
     """``--select auto``: per task the label-free choice over both methods' points."""
     grid = pd.read_csv(out / "grid.csv")
     auto = pd.read_csv(out / "auto.csv", dtype={"params": str})
-    sel = ["oracle"] + [s for c in ("reverse", "class_entropy", "entropy", "snd", "agreement")
-                        for s in (c, f"vote:{c}")]  # fmt: skip
+    sel = ["oracle"] + [s for c in ("reverse", "class_entropy", "entropy", "snd", "snd_guarded",
+                                    "agreement")
+                        for s in (c, f"vote:{c}", f"family:{c}", f"mean:{c}:5")]  # fmt: skip
     for task in TASKS:
         got = auto[auto.task == task].set_index("selection")
         assert list(got.index) == sel

@@ -290,9 +290,12 @@ def selection_scores(
 AUTO_NOTE = (
     "label-free choice of method and parameters over every method's grid points: the "
     "point with the best criterion value; vote:<criterion> = majority vote (ties: smallest "
-    "label) of each method's criterion-best point; agreement = macro-F1 against the "
-    "consensus vote of all points (each method weighs 1); gap = mean-F1 minus the oracle's "
-    "(best point of any method scored with target labels)"
+    "label) of each method's criterion-best point; family:<criterion> = class-probability "
+    "average of each method family's criterion-best point (reweighting, subspace, "
+    "regenerator, stm); mean:<criterion>:<k> = class-probability average of the k "
+    "criterion-best points of any method; agreement = macro-F1 against the consensus vote "
+    "of all points (each method weighs 1); snd_guarded = snd among non-collapsed points; "
+    "gap = mean-F1 minus the oracle's (best point of any method scored with target labels)"
 )
 
 

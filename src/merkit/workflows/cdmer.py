@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "SELECT_MODES",
     "CdmerResult",
+    "CDMER_CRITERIA",
     "across_method_choices",
     "cdmer_summary",
     "check_select",
@@ -66,6 +67,8 @@ __all__ = [
     "run_cdmer_on_features",
 ]
 
+#: the label-free criteria of every grid point of a CDMER grid run by default
+CDMER_CRITERIA: tuple[str, ...] = ("reverse", "class_entropy", "entropy", "snd", "snd_guarded")
 #: ``--select``: per method (the oracle / criterion picks of each method's grid) or auto
 #: (also the label-free choice of method and parameters across all methods)
 SELECT_MODES: tuple[str, ...] = ("method", "auto")
@@ -258,7 +261,7 @@ def run_cdmer_on_features(
     param_grid: str | Path | dict | None = None,
     n_jobs: int = 1,
     criterion: str = "reverse",
-    criteria: Sequence[str] = ("reverse", "class_entropy", "entropy", "snd"),
+    criteria: Sequence[str] = CDMER_CRITERIA,
     backend: str | Backend = "loky",
     address: str | None = None,
     table_title: str = TABLE_TITLE,
@@ -293,7 +296,8 @@ def run_cdmer_on_features(
     criterion : str
         The label-free criterion of the second set of tables (one of ``criteria``).
     criteria : sequence of str
-        Label-free criteria computed for every grid point.
+        Label-free criteria computed for every grid point (default
+        :data:`CDMER_CRITERIA`; ``"iwcv"`` and ``"dev"`` cost k more fits per point).
     table_title : str
         Title of the table of a run at the default points.
     select : "method" or "auto"
@@ -368,6 +372,7 @@ def run_cdmer_on_feature_files(
     param_grid: str | Path | dict | None = None,
     n_jobs: int = 1,
     criterion: str = "reverse",
+    criteria: Sequence[str] = CDMER_CRITERIA,
     select: str = "method",
     backend: str | Backend = "loky",
     address: str | None = None,
@@ -395,6 +400,7 @@ def run_cdmer_on_feature_files(
         param_grid=param_grid,
         n_jobs=n_jobs,
         criterion=criterion,
+        criteria=criteria,
         select=select,
         backend=backend,
         address=address,
