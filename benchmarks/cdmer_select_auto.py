@@ -4,9 +4,11 @@ oracle, on synthetic CDMER tasks (several seeds) and on the released C <-> V fea
 The methods of :data:`MEASURED` (``--methods all`` for the 14) run on a reduced grid
 (:data:`GRID`, 1-4 points of each published grid, so that a run fits in minutes on a
 loaded 2-core machine); the
-criteria are reverse, class_entropy, entropy and snd (plus agreement and the votes,
-computed across methods). Prints, per selection, the mean mean-F1 of its choice and the
-mean / worst gap to the oracle over the tasks (and seeds).
+criteria are :data:`CRITERIA` (reverse, class_entropy, entropy, snd, snd_guarded, iwcv,
+dev; plus agreement and the ensembles vote / family / mean, computed across methods;
+``--criteria`` for fewer, e.g. the forward-only ones for the slow regenerators). Prints,
+per selection, the mean mean-F1 of its choice, the mean / worst gap to the oracle over
+the tasks (and seeds) and the methods it chose.
 
     PYTHONPATH=src nice -n 15 python benchmarks/cdmer_select_auto.py synth --seeds 0 1 2
     PYTHONPATH=src nice -n 15 python benchmarks/cdmer_select_auto.py released \\
@@ -56,6 +58,8 @@ GRID = {
 #: the methods measured in docs/da-reproduction.md: the regenerators (TSRG, DRFS-T, DRLS),
 #: TGSR and STM take minutes per point on 15,045 columns with reverse validation's refits
 MEASURED = "svm,kmm,kliep,coral,ulsif,tca,gfk,sa,tkl"
+#: the criteria measured (iwcv and dev share their k = 5 refits per point)
+CRITERIA = "reverse,class_entropy,entropy,snd,snd_guarded,iwcv,dev"
 
 
 def write_synthetic(folder: Path, seed: int, signal: float = 0.3, shift: float = 1.5) -> None:
@@ -73,10 +77,11 @@ def write_synthetic(folder: Path, seed: int, signal: float = 0.3, shift: float =
             f[f"{db}_micro_label"] = (y + 1).astype(np.float64).reshape(1, -1)
 
 
-def run(features_dir: Path, out: Path, methods: str) -> pd.DataFrame:
+def run(features_dir: Path, out: Path, methods: str, criteria: str) -> pd.DataFrame:
     t0 = time.perf_counter()
     run_cdmer_on_feature_files(features_dir, out, method=methods, progress=False,
-                               param_grid=GRID, select="auto")  # fmt: skip
+                               param_grid=GRID, select="auto",
+                               criteria=criteria.split(","))  # fmt: skip
     auto = read_auto_selection(out)
     print(f"{features_dir}: {time.perf_counter() - t0:.0f} s", flush=True)
     return auto
@@ -84,8 +89,15 @@ def run(features_dir: Path, out: Path, methods: str) -> pd.DataFrame:
 
 def summary(auto: pd.DataFrame) -> pd.DataFrame:
     g = auto.groupby("selection", sort=False)
+
+    def chosen(m: pd.Series) -> str:
+        if m.str.contains("+", regex=False).any():
+            return f"{m.str.count('[+]').max() + 1} members at most"
+        return ", ".join(f"{k} {v}" for k, v in m.value_counts().items())
+
     return pd.DataFrame({"mean_f1": g["mean_f1"].mean(), "mean_gap": g["gap"].mean(),
-                         "worst_gap": g["gap"].min(), "n": g["gap"].size()})  # fmt: skip
+                         "worst_gap": g["gap"].min(), "n": g["gap"].size(),
+                         "chosen": g["method"].agg(chosen)})  # fmt: skip
 
 
 def main() -> None:
@@ -94,6 +106,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--features-dir", type=Path)
     ap.add_argument("--methods", default=MEASURED)
+    ap.add_argument("--criteria", default=CRITERIA)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="select-auto-"))
@@ -103,14 +116,17 @@ def main() -> None:
             folder = work / f"synth{s}"
             folder.mkdir(parents=True, exist_ok=True)
             write_synthetic(folder, s)
-            parts.append(run(folder, work / f"out{s}", args.methods).assign(data_seed=s))
+            got = run(folder, work / f"out{s}", args.methods, args.criteria)
+            parts.append(got.assign(data_seed=s))
     else:
-        parts.append(run(args.features_dir, work / "released", args.methods))
+        parts.append(run(args.features_dir, work / "released", args.methods, args.criteria))
     auto = pd.concat(parts, ignore_index=True)
     cols = ["task", "selection", "method", "params", "mean_f1", "gap"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         print(auto[[*(["data_seed"] if "data_seed" in auto else []), *cols]].to_string())
         print(summary(auto).round(4).to_string())
+        print(auto.pivot_table(index="selection", columns="task", values="mean_f1",
+                               sort=False).round(4).to_string())  # fmt: skip
     print(f"(files under {work})")
 
 
