@@ -12,7 +12,6 @@ import pytest
 from merkit.adapt.criteria import (
     COLLAPSE_FRACTION,
     density_ratio,
-    dev,
     dev_risk,
     evaluate_points,
     guarded_snd,
@@ -118,14 +117,16 @@ def test_dev_on_identical_domains_is_minus_the_cross_validated_error() -> None:
     points = [{"C": 0.001}, {"C": 1.0}]
     est = make_method("svm")
     oof = out_of_fold_predictions(est, points, Xs, ys, Xs, n_folds=3, seed=0)
-    got = dev(est, points, Xs, ys, Xs, n_folds=3, seed=0)
+    got = [p.values["dev"] for p in evaluate_points(est, points, Xs, ys, Xs, [["dev"]] * 2,
+                                                    n_folds=3, seed=0)]  # fmt: skip
     want = [-float(np.mean(p != ys)) for p in oof]
     assert got == pytest.approx(want, abs=1e-6) and len(set(np.round(want, 6))) == 2
-    # the criterion of evaluate_points shares the folds with iwcv and gives the same numbers
+    # with iwcv in the same call the folds are shared: the same numbers
     both = evaluate_points(est, points, Xs, ys, Xs, [["iwcv", "dev"]] * 2, n_folds=3, seed=0)
     assert [b.values["dev"] for b in both] == pytest.approx(got, abs=1e-12)
     with pytest.raises(ValueError, match=r"dev needs >= 2 source rows per class"):
-        dev(est, points, Xs[:4], np.array([0, 1, 1, 2]), Xs, n_folds=3)
+        evaluate_points(est, points, Xs[:4], np.array([0, 1, 1, 2]), Xs, [["dev"]] * 2,
+                        n_folds=3)  # fmt: skip
 
 
 # ---------------------------------------------------------------- ensembles

@@ -97,7 +97,6 @@ __all__ = [
     "agreement",
     "class_entropy",
     "density_ratio",
-    "dev",
     "dev_risk",
     "evaluate_points",
     "guarded_snd",
@@ -468,32 +467,6 @@ def dev_risk(losses: np.ndarray, weights: np.ndarray) -> float:
     var = float(np.var(w, ddof=1))
     beta = 0.0 if var < DEV_MIN_VARIANCE else float(np.cov(L, w, ddof=1)[0, 1]) / var
     return float(L.mean() - beta * (w.mean() - 1.0))
-
-
-def dev(
-    estimator: DomainAdaptationClassifier,
-    points: Sequence[Mapping],
-    Xs: np.ndarray,
-    ys: np.ndarray,
-    Xt: np.ndarray,
-    *,
-    n_folds: int = 5,
-    seed: int = 0,
-    batched: bool = True,
-    **fit_params,
-) -> list[float]:
-    """The ``"dev"`` criterion of several points: minus :func:`dev_risk` of the 0/1 losses
-    of each point's out-of-fold source predictions (:func:`out_of_fold_predictions`) with
-    :func:`density_ratio` weights (higher is better).
-
-    Raises
-    ------
-    ValueError
-        A source class with fewer than 2 rows (no stratified folds).
-    """
-    got = _fold_criteria(estimator, points, Xs, ys, Xt, [["dev"]] * len(points),
-                         n_folds=n_folds, seed=seed, batched=batched, **fit_params)  # fmt: skip
-    return [v["dev"] for v in got]
 
 
 @dataclass(frozen=True)
