@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.model_selection import StratifiedKFold
 
 from merkit.adapt.criteria import (
     COLLAPSE_FRACTION,
@@ -116,7 +117,8 @@ def test_dev_on_identical_domains_is_minus_the_cross_validated_error() -> None:
     ys[:6] = (ys[:6] + 1) % 3  # some label noise: a non-zero error
     points = [{"C": 0.001}, {"C": 1.0}]
     est = make_method("svm")
-    oof = out_of_fold_predictions(est, points, Xs, ys, Xs, n_folds=3, seed=0)
+    folds = StratifiedKFold(3, shuffle=True, random_state=0)
+    oof = out_of_fold_predictions(est, points, (Xs, ys, Xs), folds)
     got = [p.values["dev"] for p in evaluate_points(est, points, Xs, ys, Xs, [["dev"]] * 2,
                                                     n_folds=3, seed=0)]  # fmt: skip
     want = [-float(np.mean(p != ys)) for p in oof]

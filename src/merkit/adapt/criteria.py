@@ -295,30 +295,23 @@ def _folds(ys: np.ndarray, n_folds: int, seed: int, name: str) -> StratifiedKFol
 def out_of_fold_predictions(
     estimator: DomainAdaptationClassifier,
     points: Sequence[Mapping],
-    Xs: np.ndarray,
-    ys: np.ndarray,
-    Xt: np.ndarray,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    folds: StratifiedKFold,
     *,
-    n_folds: int = 5,
-    seed: int = 0,
     batched: bool = True,
     name: str = "iwcv",
     **fit_params,
 ) -> list[np.ndarray | None]:
     """Each point's predictions (ns,) of every source row from a fit that did not train on
-    it: ``n_folds`` stratified folds shuffled with ``seed``, every fold fitting all points
-    in one ``fit_path`` call (the other source rows labelled, the target rows unlabelled,
-    the held-out source rows as evaluated rows). None for a point that cannot be fitted on
-    a fold's fewer source rows (its fit raises ``ValueError``, e.g. a subspace dimension
-    above the fold's maximum); the others are then fitted one by one.
-
-    Raises
-    ------
-    ValueError
-        A source class with fewer than 2 rows (no stratified folds; ``name`` says whose).
+    it: for every split of ``folds`` over the source rows of ``data = (Xs, ys, Xt)``, all
+    points in one ``fit_path`` call (the other source rows labelled, the target rows
+    unlabelled, the held-out source rows as evaluated rows). None for a point that cannot
+    be fitted on a fold's fewer source rows (its fit raises ``ValueError``, e.g. a
+    subspace dimension above the fold's maximum; ``name`` labels the warning); the others
+    are then fitted one by one.
     """
+    Xs, ys, Xt = data
     ys = np.asarray(ys)
-    folds = _folds(ys, n_folds, seed, name)
     preds: list[np.ndarray | None] = [np.empty_like(ys) for _ in points]
     for tr, te in folds.split(Xs, ys):
         X, sd = _stacked(Xs[tr], len(Xt), Xt)
@@ -372,7 +365,7 @@ def iwcv(
     ValueError
         A source class with fewer than 2 rows (no stratified folds).
     """
-    got = _fold_criteria(estimator, points, Xs, ys, Xt, [["iwcv"]] * len(points),
+    got = _fold_criteria(estimator, points, (Xs, ys, Xt), [["iwcv"]] * len(points),
                          n_folds=n_folds, seed=seed, batched=batched, **fit_params)  # fmt: skip
     return [v["iwcv"] for v in got]
 
@@ -380,23 +373,22 @@ def iwcv(
 def _fold_criteria(
     estimator: DomainAdaptationClassifier,
     points: Sequence[Mapping],
-    Xs: np.ndarray,
-    ys: np.ndarray,
-    Xt: np.ndarray,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
     criteria: Sequence[Sequence[str]],
     **kwargs,
 ) -> list[dict[str, float]]:
-    """``"iwcv"`` and ``"dev"`` of the points that ask for them (``criteria[i]``), from one
-    set of :func:`out_of_fold_predictions` (``kwargs``: its folds, seed, batching, fit
-    metadata)."""
+    """``"iwcv"`` and ``"dev"`` of the points that ask for them (``criteria[i]``) on
+    ``data = (Xs, ys, Xt)``, from one set of :func:`out_of_fold_predictions` (``kwargs``:
+    ``n_folds``, ``seed``, ``batched``, fit metadata)."""
+    Xs, ys, Xt = data
     ys = np.asarray(ys)
     wants = [set(cs) & set(FOLD_CRITERIA) for cs in criteria]
     asked = set().union(*wants)
     name = "iwcv" if "iwcv" in asked else "dev"
-    _folds(ys, kwargs.get("n_folds", 5), kwargs.get("seed", 0), name)
+    folds = _folds(ys, kwargs.pop("n_folds", 5), kwargs.pop("seed", 0), name)
     w = {"iwcv": _kmm_weights(Xs, Xt) if "iwcv" in asked else None,
          "dev": density_ratio(Xs, Xt) if "dev" in asked else None}  # fmt: skip
-    oof = out_of_fold_predictions(estimator, points, Xs, ys, Xt, name=name, **kwargs)
+    oof = out_of_fold_predictions(estimator, points, (Xs, ys, Xt), folds, name=name, **kwargs)
     out = []
     for want, pred in zip(wants, oof, strict=True):
         if pred is None:
@@ -593,7 +585,7 @@ def evaluate_points(
     idx = [i for i, cs in enumerate(criteria) if set(cs) & set(FOLD_CRITERIA)]
     if idx:  # iwcv and dev share the out-of-fold predictions
         t0 = time.perf_counter()
-        got = _fold_criteria(estimator, [points[i] for i in idx], Xs, ys, Xt,
+        got = _fold_criteria(estimator, [points[i] for i in idx], (Xs, ys, Xt),
                              [criteria[i] for i in idx], n_folds=n_folds, seed=seed,
                              batched=batched, **fit_params)  # fmt: skip
         spent[idx] += (time.perf_counter() - t0) / len(idx)
