@@ -79,9 +79,11 @@ def write_synthetic(folder: Path, seed: int, signal: float = 0.3, shift: float =
 
 def run(features_dir: Path, out: Path, methods: str, criteria: str) -> pd.DataFrame:
     t0 = time.perf_counter()
+    crit = criteria.split(",")
     run_cdmer_on_feature_files(features_dir, out, method=methods, progress=False,
                                param_grid=GRID, select="auto",
-                               criteria=criteria.split(","))  # fmt: skip
+                               criteria=crit, criterion="reverse" if "reverse" in crit
+                               else crit[0])  # fmt: skip
     auto = read_auto_selection(out)
     print(f"{features_dir}: {time.perf_counter() - t0:.0f} s", flush=True)
     return auto
