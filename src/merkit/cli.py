@@ -860,6 +860,13 @@ def train(
         str | None,
         typer.Option(help="Learning-rate schedule: none, step or cosine (default: preset's)."),
     ] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(
+            help="Training clips per epoch: shuffle (each once, default) or balanced (drawn "
+            "with replacement, every class equally likely; trains fold by fold)."
+        ),
+    ] = None,
     fold_batching: Annotated[
         str,
         typer.Option(
@@ -951,6 +958,7 @@ def train(
             backend=backend, address=address,
             workers=workers, audit_every=audit_every, prior_epochs=prior_epochs,
             label_smoothing=label_smoothing, ema_decay=ema_decay, scheduler=scheduler,
+            sampler=sampler,
         )  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)

@@ -57,6 +57,10 @@ def flows(tmp_path_factory) -> Path:
         (["--ema-decay", "1.5"], "ema_decay=1.5 (--ema-decay): must be a number in [0, 1); 0 = "
                                  "the last weights, e.g. 0.999"),
         (["--scheduler", "linear"], "--scheduler linear: expected one of none, step, cosine"),
+        (["--sampler", "weighted"], "--sampler weighted: expected one of shuffle, balanced"),
+        (["--model", "ststnet", "--fold-batching", "on", "--sampler", "balanced"],
+         "--fold-batching on: balanced sampling (--sampler balanced) is per fold only; use "
+         "auto or off"),
         (["--model", "mersiam", "--label-smoothing", "0.1"],
          "--label-smoothing 0.1: model 'mersiam' trains with a two-stage network's own losses; "
          "label smoothing applies to cross-entropy only"),
@@ -122,13 +126,16 @@ def test_recipe_options_reach_the_run_and_its_id(flows, tmp_path):
               "--folds", "2"]  # fmt: skip
     res = runner.invoke(app, [*common, "--out", str(tmp_path / "plain")])
     assert res.exit_code == 0, res.output
-    recipe = ["--label-smoothing", "0.1", "--ema-decay", "0.9", "--scheduler", "cosine"]
+    recipe = ["--label-smoothing", "0.1", "--ema-decay", "0.9", "--scheduler", "cosine",
+              "--sampler", "balanced"]  # fmt: skip
     res = runner.invoke(app, [*common, *recipe, "--out", str(tmp_path / "recipe")])
     assert res.exit_code == 0, res.output
     params = json.loads(pd.read_csv(tmp_path / "recipe" / "results.csv")["params"].iloc[0])
     assert params["label_smoothing"] == 0.1 and params["ema_decay"] == 0.9
-    assert params["scheduler"] == "cosine"
+    assert params["scheduler"] == "cosine" and params["sampler"] == "balanced"
+    assert "fold_batched" not in params  # balanced sampling trains fold by fold
     plain = json.loads(pd.read_csv(tmp_path / "plain" / "results.csv")["params"].iloc[0])
     assert "label_smoothing" not in plain and "ema_decay" not in plain
+    assert plain["fold_batched"] is True and "sampler" not in plain
     runs = [json.loads((tmp_path / d / "run.json").read_text())["run"] for d in ("plain", "recipe")]
     assert runs[0].startswith("ststnet-") and runs[0] != runs[1]

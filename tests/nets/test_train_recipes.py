@@ -195,3 +195,30 @@ def test_a_killed_batched_run_with_an_average_resumes_to_the_same_weights(tmp_pa
     for a, b in zip(full, resumed, strict=True):
         for name, value in a.model.state_dict().items():
             assert torch.equal(value, b.model.state_dict()[name]), name
+
+
+def test_balanced_sampling_draws_every_class_equally_often() -> None:
+    from merkit.nets.data import make_loader as loader_of
+    from merkit.nets.fold_batched import batching_problem
+
+    y = np.array([0] * 16 + [1] * 4 + [2] * 2)
+    X = np.zeros((len(y), 3, 28, 28), np.float32)
+    loader = loader_of(X, y, batch_size=11, seed=5, balanced=True)
+    np.testing.assert_allclose(loader.sampler.weights.numpy(), 1 / np.bincount(y)[y])
+    drawn = np.concatenate([b[1].numpy() for _ in range(300) for b in loader])
+    assert len(drawn) == 300 * len(y)  # n rows a pass, drawn with replacement
+    share = np.bincount(drawn, minlength=3) / len(drawn)
+    np.testing.assert_allclose(share, [1 / 3] * 3, atol=0.02)  # plain shuffling: 0.73/0.18/0.09
+    again = loader_of(X, y, batch_size=11, seed=5, balanced=True)
+    first = np.concatenate([b[1].numpy() for b in again])
+    assert first.tolist() == drawn[: len(y)].tolist()  # the seed fixes the draws
+    with pytest.raises(ValueError, match="balanced sampling needs one class label per clip"):
+        loader_of(X, np.zeros((len(y), 2)), balanced=True)
+    cfg = TrainConfig(sampler="balanced")
+    assert cfg.to_dict()["sampler"] == "balanced" and "sampler" not in TrainConfig().to_dict()
+    with pytest.raises(ValueError, match=r"sampler='weighted' \(--sampler\): expected one of "
+                                         r"shuffle, balanced"):  # fmt: skip
+        TrainConfig(sampler="weighted")
+    assert batching_problem("ststnet", n_folds=4, sampler="balanced") == (
+        "balanced sampling (--sampler balanced) is per fold only"
+    )

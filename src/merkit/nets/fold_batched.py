@@ -101,12 +101,14 @@ def batching_problem(
     device: str | torch.device = "cpu",
     precision: str = "32",
     augment: str = "none",
+    sampler: str = "shuffle",
 ) -> str | None:
     """Why the fold-batched path does not apply (None: it does).
 
     It applies to a network of :data:`BATCHED` trained single-label in float32 on the
-    CPU without augmentation (``augment="none"``: the shared batches are not augmented),
-    with >= 2 folds to train and its C++ kernel buildable here.
+    CPU without augmentation (``augment="none"``: the shared batches are not augmented)
+    and with every row once per epoch (``sampler="shuffle"``: the folds share one
+    permutation), with >= 2 folds to train and its C++ kernel buildable here.
     """
     kind = resolve_device(device).type
     if kind != "cpu":
@@ -119,6 +121,8 @@ def batching_problem(
         return "multi-label training is per fold only"
     if augment != "none":
         return f"augmentation (--augment {augment}) is per fold only"
+    if sampler != "shuffle":
+        return f"{sampler} sampling (--sampler {sampler}) is per fold only"
     if n_folds < 2:
         return "fewer than 2 folds to train"
     unknown = set(model_kwargs or {}) - {"in_channels", "dropout"}
@@ -167,6 +171,7 @@ def train_folds(
             device=device,
             precision=cfg.precision,
             augment=cfg.augment,
+            sampler=cfg.sampler,
         )
         if problem is None and isinstance(X, ClipArray):
             problem = _ON_DISK
@@ -422,6 +427,9 @@ def train_folds_batched(
     if cfg.augment != "none":
         raise ValueError(f"augment={cfg.augment!r}: augmentation is per fold only; train with "
                          "fold_batching='off' (or 'auto')")  # fmt: skip
+    if cfg.sampler != "shuffle":
+        raise ValueError(f"sampler={cfg.sampler!r}: the folds share one permutation of the "
+                         "rows; train with fold_batching='off' (or 'auto')")  # fmt: skip
     if isinstance(X, ClipArray):
         raise ValueError(f"{model_name}: {_ON_DISK}; give the inputs as one in-memory array")
     t0 = time.perf_counter()

@@ -92,6 +92,7 @@ __all__ = [
     "check_training_options",
     "class_weights",
     "compute_loss",
+    "SAMPLERS",
     "SCHEDULERS",
     "WeightEMA",
     "embed",
@@ -110,6 +111,7 @@ __all__ = [
 
 _OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "cosine")
+SAMPLERS = ("shuffle", "balanced")
 
 
 #: what each numeric training option must be, and why
@@ -219,6 +221,11 @@ class TrainConfig:
         In [0, 1): cross-entropy against ``(1 - eps) onehot + eps / K`` (the targets of
         Szegedy et al., CVPR 2016, doi:10.1109/CVPR.2016.308; torch's
         ``label_smoothing``, class weights included); 0 = plain cross-entropy.
+    sampler : {"shuffle", "balanced"}
+        How each epoch's training rows are drawn: ``shuffle``, every row once in a random
+        order; ``balanced``, as many rows drawn with replacement, each with probability
+        proportional to ``1 / n_k`` of its class k (every class equally often in
+        expectation). Per-fold path only.
     ema_decay : float
         In [0, 1): the network predicts (and is saved) with an exponential moving average
         of its weights and BatchNorm statistics, updated after every optimiser step and
@@ -246,6 +253,7 @@ class TrainConfig:
     prior_epochs: int = 0
     label_smoothing: float = 0.0
     ema_decay: float = 0.0
+    sampler: str = "shuffle"
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -254,6 +262,9 @@ class TrainConfig:
             raise ValueError(f"flow_channels={self.flow_channels!r}; expected 'uvs' or 'svu'")
         if self.optimizer not in _OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r}; expected one of {_OPTIMIZERS}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler={self.sampler!r} (--sampler): expected one of "
+                             f"{', '.join(SAMPLERS)}")  # fmt: skip
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler={self.scheduler!r}; expected one of {SCHEDULERS}")
         check_training_options(
@@ -284,7 +295,8 @@ class TrainConfig:
 
         ``precision`` is left out when float32, ``augment`` when ``"none"`` and
         ``flow_channels`` unless a flow policy reads it with a value other than ``"uvs"``
-        and ``prior_epochs``, ``label_smoothing`` and ``ema_decay`` when 0, so the
+        ``prior_epochs``, ``label_smoothing`` and ``ema_decay`` when 0 and ``sampler`` when
+        ``"shuffle"``, so the
         parameters (and the run ids hashed from them) of runs without these options are
         those of before the options existed.
         """
@@ -298,6 +310,8 @@ class TrainConfig:
         for name in ("prior_epochs", "label_smoothing", "ema_decay"):
             if d[name] == 0:
                 del d[name]
+        if d["sampler"] == "shuffle":
+            del d["sampler"]
         if isinstance(d["class_weight"], tuple):
             d["class_weight"] = list(d["class_weight"])
         return d
@@ -1127,9 +1141,12 @@ def train_fold(
         net = trained = fold_model(model_name, cfg, seed=seed, fold_index=fold_index,
                                    num_classes=cfg.num_classes, model_kwargs=kwargs)  # fmt: skip
         targets = y
+    if cfg.sampler == "balanced" and multilabel:
+        raise ValueError("sampler='balanced' (--sampler): multi-label training has no single "
+                         "class per clip to balance; use shuffle")  # fmt: skip
     loader = make_loader(X[train_idx], targets[train_idx], batch_size=cfg.batch_size,
-                         shuffle=True, seed=fs, workers=workers,
-                         pin_memory=pin_memory)  # fmt: skip
+                         shuffle=True, seed=fs, workers=workers, pin_memory=pin_memory,
+                         balanced=cfg.sampler == "balanced")  # fmt: skip
     if audit_every < 0:
         raise ValueError(f"audit_every={audit_every!r}: must be >= 0 (0 records nothing)")
     recorder = None

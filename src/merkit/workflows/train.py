@@ -696,7 +696,8 @@ def _run_task(
     if fold_batching != "off":
         problem = batching_problem(model, n_folds=len(chosen), multilabel=task.multilabel,
                                    model_kwargs=model_kwargs, device=device,
-                                   precision=cfg.precision, augment=cfg.augment)  # fmt: skip
+                                   precision=cfg.precision, augment=cfg.augment,
+                                   sampler=cfg.sampler)  # fmt: skip
     if fold_batching == "on" and problem is not None:
         raise ValueError(f"--fold-batching on: task {task.name}: {problem}; use auto or off")
     batched = problem is None
@@ -1018,7 +1019,7 @@ def _check_options(
     fold_batching: str = "auto", device: str = "cpu", precision: str = "32",
     augment: str = "none", on_workers: bool = False, workers: int = 0,
     prior_epochs: int | None = None, label_smoothing: float | None = None,
-    ema_decay: float | None = None, scheduler: str | None = None,
+    ema_decay: float | None = None, scheduler: str | None = None, sampler: str | None = None,
 ) -> str:  # fmt: skip
     """Every training option, before any input is read or computed (one-line errors).
 
@@ -1030,7 +1031,7 @@ def _check_options(
     from merkit.nets.augment import POLICIES, get_policy
     from merkit.nets.device import check_precision, device_name, resolve_device
     from merkit.nets.fold_batched import FOLD_BATCHING, batching_problem
-    from merkit.nets.train import SCHEDULERS, check_training_options
+    from merkit.nets.train import SAMPLERS, SCHEDULERS, check_training_options
 
     if on_workers and device_name(device) != "auto":  # the workers have the GPUs
         import torch
@@ -1045,6 +1046,11 @@ def _check_options(
                            ema_decay=ema_decay)  # fmt: skip
     if scheduler is not None and scheduler not in SCHEDULERS:
         raise ValueError(f"--scheduler {scheduler}: expected one of {', '.join(SCHEDULERS)}")
+    if sampler is not None and sampler not in SAMPLERS:
+        raise ValueError(f"--sampler {sampler}: expected one of {', '.join(SAMPLERS)}")
+    if sampler == "balanced" and declared.multilabel:
+        raise ValueError(f"--sampler balanced: the {declared.name} protocol is multi-label; "
+                         "there is no single class per clip to balance")  # fmt: skip
     staged = bool(getattr(network_class(model), "training_stages", ()))
     if prior_epochs and not staged:
         raise ValueError(f"--prior-epochs {prior_epochs}: model {model!r} trains in one stage; "
@@ -1082,7 +1088,8 @@ def _check_options(
     if fold_batching == "on":
         problem = batching_problem(model, n_folds=2, multilabel=declared.multilabel,
                                    model_kwargs=kwargs, device=dev,
-                                   precision=precision, augment=augment)  # fmt: skip
+                                   precision=precision, augment=augment,
+                                   sampler=sampler or "shuffle")  # fmt: skip
         if problem is not None:
             raise ValueError(f"--fold-batching on: {problem}; use auto or off")
     if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
@@ -1150,6 +1157,7 @@ def run_train(
     label_smoothing: float | None = None,
     ema_decay: float | None = None,
     scheduler: str | None = None,
+    sampler: str | None = None,
 ) -> TrainResult:
     """Train a network under a protocol (module docstring for inputs and outputs).
 
@@ -1264,6 +1272,9 @@ def run_train(
     scheduler : {"none", "step", "cosine"}, optional
         The learning-rate schedule (default: the preset's; ``cosine`` anneals to 0 over the
         epochs).
+    sampler : {"shuffle", "balanced"}, optional
+        Class-balanced sampling of each fold's training clips (``balanced``; per-fold
+        path) or every clip once per epoch (default).
 
     Raises
     ------
@@ -1308,7 +1319,7 @@ def run_train(
                          precision=precision, augment=augment,
                          on_workers=be.name != "loky", workers=workers,
                          prior_epochs=prior_epochs, label_smoothing=label_smoothing,
-                         ema_decay=ema_decay, scheduler=scheduler)  # fmt: skip
+                         ema_decay=ema_decay, scheduler=scheduler, sampler=sampler)  # fmt: skip
     given = sorted(k for k in ("size", "length", "keyframes") if k in (clip or {}))
     if flows_dir is not None and kind == "flowseq" and given:
         raise ValueError(
@@ -1318,7 +1329,7 @@ def run_train(
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
                                    ("threads", threads), ("prior_epochs", prior_epochs),
                                    ("label_smoothing", label_smoothing), ("ema_decay", ema_decay),
-                                   ("scheduler", scheduler))
+                                   ("scheduler", scheduler), ("sampler", sampler))
                  if v is not None}  # fmt: skip
     if precision != "32":
         overrides["precision"] = precision
