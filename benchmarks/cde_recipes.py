@@ -61,6 +61,8 @@ RECIPES: dict[str, dict] = {
     "balanced": {"class_weight": "balanced"},
     "long": {"scheduler": "cosine", "lr": 1e-4, "epochs": 1600},
     "combo": {"label_smoothing": 0.1, "ema_decay": 0.998, "scheduler": "cosine", "lr": 1e-4},
+    # class-balanced sampling trains fold by fold (the folds cannot share one permutation)
+    "sampled": {"sampler": "balanced"},
 }
 GROUPS = 4
 LABELS = [0, 1, 2]

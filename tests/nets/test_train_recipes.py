@@ -9,19 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from merkit.nets import create_model
 from merkit.nets.data import make_loader
 from merkit.nets.fold_batched import FoldSpec, train_folds_batched
 from merkit.nets.kernels import load_kernel
-from merkit.nets.train import (
-    TrainConfig,
-    WeightEMA,
-    class_weights,
-    compute_loss,
-    fit,
-    fold_seed,
-    torch_session,
-)
+from merkit.nets.train import TrainConfig, WeightEMA, compute_loss, fit, torch_session
+from tests.nets.test_fold_batched import _per_fold_reference
 
 
 def test_weight_ema_is_bias_corrected_by_hand() -> None:
@@ -101,35 +93,6 @@ def test_fit_predicts_with_the_average_of_its_steps_and_shows_it_to_epoch_end() 
     np.testing.assert_allclose(final["0.weight"], shown[-1]["0.weight"], rtol=0, atol=0)
 
 
-def _reference(X, y, folds, cfg, seed):
-    """Each fold alone on its rows of the shared batches, with torch's loss and WeightEMA."""
-    stream = np.arange(len(X))
-    batch = round(cfg.batch_size * len(folds) / (len(folds) - 1))
-    gen = torch.Generator().manual_seed(fold_seed(seed, 99_991))
-    orders = [stream[torch.randperm(len(stream), generator=gen).numpy()] for _ in range(cfg.epochs)]
-    nets = []
-    for fold in folds:
-        with torch_session(fold_seed(seed, fold.index)):
-            net = create_model("ststnet", num_classes=3, dropout=0.0)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        ema = WeightEMA(cfg.ema_decay)
-        w = class_weights(y[fold.train_idx], cfg)
-        train = set(fold.train_idx.tolist())
-        for order in orders:
-            for b0 in range(0, len(order), batch):
-                rows = [r for r in order[b0 : b0 + batch] if r in train]
-                if not rows:
-                    continue
-                net.train()
-                opt.zero_grad()
-                F.cross_entropy(net(torch.as_tensor(X[rows])), torch.as_tensor(y[rows]), weight=w,
-                                label_smoothing=cfg.label_smoothing).backward()  # fmt: skip
-                opt.step()
-                ema.update(net)
-        nets.append(ema.copy_to(net).eval())
-    return nets
-
-
 @pytest.mark.parametrize(
     "kernel",
     [
@@ -151,7 +114,7 @@ def test_the_batched_path_smooths_weights_and_averages_as_fit_does(kernel) -> No
                       label_smoothing=0.2, ema_decay=0.6, class_weight="balanced")  # fmt: skip
     got = train_folds_batched("ststnet", X, y, folds, cfg, seed=3, model_kwargs={"dropout": 0.0},
                               kernel=kernel, audit_every=1)  # fmt: skip
-    ref = _reference(X, y, folds, cfg, 3)
+    ref = _per_fold_reference(X, y, folds, cfg, 3, {"dropout": 0.0})
     for result, net, fold in zip(got, ref, folds, strict=True):
         theirs = net.state_dict()
         for name, value in result.model.state_dict().items():
