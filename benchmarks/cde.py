@@ -56,6 +56,7 @@ from merkit.nets.data import make_loader, read_megc2019_flow
 from merkit.nets.fold_batched import BATCHED
 from merkit.nets.train import TrainConfig, fit, fold_seed, predict, torch_session
 from merkit.protocols.composite import CDE
+from merkit.protocols.splits import round_robin_groups
 from merkit.workflows.train import preset_for, run_train
 
 FLOW_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "megc2019_flow"
@@ -83,17 +84,8 @@ log = logging.getLogger("cde")
 # --------------------------------------------------------------------------- groups
 def subject_groups(table: pd.DataFrame, k: int) -> dict[str, int]:
     """Subject -> group in 0..k-1: the subjects of each database, in CDE fold order,
-    dealt round robin (a database's subjects spread evenly over the groups)."""
-    groups: dict[str, int] = {}
-    by_db: dict[str, list[str]] = {}
-    for s in CDE.folds(table):
-        by_db.setdefault(s.split("/", 1)[0], []).append(s)
-    offset = 0
-    for subjects in by_db.values():
-        for i, s in enumerate(subjects):
-            groups[s] = (offset + i) % k
-        offset += len(subjects)
-    return groups
+    dealt round robin (:func:`merkit.protocols.splits.round_robin_groups`)."""
+    return round_robin_groups(CDE.folds(table), k)
 
 
 def _preset(

@@ -845,6 +845,28 @@ def train(
         int | None,
         typer.Option(help="Epochs of mersiam's prior (pair) stage (default: its preset's)."),
     ] = None,
+    label_smoothing: Annotated[
+        float | None,
+        typer.Option(help="Label smoothing of the cross-entropy, in [0, 1) (default 0)."),
+    ] = None,
+    ema_decay: Annotated[
+        float | None,
+        typer.Option(
+            help="Predict with a bias-corrected exponential moving average of the weights "
+            "with this decay per step, in [0, 1), e.g. 0.999 (default 0: the last weights)."
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Learning-rate schedule: none, step or cosine (default: preset's)."),
+    ] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(
+            help="Training clips per epoch: shuffle (each once, default) or balanced (drawn "
+            "with replacement, every class equally likely; trains fold by fold)."
+        ),
+    ] = None,
     fold_batching: Annotated[
         str,
         typer.Option(
@@ -935,6 +957,8 @@ def train(
             cache=_cache_arg(cache, no_cache), n_jobs=jobs, console=console, missing=missing,
             backend=backend, address=address,
             workers=workers, audit_every=audit_every, prior_epochs=prior_epochs,
+            label_smoothing=label_smoothing, ema_decay=ema_decay, scheduler=scheduler,
+            sampler=sampler,
         )  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)

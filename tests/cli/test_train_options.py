@@ -3,6 +3,7 @@ batch size, learning rate and folds, and model arguments the network does not ta
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,18 @@ def flows(tmp_path_factory) -> Path:
         (["--device", "cpu", "--precision", "16-mixed"],
          "precision '16-mixed' needs a GPU (cuda or mps), the device is cpu; on a CPU use "
          "bf16-mixed or 32"),
+        (["--label-smoothing", "1"], "label_smoothing=1.0 (--label-smoothing): must be a number "
+                                     "in [0, 1); 0 = plain cross-entropy, e.g. 0.1"),
+        (["--ema-decay", "1.5"], "ema_decay=1.5 (--ema-decay): must be a number in [0, 1); 0 = "
+                                 "the last weights, e.g. 0.999"),
+        (["--scheduler", "linear"], "--scheduler linear: expected one of none, step, cosine"),
+        (["--sampler", "weighted"], "--sampler weighted: expected one of shuffle, balanced"),
+        (["--model", "ststnet", "--fold-batching", "on", "--sampler", "balanced"],
+         "--fold-batching on: balanced sampling (--sampler balanced) is per fold only; use "
+         "auto or off"),
+        (["--model", "mersiam", "--label-smoothing", "0.1"],
+         "--label-smoothing 0.1: model 'mersiam' trains with a two-stage network's own losses; "
+         "label smoothing applies to cross-entropy only"),
         (["--model", "ststnet", "--fold-batching", "on", "--precision", "bf16-mixed"],
          "--fold-batching on: the fold-batched path trains in float32, precision is "
          "bf16-mixed; use auto or off"),
@@ -102,3 +115,27 @@ def test_cuda_without_cuda_is_one_line_naming_the_torch_build(flows, tmp_path):
         "--device cpu or auto"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_recipe_options_reach_the_run_and_its_id(flows, tmp_path):
+    """--label-smoothing / --ema-decay / --scheduler are in the stored params and the run id;
+    without them the run id is the plain run's."""
+    import pandas as pd
+
+    common = ["train", "--flows-dir", str(flows), "--model", "ststnet", "--epochs", "2",
+              "--folds", "2"]  # fmt: skip
+    res = runner.invoke(app, [*common, "--out", str(tmp_path / "plain")])
+    assert res.exit_code == 0, res.output
+    recipe = ["--label-smoothing", "0.1", "--ema-decay", "0.9", "--scheduler", "cosine",
+              "--sampler", "balanced"]  # fmt: skip
+    res = runner.invoke(app, [*common, *recipe, "--out", str(tmp_path / "recipe")])
+    assert res.exit_code == 0, res.output
+    params = json.loads(pd.read_csv(tmp_path / "recipe" / "results.csv")["params"].iloc[0])
+    assert params["label_smoothing"] == 0.1 and params["ema_decay"] == 0.9
+    assert params["scheduler"] == "cosine" and params["sampler"] == "balanced"
+    assert "fold_batched" not in params  # balanced sampling trains fold by fold
+    plain = json.loads(pd.read_csv(tmp_path / "plain" / "results.csv")["params"].iloc[0])
+    assert "label_smoothing" not in plain and "ema_decay" not in plain
+    assert plain["fold_batched"] is True and "sampler" not in plain
+    runs = [json.loads((tmp_path / d / "run.json").read_text())["run"] for d in ("plain", "recipe")]
+    assert runs[0].startswith("ststnet-") and runs[0] != runs[1]

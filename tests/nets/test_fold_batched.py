@@ -18,7 +18,15 @@ from merkit.nets.fold_batched import (
 )
 from merkit.nets.kernels import load_kernel
 from merkit.nets.ststnet_folds import dropout_keep, stst_layer
-from merkit.nets.train import TrainConfig, fit, fold_seed, lr_schedule, torch_session
+from merkit.nets.train import (
+    TrainConfig,
+    WeightEMA,
+    class_weights,
+    fit,
+    fold_seed,
+    lr_schedule,
+    torch_session,
+)
 
 needs_kernel = pytest.mark.skipif(
     load_kernel("ststnet_folds") is None, reason="no C++ compiler / ninja to build the kernel"
@@ -38,7 +46,9 @@ def _data(n_subjects: int = 4, per: int = 6, seed: int = 0):
 
 
 def _per_fold_reference(X, y, folds, cfg, seed, kwargs):
-    """Each fold trained alone, module by module, on its rows of the shared batches."""
+    """Each fold trained alone, module by module, on its rows of the shared batches, with
+    torch's loss (class weights, label smoothing) and, with ``cfg.ema_decay``, its weights'
+    average (:class:`merkit.nets.train.WeightEMA`)."""
     stream = np.arange(len(X))
     batch = round(cfg.batch_size * len(folds) / (len(folds) - 1))
     gen = torch.Generator().manual_seed(fold_seed(seed, 99_991))
@@ -48,6 +58,8 @@ def _per_fold_reference(X, y, folds, cfg, seed, kwargs):
         with torch_session(fold_seed(seed, fold.index)):
             net = create_model("ststnet", num_classes=3, **kwargs)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        ema = WeightEMA(cfg.ema_decay) if cfg.ema_decay else None
+        weight = class_weights(y[fold.train_idx], cfg)
         train = set(fold.train_idx.tolist())
         for order in orders:
             for b0 in range(0, len(order), batch):
@@ -56,9 +68,13 @@ def _per_fold_reference(X, y, folds, cfg, seed, kwargs):
                     continue
                 net.train()
                 opt.zero_grad()
-                F.cross_entropy(net(torch.as_tensor(X[rows])), torch.as_tensor(y[rows])).backward()
+                out = net(torch.as_tensor(X[rows]))
+                F.cross_entropy(out, torch.as_tensor(y[rows]), weight=weight,
+                                label_smoothing=cfg.label_smoothing).backward()  # fmt: skip
                 opt.step()
-        nets.append(net.eval())
+                if ema is not None:
+                    ema.update(net)
+        nets.append((net if ema is None else ema.copy_to(net)).eval())
     return nets
 
 

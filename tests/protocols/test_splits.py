@@ -9,7 +9,10 @@ import pytest
 from merkit.protocols.splits import (
     Split,
     check_leakage,
+    group_pair_splits,
     leave_one_subject_out,
+    nested_group_rows,
+    round_robin_groups,
     source_target,
     stack_domains,
     subject_kfold,
@@ -175,3 +178,35 @@ def test_stack_domains() -> None:
     assert table["clip"].iloc[5] == "s1_ne_01"
     with pytest.raises(ValueError, match="subject leakage"):
         stack_domains(src, src)
+
+
+def test_round_robin_groups_deal_each_database_in_turn() -> None:
+    subjects = ["A/1", "A/2", "A/3", "B/1", "B/2", "A/1"]  # a repeat counts once
+    assert round_robin_groups(subjects, 2) == {"A/1": 0, "A/2": 1, "A/3": 0, "B/1": 1, "B/2": 0}
+    with pytest.raises(ValueError, match=r"groups=1: need at least 2 groups of subjects"):
+        round_robin_groups(subjects, 1)
+    with pytest.raises(ValueError, match=r"groups=6: only 5 subjects to deal into groups"):
+        round_robin_groups(subjects, 6)
+
+
+def test_group_pair_splits_and_the_rows_that_may_choose_for_a_group() -> None:
+    table = pd.DataFrame({"subject": ["A/1", "A/1", "A/2", "B/1", "B/2", "B/3"]})
+    groups = {"A/1": 0, "A/2": 1, "B/1": 2, "B/2": 0, "B/3": 1}
+    splits = group_pair_splits(table, groups)
+    assert [s.name for s in splits] == ["pair/0-1", "pair/0-2", "pair/1-2"]
+    assert splits[0].train_idx.tolist() == [0, 1, 2, 4, 5]
+    assert splits[0].test_idx.tolist() == [3]
+    assert splits[2].train_idx.tolist() == [2, 3, 5] and splits[2].test_idx.tolist() == [0, 1, 4]
+    # predictions: (split, group of the predicted clip)
+    names = ["pair/0-1", "pair/0-2", "pair/0-2", "pair/1-2", "pair/1-2"]
+    held = [2, 1, 1, 0, 0]
+    assert nested_group_rows(names, held, 0).tolist() == [False, False, False, False, False]
+    assert nested_group_rows(names, held, 1).tolist() == [False, False, False, False, False]
+    assert nested_group_rows(names, held, 2).tolist() == [False, False, False, False, False]
+    # with 4 groups the pairs without g each have one non-g group left to score on
+    names4 = ["pair/0-1", "pair/0-1", "pair/2-3", "pair/1-2"]
+    held4 = [2, 3, 0, 3]
+    assert nested_group_rows(names4, held4, 3).tolist() == [True, False, False, False]
+    assert nested_group_rows(names4, held4, 0).tolist() == [False, False, False, True]
+    with pytest.raises(ValueError, match=r"subjects without a group: C/9"):
+        group_pair_splits(pd.DataFrame({"subject": ["A/1", "C/9"]}), groups)

@@ -482,14 +482,20 @@ def mixup(
 
 
 def soft_cross_entropy(
-    logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Cross-entropy with probability targets, normalised as with class indices.
 
     ``sum_i sum_k p_ik w_k (-log q_ik) / sum_i W_i`` with ``W_i = sum_k p_ik w_k`` (w = 1
     without weights): the expected weighted loss under the target distribution, equal to
     ``F.cross_entropy(logits, y, weight)`` when ``targets`` is ``one_hot(y)`` (PyTorch's
-    own probability-target form divides by B instead of the weights).
+    own probability-target form divides by B instead of the weights). With
+    ``label_smoothing`` eps the numerator's targets are ``(1 - eps) p + eps / K`` and the
+    denominator keeps ``W_i``: ``F.cross_entropy(logits, y, weight, label_smoothing=eps)``
+    for one-hot targets.
 
     Parameters
     ----------
@@ -497,11 +503,15 @@ def soft_cross_entropy(
     targets : Tensor, shape (B, K)
         Rows sum to 1.
     weight : Tensor, shape (K,), optional
+    label_smoothing : float
+        In [0, 1).
     """
     if weight is None:
-        return F.cross_entropy(logits, targets)
-    total = F.cross_entropy(logits, targets, weight=weight, reduction="sum")
-    return total / (targets * weight.to(targets.dtype)).sum().clamp_min(1e-12)
+        return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    w = weight.to(targets.dtype)
+    smoothed = targets * (1 - label_smoothing) + label_smoothing / targets.shape[1]
+    total = (smoothed * w * -torch.log_softmax(logits, dim=1)).sum()
+    return total / (targets * w).sum().clamp_min(1e-12)
 
 
 # --------------------------------------------------------------------------- policies

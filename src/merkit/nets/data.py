@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset, WeightedRandomSampler
 
 from merkit.data.adapters.smic import smic_clip_name, smic_subject_id
 from merkit.video.flow import load_flow_image
@@ -448,7 +448,7 @@ def _worker_init(worker_id: int) -> None:
 def make_loader(
     X: np.ndarray | torch.Tensor | ClipArray, y: np.ndarray | torch.Tensor | None = None, *,
     batch_size: int = 32, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
-    workers: int = 0, pin_memory: bool = False,
+    workers: int = 0, pin_memory: bool = False, balanced: bool = False,
 ) -> DataLoader:  # fmt: skip
     """DataLoader of ``(x, y)`` batches (``y = -1`` when not given).
 
@@ -472,11 +472,16 @@ def make_loader(
     pin_memory : bool
         Page-locked batches for fast copies to a CUDA device (no effect, and no error,
         without an accelerator); in-memory tensors are pinned once.
+    balanced : bool
+        Class-balanced sampling (replaces ``shuffle``): each pass draws n rows with
+        replacement, row i with probability proportional to ``1 / n_{y_i}``
+        (:class:`~torch.utils.data.WeightedRandomSampler` on the seeded generator).
 
     Raises
     ------
     ValueError
-        ``workers`` below 0, or X and y of different lengths.
+        ``workers`` below 0, X and y of different lengths, or ``balanced`` without
+        single-label ``y``.
     """
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
         raise ValueError(
@@ -485,9 +490,18 @@ def make_loader(
         )
     gen = torch.Generator().manual_seed(int(seed))
     pin = bool(pin_memory) and torch.accelerator.is_available()
+    sampler = None
+    if balanced:
+        labels = None if y is None else np.asarray(y)
+        if labels is None or labels.ndim != 1:
+            raise ValueError("make_loader: balanced sampling needs one class label per clip")
+        counts = np.bincount(labels.astype(np.int64))
+        weights = torch.as_tensor(1.0 / counts[labels.astype(np.int64)], dtype=torch.float64)
+        sampler = WeightedRandomSampler(weights, len(labels), replacement=True, generator=gen)
+        shuffle = False
     if isinstance(X, ClipArray):
         return DataLoader(ClipDataset(X, None if y is None else np.asarray(y)),
-                          batch_size=batch_size, shuffle=shuffle, generator=gen,
+                          batch_size=batch_size, shuffle=shuffle, generator=gen, sampler=sampler,
                           drop_last=drop_last, collate_fn=batch_as_is,
                           num_workers=int(workers), pin_memory=pin,
                           worker_init_fn=_worker_init if workers else None,
@@ -502,4 +516,4 @@ def make_loader(
     if pin:
         xt, yt = xt.pin_memory(), yt.pin_memory()
     return DataLoader(TensorDataset(xt, yt), batch_size=batch_size, shuffle=shuffle,
-                      generator=gen, drop_last=drop_last)  # fmt: skip
+                      generator=gen, drop_last=drop_last, sampler=sampler)  # fmt: skip

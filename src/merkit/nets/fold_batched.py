@@ -26,6 +26,7 @@ Networks with a batched implementation: :data:`BATCHED` (STSTNet, with the C++ k
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -100,12 +101,14 @@ def batching_problem(
     device: str | torch.device = "cpu",
     precision: str = "32",
     augment: str = "none",
+    sampler: str = "shuffle",
 ) -> str | None:
     """Why the fold-batched path does not apply (None: it does).
 
     It applies to a network of :data:`BATCHED` trained single-label in float32 on the
-    CPU without augmentation (``augment="none"``: the shared batches are not augmented),
-    with >= 2 folds to train and its C++ kernel buildable here.
+    CPU without augmentation (``augment="none"``: the shared batches are not augmented)
+    and with every row once per epoch (``sampler="shuffle"``: the folds share one
+    permutation), with >= 2 folds to train and its C++ kernel buildable here.
     """
     kind = resolve_device(device).type
     if kind != "cpu":
@@ -118,6 +121,8 @@ def batching_problem(
         return "multi-label training is per fold only"
     if augment != "none":
         return f"augmentation (--augment {augment}) is per fold only"
+    if sampler != "shuffle":
+        return f"{sampler} sampling (--sampler {sampler}) is per fold only"
     if n_folds < 2:
         return "fewer than 2 folds to train"
     unknown = set(model_kwargs or {}) - {"in_channels", "dropout"}
@@ -166,6 +171,7 @@ def train_folds(
             device=device,
             precision=cfg.precision,
             augment=cfg.augment,
+            sampler=cfg.sampler,
         )
         if problem is None and isinstance(X, ClipArray):
             problem = _ON_DISK
@@ -288,6 +294,45 @@ class _StackedOptimizer:
             p.copy_(torch.where(on, new, p))
 
 
+class _StackedEMA:
+    """:class:`merkit.nets.train.WeightEMA` over stacked ``[k, ...]`` tensors: each fold
+    averages over its own steps (a fold without rows in a batch takes no step), with the
+    same bias correction from the optimiser's per-fold step counts."""
+
+    def __init__(self, state: Mapping[str, torch.Tensor], decay: float) -> None:
+        self.decay = float(decay)
+        self.avg = {n: torch.zeros_like(v) for n, v in state.items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, state: Mapping[str, torch.Tensor], active: torch.Tensor) -> None:
+        for name, avg in self.avg.items():
+            on = active.view((-1,) + (1,) * (avg.ndim - 1))
+            avg.copy_(torch.where(on, torch.lerp(avg, state[name].detach(), 1 - self.decay), avg))
+
+    def averaged(
+        self, state: Mapping[str, torch.Tensor], steps: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """``state`` with each fold's bias-corrected averages (its own values before its
+        first step)."""
+        out = dict(state)
+        for name, avg in self.avg.items():
+            shape = (-1,) + (1,) * (avg.ndim - 1)
+            scale = (1.0 / (1.0 - self.decay ** steps.clamp_min(1.0))).float().view(shape)
+            out[name] = torch.where((steps > 0).view(shape), avg * scale, state[name])
+        return out
+
+
+@contextlib.contextmanager
+def _swapped_in(stack, averaged: Mapping[str, torch.Tensor]):
+    """Inside: ``stack`` holds ``averaged``; after: its own tensors again."""
+    own = {name: value.detach().clone() for name, value in stack.state().items()}
+    stack.load_state(averaged)
+    try:
+        yield
+    finally:
+        stack.load_state(own)
+
+
 def shared_batch_size(batch_size: int, protocol_folds: int) -> int:
     """Rows of a shared batch: ``batch_size`` training rows per fold on average.
 
@@ -382,6 +427,9 @@ def train_folds_batched(
     if cfg.augment != "none":
         raise ValueError(f"augment={cfg.augment!r}: augmentation is per fold only; train with "
                          "fold_batching='off' (or 'auto')")  # fmt: skip
+    if cfg.sampler != "shuffle":
+        raise ValueError(f"sampler={cfg.sampler!r}: the folds share one permutation of the "
+                         "rows; train with fold_batching='off' (or 'auto')")  # fmt: skip
     if isinstance(X, ClipArray):
         raise ValueError(f"{model_name}: {_ON_DISK}; give the inputs as one in-memory array")
     t0 = time.perf_counter()
@@ -415,6 +463,7 @@ def train_folds_batched(
     Yt = torch.as_tensor(y)
     fold_ids = torch.as_tensor([int(fold.index) for fold in folds], dtype=torch.int64)
     opt = _StackedOptimizer(stack.parameters(), cfg)
+    ema = _StackedEMA(stack.state(), cfg.ema_decay) if cfg.ema_decay else None
     gen = torch.Generator().manual_seed(fold_seed(seed, _STREAM))
     schedule = lr_schedule(cfg)
     hist = {
@@ -433,6 +482,9 @@ def train_folds_batched(
         if state.get("key") == key:
             stack.load_state(state["stack"])
             opt.load_state(state["opt"])
+            if ema is not None:
+                for name, avg in ema.avg.items():
+                    avg.copy_(state["ema"][name])
             gen.set_state(state["generator"])
             start_epoch, step = int(state["epoch"]), int(state["step"])
             for name in hist:
@@ -464,7 +516,12 @@ def train_folds_batched(
                     .squeeze(2)
                 )
                 w = mask.float() if cw is None else mask.float() * cw[:, yb].T
-                per_fold = (w * nll).sum(0) / w.sum(0).clamp_min(1e-12)
+                summed = w * nll
+                if cfg.label_smoothing:  # torch's weighted form (TrainConfig.label_smoothing)
+                    eps, lp = cfg.label_smoothing, torch.log_softmax(logits, dim=2)
+                    spread = -lp.mean(2) if cw is None else -(lp * cw[None]).mean(2)
+                    summed = (1 - eps) * summed + eps * mask.float() * spread
+                per_fold = summed.sum(0) / w.sum(0).clamp_min(1e-12)
                 total = per_fold[active].sum()
                 if not torch.isfinite(total):
                     raise FloatingPointError(
@@ -474,6 +531,8 @@ def train_folds_batched(
                     p.grad = None
                 total.backward()
                 opt.step(active, lr)
+                if ema is not None:
+                    ema.update(stack.state(), active)
                 with torch.no_grad():
                     rows_f = mask.double().sum(0)
                     loss_sum += per_fold.detach().double() * rows_f
@@ -485,7 +544,11 @@ def train_folds_batched(
             hist["accuracy"][epoch] = (correct / seen.clamp_min(1)).numpy()
             hist["lr"][epoch] = lr
             if epoch + 1 in audited and epoch + 1 < cfg.epochs:  # the last: the folds' own
-                audit[epoch + 1] = _audit_probs(stack, models, X, tests, cfg.num_classes)
+                if ema is None:
+                    audit[epoch + 1] = _audit_probs(stack, models, X, tests, cfg.num_classes)
+                else:  # the averaged weights are the ones that would predict
+                    with _swapped_in(stack, ema.averaged(stack.state(), opt.steps)):
+                        audit[epoch + 1] = _audit_probs(stack, models, X, tests, cfg.num_classes)
             if on_epoch is not None:
                 on_epoch(epoch + 1, cfg.epochs)
             due = time.perf_counter() - last_save >= checkpoint_seconds
@@ -497,6 +560,7 @@ def train_folds_batched(
                     "stack": stack.state(),
                     "opt": opt.state(),
                     "generator": gen.get_state(),
+                    **({} if ema is None else {"ema": dict(ema.avg)}),
                     "history": {name: torch.as_tensor(v) for name, v in hist.items()},
                     "audit": {
                         str(e): [torch.as_tensor(p) for p in ps] for e, ps in audit.items()
@@ -505,6 +569,8 @@ def train_folds_batched(
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(ckpt, lambda fh, s=state: torch.save(s, fh))
                 last_save = time.perf_counter()
+    if ema is not None:  # the folds predict (and are saved) with their averaged weights
+        stack.load_state(ema.averaged(stack.state(), opt.steps))
     stack.write_to(models)
     seconds = (time.perf_counter() - t0) / k
     out = []

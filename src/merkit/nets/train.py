@@ -41,6 +41,7 @@ without it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import pickle
 import re
@@ -91,6 +92,9 @@ __all__ = [
     "check_training_options",
     "class_weights",
     "compute_loss",
+    "SAMPLERS",
+    "SCHEDULERS",
+    "WeightEMA",
     "embed",
     "fit",
     "fold_model",
@@ -106,7 +110,8 @@ __all__ = [
 ]
 
 _OPTIMIZERS = ("sgd", "adam", "adamw")
-_SCHEDULERS = ("none", "step", "cosine")
+SCHEDULERS = ("none", "step", "cosine")
+SAMPLERS = ("shuffle", "balanced")
 
 
 #: what each numeric training option must be, and why
@@ -121,14 +126,22 @@ _OPTION_RULES = {
 #: of 256 clips of 16 x 112 x 112 needs several GB of activations)
 PREDICT_BATCH = 256
 #: the options that ``merkit train`` takes under the same name
-_CLI_OPTIONS = ("epochs", "batch_size", "lr", "threads", "prior_epochs")
+_CLI_OPTIONS = (
+    "epochs", "batch_size", "lr", "threads", "prior_epochs", "label_smoothing", "ema_decay",
+)  # fmt: skip
+#: options that are fractions in [0, 1), and what 0 means
+_FRACTIONS = {
+    "label_smoothing": "0 = plain cross-entropy, e.g. 0.1",
+    "ema_decay": "0 = the last weights, e.g. 0.999",
+}
 
 
 def check_training_options(**options: float | int | None) -> None:
     """Check numeric training options before any work starts (``None`` = not given).
 
     ``epochs``, ``batch_size``, ``threads``, ``step_size`` must be integers >= 1,
-    ``prior_epochs`` an integer >= 0 and ``lr`` a finite number > 0.
+    ``prior_epochs`` an integer >= 0, ``lr`` a finite number > 0 and ``label_smoothing``,
+    ``ema_decay`` numbers in [0, 1).
 
     Raises
     ------
@@ -149,6 +162,15 @@ def check_training_options(**options: float | int | None) -> None:
                 raise ValueError(
                     f"lr={value!r}{flag}: the learning rate must be a number > 0, e.g. 1e-3"
                 )
+            continue
+        if name in _FRACTIONS:
+            try:
+                ok = not isinstance(value, bool) and 0 <= float(value) < 1
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"{name}={value!r}{flag}: must be a number in [0, 1); "
+                                 f"{_FRACTIONS[name]}")  # fmt: skip
             continue
         least, why = _OPTION_RULES[name]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -195,6 +217,20 @@ class TrainConfig:
         Epochs of the prior stage of a two-stage network (one declaring
         ``training_stages = ("prior",)``, e.g. MERSiam), trained before the ``epochs`` of
         the target stage (:func:`fit`); 0 (the default) trains the target stage only.
+    label_smoothing : float
+        In [0, 1): cross-entropy against ``(1 - eps) onehot + eps / K`` (the targets of
+        Szegedy et al., CVPR 2016, doi:10.1109/CVPR.2016.308; torch's
+        ``label_smoothing``, class weights included); 0 = plain cross-entropy.
+    sampler : {"shuffle", "balanced"}
+        How each epoch's training rows are drawn: ``shuffle``, every row once in a random
+        order; ``balanced``, as many rows drawn with replacement, each with probability
+        proportional to ``1 / n_k`` of its class k (every class equally often in
+        expectation). Per-fold path only.
+    ema_decay : float
+        In [0, 1): the network predicts (and is saved) with an exponential moving average
+        of its weights and BatchNorm statistics, updated after every optimiser step and
+        bias-corrected as Adam's moments, ``avg_t / (1 - decay^t)`` (:class:`WeightEMA`);
+        0 = the last weights. Test-fold predictions of the leak audit use the average too.
     """
 
     epochs: int = 100
@@ -215,6 +251,9 @@ class TrainConfig:
     augment: str = "none"
     flow_channels: str = "uvs"
     prior_epochs: int = 0
+    label_smoothing: float = 0.0
+    ema_decay: float = 0.0
+    sampler: str = "shuffle"
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -223,11 +262,15 @@ class TrainConfig:
             raise ValueError(f"flow_channels={self.flow_channels!r}; expected 'uvs' or 'svu'")
         if self.optimizer not in _OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r}; expected one of {_OPTIMIZERS}")
-        if self.scheduler not in _SCHEDULERS:
-            raise ValueError(f"scheduler={self.scheduler!r}; expected one of {_SCHEDULERS}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler={self.sampler!r} (--sampler): expected one of "
+                             f"{', '.join(SAMPLERS)}")  # fmt: skip
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler={self.scheduler!r}; expected one of {SCHEDULERS}")
         check_training_options(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, threads=self.threads,
             step_size=self.step_size, prior_epochs=self.prior_epochs,
+            label_smoothing=self.label_smoothing, ema_decay=self.ema_decay,
         )  # fmt: skip
         cw = self.class_weight
         if isinstance(cw, str) and cw != "balanced":
@@ -252,8 +295,10 @@ class TrainConfig:
 
         ``precision`` is left out when float32, ``augment`` when ``"none"`` and
         ``flow_channels`` unless a flow policy reads it with a value other than ``"uvs"``
-        and ``prior_epochs`` when 0, so the parameters (and the run ids hashed from them) of
-        runs without these options are those of before the options existed.
+        ``prior_epochs``, ``label_smoothing`` and ``ema_decay`` when 0 and ``sampler`` when
+        ``"shuffle"``, so the
+        parameters (and the run ids hashed from them) of runs without these options are
+        those of before the options existed.
         """
         d = asdict(self)
         if d["precision"] == "32":
@@ -262,8 +307,11 @@ class TrainConfig:
             del d["augment"]
         if POLICIES[self.augment].kind != "flow" or self.flow_channels == "uvs":
             del d["flow_channels"]
-        if d["prior_epochs"] == 0:
-            del d["prior_epochs"]
+        for name in ("prior_epochs", "label_smoothing", "ema_decay"):
+            if d[name] == 0:
+                del d[name]
+        if d["sampler"] == "shuffle":
+            del d["sampler"]
         if isinstance(d["class_weight"], tuple):
             d["class_weight"] = list(d["class_weight"])
         return d
@@ -359,18 +407,28 @@ def class_weights(y: np.ndarray, cfg: TrainConfig) -> torch.Tensor | None:
 
 
 def compute_loss(
-    model: nn.Module, outputs, targets: torch.Tensor, weight: torch.Tensor | None = None
+    model: nn.Module,
+    outputs,
+    targets: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """``model.loss(outputs, targets, weight=...)`` if defined, else cross-entropy.
 
     ``targets``: ``(B,)`` class indices, or ``(B, K)`` float probabilities (mixup), whose
-    cross-entropy is :func:`merkit.nets.augment.soft_cross_entropy`.
+    cross-entropy is :func:`merkit.nets.augment.soft_cross_entropy`. ``label_smoothing``
+    (cross-entropy only; :class:`TrainConfig`) smooths either kind of target.
     """
     if hasattr(model, "loss"):
+        if label_smoothing:
+            raise ValueError(f"label_smoothing={label_smoothing}: {type(model).__name__} has "
+                             "a loss of its own; train it without label smoothing")  # fmt: skip
         return model.loss(outputs, targets, weight=weight)
     if targets.is_floating_point():
-        return soft_cross_entropy(logits_of(outputs), targets, weight)
-    return F.cross_entropy(logits_of(outputs), targets, weight=weight)
+        return soft_cross_entropy(logits_of(outputs), targets, weight, label_smoothing)
+    return F.cross_entropy(
+        logits_of(outputs), targets, weight=weight, label_smoothing=label_smoothing
+    )
 
 
 def _augmentation(model: nn.Module, cfg: TrainConfig, seed: int | None):
@@ -515,6 +573,54 @@ def _evaluate(
     return total / max(n, 1), correct / max(n, 1)
 
 
+class WeightEMA:
+    """Bias-corrected exponential moving average of a network's floating-point tensors.
+
+    After step t the average of a tensor is ``a_t / (1 - decay^t)`` with
+    ``a_t = decay a_{t-1} + (1 - decay) w_t`` and ``a_0 = 0``: Adam's moment correction, so
+    the initial weights carry no weight and a short run is not pulled towards them.
+    Parameters and floating buffers (BatchNorm's running statistics) are averaged; integer
+    buffers (``num_batches_tracked``) keep the network's own values.
+
+    Parameters
+    ----------
+    decay : float
+        In (0, 1).
+    """
+
+    def __init__(self, decay: float) -> None:
+        if not 0 < decay < 1:
+            raise ValueError(f"ema_decay={decay!r}: must be in (0, 1)")
+        self.decay = float(decay)
+        self.steps = 0
+        self.avg: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Fold the network's current tensors into the average (one step)."""
+        for name, value in model.state_dict().items():
+            if not value.is_floating_point():
+                continue
+            if name not in self.avg:
+                self.avg[name] = torch.zeros(value.shape, dtype=value.dtype, device=value.device)
+            self.avg[name].lerp_(value.detach(), 1.0 - self.decay)
+        self.steps += 1
+
+    def state_dict_of(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """``model``'s state dict with the bias-corrected averages in place of its floats."""
+        if self.steps == 0:
+            return model.state_dict()
+        scale = 1.0 / (1.0 - self.decay**self.steps)
+        return {name: (self.avg[name] * scale if name in self.avg else value)
+                for name, value in model.state_dict().items()}  # fmt: skip
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module, source: nn.Module | None = None) -> nn.Module:
+        """Load the averages (of ``source``'s tensors, default ``model``) into ``model``."""
+        model.load_state_dict(self.state_dict_of(model if source is None else source))
+        return model
+
+
 def fit(
     model: nn.Module, train_loader: DataLoader, cfg: TrainConfig, *,
     val_loader: DataLoader | None = None,
@@ -567,6 +673,12 @@ def fit(
     targets) -> (correct, count)`` read the stage. ``epoch_end`` is called after the
     target epochs only. Other networks are trained exactly as before (one stage).
 
+    Weight averaging
+    ----------------
+    With ``cfg.ema_decay`` the average of the target stage's weights (:class:`WeightEMA`,
+    updated after every step) replaces the last weights when training ends, and
+    ``epoch_end`` receives a copy holding the average of that epoch.
+
     Notes
     -----
     A loader built by :func:`make_loader` (in memory) is not iterated: batches are taken
@@ -591,6 +703,11 @@ def fit(
     if tensors is not None and not on_cpu and policy is None:
         tensors = tuple(t.to(dev) for t in tensors)
     plan = _stage_plan(model, cfg)
+    if cfg.label_smoothing and hasattr(model, "loss"):
+        raise ValueError(f"label_smoothing={cfg.label_smoothing}: {type(model).__name__} has a "
+                         "loss of its own; train it without label smoothing")  # fmt: skip
+    ema: WeightEMA | None = None
+    shadow: nn.Module | None = None  # the averaged network that epoch_end sees
     history: dict[str, list] = {"loss": [], "accuracy": [], "lr": []}
     if val_loader is not None:
         history.update(val_loss=[], val_accuracy=[])
@@ -609,6 +726,8 @@ def fit(
                 # a fresh optimiser (and schedule over the stage's epochs) per stage
                 opt = _optimizer(model, cfg)
                 sched = _scheduler(opt, replace(cfg, epochs=n_epochs) if stage else cfg)
+                if cfg.ema_decay and target:  # the target stage's weights only
+                    ema = WeightEMA(cfg.ema_decay)
                 for epoch in range(n_epochs):
                     model.train()
                     total = torch.zeros((), dtype=acc, device=dev)
@@ -634,7 +753,7 @@ def fit(
                         opt.zero_grad(set_to_none=True)
                         with autocast(dev, precision):
                             out = model(x)
-                            loss = compute_loss(model, out, y, weight)
+                            loss = compute_loss(model, out, y, weight, cfg.label_smoothing)
                         if on_cpu and not torch.isfinite(loss):
                             _diverged(model, loss, epoch)
                         if scaler is None:
@@ -644,6 +763,8 @@ def fit(
                             scaler.scale(loss).backward()
                             scaler.step(opt)
                             scaler.update()
+                        if ema is not None:
+                            ema.update(model)
                         total += loss.detach().to(acc) * len(y)
                         if target:
                             hard = y.argmax(1) if y.is_floating_point() else y  # mixup: soft
@@ -671,12 +792,19 @@ def fit(
                         history["val_loss"].append(float("nan"))
                         history["val_accuracy"].append(float("nan"))
                     if epoch_end is not None and target:
-                        epoch_end(epoch + 1, model)
+                        if ema is not None:  # the averaged weights are the ones predicting
+                            if shadow is None:
+                                shadow = copy.deepcopy(model)
+                            epoch_end(epoch + 1, ema.copy_to(shadow, model).eval())
+                        else:
+                            epoch_end(epoch + 1, model)
                     log.debug("%sepoch %d/%d loss %.4f", f"{stage} " if stage else "", epoch + 1,
                               n_epochs, history["loss"][-1])  # fmt: skip
         finally:
             if layout is not None:
                 model.to(memory_format=torch.contiguous_format)
+    if ema is not None:
+        ema.copy_to(model)
     model.eval()
     return history
 
@@ -1013,9 +1141,12 @@ def train_fold(
         net = trained = fold_model(model_name, cfg, seed=seed, fold_index=fold_index,
                                    num_classes=cfg.num_classes, model_kwargs=kwargs)  # fmt: skip
         targets = y
+    if cfg.sampler == "balanced" and multilabel:
+        raise ValueError("sampler='balanced' (--sampler): multi-label training has no single "
+                         "class per clip to balance; use shuffle")  # fmt: skip
     loader = make_loader(X[train_idx], targets[train_idx], batch_size=cfg.batch_size,
-                         shuffle=True, seed=fs, workers=workers,
-                         pin_memory=pin_memory)  # fmt: skip
+                         shuffle=True, seed=fs, workers=workers, pin_memory=pin_memory,
+                         balanced=cfg.sampler == "balanced")  # fmt: skip
     if audit_every < 0:
         raise ValueError(f"audit_every={audit_every!r}: must be >= 0 (0 records nothing)")
     recorder = None

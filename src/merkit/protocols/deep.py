@@ -761,7 +761,7 @@ def run_loso(
     kwargs = dict(model_kwargs or {})
     batched = fold_batching != "off" and batching_problem(
         model_name, n_folds=len(splits), model_kwargs=kwargs, device=device,
-        precision=cfg.precision, augment=cfg.augment) is None  # fmt: skip
+        precision=cfg.precision, augment=cfg.augment, sampler=cfg.sampler) is None  # fmt: skip
     kind = str(device).split(":")[0]
     params = {"model": model_name, **kwargs, **cfg.to_dict(),
               **({"fold_batched": True} if batched else {}),

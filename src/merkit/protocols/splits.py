@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Split",
     "check_leakage",
+    "group_pair_splits",
+    "nested_group_rows",
+    "round_robin_groups",
     "leave_one_subject_out",
     "source_target",
     "stack_domains",
@@ -374,3 +377,80 @@ def stack_domains(
     )
     check_leakage(table, split, subject_col=subject_col)
     return table, split
+
+
+def round_robin_groups(subjects: Iterable[str], k: int) -> dict[str, int]:
+    """Subject -> group in ``0..k-1``, dealt round robin within each database.
+
+    ``subjects`` are ``"<dataset>/<id>"`` names in protocol (fold) order; each database's
+    subjects are dealt in turn, continuing where the previous database stopped, so every
+    database spreads evenly over the groups (CDE's 68 subjects, k 4: 17 per group).
+
+    Raises
+    ------
+    ValueError
+        ``k`` < 2 or more groups than subjects (one line).
+    """
+    names = list(dict.fromkeys(str(s) for s in subjects))
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ValueError(f"groups={k!r}: need at least 2 groups of subjects")
+    if k > len(names):
+        raise ValueError(f"groups={k}: only {len(names)} subjects to deal into groups")
+    by_db: dict[str, list[str]] = {}
+    for s in names:
+        by_db.setdefault(s.split("/", 1)[0], []).append(s)
+    groups: dict[str, int] = {}
+    offset = 0
+    for members in by_db.values():
+        for i, s in enumerate(members):
+            groups[s] = (offset + i) % k
+        offset += len(members)
+    return groups
+
+
+def group_pair_splits(
+    table: pd.DataFrame, groups: dict[str, int], *, subject_col: str = "subject"
+) -> list[Split]:
+    """Inner validation on training subjects: train on every pair of groups, test on the
+    other groups (``k (k - 1) / 2`` splits named ``"pair/a-b"``).
+
+    With :func:`nested_group_rows`, the splits that never saw group g score a choice (of
+    epochs, of a training recipe) for the test subjects of g, so that choice never uses
+    them (docs/cde-reproduction.md, "Choosing the number of epochs without a test fold").
+
+    Raises
+    ------
+    ValueError
+        A subject of the table has no group (one line naming it).
+    """
+    subj = _column(table, subject_col, "subject").astype(str)
+    missing = sorted(set(subj) - set(groups))
+    if missing:
+        raise ValueError(f"subjects without a group: {_sample_names(missing)}")
+    g = np.array([groups[s] for s in subj])
+    k = max(groups.values()) + 1
+    out = []
+    for a in range(k):
+        for b in range(a + 1, k):
+            pair = np.isin(g, (a, b))
+            split = Split(f"pair/{a}-{b}", np.flatnonzero(pair), np.flatnonzero(~pair))
+            check_leakage(table, split, subject_col=subject_col)
+            out.append(split)
+    return out
+
+
+def nested_group_rows(
+    split_names: Iterable[str], test_groups: Iterable[int], group: int
+) -> np.ndarray:
+    """Which validation predictions may choose for the test subjects of ``group``.
+
+    ``split_names`` ``(n,)``: the :func:`group_pair_splits` name of each prediction;
+    ``test_groups`` ``(n,)``: the group of the predicted clip. True where the split did not
+    train on ``group`` and the clip is not of ``group``: the pairs without g, each scored
+    on its remaining non-g group.
+    """
+    names = list(split_names)
+    held = np.asarray(list(test_groups), dtype=np.int64)
+    pairs = {n: {int(v) for v in n.removeprefix("pair/").split("-")} for n in set(names)}
+    trained_on_g = np.array([group in pairs[n] for n in names], dtype=bool)
+    return ~trained_on_g & (held != group)

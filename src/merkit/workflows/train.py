@@ -696,7 +696,8 @@ def _run_task(
     if fold_batching != "off":
         problem = batching_problem(model, n_folds=len(chosen), multilabel=task.multilabel,
                                    model_kwargs=model_kwargs, device=device,
-                                   precision=cfg.precision, augment=cfg.augment)  # fmt: skip
+                                   precision=cfg.precision, augment=cfg.augment,
+                                   sampler=cfg.sampler)  # fmt: skip
     if fold_batching == "on" and problem is not None:
         raise ValueError(f"--fold-batching on: task {task.name}: {problem}; use auto or off")
     batched = problem is None
@@ -1017,7 +1018,8 @@ def _check_options(
     threads, folds, n_folds, flow: Mapping | None, clip: Mapping | None,
     fold_batching: str = "auto", device: str = "cpu", precision: str = "32",
     augment: str = "none", on_workers: bool = False, workers: int = 0,
-    prior_epochs: int | None = None,
+    prior_epochs: int | None = None, label_smoothing: float | None = None,
+    ema_decay: float | None = None, scheduler: str | None = None, sampler: str | None = None,
 ) -> str:  # fmt: skip
     """Every training option, before any input is read or computed (one-line errors).
 
@@ -1029,7 +1031,7 @@ def _check_options(
     from merkit.nets.augment import POLICIES, get_policy
     from merkit.nets.device import check_precision, device_name, resolve_device
     from merkit.nets.fold_batched import FOLD_BATCHING, batching_problem
-    from merkit.nets.train import check_training_options
+    from merkit.nets.train import SAMPLERS, SCHEDULERS, check_training_options
 
     if on_workers and device_name(device) != "auto":  # the workers have the GPUs
         import torch
@@ -1040,11 +1042,23 @@ def _check_options(
     check_precision(precision, dev)
 
     check_training_options(epochs=epochs, lr=lr, batch_size=batch_size, threads=threads,
-                           prior_epochs=prior_epochs)  # fmt: skip
+                           prior_epochs=prior_epochs, label_smoothing=label_smoothing,
+                           ema_decay=ema_decay)  # fmt: skip
+    if scheduler is not None and scheduler not in SCHEDULERS:
+        raise ValueError(f"--scheduler {scheduler}: expected one of {', '.join(SCHEDULERS)}")
+    if sampler is not None and sampler not in SAMPLERS:
+        raise ValueError(f"--sampler {sampler}: expected one of {', '.join(SAMPLERS)}")
+    if sampler == "balanced" and declared.multilabel:
+        raise ValueError(f"--sampler balanced: the {declared.name} protocol is multi-label; "
+                         "there is no single class per clip to balance")  # fmt: skip
     staged = bool(getattr(network_class(model), "training_stages", ()))
     if prior_epochs and not staged:
         raise ValueError(f"--prior-epochs {prior_epochs}: model {model!r} trains in one stage; "
                          "only two-stage networks (mersiam) have a prior stage")  # fmt: skip
+    if label_smoothing and (staged or declared.multilabel):
+        why = "a two-stage network's own losses" if staged else "a multi-label loss"
+        raise ValueError(f"--label-smoothing {label_smoothing}: model {model!r} trains with "
+                         f"{why}; label smoothing applies to cross-entropy only")  # fmt: skip
     if staged and declared.multilabel:
         raise ValueError(f"model {model!r} trains in two stages on class labels (pairs, focal "
                          f"loss); the {declared.name} protocol is multi-label")  # fmt: skip
@@ -1074,7 +1088,8 @@ def _check_options(
     if fold_batching == "on":
         problem = batching_problem(model, n_folds=2, multilabel=declared.multilabel,
                                    model_kwargs=kwargs, device=dev,
-                                   precision=precision, augment=augment)  # fmt: skip
+                                   precision=precision, augment=augment,
+                                   sampler=sampler or "shuffle")  # fmt: skip
         if problem is not None:
             raise ValueError(f"--fold-batching on: {problem}; use auto or off")
     if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
@@ -1139,6 +1154,10 @@ def run_train(
     workers: int = 0,
     audit_every: int | None = None,
     prior_epochs: int | None = None,
+    label_smoothing: float | None = None,
+    ema_decay: float | None = None,
+    scheduler: str | None = None,
+    sampler: str | None = None,
 ) -> TrainResult:
     """Train a network under a protocol (module docstring for inputs and outputs).
 
@@ -1247,6 +1266,15 @@ def run_train(
         two-stage network is recorded in its target stage.
     prior_epochs : int, optional
         Epochs of the prior stage of a two-stage network (mersiam; default: its preset's).
+    label_smoothing, ema_decay : float, optional
+        :class:`merkit.nets.train.TrainConfig`'s label smoothing and weight average
+        (default: the preset's, off). Part of the run id only when non-zero.
+    scheduler : {"none", "step", "cosine"}, optional
+        The learning-rate schedule (default: the preset's; ``cosine`` anneals to 0 over the
+        epochs).
+    sampler : {"shuffle", "balanced"}, optional
+        Class-balanced sampling of each fold's training clips (``balanced``; per-fold
+        path) or every clip once per epoch (default).
 
     Raises
     ------
@@ -1290,7 +1318,8 @@ def run_train(
                          flow=flow, clip=clip, fold_batching=fold_batching, device=device,
                          precision=precision, augment=augment,
                          on_workers=be.name != "loky", workers=workers,
-                         prior_epochs=prior_epochs)  # fmt: skip
+                         prior_epochs=prior_epochs, label_smoothing=label_smoothing,
+                         ema_decay=ema_decay, scheduler=scheduler, sampler=sampler)  # fmt: skip
     given = sorted(k for k in ("size", "length", "keyframes") if k in (clip or {}))
     if flows_dir is not None and kind == "flowseq" and given:
         raise ValueError(
@@ -1298,7 +1327,9 @@ def run_train(
             f"1); the sequence options ({', '.join(given)}) need --data (clips)"
         )
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
-                                   ("threads", threads), ("prior_epochs", prior_epochs))
+                                   ("threads", threads), ("prior_epochs", prior_epochs),
+                                   ("label_smoothing", label_smoothing), ("ema_decay", ema_decay),
+                                   ("scheduler", scheduler), ("sampler", sampler))
                  if v is not None}  # fmt: skip
     if precision != "32":
         overrides["precision"] = precision
