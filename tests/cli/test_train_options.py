@@ -139,3 +139,17 @@ def test_recipe_options_reach_the_run_and_its_id(flows, tmp_path):
     assert plain["fold_batched"] is True and "sampler" not in plain
     runs = [json.loads((tmp_path / d / "run.json").read_text())["run"] for d in ("plain", "recipe")]
     assert runs[0].startswith("ststnet-") and runs[0] != runs[1]
+
+
+def test_a_run_resumes_from_its_cache_with_other_threads(flows, tmp_path):
+    """Threads change no number, so they are not part of the run's identity: --threads 2
+    finds the folds that --threads 1 trained (and the same run id)."""
+    common = ["train", "--flows-dir", str(flows), "--model", "ststnet", "--epochs", "2",
+              "--folds", "2", "--out", str(tmp_path / "o")]  # fmt: skip
+    first = runner.invoke(app, [*common, "--threads", "1"])
+    assert first.exit_code == 0, first.output
+    run = json.loads((tmp_path / "o" / "run.json").read_text())["run"]
+    again = runner.invoke(app, [*common, "--threads", "2"])
+    assert again.exit_code == 0, again.output
+    assert "folds trained 0, from cache 2" in again.output
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["run"] == run

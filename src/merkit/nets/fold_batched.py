@@ -353,7 +353,7 @@ def _run_key(
             {
                 "model": model_name,
                 "kwargs": dict(kwargs),
-                "cfg": cfg.to_dict(),
+                "cfg": {**cfg.to_dict(), "threads": 1},  # threads change no number
                 "seed": int(seed),
                 "n": int(n),
             },

@@ -707,7 +707,9 @@ def _run_task(
               **({"device": device.split(":")[0]} if device != "cpu" else {}),
               **({"magnify_augment": inputs.magnify_augment} if inputs.magnify_augment
                  else {})}  # fmt: skip
-    ident = params_to_json({"params": params, "protocol": task.protocol, "task": task.name})
+    # torch threads do not change the numbers: hashed as 1, so a run resumes with any --threads
+    ident = params_to_json({"params": {**params, "threads": 1}, "protocol": task.protocol,
+                            "task": task.name})  # fmt: skip
     fingerprints = inputs.data_fp + inputs.copies_fp  # the copies' only with --magnify-augment
     run = f"{model}-" + hashlib.sha1((ident + fingerprints).encode()).hexdigest()[:10]
     fold_root, weights_root = out_dir / "folds" / run, out_dir / "weights" / run
