@@ -185,3 +185,20 @@ def test_balanced_sampling_draws_every_class_equally_often() -> None:
     assert batching_problem("ststnet", n_folds=4, sampler="balanced") == (
         "balanced sampling (--sampler balanced) is per fold only"
     )
+
+
+def test_a_network_with_its_own_loss_refuses_label_smoothing_before_any_step() -> None:
+    class OwnLoss(nn.Linear):
+        def loss(self, outputs, targets, weight=None):
+            return F.cross_entropy(outputs, targets, weight=weight)
+
+    with torch_session(0):
+        net = OwnLoss(4, 2)
+    before = net.weight.detach().clone()
+    X, y = np.zeros((6, 4), np.float32), np.arange(6) % 2
+    msg = r"label_smoothing=0.1: OwnLoss has a loss of its own; train it without label smoothing"
+    with pytest.raises(ValueError, match=msg):
+        fit(net, make_loader(X, y, batch_size=3), TrainConfig(epochs=1, label_smoothing=0.1))
+    assert torch.equal(net.weight, before)
+    with pytest.raises(ValueError, match=msg):
+        compute_loss(net, net(torch.zeros(2, 4)), torch.tensor([0, 1]), None, 0.1)

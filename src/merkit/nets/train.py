@@ -406,6 +406,13 @@ def class_weights(y: np.ndarray, cfg: TrainConfig) -> torch.Tensor | None:
     return torch.as_tensor(cfg.class_weight, dtype=torch.float32)
 
 
+def _check_smoothing(model: nn.Module, label_smoothing: float) -> None:
+    """Label smoothing applies to cross-entropy only, not to a network's own ``loss``."""
+    if label_smoothing and hasattr(model, "loss"):
+        raise ValueError(f"label_smoothing={label_smoothing}: {type(model).__name__} has a "
+                         "loss of its own; train it without label smoothing")  # fmt: skip
+
+
 def compute_loss(
     model: nn.Module,
     outputs,
@@ -420,9 +427,7 @@ def compute_loss(
     (cross-entropy only; :class:`TrainConfig`) smooths either kind of target.
     """
     if hasattr(model, "loss"):
-        if label_smoothing:
-            raise ValueError(f"label_smoothing={label_smoothing}: {type(model).__name__} has "
-                             "a loss of its own; train it without label smoothing")  # fmt: skip
+        _check_smoothing(model, label_smoothing)
         return model.loss(outputs, targets, weight=weight)
     if targets.is_floating_point():
         return soft_cross_entropy(logits_of(outputs), targets, weight, label_smoothing)
@@ -703,9 +708,7 @@ def fit(
     if tensors is not None and not on_cpu and policy is None:
         tensors = tuple(t.to(dev) for t in tensors)
     plan = _stage_plan(model, cfg)
-    if cfg.label_smoothing and hasattr(model, "loss"):
-        raise ValueError(f"label_smoothing={cfg.label_smoothing}: {type(model).__name__} has a "
-                         "loss of its own; train it without label smoothing")  # fmt: skip
+    _check_smoothing(model, cfg.label_smoothing)  # before any step
     ema: WeightEMA | None = None
     shadow: nn.Module | None = None  # the averaged network that epoch_end sees
     history: dict[str, list] = {"loss": [], "accuracy": [], "lr": []}
