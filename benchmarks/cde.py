@@ -56,7 +56,7 @@ from merkit.nets.data import make_loader, read_megc2019_flow
 from merkit.nets.fold_batched import BATCHED
 from merkit.nets.train import TrainConfig, fit, fold_seed, predict, torch_session
 from merkit.protocols.composite import CDE
-from merkit.protocols.splits import round_robin_groups
+from merkit.protocols.splits import nested_group_rows, round_robin_groups
 from merkit.workflows.train import preset_for, run_train
 
 FLOW_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "megc2019_flow"
@@ -164,8 +164,8 @@ def select(args: argparse.Namespace) -> dict:
     chosen, table = {}, []
     for test_group in range(k) if args.only_group is None else [args.only_group]:
         # pairs without the test group, each scored on the remaining non-test group
-        sel = curves[~curves["pair"].str.contains(str(test_group))
-                     & (curves["group"] != test_group)]  # fmt: skip
+        names = ["pair/" + "-".join(str(p)) for p in curves["pair"]]  # "01" -> "pair/0-1"
+        sel = curves[nested_group_rows(names, curves["group"], test_group)]
         scores = np.array([uf1(d["y_true"], d["y_pred"], labels=[0, 1, 2])
                            for _, d in sel.groupby("epoch", sort=True)])  # fmt: skip
         smooth = np.convolve(np.pad(scores, 1, mode="edge"), np.ones(3) / 3, mode="valid")
