@@ -25,8 +25,13 @@
 #include <limits>
 #include <vector>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 typedef float v8 __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
+typedef double v4d __attribute__((vector_size(32)));
 
 namespace {
 
@@ -59,14 +64,50 @@ inline uint64_t drop_key(uint64_t seed, int64_t fold, int64_t step, int64_t row)
   k = mix64(k ^ (uint64_t)step * 0x8CB92BA72F3D8DD7ULL);
   return mix64(k ^ (uint64_t)row * 0xABC98388FB8FAC03ULL);
 }
-// elements 2i and 2i + 1 are kept when bits 40..63 and 16..39 of
-// mix64(key + i * golden) are >= threshold (= p * 2^24)
-void kept(uint64_t key, int n, uint32_t threshold, uint8_t* out) {
-  for (int i = 0; 2 * i < n; ++i) {
+// the dropout factors d (0 or scale = 1 / (1 - p)) of one (sample, fold), written in
+// (pooled cell q, channel c) order as d[q * 16 + c]: element e = c * NP + q is kept when
+// bits 40..63 (e even) or 16..39 (e odd) of mix64(key + (e / 2) * golden) are >= threshold
+// (= p * 2^24). Branch-free: the decisions are random, a branch per element mispredicts.
+void drop_factors(uint64_t key, int NP, uint32_t threshold, float scale, float* d) {
+  uint32_t bits;
+  std::memcpy(&bits, &scale, sizeof bits);
+  int c = 0, q = 0;
+  for (int i = 0; 2 * i < C * NP; ++i) {  // C * NP is even
     const uint64_t h = mix64(key + (uint64_t)i * 0x9E3779B97F4A7C15ULL);
-    out[2 * i] = (uint32_t)(h >> 40) >= threshold;
-    if (2 * i + 1 < n) out[2 * i + 1] = (uint32_t)((h >> 16) & 0xFFFFFF) >= threshold;
+    // all-one / all-zero masks of the decisions (no branch, no conditional move)
+    const uint32_t hi = bits & (0u - (uint32_t)((uint32_t)(h >> 40) >= threshold));
+    const uint32_t lo = bits & (0u - (uint32_t)((uint32_t)((h >> 16) & 0xFFFFFF) >= threshold));
+    std::memcpy(d + q * C + c, &hi, sizeof hi);
+    if (++q == NP) q = 0, ++c;
+    std::memcpy(d + q * C + c, &lo, sizeof lo);
+    if (++q == NP) q = 0, ++c;
   }
+}
+
+// out[0..15] = a[0..7], b[0..7] as int16 (the values fit)
+inline void store_i16(int16_t* out, v8i a, v8i b) {
+#if defined(__AVX2__)
+  const __m256i packed = _mm256_packs_epi32((__m256i)a, (__m256i)b);  // a0-3 b0-3 a4-7 b4-7
+  _mm256_storeu_si256((__m256i*)out, _mm256_permute4x64_epi64(packed, 0xD8));
+#else
+  for (int l = 0; l < 8; ++l) {
+    out[l] = (int16_t)a[l];
+    out[8 + l] = (int16_t)b[l];
+  }
+#endif
+}
+
+// out[0..7] += v (float to double)
+inline void add_to_f64(double* out, v8 v) {
+  const v4d lo = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), v4d);
+  const v4d hi = __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), v4d);
+  v4d a, b;
+  std::memcpy(&a, out, sizeof a);
+  std::memcpy(&b, out + 4, sizeof b);
+  a += lo;
+  b += hi;
+  std::memcpy(out, &a, sizeof a);
+  std::memcpy(out + 4, &b, sizeof b);
 }
 
 struct Geometry {
@@ -161,16 +202,26 @@ std::vector<torch::Tensor> forward(torch::Tensor xpad, torch::Tensor wb, torch::
   const uint32_t threshold = (uint32_t)(p * 16777216.0);
   const float dscale = p < 1.0 ? (float)(1.0 / (1.0 - p)) : 0.0f;
   const int64_t in_size = (int64_t)g.Cin * g.Hp * g.Wp;
+  // each fold's weights as vectors over its 8-channel halves: Wt[(f * JS + j) * 2 + h]
+  std::vector<v8> Wt((size_t)F * g.JS * 2);
+  for (int64_t f = 0; f < F; ++f)
+    for (int j = 0; j < g.JS; ++j)
+      for (int h = 0; h < 2; ++h) {
+        v8 v = splat(0.0f);
+        if (j < g.J)
+          for (int l = 0; l < 8; ++l) v[l] = wp[(f * C + h * 8 + l) * g.J + j];
+        Wt[(f * g.JS + j) * 2 + h] = v;
+      }
 
   at::parallel_for(0, F, 1, [&](int64_t f0, int64_t f1) {
     std::vector<float> P((size_t)g.positions() * g.JS);
-    std::vector<v8> Wt((size_t)g.JS * 2), R((size_t)g.WS * 2);
+    std::vector<v8> R((size_t)g.WS * 2);
     std::vector<v8i> M((size_t)g.WS * 2);
     std::vector<v8> Q1((size_t)g.JS * 2), Q2((size_t)g.JS * 2);
     std::vector<v8> best((size_t)g.Pw * 2);
     std::vector<v8i> barg((size_t)g.Pw * 2);
-    std::vector<uint8_t> keep((size_t)C * NP);
-    std::vector<v8> dk((size_t)NP * 2), acc1((size_t)NA * 2), acc0((size_t)NA * 2);
+    std::vector<float> dk((size_t)NP * C);
+    std::vector<v8> acc1((size_t)NA * 2), acc0((size_t)NA * 2);
     for (int64_t n = 0; n < N; ++n) {
       bool any = false;
       for (int64_t f = f0; f < f1; ++f) {
@@ -186,24 +237,17 @@ std::vector<torch::Tensor> forward(torch::Tensor xpad, torch::Tensor wb, torch::
       build_patches(xp + n * in_size, g, P.data());
       for (int64_t f = f0; f < f1; ++f) {
         if (!mp[n * F + f]) continue;
-        const float* w = wp + f * C * g.J;
-        for (int j = 0; j < g.JS; ++j)
-          for (int h = 0; h < 2; ++h) {
-            v8 v = splat(0.0f);
-            if (j < g.J)
-              for (int l = 0; l < 8; ++l) v[l] = w[(h * 8 + l) * g.J + j];
-            Wt[j * 2 + h] = v;
-          }
+        const v8* wt = Wt.data() + f * g.JS * 2;
         const v8 sg[2] = {vload(sp + f * C), vload(sp + f * C + 8)};
         for (auto& v : Q1) v = splat(0.0f);
         for (auto& v : Q2) v = splat(0.0f);
         v8 s1[2] = {splat(0.0f), splat(0.0f)}, s2[2] = {splat(0.0f), splat(0.0f)};
         // dropout factors d (0 or 1 / (1 - p)) in (pooled cell, channel) order
-        if (dscale > 0) kept(drop_key((uint64_t)seed, fp[f], step, rp[n]), C * NP, threshold,
-                             keep.data());
-        for (int q = 0; q < NP; ++q)
-          for (int c = 0; c < C; ++c)
-            dk[q * 2 + c / 8][c % 8] = dscale > 0 && keep[c * NP + q] ? dscale : 0.0f;
+        if (dscale > 0)
+          drop_factors(drop_key((uint64_t)seed, fp[f], step, rp[n]), NP, threshold, dscale,
+                       dk.data());
+        else
+          std::fill(dk.begin(), dk.end(), 0.0f);
         for (auto& v : acc1) v = splat(0.0f);
         for (auto& v : acc0) v = splat(0.0f);
         float* h1 = h1p + (n * F + f) * C * NA;
@@ -216,7 +260,7 @@ std::vector<torch::Tensor> forward(torch::Tensor xpad, torch::Tensor wb, torch::
             v8 a[6][2];
             for (int k = 0; k < 6; ++k) a[k][0] = a[k][1] = splat(0.0f);
             for (int j = 0; j < g.J; ++j) {
-              v8 w0 = Wt[j * 2], w1 = Wt[j * 2 + 1];
+              v8 w0 = wt[j * 2], w1 = wt[j * 2 + 1];
               IN_REGISTER(w0);
               IN_REGISTER(w1);
               for (int k = 0; k < 6; ++k) {
@@ -263,15 +307,16 @@ std::vector<torch::Tensor> forward(torch::Tensor xpad, torch::Tensor wb, torch::
                 const int q = wr * g.Pw + wc;
                 const bool averaged = wr < 2 * g.Ah && wc < 2 * g.Aw;
                 const int k = averaged ? (wr / 2) * g.Aw + wc / 2 : 0;
+                v8i at[2];
                 for (int h = 0; h < 2; ++h) {
                   const v8 pooled = sg[h] * best[wc * 2 + h];  // r at the maximum
-                  const v8 d = averaged ? dk[q * 2 + h] : splat(0.0f);
+                  const v8 d = averaged ? vload(dk.data() + q * C + h * 8) : splat(0.0f);
                   acc1[k * 2 + h] += splat(0.25f) * d * pooled;
                   acc0[k * 2 + h] += splat(0.25f) * d;
                   const v8i live = (d > splat(0.0f)) & (pooled > splat(0.0f));
-                  const v8i at = live ? barg[wc * 2 + h] : v8i{-1, -1, -1, -1, -1, -1, -1, -1};
-                  for (int l = 0; l < 8; ++l) an[q * C + h * 8 + l] = (int16_t)at[l];
+                  at[h] = live ? barg[wc * 2 + h] : v8i{-1, -1, -1, -1, -1, -1, -1, -1};
                 }
+                store_i16(an + q * C, at[0], at[1]);
               }
             }
           }
@@ -306,11 +351,10 @@ std::vector<torch::Tensor> forward(torch::Tensor xpad, torch::Tensor wb, torch::
             Sf[C + h * 8 + l] += s2[h][l];
           }
         for (int j = 0; j < g.JS; ++j)
-          for (int h = 0; h < 2; ++h)
-            for (int l = 0; l < 8; ++l) {
-              Qf[j * C + h * 8 + l] += Q1[j * 2 + h][l];
-              Qf[(g.JS + j) * C + h * 8 + l] += Q2[j * 2 + h][l];
-            }
+          for (int h = 0; h < 2; ++h) {
+            add_to_f64(Qf + j * C + h * 8, Q1[j * 2 + h]);
+            add_to_f64(Qf + (g.JS + j) * C + h * 8, Q2[j * 2 + h]);
+          }
       }
     }
   });
@@ -333,6 +377,14 @@ torch::Tensor backward(torch::Tensor xpad, torch::Tensor mask, torch::Tensor arg
   const float dscale = p < 1.0 ? (float)(1.0 / (1.0 - p)) : 0.0f;
   const int64_t in_size = (int64_t)g.Cin * g.Hp * g.Wp;
   const int JV = (g.JS + 7) / 8;  // a patch row as whole vectors (over-reads the next row)
+  // pooled element e = q * 16 + c -> its H1 element c * NA + the 2x2 cell of q (unused
+  // for the cells outside the average pool: their arg is -1)
+  std::vector<int32_t> cell((size_t)NP * C);
+  for (int q = 0; q < NP; ++q)
+    for (int c = 0; c < C; ++c) {
+      const int wr = q / g.Pw, wc = q % g.Pw;
+      cell[q * C + c] = c * NA + std::min(wr / 2, g.Ah - 1) * g.Aw + std::min(wc / 2, g.Aw - 1);
+    }
   at::parallel_for(0, F, 1, [&](int64_t f0, int64_t f1) {
     std::vector<float> P((size_t)g.positions() * g.JS + 8);
     std::vector<v8> acc((size_t)C * JV);
@@ -355,17 +407,18 @@ torch::Tensor backward(torch::Tensor xpad, torch::Tensor mask, torch::Tensor arg
           count += an[e] >= 0;
         }
         for (int t = 0; t < count; ++t) {
-          const int e = live[t], q = e / C, c = e % C;
-          const int wr = q / g.Pw, wc = q - wr * g.Pw;
-          const float coef = 0.25f * dscale * gn[c * NA + (wr / 2) * g.Aw + wc / 2];
-          const v8 cv = splat(coef);
+          const int e = live[t], c = e % C;
+          const v8 cv = splat(0.25f * dscale * gn[cell[e]]);
           const float* pr = P.data() + (size_t)an[e] * g.JS;
           v8* ac = acc.data() + c * JV;
           for (int v = 0; v < JV; ++v) ac[v] += cv * vload(pr + v * 8);
         }
         double* Gf = Gp + f * C * g.JS;
-        for (int c = 0; c < C; ++c)
-          for (int j = 0; j < g.JS; ++j) Gf[c * g.JS + j] += acc[c * JV + j / 8][j % 8];
+        for (int c = 0; c < C; ++c) {
+          int j = 0;
+          for (; j + 8 <= g.JS; j += 8) add_to_f64(Gf + c * g.JS + j, acc[c * JV + j / 8]);
+          for (; j < g.JS; ++j) Gf[c * g.JS + j] += acc[c * JV + j / 8][j % 8];
+        }
       }
     }
   });
