@@ -9,7 +9,7 @@ it cannot be built, :func:`load_kernel` returns None with the reason in
 
 Cache folder: ``$MERKIT_KERNEL_DIR`` when set, else ``$XDG_CACHE_HOME/merkit/kernels``
 (``~/.cache/merkit/kernels``); one sub-folder per kernel source, torch version and CPU
-flags.
+flags, and checkout (the source's path).
 """
 
 from __future__ import annotations
@@ -88,8 +88,13 @@ def _build(name: str) -> ModuleType | None:
         log.warning("kernel %s not built: %s; using the PyTorch path", name, problem)
         return None
     flags = _flags()
+    # the source's path too: torch's build file names it, so two checkouts sharing one
+    # cache folder would otherwise rebuild each other's kernel on every first use
     digest = hashlib.sha1(
-        source.read_bytes() + torch.__version__.encode() + " ".join(flags).encode()
+        source.read_bytes()
+        + torch.__version__.encode()
+        + " ".join(flags).encode()
+        + str(source).encode()
     ).hexdigest()[:12]
     build = kernel_cache_dir() / f"{name}-{digest}"
     build.mkdir(parents=True, exist_ok=True)
