@@ -18,16 +18,32 @@ GFLOP/s (3 x the forward FLOPs per fold-sample, ``torch.utils.flop_counter``) as
 fraction of the GEMM rate, and the peak RSS of the process. ``--epochs`` shortens both
 paths alike (the ratio holds; the walls are then projected to the preset's epochs).
 
+``--against REF`` instead times the batched path of this checkout against that of the
+git revision ``REF`` (its ``src`` exported to a temporary folder, its kernel built under
+its own digest) in the same run: each side trains all folds for ``--epochs`` epochs after
+one warm-up epoch in its own subprocess, the two sides alternating ``--repeats`` times;
+printed: each side's fold-samples/s (the timed epochs only, best and all runs) and the
+ratio of the bests.
+
 Usage::
 
     python benchmarks/fold_batched_speed.py [--epochs 800] [--per-fold 2] [--threads 2]
         [--batched-folds 68] [--flows DIR]
+    python benchmarks/fold_batched_speed.py --against REF [--epochs 3] [--threads 1]
+        [--repeats 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import os
 import resource
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -70,14 +86,78 @@ def _one(X, y, fold: FoldSpec, cfg) -> float:
     return time.perf_counter() - t0
 
 
+def _timed_batched(epochs: int, threads: int, flows: Path) -> None:
+    """One side of ``--against``: train every fold for 1 + ``epochs`` epochs with the
+    merkit on ``sys.path``, print JSON with the fold-samples/s of the last ``epochs``."""
+    import merkit
+
+    X, y, folds, _ = cde_inputs(flows)
+    cfg = replace(PRESETS["ststnet"], epochs=epochs + 1, num_classes=3, threads=threads)
+    stamps: list[float] = []
+    train_folds_batched("ststnet", X, y, folds, cfg, seed=0, protocol_folds=len(folds),
+                        on_epoch=lambda e, n: stamps.append(time.perf_counter()))  # fmt: skip
+    rate = epochs * sum(len(f.train_idx) for f in folds) / (stamps[-1] - stamps[0])
+    print(json.dumps({"rate": rate, "merkit": merkit.__file__}))
+
+
+def compare(ref: str, epochs: int, threads: int, repeats: int, flows: Path) -> None:
+    """The batched path of this checkout against that of git revision ``ref``."""
+    repo = Path(__file__).resolve().parents[1]
+    sha = subprocess.run(["git", "rev-parse", ref], cwd=repo, check=True, capture_output=True,
+                         text=True).stdout.strip()  # fmt: skip
+    _, _, _, source = cde_inputs(flows)
+    print(f"data: {source}; all folds, {epochs} timed epochs after 1 warm-up; {threads} "
+          f"thread(s); {ref} = {sha[:10]} against this checkout")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="merkit-ref-") as tmp:
+        archive = subprocess.run(["git", "archive", sha, "src"], cwd=repo, check=True,
+                                 capture_output=True).stdout  # fmt: skip
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        sides = {ref: Path(tmp) / "src", "this checkout": repo / "src"}
+        rates: dict[str, list[float]] = {name: [] for name in sides}
+        for _ in range(repeats):
+            for name, src in sides.items():
+                # REF's kernel is built in the temporary folder (its path differs per run)
+                own = {} if src == repo / "src" else {"MERKIT_KERNEL_DIR": f"{tmp}/kernels"}
+                env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{repo / 'benchmarks'}",
+                       "OMP_NUM_THREADS": str(threads), **own}  # fmt: skip
+                out = subprocess.run(
+                    [sys.executable, __file__, "--_side", "--epochs", str(epochs), "--threads",
+                     str(threads), "--flows", str(flows)],
+                    env=env, check=True, capture_output=True, text=True,
+                ).stdout  # fmt: skip
+                got = json.loads(out.strip().splitlines()[-1])
+                if not got["merkit"].startswith(str(src)):
+                    raise SystemExit(f"{name}: imported merkit from {got['merkit']}, not {src}")
+                rates[name].append(got["rate"])
+                print(f"  {name}: {got['rate']:,.0f} fold-samples/s", flush=True)
+    best = {name: max(r) for name, r in rates.items()}
+    for name, r in rates.items():
+        print(f"{name}: best {best[name]:,.0f} fold-samples/s "
+              f"(runs: {', '.join(f'{v:,.0f}' for v in r)})")  # fmt: skip
+    print(f"ratio this checkout / {ref}: {best['this checkout'] / best[ref]:.3f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=800)
+    ap.add_argument("--epochs", type=int, default=None, help="default 800 (--against: 3)")
     ap.add_argument("--per-fold", type=int, default=2, help="folds timed on the per-fold path")
     ap.add_argument("--batched-folds", type=int, default=None, help="default: all")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--flows", type=Path, default=FLOW_ROOT)
+    ap.add_argument(
+        "--against", metavar="REF", help="git revision to time the batched path against"
+    )
+    ap.add_argument("--repeats", type=int, default=2, help="--against: runs of each side")
+    ap.add_argument("--_side", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args._side:
+        _timed_batched(args.epochs, args.threads, args.flows)
+        return
+    if args.against:
+        compare(args.against, args.epochs or 3, args.threads, args.repeats, args.flows)
+        return
+    args.epochs = args.epochs or 800
     if load_kernel("ststnet_folds") is None:
         raise SystemExit(
             f"the fold-batched kernel cannot be built: {kernel_problem('ststnet_folds')}"
