@@ -17,7 +17,7 @@ from merkit.nets.fold_batched import (
     train_folds_batched,
 )
 from merkit.nets.kernels import load_kernel
-from merkit.nets.ststnet_folds import dropout_keep, stst_layer
+from merkit.nets.ststnet_folds import dropout_keep, fold_linear, stst_layer
 from merkit.nets.train import (
     TrainConfig,
     WeightEMA,
@@ -127,6 +127,27 @@ def test_kernel_layer_equals_the_pytorch_ops_with_dropout_and_negative_scales(si
                                    atol=1e-4, err_msg=name)  # fmt: skip
     assert float(outs[0][1][mask.bool()].mean()) == pytest.approx(1.0, abs=0.05)  # E[d] = 1
     assert float(outs[0][1][~mask.bool()].abs().max()) == 0.0  # masked rows: nothing
+
+
+@needs_kernel
+@pytest.mark.parametrize("out", [3, 5])
+def test_kernel_linear_layer_equals_einsum_with_gradients(out):
+    torch.manual_seed(1)
+    n, k = 14, 4
+    h1 = torch.randn(n, k, 16, 25)
+    h0 = torch.rand(n, k, 16, 25)
+    h1[3, 2] = h0[3, 2] = 0.0  # a masked row
+    w10, w00 = torch.randn(k, out, 400), torch.randn(k, out, 400)
+    g = torch.randn(n, k, out)
+    outs = []
+    for kernel in (True, False):
+        x1 = h1.clone().requires_grad_()
+        w1, w0 = w10.clone().requires_grad_(), w00.clone().requires_grad_()
+        y = fold_linear(x1, h0, w1, w0, kernel=kernel)
+        (y * g).sum().backward()
+        outs.append((y.detach(), x1.grad, w1.grad, w0.grad))
+    for name, a, b in zip(("out", "grad H1", "grad w1", "grad w0"), *outs, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-5, atol=2e-5, err_msg=name)
 
 
 def test_dropout_masks_are_a_function_of_seed_fold_step_and_row():

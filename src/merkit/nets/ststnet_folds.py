@@ -23,8 +23,10 @@ the gradients of ``H1``, ``S1``, ``S2``: ``dW = G + dS1 * Q1 + 2 dS2 * Q2`` with
 
 :func:`stst_layer` is that layer with autograd, computed by the kernel when it can be
 built (:mod:`merkit.nets.kernels`) and by the same math in plain PyTorch ops otherwise
-(also the reference the tests hold the kernel to). :class:`StackedSTSTNet` holds k
-networks' parameters stacked (row f = fold f) and computes the k masked losses.
+(also the reference the tests hold the kernel to). :func:`fold_linear` is the linear
+layer on the pooled features with the BatchNorm map folded into its weights, also in the
+kernel. :class:`StackedSTSTNet` holds k networks' parameters stacked (row f = fold f) and
+computes the k masked losses.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 from merkit.nets.apexnets import STSTNet
 from merkit.nets.kernels import load_kernel
 
-__all__ = ["StackedSTSTNet", "dropout_keep", "stst_layer"]
+__all__ = ["StackedSTSTNet", "dropout_keep", "fold_linear", "stst_layer"]
 
 _KERNEL = "ststnet_folds"
 
@@ -105,6 +107,45 @@ class _KernelLayer(torch.autograd.Function):
         if g_s2 is not None:
             grad = grad + 2.0 * g_s2[..., None] * q2
         return None, grad[..., : ctx.j].float(), None, None, None, None, None, None, None
+
+
+class _KernelLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h1, h0, w1, w0):  # noqa: D102
+        ctx.save_for_backward(h1, h0, w1)
+        return load_kernel(_KERNEL).linear_forward(h1, h0, w1, w0)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        h1, h0, w1 = ctx.saved_tensors
+        gh1, gw1, gw0 = load_kernel(_KERNEL).linear_backward(h1, h0, w1, g.contiguous().float())
+        return (gh1.view_as(h1) if ctx.needs_input_grad[0] else None), None, gw1, gw0
+
+
+def fold_linear(
+    h1: torch.Tensor,
+    h0: torch.Tensor,
+    w1: torch.Tensor,
+    w0: torch.Tensor,
+    *,
+    kernel: bool = True,
+) -> torch.Tensor:
+    """The k folds' linear layers on their pooled features ``a * H1 + shift * H0``.
+
+    With the BatchNorm map folded into the weights (``w1 = fc_w * a``,
+    ``w0 = fc_w * shift``, per channel): ``out[n, f] = w1[f] @ H1[n, f] + w0[f] @ H0[n, f]``
+    (``H1``, ``H0`` ``[N, k, 16, 25]`` flattened as the module flattens; ``w1``, ``w0``
+    ``[k, O, 400]``), so no pass over the features is spent on the map. Computed by the
+    kernel in one pass when it can be built (``kernel``), else by ``einsum``; gradients for
+    ``h1``, ``w1``, ``w0`` (``h0`` has none).
+    """
+    if kernel and load_kernel(_KERNEL) is not None:
+        return _KernelLinear.apply(
+            h1.contiguous(), h0.contiguous(), w1.contiguous(), w0.contiguous()
+        )
+    return torch.einsum("nkd,kod->nko", h1.flatten(2), w1) + torch.einsum(
+        "nkd,kod->nko", h0.flatten(2), w0
+    )
 
 
 def _eager_layer(xpad, wb, sgn, mask, rows, folds, seed, step, p):
@@ -283,7 +324,6 @@ class StackedSTSTNet:
         var = (s2 / safe - mu * mu).clamp_min(0.0)
         a = self.gamma.double() / torch.sqrt(var + self.eps)
         shift = self.beta.double() - a * mu
-        feats = a.float()[None, :, :, None] * h1 + shift.float()[None, :, :, None] * h0
         with torch.no_grad():
             active = count > 1
             unbiased = var * (count / (count - 1).clamp_min(1.0))[:, None]
@@ -295,8 +335,13 @@ class StackedSTSTNet:
             )
             self.running_var.copy_(torch.where(active[:, None], new_var.float(), self.running_var))
             self.batches_tracked += active.long()
-        flat = feats.flatten(2)  # (N, k, 400), the module's flatten order
-        return torch.einsum("nkd,kod->nko", flat, self.fc_w) + self.fc_b[None]
+        # the pooled features a * H1 + shift * H0 (per channel) meet the linear layer as
+        # its weights times a and shift: (k, O, 16, 25) instead of (N, k, 16, 25) products
+        k, out = self.fc_w.shape[:2]
+        w = self.fc_w.view(k, out, 16, -1)  # the module's flatten order: channel, cell
+        w1 = (w * a.float()[:, None, :, None]).flatten(2)
+        w0 = (w * shift.float()[:, None, :, None]).flatten(2)
+        return fold_linear(h1, h0, w1, w0, kernel=kernel) + self.fc_b[None]
 
     def write_to(self, models: list[STSTNet]) -> None:
         """Copy fold f's stacked parameters and buffers into ``models[f]``."""
