@@ -93,15 +93,20 @@ class _KernelLayer(torch.autograd.Function):
         ctx.save_for_backward(xpad, mask, arg, q)
         ctx.p, ctx.j = float(p), wb.shape[2]
         ctx.mark_non_differentiable(h0)
+        ctx.set_materialize_grads(False)  # no zero-filled (N, k, 16, 25) gradient for H0
         return h1, h0, s[:, 0], s[:, 1]
 
     @staticmethod
     def backward(ctx, g_h1, g_h0, g_s1, g_s2):  # noqa: D102
         xpad, mask, arg, q = ctx.saved_tensors
         ext = load_kernel(_KERNEL)
-        grad = ext.backward(xpad, mask, arg, g_h1.contiguous().float(), ctx.p)  # (F, 16, JS)
         q1 = q[:, 0].transpose(1, 2)  # (F, 16, JS)
         q2 = q[:, 1].transpose(1, 2)
+        grad = (  # (F, 16, JS)
+            torch.zeros_like(q1)
+            if g_h1 is None
+            else ext.backward(xpad, mask, arg, g_h1.contiguous().float(), ctx.p)
+        )
         if g_s1 is not None:
             grad = grad + g_s1[..., None] * q1
         if g_s2 is not None:

@@ -68,12 +68,54 @@ inline uint64_t drop_key(uint64_t seed, int64_t fold, int64_t step, int64_t row)
 // (pooled cell q, channel c) order as d[q * 16 + c]: element e = c * NP + q is kept when
 // bits 40..63 (e even) or 16..39 (e odd) of mix64(key + (e / 2) * golden) are >= threshold
 // (= p * 2^24). Branch-free: the decisions are random, a branch per element mispredicts.
+#if defined(__AVX2__)
+// mix64 on 4 lanes (AVX2 has no 64-bit multiply: three 32 x 32 -> 64 products)
+inline __m256i mul64(__m256i a, uint64_t k) {
+  const __m256i klo = _mm256_set1_epi64x((int64_t)(k & 0xFFFFFFFFULL));
+  const __m256i khi = _mm256_set1_epi64x((int64_t)(k >> 32));
+  const __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), klo),
+                                         _mm256_mul_epu32(a, khi));
+  return _mm256_add_epi64(_mm256_mul_epu32(a, klo), _mm256_slli_epi64(cross, 32));
+}
+inline __m256i mix64x4(__m256i z) {
+  z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), 0xBF58476D1CE4E5B9ULL);
+  z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), 0x94D049BB133111EBULL);
+  return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
+}
+#endif
+
 void drop_factors(uint64_t key, int NP, uint32_t threshold, float scale, float* d) {
+  constexpr uint64_t golden = 0x9E3779B97F4A7C15ULL;
   uint32_t bits;
   std::memcpy(&bits, &scale, sizeof bits);
-  int c = 0, q = 0;
-  for (int i = 0; 2 * i < C * NP; ++i) {  // C * NP is even
-    const uint64_t h = mix64(key + (uint64_t)i * 0x9E3779B97F4A7C15ULL);
+  const int pairs = C * NP / 2;  // C * NP is even
+  int i = 0, c = 0, q = 0;
+#if defined(__AVX2__)
+  // 4 hashes (8 elements) per step: lane l of the counter is key + (i + l) * golden
+  __m256i at = _mm256_set_epi64x((int64_t)(key + 3 * golden), (int64_t)(key + 2 * golden),
+                                 (int64_t)(key + golden), (int64_t)key);
+  const __m256i step = _mm256_set1_epi64x((int64_t)(4 * golden));
+  const __m256i below = _mm256_set1_epi64x((int64_t)threshold - 1);  // x >= t: x > t - 1
+  const __m256i low24 = _mm256_set1_epi64x(0xFFFFFF);
+  const __m256i even_bits = _mm256_set1_epi64x((int64_t)bits);  // low half of a lane
+  const __m256i odd_bits = _mm256_set1_epi64x((int64_t)((uint64_t)bits << 32));
+  alignas(32) uint32_t out[8];  // elements 2i .. 2i + 7 in order
+  for (; i + 4 <= pairs; i += 4) {
+    const __m256i h = mix64x4(at);
+    at = _mm256_add_epi64(at, step);
+    const __m256i hi = _mm256_srli_epi64(h, 40);
+    const __m256i lo = _mm256_and_si256(_mm256_srli_epi64(h, 16), low24);
+    const __m256i even = _mm256_and_si256(_mm256_cmpgt_epi64(hi, below), even_bits);
+    const __m256i odd = _mm256_and_si256(_mm256_cmpgt_epi64(lo, below), odd_bits);
+    _mm256_store_si256((__m256i*)out, _mm256_or_si256(even, odd));
+    for (int l = 0; l < 8; ++l) {
+      std::memcpy(d + q * C + c, out + l, sizeof(uint32_t));
+      if (++q == NP) q = 0, ++c;
+    }
+  }
+#endif
+  for (; i < pairs; ++i) {
+    const uint64_t h = mix64(key + (uint64_t)i * golden);
     // all-one / all-zero masks of the decisions (no branch, no conditional move)
     const uint32_t hi = bits & (0u - (uint32_t)((uint32_t)(h >> 40) >= threshold));
     const uint32_t lo = bits & (0u - (uint32_t)((uint32_t)((h >> 16) & 0xFFFFFF) >= threshold));
