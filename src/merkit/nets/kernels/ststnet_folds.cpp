@@ -438,6 +438,12 @@ torch::Tensor backward(torch::Tensor xpad, torch::Tensor mask, torch::Tensor arg
       build_patches(xp + n * in_size, g, P.data());
       for (int64_t f = f0; f < f1; ++f) {
         if (!mp[n * F + f]) continue;
+        if (f + 1 < f1) {  // the next fold's argmax and gradient, read at random, from memory
+          const char* a1 = (const char*)(ap + (n * F + f + 1) * NP * C);
+          const char* g1 = (const char*)(gp + (n * F + f + 1) * C * NA);
+          for (size_t b = 0; b < sizeof(int16_t) * NP * C; b += 64) __builtin_prefetch(a1 + b);
+          for (size_t b = 0; b < sizeof(float) * C * NA; b += 64) __builtin_prefetch(g1 + b);
+        }
         for (auto& v : acc) v = splat(0.0f);
         const int16_t* an = ap + (n * F + f) * NP * C;
         const float* gn = gp + (n * F + f) * C * NA;
