@@ -22,8 +22,9 @@ paths alike (the ratio holds; the walls are then projected to the preset's epoch
 git revision ``REF`` (its ``src`` exported to a temporary folder, its kernel built under
 its own digest) in the same run: each side trains all folds for ``--epochs`` epochs after
 one warm-up epoch in its own subprocess, the two sides alternating ``--repeats`` times;
-printed: each side's fold-samples/s (the timed epochs only, best and all runs) and the
-ratio of the bests.
+printed: each side's fold-samples/s over the timed epochs (per wall second and per second
+of the process's CPU time, which leaves out time the process waited for a busy core; best,
+median and every run) and the ratios.
 
 Usage::
 
@@ -93,11 +94,14 @@ def _timed_batched(epochs: int, threads: int, flows: Path) -> None:
 
     X, y, folds, _ = cde_inputs(flows)
     cfg = replace(PRESETS["ststnet"], epochs=epochs + 1, num_classes=3, threads=threads)
-    stamps: list[float] = []
+    stamps: list[tuple[float, float]] = []  # (wall, this process's CPU time)
     train_folds_batched("ststnet", X, y, folds, cfg, seed=0, protocol_folds=len(folds),
-                        on_epoch=lambda e, n: stamps.append(time.perf_counter()))  # fmt: skip
-    rate = epochs * sum(len(f.train_idx) for f in folds) / (stamps[-1] - stamps[0])
-    print(json.dumps({"rate": rate, "merkit": merkit.__file__}))
+                        on_epoch=lambda e, n: stamps.append((time.perf_counter(),
+                                                             time.process_time())))  # fmt: skip
+    samples = epochs * sum(len(f.train_idx) for f in folds)
+    rate = samples / (stamps[-1][0] - stamps[0][0])
+    cpu_rate = samples / (stamps[-1][1] - stamps[0][1])
+    print(json.dumps({"rate": rate, "cpu_rate": cpu_rate, "merkit": merkit.__file__}))
 
 
 def compare(ref: str, epochs: int, threads: int, repeats: int, flows: Path) -> None:
@@ -115,6 +119,7 @@ def compare(ref: str, epochs: int, threads: int, repeats: int, flows: Path) -> N
             tar.extractall(tmp, filter="data")
         sides = {ref: Path(tmp) / "src", "this checkout": repo / "src"}
         rates: dict[str, list[float]] = {name: [] for name in sides}
+        cpu: dict[str, list[float]] = {name: [] for name in sides}
         for _ in range(repeats):
             for name, src in sides.items():
                 # REF's kernel is built in the temporary folder (its path differs per run)
@@ -130,12 +135,18 @@ def compare(ref: str, epochs: int, threads: int, repeats: int, flows: Path) -> N
                 if not got["merkit"].startswith(str(src)):
                     raise SystemExit(f"{name}: imported merkit from {got['merkit']}, not {src}")
                 rates[name].append(got["rate"])
-                print(f"  {name}: {got['rate']:,.0f} fold-samples/s", flush=True)
-    best = {name: max(r) for name, r in rates.items()}
-    for name, r in rates.items():
-        print(f"{name}: best {best[name]:,.0f} fold-samples/s "
-              f"(runs: {', '.join(f'{v:,.0f}' for v in r)})")  # fmt: skip
-    print(f"ratio this checkout / {ref}: {best['this checkout'] / best[ref]:.3f}x")
+                cpu[name].append(got["cpu_rate"])
+                print(f"  {name}: {got['rate']:,.0f} fold-samples/s (per CPU second: "
+                      f"{got['cpu_rate']:,.0f})", flush=True)  # fmt: skip
+    for label, runs in (("wall", rates), ("CPU time", cpu)):
+        best = {name: max(r) for name, r in runs.items()}
+        mid = {name: float(np.median(r)) for name, r in runs.items()}
+        for name, r in runs.items():
+            print(f"{name} ({label}): best {best[name]:,.0f}, median {mid[name]:,.0f} "
+                  f"fold-samples/s (runs: {', '.join(f'{v:,.0f}' for v in r)})")  # fmt: skip
+        mine = "this checkout"
+        print(f"ratio {mine} / {ref} ({label}): best {best[mine] / best[ref]:.3f}x, "
+              f"median {mid[mine] / mid[ref]:.3f}x")  # fmt: skip
 
 
 def main() -> None:
