@@ -141,8 +141,8 @@ inline void store_i16(int16_t* out, v8i a, v8i b) {
 
 // out[0..7] += v (float to double)
 inline void add_to_f64(double* out, v8 v) {
-  const v4d lo = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), v4d);
-  const v4d hi = __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), v4d);
+  const v4d lo = {(double)v[0], (double)v[1], (double)v[2], (double)v[3]};
+  const v4d hi = {(double)v[4], (double)v[5], (double)v[6], (double)v[7]};
   v4d a, b;
   std::memcpy(&a, out, sizeof a);
   std::memcpy(&b, out + 4, sizeof b);
