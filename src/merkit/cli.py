@@ -549,7 +549,8 @@ def cdmer(
         str,
         typer.Option(
             help="Label-free criterion of the selection tables (with a grid): reverse, "
-            "class_entropy, entropy or snd."
+            "class_entropy, entropy, snd, snd_guarded, iwcv, dev, mixval (or mixval_inter, "
+            "mixval_intra)."
         ),
     ] = "reverse",
     select: Annotated[
