@@ -17,11 +17,11 @@ authors' flow images (``../shared/data/megc2019_flow``). Three steps:
     are flat and noisy after the first tens of epochs; parsimony, as the 1-SE rule).
     Writes ``selection.json`` and ``curves.csv``.
 ``run``
-    The LOSO folds of ``merkit train`` (:func:`merkit.workflows.train.run_train`, one call per
-    (seed, fold), so its per-fold cache, weights and model card are the ones written)
-    spread over ``--workers`` processes (1 torch thread each), then one call over all
-    folds that only reads the cache and writes ``results.csv`` / ``summary.csv``.
-    With ``--selection`` each group runs with its own chosen epochs.
+    One ``merkit train`` run (:func:`merkit.workflows.train.run_train`) of the LOSO folds
+    over ``--workers`` processes (1 torch thread each; batched networks: one process,
+    ``--workers`` threads), with the leak audit. With ``--selection`` each fold trains its
+    group's chosen epochs (``--fold-epochs``), so the run is one run: ``merkit ensemble``
+    and ``merkit report`` read it like any other.
 ``table``
     Pools the fold files of one or more ``run`` folders and prints UF1 / UAR per seed and
     database, mean +- std over seeds, next to the published numbers, plus training time.
@@ -185,6 +185,9 @@ def select(args: argparse.Namespace) -> dict:
         "class_weight": args.class_weight,
         "chosen_epochs": chosen,
         "subject_group": subject_groups(_read(args.flows).table, k),
+        # what `merkit train --fold-epochs selection.json` reads: each fold's epochs
+        "fold_epochs": {subj: chosen[str(g)]
+                        for subj, g in subject_groups(_read(args.flows).table, k).items()},
         "seconds": round(time.perf_counter() - t0, 1),
         "n_train_per_pair": sorted(set(curves["n_train"].tolist())),
     }  # fmt: skip
@@ -199,75 +202,39 @@ def _read(flows):
 
 
 # --------------------------------------------------------------------------- run
-def _one_fold(out: str, model: str, flows: str, epochs: int | None, seed: int, subject: str,
-              preset: str | None = None, lr: float | None = None,
-              class_weight: str | None = None) -> float:  # fmt: skip
-    t0 = time.perf_counter()
-    run_train(out, protocol="cde", model=model, flows_dir=flows, epochs=epochs, seeds=[seed],
-              folds=[subject], preset=preset, lr=lr, class_weight=class_weight,
-              progress=False, fold_batching="off")  # fmt: skip
-    return time.perf_counter() - t0
+def fold_epochs_of(selection: str | Path, model: str, chosen_for: tuple) -> dict[str, int]:
+    """Each CDE fold's epochs from a ``selection.json`` of :func:`select` (its test
+    subject's group's choice), refusing a selection made for another model or setting."""
+    sel = json.loads(Path(selection).read_text())
+    if sel["model"] != model:
+        raise SystemExit(f"{selection} selected epochs for {sel['model']}")
+    made_for = (sel.get("preset"), sel.get("lr"), sel.get("class_weight"))
+    if made_for != chosen_for:
+        raise SystemExit(f"{selection} selected epochs for preset, lr, class weight "
+                         f"{made_for}, not {chosen_for}")  # fmt: skip
+    return {s: int(sel["chosen_epochs"][str(g)]) for s, g in sel["subject_group"].items()}
 
 
 def run(args: argparse.Namespace) -> None:
-    """All (seed, fold) units in parallel worker processes, then the scoring call."""
-    data = _read(args.flows)
-    subjects = CDE.select_folds(data.table, args.folds)
+    """One ``merkit train`` run: folds in ``--workers`` processes (or batched with
+    ``--workers`` threads), each fold with its group's chosen epochs (``--fold-epochs``),
+    the leak audit recorded every epoch; resumes from the folds already stored."""
     seeds = [int(s) for s in str(args.seeds).split(",")]
+    fold_epochs = None
     if args.selection:
-        sel = json.loads(Path(args.selection).read_text())
-        if sel["model"] != args.model:
-            raise SystemExit(f"{args.selection} selected epochs for {sel['model']}")
-        chosen_for = (sel.get("preset"), sel.get("lr"), sel.get("class_weight"))
-        if chosen_for != (args.preset, args.lr, args.class_weight):
-            raise SystemExit(
-                f"{args.selection} selected epochs for preset, lr, class weight "
-                f"{chosen_for}, not {(args.preset, args.lr, args.class_weight)}"
-            )
-        epochs_of = {s: sel["chosen_epochs"][str(g)] for s, g in sel["subject_group"].items()}
-    else:
-        epochs_of = dict.fromkeys(subjects, args.epochs)
-    by_epochs: dict[int | None, list[str]] = {}
-    for s in subjects:
-        by_epochs.setdefault(epochs_of[s], []).append(s)
-    tasks = [(e, seed, s) for seed in seeds for s in subjects for e in [epochs_of[s]]]
+        fold_epochs = fold_epochs_of(args.selection, args.model,
+                                     (args.preset, args.lr, args.class_weight))  # fmt: skip
     batched = args.fold_batching != "off" and args.model in BATCHED
     t0 = time.perf_counter()
-    if batched:  # one computation per (epoch count, seed): all its folds at once
-        secs = []
-        for e, folds in by_epochs.items():
-            for seed in seeds:
-                t1 = time.perf_counter()
-                run_train(args.out, protocol="cde", model=args.model, flows_dir=args.flows,
-                          epochs=e, seeds=[seed], folds=folds, preset=args.preset, lr=args.lr,
-                          class_weight=args.class_weight, threads=args.workers,
-                          fold_batching=args.fold_batching, progress=True)  # fmt: skip
-                secs.append((time.perf_counter() - t1) / len(folds))
-    else:  # fold by fold in worker processes, 1 torch thread each
-        secs = Parallel(n_jobs=args.workers, batch_size=1)(
-            delayed(_one_fold)(
-                args.out,
-                args.model,
-                str(args.flows),
-                e,
-                seed,
-                s,
-                args.preset,
-                args.lr,
-                args.class_weight,
-            )
-            for e, seed, s in tasks
-        )
+    res = run_train(args.out, protocol="cde", model=args.model, flows_dir=args.flows,
+                    epochs=None if fold_epochs else args.epochs, fold_epochs=fold_epochs,
+                    seeds=seeds, folds=args.folds, preset=args.preset, lr=args.lr,
+                    class_weight=args.class_weight, fold_batching=args.fold_batching,
+                    threads=args.workers if batched else None,
+                    n_jobs=1 if batched else args.workers, progress=True)  # fmt: skip
     wall = time.perf_counter() - t0
-    for e, folds in by_epochs.items():  # all cached now: score (one run per epoch count)
-        res = run_train(args.out, protocol="cde", model=args.model, flows_dir=args.flows,
-                        epochs=e, seeds=seeds, folds=folds, preset=args.preset, lr=args.lr,
-                        class_weight=args.class_weight, progress=False,
-                        fold_batching=args.fold_batching if batched else "off",
-                        threads=args.workers if batched else None)  # fmt: skip
-        log.info("runs %s (epochs %s): %d folds cached", res.runs, e, res.folds_cached)
-    print(f"{args.model}: {len(tasks)} folds with {args.workers} workers, wall {wall:.0f} s; "
-          f"per call mean {np.mean(secs):.1f} s")  # fmt: skip
+    print(f"{args.model}: run {res.run_dir}, {res.folds_done} folds trained, "
+          f"{res.folds_cached} from cache, {args.workers} workers, wall {wall:.0f} s")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- table

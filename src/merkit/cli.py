@@ -549,7 +549,8 @@ def cdmer(
         str,
         typer.Option(
             help="Label-free criterion of the selection tables (with a grid): reverse, "
-            "class_entropy, entropy or snd."
+            "class_entropy, entropy, snd, snd_guarded, iwcv, dev, mixval (or mixval_inter, "
+            "mixval_intra)."
         ),
     ] = "reverse",
     select: Annotated[
@@ -867,6 +868,14 @@ def train(
             "with replacement, every class equally likely; trains fold by fold)."
         ),
     ] = None,
+    fold_epochs: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON {fold: epochs}: each fold's own epochs, e.g. chosen per group of test "
+            "subjects on training subjects only (the selection.json of benchmarks/cde.py "
+            "select). Every fold needs one; not with --epochs or --final."
+        ),
+    ] = None,
     fold_batching: Annotated[
         str,
         typer.Option(
@@ -958,7 +967,7 @@ def train(
             backend=backend, address=address,
             workers=workers, audit_every=audit_every, prior_epochs=prior_epochs,
             label_smoothing=label_smoothing, ema_decay=ema_decay, scheduler=scheduler,
-            sampler=sampler,
+            sampler=sampler, fold_epochs=fold_epochs,
         )  # fmt: skip
     except USER_ERRORS as exc:
         _fail(exc)

@@ -773,13 +773,14 @@ GRID_MAX_PARTS = MAX_PARTS
 
 _GRID_COLUMNS = (*RESULT_COLUMNS, "published_params", "seconds", "criteria_seconds",
                  "criteria", "entropy", "class_entropy", "reverse", "iwcv", "snd",
-                 "snd_guarded", "dev", "y_pred", "y_prob")  # fmt: skip
+                 "snd_guarded", "dev", "mixval", "mixval_inter", "mixval_intra", "y_pred",
+                 "y_prob")  # fmt: skip
 _GRID_STR_COLUMNS = ("protocol", "task", "source", "target", "method", "selection",
                      "params", "published_params", "data", "labels", "created", "criteria",
                      "y_pred", "y_prob")  # fmt: skip
 _GRID_FLOAT_COLUMNS = ("mean_f1", "uar", "accuracy", "seconds", "criteria_seconds", "score",
                        "entropy", "class_entropy", "reverse", "iwcv", "snd", "snd_guarded",
-                       "dev")  # fmt: skip
+                       "dev", "mixval", "mixval_inter", "mixval_intra")  # fmt: skip
 
 
 def grid_key(row: Mapping) -> tuple[str, ...]:

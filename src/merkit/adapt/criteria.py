@@ -59,6 +59,22 @@ can be reported next to the oracle pick. Higher is better for every one.
     cross-entropy: not every method has class scores, and decision values of different
     methods are on different scales. Shares the k refits of ``"iwcv"`` when both are asked.
 
+``"mixval_inter"``, ``"mixval_intra"``, ``"mixval"``
+    MixVal (Hu, Liang, Liew, Xue, Bai & Wang, "Mixed Samples as Probes for Unsupervised
+    Model Selection in Domain Adaptation", NeurIPS 2023, https://openreview.net/forum?id=
+    ackajXqei2), as in the authors' released code (``val_mixval_inter.py``,
+    ``val_mixval_intra.py``): the forward fit's target predictions are pseudo-labels;
+    target rows are mixed in pairs, ``x = 0.55 x_a + 0.45 x_b`` (:data:`MIXVAL_LAMBDA`),
+    and the fitted model (refitted, deterministic) predicts the mixed rows; the value is
+    the accuracy of those predictions against ``a``'s pseudo-label (the argmax of the
+    mixed pseudo-label). Pairs: the rows in batches of 128 (:data:`MIXVAL_BATCH`), each
+    row with its mirror in the batch. Inter-cluster: rows in a seeded random order, pairs
+    with different pseudo-labels only; intra-cluster: rows sorted by pseudo-label, pairs
+    with equal ones only. NaN when a point has no such pair (e.g. a one-class point has no
+    inter-cluster pair). ``"mixval"`` is the mean of the two (the released code scores
+    them in two scripts and does not combine them; the mean is merkit's choice, fixed in
+    advance). One refit per point (all points' probes in one ``fit_path`` call).
+
 Cross-method agreement (a point's macro-F1 against the consensus of every method's grid
 points) needs all methods' predictions of a task at once, so it is not a per-point
 criterion here: :func:`agreement` computes it from stored predictions and
@@ -100,7 +116,10 @@ __all__ = [
     "dev_risk",
     "evaluate_points",
     "guarded_snd",
+    "ice",
     "iwcv",
+    "mixval_pairs",
+    "mixval_scores",
     "prediction_entropy",
     "probabilities",
     "reverse_validation",
@@ -113,6 +132,7 @@ __all__ = [
 #: label-free criteria (higher is better)
 CRITERIA: tuple[str, ...] = (
     "entropy", "class_entropy", "reverse", "iwcv", "snd", "snd_guarded", "dev",
+    "mixval", "mixval_inter", "mixval_intra",
 )  # fmt: skip
 #: the criteria read off the forward fit (its target predictions and decision values)
 FORWARD_CRITERIA: tuple[str, ...] = ("entropy", "class_entropy", "snd", "snd_guarded")
@@ -120,6 +140,13 @@ FORWARD_CRITERIA: tuple[str, ...] = ("entropy", "class_entropy", "snd", "snd_gua
 SCORE_CRITERIA: tuple[str, ...] = ("entropy", "snd", "snd_guarded")
 #: the criteria computed from out-of-fold source predictions (k refits per point)
 FOLD_CRITERIA: tuple[str, ...] = ("iwcv", "dev")
+#: the criteria that predict mixed target rows (one refit per point)
+MIXVAL_CRITERIA: tuple[str, ...] = ("mixval", "mixval_inter", "mixval_intra")
+#: MixVal's mixing ratio of the pair's first row (the authors' code: ``--lam 0.55``)
+MIXVAL_LAMBDA = 0.55
+#: MixVal pairs each row with its mirror within consecutive batches of this many rows
+#: (the authors' code: ``--bs 128``, ``torch.arange(batch_size).flip(0)``)
+MIXVAL_BATCH = 128
 #: SND's softmax temperature (Saito et al. 2021, their code's default)
 SND_TEMPERATURE = 0.05
 #: ``"snd_guarded"``: a point is collapsed when its predicted-class entropy is below this
@@ -241,6 +268,94 @@ def class_entropy(pred: np.ndarray) -> float:
     _, counts = np.unique(pred, return_counts=True)
     p = counts / counts.sum()
     return float(-(p * np.log(p)).sum())
+
+
+def mixval_pairs(
+    pseudo: np.ndarray, kind: str, *, seed: int = 0, batch: int = MIXVAL_BATCH
+) -> tuple[np.ndarray, np.ndarray]:
+    """MixVal's probe pairs ``(a, b)`` (row positions, each (p,)) of target rows with
+    pseudo-labels ``pseudo`` (nt,).
+
+    The rows are ordered (``"inter"``: a random permutation drawn with ``seed``;
+    ``"intra"``: sorted by pseudo-label, stable), cut into consecutive batches of
+    ``batch`` rows, and each row is paired with its mirror in its batch (the first with
+    the last, ...). ``"inter"`` keeps the pairs whose pseudo-labels differ, ``"intra"``
+    the pairs whose pseudo-labels are equal (a batch of odd length pairs its middle row
+    with itself). Both orders of a pair appear, as in the authors' code.
+
+    Raises
+    ------
+    ValueError
+        ``kind`` is not "inter" or "intra", or ``batch`` < 1.
+    """
+    pseudo = np.asarray(pseudo)
+    if kind not in ("inter", "intra"):
+        raise ValueError(f"mixval_pairs: kind must be 'inter' or 'intra', got {kind!r}")
+    if batch < 1:
+        raise ValueError(f"mixval_pairs: batch must be >= 1, got {batch}")
+    n = len(pseudo)
+    if kind == "inter":
+        order = np.random.default_rng(seed).permutation(n)
+    else:
+        order = np.argsort(pseudo, kind="stable")
+    a = order
+    b = np.concatenate([order[i : i + batch][::-1] for i in range(0, n, batch)]) if n else order
+    keep = (pseudo[a] != pseudo[b]) if kind == "inter" else (pseudo[a] == pseudo[b])
+    return a[keep], b[keep]
+
+
+def ice(pred_mixed: np.ndarray, pseudo_a: np.ndarray) -> float:
+    """MixVal's ICE score: the fraction of mixed probes predicted as their first row's
+    pseudo-label (``pred_mixed``, ``pseudo_a``: (p,)); NaN without probes."""
+    pred_mixed, pseudo_a = np.asarray(pred_mixed), np.asarray(pseudo_a)
+    return float("nan") if len(pseudo_a) == 0 else float((pred_mixed == pseudo_a).mean())
+
+
+def mixval_scores(
+    estimator: DomainAdaptationClassifier,
+    points: Sequence[Mapping],
+    Xs: np.ndarray,
+    ys: np.ndarray,
+    Xt: np.ndarray,
+    pseudo_labels: Sequence[np.ndarray],
+    *,
+    seed: int = 0,
+    lam: float = MIXVAL_LAMBDA,
+    batched: bool = True,
+    **fit_params,
+) -> list[dict[str, float]]:
+    """``"mixval_inter"``, ``"mixval_intra"`` and ``"mixval"`` of several points.
+
+    Point ``i``'s pseudo-labels are ``pseudo_labels[i]`` (its forward fit's target
+    predictions); its probes are :func:`mixval_pairs` of them, mixed as
+    ``lam x_a + (1 - lam) x_b``. All points are refitted on (source, unlabelled target)
+    in one ``fit_path`` call that predicts every distinct probe of every point once.
+    """
+    Xs, Xt = np.asarray(Xs, dtype=float), np.asarray(Xt, dtype=float)
+    pairs = [{k: mixval_pairs(pl, k, seed=seed) for k in ("inter", "intra")}
+             for pl in pseudo_labels]  # fmt: skip
+    row: dict[tuple[int, int], int] = {}
+    for pp in pairs:
+        for a, b in pp.values():
+            for key in zip(a.tolist(), b.tolist(), strict=True):
+                row.setdefault(key, len(row))
+    out = [dict.fromkeys(("mixval_inter", "mixval_intra", "mixval"), float("nan"))
+           for _ in points]  # fmt: skip
+    if not row:
+        return out
+    ab = np.array(list(row), dtype=np.int64)
+    X_mix = lam * Xt[ab[:, 0]] + (1.0 - lam) * Xt[ab[:, 1]]
+    X, sd = _stacked(Xs, len(Xt), Xt)
+    fits = estimator.fit_path(X, _labels(ys, len(Xt)), sd, list(points), X_eval=X_mix,
+                              batched=batched, **fit_params)  # fmt: skip
+    for i, (pp, pl, f) in enumerate(zip(pairs, pseudo_labels, fits, strict=True)):
+        pl = np.asarray(pl)
+        for kind, (a, b) in pp.items():
+            at = np.array([row[k] for k in zip(a.tolist(), b.tolist(), strict=True)],
+                          dtype=np.int64)  # fmt: skip
+            out[i][f"mixval_{kind}"] = ice(np.asarray(f.predictions)[at], pl[a])
+        out[i]["mixval"] = float(np.mean([out[i]["mixval_inter"], out[i]["mixval_intra"]]))
+    return out
 
 
 def _stacked(Xs: np.ndarray, n_target: int, Xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -517,9 +632,9 @@ def evaluate_points(
         The criteria of each point (names from :data:`CRITERIA`).
     predictions : sequence of ndarray, optional
         Each point's target predictions from an earlier fit: no forward fit then, and only
-        ``"class_entropy"``, ``"reverse"``, ``"iwcv"`` and ``"dev"`` can be asked for (not
-        the decision-value criteria of :data:`SCORE_CRITERIA`).
-    n_folds, seed : IWCV / DEV folds and fold seed.
+        ``"class_entropy"``, ``"reverse"``, ``"iwcv"``, ``"dev"`` and the MixVal criteria
+        can be asked for (not the decision-value criteria of :data:`SCORE_CRITERIA`).
+    n_folds, seed : IWCV / DEV folds and fold seed (also MixVal's inter-cluster order).
     batched : bool
         Let the method share work across points (``fit_path``); False: one fit per point.
     **fit_params
@@ -582,6 +697,15 @@ def evaluate_points(
         spent[idx] += (time.perf_counter() - t0) / len(idx)
         for i, v in zip(idx, got, strict=True):
             values[i]["reverse"] = v
+    idx = [i for i, cs in enumerate(criteria) if set(cs) & set(MIXVAL_CRITERIA)]
+    if idx:  # one refit of every asking point predicts all their mixed probes
+        t0 = time.perf_counter()
+        got = mixval_scores(estimator, [points[i] for i in idx], Xs, ys, Xt,
+                            [preds[i] for i in idx], seed=seed, batched=batched,
+                            **fit_params)  # fmt: skip
+        spent[idx] += (time.perf_counter() - t0) / len(idx)
+        for i, v in zip(idx, got, strict=True):
+            values[i].update({c: v[c] for c in criteria[i] if c in MIXVAL_CRITERIA})
     idx = [i for i, cs in enumerate(criteria) if set(cs) & set(FOLD_CRITERIA)]
     if idx:  # iwcv and dev share the out-of-fold predictions
         t0 = time.perf_counter()

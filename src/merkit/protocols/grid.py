@@ -63,7 +63,7 @@ __all__ = ["SELECTIONS", "GridRun", "GridRunner", "grid_points"]
 #: selections written as results rows besides one per label-free criterion
 SELECTIONS: tuple[str, ...] = ("oracle", "default")
 #: criteria that a stored fit's predictions (or no fit at all) suffice for
-STORED_FIT_CRITERIA = ("reverse", "iwcv", "dev")
+STORED_FIT_CRITERIA = ("reverse", "iwcv", "dev", "mixval", "mixval_inter", "mixval_intra")
 #: criteria-only units per job
 CRITERIA_JOB = 64
 

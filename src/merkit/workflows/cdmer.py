@@ -297,7 +297,8 @@ def run_cdmer_on_features(
         The label-free criterion of the second set of tables (one of ``criteria``).
     criteria : sequence of str
         Label-free criteria computed for every grid point (default
-        :data:`CDMER_CRITERIA`; ``"iwcv"`` and ``"dev"`` cost k more fits per point).
+        :data:`CDMER_CRITERIA`; ``"iwcv"`` and ``"dev"`` cost k more fits per point, the
+        MixVal criteria one).
     table_title : str
         Title of the table of a run at the default points.
     select : "method" or "auto"

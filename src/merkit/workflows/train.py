@@ -138,6 +138,7 @@ __all__ = [
     "flowseq_inputs",
     "magnify_augment_factors",
     "preset_for",
+    "read_fold_epochs",
     "run_train",
     "summary_table",
 ]
@@ -631,10 +632,11 @@ def _fold_resources(device: str, threads: int) -> dict[str, float]:
 
 
 def _train_on_backend(
-    be: Backend, todo: list[tuple[int, Fold]], *, base, fit_args: dict, bar, bar_task,
+    be: Backend, todo: list[tuple[int, Fold]], *, base, fit_args: dict, cfg_of, bar, bar_task,
 ) -> dict[tuple[int, str], tuple]:  # fmt: skip
-    """Train ``todo`` (seed, fold) on ``be``, one fold per job; the fold files are written
-    by the workers when they share this file system, else here as each fold comes back."""
+    """Train ``todo`` (seed, fold) on ``be``, one fold per job (``cfg_of(fold)``: its
+    training configuration); the fold files are written by the workers when they share this
+    file system, else here as each fold comes back."""
     from merkit.nets.data import ClipArray
 
     a = fit_args
@@ -644,12 +646,12 @@ def _train_on_backend(
         log.info("backend %s at an address: the %d clips on disk are sent in memory", be.name,
                  len(X))  # fmt: skip
         X = np.asarray(X)
-    calls = [(_fold_job, (in_worker, a["task"], X, fold, seed, a["cfg"], a["model"],
+    calls = [(_fold_job, (in_worker, a["task"], X, fold, seed, cfg_of(fold), a["model"],
                           a["model_kwargs"], a["weights_root"], base(seed, fold), a["device"],
                           a["workers"], a["audit_every"]))
              for seed, fold in todo]  # fmt: skip
     fresh: dict[tuple[int, str], tuple] = {}
-    need = _fold_resources(a["device"], a["cfg"].threads)
+    need = _fold_resources(a["device"], cfg_of(todo[0][1]).threads)
     with closing(be.map(calls, resources=need)) as jobs:  # stopping cancels pending jobs
         for (seed, fold), (_, name, got) in zip(todo, jobs, strict=True):
             if not in_worker:
@@ -686,6 +688,7 @@ def _run_task(
     folds, final: bool, out_dir: Path, split: dict, bar, bar_task, input_params: dict,
     fold_weights: bool = True, backend: Backend | None = None, fold_batching: str = "auto",
     device: str = "cpu", workers: int = 0, audit_every: int = 0,
+    fold_epochs: Mapping[str, int] | None = None,
 ) -> _TaskRun:  # fmt: skip
     from merkit.nets.fold_batched import FoldSpec, batching_problem, train_folds_batched
     from merkit.nets.predict import ModelCard, write_model_card
@@ -707,6 +710,13 @@ def _run_task(
               **({"device": device.split(":")[0]} if device != "cpu" else {}),
               **({"magnify_augment": inputs.magnify_augment} if inputs.magnify_augment
                  else {})}  # fmt: skip
+    if fold_epochs is not None:  # every fold of the task, so a --folds subset shares the id
+        params["epochs"] = "per fold"
+        params["fold_epochs"] = {f.name: int(fold_epochs[f.name]) for f in task.folds}
+
+    def cfg_of(fold: Fold):
+        return cfg if fold_epochs is None else replace(cfg, epochs=int(fold_epochs[fold.name]))
+
     # torch threads do not change the numbers: hashed as 1, so a run resumes with any --threads
     ident = params_to_json({"params": {**params, "threads": 1}, "protocol": task.protocol,
                             "task": task.name})  # fmt: skip
@@ -733,17 +743,19 @@ def _run_task(
     def base(seed: int, fold: Fold) -> Path:
         return fold_root / f"seed{seed}" / fold.file_name
 
-    fit_args = {"task": task, "X": X, "cfg": cfg, "model": model, "model_kwargs": model_kwargs,
+    fit_args = {"task": task, "X": X, "model": model, "model_kwargs": model_kwargs,
                 "weights_root": weights_root if fold_weights else None,
                 "device": device, "workers": workers, "audit_every": audit_every}  # fmt: skip
     fresh: dict[tuple[int, str], tuple] = {}
     todo = [(seed, fold) for seed in seeds for fold in chosen
             if not fold_paths(base(seed, fold))[0].is_file()]  # fmt: skip
     if batched:  # the folds of a seed as one computation (merkit.nets.fold_batched)
-        for seed in seeds:
-            group = [fold for s, fold in todo if s == seed]
-            if not group:
-                continue
+        # one computation per seed and epoch count (a fold's batches, dropout masks and
+        # result do not depend on the other folds it trains with)
+        groups: dict[tuple[int, int], list[Fold]] = {}
+        for s, fold in todo:
+            groups.setdefault((s, cfg_of(fold).epochs), []).append(fold)
+        for (seed, _), group in groups.items():
             label = next(t.description for t in bar.tasks if t.id == bar_task)
 
             def on_epoch(epoch: int, epochs: int, n: int = len(group), label: str = label) -> None:
@@ -753,7 +765,7 @@ def _run_task(
             specs = [FoldSpec(f.train_idx, f.test_idx, f.index) for f in group]
             ckpt = fold_root / f"seed{seed}" / f"batched-{_folds_digest(group)}.pt"
             got = train_folds_batched(
-                model, X, task.y, specs, cfg, seed=seed, model_kwargs=model_kwargs,
+                model, X, task.y, specs, cfg_of(group[0]), seed=seed, model_kwargs=model_kwargs,
                 features=True, protocol_folds=len(task.folds), checkpoint=ckpt,
                 on_epoch=on_epoch, audit_every=audit_every)  # fmt: skip
             bar.update(bar_task, description=label)
@@ -765,8 +777,8 @@ def _run_task(
         todo = []
     be = backend if backend is not None else Backend("loky", 1)
     if todo and not be.serial:  # one fold per job (local processes or a cluster's workers)
-        fresh.update(_train_on_backend(be, todo, base=base, fit_args=fit_args, bar=bar,
-                                       bar_task=bar_task))  # fmt: skip
+        fresh.update(_train_on_backend(be, todo, base=base, fit_args=fit_args, cfg_of=cfg_of,
+                                       bar=bar, bar_task=bar_task))  # fmt: skip
     for seed in seeds:
         parts, zs = [], []
         for fold in chosen:
@@ -782,7 +794,7 @@ def _run_task(
                 cached += 1
             else:
                 _, _, (part, hist, z) = _fit_fold(seed=seed, fold=fold, base=base(seed, fold),
-                                                  **fit_args)  # fmt: skip
+                                                  cfg=cfg_of(fold), **fit_args)  # fmt: skip
                 zs.append(z)
                 done += 1
             if hist is not None:
@@ -1118,6 +1130,65 @@ def _check_options(
     return str(dev)
 
 
+def read_fold_epochs(source: str | Path | Mapping) -> dict[str, int]:
+    """Epochs per fold: ``{fold name: epochs}`` from a mapping or a JSON file.
+
+    The file holds that object, or an object with it under ``"fold_epochs"`` (the
+    ``selection.json`` of ``benchmarks/cde.py select``, which chooses each test group's
+    epochs on training subjects only). Fold names are the task's (LOSO: the held-out
+    subject, e.g. ``"casme2/sub01"``).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        The file is missing or not such an object, or an entry is not a whole number
+        >= 1 (the message names the file and the fold).
+    """
+    where = "--fold-epochs"
+    data = source
+    if not isinstance(source, Mapping):
+        path = Path(source)
+        where = f"--fold-epochs {path}"
+        if not path.is_file():
+            raise FileNotFoundError(f"{where}: no such file; give a JSON object "
+                                    '{"<fold>": epochs, ...}')  # fmt: skip
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{where}: not JSON ({e}); give an object "
+                             '{"<fold>": epochs, ...}') from None  # fmt: skip
+    if isinstance(data, Mapping) and isinstance(data.get("fold_epochs"), Mapping):
+        data = data["fold_epochs"]
+    if not isinstance(data, Mapping) or not data:
+        raise ValueError(f"{where}: expected a non-empty JSON object "
+                         '{"<fold>": epochs, ...}')  # fmt: skip
+    out = {}
+    for name, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) \
+                or int(value) < 1:  # fmt: skip
+            raise ValueError(f"{where}: fold {name!r} has epochs {value!r}; each must be a "
+                             "whole number >= 1")  # fmt: skip
+        out[str(name)] = int(value)
+    return out
+
+
+def _check_fold_epochs(fold_epochs: Mapping[str, int], built: Sequence) -> None:
+    """Every fold of every task has an entry and every entry names a fold (a typo would
+    otherwise train the wrong number of epochs or be ignored)."""
+    names = {f.name for task, _ in built for f in task.folds}
+    unknown = sorted(set(fold_epochs) - names)
+    if unknown:
+        raise ValueError(f"--fold-epochs names {len(unknown)} fold(s) the task does not have, "
+                         f"e.g. {unknown[0]!r}; its folds are named like "
+                         f"{sorted(names)[0]!r}")  # fmt: skip
+    for task, _ in built:
+        missing = [f.name for f in task.folds if f.name not in fold_epochs]
+        if missing:
+            raise ValueError(f"--fold-epochs: task {task.name} fold {missing[0]!r} has no "
+                             f"epochs ({len(missing)} of its {len(task.folds)} folds lack "
+                             "one); give every fold, also when --folds runs a few")  # fmt: skip
+
+
 def run_train(
     out_dir: str | Path,
     *,
@@ -1160,6 +1231,7 @@ def run_train(
     ema_decay: float | None = None,
     scheduler: str | None = None,
     sampler: str | None = None,
+    fold_epochs: str | Path | Mapping[str, int] | None = None,
 ) -> TrainResult:
     """Train a network under a protocol (module docstring for inputs and outputs).
 
@@ -1277,6 +1349,12 @@ def run_train(
     sampler : {"shuffle", "balanced"}, optional
         Class-balanced sampling of each fold's training clips (``balanced``; per-fold
         path) or every clip once per epoch (default).
+    fold_epochs : path or mapping, optional
+        Each fold's own number of epochs, ``{fold name: epochs}`` or a JSON file of it
+        (:func:`read_fold_epochs`), e.g. epochs chosen per group of test subjects on
+        training subjects only (docs/cde-reproduction.md). Every fold of the task needs
+        one; not with ``epochs`` or ``final``. The mapping joins the run's parameters
+        (``epochs: "per fold"``); batched folds train one computation per epoch count.
 
     Raises
     ------
@@ -1312,6 +1390,14 @@ def run_train(
         if fold_batching == "auto":
             log.info("backend %s: folds train one per job (no fold batching)", be.name)
             fold_batching = "off"
+    if fold_epochs is not None:
+        if epochs is not None:
+            raise ValueError("--fold-epochs and --epochs both set the epochs; give one")
+        if final:
+            raise ValueError("--final trains one model on every clip for one number of "
+                             "epochs; with --fold-epochs train it in a run of its own with "
+                             "--epochs")  # fmt: skip
+        fold_epochs = read_fold_epochs(fold_epochs)
     if audit_every is None:  # the 3-D inputs' test clips cost a forward pass each
         audit_every = 1 if kind == "flow" or (kind == "flowseq" and flows_dir) else 0
     _positive_int(audit_every, "audit_every", "--audit-every", least=0)
@@ -1426,6 +1512,8 @@ def run_train(
                                                   folder=folder)  # fmt: skip
         built.append((task, inputs))
 
+    if fold_epochs is not None:
+        _check_fold_epochs(fold_epochs, built)
     if dropped:  # --data: skipped.csv lists the clips left out (a stale list goes)
         write_skipped(out_dir, pd.concat(dropped, ignore_index=True).drop_duplicates())
 
@@ -1447,7 +1535,8 @@ def run_train(
                             bar=bar, bar_task=bar_task, input_params=input_params,
                             fold_weights=fold_weights, backend=be,
                             fold_batching=fold_batching, device=dev,
-                            workers=workers, audit_every=audit_every)  # fmt: skip
+                            workers=workers, audit_every=audit_every,
+                            fold_epochs=fold_epochs)  # fmt: skip
             runs.append((task, inputs, got))
     store.add_records([r for _, _, g in runs for r in g.records])
     history = write_history(out_dir / "history.csv", [h for _, _, g in runs for h in g.history])
