@@ -97,6 +97,17 @@ def test_members_that_do_not_fit_are_one_line_errors(runs, tmp_path):
     line = one_error_line(res)
     assert "different test clips (6 vs 9); ensemble runs of the same task and folds" in line
     assert str(partial) in line
+    unfinished = _train(runs["flows"], tmp_path / "unfinished", "off_apexnet")
+    run = json.loads((unfinished / "run.json").read_text())["run"]
+    seed1 = unfinished / "folds" / run / "seed1"
+    (gone,) = [p for p in seed1.glob("SAMM_*.csv") if not p.name.endswith(".history.csv")]
+    gone.unlink()  # seed 1 loses the predictions of one of its 3 folds: unfinished
+    res = runner.invoke(app, ["ensemble", str(runs["off"]), str(unfinished), "--out",
+                              str(tmp_path / "e5")])  # fmt: skip
+    assert one_error_line(res) == (
+        f"error: {unfinished}: run {run} seed 1 has 2 of its 3 folds stored (unfinished); "
+        "finish it with merkit train into that folder, or choose seeds with --seeds"
+    )
     res = runner.invoke(app, ["ensemble", str(tmp_path), "--out", str(tmp_path / "e2")])
     assert one_error_line(res) == (
         f"error: {tmp_path}: no run.json; give the --out folder of a finished merkit train run"

@@ -100,9 +100,9 @@ def read_members(
     Raises
     ------
     FileNotFoundError, ValueError
-        A folder is not a finished ``merkit train`` folder, a seed has no stored fold, a
-        multi-label (AU) run is given, or nothing is left after the filters; the message
-        names the folder.
+        A folder is not a finished ``merkit train`` folder, a seed has fewer stored folds
+        than its run (``run.json``'s ``folds``), a multi-label (AU) run is given, or
+        nothing is left after the filters; the message names the folder.
     """
     members = []
     for d in directories:
@@ -114,6 +114,7 @@ def read_members(
             raise ValueError(f"{d}/run.json lacks protocol, model or runs; rerun merkit train "
                              "into that folder")  # fmt: skip
         data = info.get("data") or {}
+        n_folds = info.get("folds") or {}
         for task, run in runs.items():
             if tasks is not None and task not in tasks:
                 continue
@@ -124,9 +125,17 @@ def read_members(
             for seed in stored_seeds(d, run):
                 if seeds is not None and seed not in seeds:
                     continue
-                parts = [read_fold(base)[0] for base in stored_folds(d, run, seed)]
-                if not parts:
+                bases = stored_folds(d, run, seed)
+                if not bases:
                     continue
+                want = n_folds.get(task) if isinstance(n_folds, dict) else None
+                if isinstance(want, int) and len(bases) < want:
+                    raise ValueError(
+                        f"{d}: run {run} seed {seed} has {len(bases)} of its {want} folds "
+                        "stored (unfinished); finish it with merkit train into that folder, "
+                        "or choose seeds with --seeds"
+                    )
+                parts = [read_fold(base)[0] for base in bases]
                 pred = pd.concat(parts, ignore_index=True)
                 probs = [f"prob_{c}" for c in range(len(classes))]
                 missing = [c for c in ["fold", *_KEY, "y_true", *probs] if c not in pred]
