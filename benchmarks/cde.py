@@ -178,16 +178,17 @@ def select(args: argparse.Namespace) -> dict:
                 **{f"e{e}": round(float(s), 4) for e, s in zip(epochs, scores, strict=True)},
             }
         )
+    groups = subject_groups(_read(args.flows).table, k)
     sel_info = {
         "model": args.model, "groups": k, "max_epochs": args.max_epochs, "every": args.every,
         "seed": args.seed, "tolerance": args.tolerance, "scale": args.scale,
         "init": args.init, "preset": args.preset, "lr": args.lr,
         "class_weight": args.class_weight,
         "chosen_epochs": chosen,
-        "subject_group": subject_groups(_read(args.flows).table, k),
-        # what `merkit train --fold-epochs selection.json` reads: each fold's epochs
-        "fold_epochs": {subj: chosen[str(g)]
-                        for subj, g in subject_groups(_read(args.flows).table, k).items()},
+        "subject_group": groups,
+        # what `merkit train --fold-epochs selection.json` reads: each fold's epochs (with
+        # --only-group the other groups' folds have none, and merkit train says so)
+        "fold_epochs": {subj: chosen[str(g)] for subj, g in groups.items() if str(g) in chosen},
         "seconds": round(time.perf_counter() - t0, 1),
         "n_train_per_pair": sorted(set(curves["n_train"].tolist())),
     }  # fmt: skip
