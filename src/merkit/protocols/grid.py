@@ -62,8 +62,9 @@ __all__ = ["SELECTIONS", "GridRun", "GridRunner", "grid_points"]
 
 #: selections written as results rows besides one per label-free criterion
 SELECTIONS: tuple[str, ...] = ("oracle", "default")
-#: criteria that a stored fit's predictions (or no fit at all) suffice for
-STORED_FIT_CRITERIA = ("reverse", "iwcv", "dev", "mixval", "mixval_inter", "mixval_intra")
+#: criteria that a stored fit's predictions (or no fit at all) suffice for: every one that
+#: does not read the forward fit's decision values (they refit with the stored predictions)
+STORED_FIT_CRITERIA = tuple(c for c in CRITERIA if c not in FORWARD_CRITERIA)
 #: criteria-only units per job
 CRITERIA_JOB = 64
 
