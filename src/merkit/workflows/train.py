@@ -1136,7 +1136,7 @@ def read_fold_epochs(source: str | Path | Mapping) -> dict[str, int]:
     The file holds that object, or an object with it under ``"fold_epochs"`` (the
     ``selection.json`` of ``benchmarks/cde.py select``, which chooses each test group's
     epochs on training subjects only). Fold names are the task's (LOSO: the held-out
-    subject, e.g. ``"casme2/sub01"``).
+    subject, e.g. ``"CASME2/01"``).
 
     Raises
     ------
