@@ -162,6 +162,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="--against: runs of each side")
     ap.add_argument("--_side", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.per_fold < 1:  # the ratio divides by the per-fold rate
+        ap.error(f"--per-fold {args.per_fold}: time at least 1 fold on the per-fold path")
     if args._side:
         _timed_batched(args.epochs, args.threads, args.flows)
         return
