@@ -14,6 +14,9 @@ the tasks (and seeds) and the methods it chose.
     PYTHONPATH=src nice -n 15 python benchmarks/cdmer_select_auto.py released \\
         --features-dir ../shared/data/cdmer_lbptop_r3p8
 
+``--class-order first-appearance`` codes each task's labels in MATLAB LibSVM's order (the
+papers'; ``merkit cdmer --class-order``).
+
 Synthetic tasks: benchmark-format files (85 blocks x 3 planes x 59-bin histograms,
 15,045 columns) of CASME2 (36 clips) and SMIC_VIS (24 clips) as in
 ``tests/cli/test_cdmer_grid_cli.py``: class c raises bins 5c..5c+4 by ``signal``, the
@@ -77,11 +80,13 @@ def write_synthetic(folder: Path, seed: int, signal: float = 0.3, shift: float =
             f[f"{db}_micro_label"] = (y + 1).astype(np.float64).reshape(1, -1)
 
 
-def run(features_dir: Path, out: Path, methods: str, criteria: str) -> pd.DataFrame:
+def run(
+    features_dir: Path, out: Path, methods: str, criteria: str, class_order: str = "sorted"
+) -> pd.DataFrame:
     t0 = time.perf_counter()
     crit = criteria.split(",")
     run_cdmer_on_feature_files(features_dir, out, method=methods, progress=False,
-                               param_grid=GRID, select="auto",
+                               param_grid=GRID, select="auto", class_order=class_order,
                                criteria=crit, criterion="reverse" if "reverse" in crit
                                else crit[0])  # fmt: skip
     auto = read_auto_selection(out)
@@ -110,6 +115,7 @@ def main() -> None:
     ap.add_argument("--methods", default=MEASURED)
     ap.add_argument("--criteria", default=CRITERIA)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--class-order", default="sorted", choices=["sorted", "first-appearance"])
     args = ap.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="select-auto-"))
     parts = []
@@ -118,10 +124,11 @@ def main() -> None:
             folder = work / f"synth{s}"
             folder.mkdir(parents=True, exist_ok=True)
             write_synthetic(folder, s)
-            got = run(folder, work / f"out{s}", args.methods, args.criteria)
+            got = run(folder, work / f"out{s}", args.methods, args.criteria, args.class_order)
             parts.append(got.assign(data_seed=s))
     else:
-        parts.append(run(args.features_dir, work / "released", args.methods, args.criteria))
+        parts.append(run(args.features_dir, work / "released", args.methods, args.criteria,
+                         args.class_order))  # fmt: skip
     auto = pd.concat(parts, ignore_index=True)
     cols = ["task", "selection", "method", "params", "mean_f1", "gap"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):

@@ -570,6 +570,16 @@ def cdmer(
             "'spatial' (the true facial blocks). merkit's own features always use their blocks.",
         ),
     ] = None,
+    class_order: Annotated[
+        str,
+        typer.Option(
+            "--class-order",
+            help="How the labels are coded for the fits: 'sorted' (default; scikit-learn's "
+            "LibSVM gives a one-vs-one vote tie to the smallest label) or 'first-appearance' "
+            "(MATLAB LibSVM's order, the papers' tool: the classes in order of first "
+            "appearance in the source rows; reproduces the published C->V numbers exactly).",
+        ),
+    ] = "sorted",
     out: OutOption = Path("merkit-out/cdmer"),
     seed: SeedOption = 0,
     backend: BackendOption = "loky",
@@ -607,7 +617,7 @@ def cdmer(
             )
         opts = dict(method=method, seed=_seed(seed), param_grid=grid, n_jobs=jobs,
                     criterion=criterion, select=select, backend=backend,
-                    address=address)  # fmt: skip
+                    address=address, class_order=class_order)  # fmt: skip
         if features_dir is not None:
             result = run_cdmer_on_feature_files(
                 features_dir, out, tgsr_groups=tgsr_groups or "authors", **opts

@@ -283,6 +283,8 @@ def test_several_methods_at_their_default_points(features_dir, tmp_path) -> None
         (["--levels", "1,2"], "use them with --data"),
         (["--select", "best"], "--select must be one of method, auto, got 'best'"),
         (["--select", "auto"], "--select auto chooses among grid points: give --grid published"),
+        (["--class-order", "matlab"],
+         "class order 'matlab' is unknown; use one of sorted, first-appearance"),
     ],
 )
 @pytest.mark.parametrize("source", ["synthetic", "released"])
@@ -307,6 +309,57 @@ def _tgsr_f1(data: dict, task: str, kappa: int, groups: np.ndarray) -> float:
     est = TransferGroupSparseRegression(kappa=kappa, xi=0.01)
     pred = est.fit(X, y, sd, column_groups=groups).predict(Xt.astype(float))
     return f1_score(yt, pred, average="macro", labels=[0, 1, 2])
+
+
+def test_class_order_option_on_synthetic_features(synthetic, tmp_path) -> None:
+    folder, data = synthetic
+    out = tmp_path / "res"
+    res = runner.invoke(app, ["cdmer", "--features-dir", str(folder), "--class-order",
+                              "first-appearance", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    results = pd.read_csv(out / "results.csv").set_index("task")
+    for task, (src, tgt) in TASKS.items():
+        assert results.loc[task, "data"].endswith(";classes=first-appearance")
+        # a linear SVM fitted here on the labels recoded in order of first appearance
+        (Xs, ys), (Xt, yt) = data[src], data[tgt]
+        _, pos = np.unique(ys, return_index=True)
+        order = ys[np.sort(pos)]
+        code = np.argsort(order)  # label -> its position in order of first appearance
+        pred = order[SVC(kernel="linear", C=1.0).fit(Xs, code[ys]).predict(Xt)]
+        acc = 100 * accuracy_score(yt, pred)
+        f1 = f1_score(yt, pred, average="macro", labels=[0, 1, 2])
+        assert results.loc[task, "accuracy"] == pytest.approx(acc, abs=1e-9)
+        assert results.loc[task, "mean_f1"] == pytest.approx(f1, abs=1e-9)
+    # a grid with --select auto: the choices are scored in the same coding as the grid
+    res = run_grid_cli(folder, SA_GRID, tmp_path / "grid", "--class-order", "first-appearance",
+                       "--select", "auto")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    grid = pd.read_csv(tmp_path / "grid" / "grid.csv")
+    auto = pd.read_csv(tmp_path / "grid" / "auto.csv").set_index(["task", "selection"])
+    for task in TASKS:
+        g = grid[grid.task == task]
+        assert g["data"].str.endswith(";classes=first-appearance").all()
+        assert auto.loc[(task, "oracle"), "mean_f1"] == pytest.approx(g["mean_f1"].max(), abs=1e-9)
+        picked = g.loc[g["entropy"].idxmax(), "mean_f1"]
+        assert auto.loc[(task, "entropy"), "mean_f1"] == pytest.approx(picked, abs=1e-9)
+
+
+def test_class_order_first_appearance_reproduces_published_c_to_v(features_dir, tmp_path):
+    spec = tmp_path / "grid.json"
+    spec.write_text(json.dumps({"svm": [{}], "tca": [{"n_components": 25}]}))
+    out = tmp_path / "res"
+    res = runner.invoke(app, ["cdmer", "--features-dir", str(features_dir), "--method", "svm,tca",
+                              "--grid", str(spec), "--class-order", "first-appearance",
+                              "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    grid = pd.read_csv(out / "grid.csv").set_index(["task", "method"])
+    # the published C->V numbers (MATLAB LibSVM), exactly; sorted order: 0.4800 / 0.6714
+    assert grid.loc[("Exp.9", "svm"), "mean_f1"] == pytest.approx(0.4701, abs=5e-5)
+    assert grid.loc[("Exp.9", "svm"), "accuracy"] == pytest.approx(50.70, abs=5e-3)
+    assert grid.loc[("Exp.9", "tca"), "mean_f1"] == pytest.approx(0.6834, abs=5e-5)
+    assert grid.loc[("Exp.9", "tca"), "accuracy"] == pytest.approx(69.01, abs=5e-3)
+    # SMIC-VIS starts in sorted order: V->C is unchanged
+    assert grid.loc[("Exp.10", "svm"), "mean_f1"] == pytest.approx(0.5367, abs=5e-5)
 
 
 def test_tgsr_groups_option_on_synthetic_features(synthetic, tmp_path) -> None:

@@ -186,6 +186,7 @@ class GridRunner:
         flush_every: int,
         fast: bool,
         expensive_sample: int | None,
+        class_order: str = "sorted",
     ) -> None:
         self.started = time.perf_counter()
         bad = [c for c in criteria if c not in CRITERIA]
@@ -202,10 +203,16 @@ class GridRunner:
         self.n_folds = n_folds
         self.flush_every = flush_every
         self.fast = fast
-        probe = cdmer_units(features, self.names[0], tasks=tasks, seeds=seed)  # checks tasks
+        self.class_order = class_order
+        # checks the tasks and the class order
+        probe = cdmer_units(
+            features, self.names[0], tasks=tasks, seeds=seed, class_order=class_order
+        )
         self.tasks = list(dict.fromkeys(u.task for u in probe))
         self.seeds = list(dict.fromkeys(u.seed for u in probe))
-        self.tdata: dict[CdmerTask, TaskData] = {t: task_data(t, features) for t in self.tasks}
+        self.tdata: dict[CdmerTask, TaskData] = {
+            t: task_data(t, features, class_order) for t in self.tasks
+        }
         self.all_units = self.expand(grid)
         self.by_key = {u.key: u for u in self.all_units}
         self.sampled = self._expensive_units(expensive_sample)
@@ -226,7 +233,7 @@ class GridRunner:
         for m in self.names:
             for t in self.tasks:
                 td = self.tdata[t]
-                data = data_fingerprint(t, self.features)
+                data = data_fingerprint(t, self.features, self.class_order)
                 checked: set[str] = set()
                 for p in grid_points(m, grid, len(td.Xs), len(td.Xt)):
                     shape = json.dumps(sorted(p))

@@ -49,6 +49,7 @@ def run_cdmer(
     n_jobs: int = 1,
     backend: str | Backend = "loky",
     address: str | None = None,
+    class_order: str = "sorted",
 ) -> pd.DataFrame:
     """Run methods over the CDMER tasks that the loaded databases allow.
 
@@ -78,6 +79,11 @@ def run_cdmer(
         Where units run (:class:`merkit.parallel.Backend`: joblib's loky processes, or a
         Ray / Dask cluster at ``address`` or started for the run); the numbers do not
         depend on it.
+    class_order : {"sorted", "first-appearance"}
+        How each task's labels are coded for the fits
+        (:data:`merkit.protocols.units.CLASS_ORDERS`): ``"first-appearance"`` breaks
+        LibSVM's one-vs-one vote ties as MATLAB LibSVM, the papers' tool, does. Part of
+        the units' identity (``data`` column).
 
     Returns
     -------
@@ -88,7 +94,9 @@ def run_cdmer(
     With a store, TGSR units also write ``DIR/tgsr_blocks.json`` (the blocks selected at
     the best TGSR point of each task, :func:`merkit.protocols.salient.record_tgsr_blocks`).
     """
-    units = cdmer_units(features, method, params=params, tasks=tasks, seeds=seed)
+    units = cdmer_units(
+        features, method, params=params, tasks=tasks, seeds=seed, class_order=class_order
+    )
     if store is not None and not isinstance(store, ResultStore):
         store = ResultStore(store)
     done = store.keys() if (store is not None and resume) else set()
@@ -171,6 +179,7 @@ def run_grid(
     expensive_sample: int | None = 1000,
     backend: str | Backend = "loky",
     address: str | None = None,
+    class_order: str = "sorted",
 ) -> GridRun:
     """Run every grid point of several methods on the CDMER tasks, then select.
 
@@ -202,6 +211,8 @@ def run_grid(
         ``n_jobs`` workers started for the run and shut down after it); or an open Backend.
     criteria : sequence of str
         Label-free criteria (:data:`merkit.adapt.criteria.CRITERIA`).
+    class_order : {"sorted", "first-appearance"}
+        As :func:`run_cdmer`.
     extra : mapping, optional
         Constant columns added to every results and grid row.
     n_folds : int
@@ -250,5 +261,6 @@ def run_grid(
         flush_every=flush_every,
         fast=fast,
         expensive_sample=expensive_sample,
+        class_order=class_order,
     )
     return runner.run(backend, n_jobs, address, progress)

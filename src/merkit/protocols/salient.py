@@ -43,7 +43,7 @@ def record_tgsr_blocks(
     for u in units:
         src = features[u.task.source]
         levels = [int(v) for v in (src.levels or DEFAULT_LEVELS)]
-        td = task_data(u.task, features)
+        td = task_data(u.task, features, u.class_order)
         est = method_estimator(u.method, u.seed, u.params)
         meta = est.select_fit_params(fit_metadata(est, td))
         est.fit(*td.fit_inputs(), **meta)

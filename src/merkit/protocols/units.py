@@ -20,12 +20,14 @@ import numpy as np
 import pandas as pd
 
 from merkit.adapt import MASKED_LABEL, DomainAdaptationClassifier, make_method
+from merkit.adapt.base import first_appearance_codes
 from merkit.data.schema import FeatureSet
 from merkit.protocols.cdmer import CdmerTask, available_tasks, get_task, resolve_tasks
 from merkit.protocols.splits import stack_domains
 from merkit.store import ResultStore, params_to_json, result_key
 
 __all__ = [
+    "CLASS_ORDERS",
     "PROTOCOL",
     "TaskData",
     "UnitResult",
@@ -34,11 +36,28 @@ __all__ = [
     "data_fingerprint",
     "fit_metadata",
     "method_estimator",
+    "check_class_order",
+    "class_order_of",
     "run_unit",
     "task_data",
 ]
 
 PROTOCOL = "cdmer"
+#: how a task's class labels are coded for its fits: ``"sorted"`` (scikit-learn's LibSVM
+#: order; a one-vs-one vote tie goes to the smallest label) or ``"first-appearance"``
+#: (MATLAB LibSVM's order, which the CDMER papers used: the classes in order of first
+#: appearance in the source rows, so a tie goes to the first of them)
+CLASS_ORDERS = ("sorted", "first-appearance")
+_ORDER_TAG = ";classes="
+
+
+def check_class_order(class_order: str) -> str:
+    """``class_order`` if it is one of :data:`CLASS_ORDERS`, else ValueError (one line)."""
+    if class_order not in CLASS_ORDERS:
+        raise ValueError(
+            f"class order {class_order!r} is unknown; use one of {', '.join(CLASS_ORDERS)}"
+        )
+    return class_order
 
 
 @dataclass(frozen=True)
@@ -58,7 +77,9 @@ class WorkUnit:
         ``"none"``: params were given, not selected.
     protocol : str
     data : str
-        Fingerprints of the two domains' features (results of other features never mix).
+        Fingerprints of the two domains' features (results of other features never mix),
+        followed by ``;classes=first-appearance`` when the labels are coded in that order
+        (:func:`data_fingerprint`).
     """
 
     task: CdmerTask
@@ -86,6 +107,12 @@ class WorkUnit:
             self.seed,
             self.data,
         )
+
+    @property
+    def class_order(self) -> str:
+        """How the task's labels are coded for the fit (:data:`CLASS_ORDERS`), as ``data``
+        records it."""
+        return class_order_of(self.data)
 
     def __str__(self) -> str:
         return f"{self.task.name} {self.task.code} {self.method}{self.params_json} seed={self.seed}"
@@ -137,9 +164,21 @@ def _param_grid(params) -> list[dict]:
     return grid
 
 
-def data_fingerprint(task: CdmerTask, features: Mapping[str, FeatureSet]) -> str:
-    """The ``data`` of a task's units: the fingerprints of its two domains' features."""
-    return f"{features[task.source].fingerprint()}>{features[task.target].fingerprint()}"
+def class_order_of(data: str) -> str:
+    """The class order (:data:`CLASS_ORDERS`) a units' ``data`` value records."""
+    _, _, order = str(data).partition(_ORDER_TAG)
+    return order or "sorted"
+
+
+def data_fingerprint(
+    task: CdmerTask, features: Mapping[str, FeatureSet], class_order: str = "sorted"
+) -> str:
+    """The ``data`` of a task's units: the fingerprints of its two domains' features, and
+    the class order when it is not ``"sorted"`` (results of the two orders never mix)."""
+    data = f"{features[task.source].fingerprint()}>{features[task.target].fingerprint()}"
+    if check_class_order(class_order) != "sorted":
+        data += f"{_ORDER_TAG}{class_order}"
+    return data
 
 
 def cdmer_units(
@@ -149,6 +188,7 @@ def cdmer_units(
     params: dict | Sequence[dict] | None = None,
     tasks: Iterable[CdmerTask | int | str] | None = None,
     seeds: int | Sequence[int] = 0,
+    class_order: str = "sorted",
 ) -> list[WorkUnit]:
     """Expand methods x parameter grids x tasks x seeds into work units.
 
@@ -164,12 +204,16 @@ def cdmer_units(
         Task keys (``9``, ``"Exp.9"``, ``"C->V"``); default: every task whose two
         databases are in ``features``. Requesting a task whose data is missing is an error.
     seeds : int or sequence of int
+    class_order : {"sorted", "first-appearance"}
+        How each task's labels are coded for its fits (:data:`CLASS_ORDERS`,
+        :func:`task_data`); recorded in the units' ``data``.
 
     Returns
     -------
     list of WorkUnit
         Ordered by method, params, task, seed.
     """
+    check_class_order(class_order)
     domains = set(features)
     if tasks is None:
         chosen = available_tasks(domains)
@@ -201,7 +245,11 @@ def cdmer_units(
             pj = params_to_json(p)
             for t in chosen:
                 task = get_task(t)
-                data = data_fingerprint(task, features) if isinstance(features, Mapping) else ""
+                data = (
+                    data_fingerprint(task, features, class_order)
+                    if isinstance(features, Mapping)
+                    else ("" if class_order == "sorted" else f"{_ORDER_TAG}{class_order}")
+                )
                 for s in seed_list:
                     units.append(WorkUnit(task, name.lower(), pj, s, data=data))
     return units
@@ -264,8 +312,19 @@ class TaskData:
         return X, y, sd
 
 
-def task_data(task: CdmerTask, features: Mapping[str, FeatureSet]) -> TaskData:
+def task_data(
+    task: CdmerTask, features: Mapping[str, FeatureSet], class_order: str = "sorted"
+) -> TaskData:
     """The rows of ``task``: the source domain labelled, the target domain to predict.
+
+    ``class_order="first-appearance"`` recodes the labels of both domains so that their
+    sorted order is the order in which the classes first appear in the source rows
+    (classes absent from the source follow in their own order), and reorders
+    ``classes`` to match: every LibSVM-classified method then breaks a one-vs-one vote
+    tie as MATLAB LibSVM does, towards the class that appears first (the CDMER papers'
+    numbers; :func:`merkit.adapt.base.first_appearance_codes`, docs/da-reproduction.md).
+    Mean-F1, UAR and accuracy do not depend on the coding; the predictions of tied rows
+    do.
 
     Raises
     ------
@@ -279,16 +338,34 @@ def task_data(task: CdmerTask, features: Mapping[str, FeatureSet]) -> TaskData:
     X = np.vstack([src.X, tgt.X]).astype(np.float64)
     y = np.concatenate([src.y, tgt.y])
     rows = split.test_idx - len(src)  # positions in the target table
+    ys, yt = y[split.train_idx], y[split.test_idx]
+    classes = tuple(src.classes or tgt.classes)
+    if check_class_order(class_order) == "first-appearance":
+        ys, yt, classes = _first_appearance(ys, yt, classes)
     return TaskData(
         Xs=np.ascontiguousarray(X[split.train_idx]),
-        ys=y[split.train_idx],
+        ys=ys,
         Xt=np.ascontiguousarray(X[split.test_idx]),
-        yt=y[split.test_idx],
+        yt=yt,
         sample=rows,
         clip=tgt.table["clip"].astype(str).to_numpy()[rows],
-        classes=src.classes or tgt.classes,
+        classes=classes,
         groups=_pair_groups(src, tgt, task),
     )
+
+
+def _first_appearance(
+    ys: np.ndarray, yt: np.ndarray, classes: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Labels recoded 0, 1, ... in order of first appearance in ``ys`` (then the other
+    labels of ``classes`` / ``yt`` in sorted order) and the class names in that order."""
+    order = [int(v) for v in first_appearance_codes(ys)[1]]
+    width = max(len(classes), int(max(ys.max(initial=-1), yt.max(initial=-1))) + 1)
+    order += [v for v in range(width) if v not in order]
+    code = np.empty(width, dtype=np.int64)
+    code[order] = np.arange(width)
+    named = tuple(classes[v] for v in order) if classes else ()
+    return code[ys], code[yt], named
 
 
 def method_estimator(method: str, seed: int, params: Mapping | None = None):
@@ -314,7 +391,7 @@ def fit_metadata(est: DomainAdaptationClassifier, td: TaskData) -> dict:
 def run_unit(unit: WorkUnit, features: Mapping[str, FeatureSet]) -> UnitResult:
     """Fit ``unit.method`` on the task's source (labelled) + target (unlabelled) rows and
     predict the target rows."""
-    td = task_data(unit.task, features)
+    td = task_data(unit.task, features, unit.class_order)
     est = method_estimator(unit.method, unit.seed, unit.params)
     X, y, sd = td.fit_inputs()
     (fit,) = est.fit_path(X, y, sd, batched=False, **fit_metadata(est, td))

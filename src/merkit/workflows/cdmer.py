@@ -34,7 +34,7 @@ from merkit.features.registry import Descriptor, get_descriptor
 from merkit.parallel import Backend, open_backend
 from merkit.protocols.cdmer import get_task
 from merkit.protocols.runner import run_cdmer, run_grid
-from merkit.protocols.units import task_data
+from merkit.protocols.units import check_class_order, class_order_of, task_data
 from merkit.results.tables import (
     ORACLE_NOTE,
     auto_selection_tables,
@@ -172,8 +172,8 @@ def across_method_choices(
     group of its grid rows, with the oracle's choice and each choice's ``gap`` (mean-F1
     minus the oracle's). The target labels only score the choices."""
     out = []
-    for (task, seed, _), grp in grid.groupby(["task", "seed", "data"], sort=False):
-        yt = task_data(get_task(task), features).yt
+    for (task, seed, data), grp in grid.groupby(["task", "seed", "data"], sort=False):
+        yt = task_data(get_task(task), features, class_order_of(data)).yt
         ch = choose_across_methods(grp, [c for c in criteria if c in grp.columns], yt)
         oracle = float(ch.loc[ch["selection"] == "oracle", "mean_f1"].iloc[0])
         ch.insert(0, "task", task)
@@ -266,6 +266,7 @@ def run_cdmer_on_features(
     address: str | None = None,
     table_title: str = TABLE_TITLE,
     select: str = "method",
+    class_order: str = "sorted",
 ) -> CdmerResult:
     """Run methods over every available CDMER task; store results and a Markdown summary.
 
@@ -306,9 +307,15 @@ def run_cdmer_on_features(
         parameters over every method's grid points per task, by each criterion, the
         cross-method agreement and the criterion votes (:func:`across_method_choices`),
         printed next to the oracle and written to ``out_dir/auto.csv``.
+    class_order : {"sorted", "first-appearance"}
+        How each task's labels are coded for the fits
+        (:data:`merkit.protocols.units.CLASS_ORDERS`): ``"first-appearance"`` is MATLAB
+        LibSVM's order, which the CDMER papers used (their one-vs-one vote ties; with it
+        C -> V reproduces the published SVM, SA, GFK and TCA numbers exactly).
     """
     param_grid = load_param_grid(param_grid)
     check_select(select, param_grid)
+    check_class_order(class_order)
     names = parse_methods(method)
     out_dir = ensure_writable_dir(out_dir, "--out")
     check_features(features)  # finite, labelled, one width: before the first unit runs
@@ -322,6 +329,7 @@ def run_cdmer_on_features(
         run = run_grid(
             features, names, grid=param_grid, seed=seed, store=store, n_jobs=n_jobs,
             criteria=criteria, progress=progress, extra=extra, backend=backend, address=address,
+            class_order=class_order,
         )  # fmt: skip
         results = store.results()
         grid_csv = out_dir / "grid.csv"
@@ -355,6 +363,7 @@ def run_cdmer_on_features(
         n_jobs=n_jobs,
         backend=backend,
         address=address,
+        class_order=class_order,
     )
     results = store.results()  # every method stored in out_dir so far, one table
     markdown = cdmer_summary(results, title=title, notes=notes)
@@ -378,12 +387,14 @@ def run_cdmer_on_feature_files(
     backend: str | Backend = "loky",
     address: str | None = None,
     tgsr_groups: str = "authors",
+    class_order: str = "sorted",
 ) -> CdmerResult:
     """CDMER on the benchmark's released feature files (``CrossCorpus_*.mat``) in a folder
     (grid and backend options: :func:`run_cdmer_on_features`; ``tgsr_groups``: TGSR's
     column groups, :func:`merkit.data.features_io.load_cdmer_features`)."""
     param_grid = load_param_grid(param_grid)
     check_select(select, param_grid)
+    check_class_order(class_order)
     methods = parse_methods(method)
     ensure_writable_dir(out_dir, "--out")
     features = load_cdmer_dir(features_dir, tgsr_groups=tgsr_groups)
@@ -405,6 +416,7 @@ def run_cdmer_on_feature_files(
         select=select,
         backend=backend,
         address=address,
+        class_order=class_order,
     )
 
 
@@ -450,6 +462,7 @@ def run_cdmer_on_data(
     backend: str | Backend = "loky",
     address: str | None = None,
     missing: str = "raise",
+    class_order: str = "sorted",
 ) -> CdmerResult:
     """CDMER on raw databases: every descriptor x every available task with ``method``.
 
@@ -473,9 +486,12 @@ def run_cdmer_on_data(
     missing : {"raise", "error", "skip"}
         Clips whose frames are missing: stop, or leave them out (listed in
         ``out_dir/skipped.csv`` and the summary).
+    class_order : {"sorted", "first-appearance"}
+        As :func:`run_cdmer_on_features`.
     """
     param_grid = load_param_grid(param_grid)
     check_select(select, param_grid)
+    check_class_order(class_order)
     methods = parse_methods(method)
     configured = _check_descriptors(descriptors, levels, weights)
     for desc in configured:
@@ -527,6 +543,7 @@ def run_cdmer_on_data(
                 criterion=criterion,
                 select=select,
                 backend=be,
+                class_order=class_order,
             )
     return result
 
@@ -568,6 +585,7 @@ def run_cdmer_on_feature_npz(
     select: str = "method",
     backend: str | Backend = "loky",
     address: str | None = None,
+    class_order: str = "sorted",
 ) -> CdmerResult:
     """CDMER on merkit feature files (``merkit extract``): files, or folders of ``.npz``
     (grid and backend options: :func:`run_cdmer_on_features`).
@@ -578,6 +596,7 @@ def run_cdmer_on_feature_npz(
     """
     param_grid = load_param_grid(param_grid)
     check_select(select, param_grid)
+    check_class_order(class_order)
     methods = parse_methods(method)
     out_dir = ensure_writable_dir(out_dir, "--out")
     files = _feature_files(paths)
@@ -615,5 +634,6 @@ def run_cdmer_on_feature_npz(
                 criterion=criterion,
                 select=select,
                 backend=be,
+                class_order=class_order,
             )
     return result
