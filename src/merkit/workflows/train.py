@@ -52,7 +52,8 @@ Output folder
     (:mod:`merkit.nets.predict`); with ``final``, ``weights/<run>/final.pth`` + ``.json``
     trained on every clip any fold trains on.
 ``run.json``
-    What the last call ran: ``runs`` (task -> run), data fingerprints, settings.
+    What the last call ran: ``runs`` (task -> run), data fingerprints, settings, and
+    ``seeds``: every seed trained into those runs, by this call and earlier ones.
 
 ``<run>`` is ``<model>-<hash>`` of the protocol, task, data and settings, so other
 settings never resume from these folds.
@@ -109,6 +110,7 @@ from merkit.store import (
     params_to_json,
     read_fold,
     read_fold_audit,
+    read_run_info,
     write_audit,
     write_embeddings,
     write_fold,
@@ -1130,6 +1132,19 @@ def _check_options(
     return str(dev)
 
 
+def _seeds_of_runs(out_dir: Path, runs: Mapping[str, str], seeds: Sequence[int]) -> list[int]:
+    """``seeds`` and the seeds that ``out_dir/run.json`` lists for the same ``runs``: a
+    folder trained seed by seed (``--seeds 0``, then ``--seeds 1``) names all of them."""
+    try:
+        prev = read_run_info(out_dir)
+    except (FileNotFoundError, ValueError):
+        return sorted({int(s) for s in seeds})
+    old = prev.get("seeds") if prev.get("runs") == dict(runs) else None
+    if not isinstance(old, list) or not all(isinstance(s, int) for s in old):
+        old = []
+    return sorted({*old, *(int(s) for s in seeds)})
+
+
 def read_fold_epochs(source: str | Path | Mapping) -> dict[str, int]:
     """Epochs per fold: ``{fold name: epochs}`` from a mapping or a JSON file.
 
@@ -1550,7 +1565,8 @@ def run_train(
             path = embeddings_path(out_dir, task.protocol, task.name, model, seed)
             written.append(write_embeddings(path, **arrays))
     write_run_info(out_dir, {
-        "protocol": protocol, "model": model, "seeds": seeds,
+        "protocol": protocol, "model": model,
+        "seeds": _seeds_of_runs(out_dir, {t.name: g.run for t, _, g in runs}, seeds),
         "run": runs[0][2].run, "runs": {t.name: g.run for t, _, g in runs},
         "data": {t.name: i.data_fp for t, i, _ in runs},
         "folds": {t.name: len(t.select_folds(folds)) for t, _, _ in runs},
