@@ -283,8 +283,10 @@ def test_several_methods_at_their_default_points(features_dir, tmp_path) -> None
         (["--levels", "1,2"], "use them with --data"),
         (["--select", "best"], "--select must be one of method, auto, got 'best'"),
         (["--select", "auto"], "--select auto chooses among grid points: give --grid published"),
-        (["--class-order", "matlab"],
-         "class order 'matlab' is unknown; use one of sorted, first-appearance"),
+        (
+            ["--class-order", "matlab"],
+            "class order 'matlab' is unknown; use one of sorted, first-appearance",
+        ),
     ],
 )
 @pytest.mark.parametrize("source", ["synthetic", "released"])
