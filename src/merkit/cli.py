@@ -541,7 +541,8 @@ def cdmer(
             help=escape(  # help texts are rich markup: show the brackets
                 "Hyper-parameters: 'default' (each method's documented default point, fast), "
                 "'published' (the papers' search spaces: oracle and label-free tables) or a "
-                "JSON file {method: [params, ...]}."
+                "JSON file {method: [params, ...]} (a method's value may be 'published' or "
+                "'default')."
             )
         ),
     ] = "default",

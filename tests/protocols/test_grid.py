@@ -41,6 +41,14 @@ def test_grid_points_and_published_names() -> None:
         grid_points("tca", {"svm": [{}]}, 4, 4)
     with pytest.raises(ValueError, match="'published', 'default' or a mapping"):
         grid_points("svm", "best", 4, 4)
+    # a mapping may name a method's published or default points
+    mixed = {"tca": "published", "drls": "default", "sa": [{"n_components": 3}]}
+    assert grid_points("tca", mixed, 40, 25) == grid_points("tca", "published", 40, 25)
+    assert grid_points("drls", mixed, 40, 25) == [{"lam": 1.0, "mu": 0.1}]
+    assert grid_points("sa", mixed, 40, 25) == [{"n_components": 3}]
+    with pytest.raises(ValueError, match="grid entry of 'tca' is 'all': give a list of "
+                                         "parameter dicts, 'published' or 'default'"):  # fmt: skip
+        grid_points("tca", {"tca": "all"}, 4, 4)
     assert published_names("ulsif", {"weighting__lam": 10.0}) == {"lambda": 10.0}
     assert published_names("tca", '{"n_components":24}') == {"k": 24}
     assert published_names("tgsr", {"kappa": 85, "xi": 0.003}) == {"kappa": 85, "xi": 0.003}

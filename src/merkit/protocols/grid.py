@@ -83,7 +83,9 @@ def grid_points(
         ``"published"``: the benchmark's search space (:func:`merkit.adapt.published_grid`;
         TCA / GFK / SA k = 1..kmax of the task); ``"default"``: the documented default
         point only (:func:`merkit.adapt.default_point`); a mapping ``{method: [params,
-        ...]}`` (or one params dict) gives the points explicitly.
+        ...]}`` (or one params dict) gives the points explicitly, and a method's value
+        ``"published"`` or ``"default"`` its points as above (e.g. TCA's published grid
+        beside a few TGSR points).
     """
     key = str(method).lower()
     if isinstance(grid, str):
@@ -95,6 +97,11 @@ def grid_points(
     if key not in grid:
         raise ValueError(f"grid mapping has no entry for method {key!r} (has {sorted(grid)})")
     points = grid[key]
+    if isinstance(points, str):
+        if points not in ("published", "default"):
+            raise ValueError(f"grid entry of {key!r} is {points!r}: give a list of parameter "
+                             "dicts, 'published' or 'default'")  # fmt: skip
+        return grid_points(key, points, n_source, n_target)
     return [dict(points)] if isinstance(points, Mapping) else [dict(p) for p in points]
 
 
