@@ -38,8 +38,9 @@ namespace {
 constexpr int C = 16;  // STSTNet's 3 + 5 + 8 channels
 
 // keep a vector in a register: compilers otherwise fold its reload into every FMA,
-// which makes these loops bound by loads instead of arithmetic
-#if defined(__x86_64__) || defined(__i386__)
+// which makes these loops bound by loads instead of arithmetic (x86: only with AVX, whose
+// registers hold the 8 floats; without it there is no 32-byte register to name)
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__AVX__)
 #define IN_REGISTER(v) __asm__("" : "+x"(v))
 #elif defined(__aarch64__)
 #define IN_REGISTER(v) __asm__("" : "+w"(v))
