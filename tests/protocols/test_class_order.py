@@ -18,6 +18,7 @@ from merkit.protocols.units import (
     run_unit,
     task_data,
 )
+from merkit.results.tables import cdmer_scores
 from merkit.store import ResultStore
 
 from .conftest import CLASSES
@@ -136,6 +137,10 @@ def test_both_orders_are_stored_side_by_side_and_resume(tied, tmp_path):
     assert a["accuracy"].iloc[0] == pytest.approx(100 * np.mean(pred == yt), abs=0.01)
     pred[tie] = 2
     assert b["accuracy"].iloc[0] == pytest.approx(100 * np.mean(pred == yt), abs=0.01)
+    # the paper-format table keeps the two orders apart
+    table = cdmer_scores(store.results())[0]
+    assert table.loc["svm", "Exp.9"] == pytest.approx(a["mean_f1"].iloc[0])
+    assert table.loc["svm (first-appearance)", "Exp.9"] == pytest.approx(b["mean_f1"].iloc[0])
     again = run_cdmer(features, "svm", tasks=["C->V"], store=store, progress=False,
                       class_order="first-appearance")  # fmt: skip
     assert again["accuracy"].iloc[0] == b["accuracy"].iloc[0] and len(store.results()) == 2

@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from merkit.protocols.cdmer import TASKS, TYPES, CdmerTask, get_task
+from merkit.protocols.units import class_order_of
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,10 @@ def cdmer_scores(
     if results.empty:
         raise ValueError(f"no results rows to tabulate (protocol {protocol!r})")
     df = results.copy()
+    if "data" in df.columns:  # results coded in MATLAB's class order are rows of their own
+        order = [class_order_of(d) for d in df["data"].fillna("").astype(str)]
+        df["method"] = [m if o == "sorted" else f"{m} ({o})"
+                        for m, o in zip(df["method"].astype(str), order, strict=True)]  # fmt: skip
     for c in _ROW_LEVELS:
         if c not in df.columns:
             df[c] = "none" if c == "selection" else ("{}" if c == "params" else "")
