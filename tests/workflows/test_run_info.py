@@ -43,3 +43,26 @@ def test_an_unreadable_run_json_is_rewritten(flows, tmp_path):
     (out / "run.json").write_text("{not json")
     run_train(out, flows_dir=flows, seeds=[0], **COMMON)
     assert _info(out)["seeds"] == [0]
+
+
+def test_a_resumed_run_counts_its_stored_folds_as_done_from_the_start(flows, tmp_path,
+                                                                      monkeypatch):  # fmt: skip
+    import io
+
+    from rich.console import Console
+
+    import merkit.workflows.train as wf
+
+    console = Console(file=io.StringIO(), width=120, force_terminal=False)
+    real = wf.progress_bar
+    monkeypatch.setattr(wf, "progress_bar",
+                        lambda enabled, **kw: real(True, **{**kw, "interval": 0}))  # fmt: skip
+    out = tmp_path / "run"
+    common = {**COMMON, "fold_batching": "off", "console": console}
+    run_train(out, flows_dir=flows, seeds=[0], **{**common, "folds": 2})
+    console.file.truncate(0)
+    console.file.seek(0)
+    run_train(out, flows_dir=flows, seeds=[0], **{**common, "folds": 4})
+    counts = [ln.split()[2] for ln in console.file.getvalue().splitlines()
+              if ln.startswith("cde ststnet ")]  # fmt: skip
+    assert counts[:3] == ["2/4", "3/4", "4/4"], counts

@@ -751,6 +751,9 @@ def _run_task(
     fresh: dict[tuple[int, str], tuple] = {}
     todo = [(seed, fold) for seed in seeds for fold in chosen
             if not fold_paths(base(seed, fold))[0].is_file()]  # fmt: skip
+    pending = set(todo)
+    if len(pending) < len(seeds) * len(chosen):  # stored folds count as done from the start
+        bar.advance(bar_task, len(seeds) * len(chosen) - len(pending))
     if batched:  # the folds of a seed as one computation (merkit.nets.fold_batched)
         # one computation per seed and epoch count (a fold's batches, dropout masks and
         # result do not depend on the other folds it trains with)
@@ -799,14 +802,14 @@ def _run_task(
                                                   cfg=cfg_of(fold), **fit_args)  # fmt: skip
                 zs.append(z)
                 done += 1
+                if (seed, fold) in pending:  # a stored fold that did not read was counted
+                    bar.advance(bar_task)
             if hist is not None:
                 history.append(hist.assign(protocol=task.protocol, task=task.name, method=model,
                                            seed=int(seed), fold=fold.name))  # fmt: skip
             else:
                 log.warning("%s seed %d fold %s: cached without a history", run, seed, fold.name)
             parts.append(part)
-            if (seed, fold.name) not in fresh:
-                bar.advance(bar_task)
         pooled = pd.concat(parts, ignore_index=True)
         extra = {"folds": len(chosen),
                  "seconds": float(pooled.groupby("fold")["seconds"].first().sum())}  # fmt: skip
