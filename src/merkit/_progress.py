@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich import get_console
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -51,7 +52,7 @@ class _LineProgress(Progress):
         task = self._tasks[task_id]
         if not task.visible:
             return
-        last, count, text = self._lines.get(task_id, (time.monotonic(), 0.0, ""))
+        last, count, text = self._lines[task_id]
         now = time.monotonic()
         if now - last < self._interval or (task.completed, task.description) == (count, text):
             return
@@ -85,8 +86,8 @@ def progress_bar(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
+    console = console or get_console()  # rich's default for a Progress
     options = dict(console=console, disable=not enabled, transient=False)
-    progress = Progress(*columns, **options)
-    if not enabled or progress.console.is_terminal:
-        return progress
+    if not enabled or console.is_terminal:
+        return Progress(*columns, **options)
     return _LineProgress(*columns, label=label, interval=interval, **options)

@@ -175,10 +175,17 @@ def data_fingerprint(
 ) -> str:
     """The ``data`` of a task's units: the fingerprints of its two domains' features, and
     the class order when it is not ``"sorted"`` (results of the two orders never mix)."""
-    data = f"{features[task.source].fingerprint()}>{features[task.target].fingerprint()}"
-    if check_class_order(class_order) != "sorted":
-        data += f"{_ORDER_TAG}{class_order}"
-    return data
+    return _with_order(
+        f"{features[task.source].fingerprint()}>{features[task.target].fingerprint()}",
+        class_order,
+    )
+
+
+def _with_order(data: str, class_order: str) -> str:
+    """``data`` tagged with ``class_order`` unless it is ``"sorted"``."""
+    return (
+        data if check_class_order(class_order) == "sorted" else f"{data}{_ORDER_TAG}{class_order}"
+    )
 
 
 def cdmer_units(
@@ -248,7 +255,7 @@ def cdmer_units(
                 data = (
                     data_fingerprint(task, features, class_order)
                     if isinstance(features, Mapping)
-                    else ("" if class_order == "sorted" else f"{_ORDER_TAG}{class_order}")
+                    else _with_order("", class_order)
                 )
                 for s in seed_list:
                     units.append(WorkUnit(task, name.lower(), pj, s, data=data))

@@ -1141,7 +1141,7 @@ def _seeds_of_runs(out_dir: Path, runs: Mapping[str, str], seeds: Sequence[int])
     try:
         prev = read_run_info(out_dir)
     except (FileNotFoundError, ValueError):
-        return sorted({int(s) for s in seeds})
+        prev = {}
     old = prev.get("seeds") if prev.get("runs") == dict(runs) else None
     if not isinstance(old, list) or not all(isinstance(s, int) for s in old):
         old = []
@@ -1567,10 +1567,10 @@ def run_train(
         for seed, arrays in got.embeddings:
             path = embeddings_path(out_dir, task.protocol, task.name, model, seed)
             written.append(write_embeddings(path, **arrays))
+    run_ids = {t.name: g.run for t, _, g in runs}
     write_run_info(out_dir, {
-        "protocol": protocol, "model": model,
-        "seeds": _seeds_of_runs(out_dir, {t.name: g.run for t, _, g in runs}, seeds),
-        "run": runs[0][2].run, "runs": {t.name: g.run for t, _, g in runs},
+        "protocol": protocol, "model": model, "seeds": _seeds_of_runs(out_dir, run_ids, seeds),
+        "run": runs[0][2].run, "runs": run_ids,
         "data": {t.name: i.data_fp for t, i, _ in runs},
         "folds": {t.name: len(t.select_folds(folds)) for t, _, _ in runs},
         "model_kwargs": kwargs, "inputs": input_params, **split,
